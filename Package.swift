@@ -1,0 +1,95 @@
+// swift-tools-version:6.2
+import PackageDescription
+
+// Computed, so every target gets its own copy (swiftlang/swift-package-manager#6597).
+var swiftSettings: [SwiftSetting] {
+    [
+        .enableUpcomingFeature("ExistentialAny"),
+        .enableUpcomingFeature("MemberImportVisibility"),
+    ]
+}
+
+let package = Package(
+    name: "SpotGuard",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "spotguard-ingest", targets: ["Ingest"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.3"),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+    ],
+    targets: [
+        // C libraries and the shims Swift needs to call them.
+        .systemLibrary(
+            name: "CRabbitMQ", path: "Shared/CRabbitMQ", pkgConfig: "librabbitmq",
+            providers: [.apt(["librabbitmq-dev"]), .brew(["rabbitmq-c"])]),
+        .target(name: "CRabbitMQShims", dependencies: ["CRabbitMQ"], path: "Shared/CRabbitMQShims"),
+        .systemLibrary(
+            name: "CLibPQ", path: "Shared/CLibPQ", pkgConfig: "libpq",
+            providers: [.apt(["libpq-dev"]), .brew(["libpq"])]),
+
+        // Shared modules: every arrow points down, services never import each other.
+        .target(name: "SpotModels", path: "Shared/SpotModels", swiftSettings: swiftSettings),
+        .target(
+            name: "SpotBus",
+            dependencies: [
+                "SpotModels", "CRabbitMQ", "CRabbitMQShims",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            path: "Shared/SpotBus", swiftSettings: swiftSettings),
+        .target(
+            name: "SpotStore",
+            dependencies: [
+                "CLibPQ",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+            ],
+            path: "Shared/SpotStore",
+            resources: [.copy("Migrations")],
+            swiftSettings: swiftSettings),
+        .target(
+            name: "SpotRuntime",
+            dependencies: [
+                "SpotModels", "SpotBus", "SpotStore",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            path: "Shared/SpotRuntime", swiftSettings: swiftSettings),
+
+        // Services: a library with the logic (tested) and a thin executable.
+        .target(
+            name: "IngestApp",
+            dependencies: [
+                "SpotModels", "SpotBus", "SpotStore", "SpotRuntime",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            path: "Services/Ingest/App", swiftSettings: swiftSettings),
+        .executableTarget(
+            name: "Ingest", dependencies: ["IngestApp", "SpotRuntime"], path: "Services/Ingest/Main",
+            swiftSettings: swiftSettings),
+
+        .testTarget(name: "SpotModelsTests", dependencies: ["SpotModels"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "IntegrationTests",
+            dependencies: [
+                "SpotModels", "SpotBus", "SpotStore", "SpotRuntime",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings),
+    ]
+)

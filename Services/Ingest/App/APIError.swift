@@ -1,0 +1,77 @@
+import Foundation
+import Logging
+import Hummingbird
+import SpotBus
+import SpotModels
+
+/// Every error the API answers: `{"error": {"code": "...", "message": "...", "field": "..."}}`
+/// with a stable machine-readable code.
+public struct APIError: HTTPResponseError, CustomStringConvertible {
+    public var status: HTTPResponse.Status
+    public var code: String
+    public var message: String
+    public var field: String?
+    public var retryAfterSeconds: Int?
+
+    public init(_ status: HTTPResponse.Status, code: String, message: String, field: String? = nil, retryAfterSeconds: Int? = nil) {
+        self.status = status
+        self.code = code
+        self.message = message
+        self.field = field
+        self.retryAfterSeconds = retryAfterSeconds
+    }
+
+    public var description: String { "\(status.code) \(code): \(message)" }
+
+    public func response(from request: Request, context: some RequestContext) throws -> Response {
+        var body: [String: String] = ["code": code, "message": message]
+        if let field { body["field"] = field }
+        let data = try JSONSerialization.data(withJSONObject: ["error": body], options: [.sortedKeys])
+        var headers: HTTPFields = [.contentType: "application/json"]
+        if let retryAfterSeconds { headers[.retryAfter] = String(retryAfterSeconds) }
+        if status == .unauthorized { headers[.wwwAuthenticate] = "Bearer" }
+        return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: data)))
+    }
+
+    static func validation(_ e: ValidationError) -> APIError {
+        APIError(.badRequest, code: e.code, message: e.message, field: e.field)
+    }
+
+    static let unauthorized = APIError(.unauthorized, code: "unauthorized", message: "a valid bearer token is required")
+    static let agentNotFound = APIError(.notFound, code: "agent_not_found", message: "no such agent for this client")
+
+    static func bodyTooLarge(_ limit: Int) -> APIError {
+        APIError(.contentTooLarge, code: "body_too_large", message: "the body is larger than \(limit) bytes")
+    }
+
+    static func publishFailed(_ e: BusError) -> APIError {
+        if e.isRetryable {
+            return APIError(
+                .serviceUnavailable, code: "broker_unavailable",
+                message: "the report was not accepted (\(e.code.rawValue)); retry later", retryAfterSeconds: 5)
+        }
+        return APIError(.internalServerError, code: "unroutable", message: "no consumer queue is bound for this message")
+    }
+
+    static let databaseUnavailable = APIError(
+        .serviceUnavailable, code: "database_unavailable", message: "the database is unreachable; retry later", retryAfterSeconds: 5)
+    static let internalError = APIError(.internalServerError, code: "internal", message: "internal error")
+}
+
+/// Maps any error that is not already an API error to a logged, generic 500, so internals
+/// never reach the client.
+struct ErrorMiddleware<Context: RequestContext>: RouterMiddleware {
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        do {
+            return try await next(request, context)
+        } catch let error as APIError {
+            throw error
+        } catch let error as HTTPError {
+            throw APIError(error.status, code: error.status == .notFound ? "not_found" : "http_\(error.status.code)",
+                           message: error.body ?? error.status.reasonPhrase)
+        } catch {
+            context.logger.error("request failed", metadata: ["error": "\(String(reflecting: error))"])
+            throw APIError.internalError
+        }
+    }
+}

@@ -1,0 +1,27 @@
+import SpotModels
+import SpotRuntime
+
+/// Settings of `spotguard-ingest`, from the environment:
+/// - `SPOTGUARD_INGEST_HOST` (string, default `127.0.0.1`) and `SPOTGUARD_INGEST_PORT` (int, default 8080)
+/// - `SPOTGUARD_ADMIN_TOKEN` (secret, required, at least 16 characters): guards `/api/admin/*`
+/// - `SPOTGUARD_INGEST_MAX_BODY_BYTES` (int, default 65536)
+/// - `SPOTGUARD_PUBLISH_TIMEOUT_MS` (int, default 5000): how long a request waits for the broker's confirm
+/// - `SPOTGUARD_TOKEN_CACHE_SECONDS` (int, default 60)
+public struct IngestConfiguration: Sendable {
+    public var host: String
+    public var port: Int
+    public var adminToken: String
+    public var maxBodyBytes: Int
+    public var publishTimeout: Duration
+    public var tokenCacheTTL: Duration
+    public var limits = IngestLimits()
+
+    public init(env: EnvironmentReader) throws {
+        host = env.string("SPOTGUARD_INGEST_HOST") ?? "127.0.0.1"
+        port = try env.int("SPOTGUARD_INGEST_PORT", default: 8080, range: 0...65535)
+        adminToken = try env.secret("SPOTGUARD_ADMIN_TOKEN", minLength: 16)
+        maxBodyBytes = try env.int("SPOTGUARD_INGEST_MAX_BODY_BYTES", default: 65_536, range: 1024...(16 << 20))
+        publishTimeout = .milliseconds(try env.int("SPOTGUARD_PUBLISH_TIMEOUT_MS", default: 5000, range: 100...60_000))
+        tokenCacheTTL = .seconds(try env.int("SPOTGUARD_TOKEN_CACHE_SECONDS", default: 60, range: 0...3600))
+    }
+}

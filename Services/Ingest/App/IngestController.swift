@@ -1,0 +1,150 @@
+import Crypto
+import Foundation
+import Hummingbird
+import Logging
+import NIOCore
+import SpotBus
+import SpotModels
+import SpotRuntime
+
+/// The agent-facing API (seeds 000 and 004) and the admin bootstrap.
+///
+/// Agent traffic is validated, authenticated against the cached token directory, published
+/// with publisher confirms, and answered 202 only after the broker confirmed; a broker that
+/// cannot confirm gives 503 with `Retry-After`, never a silent drop.
+struct IngestController: Sendable {
+    let directory: ClientDirectory
+    let publisher: BusPublisher
+    let configuration: IngestConfiguration
+
+    func addRoutes(to router: Router<BasicRequestContext>) {
+        router.post("/api/admin/clients", use: createClient)
+        router.post("/api/agents/register", use: register)
+        router.post("/api/agents/:agentId/heartbeat", use: heartbeat)
+        router.post("/api/agents/:agentId/pricing-report", use: pricingReport)
+        router.post("/api/pricing/submit", use: submitPricing)
+    }
+
+    // MARK: admin
+
+    struct CreateClientRequest: Decodable {
+        var name: String?
+        var email: String?
+    }
+
+    struct CreatedClient: Encodable {
+        var clientId: UUID
+        var name: String
+        var token: String
+    }
+
+    @Sendable func createClient(_ request: Request, context: BasicRequestContext) async throws -> Response {
+        guard let given = ClientToken.bearer(request.headers[.authorization]),
+            ClientToken.constantTimeEquals(Array(SHA256.hash(data: Array(given.utf8))), Array(SHA256.hash(data: Array(configuration.adminToken.utf8))))
+        else { throw APIError.unauthorized }
+        let body = try await decode(CreateClientRequest.self, from: request)
+        let (name, email) = try validate { check in
+            let name = try check.required(check.text(body.name, "name", maxLength: 255), "name")
+            let email = try check.text(body.email, "email", maxLength: 255)
+            if let email, email.wholeMatch(of: /[^@\s]+@[^@\s]+\.[^@\s]+/) == nil {
+                throw ValidationError(code: "invalid_email", field: "email", message: "email is not an e-mail address")
+            }
+            return (name, email)
+        }
+        let (id, token) = try await directory.createClient(name: name, email: email)
+        return try json(CreatedClient(clientId: id, name: name, token: token.text), status: .created)
+    }
+
+    // MARK: agents
+
+    @Sendable func register(_ request: Request, context: BasicRequestContext) async throws -> Response {
+        let client = try await directory.authenticate(request.headers[.authorization])
+        let body = try await decode(RegisterRequest.self, from: request)
+        let registration = try validate { try body.validated($0) }
+        let agent = try await directory.register(client: client, registration)
+        return try json(agent, status: agent.created ? .created : .ok)
+    }
+
+    struct Accepted: Encodable {
+        var accepted = true
+        var id: UUID
+        var count: Int?
+    }
+
+    @Sendable func heartbeat(_ request: Request, context: BasicRequestContext) async throws -> Response {
+        let (client, agent) = try await authenticateAgent(request, context)
+        let body = try await decode(HeartbeatRequest.self, from: request)
+        let fact = try validate { try body.validated($0, clientId: client, agentId: agent) }
+        try await publish(RoutingKey.heartbeatReceived, id: fact.heartbeatId, fact)
+        return try json(Accepted(id: fact.heartbeatId), status: .accepted)
+    }
+
+    @Sendable func pricingReport(_ request: Request, context: BasicRequestContext) async throws -> Response {
+        let (client, agent) = try await authenticateAgent(request, context)
+        let body = try await decode(PricingReportRequest.self, from: request)
+        let report = try validate { try body.validated($0, clientId: client, agentId: agent) }
+        try await publish(RoutingKey.pricingReported, id: report.reportId, PricingReported.report(report))
+        return try json(Accepted(id: report.reportId, count: report.pools.count), status: .accepted)
+    }
+
+    @Sendable func submitPricing(_ request: Request, context: BasicRequestContext) async throws -> Response {
+        let client = try await directory.authenticate(request.headers[.authorization])
+        let body = try await decode(PricingSubmitRequest.self, from: request)
+        let submission = try validate { try body.validated($0, clientId: client) }
+        try await directory.requireAgent(submission.sourceAgentId, of: client)
+        try await publish(RoutingKey.pricingReported, id: submission.submissionId, PricingReported.submission(submission))
+        return try json(Accepted(id: submission.submissionId), status: .accepted)
+    }
+
+    // MARK: helpers
+
+    private func authenticateAgent(_ request: Request, _ context: BasicRequestContext) async throws -> (UUID, UUID) {
+        let client = try await directory.authenticate(request.headers[.authorization])
+        guard let raw = context.parameters.get("agentId"), let agent = UUID(uuidString: raw) else { throw APIError.agentNotFound }
+        try await directory.requireAgent(agent, of: client)
+        return (client, agent)
+    }
+
+    private func validate<T>(_ body: (FieldChecker) throws -> T) throws -> T {
+        do {
+            return try body(FieldChecker(limits: configuration.limits, now: Date()))
+        } catch let e as ValidationError {
+            throw APIError.validation(e)
+        }
+    }
+
+    private func decode<T: Decodable>(_ type: T.Type, from request: Request) async throws -> T {
+        let contentType = request.headers[.contentType]?.lowercased() ?? ""
+        guard contentType.hasPrefix("application/json") else {
+            throw APIError(.unsupportedMediaType, code: "unsupported_media_type", message: "send the body as application/json")
+        }
+        let buffer: ByteBuffer
+        do {
+            buffer = try await request.body.collect(upTo: configuration.maxBodyBytes)
+        } catch is NIOTooManyBytesError {
+            throw APIError.bodyTooLarge(configuration.maxBodyBytes)
+        }
+        guard buffer.readableBytes > 0 else {
+            throw APIError(.badRequest, code: "empty_body", message: "the body is empty")
+        }
+        do {
+            return try WireJSON.decoder().decode(T.self, from: Data(buffer.readableBytesView))
+        } catch let e as DecodingError {
+            throw APIError.validation(ValidationError(decoding: e))
+        }
+    }
+
+    private func publish<P: Codable & Sendable>(_ routingKey: String, id: UUID, _ payload: P) async throws {
+        let envelope = Envelope(id: id, type: routingKey, producer: "spotguard-ingest", payload: payload)
+        do {
+            try await publisher.publish(envelope)
+        } catch let e as BusError {
+            throw APIError.publishFailed(e)
+        }
+    }
+
+    private func json<T: Encodable>(_ value: T, status: HTTPResponse.Status) throws -> Response {
+        let data = try WireJSON.encoder().encode(value)
+        return Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: data)))
+    }
+}

@@ -1,0 +1,49 @@
+import Foundation
+import Hummingbird
+import IngestApp
+import SpotBus
+import SpotRuntime
+import SpotStore
+
+await ServiceCommand.main(
+    executable: "spotguard-ingest",
+    serve: { _, env, logger in
+        let configuration = try IngestConfiguration(env: env)
+        let store = PostgresStore(configuration: try env.postgres(applicationName: "spotguard-ingest"), logger: logger)
+        let publisher = BusPublisher(endpoint: try env.amqp(), confirmTimeout: configuration.publishTimeout, logger: logger)
+        let app = buildIngestApplication(configuration: configuration, store: store, publisher: publisher, logger: logger)
+        do {
+            try await app.runService()
+        } catch {
+            await store.shutdown()
+            throw error
+        }
+        await store.shutdown()
+    },
+    extra: [
+        "create-client": (
+            usage: "--name NAME [--email EMAIL]: create a client and print its token once",
+            run: { args, env, logger in
+                func option(_ name: String) -> String? {
+                    args.firstIndex(of: name).flatMap { args.index(after: $0) < args.endIndex ? args[args.index(after: $0)] : nil }
+                }
+                guard let name = option("--name"), !name.isEmpty, name.count <= 255 else {
+                    throw ConfigurationError(variable: "--name", problem: "is required (1 to 255 characters)")
+                }
+                var config = try env.postgres(applicationName: "spotguard-admin")
+                config.poolSize = 1
+                let store = PostgresStore(configuration: config, logger: logger)
+                let directory = ClientDirectory(store: store, ttl: .seconds(0))
+                do {
+                    let (id, token) = try await directory.createClient(name: name, email: option("--email"))
+                    let out = ["client_id": id.uuidString.lowercased(), "name": name, "token": token.text]
+                    let data = try JSONSerialization.data(withJSONObject: out, options: [.sortedKeys])
+                    print(String(decoding: data, as: UTF8.self))
+                } catch {
+                    await store.shutdown()
+                    throw error
+                }
+                await store.shutdown()
+            }
+        )
+    ])

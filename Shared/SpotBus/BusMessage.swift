@@ -1,0 +1,50 @@
+import Foundation
+import SpotModels
+
+/// A message to publish. Persistent JSON by default, with the envelope's id as `message-id`.
+public struct OutgoingMessage: Sendable {
+    public var exchange: String
+    public var routingKey: String
+    public var body: [UInt8]
+    public var messageId: String
+    public var contentType = "application/json"
+    public var headers: [String: String] = [:]
+    public var replyTo: String?
+    public var correlationId: String?
+    /// Per-message TTL in milliseconds (requests whose caller will have given up).
+    public var expirationMs: Int?
+    public var persistent = true
+
+    public init(exchange: String = Topology.eventsExchange, routingKey: String, body: [UInt8], messageId: String) {
+        self.exchange = exchange
+        self.routingKey = routingKey
+        self.body = body
+        self.messageId = messageId
+    }
+
+    /// An envelope encoded in the wire JSON, published under its own type as routing key.
+    public init<P>(envelope: Envelope<P>) throws {
+        let data = try WireJSON.encoder().encode(envelope)
+        self.init(routingKey: envelope.type, body: Array(data), messageId: envelope.id.uuidString.lowercased())
+    }
+}
+
+/// A message received from a queue. `deliveryCount` is how many earlier deliveries of this
+/// message were given back (quorum queues count them in `x-delivery-count`).
+public struct Delivery: Sendable {
+    public var body: [UInt8]
+    public var exchange: String
+    public var routingKey: String
+    public var messageId: String?
+    public var correlationId: String?
+    public var replyTo: String?
+    public var headers: [String: String]
+    public var redelivered: Bool
+    public var deliveryCount: Int
+    let deliveryTag: UInt64
+    let generation: UInt64
+
+    public func decode<P>(_ type: P.Type) throws -> Envelope<P> {
+        try WireJSON.decoder().decode(Envelope<P>.self, from: Data(body))
+    }
+}

@@ -1,0 +1,52 @@
+/// The exchanges, queues and bindings of SpotGuard. Every connection declares all of it at
+/// start: declarations are idempotent only while they are identical everywhere, so this one
+/// value is the single source.
+public struct Topology: Sendable, Equatable {
+    public struct Queue: Sendable, Equatable {
+        public var name: String
+        /// Routing-key patterns bound on `exchange`.
+        public var bindings: [String]
+        public var exchange: String
+
+        public init(name: String, bindings: [String], exchange: String = Topology.eventsExchange) {
+            self.name = name
+            self.bindings = bindings
+            self.exchange = exchange
+        }
+    }
+
+    public static let eventsExchange = "spotguard.events"
+    public static let deadLetterExchange = "spotguard.dlx"
+    public static let deadLetterQueue = "spotguard.dead-letters"
+    /// Handler failures a consumer tolerates before it dead-letters a message with the reason.
+    public static let maxHandlerAttempts = 5
+    /// The broker's own limit (quorum `x-delivery-limit`), above the consumer's, so a message
+    /// that crashes its consumer every time still ends in the dead-letter queue.
+    public static let brokerDeliveryLimit = maxHandlerAttempts + 2
+
+    public var queues: [Queue]
+
+    public init(queues: [Queue]) {
+        self.queues = queues
+    }
+
+    /// One durable quorum queue per consuming service; copies of a service compete on it.
+    public static let standard = Topology(queues: [
+        Queue(name: "spotguard.sef", bindings: ["pricing.reported", "heartbeat.received"]),
+        Queue(name: "spotguard.replicas", bindings: [
+            "interruption.rebalance", "interruption.termination", "replica.sync_reported", "heartbeat.received",
+            "config.changed", "rpc.replicas.*",
+        ]),
+        Queue(name: "spotguard.decisions", bindings: [
+            "pricing.cleaned", "switch.reported", "interruption.rebalance", "interruption.termination", "config.changed",
+        ]),
+        Queue(name: "spotguard.notifier", bindings: [
+            "quality.alert", "failover.completed", "failover.failed", "agent.offline", "replica.promoted",
+        ]),
+        Queue(name: "spotguard.ingest.commands", bindings: ["command.issued"]),
+    ])
+
+    public func adding(_ queue: Queue) -> Topology {
+        Topology(queues: queues + [queue])
+    }
+}

@@ -1,0 +1,183 @@
+import Foundation
+
+// Request bodies as agents send them. Every field is optional at the decoding stage so that a
+// missing field is reported by name; `validated(...)` turns a body into a trusted fact.
+
+/// `POST /api/agents/register`
+public struct RegisterRequest: Decodable, Sendable {
+    public var logicalAgentId: String?
+    public var instanceId: String?
+    public var instanceType: String?
+    public var region: String?
+    public var az: String?
+    public var amiId: String?
+    public var mode: String?
+    public var poolId: String?
+    public var agentVersion: String?
+    public var hostname: String?
+    public var privateIp: String?
+    public var publicIp: String?
+
+    public func validated(_ check: FieldChecker) throws -> AgentRegistration {
+        let logical = try check.required(check.identifier(logicalAgentId, "logical_agent_id", maxLength: 255), "logical_agent_id")
+        let type = try check.parsed(instanceType, "instance_type", as: InstanceType.self, what: "instance type")
+        let az = try check.parsed(az, "az", as: AvailabilityZone.self, what: "availability zone")
+        let region = try check.parsed(region, "region", as: Region.self, what: "region")
+        let pool = try check.parsed(poolId, "pool_id", as: PoolID.self, what: "pool id")
+        try Consistency.check(region: region, az: az, pool: pool, instanceType: type)
+        return AgentRegistration(
+            logicalAgentId: logical,
+            instanceId: try check.parsed(instanceId, "instance_id", as: InstanceID.self, what: "instance id"),
+            instanceType: type ?? pool?.instanceType,
+            az: az ?? pool?.az,
+            amiId: try check.identifier(amiId, "ami_id", maxLength: 64),
+            mode: try check.oneOf(mode, "mode", InstanceMode.self),
+            poolId: pool,
+            agentVersion: try check.text(agentVersion, "agent_version", maxLength: 32),
+            hostname: try check.text(hostname, "hostname", maxLength: 255),
+            privateIp: try check.ipAddress(privateIp, "private_ip"),
+            publicIp: try check.ipAddress(publicIp, "public_ip"))
+    }
+}
+
+/// `POST /api/agents/{id}/heartbeat` (seed 004, pattern 1)
+public struct HeartbeatRequest: Decodable, Sendable {
+    public var status: String?
+    public var instanceId: String?
+    public var mode: String?
+    public var poolId: String?
+    public var agentVersion: String?
+    public var observedAt: Date?
+
+    public func validated(_ check: FieldChecker, clientId: UUID, agentId: UUID) throws -> HeartbeatReceived {
+        HeartbeatReceived(
+            heartbeatId: UUID(),
+            clientId: clientId,
+            agentId: agentId,
+            status: try check.required(check.oneOf(status, "status", ReportedAgentStatus.self), "status"),
+            instanceId: try check.parsed(instanceId, "instance_id", as: InstanceID.self, what: "instance id"),
+            mode: try check.oneOf(mode, "mode", InstanceMode.self),
+            poolId: try check.parsed(poolId, "pool_id", as: PoolID.self, what: "pool id"),
+            agentVersion: try check.text(agentVersion, "agent_version", maxLength: 32),
+            observedAt: try check.timestamp(observedAt, "observed_at") ?? check.now,
+            receivedAt: check.now)
+    }
+}
+
+/// `POST /api/agents/{id}/pricing-report` (seed 004, pattern 2)
+public struct PricingReportRequest: Decodable, Sendable {
+    public struct Pool: Decodable, Sendable {
+        public var id: String?
+        public var price: Double?
+    }
+
+    /// Set by agents that spool and replay reports, so a replay is recognised as the same report.
+    public var reportId: String?
+    public var instanceId: String?
+    public var pools: [Pool]?
+    public var onDemandPrice: Double?
+    public var observedAt: Date?
+
+    public func validated(_ check: FieldChecker, clientId: UUID, agentId: UUID) throws -> PricingReport {
+        let pools = try check.required(pools, "pools")
+        guard !pools.isEmpty else {
+            throw ValidationError(code: "invalid_value", field: "pools", message: "pools must list at least one pool")
+        }
+        guard pools.count <= check.limits.maxPoolsPerReport else {
+            throw ValidationError(code: "too_many_items", field: "pools",
+                                  message: "pools lists more than \(check.limits.maxPoolsPerReport) pools")
+        }
+        var seen = Set<PoolID>()
+        var prices: [PoolPrice] = []
+        prices.reserveCapacity(pools.count)
+        for (i, pool) in pools.enumerated() {
+            let id = try check.required(check.parsed(pool.id, "pools[\(i)].id", as: PoolID.self, what: "pool id"), "pools[\(i)].id")
+            let price = try check.required(check.price(pool.price, "pools[\(i)].price"), "pools[\(i)].price")
+            guard seen.insert(id).inserted else {
+                throw ValidationError(code: "duplicate_pool", field: "pools[\(i)].id", message: "pool \(id) is listed twice")
+            }
+            prices.append(PoolPrice(poolId: id, price: price))
+        }
+        return PricingReport(
+            reportId: try check.uuid(reportId, "report_id") ?? UUID(),
+            clientId: clientId,
+            agentId: agentId,
+            instanceId: try check.parsed(instanceId, "instance_id", as: InstanceID.self, what: "instance id"),
+            pools: prices,
+            onDemandPrice: try check.price(onDemandPrice, "on_demand_price"),
+            observedAt: try check.timestamp(observedAt, "observed_at") ?? check.now,
+            receivedAt: check.now)
+    }
+}
+
+/// `POST /api/pricing/submit` (seed 000, step 7)
+public struct PricingSubmitRequest: Decodable, Sendable {
+    public var submissionId: String?
+    public var sourceInstanceId: String?
+    public var sourceAgentId: String?
+    public var sourceType: String?
+    public var poolId: String?
+    public var instanceType: String?
+    public var region: String?
+    public var az: String?
+    public var spotPrice: Double?
+    /// Seed 000 spells it `ondemand_price`; `on_demand_price` is SpotGuard's one name.
+    public var ondemandPrice: Double?
+    public var onDemandPrice: Double?
+    public var observedAt: Date?
+    public var submittedAt: Date?
+    public var clientId: String?
+
+    public func validated(_ check: FieldChecker, clientId tokenClient: UUID) throws -> PricingSubmission {
+        let pool = try check.required(check.parsed(poolId, "pool_id", as: PoolID.self, what: "pool id"), "pool_id")
+        try Consistency.check(
+            region: try check.parsed(region, "region", as: Region.self, what: "region"),
+            az: try check.parsed(az, "az", as: AvailabilityZone.self, what: "availability zone"),
+            pool: pool,
+            instanceType: try check.parsed(instanceType, "instance_type", as: InstanceType.self, what: "instance type"))
+        if let claimed = try check.uuid(clientId, "client_id"), claimed != tokenClient {
+            throw ValidationError(code: "client_mismatch", field: "client_id",
+                                  message: "client_id does not match the client of the bearer token")
+        }
+        let source = try check.required(check.oneOf(sourceType, "source_type", PriceSourceType.self), "source_type")
+        guard source != .interpolated else {
+            throw ValidationError(code: "invalid_enum", field: "source_type",
+                                  message: "source_type 'interpolated' is reserved for prices SpotGuard computes")
+        }
+        if ondemandPrice != nil, onDemandPrice != nil {
+            throw ValidationError(code: "ambiguous_field", field: "on_demand_price",
+                                  message: "send on_demand_price or ondemand_price, not both")
+        }
+        return PricingSubmission(
+            submissionId: try check.required(check.uuid(submissionId, "submission_id"), "submission_id"),
+            clientId: tokenClient,
+            sourceAgentId: try check.required(check.uuid(sourceAgentId, "source_agent_id"), "source_agent_id"),
+            sourceInstanceId: try check.parsed(sourceInstanceId, "source_instance_id", as: InstanceID.self, what: "instance id"),
+            sourceType: source,
+            poolId: pool,
+            spotPrice: try check.required(check.price(spotPrice, "spot_price"), "spot_price"),
+            onDemandPrice: try check.price(onDemandPrice ?? ondemandPrice, ondemandPrice != nil ? "ondemand_price" : "on_demand_price"),
+            observedAt: try check.required(check.timestamp(observedAt, "observed_at"), "observed_at"),
+            submittedAt: try check.timestamp(submittedAt, "submitted_at") ?? check.now,
+            receivedAt: check.now)
+    }
+}
+
+enum Consistency {
+    /// Region, zone, pool and type given side by side must name the same place.
+    static func check(region: Region?, az: AvailabilityZone?, pool: PoolID?, instanceType: InstanceType?) throws {
+        if let region, let az, az.region != region {
+            throw ValidationError(code: "inconsistent_location", field: "az", message: "az \(az.rawValue) is not in region \(region.rawValue)")
+        }
+        if let pool, let az, pool.az != az {
+            throw ValidationError(code: "inconsistent_location", field: "pool_id", message: "pool \(pool) is not in az \(az.rawValue)")
+        }
+        if let pool, let region, pool.region != region {
+            throw ValidationError(code: "inconsistent_location", field: "pool_id", message: "pool \(pool) is not in region \(region.rawValue)")
+        }
+        if let pool, let instanceType, pool.instanceType != instanceType {
+            throw ValidationError(code: "inconsistent_instance_type", field: "pool_id",
+                                  message: "pool \(pool) is not of instance type \(instanceType.rawValue)")
+        }
+    }
+}

@@ -1,0 +1,99 @@
+import Foundation
+
+/// An EC2 instance type such as `t3.medium` or `m5.2xlarge`.
+public struct InstanceType: RawRepresentable, Hashable, Codable, Sendable {
+    public let rawValue: String
+    public init?(rawValue: String) {
+        guard rawValue.count <= 32, rawValue.wholeMatch(of: /[a-z][a-z0-9-]*\.[a-z0-9]+/) != nil else { return nil }
+        self.rawValue = rawValue
+    }
+}
+
+/// An AWS region such as `us-east-1` or `us-gov-west-1`.
+public struct Region: RawRepresentable, Hashable, Codable, Sendable {
+    public let rawValue: String
+    public init?(rawValue: String) {
+        guard rawValue.count <= 32, rawValue.wholeMatch(of: /[a-z]{2}(-gov)?-[a-z]+-[0-9]{1,2}/) != nil else { return nil }
+        self.rawValue = rawValue
+    }
+}
+
+/// An availability zone name: its region followed by one letter (`us-east-1a`).
+public struct AvailabilityZone: RawRepresentable, Hashable, Codable, Sendable {
+    public let rawValue: String
+    public init?(rawValue: String) {
+        guard rawValue.count <= 33, let last = rawValue.last, last.isLetter, last.isLowercase, last.isASCII,
+            Region(rawValue: String(rawValue.dropLast())) != nil
+        else { return nil }
+        self.rawValue = rawValue
+    }
+    public var region: Region { Region(rawValue: String(rawValue.dropLast()))! }
+}
+
+/// A spot capacity pool: one instance type in one availability zone, written `type.az`
+/// (`t3.medium.ap-south-1a`), as the seeds name pools.
+public struct PoolID: RawRepresentable, Hashable, Codable, Sendable, CustomStringConvertible {
+    public let rawValue: String
+    public let instanceType: InstanceType
+    public let az: AvailabilityZone
+
+    public init?(rawValue: String) {
+        guard rawValue.count <= 80, let dot = rawValue.lastIndex(of: "."),
+            let type = InstanceType(rawValue: String(rawValue[..<dot])),
+            let az = AvailabilityZone(rawValue: String(rawValue[rawValue.index(after: dot)...]))
+        else { return nil }
+        self.rawValue = rawValue
+        self.instanceType = type
+        self.az = az
+    }
+
+    public init(instanceType: InstanceType, az: AvailabilityZone) {
+        self.init(rawValue: "\(instanceType.rawValue).\(az.rawValue)")!
+    }
+
+    public var region: Region { az.region }
+    public var description: String { rawValue }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.singleValueContainer()
+        let s = try c.decode(String.self)
+        guard let v = PoolID(rawValue: s) else {
+            throw DecodingError.dataCorruptedError(in: c, debugDescription: "invalid pool id '\(s)'")
+        }
+        self = v
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.singleValueContainer()
+        try c.encode(rawValue)
+    }
+}
+
+/// An EC2 instance id (`i-` and 8 or 17 hex digits).
+public struct InstanceID: RawRepresentable, Hashable, Codable, Sendable {
+    public let rawValue: String
+    public init?(rawValue: String) {
+        guard rawValue.wholeMatch(of: /i-[0-9a-f]{8,17}/) != nil else { return nil }
+        self.rawValue = rawValue
+    }
+}
+
+public enum InstanceMode: String, Codable, Sendable, CaseIterable {
+    case spot
+    case onDemand = "ondemand"
+}
+
+/// Who observed a price. The order is the SEF's source priority, highest first.
+public enum PriceSourceType: String, Codable, Sendable, CaseIterable {
+    case primary
+    case replicaAutomatic = "replica-automatic"
+    case replicaManual = "replica-manual"
+    case interpolated
+}
+
+/// What an agent may say about itself in a heartbeat. `deleted` is set by operators only.
+public enum ReportedAgentStatus: String, Codable, Sendable, CaseIterable {
+    case online
+    case switching
+    case offline
+}

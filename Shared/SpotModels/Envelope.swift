@@ -1,0 +1,86 @@
+import Foundation
+
+/// Routing keys of `spotguard.events`: facts in the past tense.
+public enum RoutingKey {
+    public static let pricingReported = "pricing.reported"
+    public static let heartbeatReceived = "heartbeat.received"
+    public static let interruptionRebalance = "interruption.rebalance"
+    public static let interruptionTermination = "interruption.termination"
+    public static let switchReported = "switch.reported"
+    public static let replicaSyncReported = "replica.sync_reported"
+    public static let pricingCleaned = "pricing.cleaned"
+    public static let replicaPromoted = "replica.promoted"
+    public static let failoverCompleted = "failover.completed"
+    public static let failoverFailed = "failover.failed"
+    public static let commandIssued = "command.issued"
+    public static let agentOffline = "agent.offline"
+    public static let qualityAlert = "quality.alert"
+    public static let configChanged = "config.changed"
+}
+
+/// Every message on the bus: an id (consumers deduplicate on it), the routing key it was
+/// published under, a schema version, and the payload.
+public struct Envelope<Payload: Codable & Sendable>: Codable, Sendable {
+    public static var currentSchemaVersion: Int { 1 }
+
+    public var id: UUID
+    public var type: String
+    public var schemaVersion: Int
+    public var occurredAt: Date
+    public var producer: String
+    public var payload: Payload
+
+    public init(id: UUID = UUID(), type: String, occurredAt: Date = Date(), producer: String, payload: Payload) {
+        self.id = id
+        self.type = type
+        self.schemaVersion = Self.currentSchemaVersion
+        self.occurredAt = occurredAt
+        self.producer = producer
+        self.payload = payload
+    }
+}
+
+/// The one JSON dialect of SpotGuard, on the bus and on HTTP: snake_case keys (camelCase
+/// properties converted), ISO 8601 dates with an explicit offset, fractional seconds kept.
+public enum WireJSON {
+    public static func encoder() -> JSONEncoder {
+        let e = JSONEncoder()
+        e.dateEncodingStrategy = .custom { date, encoder in
+            var c = encoder.singleValueContainer()
+            try c.encode(Timestamp.format(date))
+        }
+        e.keyEncodingStrategy = .convertToSnakeCase
+        e.outputFormatting = [.sortedKeys]
+        return e
+    }
+
+    public static func decoder() -> JSONDecoder {
+        let d = JSONDecoder()
+        d.keyDecodingStrategy = .convertFromSnakeCase
+        d.dateDecodingStrategy = .custom { decoder in
+            let c = try decoder.singleValueContainer()
+            let s = try c.decode(String.self)
+            guard let date = Timestamp.parse(s) else {
+                throw DecodingError.dataCorruptedError(
+                    in: c, debugDescription: "expected an ISO 8601 timestamp with a UTC offset, e.g. 2025-11-23T10:00:00Z")
+            }
+            return date
+        }
+        return d
+    }
+}
+
+public enum Timestamp {
+    /// Parses RFC 3339 / ISO 8601 date-times that carry an offset (`Z` or `±hh:mm`), with or
+    /// without fractional seconds. A time without an offset is ambiguous and rejected.
+    public static func parse(_ s: String) -> Date? {
+        guard s.count <= 40 else { return nil }
+        if let d = try? Date(s, strategy: Date.ISO8601FormatStyle(includingFractionalSeconds: true)) { return d }
+        if let d = try? Date(s, strategy: Date.ISO8601FormatStyle()) { return d }
+        return nil
+    }
+
+    public static func format(_ d: Date) -> String {
+        d.formatted(Date.ISO8601FormatStyle(includingFractionalSeconds: true))
+    }
+}

@@ -1,0 +1,79 @@
+import Foundation
+import Logging
+import SpotBus
+import SpotStore
+
+/// A configuration variable that is missing or malformed, named exactly.
+public struct ConfigurationError: Error, CustomStringConvertible {
+    public var variable: String
+    public var problem: String
+    public var description: String { "configuration error: \(variable) \(problem)" }
+
+    public init(variable: String, problem: String) {
+        self.variable = variable
+        self.problem = problem
+    }
+}
+
+/// Reads `SPOTGUARD_*` settings from the process environment (or a dictionary, in tests).
+/// Every accessor names the variable in its error, so a bad start says which one to fix.
+public struct EnvironmentReader: Sendable {
+    public let values: [String: String]
+
+    public init(_ values: [String: String] = ProcessInfo.processInfo.environment) {
+        self.values = values
+    }
+
+    public func string(_ name: String) -> String? {
+        values[name].flatMap { $0.isEmpty ? nil : $0 }
+    }
+
+    public func require(_ name: String) throws -> String {
+        guard let v = string(name) else { throw ConfigurationError(variable: name, problem: "is not set") }
+        return v
+    }
+
+    public func int(_ name: String, default value: Int, range: ClosedRange<Int>) throws -> Int {
+        guard let raw = string(name) else { return value }
+        guard let v = Int(raw), range.contains(v) else {
+            throw ConfigurationError(variable: name, problem: "must be an integer in \(range.lowerBound)...\(range.upperBound), got '\(raw)'")
+        }
+        return v
+    }
+
+    public func secret(_ name: String, minLength: Int) throws -> String {
+        let v = try require(name)
+        guard v.count >= minLength else { throw ConfigurationError(variable: name, problem: "must be at least \(minLength) characters") }
+        return v
+    }
+
+    public func logLevel() throws -> Logger.Level {
+        guard let raw = string("SPOTGUARD_LOG_LEVEL") else { return .info }
+        guard let level = Logger.Level(rawValue: raw.lowercased()) else {
+            throw ConfigurationError(
+                variable: "SPOTGUARD_LOG_LEVEL", problem: "must be one of \(Logger.Level.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        return level
+    }
+
+    /// `SPOTGUARD_DATABASE_URL` (required) and `SPOTGUARD_DB_POOL_SIZE` (default 4).
+    public func postgres(applicationName: String) throws -> PostgresConfiguration {
+        let url = try require("SPOTGUARD_DATABASE_URL")
+        guard var c = PostgresConfiguration(url: url) else {
+            throw ConfigurationError(variable: "SPOTGUARD_DATABASE_URL", problem: "must look like postgresql://user@host:port/database")
+        }
+        c.poolSize = try int("SPOTGUARD_DB_POOL_SIZE", default: 4, range: 1...64)
+        c.applicationName = applicationName
+        return c
+    }
+
+    /// `SPOTGUARD_AMQP_URL` (required), e.g. `amqp://user:password@127.0.0.1:5672/`.
+    public func amqp() throws -> AMQPEndpoint {
+        let url = try require("SPOTGUARD_AMQP_URL")
+        guard var e = AMQPEndpoint(url: url) else {
+            throw ConfigurationError(variable: "SPOTGUARD_AMQP_URL", problem: "must look like amqp://user:password@host:port/vhost")
+        }
+        e.heartbeatSeconds = try int("SPOTGUARD_AMQP_HEARTBEAT_SECONDS", default: 30, range: 1...600)
+        return e
+    }
+}

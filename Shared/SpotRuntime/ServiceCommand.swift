@@ -1,0 +1,77 @@
+import Foundation
+import Logging
+import ServiceLifecycle
+import SpotStore
+import UnixSignals
+
+/// The command line every SpotGuard executable shares:
+///
+///     spotguard-<name> [serve]        run the service until SIGTERM/SIGINT
+///     spotguard-<name> migrate        apply database migrations and exit
+///     spotguard-<name> <extra> ...    service-specific commands
+///
+/// Configuration errors print one line naming the variable and exit with status 2.
+public enum ServiceCommand {
+    public typealias Command = @Sendable (_ arguments: [String], _ env: EnvironmentReader, _ logger: Logger) async throws -> Void
+
+    public static func main(
+        executable: String, serve: @escaping Command, extra: [String: (usage: String, run: Command)] = [:]
+    ) async {
+        let args = Array(CommandLine.arguments.dropFirst())
+        let name = args.first ?? "serve"
+        let env = EnvironmentReader()
+        do {
+            Observability.bootstrap(level: try env.logLevel())
+            let logger = Logger(label: executable)
+            switch name {
+            case "serve": try await serve(Array(args.dropFirst()), env, logger)
+            case "migrate": try await migrate(env: env, logger: logger)
+            case "help", "--help", "-h": printUsage(executable, extra)
+            default:
+                guard let command = extra[name] else {
+                    printUsage(executable, extra)
+                    exit(64)
+                }
+                try await command.run(Array(args.dropFirst()), env, logger)
+            }
+        } catch let error as ConfigurationError {
+            FileHandle.standardError.write(Data("\(executable): \(error)\n".utf8))
+            exit(2)
+        } catch {
+            FileHandle.standardError.write(Data("\(executable): \(error)\n".utf8))
+            exit(1)
+        }
+    }
+
+    /// Applies every bundled migration (safe to run from many processes at once).
+    public static func migrate(env: EnvironmentReader, logger: Logger) async throws {
+        var config = try env.postgres(applicationName: "spotguard-migrate")
+        config.poolSize = 1
+        let store = PostgresStore(configuration: config, logger: logger)
+        do {
+            let applied = try await Migrator.migrate(store, migrations: try Migration.bundled(), logger: logger)
+            logger.info("database is up to date", metadata: ["db.applied": "\(applied)"])
+            await store.shutdown()
+        } catch {
+            await store.shutdown()
+            throw error
+        }
+    }
+
+    /// Runs services until SIGTERM or SIGINT, then shuts them down gracefully in reverse order.
+    public static func run(_ services: [any Service], logger: Logger) async throws {
+        var configuration = ServiceGroupConfiguration(
+            services: services.map { .init(service: $0) }, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        // below the usual orchestrator grace period (30 s) so in-flight work ends before SIGKILL
+        configuration.maximumGracefulShutdownDuration = .seconds(25)
+        try await ServiceGroup(configuration: configuration).run()
+    }
+
+    private static func printUsage(_ executable: String, _ extra: [String: (usage: String, run: Command)]) {
+        var lines = ["usage: \(executable) [serve | migrate" + extra.keys.sorted().map { " | \($0)" }.joined() + "]"]
+        lines.append("  serve      run the service (default)")
+        lines.append("  migrate    apply database migrations")
+        for (name, c) in extra.sorted(by: { $0.key < $1.key }) { lines.append("  \(name.padding(toLength: 10, withPad: " ", startingAt: 0)) \(c.usage)") }
+        print(lines.joined(separator: "\n"))
+    }
+}

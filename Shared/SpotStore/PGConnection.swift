@@ -1,0 +1,196 @@
+import CLibPQ
+import Foundation
+
+/// One libpq connection. It lives on one worker thread of `PostgresStore` and is handed to the
+/// closures that run there, never shared between threads (libpq: "no two threads attempt to
+/// manipulate the same PGconn object at the same time").
+///
+/// Only parameterized statements: values travel as `$1…$n` parameters, never inside SQL text.
+public final class PGConnection {
+    private var conn: OpaquePointer?
+    private let settings: [(String, String)]
+
+    init(settings: [(String, String)]) {
+        self.settings = settings
+    }
+
+    deinit { close() }
+
+    var isOpen: Bool { conn.map { PQstatus($0) == CONNECTION_OK } ?? false }
+
+    func open() throws {
+        close()
+        let keys = settings.map { strdup($0.0) }
+        let values = settings.map { strdup($0.1) }
+        defer {
+            keys.forEach { free($0) }
+            values.forEach { free($0) }
+        }
+        var k: [UnsafePointer<CChar>?] = keys.map { UnsafePointer($0) } + [nil]
+        var v: [UnsafePointer<CChar>?] = values.map { UnsafePointer($0) } + [nil]
+        let c = PQconnectdbParams(&k, &v, 0)
+        guard let c, PQstatus(c) == CONNECTION_OK else {
+            let message = c.map { String(cString: PQerrorMessage($0)) } ?? "out of memory"
+            if let c { PQfinish(c) }
+            throw PGError(.connection, message: message.trimmingCharacters(in: .whitespacesAndNewlines))
+        }
+        conn = c
+    }
+
+    func close() {
+        if let conn { PQfinish(conn) }
+        conn = nil
+    }
+
+    /// Runs a statement and returns its rows.
+    @discardableResult
+    public func query(_ sql: String, _ params: [(any PGEncodable)?] = []) throws -> [PGRow] {
+        let result = try exec(sql, params)
+        return result.rows()
+    }
+
+    /// Runs a statement and returns the number of rows it affected.
+    @discardableResult
+    public func execute(_ sql: String, _ params: [(any PGEncodable)?] = []) throws -> Int {
+        try exec(sql, params).affectedRows
+    }
+
+    /// Runs SQL text that may hold several statements and no parameters (migrations).
+    public func executeScript(_ sql: String) throws {
+        let c = try handle()
+        let result = ResultBox(PQexec(c, sql))
+        try result.check(c)
+    }
+
+    /// Bulk-loads rows with `COPY … FROM STDIN` in text format. Table and column names must be
+    /// plain identifiers; values are escaped. Returns the number of rows written.
+    @discardableResult
+    public func copy(into table: String, columns: [String], rows: [[(any PGEncodable)?]]) throws -> Int {
+        let identifier = /[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)?/
+        guard table.wholeMatch(of: identifier) != nil, columns.allSatisfy({ $0.wholeMatch(of: identifier) != nil }) else {
+            throw PGError(.query, message: "copy: table and column names must be plain identifiers")
+        }
+        let c = try handle()
+        let start = ResultBox(PQexec(c, "COPY \(table) (\(columns.joined(separator: ", "))) FROM STDIN"))
+        guard start.status == PGRES_COPY_IN else {
+            try start.check(c)
+            throw PGError(.query, message: "copy: server did not enter COPY IN")
+        }
+        var buffer: [UInt8] = []
+        buffer.reserveCapacity(1 << 16)
+        func flush() throws {
+            guard !buffer.isEmpty else { return }
+            let rc = buffer.withUnsafeBufferPointer { p in
+                p.baseAddress!.withMemoryRebound(to: CChar.self, capacity: p.count) { PQputCopyData(c, $0, Int32(p.count)) }
+            }
+            guard rc == 1 else { throw PGError(.connection, message: String(cString: PQerrorMessage(c))) }
+            buffer.removeAll(keepingCapacity: true)
+        }
+        for row in rows {
+            guard row.count == columns.count else {
+                _ = PQputCopyEnd(c, "row has the wrong number of values")
+                while let r = PQgetResult(c) { PQclear(r) }
+                throw PGError(.query, message: "copy: a row has \(row.count) values for \(columns.count) columns")
+            }
+            for (i, value) in row.enumerated() {
+                if i > 0 { buffer.append(0x09) }
+                if let value { Self.appendCopyEscaped(value.pgText, to: &buffer) } else { buffer.append(contentsOf: [0x5C, 0x4E]) }
+            }
+            buffer.append(0x0A)
+            if buffer.count >= 1 << 16 { try flush() }
+        }
+        try flush()
+        guard PQputCopyEnd(c, nil) == 1 else { throw PGError(.connection, message: String(cString: PQerrorMessage(c))) }
+        var count = 0
+        var failure: PGError?
+        while let r = PQgetResult(c) {
+            let box = ResultBox(r)
+            do {
+                try box.check(c)
+                count += box.affectedRows
+            } catch let e as PGError {
+                failure = e
+            }
+        }
+        if let failure { throw failure }
+        return count
+    }
+
+    static func appendCopyEscaped(_ s: String, to buffer: inout [UInt8]) {
+        for b in s.utf8 {
+            switch b {
+            case 0x5C: buffer.append(contentsOf: [0x5C, 0x5C])
+            case 0x09: buffer.append(contentsOf: [0x5C, 0x74])
+            case 0x0A: buffer.append(contentsOf: [0x5C, 0x6E])
+            case 0x0D: buffer.append(contentsOf: [0x5C, 0x72])
+            default: buffer.append(b)
+            }
+        }
+    }
+
+    private func handle() throws -> OpaquePointer {
+        guard let conn, PQstatus(conn) == CONNECTION_OK else {
+            throw PGError(.connection, message: "connection is not open")
+        }
+        return conn
+    }
+
+    private func exec(_ sql: String, _ params: [(any PGEncodable)?]) throws -> ResultBox {
+        let c = try handle()
+        let texts = params.map { $0.map { strdup($0.pgText) } ?? nil }
+        defer { texts.forEach { free($0) } }
+        let values: [UnsafePointer<CChar>?] = texts.map { $0.map { UnsafePointer($0) } }
+        let result = values.withUnsafeBufferPointer { v in
+            ResultBox(PQexecParams(c, sql, Int32(params.count), nil, v.baseAddress, nil, nil, 0))
+        }
+        try result.check(c)
+        return result
+    }
+}
+
+/// Owns a `PGresult` and clears it exactly once.
+final class ResultBox {
+    let result: OpaquePointer?
+
+    init(_ result: OpaquePointer?) { self.result = result }
+    deinit { if let result { PQclear(result) } }
+
+    var status: ExecStatusType { result.map { PQresultStatus($0) } ?? PGRES_FATAL_ERROR }
+
+    var affectedRows: Int {
+        guard let result, let s = PQcmdTuples(result) else { return 0 }
+        return Int(String(cString: s)) ?? 0
+    }
+
+    func check(_ conn: OpaquePointer) throws {
+        switch status {
+        case PGRES_COMMAND_OK, PGRES_TUPLES_OK, PGRES_COPY_IN, PGRES_EMPTY_QUERY:
+            return
+        default:
+            guard let result else {
+                throw PGError(.connection, message: String(cString: PQerrorMessage(conn)))
+            }
+            let field = { (code: UInt8) -> String? in
+                PQresultErrorField(result, Int32(code)).map { String(cString: $0) }
+            }
+            let state = field(UInt8(ascii: "C"))
+            let message = field(UInt8(ascii: "M")) ?? String(cString: PQresultErrorMessage(result))
+            let broken = PQstatus(conn) != CONNECTION_OK
+            throw PGError(broken || state == nil ? .connection : .query, sqlState: state, message: message, detail: field(UInt8(ascii: "D")))
+        }
+    }
+
+    func rows() -> [PGRow] {
+        guard let result else { return [] }
+        let n = Int(PQntuples(result))
+        let m = Int(PQnfields(result))
+        let columns = (0..<m).map { String(cString: PQfname(result, Int32($0))) }
+        return (0..<n).map { r in
+            PGRow(
+                columns: columns,
+                values: (0..<m).map { f in
+                    PQgetisnull(result, Int32(r), Int32(f)) == 1 ? nil : String(cString: PQgetvalue(result, Int32(r), Int32(f)))
+                })
+        }
+    }
+}

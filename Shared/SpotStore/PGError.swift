@@ -1,0 +1,33 @@
+/// A database failure. `description` names the SQLSTATE and the server's primary message but
+/// leaves out DETAIL, which may quote row values.
+public struct PGError: Error, Sendable, CustomStringConvertible {
+    public enum Code: String, Sendable {
+        case connection
+        case query
+        case decoding
+        case shutdown
+    }
+
+    public var code: Code
+    public var sqlState: String?
+    public var message: String
+    public var detail: String?
+
+    public init(_ code: Code, sqlState: String? = nil, message: String, detail: String? = nil) {
+        self.code = code
+        self.sqlState = sqlState
+        self.message = message
+        self.detail = detail
+    }
+
+    /// Serialization failure, deadlock, or a broken connection: the whole unit of work may run again.
+    public var isRetryable: Bool {
+        code == .connection || sqlState == "40001" || sqlState == "40P01" || (sqlState?.hasPrefix("08") ?? false)
+    }
+
+    public var isUniqueViolation: Bool { sqlState == "23505" }
+
+    public var description: String {
+        "postgres \(code.rawValue) error\(sqlState.map { " [\($0)]" } ?? ""): \(message)"
+    }
+}

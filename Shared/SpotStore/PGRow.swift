@@ -1,0 +1,30 @@
+/// One result row in text format, decoded by column position or name.
+public struct PGRow: Sendable {
+    public let columns: [String]
+    public let values: [String?]
+
+    public func isNull(_ index: Int) -> Bool { values[index] == nil }
+
+    public func decode<T: PGDecodable>(_ type: T.Type, at index: Int) throws -> T {
+        guard index < values.count else { throw PGError(.decoding, message: "no column \(index)") }
+        guard let text = values[index] else {
+            throw PGError(.decoding, message: "column \(columns[index]) is NULL, expected \(T.self)")
+        }
+        return try T(pgText: text)
+    }
+
+    public func decodeIfPresent<T: PGDecodable>(_ type: T.Type, at index: Int) throws -> T? {
+        guard index < values.count else { throw PGError(.decoding, message: "no column \(index)") }
+        return try values[index].map { try T(pgText: $0) }
+    }
+
+    public func decode<T: PGDecodable>(_ type: T.Type, _ column: String) throws -> T {
+        guard let i = columns.firstIndex(of: column) else { throw PGError(.decoding, message: "no column \(column)") }
+        return try decode(type, at: i)
+    }
+
+    public func decodeIfPresent<T: PGDecodable>(_ type: T.Type, _ column: String) throws -> T? {
+        guard let i = columns.firstIndex(of: column) else { throw PGError(.decoding, message: "no column \(column)") }
+        return try decodeIfPresent(type, at: i)
+    }
+}

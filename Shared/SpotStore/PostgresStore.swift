@@ -1,0 +1,172 @@
+import Foundation
+import Logging
+import Metrics
+import Synchronization
+
+/// Connection settings, parsed from a `postgresql://user:password@host:port/db` URL.
+public struct PostgresConfiguration: Sendable {
+    public var host: String
+    public var port: Int
+    public var user: String
+    public var password: String?
+    public var database: String
+    /// Connections (and threads) in the pool.
+    public var poolSize = 4
+    public var connectTimeoutSeconds = 5
+    /// Upper bound for any single statement, so no worker thread blocks forever.
+    public var statementTimeoutMs = 30_000
+    public var applicationName = "spotguard"
+
+    public init?(url: String) {
+        guard let c = URLComponents(string: url), c.scheme == "postgresql" || c.scheme == "postgres", let host = c.host else {
+            return nil
+        }
+        self.host = host
+        self.port = c.port ?? 5432
+        self.user = c.user ?? "postgres"
+        self.password = c.password
+        let db = String(c.path.dropFirst())
+        self.database = db.isEmpty ? self.user : db
+    }
+
+    var keywords: [(String, String)] {
+        var k: [(String, String)] = [
+            ("host", host), ("port", String(port)), ("user", user), ("dbname", database),
+            ("connect_timeout", String(connectTimeoutSeconds)), ("application_name", applicationName),
+            ("options", "-c statement_timeout=\(statementTimeoutMs) -c TimeZone=UTC"),
+            ("keepalives", "1"), ("keepalives_idle", "10"), ("keepalives_interval", "5"), ("keepalives_count", "3"),
+            ("tcp_user_timeout", "30000"),
+        ]
+        if let password { k.append(("password", password)) }
+        return k
+    }
+}
+
+/// A pool of thread-owned libpq connections.
+///
+/// Each of `poolSize` worker threads owns one `PGConnection` and runs the synchronous closures
+/// callers give it, so blocking libpq calls never occupy Swift's cooperative threads; callers
+/// simply `await` the result. A broken connection is reopened before the next job.
+public final class PostgresStore: Sendable {
+    public enum Isolation: String, Sendable {
+        case readCommitted = "READ COMMITTED"
+        case repeatableRead = "REPEATABLE READ"
+        case serializable = "SERIALIZABLE"
+    }
+
+    private struct Job {
+        let run: @Sendable (PGConnection) -> Void
+        let fail: @Sendable (PGError) -> Void
+    }
+
+    private struct State {
+        var jobs: [Job] = []
+        var stopping = false
+        var live = 0
+    }
+
+    private let configuration: PostgresConfiguration
+    private let logger: Logger
+    private let state = Mutex(State())
+    private let signal = DispatchSemaphore(value: 0)
+
+    public init(configuration: PostgresConfiguration, logger: Logger) {
+        self.configuration = configuration
+        self.logger = logger
+        state.withLock { $0.live = configuration.poolSize }
+        for i in 0..<configuration.poolSize {
+            let t = Thread { [self] in worker() }
+            t.name = "pg-\(i)"
+            t.start()
+        }
+    }
+
+    /// Runs `body` on one pooled connection and returns its result.
+    public func withConnection<T: Sendable>(_ body: @escaping @Sendable (PGConnection) throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { (c: CheckedContinuation<T, any Error>) in
+            let job = Job(
+                run: { conn in c.resume(with: Result { try body(conn) }) },
+                fail: { c.resume(throwing: $0) })
+            let accepted = state.withLock { s -> Bool in
+                guard !s.stopping else { return false }
+                s.jobs.append(job)
+                return true
+            }
+            if accepted { signal.signal() } else { c.resume(throwing: PGError(.shutdown, message: "the store is shutting down")) }
+        }
+    }
+
+    /// Runs `body` inside a transaction; commits when it returns, rolls back when it throws.
+    /// Serialization failures, deadlocks and lost connections run the whole unit again (with
+    /// jittered backoff, up to `maxAttempts`), so `body` must be a unit of work that can repeat.
+    public func transaction<T: Sendable>(
+        isolation: Isolation = .readCommitted, maxAttempts: Int = 5, _ body: @escaping @Sendable (PGConnection) throws -> T
+    ) async throws -> T {
+        var attempt = 1
+        while true {
+            do {
+                return try await withConnection { conn in
+                    try conn.execute("BEGIN ISOLATION LEVEL \(isolation.rawValue)")
+                    do {
+                        let value = try body(conn)
+                        try conn.execute("COMMIT")
+                        return value
+                    } catch {
+                        if conn.isOpen { _ = try? conn.execute("ROLLBACK") }
+                        throw error
+                    }
+                }
+            } catch let error as PGError where error.isRetryable && attempt < maxAttempts {
+                Counter(label: "spotguard_db_transaction_retries_total", dimensions: [("sqlstate", error.sqlState ?? error.code.rawValue)])
+                    .increment()
+                logger.debug("retrying transaction", metadata: ["db.error": "\(error)", "db.attempt": "\(attempt)"])
+                let base = 0.01 * pow(2, Double(attempt - 1))
+                try await Task.sleep(for: .seconds(base * Double.random(in: 0.5...1.5)))
+                attempt += 1
+            }
+        }
+    }
+
+    /// True when a trivial query succeeds (readiness).
+    public func ping() async -> Bool {
+        (try? await withConnection { conn in try conn.query("SELECT 1").count == 1 }) ?? false
+    }
+
+    /// Finishes queued jobs, then closes every connection.
+    public func shutdown() async {
+        state.withLock { $0.stopping = true }
+        for _ in 0..<configuration.poolSize { signal.signal() }
+        while state.withLock({ $0.live }) > 0 {
+            try? await Task.sleep(for: .milliseconds(10))
+        }
+    }
+
+    private func worker() {
+        let conn = PGConnection(settings: configuration.keywords)
+        defer {
+            conn.close()
+            state.withLock { $0.live -= 1 }
+        }
+        while true {
+            signal.wait()
+            let job = state.withLock { s -> Job? in s.jobs.isEmpty ? nil : s.jobs.removeFirst() }
+            guard let job else {
+                if state.withLock({ $0.stopping && $0.jobs.isEmpty }) { return }
+                continue
+            }
+            if !conn.isOpen {
+                do {
+                    try conn.open()
+                } catch let error as PGError {
+                    logger.warning("database connection failed", metadata: ["db.error": "\(error)"])
+                    job.fail(error)
+                    continue
+                } catch {
+                    job.fail(PGError(.connection, message: "\(error)"))
+                    continue
+                }
+            }
+            job.run(conn)
+        }
+    }
+}

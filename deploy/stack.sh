@@ -1,0 +1,308 @@
+#!/usr/bin/env bash
+# Private SpotGuard stack: a PostgreSQL cluster and a RabbitMQ node on loopback, with their data
+# under .spotguard/<stack>/, plus the SpotGuard services. No system service configuration is touched.
+#
+#   deploy/stack.sh deps                    install missing Debian packages (apt, root or sudo)
+#   deploy/stack.sh infra   [dev|test]      start PostgreSQL + RabbitMQ, write .spotguard/<stack>/env
+#   deploy/stack.sh up                      deps, infra dev, build, migrate, start services
+#   deploy/stack.sh down    [dev|test]      stop everything the stack started
+#   deploy/stack.sh broker-stop|broker-start|broker-restart [dev|test]
+#   deploy/stack.sh status  [dev|test]
+#
+# The dev stack uses ports 354xx, the test stack 364xx, so both can run side by side.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+CMD="${1:-up}"
+STACK="${2:-dev}"
+
+case "$STACK" in
+    dev) BASE=35400 ;;
+    test) BASE=36400 ;;
+    *) echo "stack.sh: unknown stack '$STACK' (dev or test)" >&2; exit 2 ;;
+esac
+
+DIR="$ROOT/.spotguard/$STACK"
+PG_PORT=$((BASE + 32))
+AMQP_PORT=$((BASE + 72))
+DIST_PORT=$((BASE + 73))
+EPMD_PORT=$((BASE + 69))
+INGEST_PORT=$((BASE + 80))
+PG_BIN=""
+RABBIT_BIN=/usr/lib/rabbitmq/bin
+
+log() { printf '[stack:%s] %s\n' "$STACK" "$*"; }
+die() { printf '[stack:%s] error: %s\n' "$STACK" "$*" >&2; exit 1; }
+
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo -n "$@"; fi
+}
+
+# --- packages -------------------------------------------------------------------------------
+
+deps() {
+    local missing=()
+    local pkg
+    for pkg in postgresql rabbitmq-server librabbitmq-dev libpq-dev pkg-config curl python3; do
+        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
+    done
+    if [ "${#missing[@]}" -gt 0 ]; then
+        log "installing ${missing[*]}"
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    fi
+    # Debian starts a system RabbitMQ/PostgreSQL where an init system runs; ours are private, so
+    # leave those alone and use our own ports.
+}
+
+find_pg_bin() {
+    local d
+    for d in /usr/lib/postgresql/*/bin; do
+        [ -x "$d/pg_ctl" ] && PG_BIN="$d"
+    done
+    [ -n "$PG_BIN" ] || die "PostgreSQL binaries not found (run: deploy/stack.sh deps)"
+}
+
+# --- PostgreSQL -----------------------------------------------------------------------------
+
+pg_run() {
+    # initdb and postgres refuse to run as root: use the postgres system user then.
+    if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+pg_start() {
+    find_pg_bin
+    local data="$DIR/pg/data" sock="$DIR/pg/run"
+    mkdir -p "$DIR/pg" "$DIR/logs"
+    if [ "$(id -u)" -eq 0 ]; then chown postgres: "$DIR/pg"; fi
+    if [ ! -f "$data/PG_VERSION" ]; then
+        log "initdb $data"
+        pg_run mkdir -p "$sock"
+        pg_run "$PG_BIN/initdb" -D "$data" -U spotguard --auth=trust -E UTF8 --locale=C.UTF-8 >/dev/null
+        cat >>"$data/postgresql.conf" <<EOF
+listen_addresses = '127.0.0.1'
+port = $PG_PORT
+unix_socket_directories = '$sock'
+max_connections = 200
+shared_buffers = 256MB
+fsync = on
+synchronous_commit = on
+log_min_messages = warning
+EOF
+    fi
+    pg_run mkdir -p "$sock"
+    if pg_run "$PG_BIN/pg_ctl" -D "$data" status >/dev/null 2>&1; then
+        log "PostgreSQL already running on 127.0.0.1:$PG_PORT"
+    else
+        # A kill -9 leaves a stale lock file that blocks an immediate restart.
+        rm -f "$data/postmaster.pid" "$sock/.s.PGSQL.$PG_PORT.lock"
+        touch "$DIR/logs/postgresql.log"
+        if [ "$(id -u)" -eq 0 ]; then chown postgres: "$DIR/logs/postgresql.log"; fi
+        pg_run "$PG_BIN/pg_ctl" -D "$data" -l "$DIR/logs/postgresql.log" -w -t 60 start >/dev/null
+        log "PostgreSQL started on 127.0.0.1:$PG_PORT"
+    fi
+    local i
+    for i in $(seq 1 60); do
+        "$PG_BIN/pg_isready" -h 127.0.0.1 -p "$PG_PORT" -q && break
+        sleep 0.5
+    done
+    "$PG_BIN/psql" -h 127.0.0.1 -p "$PG_PORT" -U spotguard -d postgres -tAc \
+        "SELECT 1 FROM pg_database WHERE datname='spotguard'" | grep -q 1 ||
+        "$PG_BIN/psql" -h 127.0.0.1 -p "$PG_PORT" -U spotguard -d postgres -qc "CREATE DATABASE spotguard" >/dev/null
+}
+
+pg_stop() {
+    find_pg_bin
+    local data="$DIR/pg/data"
+    [ -f "$data/PG_VERSION" ] || return 0
+    if pg_run "$PG_BIN/pg_ctl" -D "$data" status >/dev/null 2>&1; then
+        pg_run "$PG_BIN/pg_ctl" -D "$data" -m fast -w stop >/dev/null && log "PostgreSQL stopped"
+    fi
+}
+
+# --- RabbitMQ -------------------------------------------------------------------------------
+
+rabbit_env() {
+    export HOME="$DIR/rabbit/home"                # the Erlang cookie lives here
+    export RABBITMQ_NODENAME="spotguard-$STACK@localhost"
+    export RABBITMQ_NODE_IP_ADDRESS=127.0.0.1
+    export RABBITMQ_NODE_PORT="$AMQP_PORT"
+    export RABBITMQ_DIST_PORT="$DIST_PORT"
+    export ERL_EPMD_PORT="$EPMD_PORT"
+    export ERL_EPMD_ADDRESS=127.0.0.1
+    export RABBITMQ_MNESIA_BASE="$DIR/rabbit/mnesia"
+    export RABBITMQ_LOG_BASE="$DIR/logs"
+    export RABBITMQ_CONFIG_FILE="$DIR/rabbit/rabbitmq"
+    export RABBITMQ_ENABLED_PLUGINS_FILE="$DIR/rabbit/enabled_plugins"
+    export RABBITMQ_PID_FILE="$DIR/rabbit/rabbit.pid"
+    export RABBITMQ_CONF_ENV_FILE="$DIR/rabbit/rabbitmq-env.conf"
+    export RABBITMQ_ADVANCED_CONFIG_FILE="$DIR/rabbit/advanced.config"
+}
+
+rabbit_ctl() { "$RABBIT_BIN/rabbitmqctl" "$@"; }
+
+rabbit_running() {
+    rabbit_env
+    [ -f "$RABBITMQ_PID_FILE" ] && kill -0 "$(cat "$RABBITMQ_PID_FILE")" 2>/dev/null
+}
+
+rabbit_start() {
+    mkdir -p "$DIR/rabbit/home" "$DIR/rabbit/mnesia" "$DIR/logs"
+    rabbit_env
+    cat >"$DIR/rabbit/rabbitmq.conf" <<EOF
+listeners.tcp.default = 127.0.0.1:$AMQP_PORT
+loopback_users = none
+default_user = spotguard
+default_pass = spotguard
+default_vhost = /
+disk_free_limit.absolute = 50MB
+vm_memory_high_watermark.relative = 0.3
+heartbeat = 30
+log.console = false
+log.file.level = warning
+EOF
+    echo '[].' >"$DIR/rabbit/enabled_plugins"
+    : >"$DIR/rabbit/rabbitmq-env.conf"
+    echo '[].' >"$DIR/rabbit/advanced.config"
+    if rabbit_running; then
+        log "RabbitMQ already running on 127.0.0.1:$AMQP_PORT"
+        return 0
+    fi
+    rm -f "$RABBITMQ_PID_FILE"
+    # the node detaches itself; its stdout goes to a log file
+    ( setsid "$RABBIT_BIN/rabbitmq-server" >>"$DIR/logs/rabbitmq-console.log" 2>&1 & echo $! >"$DIR/rabbit/launcher.pid" )
+    local i
+    for i in $(seq 1 120); do
+        if rabbit_ctl -q await_startup --timeout 2 >/dev/null 2>&1; then
+            log "RabbitMQ started on 127.0.0.1:$AMQP_PORT"
+            return 0
+        fi
+        sleep 0.5
+    done
+    tail -n 30 "$DIR/logs/rabbitmq-console.log" >&2 || true
+    die "RabbitMQ did not start (see $DIR/logs)"
+}
+
+rabbit_stop() {
+    rabbit_env
+    [ -d "$DIR/rabbit" ] || return 0
+    if rabbit_running; then
+        rabbit_ctl -q stop >/dev/null 2>&1 || kill "$(cat "$RABBITMQ_PID_FILE")" 2>/dev/null || true
+        local i
+        for i in $(seq 1 60); do rabbit_running || break; sleep 0.5; done
+        log "RabbitMQ stopped"
+    fi
+    # our private epmd
+    pkill -f "epmd.*-port $EPMD_PORT" 2>/dev/null || true
+    rm -f "$RABBITMQ_PID_FILE"
+}
+
+# --- env file -------------------------------------------------------------------------------
+
+write_env() {
+    mkdir -p "$DIR"
+    local token_file="$DIR/admin-token"
+    [ -s "$token_file" ] || head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$token_file"
+    cat >"$DIR/env" <<EOF
+# SpotGuard $STACK stack: source this file from a shell.
+export SPOTGUARD_DATABASE_URL='postgresql://spotguard@127.0.0.1:$PG_PORT/spotguard'
+export SPOTGUARD_AMQP_URL='amqp://spotguard:spotguard@127.0.0.1:$AMQP_PORT/'
+export SPOTGUARD_ADMIN_TOKEN='$(cat "$token_file")'
+export SPOTGUARD_INGEST_PORT='$INGEST_PORT'
+export SPOTGUARD_INGEST_URL='http://127.0.0.1:$INGEST_PORT'
+export SPOTGUARD_STACK_DIR='$DIR'
+export SPOTGUARD_PG_BIN='$PG_BIN'
+EOF
+    [ "$STACK" = dev ] && cp "$DIR/env" "$ROOT/.spotguard/env"
+    return 0
+}
+
+infra() {
+    pg_start
+    rabbit_start
+    write_env
+}
+
+# --- services -------------------------------------------------------------------------------
+
+SERVICES=(spotguard-ingest)
+
+bin_dir() { (cd "$ROOT" && swift build -c "${SPOTGUARD_BUILD_CONFIG:-debug}" --show-bin-path); }
+
+build() {
+    log "swift build (first build takes a few minutes)"
+    (cd "$ROOT" && swift build -c "${SPOTGUARD_BUILD_CONFIG:-debug}")
+}
+
+services_start() {
+    # shellcheck disable=SC1091
+    . "$DIR/env"
+    local bins svc
+    bins="$(bin_dir)"
+    "$bins/spotguard-ingest" migrate
+    mkdir -p "$DIR/logs" "$DIR/pids"
+    for svc in "${SERVICES[@]}"; do
+        local pidf="$DIR/pids/$svc.pid"
+        if [ -f "$pidf" ] && kill -0 "$(cat "$pidf")" 2>/dev/null; then
+            log "$svc already running (pid $(cat "$pidf"))"
+            continue
+        fi
+        setsid "$bins/$svc" serve >>"$DIR/logs/$svc.log" 2>&1 </dev/null &
+        echo $! >"$pidf"
+        log "$svc started (pid $!, log $DIR/logs/$svc.log)"
+    done
+    local i
+    for i in $(seq 1 60); do
+        curl -fsS "$SPOTGUARD_INGEST_URL/health/ready" >/dev/null 2>&1 && return 0
+        sleep 0.5
+    done
+    tail -n 20 "$DIR/logs/spotguard-ingest.log" >&2 || true
+    die "spotguard-ingest did not become ready"
+}
+
+services_stop() {
+    local f
+    [ -d "$DIR/pids" ] || return 0
+    for f in "$DIR"/pids/*.pid; do
+        [ -f "$f" ] || continue
+        local pid
+        pid="$(cat "$f")"
+        if kill -0 "$pid" 2>/dev/null; then
+            kill -TERM "$pid" 2>/dev/null || true
+            local i
+            for i in $(seq 1 40); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
+            kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null
+            log "$(basename "$f" .pid) stopped"
+        fi
+        rm -f "$f"
+    done
+}
+
+status() {
+    find_pg_bin
+    printf 'stack %s (%s)\n' "$STACK" "$DIR"
+    if "$PG_BIN/pg_isready" -h 127.0.0.1 -p "$PG_PORT" -q; then s=up; else s=down; fi
+    printf '  postgresql   127.0.0.1:%s  %s\n' "$PG_PORT" "$s"
+    if rabbit_running; then s=up; else s=down; fi
+    printf '  rabbitmq     127.0.0.1:%s  %s\n' "$AMQP_PORT" "$s"
+    local svc
+    for svc in "${SERVICES[@]}"; do
+        local pidf="$DIR/pids/$svc.pid"
+        if [ -f "$pidf" ] && kill -0 "$(cat "$pidf")" 2>/dev/null; then s="up (pid $(cat "$pidf"))"; else s=down; fi
+        printf '  %-20s %s\n' "$svc" "$s"
+    done
+    [ "$svc" = spotguard-ingest ] && printf '  ingest API   http://127.0.0.1:%s\n' "$INGEST_PORT"
+    printf '  settings     %s/env (source it)\n' "$DIR"
+}
+
+case "$CMD" in
+    deps) deps ;;
+    infra) deps; infra ;;
+    up) deps; infra; build; services_start; status ;;
+    down) services_stop; rabbit_stop; pg_stop ;;
+    broker-stop) rabbit_stop ;;
+    broker-start) rabbit_start ;;
+    broker-restart) rabbit_stop; rabbit_start ;;
+    status) status ;;
+    *) echo "usage: deploy/stack.sh deps|infra|up|down|broker-stop|broker-start|broker-restart|status [dev|test]" >&2; exit 2 ;;
+esac
