@@ -43,7 +43,7 @@ as_root() {
 deps() {
     local missing=()
     local pkg
-    for pkg in postgresql rabbitmq-server librabbitmq-dev libpq-dev pkg-config curl python3; do
+    for pkg in postgresql rabbitmq-server librabbitmq-dev libpq-dev pkg-config curl python3 docker-compose; do
         dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
     done
     if [ "${#missing[@]}" -gt 0 ]; then

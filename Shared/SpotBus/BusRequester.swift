@@ -44,7 +44,7 @@ public final class BusRequester: Service, Sendable {
         let (seconds, atto) = deadline.components
         message.expirationMs = Int(seconds) * 1000 + Int(atto / 1_000_000_000_000_000)
         let request = message
-        return try await withThrowingTaskGroup(of: Delivery.self) { group in
+        return try await withThrowingTaskGroup(of: Delivery?.self) { group in
             group.addTask {
                 try await withCheckedThrowingContinuation { c in
                     self.waiting.withLock { $0[correlationId] = c }
@@ -54,12 +54,16 @@ public final class BusRequester: Service, Sendable {
                 }
             }
             group.addTask {
+                // the deadline fails the waiting request (a no-op once it was answered)
                 try? await Task.sleep(for: deadline)
                 self.fail(correlationId, BusError(.replyTimeout, "no reply within \(deadline)"))
-                throw CancellationError()
+                return nil
             }
             defer { group.cancelAll() }
-            return try await group.next()!
+            while let outcome = try await group.next() {
+                if let reply = outcome { return reply }
+            }
+            throw BusError(.replyTimeout, "no reply within \(deadline)")
         }
     }
 

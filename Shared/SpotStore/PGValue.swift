@@ -59,24 +59,60 @@ extension UUID: PGEncodable, PGDecodable {
 }
 
 extension Date: PGEncodable, PGDecodable {
-    /// Sent as ISO 8601 in UTC with microseconds, which `timestamptz` reads exactly.
-    public var pgText: String { formatted(Date.ISO8601FormatStyle(includingFractionalSeconds: true)) }
+    /// Sent as `YYYY-MM-DD HH:MM:SS.ffffff+00`, which `timestamptz` reads to the microsecond.
+    public var pgText: String {
+        let micros = (timeIntervalSince1970 * 1_000_000).rounded()
+        var seconds = Int(floor(micros / 1_000_000))
+        let fraction = Int(micros - Double(seconds) * 1_000_000)
+        var t = tm()
+        gmtime_r(&seconds, &t)
+        return String(
+            format: "%04d-%02d-%02d %02d:%02d:%02d.%06d+00", Int(t.tm_year) + 1900, Int(t.tm_mon) + 1, Int(t.tm_mday), Int(t.tm_hour),
+            Int(t.tm_min), Int(t.tm_sec), fraction)
+    }
 
-    /// Reads `timestamptz` output (`2025-11-23 10:00:00.123456+00`) regardless of the session's
-    /// time zone offset.
+    /// Reads `timestamptz` output (`2025-11-23 10:00:00.123456+00`, any offset, `T` or space).
     public init(pgText: String) throws {
-        var s = pgText.replacingOccurrences(of: " ", with: "T")
-        // "+00" → "+00:00"
-        if let sign = s.lastIndex(where: { $0 == "+" || $0 == "-" }), s.distance(from: sign, to: s.endIndex) == 3 {
-            s += ":00"
+        let bad = PGError(.decoding, message: "not a timestamptz: \(pgText.prefix(40))")
+        let u = Array(pgText.utf8)
+        func int(_ from: Int, _ count: Int) throws -> Int {
+            guard from + count <= u.count else { throw bad }
+            var v = 0
+            for b in u[from..<(from + count)] {
+                guard (48...57).contains(b) else { throw bad }
+                v = v * 10 + Int(b - 48)
+            }
+            return v
         }
-        if let d = try? Date(s, strategy: Date.ISO8601FormatStyle(includingFractionalSeconds: true)) {
-            self = d
-        } else if let d = try? Date(s, strategy: Date.ISO8601FormatStyle()) {
-            self = d
-        } else {
-            throw PGError(.decoding, message: "not a timestamptz: \(pgText.prefix(40))")
+        guard u.count >= 19, u[4] == 45, u[7] == 45, u[10] == 32 || u[10] == 84, u[13] == 58, u[16] == 58 else { throw bad }
+        var t = tm()
+        t.tm_year = Int32(try int(0, 4) - 1900)
+        t.tm_mon = Int32(try int(5, 2) - 1)
+        t.tm_mday = Int32(try int(8, 2))
+        t.tm_hour = Int32(try int(11, 2))
+        t.tm_min = Int32(try int(14, 2))
+        t.tm_sec = Int32(try int(17, 2))
+        var i = 19
+        var fraction = 0.0
+        if i < u.count, u[i] == 46 {
+            var scale = 0.1
+            i += 1
+            while i < u.count, (48...57).contains(u[i]) {
+                fraction += Double(u[i] - 48) * scale
+                scale /= 10
+                i += 1
+            }
         }
+        var offset = 0
+        if i < u.count {
+            guard u[i] == 43 || u[i] == 45 else { throw bad }
+            let sign = u[i] == 43 ? 1 : -1
+            let hours = try int(i + 1, 2)
+            var minutes = 0
+            if i + 3 < u.count { minutes = try int(u[i + 3] == 58 ? i + 4 : i + 3, 2) }
+            offset = sign * (hours * 3600 + minutes * 60)
+        }
+        self = Date(timeIntervalSince1970: Double(timegm(&t) - offset) + fraction)
     }
 }
 

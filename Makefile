@@ -1,0 +1,21 @@
+# SpotGuard: the whole system on one machine. Scripts live in deploy/.
+.PHONY: up down test bench status build
+
+up:        ## install what is missing, start PostgreSQL + RabbitMQ + every service
+	deploy/stack.sh up dev
+
+down:      ## stop everything `make up` (or an interrupted `make test`) started
+	deploy/stack.sh down dev
+	deploy/stack.sh down test
+
+test:      ## fresh private stack, build, the whole test suite
+	deploy/test.sh
+
+bench:     ## benchmark figures (release build, private stack)
+	deploy/bench.sh
+
+status:
+	deploy/stack.sh status dev
+
+build:
+	swift build

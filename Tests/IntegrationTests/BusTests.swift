@@ -1,0 +1,176 @@
+import Foundation
+import SpotModels
+import Testing
+
+@testable import SpotBus
+
+/// SpotBus against the real private RabbitMQ. Each test binds its own quorum queue to a routing
+/// key nobody else uses and deletes it afterwards.
+extension IntegrationTests {
+    @Suite struct BusTests {
+        let key = TestStack.uniqueName("test")
+        var queue: String { "spotguard.\(key)" }
+        var topology: Topology { .standard.adding(.init(name: queue, bindings: ["\(key).#"])) }
+
+        func message(_ n: Int, body: String? = nil) -> OutgoingMessage {
+            OutgoingMessage(routingKey: "\(key).item", body: Array((body ?? "message \(n)").utf8), messageId: "\(key)-\(n)")
+        }
+
+        func consumer(_ inbox: Inbox, publisher: BusPublisher, handler: BusConsumer.Handler? = nil) throws -> BusConsumer {
+            var config = BusConsumer.Configuration(queue: queue)
+            config.retryBackoff = .milliseconds(10)
+            return BusConsumer(endpoint: try TestStack.amqp, topology: topology, configuration: config, deadLetters: publisher,
+                               logger: TestStack.logger, handler: handler ?? { inbox.append($0) })
+        }
+
+        @Test func confirmedMessageArrivesWithItsIdAndBody() async throws {
+            try await withPublisher(topology: topology) { publisher in
+                try await publisher.publish(message(1, body: #"{"price": 0.0312}"#))
+                let inbox = Inbox()
+                try await withConsumer(try consumer(inbox, publisher: publisher)) {
+                    #expect(await TestStack.eventually { inbox.count == 1 })
+                }
+                let got = try #require(inbox.all.first)
+                #expect(got.messageId == "\(key)-1")
+                #expect(String(decoding: got.body, as: UTF8.self) == #"{"price": 0.0312}"#)
+                #expect(got.routingKey == "\(key).item")
+                #expect(!got.redelivered)
+                try await publisher.deleteQueue(queue)
+            }
+        }
+
+        @Test func unroutableMessageIsAnError() async throws {
+            try await withPublisher(topology: topology) { publisher in
+                let stray = OutgoingMessage(routingKey: "nobody.listens.\(key)", body: [1], messageId: "stray-\(key)")
+                await #expect(throws: BusError(.unroutable, "no queue bound for the routing key")) {
+                    try await publisher.publish(stray)
+                }
+                // the connection is still usable afterwards
+                try await publisher.publish(message(2))
+                try await publisher.deleteQueue(queue)
+            }
+        }
+
+        @Test func manyPublishesInFlightAreAllConfirmedAndDelivered() async throws {
+            let n = 2000
+            try await withPublisher(topology: topology) { publisher in
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    for i in 0..<n { group.addTask { try await publisher.publish(message(i)) } }
+                    try await group.waitForAll()
+                }
+                let inbox = Inbox()
+                try await withConsumer(try consumer(inbox, publisher: publisher)) {
+                    #expect(await TestStack.eventually { inbox.count >= n })
+                }
+                #expect(inbox.messageIds() == Set((0..<n).map { "\(key)-\($0)" }))
+                try await publisher.deleteQueue(queue)
+            }
+        }
+
+        @Test func crashedConsumersMessagesAreRedelivered() async throws {
+            try await withPublisher(topology: topology) { publisher in
+                for i in 0..<10 { try await publisher.publish(message(i)) }
+                // a consumer that takes deliveries and dies without acking
+                let taken = Inbox()
+                let doomed = AMQPWorker(
+                    endpoint: try TestStack.amqp, topology: topology,
+                    role: ConnectionRole(confirms: false, consume: .init(queue: queue, prefetch: 100, noAck: false)),
+                    confirmTimeout: .seconds(5), logger: TestStack.logger, onDelivery: { taken.append($0) })
+                doomed.start()
+                #expect(await TestStack.eventually { taken.count == 10 })
+                await doomed.stop()
+
+                let inbox = Inbox()
+                try await withConsumer(try consumer(inbox, publisher: publisher)) {
+                    #expect(await TestStack.eventually { inbox.count == 10 })
+                }
+                #expect(inbox.all.allSatisfy { $0.redelivered })
+                #expect(inbox.all.allSatisfy { $0.deliveryCount == 1 })
+                #expect(inbox.messageIds() == taken.messageIds())
+                try await publisher.deleteQueue(queue)
+            }
+        }
+
+        @Test func failingMessageIsRetriedThenDeadLetteredWithItsReason() async throws {
+            struct Boom: Error, CustomStringConvertible { var description: String { "boom: price table locked" } }
+            let deadQueue = "spotguard.\(key).dead"
+            let topology = self.topology.adding(.init(name: deadQueue, bindings: ["\(key).#"], exchange: Topology.deadLetterExchange))
+            let publisher = BusPublisher(endpoint: try TestStack.amqp, topology: topology, logger: TestStack.logger)
+            publisher.start()
+            #expect(await TestStack.eventually { publisher.isConnected })
+            try await publisher.publish(message(7, body: "poison"))
+            try await publisher.publish(message(8, body: "fine"))
+
+            let attempts = Counter()
+            let handled = Inbox()
+            var config = BusConsumer.Configuration(queue: queue)
+            config.retryBackoff = .milliseconds(10)
+            let failing = BusConsumer(endpoint: try TestStack.amqp, topology: topology, configuration: config, deadLetters: publisher,
+                                      logger: TestStack.logger) { d in
+                if String(decoding: d.body, as: UTF8.self) == "poison" {
+                    attempts.increment()
+                    throw Boom()
+                }
+                handled.append(d)
+            }
+            let dead = Inbox()
+            let deadConsumer = BusConsumer(endpoint: try TestStack.amqp, topology: topology, configuration: .init(queue: deadQueue),
+                                           deadLetters: publisher, logger: TestStack.logger) { dead.append($0) }
+            try await withConsumer(failing) {
+                try await withConsumer(deadConsumer) {
+                    #expect(await TestStack.eventually { dead.count == 1 })
+                }
+            }
+            #expect(attempts.current == Topology.maxHandlerAttempts)
+            #expect(handled.messageIds() == ["\(key)-8"])
+            let letter = try #require(dead.all.first)
+            #expect(letter.messageId == "\(key)-7")
+            #expect(letter.headers["x-spotguard-error"] == "boom: price table locked")
+            #expect(letter.headers["x-spotguard-queue"] == queue)
+            #expect(letter.headers["x-spotguard-attempts"] == String(Topology.maxHandlerAttempts))
+            #expect(String(decoding: letter.body, as: UTF8.self) == "poison")
+            try await publisher.deleteQueue(queue)
+            try await publisher.deleteQueue(deadQueue)
+            await publisher.shutdown()
+        }
+
+        @Test func requestGetsItsReplyAndAMissingResponderTimesOut() async throws {
+            try await withPublisher(topology: topology) { publisher in
+                let responder = BusConsumer.responder(
+                    endpoint: try TestStack.amqp, topology: topology, configuration: .init(queue: queue), publisher: publisher,
+                    logger: TestStack.logger
+                ) { request in Array(String(decoding: request.body, as: UTF8.self).uppercased().utf8) }
+                let requester = BusRequester(endpoint: try TestStack.amqp, topology: topology, logger: TestStack.logger)
+                requester.start()
+                #expect(await TestStack.eventually { requester.isConnected })
+                try await withConsumer(responder) {
+                    let reply = try await requester.request(routingKey: "\(key).ask", body: Array("failover now".utf8), deadline: .seconds(5))
+                    #expect(String(decoding: reply.body, as: UTF8.self) == "FAILOVER NOW")
+                }
+                // nobody answers now: the caller gets a timeout at its deadline, not a hang
+                let started = ContinuousClock.now
+                await #expect(throws: BusError.self) {
+                    _ = try await requester.request(routingKey: "\(key).ask", body: [1], deadline: .milliseconds(300))
+                }
+                #expect(ContinuousClock.now - started < .seconds(5))
+                await requester.shutdown()
+                try await publisher.deleteQueue(queue)
+            }
+        }
+
+        @Test func brokerRestartReconnectsAndLosesNoConfirmedMessage() async throws {
+            try await withPublisher(topology: topology) { publisher in
+                for i in 0..<100 { try await publisher.publish(message(i)) }
+                try await TestStack.stack("broker-restart")
+                #expect(await TestStack.eventually(timeout: .seconds(60)) { publisher.isConnected })
+                for i in 100..<200 { try await publisher.publish(message(i)) }
+                let inbox = Inbox()
+                try await withConsumer(try consumer(inbox, publisher: publisher)) {
+                    #expect(await TestStack.eventually { inbox.count >= 200 })
+                }
+                #expect(inbox.messageIds() == Set((0..<200).map { "\(key)-\($0)" }))
+                try await publisher.deleteQueue(queue)
+            }
+        }
+    }
+}

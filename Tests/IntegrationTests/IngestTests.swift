@@ -1,0 +1,252 @@
+import Foundation
+import SpotBus
+import SpotModels
+import SpotRuntime
+import Testing
+
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+
+struct IngestNotReady: Error { var port: Int }
+
+/// `spotguard-ingest serve` as a real process on a loopback port, driven over HTTP.
+final class IngestProcess: Sendable {
+    let process: ChildProcess
+    let base: String
+
+    static func start() async throws -> IngestProcess {
+        var env = ProcessInfo.processInfo.environment
+        let port = Int.random(in: 37_000...38_999)
+        env["SPOTGUARD_INGEST_PORT"] = String(port)
+        env["SPOTGUARD_LOG_LEVEL"] = "warning"
+        let p = try ChildProcess(try TestStack.binDir + "/spotguard-ingest", ["serve"], environment: env)
+        let ingest = IngestProcess(process: p, base: "http://127.0.0.1:\(port)")
+        let ready = await TestStack.eventually { (try? await ingest.send("GET", "/health/ready").status) == 200 }
+        guard ready else {
+            _ = await ingest.stop()
+            throw IngestNotReady(port: port)
+        }
+        return ingest
+    }
+
+    private init(process: ChildProcess, base: String) {
+        self.process = process
+        self.base = base
+    }
+
+    struct Reply {
+        var status: Int
+        var headers: [String: String]
+        var body: Data
+        var json: [String: Any] { (try? JSONSerialization.jsonObject(with: body)) as? [String: Any] ?? [:] }
+        var errorCode: String? { (json["error"] as? [String: Any])?["code"] as? String }
+        var errorField: String? { (json["error"] as? [String: Any])?["field"] as? String }
+    }
+
+    func send(_ method: String, _ path: String, token: String? = nil, json: String? = nil, contentType: String = "application/json",
+              body: Data? = nil) async throws -> Reply {
+        var request = URLRequest(url: URL(string: base + path)!)
+        request.httpMethod = method
+        request.timeoutInterval = 15
+        if let token { request.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization") }
+        if let json { request.httpBody = Data(json.utf8) }
+        if let body { request.httpBody = body }
+        if request.httpBody != nil { request.setValue(contentType, forHTTPHeaderField: "Content-Type") }
+        let (data, response) = try await URLSession.shared.data(for: request)
+        let http = response as! HTTPURLResponse
+        var headers: [String: String] = [:]
+        for (k, v) in http.allHeaderFields { headers["\(k)".lowercased()] = "\(v)" }
+        return Reply(status: http.statusCode, headers: headers, body: data)
+    }
+
+    /// Runs `body` against a fresh ingest process and stops it (SIGTERM) whatever happens;
+    /// a clean shutdown must exit 0.
+    static func with(_ body: (IngestProcess) async throws -> Void) async throws {
+        let ingest = try await start()
+        do {
+            try await body(ingest)
+        } catch {
+            _ = await ingest.stop()
+            throw error
+        }
+        #expect(await ingest.stop() == 0, "spotguard-ingest did not shut down cleanly on SIGTERM")
+    }
+
+    /// SIGTERM, as an orchestrator would; returns the exit status.
+    func stop() async -> Int32 {
+        process.signal(SIGTERM)
+        return await process.exitStatus()
+    }
+}
+
+extension IntegrationTests {
+    @Suite struct IngestTests {
+        /// A queue of the test's own, bound like the SEF's, to see what ingest published.
+        let queue = TestStack.uniqueName("spotguard.ingest-test")
+        var topology: Topology {
+            .standard.adding(.init(name: queue, bindings: [RoutingKey.heartbeatReceived, RoutingKey.pricingReported]))
+        }
+
+        func createClient(_ ingest: IngestProcess, _ name: String) async throws -> (id: String, token: String) {
+            let admin = try TestStack.env.require("SPOTGUARD_ADMIN_TOKEN")
+            let reply = try await ingest.send("POST", "/api/admin/clients", token: admin, json: #"{"name": "\#(name)", "email": "ops@example.com"}"#)
+            #expect(reply.status == 201)
+            return (try #require(reply.json["client_id"] as? String), try #require(reply.json["token"] as? String))
+        }
+
+        func register(_ ingest: IngestProcess, token: String, logical: String) async throws -> IngestProcess.Reply {
+            try await ingest.send("POST", "/api/agents/register", token: token, json: """
+                {"logical_agent_id": "\(logical)", "instance_id": "i-0123456789abcdef0", "pool_id": "t3.medium.us-east-1a",
+                 "mode": "spot", "agent_version": "1.0.0", "private_ip": "10.0.0.12"}
+                """)
+        }
+
+        /// Messages on the test queue: read until `count` arrived and nothing more came for 300 ms.
+        /// Ingest answered 202 only after the broker confirmed, so all are already queued.
+        func received(_ count: Int, publisher: BusPublisher) async throws -> [Delivery] {
+            let inbox = Inbox()
+            let consumer = BusConsumer(endpoint: try TestStack.amqp, topology: topology, configuration: .init(queue: queue),
+                                       deadLetters: publisher, logger: TestStack.logger) { inbox.append($0) }
+            try await withConsumer(consumer) {
+                _ = await TestStack.eventually { inbox.count >= count }
+                var seen = -1
+                while seen != inbox.count {
+                    seen = inbox.count
+                    try await Task.sleep(for: .milliseconds(300))
+                }
+            }
+            return inbox.all
+        }
+
+        @Test func agentReportsAreAcceptedOnlyOnceTheBusHasThem() async throws {
+            try await withPublisher(topology: topology) { publisher in
+                try await IngestProcess.with { ingest in
+                    let client = try await createClient(ingest, "Acme")
+
+                    let first = try await register(ingest, token: client.token, logical: "web-1")
+                    #expect(first.status == 201)
+                    let agent = try #require(first.json["agent_id"] as? String)
+                    let config = try #require(first.json["config"] as? [String: Any])
+                    #expect(config["auto_switch_enabled"] as? Bool == true)
+                    #expect(config["manual_replica_enabled"] as? Bool == false)
+                    let again = try await register(ingest, token: client.token, logical: "web-1")
+                    #expect(again.status == 200)
+                    #expect(again.json["agent_id"] as? String == agent)
+
+                    let hb = try await ingest.send("POST", "/api/agents/\(agent)/heartbeat", token: client.token,
+                                                   json: #"{"status": "online", "instance_id": "i-0123456789abcdef0", "mode": "spot", "pool_id": "t3.medium.us-east-1a"}"#)
+                    #expect(hb.status == 202)
+                    let report = try await ingest.send("POST", "/api/agents/\(agent)/pricing-report", token: client.token, json: """
+                        {"pools": [{"id": "t3.medium.us-east-1a", "price": 0.0312}, {"id": "t3.medium.us-east-1b", "price": 0.0298}],
+                         "on_demand_price": 0.0416}
+                        """)
+                    #expect(report.status == 202)
+                    let submissionId = UUID().uuidString.lowercased()
+                    let submit = try await ingest.send("POST", "/api/pricing/submit", token: client.token, json: """
+                        {"submission_id": "\(submissionId)", "source_agent_id": "\(agent)", "source_instance_id": "i-0123456789abcdef0",
+                         "source_type": "primary", "pool_id": "t3.medium.us-east-1a", "spot_price": 0.0456,
+                         "observed_at": "\(Timestamp.format(Date()))"}
+                        """)
+                    #expect(submit.status == 202)
+
+                    let messages = try await received(3, publisher: publisher)
+                    #expect(messages.count == 3)
+                    let byKey = Dictionary(grouping: messages, by: \.routingKey)
+                    let heartbeat = try #require(byKey[RoutingKey.heartbeatReceived]?.first).decode(HeartbeatReceived.self)
+                    #expect(heartbeat.payload.agentId.uuidString.lowercased() == agent.lowercased())
+                    #expect(heartbeat.payload.status == .online)
+                    #expect(heartbeat.id.uuidString == hb.json["id"] as? String)
+                    let pricing = try (byKey[RoutingKey.pricingReported] ?? []).map { try $0.decode(PricingReported.self).payload }
+                    #expect(pricing.count == 2)
+                    guard case .report(let r)? = pricing.first(where: { if case .report = $0 { true } else { false } }) else {
+                        Issue.record("no pricing report on the bus")
+                        return
+                }
+                #expect(r.pools.map(\.price) == [0.0312, 0.0298])
+                #expect(r.onDemandPrice == 0.0416)
+                #expect(pricing.contains(where: { $0.messageId.uuidString.lowercased() == submissionId }))
+                }
+                try await publisher.deleteQueue(queue)
+            }
+        }
+
+        @Test func badInputIsRefusedWithAReasonAndPublishesNothing() async throws {
+            try await withPublisher(topology: topology) { publisher in
+                try await IngestProcess.with { ingest in
+                    let a = try await createClient(ingest, "Tenant A")
+                    let b = try await createClient(ingest, "Tenant B")
+                    let agent = try #require(try await register(ingest, token: a.token, logical: "api-1").json["agent_id"] as? String)
+                    let report = "/api/agents/\(agent)/pricing-report"
+                    let goodReport = #"{"pools": [{"id": "t3.medium.us-east-1a", "price": 0.0312}]}"#
+                    let huge = #"{"pools": [{"id": "t3.medium.us-east-1a", "price": 0.03}], "pad": ""# + String(repeating: "x", count: 70_000) + #""}"#
+                    let otherTenantsSubmit = """
+                        {"submission_id": "\(UUID())", "source_agent_id": "\(agent)", "source_type": "primary",
+                         "pool_id": "t3.medium.us-east-1a", "spot_price": 0.05, "observed_at": "\(Timestamp.format(Date()))"}
+                        """
+                    let cases: [(String, String?, String?, String, Int, String)] = [
+                        ("negative price", report, a.token, #"{"pools": [{"id": "t3.medium.us-east-1a", "price": -0.0312}]}"#, 400, "invalid_price"),
+                        ("bad pool", report, a.token, #"{"pools": [{"id": "mars-1a", "price": 0.03}]}"#, 400, "invalid_pool_id"),
+                        ("missing pools", report, a.token, #"{"on_demand_price": 0.04}"#, 400, "missing_field"),
+                        ("malformed json", report, a.token, #"{"pools": ["#, 400, "invalid_json"),
+                        ("wrong type", report, a.token, #"{"pools": "all"}"#, 400, "invalid_type"),
+                        ("future time", report, a.token, #"{"pools": [{"id": "t3.medium.us-east-1a", "price": 0.03}], "observed_at": "2099-01-01T00:00:00Z"}"#, 400, "timestamp_in_future"),
+                        ("heartbeat status", "/api/agents/\(agent)/heartbeat", a.token, #"{"status": "sleepy"}"#, 400, "invalid_enum"),
+                        ("too large", report, a.token, huge, 413, "body_too_large"),
+                        ("no token", report, nil, goodReport, 401, "unauthorized"),
+                        ("malformed token", report, "letmein", goodReport, 401, "unauthorized"),
+                        ("forged token", report, String(a.token.dropLast(4)) + "0000", goodReport, 401, "unauthorized"),
+                        ("other tenant's agent", report, b.token, goodReport, 404, "agent_not_found"),
+                        ("unknown agent", "/api/agents/\(UUID())/pricing-report", a.token, goodReport, 404, "agent_not_found"),
+                        ("agent id not a uuid", "/api/agents/1%20OR%201=1/pricing-report", a.token, goodReport, 404, "agent_not_found"),
+                        ("other tenant's submission", "/api/pricing/submit", b.token, otherTenantsSubmit, 404, "agent_not_found"),
+                        ("agent token on admin", "/api/admin/clients", a.token, #"{"name": "x"}"#, 401, "unauthorized"),
+                    ]
+                    for (name, path, token, json, status, code) in cases {
+                        let reply = try await ingest.send("POST", path!, token: token, json: json)
+                        #expect(reply.status == status, "\(name)")
+                        #expect(reply.errorCode == code, "\(name)")
+                }
+                let negative = try await ingest.send("POST", report, token: a.token, json: #"{"pools": [{"id": "t3.medium.us-east-1a", "price": -1}]}"#)
+                #expect(negative.errorField == "pools[0].price")
+                let form = try await ingest.send("POST", report, token: a.token, json: goodReport, contentType: "text/plain")
+                #expect(form.status == 415)
+                #expect(form.errorCode == "unsupported_media_type")
+                let unauthorized = try await ingest.send("POST", report, token: nil, json: goodReport)
+                #expect(unauthorized.headers["www-authenticate"] == "Bearer")
+
+                // one good report after all the bad ones: it is the only message on the bus
+                #expect(try await ingest.send("POST", report, token: a.token, json: goodReport).status == 202)
+                let messages = try await received(1, publisher: publisher)
+                #expect(messages.count == 1)
+                }
+                try await publisher.deleteQueue(queue)
+            }
+        }
+
+        @Test func brokerDownGives503WithRetryAfterThenRecovers() async throws {
+            try await withPublisher(topology: topology) { publisher in
+                try await IngestProcess.with { ingest in
+                    let client = try await createClient(ingest, "Outage Inc")
+                    let agent = try #require(try await register(ingest, token: client.token, logical: "db-1").json["agent_id"] as? String)
+                    let path = "/api/agents/\(agent)/heartbeat"
+
+                    try await TestStack.withBrokerStopped {
+                        let notReady = await TestStack.eventually { (try? await ingest.send("GET", "/health/ready").status) == 503 }
+                        #expect(notReady)
+                        let refused = try await ingest.send("POST", path, token: client.token, json: #"{"status": "online"}"#)
+                        #expect(refused.status == 503)
+                        #expect(refused.errorCode == "broker_unavailable")
+                        #expect(refused.headers["retry-after"] == "5")
+                    }
+                    let accepted = await TestStack.eventually(timeout: .seconds(60)) {
+                        (try? await ingest.send("POST", path, token: client.token, json: #"{"status": "online"}"#).status) == 202
+                    }
+                    #expect(accepted)
+                }
+                #expect(await TestStack.eventually(timeout: .seconds(60)) { publisher.isConnected })
+                try await publisher.deleteQueue(queue)
+            }
+        }
+    }
+}

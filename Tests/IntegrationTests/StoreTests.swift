@@ -1,0 +1,144 @@
+import Foundation
+import SpotStore
+import Testing
+
+extension IntegrationTests {
+    @Suite struct StoreTests {
+        @Test func twoProcessesMigratingAtOnceApplyEachMigrationOnce() async throws {
+            // a fresh database, migrated by two `spotguard-ingest migrate` processes started together
+            let admin = try await TestStack.store(poolSize: 1)
+            let db = "spotguard_migrate_\(UInt32.random(in: 0...UInt32.max))"
+            try await admin.withConnection { try $0.executeScript("CREATE DATABASE \(db)") }
+            var env = ProcessInfo.processInfo.environment
+            var config = try TestStack.postgres
+            env["SPOTGUARD_DATABASE_URL"] = "postgresql://\(config.user)@\(config.host):\(config.port)/\(db)"
+            env["SPOTGUARD_LOG_LEVEL"] = "warning"
+            let binary = try TestStack.binDir + "/spotguard-ingest"
+            let processes = try (0..<2).map { _ in try ChildProcess(binary, ["migrate"], environment: env) }
+            var statuses: [Int32] = []
+            for p in processes { statuses.append(await p.exitStatus()) }
+            #expect(statuses == [0, 0])
+
+            config.database = db
+            config.poolSize = 1
+            let store = PostgresStore(configuration: config, logger: TestStack.logger)
+            let rows = try await store.withConnection { try $0.query("SELECT version, count(*) FROM schema_migrations GROUP BY version") }
+            let expected = try Migration.bundled().map(\.version)
+            #expect(try rows.map { try $0.decode(Int.self, at: 0) }.sorted() == expected)
+            #expect(try rows.allSatisfy { try $0.decode(Int.self, at: 1) == 1 })
+            let tables = try await store.withConnection {
+                try $0.query("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'")[0].decode(Int.self, at: 0)
+            }
+            #expect(tables >= 22)
+            await store.shutdown()
+            try await admin.withConnection { try $0.executeScript("DROP DATABASE \(db)") }
+            await admin.shutdown()
+        }
+
+        @Test func serializationFailureRunsTheTransactionAgain() async throws {
+            let store = try await TestStack.store(poolSize: 2)
+            let table = "retry_probe_\(UInt32.random(in: 0...UInt32.max))"
+            try await store.withConnection { try $0.executeScript("CREATE TABLE \(table) (id serial PRIMARY KEY, n integer NOT NULL)") }
+            // Write skew: both transactions read the table, wait for each other, then insert a row
+            // derived from what they read. SERIALIZABLE lets only one commit; the other must run again.
+            let attempts = Counter()
+            let bothRead = DispatchGroup()
+            bothRead.enter()
+            bothRead.enter()
+            let firstRound = Inbox()
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for worker in 0..<2 {
+                    group.addTask {
+                        try await store.transaction(isolation: .serializable) { conn in
+                            attempts.increment()
+                            let n = try conn.query("SELECT count(*) FROM \(table)")[0].decode(Int.self, at: 0)
+                            if firstRound.markOnce(worker) {
+                                bothRead.leave()
+                                _ = bothRead.wait(timeout: .now() + 5)
+                            }
+                            try conn.execute("INSERT INTO \(table) (n) VALUES ($1)", [n + 1])
+                        }
+                    }
+                }
+                try await group.waitForAll()
+            }
+            let values = try await store.withConnection { conn in
+                try conn.query("SELECT n FROM \(table) ORDER BY n").map { try $0.decode(Int.self, at: 0) }
+            }
+            #expect(values == [1, 2])
+            #expect(attempts.current == 3)
+            try await store.withConnection { try $0.executeScript("DROP TABLE \(table)") }
+            await store.shutdown()
+        }
+
+        @Test func copyWritesEveryRowExactly() async throws {
+            let store = try await TestStack.store()
+            let table = "copy_probe_\(UInt32.random(in: 0...UInt32.max))"
+            try await store.withConnection {
+                try $0.executeScript("CREATE TABLE \(table) (id integer PRIMARY KEY, label text, price numeric(12,6), seen timestamptz)")
+            }
+            let tricky = ["plain", "tab\there", "new\nline", #"back\slash"#, "ünïcødé ✓", "\\N", "'; DROP TABLE agents; --"]
+            let start = Date(timeIntervalSince1970: 1_704_067_200)
+            func expectedPrice(_ i: Int) -> Double { Double(i % 1000) / 10_000 + 0.001 }
+            func expectedLabel(_ i: Int) -> String? { i % 10 == 9 ? nil : tricky[i % tricky.count] }
+            var rows: [[(any PGEncodable)?]] = []
+            for i in 0..<20_000 {
+                let label: (any PGEncodable)? = expectedLabel(i)
+                rows.append([i, label, expectedPrice(i), start.addingTimeInterval(Double(i) * 0.5)])
+            }
+            let batch = rows
+            let written = try await store.withConnection { try $0.copy(into: table, columns: ["id", "label", "price", "seen"], rows: batch) }
+            #expect(written == 20_000)
+            let back = try await store.withConnection { conn in
+                try conn.query("SELECT id, label, price, seen FROM \(table) WHERE id IN (0, 1, 2, 3, 4, 5, 6, 9, 19999) ORDER BY id")
+            }
+            for row in back {
+                let id = try row.decode(Int.self, at: 0)
+                let label: String? = try row.decodeIfPresent(String.self, at: 1)
+                #expect(label == expectedLabel(id))
+                #expect(abs(try row.decode(Double.self, at: 2) - expectedPrice(id)) < 1e-9)
+                #expect(try row.decode(Date.self, at: 3) == start.addingTimeInterval(Double(id) * 0.5))
+            }
+            try await store.withConnection { try $0.executeScript("DROP TABLE \(table)") }
+            await store.shutdown()
+        }
+
+        @Test func parametersAndTypesRoundTrip() async throws {
+            let store = try await TestStack.store()
+            let id = UUID()
+            let when = Date(timeIntervalSince1970: 1_763_892_000.123456)
+            let injection = "x'); DELETE FROM clients; --"
+            let row = try await store.withConnection { conn in
+                try conn.query("SELECT $1::uuid, $2::timestamptz, $3::text, $4::bytea, $5::boolean, $6::text",
+                               [id, when, injection, PGBytes([0, 1, 254, 255]), true, nil])[0]
+            }
+            #expect(try row.decode(UUID.self, at: 0) == id)
+            #expect(abs(try row.decode(Date.self, at: 1).timeIntervalSince(when)) < 0.000_001)
+            #expect(try row.decode(String.self, at: 2) == injection)
+            #expect(try row.decode(PGBytes.self, at: 3) == PGBytes([0, 1, 254, 255]))
+            #expect(try row.decode(Bool.self, at: 4))
+            #expect(try row.decodeIfPresent(String.self, at: 5) == nil)
+            await #expect(throws: PGError.self) {
+                try await store.withConnection { try $0.query("SELECT * FROM no_such_table") }
+            }
+            await store.shutdown()
+        }
+
+        @Test func schemaEnforcesTheModesExclusionAndEnums() async throws {
+            let store = try await TestStack.store()
+            let error = await #expect(throws: PGError.self) {
+                try await store.transaction { conn in
+                    let client = try conn.query(
+                        "INSERT INTO clients (name, token_key_id, token_hash) VALUES ('c', $1, $2) RETURNING id",
+                        [String((0..<16).map { _ in "abcdefghij".randomElement()! }), PGBytes(Array(repeating: 1, count: 32))])[0]
+                        .decode(UUID.self, at: 0)
+                    try conn.execute(
+                        "INSERT INTO agents (client_id, logical_agent_id, manual_replica_enabled, auto_switch_enabled) VALUES ($1, 'a', true, true)",
+                        [client])
+                }
+            }
+            #expect(error?.sqlState == "23514")  // check_violation: agents_manual_excludes_auto
+            await store.shutdown()
+        }
+    }
+}

@@ -1,0 +1,165 @@
+import Foundation
+import Logging
+import SpotBus
+import SpotRuntime
+import SpotStore
+import Synchronization
+import Testing
+
+/// The private stack `make test` starts (deploy/stack.sh infra test) and writes to
+/// `.spotguard/test/env`; the test command exports those variables.
+enum TestStack {
+    static let env = EnvironmentReader()
+    static let logger: Logger = {
+        var l = Logger(label: "spotguard-tests")
+        l.logLevel = .warning
+        return l
+    }()
+
+    static var amqp: AMQPEndpoint {
+        get throws { try env.amqp() }
+    }
+
+    static var postgres: PostgresConfiguration {
+        get throws { try env.postgres(applicationName: "spotguard-tests") }
+    }
+
+    /// The folder holding the built executables (`swift build --show-bin-path`).
+    static var binDir: String {
+        get throws { try env.require("SPOTGUARD_BIN_DIR") }
+    }
+
+    static var repoRoot: URL {
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    }
+
+    /// A migrated store on the test database.
+    static func store(poolSize: Int = 4) async throws -> PostgresStore {
+        var config = try postgres
+        config.poolSize = poolSize
+        let store = PostgresStore(configuration: config, logger: logger)
+        try await Migrator.migrate(store, migrations: try Migration.bundled(), logger: logger)
+        return store
+    }
+
+    /// Runs `deploy/stack.sh <command> test` (broker-stop, broker-start, broker-restart).
+    static func stack(_ command: String) async throws {
+        let status = try await ChildProcess(repoRoot.appendingPathComponent("deploy/stack.sh").path, [command, "test"]).exitStatus()
+        #expect(status == 0, "deploy/stack.sh \(command) test exited \(status)")
+    }
+
+    /// Stops the broker for the duration of `body` and starts it again whatever happens.
+    static func withBrokerStopped(_ body: () async throws -> Void) async throws {
+        try await stack("broker-stop")
+        do {
+            try await body()
+        } catch {
+            try await stack("broker-start")
+            throw error
+        }
+        try await stack("broker-start")
+    }
+
+    /// Polls `condition` every 50 ms until it holds or `timeout` passes; returns whether it held.
+    static func eventually(timeout: Duration = .seconds(30), _ condition: () async throws -> Bool) async rethrows -> Bool {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            if try await condition() { return true }
+            try? await Task.sleep(for: .milliseconds(50))
+        }
+        return try await condition()
+    }
+
+    static func uniqueName(_ prefix: String) -> String {
+        "\(prefix).\(UUID().uuidString.lowercased().prefix(8))"
+    }
+}
+
+/// Collects what a test consumer receives.
+final class Inbox: Sendable {
+    private let items = Mutex<[Delivery]>([])
+    private let marks = Mutex<Set<Int>>([])
+
+    /// True the first time `n` is marked.
+    func markOnce(_ n: Int) -> Bool { marks.withLock { $0.insert(n).inserted } }
+
+    func append(_ d: Delivery) { items.withLock { $0.append(d) } }
+    var all: [Delivery] { items.withLock { $0 } }
+    var count: Int { items.withLock { $0.count } }
+    func messageIds() -> Set<String> { Set(all.compactMap(\.messageId)) }
+}
+
+/// Counts calls from concurrent code.
+final class Counter: Sendable {
+    private let value = Mutex(0)
+    @discardableResult
+    func increment() -> Int { value.withLock { $0 += 1; return $0 } }
+    var current: Int { value.withLock { $0 } }
+}
+
+/// A publisher started for a test and shut down after it.
+func withPublisher<T>(topology: Topology, _ body: (BusPublisher) async throws -> T) async throws -> T {
+    let publisher = BusPublisher(endpoint: try TestStack.amqp, topology: topology, confirmTimeout: .seconds(10), logger: TestStack.logger)
+    publisher.start()
+    let connected = await TestStack.eventually { publisher.isConnected }
+    try #require(connected, "publisher did not connect to the test broker")
+    do {
+        let result = try await body(publisher)
+        await publisher.shutdown()
+        return result
+    } catch {
+        await publisher.shutdown()
+        throw error
+    }
+}
+
+/// Runs a consumer service in the background for the duration of `body`.
+func withConsumer<T>(_ consumer: BusConsumer, _ body: () async throws -> T) async throws -> T {
+    try await withThrowingTaskGroup(of: Void.self) { group in
+        group.addTask { try await consumer.run() }
+        let connected = await TestStack.eventually { consumer.isConnected }
+        try #require(connected, "consumer did not connect")
+        do {
+            let result = try await body()
+            group.cancelAll()
+            return result
+        } catch {
+            group.cancelAll()
+            throw error
+        }
+    }
+}
+
+/// A child process started with posix_spawn and reaped with waitpid on a thread of its own.
+/// (Foundation's `Process.waitUntilExit` can miss the exit of a script that leaves a daemon
+/// behind, as `deploy/stack.sh` does with the broker.)
+final class ChildProcess: Sendable {
+    let pid: pid_t
+
+    init(_ executable: String, _ arguments: [String], environment: [String: String] = ProcessInfo.processInfo.environment) throws {
+        let argv = ([executable] + arguments).map { strdup($0) } + [nil]
+        let envp = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        defer {
+            argv.forEach { free($0) }
+            envp.forEach { free($0) }
+        }
+        var pid: pid_t = 0
+        let rc = posix_spawn(&pid, executable, nil, nil, argv, envp)
+        guard rc == 0 else { throw POSIXError(POSIXErrorCode(rawValue: rc) ?? .EINVAL) }
+        self.pid = pid
+    }
+
+    /// The exit status (128 + signal when killed by a signal).
+    func exitStatus() async -> Int32 {
+        await withCheckedContinuation { c in
+            let pid = self.pid
+            Thread {
+                var status: Int32 = 0
+                while waitpid(pid, &status, 0) == -1 && errno == EINTR {}
+                c.resume(returning: status & 0x7f == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f))
+            }.start()
+        }
+    }
+
+    func signal(_ sig: Int32) { kill(pid, sig) }
+}
