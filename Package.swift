@@ -14,6 +14,7 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .executable(name: "spotguard-ingest", targets: ["Ingest"]),
+        .executable(name: "spotguard-bench", targets: ["Bench"]),
     ],
     dependencies: [
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
@@ -81,6 +82,9 @@ let package = Package(
             path: "Services/Ingest/App", swiftSettings: swiftSettings),
         .executableTarget(
             name: "Ingest", dependencies: ["IngestApp", "SpotRuntime"], path: "Services/Ingest/Main",
+            swiftSettings: swiftSettings),
+        .executableTarget(
+            name: "Bench", dependencies: ["SpotModels", "SpotBus", "SpotStore", "SpotRuntime"], path: "Services/Bench",
             swiftSettings: swiftSettings),
 
         .testTarget(name: "SpotModelsTests", dependencies: ["SpotModels"], swiftSettings: swiftSettings),

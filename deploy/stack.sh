@@ -8,8 +8,10 @@
 #   deploy/stack.sh down    [dev|test]      stop everything the stack started
 #   deploy/stack.sh broker-stop|broker-start|broker-restart [dev|test]
 #   deploy/stack.sh status  [dev|test]
+#   deploy/stack.sh queues  [dev|test]      queue depths on the private broker
 #
-# The dev stack uses ports 354xx, the test stack 364xx, so both can run side by side.
+# The dev stack uses ports 354xx, the test stack 364xx, the bench stack 334xx, so they can run
+# side by side.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -19,7 +21,8 @@ STACK="${2:-dev}"
 case "$STACK" in
     dev) BASE=35400 ;;
     test) BASE=36400 ;;
-    *) echo "stack.sh: unknown stack '$STACK' (dev or test)" >&2; exit 2 ;;
+    bench) BASE=33400 ;;
+    *) echo "stack.sh: unknown stack '$STACK' (dev, test or bench)" >&2; exit 2 ;;
 esac
 
 DIR="$ROOT/.spotguard/$STACK"
@@ -292,7 +295,8 @@ status() {
         printf '  %-20s %s\n' "$svc" "$s"
     done
     [ "$svc" = spotguard-ingest ] && printf '  ingest API   http://127.0.0.1:%s\n' "$INGEST_PORT"
-    printf '  settings     %s/env (source it)\n' "$DIR"
+    if [ "$STACK" = dev ]; then settings="$ROOT/.spotguard/env"; else settings="$DIR/env"; fi
+    printf '  settings     %s (source it)\n' "$settings"
 }
 
 case "$CMD" in
@@ -304,5 +308,6 @@ case "$CMD" in
     broker-start) rabbit_start ;;
     broker-restart) rabbit_stop; rabbit_start ;;
     status) status ;;
-    *) echo "usage: deploy/stack.sh deps|infra|up|down|broker-stop|broker-start|broker-restart|status [dev|test]" >&2; exit 2 ;;
+    queues) rabbit_env; rabbit_ctl -q list_queues name type messages_ready messages_unacknowledged consumers ;;
+    *) echo "usage: deploy/stack.sh deps|infra|up|down|broker-stop|broker-start|broker-restart|status|queues [dev|test|bench]" >&2; exit 2 ;;
 esac

@@ -23,6 +23,10 @@ public final class BusPublisher: Service, Sendable {
 
     /// True while the connection is up (readiness).
     public var isConnected: Bool { worker.isConnected }
+    public func run() async throws { await worker.runUntilGracefulShutdown() }
+    /// For code that manages the lifetime itself (tools, tests): start now, `shutdown()` later.
+    public func start() { worker.start() }
+    public func shutdown() async { await worker.stop() }
 
     public func publish(_ message: OutgoingMessage) async throws {
         do {
@@ -38,16 +42,16 @@ public final class BusPublisher: Service, Sendable {
         try await publish(OutgoingMessage(envelope: envelope))
     }
 
-    public func run() async throws {
-        worker.start()
-        try? await gracefulShutdown()
-        await worker.stop()
-    }
-
-    /// For code that manages the lifetime itself (tools, tests): start now, `shutdown()` later.
-    public func start() { worker.start() }
-    public func shutdown() async { await worker.stop() }
-
     /// Deletes a queue (tests and tools).
     public func deleteQueue(_ name: String) async throws { try await worker.deleteQueue(name) }
+}
+
+extension AMQPWorker {
+    /// The `run()` of a service that is one connection: connect, keep the connection until
+    /// graceful shutdown, then close it.
+    func runUntilGracefulShutdown() async {
+        start()
+        try? await gracefulShutdown()
+        await stop()
+    }
 }

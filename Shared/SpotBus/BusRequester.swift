@@ -33,6 +33,9 @@ public final class BusRequester: Service, Sendable {
     }
 
     public var isConnected: Bool { worker.isConnected }
+    public func run() async throws { await worker.runUntilGracefulShutdown() }
+    public func start() { worker.start() }
+    public func shutdown() async { await worker.stop() }
 
     /// Sends `body` under `routingKey` and waits for the reply until `deadline`.
     public func request(routingKey: String, body: [UInt8], deadline: Duration) async throws -> Delivery {
@@ -71,14 +74,6 @@ public final class BusRequester: Service, Sendable {
         waiting.withLock { $0.removeValue(forKey: correlationId) }?.resume(throwing: error)
     }
 
-    public func run() async throws {
-        worker.start()
-        try? await gracefulShutdown()
-        await worker.stop()
-    }
-
-    public func start() { worker.start() }
-    public func shutdown() async { await worker.stop() }
 }
 
 extension BusConsumer {

@@ -4,7 +4,7 @@ import Foundation
 public struct InstanceType: RawRepresentable, Hashable, Codable, Sendable {
     public let rawValue: String
     public init?(rawValue: String) {
-        guard rawValue.count <= 32, rawValue.wholeMatch(of: /[a-z][a-z0-9-]*\.[a-z0-9]+/) != nil else { return nil }
+        guard rawValue.utf8.count <= 32, Syntax.isInstanceType(rawValue) else { return nil }
         self.rawValue = rawValue
     }
 }
@@ -13,7 +13,7 @@ public struct InstanceType: RawRepresentable, Hashable, Codable, Sendable {
 public struct Region: RawRepresentable, Hashable, Codable, Sendable {
     public let rawValue: String
     public init?(rawValue: String) {
-        guard rawValue.count <= 32, rawValue.wholeMatch(of: /[a-z]{2}(-gov)?-[a-z]+-[0-9]{1,2}/) != nil else { return nil }
+        guard rawValue.utf8.count <= 32, Syntax.isRegion(rawValue) else { return nil }
         self.rawValue = rawValue
     }
 }
@@ -73,7 +73,7 @@ public struct PoolID: RawRepresentable, Hashable, Codable, Sendable, CustomStrin
 public struct InstanceID: RawRepresentable, Hashable, Codable, Sendable {
     public let rawValue: String
     public init?(rawValue: String) {
-        guard rawValue.wholeMatch(of: /i-[0-9a-f]{8,17}/) != nil else { return nil }
+        guard Syntax.isInstanceID(rawValue) else { return nil }
         self.rawValue = rawValue
     }
 }

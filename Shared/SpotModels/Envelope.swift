@@ -50,7 +50,7 @@ public enum WireJSON {
             try c.encode(Timestamp.format(date))
         }
         e.keyEncodingStrategy = .convertToSnakeCase
-        e.outputFormatting = [.sortedKeys]
+        e.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         return e
     }
 

@@ -49,7 +49,7 @@ public struct FieldChecker: Sendable {
     /// An identifier-like field: letters, digits and `._:@/-`.
     public func identifier(_ value: String?, _ field: String, maxLength: Int) throws -> String? {
         guard let value = try text(value, field, maxLength: maxLength) else { return nil }
-        guard value.wholeMatch(of: /[A-Za-z0-9._:@\/-]+/) != nil else {
+        guard Syntax.isIdentifier(value) else {
             throw ValidationError(
                 code: "invalid_value", field: field, message: "\(field) may contain only letters, digits and . _ : @ / -")
         }
@@ -110,10 +110,7 @@ public struct FieldChecker: Sendable {
 
     public func ipAddress(_ value: String?, _ field: String) throws -> String? {
         guard let value else { return nil }
-        let v4 = value.wholeMatch(of: /(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})/)
-        let isV4 = v4.map { m in [m.1, m.2, m.3, m.4].allSatisfy { Int($0).map { $0 <= 255 } ?? false } } ?? false
-        let isV6 = value.count <= 45 && value.contains(":") && value.wholeMatch(of: /[0-9A-Fa-f:.]+/) != nil
-        guard isV4 || isV6 else {
+        guard Syntax.isIPv4(value) || Syntax.isIPv6(value) else {
             throw ValidationError(code: "invalid_ip", field: field, message: "\(field) must be an IPv4 or IPv6 address")
         }
         return value

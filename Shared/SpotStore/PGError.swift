@@ -25,8 +25,6 @@ public struct PGError: Error, Sendable, CustomStringConvertible {
         code == .connection || sqlState == "40001" || sqlState == "40P01" || (sqlState?.hasPrefix("08") ?? false)
     }
 
-    public var isUniqueViolation: Bool { sqlState == "23505" }
-
     public var description: String {
         "postgres \(code.rawValue) error\(sqlState.map { " [\($0)]" } ?? ""): \(message)"
     }

@@ -143,11 +143,3 @@ public struct PGBytes: PGEncodable, PGDecodable, Equatable {
         }
     }
 }
-
-/// A JSON document for `jsonb` columns, passed as its text.
-public struct PGJSON: PGEncodable, PGDecodable, Equatable {
-    public var text: String
-    public init(text: String) { self.text = text }
-    public var pgText: String { text }
-    public init(pgText: String) { text = pgText }
-}

@@ -46,6 +46,36 @@ private func validationError(_ body: () throws -> Void) -> ValidationError? {
     }
 }
 
+@Suite struct IdentifierSyntaxTests {
+    @Test func instanceIds() {
+        #expect(InstanceID(rawValue: "i-0123abcd") != nil)
+        #expect(InstanceID(rawValue: "i-0123456789abcdef0") != nil)
+        #expect(InstanceID(rawValue: "i-0123abc") == nil)  // 7 digits
+        #expect(InstanceID(rawValue: "i-0123456789abcdef01") == nil)  // 18 digits
+        #expect(InstanceID(rawValue: "i-0123ABCD") == nil)
+        #expect(InstanceID(rawValue: "0123456789") == nil)
+    }
+
+    @Test func regions() {
+        #expect(Region(rawValue: "us-east-1") != nil)
+        #expect(Region(rawValue: "us-gov-west-1") != nil)
+        #expect(Region(rawValue: "ap-southeast-12") != nil)
+        #expect(Region(rawValue: "us-gov-west") == nil)
+        #expect(Region(rawValue: "usa-east-1") == nil)
+        #expect(Region(rawValue: "us-xx-west-1") == nil)
+        #expect(Region(rawValue: "us-east-123") == nil)
+    }
+
+    @Test func addresses() {
+        let check = FieldChecker(limits: IngestLimits(), now: now)
+        #expect(throws: Never.self) { try check.ipAddress("255.0.10.1", "ip") }
+        #expect(throws: Never.self) { try check.ipAddress("2001:db8::1", "ip") }
+        #expect(throws: ValidationError.self) { try check.ipAddress("256.0.0.1", "ip") }
+        #expect(throws: ValidationError.self) { try check.ipAddress("1.2.3", "ip") }
+        #expect(throws: ValidationError.self) { try check.ipAddress("localhost", "ip") }
+    }
+}
+
 @Suite struct TimestampTests {
     @Test func acceptsOffsetsAndFractions() throws {
         #expect(Timestamp.parse("2025-11-23T10:00:00Z") == now)

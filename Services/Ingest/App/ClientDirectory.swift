@@ -55,14 +55,7 @@ public final class ClientDirectory: Sendable {
     }
 
     private func lookUp(_ keyId: String, now: ContinuousClock.Instant) async throws -> CachedKey {
-        let rows: [PGRow]
-        do {
-            rows = try await store.withConnection { conn in
-                try conn.query("SELECT id, token_hash FROM clients WHERE token_key_id = $1 AND status = 'active'", [keyId])
-            }
-        } catch is PGError {
-            throw APIError.databaseUnavailable
-        }
+        let rows = try await query("SELECT id, token_hash FROM clients WHERE token_key_id = $1 AND status = 'active'", [keyId])
         let entry: CachedKey
         if let row = rows.first {
             entry = CachedKey(
@@ -84,14 +77,7 @@ public final class ClientDirectory: Sendable {
             guard owner == clientId else { throw APIError.agentNotFound }
             return
         }
-        let rows: [PGRow]
-        do {
-            rows = try await store.withConnection { conn in
-                try conn.query("SELECT client_id FROM agents WHERE id = $1 AND status <> 'deleted'", [agentId])
-            }
-        } catch is PGError {
-            throw APIError.databaseUnavailable
-        }
+        let rows = try await query("SELECT client_id FROM agents WHERE id = $1 AND status <> 'deleted'", [agentId])
         guard let row = rows.first else { throw APIError.agentNotFound }
         let owner = try row.decode(UUID.self, at: 0)
         agentOwners.withLock {
@@ -99,6 +85,15 @@ public final class ClientDirectory: Sendable {
             $0[agentId] = owner
         }
         guard owner == clientId else { throw APIError.agentNotFound }
+    }
+
+    /// A hot-path read; a database failure becomes 503 so agents retry later.
+    private func query(_ sql: String, _ params: [any PGEncodable]) async throws -> [PGRow] {
+        do {
+            return try await store.withConnection { try $0.query(sql, params) }
+        } catch is PGError {
+            throw APIError.databaseUnavailable
+        }
     }
 
     /// Creates a client; its token is returned once and only its digest is kept.

@@ -13,7 +13,7 @@ await ServiceCommand.main(
         let publisher = BusPublisher(endpoint: try env.amqp(), confirmTimeout: configuration.publishTimeout, logger: logger)
         let app = buildIngestApplication(configuration: configuration, store: store, publisher: publisher, logger: logger)
         do {
-            try await app.runService()
+            try await ServiceCommand.run([app], logger: logger)
         } catch {
             await store.shutdown()
             throw error

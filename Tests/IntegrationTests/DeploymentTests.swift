@@ -1,0 +1,26 @@
+import Foundation
+import Testing
+
+extension IntegrationTests {
+    @Suite struct DeploymentTests {
+        /// docker-compose.yml is valid (checked by docker-compose itself, since no Docker engine
+        /// runs here) and has one service per SpotGuard executable besides the two brokers.
+        @Test func composeFileIsValidAndRunsEveryExecutable() async throws {
+            let output = FileManager.default.temporaryDirectory.appendingPathComponent("compose-\(UUID()).txt").path
+            var env = ProcessInfo.processInfo.environment
+            env["SPOTGUARD_ADMIN_TOKEN"] = "compose-check-token-0123456789"
+            let compose = TestStack.repoRoot.appendingPathComponent("docker-compose.yml").path
+            let status = try await ChildProcess("docker-compose", ["-f", compose, "config", "--services"], environment: env, output: output)
+                .exitStatus()
+            #expect(status == 0)
+            let services = Set(try String(contentsOfFile: output, encoding: .utf8).split(separator: "\n").map(String.init))
+            try? FileManager.default.removeItem(atPath: output)
+
+            let executables = try FileManager.default.contentsOfDirectory(atPath: try TestStack.binDir)
+                .filter { $0.hasPrefix("spotguard-") && !$0.contains(".") && $0 != "spotguard-bench" }
+                .map { String($0.dropFirst("spotguard-".count)) }
+            #expect(!executables.isEmpty)
+            #expect(services == Set(executables + ["postgres", "rabbitmq"]))
+        }
+    }
+}
