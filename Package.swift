@@ -93,6 +93,7 @@ let package = Package(
             dependencies: [
                 "SpotModels", "SpotBus", "SpotStore", "SpotRuntime",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: swiftSettings),
     ]

@@ -43,7 +43,6 @@ final class AMQPWorker: @unchecked Sendable {
     struct Pending {
         var continuation: CheckedContinuation<Void, any Error>
         var deadline: ContinuousClock.Instant
-        var messageId: String
     }
 
     struct Shared {
@@ -71,7 +70,7 @@ final class AMQPWorker: @unchecked Sendable {
     private var conn: amqp_connection_state_t?
     private var generation: UInt64 = 0
     private var nextTag: UInt64 = 1
-    private var tagToLocal: [UInt64: UInt64] = [:]
+    private var tagToLocal: [UInt64: (local: UInt64, messageId: String)] = [:]
     private var messageIdToLocal: [String: UInt64] = [:]
     private var returned: Set<UInt64> = []
     private var consumerTag: String?
@@ -131,8 +130,7 @@ final class AMQPWorker: @unchecked Sendable {
                 guard s.connected else { return BusError(.notConnected, "no connection to \(endpoint)") }
                 let id = s.nextLocalId
                 s.nextLocalId += 1
-                s.pending[id] = Pending(
-                    continuation: c, deadline: .now + confirmTimeout, messageId: message.messageId)
+                s.pending[id] = Pending(continuation: c, deadline: .now + confirmTimeout)
                 s.ops.append(.publish(message, localId: id))
                 return nil
             }
@@ -310,7 +308,7 @@ final class AMQPWorker: @unchecked Sendable {
                 throw BusError(.connectionLost, "publish: \(Self.statusText(st))")
             }
             if role.confirms {
-                tagToLocal[nextTag] = localId
+                tagToLocal[nextTag] = (localId, message.messageId)
                 messageIdToLocal[message.messageId] = localId
                 nextTag += 1
             } else {
@@ -472,19 +470,16 @@ final class AMQPWorker: @unchecked Sendable {
     private func settle(upTo tag: UInt64, multiple: Bool, outcome: (UInt64) -> BusError?) {
         let tags = multiple ? tagToLocal.keys.filter { $0 <= tag } : [tag]
         for t in tags {
-            guard let local = tagToLocal.removeValue(forKey: t) else { continue }
-            let error = outcome(local)
-            let messageId = resolve(local, error)
-            if let messageId, messageIdToLocal[messageId] == local { messageIdToLocal[messageId] = nil }
+            guard let (local, messageId) = tagToLocal.removeValue(forKey: t) else { continue }
+            resolve(local, outcome(local))  // a no-op when its confirm already timed out
+            if messageIdToLocal[messageId] == local { messageIdToLocal[messageId] = nil }
         }
     }
 
-    /// Completes a publish; returns its message id, or nil when it was already completed.
-    @discardableResult
-    private func resolve(_ localId: UInt64, _ error: BusError?) -> String? {
-        guard let p = shared.withLock({ $0.pending.removeValue(forKey: localId) }) else { return nil }
+    /// Completes a publish unless it was already completed (timed out).
+    private func resolve(_ localId: UInt64, _ error: BusError?) {
+        guard let p = shared.withLock({ $0.pending.removeValue(forKey: localId) }) else { return }
         if let error { p.continuation.resume(throwing: error) } else { p.continuation.resume() }
-        return p.messageId
     }
 
     private func expireConfirms() {

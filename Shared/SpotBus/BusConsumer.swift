@@ -67,6 +67,9 @@ public final class BusConsumer: Service, Sendable {
                     await doneIterator.next()
                     running -= 1
                 }
+                // a delivery taken while waiting for a free slot is not started after shutdown
+                // began: it goes back to the queue when the connection closes
+                if Task.isShuttingDownGracefully { break }
                 running += 1
                 group.addTask {
                     await self.handle(delivery)

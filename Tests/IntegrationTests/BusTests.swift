@@ -1,4 +1,5 @@
 import Foundation
+import ServiceLifecycle
 import SpotModels
 import Testing
 
@@ -154,6 +155,38 @@ extension IntegrationTests {
                 }
                 #expect(ContinuousClock.now - started < .seconds(5))
                 await requester.shutdown()
+                try await publisher.deleteQueue(queue)
+            }
+        }
+
+        @Test func gracefulShutdownFinishesTheHandlerAndReturnsTheRest() async throws {
+            try await withPublisher(topology: topology) { publisher in
+                for i in 0..<5 { try await publisher.publish(message(i)) }
+                let started = Counter()
+                let handled = Inbox()
+                let slow = try consumer(handled, publisher: publisher) { d in
+                    started.increment()
+                    try await Task.sleep(for: .milliseconds(500))
+                    handled.append(d)
+                }
+                let group = ServiceGroup(services: [slow], gracefulShutdownSignals: [], cancellationSignals: [], logger: TestStack.logger)
+                try await withThrowingTaskGroup(of: Void.self) { tasks in
+                    tasks.addTask { try await group.run() }
+                    #expect(await TestStack.eventually { started.current == 1 })
+                    await group.triggerGracefulShutdown()
+                    try await tasks.waitForAll()
+                }
+                // the message in hand was finished and acked; the prefetched rest went back
+                #expect(started.current == 1)
+                #expect(handled.count == 1)
+                let rest = Inbox()
+                try await withConsumer(try consumer(rest, publisher: publisher)) {
+                    _ = await TestStack.eventually { rest.count >= 4 }
+                    try await Task.sleep(for: .milliseconds(300))
+                }
+                #expect(rest.count == 4)
+                #expect(rest.messageIds().union(handled.messageIds()) == Set((0..<5).map { "\(key)-\($0)" }))
+                #expect(rest.messageIds().isDisjoint(with: handled.messageIds()))
                 try await publisher.deleteQueue(queue)
             }
         }
