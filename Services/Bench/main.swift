@@ -49,33 +49,31 @@ await ServiceCommand.main(
             usage: "ROWS: COPY rows per second into a table shaped like spot_price_snapshots",
             run: { args, env, logger in
                 let rows = args.first.flatMap(Int.init) ?? 200_000
-                var config = try env.postgres(applicationName: "spotguard-bench")
-                config.poolSize = 1
-                let store = PostgresStore(configuration: config, logger: logger)
-                let table = "bench_copy_\(UInt32.random(in: 0...UInt32.max))"
-                try await store.withConnection {
-                    try $0.executeScript(
-                        """
-                        CREATE TABLE \(table) (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, pool_id text NOT NULL,
-                            price numeric(12,6) NOT NULL, captured_at timestamptz NOT NULL, report_id uuid NOT NULL,
-                            UNIQUE (report_id, pool_id))
-                        """)
+                try await ServiceCommand.withStore(env: env, applicationName: "spotguard-bench", logger: logger) { store in
+                    let table = "bench_copy_\(UInt32.random(in: 0...UInt32.max))"
+                    try await store.withConnection {
+                        try $0.executeScript(
+                            """
+                            CREATE TABLE \(table) (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, pool_id text NOT NULL,
+                                price numeric(12,6) NOT NULL, captured_at timestamptz NOT NULL, report_id uuid NOT NULL,
+                                UNIQUE (report_id, pool_id))
+                            """)
+                    }
+                    let start = Date()
+                    var batch: [[(any PGEncodable)?]] = []
+                    batch.reserveCapacity(rows)
+                    for i in 0..<rows {
+                        batch.append(["t3.medium.us-east-1\(["a", "b", "c"][i % 3])", 0.03 + Double(i % 100) / 10_000, start, UUID()])
+                    }
+                    let all = batch
+                    let started = ContinuousClock.now
+                    let written = try await store.withConnection {
+                        try $0.copy(into: table, columns: ["pool_id", "price", "captured_at", "report_id"], rows: all)
+                    }
+                    let seconds = (ContinuousClock.now - started).seconds
+                    print(String(format: "copy_rows_per_second=%.0f rows=%d", Double(written) / seconds, written))
+                    try await store.withConnection { try $0.executeScript("DROP TABLE \(table)") }
                 }
-                let start = Date()
-                var batch: [[(any PGEncodable)?]] = []
-                batch.reserveCapacity(rows)
-                for i in 0..<rows {
-                    batch.append(["t3.medium.us-east-1\(["a", "b", "c"][i % 3])", 0.03 + Double(i % 100) / 10_000, start, UUID()])
-                }
-                let all = batch
-                let started = ContinuousClock.now
-                let written = try await store.withConnection {
-                    try $0.copy(into: table, columns: ["pool_id", "price", "captured_at", "report_id"], rows: all)
-                }
-                let seconds = (ContinuousClock.now - started).seconds
-                print(String(format: "copy_rows_per_second=%.0f rows=%d", Double(written) / seconds, written))
-                try await store.withConnection { try $0.executeScript("DROP TABLE \(table)") }
-                await store.shutdown()
             }
         ),
     ])

@@ -45,13 +45,23 @@ public enum ServiceCommand {
 
     /// Applies every bundled migration (safe to run from many processes at once).
     public static func migrate(env: EnvironmentReader, logger: Logger) async throws {
-        var config = try env.postgres(applicationName: "spotguard-migrate")
+        try await withStore(env: env, applicationName: "spotguard-migrate", logger: logger) { store in
+            let applied = try await Migrator.migrate(store, migrations: try Migration.bundled(), logger: logger)
+            logger.info("database is up to date", metadata: ["db.applied": "\(applied)"])
+        }
+    }
+
+    /// A one-connection store for a command that runs and exits; closed whatever happens.
+    public static func withStore<T>(
+        env: EnvironmentReader, applicationName: String, logger: Logger, _ body: (PostgresStore) async throws -> T
+    ) async throws -> T {
+        var config = try env.postgres(applicationName: applicationName)
         config.poolSize = 1
         let store = PostgresStore(configuration: config, logger: logger)
         do {
-            let applied = try await Migrator.migrate(store, migrations: try Migration.bundled(), logger: logger)
-            logger.info("database is up to date", metadata: ["db.applied": "\(applied)"])
+            let result = try await body(store)
             await store.shutdown()
+            return result
         } catch {
             await store.shutdown()
             throw error

@@ -1,4 +1,4 @@
-/// One result row in text format, decoded by column position or name.
+/// One result row in text format, decoded by column position.
 public struct PGRow: Sendable {
     public let columns: [String]
     public let values: [String?]
@@ -16,15 +16,5 @@ public struct PGRow: Sendable {
     public func decodeIfPresent<T: PGDecodable>(_ type: T.Type, at index: Int) throws -> T? {
         guard index < values.count else { throw PGError(.decoding, message: "no column \(index)") }
         return try values[index].map { try T(pgText: $0) }
-    }
-
-    public func decode<T: PGDecodable>(_ type: T.Type, _ column: String) throws -> T {
-        guard let i = columns.firstIndex(of: column) else { throw PGError(.decoding, message: "no column \(column)") }
-        return try decode(type, at: i)
-    }
-
-    public func decodeIfPresent<T: PGDecodable>(_ type: T.Type, _ column: String) throws -> T? {
-        guard let i = columns.firstIndex(of: column) else { throw PGError(.decoding, message: "no column \(column)") }
-        return try decodeIfPresent(type, at: i)
     }
 }

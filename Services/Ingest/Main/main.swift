@@ -30,20 +30,13 @@ await ServiceCommand.main(
                 guard let name = option("--name"), !name.isEmpty, name.count <= 255 else {
                     throw ConfigurationError(variable: "--name", problem: "is required (1 to 255 characters)")
                 }
-                var config = try env.postgres(applicationName: "spotguard-admin")
-                config.poolSize = 1
-                let store = PostgresStore(configuration: config, logger: logger)
-                let directory = ClientDirectory(store: store, ttl: .seconds(0))
-                do {
+                try await ServiceCommand.withStore(env: env, applicationName: "spotguard-admin", logger: logger) { store in
+                    let directory = ClientDirectory(store: store, ttl: .seconds(0))
                     let (id, token) = try await directory.createClient(name: name, email: option("--email"))
                     let out = ["client_id": id.uuidString.lowercased(), "name": name, "token": token.text]
                     let data = try JSONSerialization.data(withJSONObject: out, options: [.sortedKeys])
                     print(String(decoding: data, as: UTF8.self))
-                } catch {
-                    await store.shutdown()
-                    throw error
                 }
-                await store.shutdown()
             }
         )
     ])
