@@ -45,7 +45,7 @@ extension IntegrationTests {
             let bothRead = DispatchGroup()
             bothRead.enter()
             bothRead.enter()
-            let firstRound = Inbox()
+            let firstRound = Marks()
             try await withThrowingTaskGroup(of: Void.self) { group in
                 for worker in 0..<2 {
                     group.addTask {

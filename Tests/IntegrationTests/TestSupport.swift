@@ -78,15 +78,19 @@ enum TestStack {
 /// Collects what a test consumer receives.
 final class Inbox: Sendable {
     private let items = Mutex<[Delivery]>([])
-    private let marks = Mutex<Set<Int>>([])
-
-    /// True the first time `n` is marked.
-    func markOnce(_ n: Int) -> Bool { marks.withLock { $0.insert(n).inserted } }
 
     func append(_ d: Delivery) { items.withLock { $0.append(d) } }
     var all: [Delivery] { items.withLock { $0 } }
     var count: Int { items.withLock { $0.count } }
     func messageIds() -> Set<String> { Set(all.compactMap(\.messageId)) }
+}
+
+/// Remembers which numbers were seen, from concurrent code.
+final class Marks: Sendable {
+    private let seen = Mutex<Set<Int>>([])
+
+    /// True the first time `n` is marked.
+    func markOnce(_ n: Int) -> Bool { seen.withLock { $0.insert(n).inserted } }
 }
 
 /// Counts calls from concurrent code.
