@@ -14,6 +14,7 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .executable(name: "spotguard-ingest", targets: ["Ingest"]),
+        .executable(name: "spotguard-sef", targets: ["SEF"]),
         .executable(name: "spotguard-bench", targets: ["Bench"]),
     ],
     dependencies: [
@@ -83,11 +84,29 @@ let package = Package(
         .executableTarget(
             name: "Ingest", dependencies: ["IngestApp", "SpotRuntime"], path: "Services/Ingest/Main",
             swiftSettings: swiftSettings),
+        .target(
+            name: "SEFCore",
+            dependencies: ["SpotModels", .product(name: "Crypto", package: "swift-crypto")],
+            path: "Services/SEF/Core", swiftSettings: swiftSettings),
+        .target(
+            name: "SEFApp",
+            dependencies: [
+                "SEFCore", "SpotModels", "SpotBus", "SpotStore", "SpotRuntime",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            path: "Services/SEF/App", swiftSettings: swiftSettings),
         .executableTarget(
-            name: "Bench", dependencies: ["SpotModels", "SpotBus", "SpotStore", "SpotRuntime"], path: "Services/Bench",
+            name: "SEF", dependencies: ["SEFApp", "SpotRuntime"], path: "Services/SEF/Main",
+            swiftSettings: swiftSettings),
+        .executableTarget(
+            name: "Bench", dependencies: ["SEFCore", "SpotModels", "SpotBus", "SpotStore", "SpotRuntime"], path: "Services/Bench",
             swiftSettings: swiftSettings),
 
         .testTarget(name: "SpotModelsTests", dependencies: ["SpotModels"], swiftSettings: swiftSettings),
+        .testTarget(name: "SEFCoreTests", dependencies: ["SEFCore", "SpotModels"], swiftSettings: swiftSettings),
         .testTarget(
             name: "IntegrationTests",
             dependencies: [

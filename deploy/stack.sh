@@ -31,6 +31,7 @@ AMQP_PORT=$((BASE + 72))
 DIST_PORT=$((BASE + 73))
 EPMD_PORT=$((BASE + 69))
 INGEST_PORT=$((BASE + 80))
+SEF_PORT=$((BASE + 81))
 PG_BIN=""
 RABBIT_BIN=/usr/lib/rabbitmq/bin
 
@@ -213,6 +214,8 @@ export SPOTGUARD_AMQP_URL='amqp://spotguard:spotguard@127.0.0.1:$AMQP_PORT/'
 export SPOTGUARD_ADMIN_TOKEN='$(cat "$token_file")'
 export SPOTGUARD_INGEST_PORT='$INGEST_PORT'
 export SPOTGUARD_INGEST_URL='http://127.0.0.1:$INGEST_PORT'
+export SPOTGUARD_SEF_PORT='$SEF_PORT'
+export SPOTGUARD_SEF_URL='http://127.0.0.1:$SEF_PORT'
 export SPOTGUARD_STACK_DIR='$DIR'
 export SPOTGUARD_PG_BIN='$PG_BIN'
 EOF
@@ -228,7 +231,7 @@ infra() {
 
 # --- services -------------------------------------------------------------------------------
 
-SERVICES=(spotguard-ingest)
+SERVICES=(spotguard-ingest spotguard-sef)
 
 bin_dir() { (cd "$ROOT" && swift build -c "${SPOTGUARD_BUILD_CONFIG:-debug}" --show-bin-path); }
 
@@ -254,13 +257,18 @@ services_start() {
         echo $! >"$pidf"
         log "$svc started (pid $!, log $DIR/logs/$svc.log)"
     done
+    wait_ready spotguard-ingest "$SPOTGUARD_INGEST_URL"
+    wait_ready spotguard-sef "$SPOTGUARD_SEF_URL"
+}
+
+wait_ready() {
     local i
     for i in $(seq 1 60); do
-        curl -fsS "$SPOTGUARD_INGEST_URL/health/ready" >/dev/null 2>&1 && return 0
+        curl -fsS "$2/health/ready" >/dev/null 2>&1 && return 0
         sleep 0.5
     done
-    tail -n 20 "$DIR/logs/spotguard-ingest.log" >&2 || true
-    die "spotguard-ingest did not become ready"
+    tail -n 20 "$DIR/logs/$1.log" >&2 || true
+    die "$1 did not become ready"
 }
 
 services_stop() {
@@ -294,7 +302,8 @@ status() {
         if [ -f "$pidf" ] && kill -0 "$(cat "$pidf")" 2>/dev/null; then s="up (pid $(cat "$pidf"))"; else s=down; fi
         printf '  %-20s %s\n' "$svc" "$s"
     done
-    [ "$svc" = spotguard-ingest ] && printf '  ingest API   http://127.0.0.1:%s\n' "$INGEST_PORT"
+    printf '  ingest API   http://127.0.0.1:%s\n' "$INGEST_PORT"
+    printf '  sef metrics  http://127.0.0.1:%s/metrics\n' "$SEF_PORT"
     if [ "$STACK" = dev ]; then settings="$ROOT/.spotguard/env"; else settings="$DIR/env"; fi
     printf '  settings     %s (source it)\n' "$settings"
 }

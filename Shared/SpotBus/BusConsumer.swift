@@ -7,19 +7,27 @@ import Synchronization
 
 /// Consumes one queue on its own connection with manual acks and a bounded prefetch.
 ///
-/// A delivery is acked only after its handler returned (for services: after their database
-/// commit). A handler that throws gets the message back after a short backoff, up to
-/// `Topology.maxHandlerAttempts` deliveries; then the message is published to `spotguard.dlx`
-/// with the failure reason in `x-spotguard-error` and acked. The queue's own
+/// Deliveries are handed to the handler in batches of up to `maxBatch` (1 by default; a
+/// service that commits several messages in one database transaction asks for more). A
+/// delivery is acked only after its handler returned (for services: after their database
+/// commit). When a batch fails, each of its messages is retried on its own, so one poison
+/// message cannot hold the others back. A message whose handler throws gets it back after a
+/// short backoff, up to `Topology.maxHandlerAttempts` deliveries; then it is published to
+/// `spotguard.dlx` with the failure reason in `x-spotguard-error` and acked. The queue's own
 /// `x-delivery-limit` catches messages whose handler crashes the process every time.
 public final class BusConsumer: Service, Sendable {
     public typealias Handler = @Sendable (Delivery) async throws -> Void
+    public typealias BatchHandler = @Sendable ([Delivery]) async throws -> Void
 
     public struct Configuration: Sendable {
         public var queue: String
         public var prefetch: UInt16 = 100
-        /// Deliveries handled at once.
+        /// Batches handled at once.
         public var concurrency = 1
+        /// Most deliveries handed to the handler at once; never more than `prefetch`.
+        public var maxBatch = 1
+        /// How long a batch that is not full waits for more deliveries.
+        public var batchLinger: Duration = .milliseconds(5)
         public var maxAttempts = Topology.maxHandlerAttempts
         public var retryBackoff: Duration = .milliseconds(100)
 
@@ -31,61 +39,98 @@ public final class BusConsumer: Service, Sendable {
     let configuration: Configuration
     let worker: AMQPWorker
     let deadLetters: BusPublisher
-    let handler: Handler
+    let handler: BatchHandler
     let logger: Logger
-    private let stream: AsyncStream<Delivery>
-    private let input: AsyncStream<Delivery>.Continuation
+    private let pending: DeliveryBuffer
 
     /// - Parameter deadLetters: the service's publisher, used to dead-letter with a reason.
     public init(
         endpoint: AMQPEndpoint, topology: Topology = .standard, configuration: Configuration, deadLetters: BusPublisher,
-        logger: Logger, handler: @escaping Handler
+        logger: Logger, batchHandler: @escaping BatchHandler
     ) {
         self.configuration = configuration
         self.deadLetters = deadLetters
-        self.handler = handler
+        self.handler = batchHandler
         self.logger = logger
-        let (stream, input) = AsyncStream.makeStream(of: Delivery.self)
-        self.stream = stream
-        self.input = input
+        let pending = DeliveryBuffer()
+        self.pending = pending
         self.worker = AMQPWorker(
             endpoint: endpoint, topology: topology,
             role: ConnectionRole(confirms: false, consume: .init(queue: configuration.queue, prefetch: configuration.prefetch, noAck: false)),
-            confirmTimeout: .seconds(5), logger: logger, onDelivery: { input.yield($0) })
+            confirmTimeout: .seconds(5), logger: logger, onDelivery: { pending.push($0) })
+    }
+
+    public convenience init(
+        endpoint: AMQPEndpoint, topology: Topology = .standard, configuration: Configuration, deadLetters: BusPublisher,
+        logger: Logger, handler: @escaping Handler
+    ) {
+        self.init(
+            endpoint: endpoint, topology: topology, configuration: configuration, deadLetters: deadLetters, logger: logger,
+            batchHandler: { batch in
+                for delivery in batch { try await handler(delivery) }
+            })
     }
 
     public var isConnected: Bool { worker.isConnected }
 
     public func run() async throws {
         worker.start()
+        let maxBatch = max(1, min(configuration.maxBatch, Int(configuration.prefetch)))
         await withDiscardingTaskGroup { group in
             var running = 0
             let done = AsyncStream.makeStream(of: Void.self)
             var doneIterator = done.stream.makeAsyncIterator()
-            for await delivery in stream.cancelOnGracefulShutdown() {
-                if running >= configuration.concurrency {
-                    await doneIterator.next()
-                    running -= 1
+            // graceful shutdown and cancellation both end the intake
+            await withTaskCancellationHandler {
+                await withGracefulShutdownHandler {
+                    while true {
+                        if running >= configuration.concurrency {
+                            await doneIterator.next()
+                            running -= 1
+                        }
+                        // deliveries taken after shutdown began are not started: they go back to
+                        // the queue when the connection closes
+                        guard let batch = await pending.take(max: maxBatch, linger: configuration.batchLinger),
+                            !Task.isShuttingDownGracefully
+                        else { break }
+                        running += 1
+                        group.addTask {
+                            await self.handle(batch)
+                            done.continuation.yield()
+                        }
+                    }
+                } onGracefulShutdown: {
+                    self.pending.finish()
                 }
-                // a delivery taken while waiting for a free slot is not started after shutdown
-                // began: it goes back to the queue when the connection closes
-                if Task.isShuttingDownGracefully { break }
-                running += 1
-                group.addTask {
-                    await self.handle(delivery)
-                    done.continuation.yield()
-                }
+            } onCancel: {
+                self.pending.finish()
             }
             // graceful shutdown: take no more deliveries; the group waits for running handlers
             await worker.cancelConsumer()
         }
         await worker.stop()
-        input.finish()
+        pending.finish()
     }
 
-    func handle(_ delivery: Delivery) async {
+    func handle(_ batch: [Delivery]) async {
+        if batch.count > 1 {
+            do {
+                try await handler(batch)
+                for delivery in batch { worker.ack(delivery) }
+                Counter(label: "spotguard_bus_consumed_total", dimensions: [("queue", configuration.queue)]).increment(by: batch.count)
+                return
+            } catch {
+                logger.warning(
+                    "batch handler failed; retrying its messages one by one",
+                    metadata: ["bus.queue": "\(configuration.queue)", "bus.batch": "\(batch.count)", "bus.error": "\(error)"])
+            }
+        }
+        for delivery in batch { await handleOne(delivery) }
+    }
+
+    private func handleOne(_ delivery: Delivery) async {
         do {
-            try await handler(delivery)
+            try await handler([delivery])
             worker.ack(delivery)
             Counter(label: "spotguard_bus_consumed_total", dimensions: [("queue", configuration.queue)]).increment()
         } catch {
@@ -122,6 +167,65 @@ public final class BusConsumer: Service, Sendable {
         } catch {
             // keep it: the broker's delivery limit dead-letters it if this keeps failing
             worker.nack(delivery, requeue: true)
+        }
+    }
+}
+
+/// Deliveries the connection thread received and no handler has taken yet.
+final class DeliveryBuffer: Sendable {
+    private struct State {
+        var items: [Delivery] = []
+        var head = 0
+        var waiter: CheckedContinuation<Void, Never>?
+        var finished = false
+        var count: Int { items.count - head }
+
+        mutating func takeWaiter() -> CheckedContinuation<Void, Never>? {
+            defer { waiter = nil }
+            return waiter
+        }
+    }
+    private let state = Mutex(State())
+
+    func push(_ delivery: Delivery) {
+        let waiter = state.withLock { s -> CheckedContinuation<Void, Never>? in
+            s.items.append(delivery)
+            return s.takeWaiter()
+        }
+        waiter?.resume()
+    }
+
+    /// Makes every present and future `take` return nil.
+    func finish() {
+        state.withLock { s in
+            s.finished = true
+            return s.takeWaiter()
+        }?.resume()
+    }
+
+    /// Waits for a delivery, then up to `linger` for the batch to fill; nil once finished.
+    func take(max: Int, linger: Duration) async -> [Delivery]? {
+        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+            let ready = state.withLock { s -> Bool in
+                if s.count > 0 || s.finished { return true }
+                s.waiter = c
+                return false
+            }
+            if ready { c.resume() }
+        }
+        if max > 1, state.withLock({ !$0.finished && $0.count < max }) {
+            try? await Task.sleep(for: linger)
+        }
+        return state.withLock { s -> [Delivery]? in
+            if s.finished { return nil }
+            let n = Swift.min(max, s.count)
+            let batch = Array(s.items[s.head..<(s.head + n)])
+            s.head += n
+            if s.head > 1024 && s.head * 2 > s.items.count {
+                s.items.removeFirst(s.head)
+                s.head = 0
+            }
+            return batch
         }
     }
 }

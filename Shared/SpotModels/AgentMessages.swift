@@ -48,6 +48,20 @@ public struct PricingReport: Codable, Sendable, Equatable {
     public var onDemandPrice: Double?
     public var observedAt: Date
     public var receivedAt: Date
+
+    public init(
+        reportId: UUID, clientId: UUID, agentId: UUID, instanceId: InstanceID?, pools: [PoolPrice], onDemandPrice: Double?,
+        observedAt: Date, receivedAt: Date
+    ) {
+        self.reportId = reportId
+        self.clientId = clientId
+        self.agentId = agentId
+        self.instanceId = instanceId
+        self.pools = pools
+        self.onDemandPrice = onDemandPrice
+        self.observedAt = observedAt
+        self.receivedAt = receivedAt
+    }
 }
 
 /// One price observation with its source (seed 000, step 7).
@@ -100,5 +114,73 @@ public enum PricingReported: Codable, Sendable, Equatable {
         case .report(let r): r.reportId
         case .submission(let s): s.submissionId
         }
+    }
+}
+
+/// One clean bucket as the SEF committed it.
+public struct CleanPrice: Codable, Sendable, Equatable {
+    public var poolId: PoolID
+    public var timeBucket: Date
+    public var spotPrice: Double
+    public var onDemandPrice: Double?
+    public var confidence: Double
+    public var dataSource: DataSource
+    public var sourceType: PriceSourceType
+    public var interpolationMethod: InterpolationMethod?
+    public var averagedDualSource: Bool
+
+    public init(
+        poolId: PoolID, timeBucket: Date, spotPrice: Double, onDemandPrice: Double?, confidence: Double, dataSource: DataSource,
+        sourceType: PriceSourceType, interpolationMethod: InterpolationMethod?, averagedDualSource: Bool
+    ) {
+        self.poolId = poolId
+        self.timeBucket = timeBucket
+        self.spotPrice = spotPrice
+        self.onDemandPrice = onDemandPrice
+        self.confidence = confidence
+        self.dataSource = dataSource
+        self.sourceType = sourceType
+        self.interpolationMethod = interpolationMethod
+        self.averagedDualSource = averagedDualSource
+    }
+}
+
+/// `pricing.cleaned`: the clean buckets one SEF transaction created or changed.
+public struct PricingCleaned: Codable, Sendable, Equatable {
+    public var prices: [CleanPrice]
+    public init(prices: [CleanPrice]) { self.prices = prices }
+}
+
+/// `quality.alert`: something about the data an operator should look at.
+public struct QualityAlert: Codable, Sendable, Equatable {
+    public enum Kind: String, Codable, Sendable {
+        /// More than the allowed share of an agent's pool prices were interpolated.
+        case interpolatedShare = "interpolated_share"
+        /// A gap that could not be filled (blackout, or no peer data).
+        case gapUnfilled = "gap_unfilled"
+        /// Many rejected submissions from one client in a short window.
+        case rejectedBurst = "rejected_burst"
+    }
+    public var kind: Kind
+    public var severity: String
+    public var clientId: UUID?
+    public var agentId: UUID?
+    public var poolId: PoolID?
+    public var message: String
+    public var details: [String: String]
+    public var detectedAt: Date
+
+    public init(
+        kind: Kind, severity: String, clientId: UUID? = nil, agentId: UUID? = nil, poolId: PoolID? = nil, message: String,
+        details: [String: String] = [:], detectedAt: Date
+    ) {
+        self.kind = kind
+        self.severity = severity
+        self.clientId = clientId
+        self.agentId = agentId
+        self.poolId = poolId
+        self.message = message
+        self.details = details
+        self.detectedAt = detectedAt
     }
 }

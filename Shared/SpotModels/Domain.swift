@@ -97,3 +97,15 @@ public enum ReportedAgentStatus: String, Codable, Sendable, CaseIterable {
     case switching
     case offline
 }
+
+/// How the SEF filled a missing bucket.
+public enum InterpolationMethod: String, Sendable, Hashable, CaseIterable, Codable {
+    case linear
+    case weightedAverage = "weighted-average"
+    case crossPool = "cross-pool"
+}
+
+/// Whether a clean price was observed or computed.
+public enum DataSource: String, Sendable, Hashable, Codable {
+    case measured, interpolated
+}

@@ -68,6 +68,24 @@ public enum ServiceCommand {
         }
     }
 
+    /// Opens the service's store, runs the services `make` builds on it until SIGTERM or
+    /// SIGINT, and closes the store whatever happens.
+    public static func serve(
+        env: EnvironmentReader, applicationName: String, poolSize: Int? = nil, logger: Logger,
+        _ make: (PostgresStore) throws -> [any Service]
+    ) async throws {
+        var config = try env.postgres(applicationName: applicationName)
+        if let poolSize { config.poolSize = poolSize }
+        let store = PostgresStore(configuration: config, logger: logger)
+        do {
+            try await run(try make(store), logger: logger)
+        } catch {
+            await store.shutdown()
+            throw error
+        }
+        await store.shutdown()
+    }
+
     /// Runs services until SIGTERM or SIGINT, then shuts them down gracefully in reverse order.
     public static func run(_ services: [any Service], logger: Logger) async throws {
         var configuration = ServiceGroupConfiguration(

@@ -3,6 +3,7 @@ public struct PGRow: Sendable {
     public let columns: [String]
     public let values: [String?]
 
+    public var count: Int { values.count }
     public func isNull(_ index: Int) -> Bool { values[index] == nil }
 
     public func decode<T: PGDecodable>(_ type: T.Type, at index: Int) throws -> T {

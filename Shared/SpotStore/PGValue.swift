@@ -143,3 +143,34 @@ public struct PGBytes: PGEncodable, PGDecodable, Equatable {
         }
     }
 }
+
+/// A one-dimensional array parameter (`$1::uuid[]`), every element quoted, so one statement
+/// can carry a whole batch through `unnest`.
+public struct PGArray: PGEncodable {
+    public let pgText: String
+
+    public init(_ values: some Sequence<(any PGEncodable)?>) {
+        var out = "{"
+        var first = true
+        for value in values {
+            if !first { out.append(",") }
+            first = false
+            guard let value else {
+                out.append("NULL")
+                continue
+            }
+            out.append("\"")
+            for ch in value.pgText.unicodeScalars {
+                if ch == "\"" || ch == "\\" { out.append("\\") }
+                out.unicodeScalars.append(ch)
+            }
+            out.append("\"")
+        }
+        out.append("}")
+        pgText = out
+    }
+
+    public init<T: PGEncodable>(_ values: [T]) {
+        self.init(values.lazy.map { $0 as (any PGEncodable)? })
+    }
+}

@@ -8,26 +8,33 @@ import Testing
 import FoundationNetworking
 #endif
 
-struct IngestNotReady: Error { var port: Int }
+struct ServiceNotReady: Error { var executable: String; var port: Int }
 
-/// `spotguard-ingest serve` as a real process on a loopback port, driven over HTTP.
-final class IngestProcess: Sendable {
+/// A SpotGuard executable (`serve`) as a real process on a loopback port, driven over HTTP.
+final class ServiceProcess: Sendable {
     let process: ChildProcess
     let base: String
 
-    static func start() async throws -> IngestProcess {
+    /// Starts `executable serve` with its port variable set to a free port and `environment`
+    /// added, and waits until it reports ready.
+    static func start(_ executable: String, portVariable: String, environment: [String: String] = [:]) async throws -> ServiceProcess {
         var env = ProcessInfo.processInfo.environment
         let port = Int.random(in: 37_000...38_999)
-        env["SPOTGUARD_INGEST_PORT"] = String(port)
+        env[portVariable] = String(port)
         env["SPOTGUARD_LOG_LEVEL"] = "warning"
-        let p = try ChildProcess(try TestStack.binDir + "/spotguard-ingest", ["serve"], environment: env)
-        let ingest = IngestProcess(process: p, base: "http://127.0.0.1:\(port)")
-        let ready = await TestStack.eventually { (try? await ingest.send("GET", "/health/ready").status) == 200 }
+        env.merge(environment) { _, new in new }
+        let p = try ChildProcess(try TestStack.binDir + "/" + executable, ["serve"], environment: env)
+        let service = ServiceProcess(process: p, base: "http://127.0.0.1:\(port)")
+        let ready = await TestStack.eventually { (try? await service.send("GET", "/health/ready").status) == 200 }
         guard ready else {
-            _ = await ingest.stop()
-            throw IngestNotReady(port: port)
+            _ = await service.stop()
+            throw ServiceNotReady(executable: executable, port: port)
         }
-        return ingest
+        return service
+    }
+
+    static func ingest() async throws -> ServiceProcess {
+        try await start("spotguard-ingest", portVariable: "SPOTGUARD_INGEST_PORT")
     }
 
     private init(process: ChildProcess, base: String) {
@@ -62,15 +69,18 @@ final class IngestProcess: Sendable {
 
     /// Runs `body` against a fresh ingest process and stops it (SIGTERM) whatever happens;
     /// a clean shutdown must exit 0.
-    static func with(_ body: (IngestProcess) async throws -> Void) async throws {
-        let ingest = try await start()
+    static func withIngest(_ body: (ServiceProcess) async throws -> Void) async throws {
+        try await with(try await ingest(), body)
+    }
+
+    static func with(_ service: ServiceProcess, _ body: (ServiceProcess) async throws -> Void) async throws {
         do {
-            try await body(ingest)
+            try await body(service)
         } catch {
-            _ = await ingest.stop()
+            _ = await service.stop()
             throw error
         }
-        #expect(await ingest.stop() == 0, "spotguard-ingest did not shut down cleanly on SIGTERM")
+        #expect(await service.stop() == 0, "the service did not shut down cleanly on SIGTERM")
     }
 
     /// SIGTERM, as an orchestrator would; returns the exit status.
@@ -88,14 +98,14 @@ extension IntegrationTests {
             .standard.adding(.init(name: queue, bindings: [RoutingKey.heartbeatReceived, RoutingKey.pricingReported]))
         }
 
-        func createClient(_ ingest: IngestProcess, _ name: String) async throws -> (id: String, token: String) {
+        func createClient(_ ingest: ServiceProcess, _ name: String) async throws -> (id: String, token: String) {
             let admin = try TestStack.env.require("SPOTGUARD_ADMIN_TOKEN")
             let reply = try await ingest.send("POST", "/api/admin/clients", token: admin, json: #"{"name": "\#(name)", "email": "ops@example.com"}"#)
             #expect(reply.status == 201)
             return (try #require(reply.json["client_id"] as? String), try #require(reply.json["token"] as? String))
         }
 
-        func register(_ ingest: IngestProcess, token: String, logical: String) async throws -> IngestProcess.Reply {
+        func register(_ ingest: ServiceProcess, token: String, logical: String) async throws -> ServiceProcess.Reply {
             try await ingest.send("POST", "/api/agents/register", token: token, json: """
                 {"logical_agent_id": "\(logical)", "instance_id": "i-0123456789abcdef0", "pool_id": "t3.medium.us-east-1a",
                  "mode": "spot", "agent_version": "1.0.0", "private_ip": "10.0.0.12"}
@@ -121,7 +131,7 @@ extension IntegrationTests {
 
         @Test func agentReportsAreAcceptedOnlyOnceTheBusHasThem() async throws {
             try await withPublisher(topology: topology) { publisher in
-                try await IngestProcess.with { ingest in
+                try await ServiceProcess.withIngest { ingest in
                     let client = try await createClient(ingest, "Acme")
 
                     let first = try await register(ingest, token: client.token, logical: "web-1")
@@ -173,7 +183,7 @@ extension IntegrationTests {
 
         @Test func badInputIsRefusedWithAReasonAndPublishesNothing() async throws {
             try await withPublisher(topology: topology) { publisher in
-                try await IngestProcess.with { ingest in
+                try await ServiceProcess.withIngest { ingest in
                     let a = try await createClient(ingest, "Tenant A")
                     let b = try await createClient(ingest, "Tenant B")
                     let agent = try #require(try await register(ingest, token: a.token, logical: "api-1").json["agent_id"] as? String)
@@ -226,7 +236,7 @@ extension IntegrationTests {
 
         @Test func brokerDownGives503WithRetryAfterThenRecovers() async throws {
             try await withPublisher(topology: topology) { publisher in
-                try await IngestProcess.with { ingest in
+                try await ServiceProcess.withIngest { ingest in
                     let client = try await createClient(ingest, "Outage Inc")
                     let agent = try #require(try await register(ingest, token: client.token, logical: "db-1").json["agent_id"] as? String)
                     let path = "/api/agents/\(agent)/heartbeat"

@@ -9,16 +9,10 @@ await ServiceCommand.main(
     executable: "spotguard-ingest",
     serve: { _, env, logger in
         let configuration = try IngestConfiguration(env: env)
-        let store = PostgresStore(configuration: try env.postgres(applicationName: "spotguard-ingest"), logger: logger)
         let publisher = BusPublisher(endpoint: try env.amqp(), confirmTimeout: configuration.publishTimeout, logger: logger)
-        let app = buildIngestApplication(configuration: configuration, store: store, publisher: publisher, logger: logger)
-        do {
-            try await ServiceCommand.run([app], logger: logger)
-        } catch {
-            await store.shutdown()
-            throw error
+        try await ServiceCommand.serve(env: env, applicationName: "spotguard-ingest", logger: logger) { store in
+            [buildIngestApplication(configuration: configuration, store: store, publisher: publisher, logger: logger)]
         }
-        await store.shutdown()
     },
     extra: [
         "create-client": (

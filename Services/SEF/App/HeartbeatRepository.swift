@@ -1,0 +1,90 @@
+import Foundation
+import SpotModels
+import SpotStore
+
+/// Applies heartbeats to `agents` and `instances`. Heartbeats may arrive late, twice, or out
+/// of order: only one newer than the agent's last heartbeat changes anything, and a status
+/// transition is written to `system_events` once (keyed on the heartbeat id).
+struct HeartbeatRepository: Sendable {
+    /// The pools the heartbeats name, so the caller can create them first.
+    static func pools(of heartbeats: [HeartbeatReceived]) -> [PoolID] { heartbeats.compactMap(\.poolId) }
+
+    func apply(_ heartbeats: [HeartbeatReceived], on conn: PGConnection) throws -> Int {
+        // the newest heartbeat per agent; agents locked in id order (no deadlocks between workers)
+        let latest = Dictionary(grouping: heartbeats, by: \.agentId).compactMapValues { $0.max { ($0.observedAt, $0.heartbeatId.uuidString) < ($1.observedAt, $1.heartbeatId.uuidString) } }
+        guard !latest.isEmpty else { return 0 }
+        let ids = latest.keys.sorted { $0.uuidString < $1.uuidString }
+        var current: [UUID: (status: String, last: Date?)] = [:]
+        for row in try conn.query(
+            """
+            SELECT id, status, last_heartbeat_at FROM agents
+             WHERE id = ANY($1::uuid[]) AND status <> 'deleted' ORDER BY id FOR NO KEY UPDATE
+            """, [PGArray(ids)])
+        {
+            current[try row.decode(UUID.self, at: 0)] = (try row.decode(String.self, at: 1), try row.decodeIfPresent(Date.self, at: 2))
+        }
+        let applicable = ids.compactMap { id -> HeartbeatReceived? in
+            guard let h = latest[id], let now = current[id] else { return nil }
+            if let last = now.last, last >= h.observedAt { return nil }
+            return h
+        }
+        guard !applicable.isEmpty else { return 0 }
+        let params: [(any PGEncodable)?] = [
+            PGArray(applicable.map(\.agentId)), PGArray(applicable.map(\.clientId)), PGArray(applicable.map(\.status.rawValue)),
+            PGArray(applicable.map { $0.instanceId?.rawValue as (any PGEncodable)? }),
+            PGArray(applicable.map { $0.mode?.rawValue as (any PGEncodable)? }),
+            PGArray(applicable.map { $0.poolId?.rawValue as (any PGEncodable)? }),
+            PGArray(applicable.map(\.observedAt)), PGArray(applicable.map { $0.agentVersion as (any PGEncodable)? }),
+            PGArray(applicable.map { $0.poolId?.instanceType.rawValue as (any PGEncodable)? }),
+            PGArray(applicable.map { $0.poolId?.region.rawValue as (any PGEncodable)? }),
+            PGArray(applicable.map { $0.poolId?.az.rawValue as (any PGEncodable)? }),
+        ]
+        let hb = """
+            hb AS (SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[],
+                                        $7::timestamptz[], $8::text[], $9::text[], $10::text[], $11::text[])
+                   AS u(agent, client, status, inst, mode, pool, observed, version, itype, region, az))
+            """
+        _ = try conn.execute(
+            """
+            WITH \(hb)
+            UPDATE agents a SET status = hb.status, last_heartbeat_at = hb.observed,
+                   instance_id = coalesce(hb.inst, a.instance_id), current_mode = coalesce(hb.mode, a.current_mode),
+                   current_pool_id = coalesce(hb.pool, a.current_pool_id), agent_version = coalesce(hb.version, a.agent_version),
+                   instance_type = coalesce(hb.itype, a.instance_type), region = coalesce(hb.region, a.region),
+                   az = coalesce(hb.az, a.az)
+              FROM hb WHERE a.id = hb.agent AND a.client_id = hb.client
+            """, params)
+        // an instance row belongs to the client that first reported it
+        _ = try conn.execute(
+            """
+            WITH \(hb)
+            INSERT INTO instances AS i (id, client_id, agent_id, instance_type, region, az, current_mode, current_pool_id,
+                                        is_active, installed_at)
+            SELECT inst, client, agent, itype, region, az, mode, pool, true, observed FROM hb WHERE inst IS NOT NULL
+            ON CONFLICT (id) DO UPDATE SET agent_id = EXCLUDED.agent_id,
+                instance_type = coalesce(EXCLUDED.instance_type, i.instance_type), region = coalesce(EXCLUDED.region, i.region),
+                az = coalesce(EXCLUDED.az, i.az), current_mode = coalesce(EXCLUDED.current_mode, i.current_mode),
+                current_pool_id = coalesce(EXCLUDED.current_pool_id, i.current_pool_id)
+             WHERE i.client_id = EXCLUDED.client_id AND i.is_active
+            """, params)
+        let transitions = applicable.filter { current[$0.agentId]!.status != $0.status.rawValue }
+        if !transitions.isEmpty {
+            _ = try conn.execute(
+                """
+                INSERT INTO system_events (event_type, severity, component, client_id, agent_id, message, details, dedup_key)
+                SELECT 'agent.status_changed', CASE WHEN new = 'offline' THEN 'warning' ELSE 'info' END, 'spotguard-sef',
+                       client, agent, 'agent status ' || old || ' -> ' || new,
+                       jsonb_build_object('from', old, 'to', new, 'observed_at', observed), 'heartbeat:' || hid
+                  FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::timestamptz[], $6::uuid[])
+                    AS u(agent, client, old, new, observed, hid)
+                ON CONFLICT (dedup_key) DO NOTHING
+                """,
+                [
+                    PGArray(transitions.map(\.agentId)), PGArray(transitions.map(\.clientId)),
+                    PGArray(transitions.map { current[$0.agentId]!.status }), PGArray(transitions.map(\.status.rawValue)),
+                    PGArray(transitions.map(\.observedAt)), PGArray(transitions.map(\.heartbeatId)),
+                ])
+        }
+        return applicable.count
+    }
+}

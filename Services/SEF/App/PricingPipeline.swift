@@ -1,0 +1,95 @@
+import Foundation
+import Logging
+import Metrics
+import SEFCore
+import SpotBus
+import SpotModels
+import SpotRuntime
+import SpotStore
+import Synchronization
+
+/// The consumer side of the SEF: a batch of `pricing.reported` and `heartbeat.received`
+/// messages becomes one transaction, acked only after it committed.
+public final class PricingPipeline: Sendable {
+    let store: PostgresStore
+    let prices: PriceRepository
+    let heartbeats = HeartbeatRepository()
+    /// Wakes the outbox relay after a commit that wrote events.
+    let notify: @Sendable () -> Void
+    let logger: Logger
+    private let knownPools = Mutex<Set<String>>([])
+
+    init(store: PostgresStore, prices: PriceRepository, notify: @escaping @Sendable () -> Void, logger: Logger) {
+        self.store = store
+        self.prices = prices
+        self.notify = notify
+        self.logger = logger
+    }
+
+    struct UnknownMessage: Error, CustomStringConvertible {
+        var routingKey: String
+        var description: String { "no handler for routing key '\(routingKey)'" }
+    }
+
+    public func handle(_ batch: [Delivery]) async throws {
+        var rows: [SubmissionRow] = []
+        var beats: [HeartbeatReceived] = []
+        let now = Date()
+        for delivery in batch {
+            switch delivery.routingKey {
+            case RoutingKey.pricingReported:
+                let envelope = try delivery.decode(PricingReported.self)
+                rows += SubmissionRow.rows(of: envelope.payload)
+                Timer(label: "spotguard_sef_consumer_lag_seconds").recordSeconds(max(0, now.timeIntervalSince(envelope.occurredAt)))
+            case RoutingKey.heartbeatReceived:
+                let envelope = try delivery.decode(HeartbeatReceived.self)
+                beats.append(envelope.payload)
+                Timer(label: "spotguard_sef_consumer_lag_seconds").recordSeconds(max(0, now.timeIntervalSince(envelope.occurredAt)))
+            default:
+                throw UnknownMessage(routingKey: delivery.routingKey)
+            }
+        }
+        let report = try await apply(rows, beats)
+        Counter(label: "spotguard_sef_points_total").increment(by: report.newSubmissions)
+        Counter(label: "spotguard_sef_redelivered_total").increment(by: report.redelivered)
+        Counter(label: "spotguard_sef_duplicates_total").increment(by: report.duplicatesMarked)
+        Counter(label: "spotguard_sef_heartbeats_total").increment(by: report.heartbeatsApplied)
+        recordFills(report)
+    }
+
+    /// One transaction for the whole batch; returns what changed.
+    func apply(_ rows: [SubmissionRow], _ beats: [HeartbeatReceived]) async throws -> ApplyReport {
+        let pools = Array(Set(rows.map(\.pool) + HeartbeatRepository.pools(of: beats)))
+        let unknown = knownPools.withLock { known in pools.filter { !known.contains($0.rawValue) } }
+        let (prices, heartbeats) = (self.prices, self.heartbeats)
+        let report = try await store.transaction { conn in
+            try prices.lockPools(pools.map(\.rawValue), on: conn)
+            try prices.ensurePools(unknown, on: conn)
+            var report = try prices.applySubmissions(rows, on: conn)
+            report.heartbeatsApplied = try heartbeats.apply(beats, on: conn)
+            try Self.publish(report, on: conn)
+            return report
+        }
+        knownPools.withLock { known in known.formUnion(unknown.map(\.rawValue)) }
+        if !report.cleaned.isEmpty || !report.alerts.isEmpty { notify() }
+        return report
+    }
+
+    /// Writes the report's events to the outbox of the open transaction.
+    static func publish(_ report: ApplyReport, on conn: PGConnection) throws {
+        if !report.cleaned.isEmpty {
+            try Outbox.append(
+                Envelope(type: RoutingKey.pricingCleaned, producer: "spotguard-sef", payload: PricingCleaned(prices: report.cleaned)),
+                on: conn)
+        }
+        for alert in report.alerts {
+            try Outbox.append(Envelope(type: RoutingKey.qualityAlert, producer: "spotguard-sef", payload: alert), on: conn)
+        }
+    }
+
+    func recordFills(_ report: ApplyReport) {
+        for (method, n) in report.fills {
+            Counter(label: "spotguard_sef_interpolations_total", dimensions: [("method", method.rawValue)]).increment(by: n)
+        }
+    }
+}

@@ -1,0 +1,48 @@
+import Hummingbird
+import Logging
+import SEFCore
+import ServiceLifecycle
+import SpotBus
+import SpotRuntime
+import SpotStore
+
+/// Everything one `spotguard-sef` process runs.
+public struct SEFService: Sendable {
+    public let pipeline: PricingPipeline
+    public let maintenance: Maintenance
+    public let relay: OutboxRelay
+    public let consumer: BusConsumer
+    public let publisher: BusPublisher
+
+    public init(configuration: SEFConfiguration, store: PostgresStore, amqp: AMQPEndpoint, logger: Logger) {
+        let prices = PriceRepository(policy: configuration.policy, scanWindow: configuration.scanWindowSeconds)
+        publisher = BusPublisher(endpoint: amqp, logger: logger)
+        relay = OutboxRelay(store: store, publisher: publisher, logger: logger, name: configuration.workerName)
+        let relay = self.relay
+        pipeline = PricingPipeline(store: store, prices: prices, notify: { relay.notify() }, logger: logger)
+        maintenance = Maintenance(store: store, prices: prices, notify: { relay.notify() }, configuration: configuration, logger: logger)
+        var consumerConfiguration = BusConsumer.Configuration(queue: "spotguard.sef")
+        consumerConfiguration.prefetch = UInt16(configuration.batch)
+        consumerConfiguration.maxBatch = configuration.batch
+        let pipeline = self.pipeline
+        consumer = BusConsumer(
+            endpoint: amqp, configuration: consumerConfiguration, deadLetters: publisher, logger: logger,
+            batchHandler: { try await pipeline.handle($0) })
+    }
+
+    /// The operational HTTP endpoints (health, readiness, metrics) with the workers as services.
+    public func application(configuration: SEFConfiguration, store: PostgresStore, logger: Logger) -> some ApplicationProtocol {
+        let router = Router()
+        router.add(middleware: MetricsMiddleware())
+        let (consumer, publisher) = (self.consumer, self.publisher)
+        router.addOperationalRoutes(readiness: [
+            ReadinessCheck(name: "broker") { consumer.isConnected && publisher.isConnected },
+            ReadinessCheck(name: "database") { await store.ping() },
+        ])
+        return Application(
+            router: router,
+            configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "spotguard-sef"),
+            services: [publisher, relay, consumer, maintenance],
+            logger: logger)
+    }
+}

@@ -1,0 +1,168 @@
+import Foundation
+import SpotModels
+import SpotStore
+import Testing
+
+/// One message of the determinism data set.
+enum PriceMessage: Sendable {
+    case report(id: UUID, prices: [(String, Double)], offset: TimeInterval)
+    case submit(id: UUID, az: String, price: Double, source: String, offset: TimeInterval)
+
+    func send(_ fleet: PriceFleet, base: Date) async throws -> Int {
+        switch self {
+        case .report(let id, let prices, let offset): try await fleet.report(prices, at: base + offset, id: id)
+        case .submit(let id, let az, let price, let source, let offset):
+            try await fleet.submit(az, price, at: base + offset, source: source, id: id)
+        }
+    }
+
+    var rows: Int {
+        switch self {
+        case .report(_, let prices, _): prices.count
+        case .submit: 1
+        }
+    }
+
+    /// The same message with fresh ids, for a second fleet.
+    func renewed() -> PriceMessage {
+        switch self {
+        case .report(_, let p, let o): .report(id: UUID(), prices: p, offset: o)
+        case .submit(_, let az, let price, let s, let o): .submit(id: UUID(), az: az, price: price, source: s, offset: o)
+        }
+    }
+}
+
+/// Six hours of four pools with every case the SEF resolves: repeated primary readings,
+/// agreeing and disagreeing replicas, replica-only buckets, and gaps of every method
+/// (10 and 20 minutes in one pool, 65 minutes with peers, 20 minutes closed by a replica).
+func determinismDataSet(seed: UInt64) -> [PriceMessage] {
+    var rng = SeededGenerator(seed: seed)
+    let azs = ["a", "b", "c", "d"]
+    var price = ["a": 0.0500, "b": 0.0450, "c": 0.0520, "d": 0.0480]
+    let missing: [String: Set<Int>] = [
+        "a": Set([10] + Array(20...22) + Array(30...41)),
+        "b": Set(50...53),
+        "c": Set(60...62),
+        "d": [],
+    ]
+    var messages: [PriceMessage] = []
+    for k in 0..<72 {
+        for az in azs { price[az] = max(0.01, (price[az]! * Double.random(in: 0.97...1.03, using: &rng) * 10_000).rounded() / 10_000) }
+        let t = TimeInterval(k * 300)
+        let present = azs.filter { !missing[$0]!.contains(k) }
+        messages.append(.report(id: UUID(), prices: present.map { ($0, price[$0]!) }, offset: t + 30))
+        if k % 3 == 0 {  // a second reading later in the bucket, one pool moved
+            let az = present.randomElement(using: &rng)!
+            messages.append(.report(id: UUID(), prices: [(az, price[az]! + 0.0007)], offset: t + 200))
+        }
+        if k % 4 == 1, let az = present.randomElement(using: &rng) {  // replica: agreeing or 2 % off
+            let off = Bool.random(using: &rng) ? 1.0 : 1.02
+            messages.append(.submit(id: UUID(), az: az, price: (price[az]! * off * 10_000).rounded() / 10_000, source: "replica-automatic", offset: t + 90))
+        }
+    }
+    // a replica alone inside pool b's gap
+    messages.append(.submit(id: UUID(), az: "b", price: 0.0461, source: "replica-manual", offset: TimeInterval(51 * 300 + 45)))
+    return messages
+}
+
+/// Everything the SEF derived for one fleet's pools, with the family name taken out.
+struct DerivedState: Equatable {
+    var clean: [String]
+    var raw: [String]
+    var interpolated: [String]
+    var gaps: [String]
+
+    static func read(_ store: PostgresStore, family: String) async throws -> DerivedState {
+        func lines(_ sql: String) async throws -> [String] {
+            try await store.withConnection { conn in
+                try conn.query(sql, [family]).map { row in
+                    try (0..<row.count).map { try row.decodeIfPresent(String.self, at: $0) ?? "NULL" }.joined(separator: " ")
+                }
+            }
+        }
+        return DerivedState(
+            clean: try await SEFQuery.clean(store, family: family).map(\.description),
+            raw: try await lines(
+                """
+                SELECT right(pool_id, 1), observed_at::text, source_type, spot_price::text, is_duplicate::text
+                  FROM pricing_submissions_raw WHERE pool_id LIKE $1 || '.%' ORDER BY 1, 2, 3, 4
+                """),
+            interpolated: try await lines(
+                """
+                SELECT right(pool_id, 1), time_bucket::text, interpolation_method, gap_start::text, gap_end::text,
+                       price_before::text, price_after::text, interpolated_price::text, confidence_score::text,
+                       coalesce(array_length(peer_pool_ids, 1), 0)::text
+                  FROM pricing_snapshots_interpolated WHERE pool_id LIKE $1 || '.%' ORDER BY 1, 2
+                """),
+            gaps: try await lines(
+                """
+                SELECT right(pool_id, 1), gap_start::text, coalesce(gap_end::text, 'open'), status,
+                       coalesce(interpolation_method, '-'), coalesce(unfilled_reason, '-')
+                  FROM pricing_gaps WHERE pool_id LIKE $1 || '.%' ORDER BY 1, 2
+                """))
+    }
+}
+
+extension IntegrationTests {
+    @Suite struct SEFDeterminismTests {
+        /// The clean data is a function of the submissions only: the data set sent in order to
+        /// one SEF, and the same submissions shuffled, 40 % of them sent twice, by eight
+        /// concurrent senders to three SEF workers, end in identical rows.
+        @Test func shuffledDuplicatedAndParallelGivesTheSameCleanData() async throws {
+            let store = try await TestStack.store()
+            let base = SEFTests.base(hoursAgo: 8)
+            let reference = determinismDataSet(seed: 42)
+            let expectedRows = reference.reduce(0) { $0 + $1.rows }
+
+            func settle(_ fleet: PriceFleet) async throws -> DerivedState {
+                #expect(try await TestStack.eventually(timeout: .seconds(60)) {
+                    try await SEFQuery.rawCount(store, family: fleet.family) == expectedRows
+                })
+                _ = try await sefCommand("gap-scan")
+                return try await DerivedState.read(store, family: fleet.family)
+            }
+
+            try await ServiceProcess.withIngest { ingest in
+                let inOrder = try await PriceFleet.make(ingest)
+                var expected = DerivedState(clean: [], raw: [], interpolated: [], gaps: [])
+                try await withSEF(copies: 1) {
+                    for m in reference { #expect(try await m.send(inOrder, base: base) == 202) }
+                    expected = try await settle(inOrder)
+                }
+                #expect(expected.clean.count == 4 * 72)  // every gap in the set is fillable
+                #expect(expected.clean.contains { $0.contains("cross-pool") })
+                #expect(expected.clean.contains { $0.contains("weighted-average") })
+                #expect(expected.clean.contains { $0.contains(" linear ") })
+                #expect(expected.clean.contains { $0.contains("averaged_dual_source") })
+                #expect(expected.clean.contains { $0.contains("replica-manual") })
+
+                let shuffledFleet = try await PriceFleet.make(ingest)
+                var rng = SeededGenerator(seed: 7)
+                let renewed = reference.map { $0.renewed() }
+                var sends = renewed + renewed.filter { _ in Double.random(in: 0..<1, using: &rng) < 0.4 }
+                sends.shuffle(using: &rng)
+                let lanes = 8
+                try await withSEF(copies: 3) {
+                    try await withThrowingTaskGroup(of: Void.self) { group in
+                        for lane in 0..<lanes {
+                            let mine = stride(from: lane, to: sends.count, by: lanes).map { sends[$0] }
+                            group.addTask {
+                                for m in mine {
+                                    let status = try await m.send(shuffledFleet, base: base)
+                                    #expect(status == 202)
+                                }
+                            }
+                        }
+                        try await group.waitForAll()
+                    }
+                    let actual = try await settle(shuffledFleet)
+                    #expect(actual.clean == expected.clean)
+                    #expect(actual.raw == expected.raw)
+                    #expect(actual.interpolated == expected.interpolated)
+                    #expect(actual.gaps == expected.gaps)
+                }
+            }
+            await store.shutdown()
+        }
+    }
+}
