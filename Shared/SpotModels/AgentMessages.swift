@@ -36,6 +36,11 @@ public struct HeartbeatReceived: Codable, Sendable, Equatable {
 public struct PoolPrice: Codable, Sendable, Equatable {
     public var poolId: PoolID
     public var price: Double
+
+    public init(poolId: PoolID, price: Double) {
+        self.poolId = poolId
+        self.price = price
+    }
 }
 
 /// One agent report of the current prices of several pools (seed 004, pattern 2).
@@ -105,6 +110,14 @@ public enum PricingReported: Codable, Sendable, Equatable {
         case .submission(let s):
             try c.encode("submission", forKey: .form)
             try c.encode(s, forKey: .submission)
+        }
+    }
+
+    /// When ingest accepted it.
+    public var receivedAt: Date {
+        switch self {
+        case .report(let r): r.receivedAt
+        case .submission(let s): s.receivedAt
         }
     }
 

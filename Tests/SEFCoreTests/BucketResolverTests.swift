@@ -69,7 +69,6 @@ import Testing
     @Test func latestObservationOfASourceWins() throws {
         let r = try #require(BucketResolver.resolve([sub(.primary, 0.05, at: 0), sub(.primary, 0.06, at: 120), sub(.primary, 0.04, at: 60)], policy: policy))
         #expect(r.spotPrice == 0.06)
-        #expect(r.submissionCount == 3)
     }
 
     @Test func resultIgnoresOrderAndRepeats() {
@@ -87,9 +86,24 @@ import Testing
         }
     }
 
-    @Test func onDemandFallsBackToAnotherSubmission() throws {
-        let r = try #require(BucketResolver.resolve([sub(.primary, 0.05, at: 60), sub(.primary, 0.05, at: 0, od: 0.096)], policy: policy))
+    @Test func onDemandFallsBackToTheReplica() throws {
+        let r = try #require(BucketResolver.resolve([sub(.primary, 0.05, at: 60), sub(.replicaManual, 0.05, at: 0, od: 0.096)], policy: policy))
         #expect(r.onDemandPrice == 0.096)
+        #expect(r.sourceType == .primary)
+    }
+
+    @Test func theBestOfEachSourceDecidesAlone() {
+        // what lets the store read three rows per bucket instead of all of them
+        var rng = SeededGenerator(seed: 3)
+        for _ in 0..<200 {
+            let subs = (0..<Int.random(in: 1...12, using: &rng)).map { _ in
+                sub([.primary, .replicaAutomatic, .replicaManual].randomElement(using: &rng)!,
+                    Double(Int.random(in: 400...520, using: &rng)) / 10_000, at: TimeInterval(Int.random(in: 0...4, using: &rng) * 60),
+                    od: Bool.random(using: &rng) ? 0.1 : nil)
+            }
+            #expect(BucketResolver.resolve(BucketResolver.best(subs), policy: policy) == BucketResolver.resolve(subs, policy: policy))
+            #expect(BucketResolver.best(subs).count <= 3)
+        }
     }
 
     @Test func bucketsAreFiveMinuteFloors() {

@@ -1,4 +1,5 @@
 import Foundation
+import Metrics
 import SEFCore
 import SpotModels
 import SpotStore
@@ -74,9 +75,10 @@ struct ApplyReport: Sendable {
 
 /// The SEF's SQL. Every function runs inside the caller's transaction on one connection.
 ///
-/// Writers of one pool serialize on a transaction-scoped advisory lock, taken in ascending
-/// key order, so the recomputation of a bucket always sees every submission committed
-/// before it: whichever worker commits last computes from the full set.
+/// New submissions are inserted first, without a lock, so workers write in parallel. Then the
+/// recomputation of a pool's buckets and gaps runs under a transaction-scoped advisory lock on
+/// the pool (taken in ascending key order): the last worker to take it sees every submission
+/// committed before plus its own, so whichever worker commits last computes from the full set.
 struct PriceRepository: Sendable {
     let policy: SEFPolicy
     /// How far back the periodic scan recomputes fills.
@@ -116,6 +118,7 @@ struct PriceRepository: Sendable {
     func applySubmissions(_ rows: [SubmissionRow], on conn: PGConnection) throws -> ApplyReport {
         var report = ApplyReport()
         guard !rows.isEmpty else { return report }
+        let started = ContinuousClock.now
         let inserted = try conn.query(
             """
             WITH input AS (
@@ -125,8 +128,8 @@ struct PriceRepository: Sendable {
                     AS u(sid, client, agent, inst, src, pool, price, od, observed, submitted, received, bucket, report)),
             raw AS (
                 INSERT INTO pricing_submissions_raw (submission_id, client_id, source_agent_id, source_instance_id, source_type,
-                    pool_id, spot_price, on_demand_price, observed_at, submitted_at, received_at, time_bucket)
-                SELECT sid, client, agent, inst, src, pool, price, od, observed, submitted, received, bucket FROM input
+                    pool_id, spot_price, on_demand_price, observed_at, submitted_at, received_at, time_bucket, is_duplicate)
+                SELECT sid, client, agent, inst, src, pool, price, od, observed, submitted, received, bucket, true FROM input
                 ON CONFLICT (submission_id) DO NOTHING
                 RETURNING submission_id, pool_id, time_bucket),
             snap AS (
@@ -143,15 +146,21 @@ struct PriceRepository: Sendable {
                 PGArray(rows.map(\.submittedAt)), PGArray(rows.map(\.receivedAt)),
                 PGArray(rows.map { Date(timeIntervalSince1970: TimeInterval($0.bucket)) }), PGArray(rows.map(\.reportId)),
             ])
-        var keys: [BucketKey] = []
+        var added: [BucketKey: Int] = [:]
         for row in inserted {
-            keys.append(BucketKey(pool: try row.decode(String.self, at: 0), bucket: try row.decode(Int64.self, at: 1)))
-            report.newSubmissions += try row.decode(Int.self, at: 2)
+            let n = try row.decode(Int.self, at: 2)
+            added[BucketKey(pool: try row.decode(String.self, at: 0), bucket: try row.decode(Int64.self, at: 1))] = n
+            report.newSubmissions += n
         }
         report.redelivered = Set(rows.map(\.submissionId)).count - report.newSubmissions
-        guard !keys.isEmpty else { return report }
-        keys.sort()
-        report.merge(try recomputeBuckets(keys, on: conn))
+        let insertedAt = ContinuousClock.now
+        Timer(label: "spotguard_sef_phase_seconds", dimensions: [("phase", "insert")]).record(duration: insertedAt - started)
+        guard !added.isEmpty else { return report }
+        try lockPools(Set(added.keys.map(\.pool)), on: conn)
+        let lockedAt = ContinuousClock.now
+        Timer(label: "spotguard_sef_phase_seconds", dimensions: [("phase", "lock_wait")]).record(duration: lockedAt - insertedAt)
+        report.merge(try recomputeBuckets(added, on: conn))
+        Timer(label: "spotguard_sef_phase_seconds", dimensions: [("phase", "recompute")]).record(duration: ContinuousClock.now - lockedAt)
         return report
     }
 
@@ -165,25 +174,45 @@ struct PriceRepository: Sendable {
         var count: Int
     }
 
-    /// Recomputes the clean rows of the given measured buckets from all their raw submissions.
-    func recomputeBuckets(_ keys: [BucketKey], on conn: PGConnection) throws -> ApplyReport {
+    /// Recomputes the clean rows of buckets that received `added` new submissions (inserted
+    /// as duplicates). Reads only the best submission per source type (an index probe each)
+    /// and the rows the bucket used so far, so a hot bucket costs the same as a quiet one.
+    func recomputeBuckets(_ added: [BucketKey: Int], on conn: PGConnection) throws -> ApplyReport {
         var report = ApplyReport()
+        let keys = added.keys.sorted()
         let keyParams: [(any PGEncodable)?] = [PGArray(keys.map(\.pool)), PGArray(keys.map(\.date))]
-        var raw: [BucketKey: [(RawSubmission, Bool)]] = [:]
+        var best: [BucketKey: [RawSubmission]] = [:]
         for row in try conn.query(
             """
-            SELECT r.pool_id, extract(epoch FROM r.time_bucket)::bigint, r.submission_id, r.source_type, r.spot_price,
-                   r.on_demand_price, r.observed_at, r.is_duplicate
+            SELECT k.pool, extract(epoch FROM k.bucket)::bigint, w.submission_id, w.source_type, w.spot_price,
+                   w.on_demand_price, w.observed_at
               FROM unnest($1::text[], $2::timestamptz[]) AS k(pool, bucket)
-              JOIN pricing_submissions_raw r ON r.pool_id = k.pool AND r.time_bucket = k.bucket
+             CROSS JOIN (VALUES ('primary'), ('replica-automatic'), ('replica-manual')) AS s(source)
+             CROSS JOIN LATERAL (
+                   SELECT r.submission_id, r.source_type, r.spot_price, r.on_demand_price, r.observed_at
+                     FROM pricing_submissions_raw r
+                    WHERE r.pool_id = k.pool AND r.time_bucket = k.bucket AND r.source_type = s.source
+                    ORDER BY r.observed_at DESC, r.submission_id LIMIT 1) w
             """, keyParams)
         {
             let key = BucketKey(pool: try row.decode(String.self, at: 0), bucket: try row.decode(Int64.self, at: 1))
             guard let source = PriceSourceType(rawValue: try row.decode(String.self, at: 3)) else { continue }
-            let s = RawSubmission(
-                submissionId: try row.decode(UUID.self, at: 2), sourceType: source, spotPrice: try row.decode(Double.self, at: 4),
-                onDemandPrice: try row.decodeIfPresent(Double.self, at: 5), observedAt: try row.decode(Date.self, at: 6))
-            raw[key, default: []].append((s, try row.decode(Bool.self, at: 7)))
+            best[key, default: []].append(
+                RawSubmission(
+                    submissionId: try row.decode(UUID.self, at: 2), sourceType: source, spotPrice: try row.decode(Double.self, at: 4),
+                    onDemandPrice: try row.decodeIfPresent(Double.self, at: 5), observedAt: try row.decode(Date.self, at: 6)))
+        }
+        // the rows each bucket used until now (new rows came in as duplicates)
+        var previouslyUsed: [BucketKey: Set<UUID>] = [:]
+        for row in try conn.query(
+            """
+            SELECT r.pool_id, extract(epoch FROM r.time_bucket)::bigint, r.submission_id
+              FROM unnest($1::text[], $2::timestamptz[]) AS k(pool, bucket)
+              JOIN pricing_submissions_raw r ON r.pool_id = k.pool AND r.time_bucket = k.bucket AND NOT r.is_duplicate
+            """, keyParams)
+        {
+            previouslyUsed[BucketKey(pool: try row.decode(String.self, at: 0), bucket: try row.decode(Int64.self, at: 1)), default: []]
+                .insert(try row.decode(UUID.self, at: 2))
         }
         var existing: [BucketKey: ExistingClean] = [:]
         for row in try conn.query(
@@ -202,20 +231,21 @@ struct PriceRepository: Sendable {
                 count: try row.decode(Int.self, at: 8))
         }
 
-        var upserts: [(BucketKey, ResolvedBucket)] = []
+        var upserts: [(BucketKey, ResolvedBucket, Int)] = []
         var duplicateFlags: [(UUID, Bool)] = []
         var newlyMeasured: [BucketKey] = []
         for key in keys {
-            guard let subs = raw[key], let resolved = BucketResolver.resolve(subs.map(\.0), policy: policy) else { continue }
-            for (s, wasDuplicate) in subs where wasDuplicate == resolved.used.contains(s.submissionId) {
-                duplicateFlags.append((s.submissionId, !wasDuplicate))
-            }
+            guard let resolved = BucketResolver.resolve(best[key] ?? [], policy: policy) else { continue }
+            let before = previouslyUsed[key] ?? []
+            for id in resolved.used.subtracting(before) { duplicateFlags.append((id, false)) }
+            for id in before.subtracting(resolved.used) { duplicateFlags.append((id, true)) }
+            let count = (existing[key]?.count ?? 0) + (added[key] ?? 0)
             let old = existing[key]
             let valueChanged =
                 old == nil || old!.dataSource != .measured || !same(old!.price, resolved.spotPrice)
                 || !same(old!.onDemand, resolved.onDemandPrice) || !same(old!.confidence, resolved.confidence)
                 || old!.sourceType != resolved.sourceType.rawValue || old!.flagged != resolved.averagedDualSource
-            if valueChanged || old!.count != resolved.submissionCount { upserts.append((key, resolved)) }
+            upserts.append((key, resolved, count))
             if valueChanged {
                 report.cleaned.append(
                     CleanPrice(
@@ -244,16 +274,17 @@ struct PriceRepository: Sendable {
                     PGArray(upserts.map { $0.1.onDemandPrice as (any PGEncodable)? }), PGArray(upserts.map(\.1.confidence)),
                     PGArray(upserts.map(\.1.sourceType.rawValue)),
                     PGArray(upserts.map { $0.1.averagedDualSource ? "averaged_dual_source" : nil as (any PGEncodable)? }),
-                    PGArray(upserts.map(\.1.submissionCount)),
+                    PGArray(upserts.map(\.2)),
                 ])
         }
+        // net change of duplicate rows: new rows came in as duplicates
+        report.duplicatesMarked = added.values.reduce(0, +) + duplicateFlags.reduce(0) { $0 + ($1.1 ? 1 : -1) }
         if !duplicateFlags.isEmpty {
             _ = try conn.execute(
                 """
                 UPDATE pricing_submissions_raw r SET is_duplicate = u.d
                   FROM unnest($1::uuid[], $2::bool[]) AS u(id, d) WHERE r.submission_id = u.id
                 """, [PGArray(duplicateFlags.map(\.0)), PGArray(duplicateFlags.map(\.1))])
-            report.duplicatesMarked = duplicateFlags.filter(\.1).count
         }
         if !newlyMeasured.isEmpty {
             report.merge(try measuredArrived(newlyMeasured, on: conn))

@@ -34,12 +34,15 @@ public final class PricingPipeline: Sendable {
     public func handle(_ batch: [Delivery]) async throws {
         var rows: [SubmissionRow] = []
         var beats: [HeartbeatReceived] = []
+        var accepted: [Date] = []
         let now = Date()
+        let clock = ContinuousClock.now
         for delivery in batch {
             switch delivery.routingKey {
             case RoutingKey.pricingReported:
                 let envelope = try delivery.decode(PricingReported.self)
                 rows += SubmissionRow.rows(of: envelope.payload)
+                accepted.append(envelope.payload.receivedAt)
                 Timer(label: "spotguard_sef_consumer_lag_seconds").recordSeconds(max(0, now.timeIntervalSince(envelope.occurredAt)))
             case RoutingKey.heartbeatReceived:
                 let envelope = try delivery.decode(HeartbeatReceived.self)
@@ -49,7 +52,14 @@ public final class PricingPipeline: Sendable {
                 throw UnknownMessage(routingKey: delivery.routingKey)
             }
         }
+        let decoded = ContinuousClock.now
+        Timer(label: "spotguard_sef_phase_seconds", dimensions: [("phase", "decode")]).record(duration: decoded - clock)
         let report = try await apply(rows, beats)
+        Timer(label: "spotguard_sef_phase_seconds", dimensions: [("phase", "transaction")]).record(duration: ContinuousClock.now - decoded)
+        // from ingest's 202 to the clean row committed (same host clock)
+        let committed = Date()
+        let latency = Timer(label: "spotguard_sef_accept_to_commit_seconds")
+        for t in accepted { latency.recordSeconds(max(0, committed.timeIntervalSince(t))) }
         Counter(label: "spotguard_sef_points_total").increment(by: report.newSubmissions)
         Counter(label: "spotguard_sef_redelivered_total").increment(by: report.redelivered)
         Counter(label: "spotguard_sef_duplicates_total").increment(by: report.duplicatesMarked)
@@ -63,7 +73,6 @@ public final class PricingPipeline: Sendable {
         let unknown = knownPools.withLock { known in pools.filter { !known.contains($0.rawValue) } }
         let (prices, heartbeats) = (self.prices, self.heartbeats)
         let report = try await store.transaction { conn in
-            try prices.lockPools(pools.map(\.rawValue), on: conn)
             try prices.ensurePools(unknown, on: conn)
             var report = try prices.applySubmissions(rows, on: conn)
             report.heartbeatsApplied = try heartbeats.apply(beats, on: conn)

@@ -22,7 +22,8 @@ public struct SEFService: Sendable {
         pipeline = PricingPipeline(store: store, prices: prices, notify: { relay.notify() }, logger: logger)
         maintenance = Maintenance(store: store, prices: prices, notify: { relay.notify() }, configuration: configuration, logger: logger)
         var consumerConfiguration = BusConsumer.Configuration(queue: "spotguard.sef")
-        consumerConfiguration.prefetch = UInt16(configuration.batch)
+        // twice the batch, so the next batch is already here while one commits
+        consumerConfiguration.prefetch = UInt16(min(2 * configuration.batch, Int(UInt16.max)))
         consumerConfiguration.maxBatch = configuration.batch
         let pipeline = self.pipeline
         consumer = BusConsumer(

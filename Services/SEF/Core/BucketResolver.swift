@@ -26,7 +26,6 @@ public struct ResolvedBucket: Sendable, Equatable {
     public var sourceType: PriceSourceType
     /// Set when primary and replica disagreed and the price is their average.
     public var averagedDualSource: Bool
-    public var submissionCount: Int
     /// The submissions the price was taken from; every other one is a duplicate.
     public var used: Set<UUID>
 }
@@ -40,15 +39,15 @@ public struct ResolvedBucket: Sendable, Equatable {
 /// primary and the best replica that agree within the tolerance give the primary's price,
 /// otherwise their average, flagged for review.
 public enum BucketResolver {
+    ///
+    /// Only the best submission of each source type matters (`best(_:)`), so a bucket with
+    /// thousands of submissions is resolved from at most three; the store looks those up by
+    /// index instead of reading the bucket.
     public static func resolve(_ submissions: [RawSubmission], policy: SEFPolicy) -> ResolvedBucket? {
-        let unique = Dictionary(submissions.map { ($0.submissionId, $0) }, uniquingKeysWith: { a, _ in a }).values
         var best: [PriceSourceType: RawSubmission] = [:]
-        for s in unique where s.sourceType != .interpolated {
-            if let current = best[s.sourceType], !isLater(s, than: current) { continue }
-            best[s.sourceType] = s
-        }
+        for s in Self.best(submissions) { best[s.sourceType] = s }
         let replica = best[.replicaAutomatic] ?? best[.replicaManual]
-        let onDemand = fallbackOnDemand(unique)
+        let onDemand = [PriceSourceType.primary, .replicaAutomatic, .replicaManual].lazy.compactMap { best[$0]?.onDemandPrice }.first
         if let primary = best[.primary] {
             guard let replica, primary.spotPrice > 0,
                 abs(replica.spotPrice - primary.spotPrice) / primary.spotPrice >= policy.dualSourceTolerance
@@ -56,19 +55,19 @@ public enum BucketResolver {
                 return ResolvedBucket(
                     spotPrice: primary.spotPrice, onDemandPrice: primary.onDemandPrice ?? onDemand,
                     confidence: policy.confidencePrimary, sourceType: .primary, averagedDualSource: false,
-                    submissionCount: unique.count, used: [primary.submissionId])
+                    used: [primary.submissionId])
             }
             return ResolvedBucket(
                 spotPrice: roundPrice((primary.spotPrice + replica.spotPrice) / 2),
                 onDemandPrice: primary.onDemandPrice ?? replica.onDemandPrice ?? onDemand,
                 confidence: policy.confidenceAveraged, sourceType: .primary, averagedDualSource: true,
-                submissionCount: unique.count, used: [primary.submissionId, replica.submissionId])
+                used: [primary.submissionId, replica.submissionId])
         }
         guard let replica else { return nil }
         return ResolvedBucket(
             spotPrice: replica.spotPrice, onDemandPrice: replica.onDemandPrice ?? onDemand,
             confidence: policy.confidenceReplica, sourceType: replica.sourceType, averagedDualSource: false,
-            submissionCount: unique.count, used: [replica.submissionId])
+            used: [replica.submissionId])
     }
 
     /// Prices are stored with six decimals; rounding here keeps the clean row and any
@@ -82,8 +81,14 @@ public enum BucketResolver {
         return a.submissionId.uuidString < b.submissionId.uuidString
     }
 
-    /// The on-demand price of the latest submission that carries one.
-    static func fallbackOnDemand(_ submissions: some Collection<RawSubmission>) -> Double? {
-        submissions.filter { $0.onDemandPrice != nil }.max { isLater($1, than: $0) }?.onDemandPrice
+    /// The best submission of each measured source type: the latest observation, ties to the
+    /// lowest submission id.
+    public static func best(_ submissions: [RawSubmission]) -> [RawSubmission] {
+        var best: [PriceSourceType: RawSubmission] = [:]
+        for s in submissions where s.sourceType != .interpolated {
+            if let current = best[s.sourceType], !isLater(s, than: current) { continue }
+            best[s.sourceType] = s
+        }
+        return best.values.sorted { $0.sourceType.rawValue < $1.sourceType.rawValue }
     }
 }
