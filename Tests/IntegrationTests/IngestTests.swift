@@ -234,6 +234,40 @@ extension IntegrationTests {
             }
         }
 
+        /// A client whose data keeps being rejected raises one `quality.alert` per minute.
+        @Test func burstOfRejectedDataRaisesOneAlert() async throws {
+            let alerts = TestStack.uniqueName("spotguard.alert-test")
+            let topology = Topology.standard.adding(.init(name: alerts, bindings: [RoutingKey.qualityAlert]))
+            try await withPublisher(topology: topology) { publisher in
+                let inbox = Inbox()
+                let consumer = BusConsumer(endpoint: try TestStack.amqp, topology: topology, configuration: .init(queue: alerts),
+                                           deadLetters: publisher, logger: TestStack.logger) { inbox.append($0) }
+                try await withConsumer(consumer) {
+                    let ingest = try await ServiceProcess.start(
+                        "spotguard-ingest", portVariable: "SPOTGUARD_INGEST_PORT", environment: ["SPOTGUARD_REJECTED_ALERT_PER_MINUTE": "5"])
+                    try await ServiceProcess.with(ingest) { ingest in
+                        let client = try await createClient(ingest, "Noisy Fleet")
+                        let agent = try #require(try await register(ingest, token: client.token, logical: "noisy-1").json["agent_id"] as? String)
+                        // nine rejections: however a minute boundary splits them, exactly one
+                        // window reaches five
+                        for _ in 0..<9 {
+                            let r = try await ingest.send("POST", "/api/agents/\(agent)/pricing-report", token: client.token,
+                                                          json: #"{"pools": [{"id": "t3.medium.us-east-1a", "price": -1}]}"#)
+                            #expect(r.status == 400)
+                        }
+                        #expect(await TestStack.eventually { inbox.count >= 1 })
+                        try await Task.sleep(for: .milliseconds(500))
+                        let received = try inbox.all.map { try $0.decode(QualityAlert.self).payload }
+                        #expect(received.count == 1)
+                        #expect(received.first?.kind == .rejectedBurst)
+                        #expect(received.first?.clientId?.uuidString.lowercased() == client.id.lowercased())
+                        #expect(received.first?.details["top_reasons"]?.hasPrefix("invalid_price=") == true)
+                    }
+                }
+                try await publisher.deleteQueue(alerts)
+            }
+        }
+
         @Test func brokerDownGives503WithRetryAfterThenRecovers() async throws {
             try await withPublisher(topology: topology) { publisher in
                 try await ServiceProcess.withIngest { ingest in

@@ -18,7 +18,9 @@ public func buildIngestApplication(
         ReadinessCheck(name: "broker") { publisher.isConnected },
         ReadinessCheck(name: "database") { await store.ping() },
     ])
-    IngestController(directory: directory, publisher: publisher, configuration: configuration).addRoutes(to: router)
+    let rejections = RejectionMonitor(threshold: configuration.rejectedAlertPerMinute, publisher: publisher, logger: logger)
+    IngestController(directory: directory, publisher: publisher, configuration: configuration, rejections: rejections)
+        .addRoutes(to: router)
     return Application(
         router: router,
         configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "spotguard-ingest"),

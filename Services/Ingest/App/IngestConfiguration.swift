@@ -7,6 +7,8 @@ import SpotRuntime
 /// - `SPOTGUARD_INGEST_MAX_BODY_BYTES` (int, default 65536)
 /// - `SPOTGUARD_PUBLISH_TIMEOUT_MS` (int, default 5000): how long a request waits for the broker's confirm
 /// - `SPOTGUARD_TOKEN_CACHE_SECONDS` (int, default 60)
+/// - `SPOTGUARD_REJECTED_ALERT_PER_MINUTE` (int, default 100): a client's rejected submissions
+///   within one minute that raise a `quality.alert` (`rejected_burst`)
 public struct IngestConfiguration: Sendable {
     public var host: String
     public var port: Int
@@ -14,6 +16,7 @@ public struct IngestConfiguration: Sendable {
     public var maxBodyBytes: Int
     public var publishTimeout: Duration
     public var tokenCacheTTL: Duration
+    public var rejectedAlertPerMinute: Int
     public var limits = IngestLimits()
 
     public init(env: EnvironmentReader) throws {
@@ -23,5 +26,6 @@ public struct IngestConfiguration: Sendable {
         maxBodyBytes = try env.int("SPOTGUARD_INGEST_MAX_BODY_BYTES", default: 65_536, range: 1024...(16 << 20))
         publishTimeout = .milliseconds(try env.int("SPOTGUARD_PUBLISH_TIMEOUT_MS", default: 5000, range: 100...60_000))
         tokenCacheTTL = .seconds(try env.int("SPOTGUARD_TOKEN_CACHE_SECONDS", default: 60, range: 0...3600))
+        rejectedAlertPerMinute = try env.int("SPOTGUARD_REJECTED_ALERT_PER_MINUTE", default: 100, range: 1...1_000_000)
     }
 }

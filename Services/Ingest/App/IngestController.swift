@@ -16,6 +16,7 @@ struct IngestController: Sendable {
     let directory: ClientDirectory
     let publisher: BusPublisher
     let configuration: IngestConfiguration
+    let rejections: RejectionMonitor
 
     func addRoutes(to router: Router<BasicRequestContext>) {
         router.post("/api/admin/clients", use: createClient)
@@ -59,8 +60,8 @@ struct IngestController: Sendable {
 
     @Sendable func register(_ request: Request, context: BasicRequestContext) async throws -> Response {
         let client = try await directory.authenticate(request.headers[.authorization])
-        let body = try await decode(RegisterRequest.self, from: request)
-        let registration = try validate { try body.validated($0) }
+        let body = try await decode(RegisterRequest.self, from: request, client: client)
+        let registration = try validate(client: client) { try body.validated($0) }
         let agent = try await directory.register(client: client, registration)
         return try json(agent, status: agent.created ? .created : .ok)
     }
@@ -73,24 +74,24 @@ struct IngestController: Sendable {
 
     @Sendable func heartbeat(_ request: Request, context: BasicRequestContext) async throws -> Response {
         let (client, agent) = try await authenticateAgent(request, context)
-        let body = try await decode(HeartbeatRequest.self, from: request)
-        let fact = try validate { try body.validated($0, clientId: client, agentId: agent) }
+        let body = try await decode(HeartbeatRequest.self, from: request, client: client)
+        let fact = try validate(client: client) { try body.validated($0, clientId: client, agentId: agent) }
         try await publish(RoutingKey.heartbeatReceived, id: fact.heartbeatId, fact)
         return try json(Accepted(id: fact.heartbeatId), status: .accepted)
     }
 
     @Sendable func pricingReport(_ request: Request, context: BasicRequestContext) async throws -> Response {
         let (client, agent) = try await authenticateAgent(request, context)
-        let body = try await decode(PricingReportRequest.self, from: request)
-        let report = try validate { try body.validated($0, clientId: client, agentId: agent) }
+        let body = try await decode(PricingReportRequest.self, from: request, client: client)
+        let report = try validate(client: client) { try body.validated($0, clientId: client, agentId: agent) }
         try await publish(RoutingKey.pricingReported, id: report.reportId, PricingReported.report(report))
         return try json(Accepted(id: report.reportId, count: report.pools.count), status: .accepted)
     }
 
     @Sendable func submitPricing(_ request: Request, context: BasicRequestContext) async throws -> Response {
         let client = try await directory.authenticate(request.headers[.authorization])
-        let body = try await decode(PricingSubmitRequest.self, from: request)
-        let submission = try validate { try body.validated($0, clientId: client) }
+        let body = try await decode(PricingSubmitRequest.self, from: request, client: client)
+        let submission = try validate(client: client) { try body.validated($0, clientId: client) }
         try await directory.requireAgent(submission.sourceAgentId, of: client)
         try await publish(RoutingKey.pricingReported, id: submission.submissionId, PricingReported.submission(submission))
         return try json(Accepted(id: submission.submissionId), status: .accepted)
@@ -105,15 +106,27 @@ struct IngestController: Sendable {
         return (client, agent)
     }
 
-    private func validate<T>(_ body: (FieldChecker) throws -> T) throws -> T {
+    /// Runs the checks; a rejection of an authenticated client's data counts towards its
+    /// rejected-burst alert.
+    private func validate<T>(client: UUID? = nil, _ body: (FieldChecker) throws -> T) throws -> T {
         do {
             return try body(FieldChecker(limits: configuration.limits, now: Date()))
         } catch let e as ValidationError {
+            if let client { rejections.reject(client: client, reason: e.code) }
             throw APIError.validation(e)
         }
     }
 
-    private func decode<T: Decodable>(_ type: T.Type, from request: Request) async throws -> T {
+    private func decode<T: Decodable>(_ type: T.Type, from request: Request, client: UUID? = nil) async throws -> T {
+        do {
+            return try await decodeBody(type, from: request)
+        } catch let e as APIError {
+            if let client { rejections.reject(client: client, reason: e.code) }
+            throw e
+        }
+    }
+
+    private func decodeBody<T: Decodable>(_ type: T.Type, from request: Request) async throws -> T {
         let contentType = request.headers[.contentType]?.lowercased() ?? ""
         guard contentType.hasPrefix("application/json") else {
             throw APIError(.unsupportedMediaType, code: "unsupported_media_type", message: "send the body as application/json")
