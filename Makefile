@@ -1,5 +1,5 @@
 # SpotGuard: the whole system on one machine. Scripts live in deploy/.
-.PHONY: up down test bench status build
+.PHONY: up down test bench replay status build
 
 up:        ## install what is missing, start PostgreSQL + RabbitMQ + every service
 	deploy/stack.sh up dev
@@ -13,6 +13,9 @@ test:      ## fresh private stack, build, the whole test suite
 
 bench:     ## benchmark figures (release build, private stack)
 	deploy/bench.sh
+
+replay:    ## real price history through ingest and the SEF; interpolation error per method
+	deploy/replay.sh
 
 status:
 	deploy/stack.sh status dev

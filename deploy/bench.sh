@@ -3,39 +3,34 @@
 #   1. ingest: pricing reports/s accepted with 202 (each broker-confirmed), N keep-alive clients (wrk)
 #   2. the same broker's raw confirmed-publish rate (spotguard-bench publish)
 #   3. the same database's raw COPY rate (spotguard-bench copy)
-# and the ingest rate as a ratio of each. Figures vary ±30 % run to run: compare ratios.
+#   4. SEF: price points/s committed to clean data from a pre-filled queue, 1 and 2 workers
+#   5. end to end (HTTP 202 -> clean row committed) points/s with 2 SEF workers at full load,
+#      and the accept -> commit p99 at about half that load
+# and each rate as a ratio of its raw ceiling. Figures vary ±30 % run to run: compare ratios.
 set -euo pipefail
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-cd "$ROOT"
+# shellcheck source=deploy/bench-stack.sh
+. "$(dirname "${BASH_SOURCE[0]}")/bench-stack.sh"
 DURATION="${BENCH_DURATION:-10}"
 
-deploy/stack.sh deps
 if ! command -v wrk >/dev/null; then
     if [ "$(id -u)" -eq 0 ]; then apt-get install -y -qq --no-install-recommends wrk >/dev/null; else sudo -n apt-get install -y -qq --no-install-recommends wrk >/dev/null; fi
 fi
-deploy/stack.sh down bench >/dev/null 2>&1 || true
-rm -rf .spotguard/bench
-INGEST_PID=""
-cleanup() {
-    [ -n "$INGEST_PID" ] && kill -TERM "$INGEST_PID" 2>/dev/null && wait "$INGEST_PID" 2>/dev/null
-    deploy/stack.sh down bench >/dev/null 2>&1 || true
+bench_stack_up bench
+start_sef() {  # N workers on ports SPOTGUARD_SEF_PORT, +1, ...
+    local i port
+    for i in $(seq 1 "$1"); do
+        port=$((SPOTGUARD_SEF_PORT + i - 1))
+        start_service spotguard-sef "http://127.0.0.1:$port" SPOTGUARD_SEF_PORT=$port
+    done
 }
-trap cleanup EXIT
-deploy/stack.sh infra bench >/dev/null
-
-echo "[bench] swift build -c release"
-swift build -c release 2>&1 | { grep -v -E "CMakeLists.txt|unhandled; explicitly declare" || true; }
-BIN="$(swift build -c release --show-bin-path)"
-set -a
-# shellcheck disable=SC1091
-. .spotguard/bench/env
-set +a
-export SPOTGUARD_LOG_LEVEL=error
-"$BIN/spotguard-ingest" migrate
-TOKEN="$("$BIN/spotguard-ingest" create-client --name bench | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')"
-"$BIN/spotguard-ingest" serve >"$SPOTGUARD_STACK_DIR/logs/ingest-bench.log" 2>&1 &
-INGEST_PID=$!
-for _ in $(seq 1 100); do curl -fsS "$SPOTGUARD_INGEST_URL/health/ready" >/dev/null 2>&1 && break; sleep 0.2; done
+wait_raw() {  # until the raw table holds $1 rows; prints the seconds since $2 (epoch seconds)
+    while [ "$(raw_count)" -lt "$1" ]; do sleep 0.05; done
+    python3 -c "import time; print(f'{time.time() - $2:.3f}')"
+}
+CREATED="$("$BIN/spotguard-ingest" create-client --name bench)"
+TOKEN="$(echo "$CREATED" | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')"
+CLIENT="$(echo "$CREATED" | python3 -c 'import json,sys; print(json.load(sys.stdin)["client_id"])')"
+start_service spotguard-ingest "$SPOTGUARD_INGEST_URL"
 AGENT="$(curl -fsS -X POST "$SPOTGUARD_INGEST_URL/api/agents/register" -H "Authorization: Bearer $TOKEN" \
     -H 'Content-Type: application/json' -d '{"logical_agent_id": "bench-1", "pool_id": "t3.medium.us-east-1a"}' |
     python3 -c 'import json,sys; print(json.load(sys.stdin)["agent_id"])')"
@@ -63,11 +58,72 @@ for c in 16 64; do
     P99[$c]=$(echo "$out" | awk '/ 99%/ {print $2}')
     BAD[$c]=$bad
 done
-kill -TERM "$INGEST_PID"; wait "$INGEST_PID" 2>/dev/null || true; INGEST_PID=""
+stop_services
 
 PUB="$("$BIN/spotguard-bench" publish 30000 64 | sed -n 's/.*publish_confirmed_per_second=\([0-9]*\).*/\1/p')"
 PUB1000="$("$BIN/spotguard-bench" publish 30000 1000 | sed -n 's/.*publish_confirmed_per_second=\([0-9]*\).*/\1/p')"
 COPY="$("$BIN/spotguard-bench" copy 300000 | sed -n 's/.*copy_rows_per_second=\([0-9]*\).*/\1/p')"
+
+# 4. SEF drain rate: a queue of REPORTS reports x POOLS pools, then N workers
+POOLS=10
+REPORTS="${BENCH_SEF_REPORTS:-8000}"
+PURGE_QUEUE=spotguard.sef deploy/stack.sh purge bench  # the ingest runs above left their reports there
+declare -A SEF
+for n in 1 2; do
+    before=$(raw_count)
+    "$BIN/spotguard-bench" sef-fill "$CLIENT" "$AGENT" "$REPORTS" "$POOLS" >/dev/null
+    t0=$(python3 -c 'import time; print(time.time())')
+    start_sef "$n"
+    secs=$(wait_raw $((before + REPORTS * POOLS)) "$t0")
+    SEF[$n]=$(python3 -c "print(round($REPORTS * $POOLS / $secs))")
+    stop_services
+done
+
+# 5. end to end with 2 workers: full load, then about half of it
+BODY="$("$BIN/spotguard-bench" pools "$POOLS")"
+e2e_lua() {  # $1: delay between a connection's requests in ms
+    cat >"$SPOTGUARD_STACK_DIR/e2e.lua" <<LUA
+wrk.method = "POST"
+wrk.path = "/api/agents/$AGENT/pricing-report"
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer $TOKEN"
+wrk.body = '$BODY'
+function delay() return $1 end
+LUA
+}
+e2e_run() {  # $1 connections, $2 delay ms; prints "accepted_points seconds_until_committed"
+    local before out total bad t0 secs
+    before=$(raw_count)
+    e2e_lua "$2"
+    t0=$(python3 -c 'import time; print(time.time())')
+    out="$(wrk -t2 -c"$1" -d"${DURATION}s" -s "$SPOTGUARD_STACK_DIR/e2e.lua" "$SPOTGUARD_INGEST_URL")"
+    total=$(echo "$out" | awk '/requests in/ {print $1}')
+    bad=$(echo "$out" | awk '/Non-2xx/ {print $5}')
+    secs=$(wait_raw $((before + (total - ${bad:-0}) * POOLS)) "$t0")
+    echo "$(((total - ${bad:-0}) * POOLS)) $secs"
+}
+start_service spotguard-ingest "$SPOTGUARD_INGEST_URL"
+start_sef 2
+read -r E2E_POINTS E2E_SECS <<<"$(e2e_run 64 0)"
+E2E=$(python3 -c "print(round($E2E_POINTS / $E2E_SECS))")
+stop_services
+start_service spotguard-ingest "$SPOTGUARD_INGEST_URL"
+start_sef 2  # fresh histograms for the latency run
+HALF_DELAY=$(python3 -c "print(max(1, round(16 * 1000 / ($E2E / $POOLS / 2)) - 4))")
+read -r HALF_POINTS HALF_SECS <<<"$(e2e_run 16 "$HALF_DELAY")"
+HALF=$(python3 -c "print(round($HALF_POINTS / $HALF_SECS))")
+P99_COMMIT=$(for i in 0 1; do curl -fsS "http://127.0.0.1:$((SPOTGUARD_SEF_PORT + i))/metrics"; done | python3 -c '
+import sys, collections
+buckets = collections.Counter()
+for line in sys.stdin:
+    if line.startswith("spotguard_sef_accept_to_commit_seconds_bucket"):
+        le = line.split("le=\"")[1].split("\"")[0]
+        buckets[float("inf") if le == "+Inf" else float(le)] += float(line.split()[-1])
+total = buckets[float("inf")]
+bound = next(le for le in sorted(buckets) if buckets[le] >= 0.99 * total)
+print(f"<= {bound * 1000:.0f} ms" if bound != float("inf") else "> largest bucket")
+')
+stop_services
 
 ratio() { python3 -c "print(f'{$1 / $2:.2f}')"; }
 echo
@@ -83,3 +139,9 @@ printf '%-58s %12s\n' "raw confirmed publishes, 1000 in flight, /s" "$PUB1000"
 printf '%-58s %12s\n' "raw COPY rows into a price table, /s" "$COPY"
 printf '%-58s %12s\n' "ratio ingest(64 clients) / raw publish (64 in flight)" "$(ratio "${RATE[64]}" "$PUB")"
 printf '%-58s %12s\n' "ratio ingest(64 clients) price points (x3) / raw COPY" "$(ratio "$((RATE[64] * 3))" "$COPY")"
+printf '%-58s %12s\n' "SEF points committed from a full queue, 1 worker, /s" "${SEF[1]}"
+printf '%-58s %12s\n' "SEF points committed from a full queue, 2 workers, /s" "${SEF[2]}"
+printf '%-58s %12s\n' "end to end points (202 -> clean), 2 workers, 64 clients, /s" "$E2E"
+printf '%-58s %12s\n' "  ratio end to end / raw COPY" "$(ratio "$E2E" "$COPY")"
+printf '%-58s %12s\n' "end to end at about half load, points/s" "$HALF"
+printf '%-58s %12s\n' "  accept -> clean commit p99 (histogram bucket)" "$P99_COMMIT"

@@ -9,6 +9,7 @@
 #   deploy/stack.sh broker-stop|broker-start|broker-restart [dev|test]
 #   deploy/stack.sh status  [dev|test]
 #   deploy/stack.sh queues  [dev|test]      queue depths on the private broker
+#   PURGE_QUEUE=name deploy/stack.sh purge [dev|test|bench]   drop a queue's ready messages
 #
 # The dev stack uses ports 354xx, the test stack 364xx, the bench stack 334xx, so they can run
 # side by side.
@@ -318,5 +319,6 @@ case "$CMD" in
     broker-restart) rabbit_stop; rabbit_start ;;
     status) status ;;
     queues) rabbit_env; rabbit_ctl -q list_queues name type messages_ready messages_unacknowledged consumers ;;
-    *) echo "usage: deploy/stack.sh deps|infra|up|down|broker-stop|broker-start|broker-restart|status|queues [dev|test|bench]" >&2; exit 2 ;;
+    purge) rabbit_env; rabbit_ctl -q purge_queue "${PURGE_QUEUE:?set PURGE_QUEUE}" ;;
+    *) echo "usage: deploy/stack.sh deps|infra|up|down|broker-stop|broker-start|broker-restart|status|queues|purge [dev|test|bench]" >&2; exit 2 ;;
 esac

@@ -10,10 +10,83 @@ import SpotStore
 ///
 ///     spotguard-bench publish MESSAGES WINDOW   confirmed persistent publishes per second
 ///     spotguard-bench copy ROWS                 COPY rows per second into a price-shaped table
+///     spotguard-bench replay send|wait|score ...  price history through ingest and the SEF (deploy/replay.sh)
+///     spotguard-bench sef-fill CLIENT AGENT REPORTS POOLS
+///                                               queue pricing reports for the SEF, as ingest would
 await ServiceCommand.main(
     executable: "spotguard-bench",
     serve: { _, _, _ in throw ConfigurationError(variable: "command", problem: "must be publish or copy") },
     extra: [
+        "replay": (
+            usage: "send|wait|score: replay a price history through ingest and the SEF (see deploy/replay.sh)",
+            run: { args, env, logger in
+                func option(_ name: String) -> String? {
+                    args.firstIndex(of: name).flatMap { args.index(after: $0) < args.endIndex ? args[args.index(after: $0)] : nil }
+                }
+                let truth = option("--truth") ?? ".spotguard/bench/replay-truth.json"
+                switch args.first {
+                case "send":
+                    guard let csv = option("--csv"), let token = option("--token"), let agent = option("--agent") else {
+                        throw ConfigurationError(variable: "arguments", problem: "send needs --csv FILE --token TOKEN --agent ID")
+                    }
+                    try await Replay.send(
+                        csv: csv, rows: option("--rows").flatMap(Int.init), dropShare: option("--drop").flatMap(Double.init) ?? 0.10,
+                        replicaShare: option("--replicas").flatMap(Double.init) ?? 0.10, seed: option("--seed").flatMap(UInt64.init) ?? 1,
+                        ingest: try env.require("SPOTGUARD_INGEST_URL"), token: token, agent: agent, truthFile: truth)
+                case "wait":
+                    try await ServiceCommand.withStore(env: env, applicationName: "spotguard-replay", logger: logger) {
+                        try await Replay.waitCommitted($0, truthFile: truth)
+                    }
+                case "score":
+                    try await ServiceCommand.withStore(env: env, applicationName: "spotguard-replay", logger: logger) {
+                        try await Replay.score($0, truthFile: truth)
+                    }
+                default:
+                    throw ConfigurationError(variable: "replay", problem: "needs send, wait or score")
+                }
+            }
+        ),
+        "sef-fill": (
+            usage: "CLIENT AGENT REPORTS POOLS: publish REPORTS pricing reports of POOLS pools each to the SEF queue",
+            run: { args, env, logger in
+                guard args.count == 4, let client = UUID(uuidString: args[0]), let agent = UUID(uuidString: args[1]),
+                    let count = Int(args[2]), let poolCount = Int(args[3])
+                else { throw ConfigurationError(variable: "arguments", problem: "must be CLIENT AGENT REPORTS POOLS") }
+                let pools = benchPools(poolCount)
+                let publisher = BusPublisher(endpoint: try env.amqp(), logger: logger)
+                publisher.start()
+                while !publisher.isConnected { try await Task.sleep(for: .milliseconds(20)) }
+                let window = 200
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    for lane in 0..<window {
+                        group.addTask {
+                            var rng = SeededGenerator(seed: UInt64(lane))
+                            for _ in stride(from: lane, to: count, by: window) {
+                                let now = Date()
+                                let report = PricingReport(
+                                    reportId: UUID(), clientId: client, agentId: agent, instanceId: nil,
+                                    pools: pools.map { PoolPrice(poolId: $0, price: Double(Int.random(in: 300...340, using: &rng)) / 10_000) },
+                                    onDemandPrice: 0.0416, observedAt: now, receivedAt: now)
+                                try await publisher.publish(
+                                    Envelope(id: report.reportId, type: RoutingKey.pricingReported, producer: "spotguard-bench",
+                                             payload: PricingReported.report(report)))
+                            }
+                        }
+                    }
+                    try await group.waitForAll()
+                }
+                print("queued_reports=\(count) points=\(count * pools.count)")
+                await publisher.shutdown()
+            }
+        ),
+        "pools": (
+            usage: "POOLS: print a pricing-report body with POOLS pools (for load generators)",
+            run: { args, _, _ in
+                let pools = benchPools(args.first.flatMap(Int.init) ?? 10)
+                let entries = pools.enumerated().map { #"{"id": "\#($1.rawValue)", "price": 0.03\#($0 % 10)1}"# }
+                print(#"{"pools": [\#(entries.joined(separator: ", "))], "on_demand_price": 0.0416}"#)
+            }
+        ),
         "publish": (
             usage: "MESSAGES WINDOW: confirmed publishes per second with WINDOW in flight",
             run: { args, env, logger in
@@ -77,6 +150,15 @@ await ServiceCommand.main(
             }
         ),
     ])
+
+/// Up to 30 pools: five us-east-1 zones of six instance types, as an agent reporting its own
+/// type and alternatives would send.
+func benchPools(_ n: Int) -> [PoolID] {
+    let types = ["t3.medium", "m5.large", "c5.large", "r5.large", "m6i.large", "c6i.large"]
+    let zones = ["a", "b", "c", "d", "f"]
+    let all = types.flatMap { t in zones.map { PoolID(rawValue: "\(t).us-east-1\($0)")! } }
+    return Array(all.prefix(max(1, min(n, all.count))))
+}
 
 extension Duration {
     var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
