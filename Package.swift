@@ -110,7 +110,7 @@ let package = Package(
         .testTarget(
             name: "IntegrationTests",
             dependencies: [
-                "SpotModels", "SpotBus", "SpotStore", "SpotRuntime",
+                "SpotModels", "SpotBus", "SpotStore", "SpotRuntime", "SEFApp",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],

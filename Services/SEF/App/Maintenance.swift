@@ -18,6 +18,13 @@ public final class Maintenance: Service, Sendable {
     let configuration: SEFConfiguration
     let logger: Logger
 
+    /// A maintenance runner on `store`, as the service and the operator commands build it.
+    public convenience init(store: PostgresStore, configuration: SEFConfiguration, logger: Logger) {
+        self.init(
+            store: store, prices: PriceRepository(policy: configuration.policy, scanWindow: configuration.scanWindowSeconds),
+            notify: {}, configuration: configuration, logger: logger)
+    }
+
     init(store: PostgresStore, prices: PriceRepository, notify: @escaping @Sendable () -> Void, configuration: SEFConfiguration, logger: Logger) {
         self.store = store
         self.prices = prices

@@ -13,8 +13,7 @@ public enum SEFCommand {
     ) async throws {
         let configuration = try SEFConfiguration(env: env)
         try await ServiceCommand.withStore(env: env, applicationName: "spotguard-sef-admin", logger: logger) { store in
-            let prices = PriceRepository(policy: configuration.policy, scanWindow: configuration.scanWindowSeconds)
-            try await body(Maintenance(store: store, prices: prices, notify: {}, configuration: configuration, logger: logger))
+            try await body(Maintenance(store: store, configuration: configuration, logger: logger))
         }
     }
 
