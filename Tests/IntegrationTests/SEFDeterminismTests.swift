@@ -166,3 +166,49 @@ extension IntegrationTests {
         }
     }
 }
+
+extension IntegrationTests.SEFDeterminismTests {
+    /// A worker killed (SIGKILL) in the middle of the work loses nothing and doubles nothing:
+    /// its unacked batch comes back to the queue and the next worker applies it.
+    @Test func killedWorkerLosesAndDoublesNothing() async throws {
+        let store = try await TestStack.store()
+        let base = IntegrationTests.SEFTests.base(hoursAgo: 8)
+        let messages = determinismDataSet(seed: 9)
+        let expectedRows = messages.reduce(0) { $0 + $1.rows }
+        try await ServiceProcess.withIngest { ingest in
+            let reference = try await PriceFleet.make(ingest)
+            var expected: [String] = []
+            try await withSEF {
+                for m in messages { #expect(try await m.send(reference, base: base) == 202) }
+                #expect(try await TestStack.eventually { try await SEFQuery.rawCount(store, family: reference.family) == expectedRows })
+                _ = try await sefCommand("gap-scan")
+                expected = try await SEFQuery.clean(store, family: reference.family).map(\.description)
+            }
+
+            let fleet = try await PriceFleet.make(ingest)
+            // a worker takes the messages as they come and is killed once it committed some
+            let victim = try await ServiceProcess.start(
+                "spotguard-sef", portVariable: "SPOTGUARD_SEF_PORT", environment: ["SPOTGUARD_SEF_BATCH": "1"])
+            let sender = Task {
+                for m in messages.map({ $0.renewed() }) {
+                    let status = try await m.send(fleet, base: base)
+                    #expect(status == 202)
+                }
+            }
+            _ = await TestStack.eventually(timeout: .seconds(10)) {
+                ((try? await SEFQuery.rawCount(store, family: fleet.family)) ?? 0) > 0
+            }
+            victim.process.signal(SIGKILL)
+            _ = await victim.process.exitStatus()
+            try await sender.value
+            let partial = try await SEFQuery.rawCount(store, family: fleet.family)
+            try await withSEF {
+                #expect(try await TestStack.eventually { try await SEFQuery.rawCount(store, family: fleet.family) == expectedRows })
+                _ = try await sefCommand("gap-scan")
+            }
+            #expect(partial > 0 && partial < expectedRows, "killed after \(partial) of \(expectedRows) points")
+            #expect(try await SEFQuery.clean(store, family: fleet.family).map(\.description) == expected)
+        }
+        await store.shutdown()
+    }
+}
