@@ -83,10 +83,8 @@ public final class Maintenance: Service, Sendable {
             guard let report else { break }
             summary.pools += 1
             summary.alerts += report.alerts.count
-            for (m, n) in report.fills {
-                summary.fills[m.rawValue, default: 0] += n
-                Counter(label: "spotguard_sef_interpolations_total", dimensions: [("method", m.rawValue)]).increment(by: n)
-            }
+            for (m, n) in report.fills { summary.fills[m.rawValue, default: 0] += n }
+            PricingPipeline.recordFills(report)
             if !report.cleaned.isEmpty || !report.alerts.isEmpty { notify() }
         }
         if summary.pools > 0 { Counter(label: "spotguard_sef_gap_scans_total").increment(by: summary.pools) }

@@ -1,5 +1,4 @@
 import Foundation
-import Logging
 import Metrics
 import SEFCore
 import SpotBus
@@ -16,14 +15,12 @@ public final class PricingPipeline: Sendable {
     let heartbeats = HeartbeatRepository()
     /// Wakes the outbox relay after a commit that wrote events.
     let notify: @Sendable () -> Void
-    let logger: Logger
     private let knownPools = Mutex<Set<String>>([])
 
-    init(store: PostgresStore, prices: PriceRepository, notify: @escaping @Sendable () -> Void, logger: Logger) {
+    init(store: PostgresStore, prices: PriceRepository, notify: @escaping @Sendable () -> Void) {
         self.store = store
         self.prices = prices
         self.notify = notify
-        self.logger = logger
     }
 
     struct UnknownMessage: Error, CustomStringConvertible {
@@ -62,9 +59,9 @@ public final class PricingPipeline: Sendable {
         for t in accepted { latency.recordSeconds(max(0, committed.timeIntervalSince(t))) }
         Counter(label: "spotguard_sef_points_total").increment(by: report.newSubmissions)
         Counter(label: "spotguard_sef_redelivered_total").increment(by: report.redelivered)
-        Counter(label: "spotguard_sef_duplicates_total").increment(by: report.duplicatesMarked)
+        Counter(label: "spotguard_sef_duplicates_total").increment(by: max(0, report.duplicatesMarked))
         Counter(label: "spotguard_sef_heartbeats_total").increment(by: report.heartbeatsApplied)
-        recordFills(report)
+        Self.recordFills(report)
     }
 
     /// One transaction for the whole batch; returns what changed.
@@ -96,7 +93,7 @@ public final class PricingPipeline: Sendable {
         }
     }
 
-    func recordFills(_ report: ApplyReport) {
+    static func recordFills(_ report: ApplyReport) {
         for (method, n) in report.fills {
             Counter(label: "spotguard_sef_interpolations_total", dimensions: [("method", method.rawValue)]).increment(by: n)
         }

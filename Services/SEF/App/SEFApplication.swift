@@ -19,7 +19,7 @@ public struct SEFService: Sendable {
         publisher = BusPublisher(endpoint: amqp, logger: logger)
         relay = OutboxRelay(store: store, publisher: publisher, logger: logger, name: configuration.workerName)
         let relay = self.relay
-        pipeline = PricingPipeline(store: store, prices: prices, notify: { relay.notify() }, logger: logger)
+        pipeline = PricingPipeline(store: store, prices: prices, notify: { relay.notify() })
         maintenance = Maintenance(store: store, prices: prices, notify: { relay.notify() }, configuration: configuration, logger: logger)
         var consumerConfiguration = BusConsumer.Configuration(queue: "spotguard.sef")
         // twice the batch, so the next batch is already here while one commits
