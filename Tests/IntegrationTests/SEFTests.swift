@@ -276,6 +276,27 @@ extension IntegrationTests {
             await store.shutdown()
         }
 
+        /// The operator controls over HTTP: refused without the admin token, run with it.
+        @Test func adminEndpointsNeedTheAdminToken() async throws {
+            let admin = try TestStack.env.require("SPOTGUARD_ADMIN_TOKEN")
+            let sef = try await ServiceProcess.start("spotguard-sef", portVariable: "SPOTGUARD_SEF_PORT")
+            try await ServiceProcess.with(sef) { sef in
+                let refused = try await sef.send("POST", "/admin/gap-scan", token: "sgt_not_the_admin")
+                #expect(refused.status == 401)
+                #expect(refused.errorCode == "unauthorized")
+                #expect(try await sef.send("GET", "/admin/review").status == 401)
+                let scan = try await sef.send("POST", "/admin/gap-scan", token: admin)
+                #expect(scan.status == 200)
+                #expect(scan.json["pools"] is Int)
+                let ml = try await sef.send("POST", "/admin/refresh-ml", token: admin)
+                #expect(ml.status == 200)
+                #expect(ml.json["rows"] is Int)
+                let review = try await sef.send("GET", "/admin/review", token: admin)
+                #expect(review.status == 200)
+                #expect(review.json["items"] is [Any])
+            }
+        }
+
         /// Heartbeats update the agent and its instance; only newer ones count; a status
         /// change is recorded once.
         @Test func heartbeatsUpdateAgentsAndRecordTransitions() async throws {

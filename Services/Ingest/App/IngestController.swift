@@ -40,9 +40,7 @@ struct IngestController: Sendable {
     }
 
     @Sendable func createClient(_ request: Request, context: BasicRequestContext) async throws -> Response {
-        guard let given = ClientToken.bearer(request.headers[.authorization]),
-            ClientToken.constantTimeEquals(Array(SHA256.hash(data: Array(given.utf8))), Array(SHA256.hash(data: Array(configuration.adminToken.utf8))))
-        else { throw APIError.unauthorized }
+        try APIError.requireAdmin(request.headers[.authorization], token: configuration.adminToken)
         let body = try await decode(CreateClientRequest.self, from: request)
         let (name, email) = try validate { check in
             let name = try check.required(check.text(body.name, "name", maxLength: 255), "name")

@@ -1,8 +1,10 @@
+import Foundation
 import Hummingbird
 import Logging
 import SEFCore
 import ServiceLifecycle
 import SpotBus
+import SpotModels
 import SpotRuntime
 import SpotStore
 
@@ -34,16 +36,44 @@ public struct SEFService: Sendable {
     /// The operational HTTP endpoints (health, readiness, metrics) with the workers as services.
     public func application(configuration: SEFConfiguration, store: PostgresStore, logger: Logger) -> some ApplicationProtocol {
         let router = Router()
+        router.add(middleware: ErrorMiddleware())
         router.add(middleware: MetricsMiddleware())
         let (consumer, publisher) = (self.consumer, self.publisher)
         router.addOperationalRoutes(readiness: [
             ReadinessCheck(name: "broker") { consumer.isConnected && publisher.isConnected },
             ReadinessCheck(name: "database") { await store.ping() },
         ])
+        if let token = configuration.adminToken { addAdminRoutes(to: router, token: token, store: store) }
         return Application(
             router: router,
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "spotguard-sef"),
             services: [publisher, relay, consumer, maintenance],
             logger: logger)
+    }
+
+    /// The operator controls over HTTP, behind the admin token; the same claims as the CLI.
+    func addAdminRoutes(to router: Router<BasicRequestContext>, token: String, store: PostgresStore) {
+        let maintenance = self.maintenance
+        @Sendable func json<T: Encodable>(_ value: T) throws -> Response {
+            Response(
+                status: .ok, headers: [.contentType: "application/json"],
+                body: .init(byteBuffer: ByteBuffer(bytes: try WireJSON.encoder().encode(value))))
+        }
+        router.post("/admin/gap-scan") { request, _ in
+            try APIError.requireAdmin(request.headers[.authorization], token: token)
+            return try json(try await maintenance.scanDuePools(force: true))
+        }
+        router.post("/admin/refresh-ml") { request, _ in
+            try APIError.requireAdmin(request.headers[.authorization], token: token)
+            return try json(try await maintenance.refreshMLDataset(force: true))
+        }
+        router.post("/admin/check-quality") { request, _ in
+            try APIError.requireAdmin(request.headers[.authorization], token: token)
+            return try json(try await maintenance.checkQuality(force: true))
+        }
+        router.get("/admin/review") { request, _ in
+            try APIError.requireAdmin(request.headers[.authorization], token: token)
+            return try json(["items": try await SEFCommand.review(store)])
+        }
     }
 }

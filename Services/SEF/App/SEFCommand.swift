@@ -17,17 +17,32 @@ public enum SEFCommand {
         }
     }
 
-    /// One line per item of the `pricing_quality_review` view, newest first.
-    public static func review(_ store: PostgresStore, limit: Int = 200) async throws -> [String] {
+    /// One item of the `pricing_quality_review` view.
+    public struct ReviewItem: Codable, Sendable {
+        public var kind: String
+        public var poolId: String
+        public var startsAt: Date
+        public var endsAt: Date?
+        public var spotPrice: Double?
+        public var confidenceScore: Double?
+        /// The view's details (JSON text).
+        public var details: String?
+    }
+
+    /// What needs review, newest first.
+    public static func review(_ store: PostgresStore, limit: Int = 200) async throws -> [ReviewItem] {
         try await store.withConnection { conn in
             try conn.query(
                 """
-                SELECT kind, pool_id, starts_at, ends_at, spot_price::text, confidence_score::text, details::text
+                SELECT kind, pool_id, starts_at, ends_at, spot_price, confidence_score, details::text
                   FROM pricing_quality_review ORDER BY flagged_at DESC LIMIT $1
                 """, [limit]
             ).map { row in
-                let fields = try (0..<7).map { try row.decodeIfPresent(String.self, at: $0) ?? "-" }
-                return fields.joined(separator: "\t")
+                ReviewItem(
+                    kind: try row.decode(String.self, at: 0), poolId: try row.decode(String.self, at: 1),
+                    startsAt: try row.decode(Date.self, at: 2), endsAt: try row.decodeIfPresent(Date.self, at: 3),
+                    spotPrice: try row.decodeIfPresent(Double.self, at: 4), confidenceScore: try row.decodeIfPresent(Double.self, at: 5),
+                    details: try row.decodeIfPresent(String.self, at: 6))
             }
         }
     }

@@ -10,6 +10,8 @@ import SpotRuntime
 /// - `SPOTGUARD_SEF_GAP_SCAN_SECONDS` (int, default 900): how often each pool's gaps are rescanned
 /// - `SPOTGUARD_SEF_SCAN_WINDOW_HOURS` (int, default 24): how far back a scan recomputes fills
 /// - `SPOTGUARD_SEF_ML_REFRESH_SECONDS` (int, default 21600) and `SPOTGUARD_SEF_ML_WINDOW_DAYS` (int, default 30)
+/// - `SPOTGUARD_ADMIN_TOKEN` (optional, at least 16 characters): enables `POST /admin/gap-scan`,
+///   `POST /admin/refresh-ml`, `POST /admin/check-quality` and `GET /admin/review`
 /// - `SPOTGUARD_SEF_QUALITY_CHECK_SECONDS` (int, default 3600); `SPOTGUARD_SEF_INTERPOLATED_ALERT_PERCENT` (int, default 20)
 public struct SEFConfiguration: Sendable {
     public var host: String
@@ -25,6 +27,7 @@ public struct SEFConfiguration: Sendable {
     /// How often the scheduler looks for due work.
     public var tick: Duration = .seconds(10)
     public var workerName: String
+    public var adminToken: String?
 
     public init(env: EnvironmentReader) throws {
         host = env.string("SPOTGUARD_SEF_HOST") ?? "127.0.0.1"
@@ -38,5 +41,6 @@ public struct SEFConfiguration: Sendable {
         qualityCheckInterval = try env.int("SPOTGUARD_SEF_QUALITY_CHECK_SECONDS", default: 3600, range: 60...86_400)
         interpolatedAlertShare = Double(try env.int("SPOTGUARD_SEF_INTERPOLATED_ALERT_PERCENT", default: 20, range: 1...100)) / 100
         workerName = "\(ProcessInfo.processInfo.hostName)-\(ProcessInfo.processInfo.processIdentifier)"
+        adminToken = env.string("SPOTGUARD_ADMIN_TOKEN") == nil ? nil : try env.secret("SPOTGUARD_ADMIN_TOKEN", minLength: 16)
     }
 }

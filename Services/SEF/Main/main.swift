@@ -39,10 +39,10 @@ await ServiceCommand.main(
             }
         ),
         "review": (
-            usage: "list what needs review: averaged dual-source prices and unfilled gaps",
+            usage: "list what needs review (one JSON object per line): averaged dual-source prices, unfilled and open gaps",
             run: { _, env, logger in
                 try await ServiceCommand.withStore(env: env, applicationName: "spotguard-sef-review", logger: logger) { store in
-                    for line in try await SEFCommand.review(store) { print(line) }
+                    for item in try await SEFCommand.review(store) { try printJSON(item) }
                 }
             }
         ),

@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 import Logging
 import Hummingbird
@@ -40,18 +41,18 @@ public struct APIError: HTTPResponseError, CustomStringConvertible {
         var error: Detail
     }
 
-    static func validation(_ e: ValidationError) -> APIError {
+    public static func validation(_ e: ValidationError) -> APIError {
         APIError(.badRequest, code: e.code, message: e.message, field: e.field)
     }
 
-    static let unauthorized = APIError(.unauthorized, code: "unauthorized", message: "a valid bearer token is required")
-    static let agentNotFound = APIError(.notFound, code: "agent_not_found", message: "no such agent for this client")
+    public static let unauthorized = APIError(.unauthorized, code: "unauthorized", message: "a valid bearer token is required")
+    public static let agentNotFound = APIError(.notFound, code: "agent_not_found", message: "no such agent for this client")
 
-    static func bodyTooLarge(_ limit: Int) -> APIError {
+    public static func bodyTooLarge(_ limit: Int) -> APIError {
         APIError(.contentTooLarge, code: "body_too_large", message: "the body is larger than \(limit) bytes")
     }
 
-    static func publishFailed(_ e: BusError) -> APIError {
+    public static func publishFailed(_ e: BusError) -> APIError {
         if e.isRetryable {
             return APIError(
                 .serviceUnavailable, code: "broker_unavailable",
@@ -60,15 +61,25 @@ public struct APIError: HTTPResponseError, CustomStringConvertible {
         return APIError(.internalServerError, code: "unroutable", message: "no consumer queue is bound for this message")
     }
 
-    static let databaseUnavailable = APIError(
+    public static let databaseUnavailable = APIError(
         .serviceUnavailable, code: "database_unavailable", message: "the database is unreachable; retry later", retryAfterSeconds: 5)
-    static let internalError = APIError(.internalServerError, code: "internal", message: "internal error")
+    public static let internalError = APIError(.internalServerError, code: "internal", message: "internal error")
+
+    /// Passes only a request carrying `Authorization: Bearer <admin token>` (compared in
+    /// constant time over SHA-256 digests, so neither length nor prefix leaks).
+    public static func requireAdmin(_ authorization: String?, token: String) throws {
+        guard let given = ClientToken.bearer(authorization),
+            ClientToken.constantTimeEquals(Array(SHA256.hash(data: Array(given.utf8))), Array(SHA256.hash(data: Array(token.utf8))))
+        else { throw unauthorized }
+    }
 }
 
 /// Maps any error that is not already an API error to a logged, generic 500, so internals
 /// never reach the client.
-struct ErrorMiddleware<Context: RequestContext>: RouterMiddleware {
-    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+public struct ErrorMiddleware<Context: RequestContext>: RouterMiddleware {
+    public init() {}
+
+    public func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         do {
             return try await next(request, context)
         } catch let error as APIError {
