@@ -79,6 +79,29 @@ await ServiceCommand.main(
                 await publisher.shutdown()
             }
         ),
+        "codec": (
+            usage: "N: microseconds per encode and decode of a 10-pool pricing report envelope, and per SQL timestamp",
+            run: { args, _, _ in
+                let n = args.first.flatMap(Int.init) ?? 5000
+                let now = Date()
+                let report = PricingReport(
+                    reportId: UUID(), clientId: UUID(), agentId: UUID(), instanceId: nil,
+                    pools: benchPools(10).map { PoolPrice(poolId: $0, price: 0.0312) }, onDemandPrice: 0.0416,
+                    observedAt: now, receivedAt: now)
+                let envelope = Envelope(type: RoutingKey.pricingReported, producer: "bench", payload: PricingReported.report(report))
+                func time(_ label: String, _ body: () throws -> Void) rethrows {
+                    let start = ContinuousClock.now
+                    for _ in 0..<n { try body() }
+                    print(String(format: "%@_us=%.1f", label, (ContinuousClock.now - start).seconds * 1e6 / Double(n)))
+                }
+                let data = try WireJSON.encoder().encode(envelope)
+                try time("encode") { _ = try WireJSON.encoder().encode(envelope) }
+                try time("decode") { _ = try WireJSON.decoder().decode(Envelope<PricingReported>.self, from: data) }
+                time("timestamp_format") { _ = Timestamp.format(now) }
+                time("timestamp_parse") { _ = Timestamp.parse("2026-11-23T06:20:00.123Z") }
+                time("sql_timestamp") { _ = now.pgText }
+            }
+        ),
         "pools": (
             usage: "POOLS: print a pricing-report body with POOLS pools (for load generators)",
             run: { args, _, _ in

@@ -19,7 +19,8 @@ final class ServiceProcess: Sendable {
     /// added, and waits until it reports ready.
     static func start(_ executable: String, portVariable: String, environment: [String: String] = [:]) async throws -> ServiceProcess {
         var env = ProcessInfo.processInfo.environment
-        let port = Int.random(in: 37_000...38_999)
+        // below Linux's ephemeral range (32768-60999), so no client socket of this machine holds it
+        let port = Int.random(in: 21_000...29_999)
         env[portVariable] = String(port)
         env["SPOTGUARD_LOG_LEVEL"] = "warning"
         env.merge(environment) { _, new in new }

@@ -24,8 +24,9 @@ public struct SEFService: Sendable {
         pipeline = PricingPipeline(store: store, prices: prices, notify: { relay.notify() })
         maintenance = Maintenance(store: store, prices: prices, notify: { relay.notify() }, configuration: configuration, logger: logger)
         var consumerConfiguration = BusConsumer.Configuration(queue: "spotguard.sef")
-        // twice the batch, so the next batch is already here while one commits
-        consumerConfiguration.prefetch = UInt16(min(2 * configuration.batch, Int(UInt16.max)))
+        // one batch more than are handled at once, so the next is already here while they commit
+        consumerConfiguration.prefetch = UInt16(min((configuration.concurrency + 1) * configuration.batch, Int(UInt16.max)))
+        consumerConfiguration.concurrency = configuration.concurrency
         consumerConfiguration.maxBatch = configuration.batch
         let pipeline = self.pipeline
         consumer = BusConsumer(

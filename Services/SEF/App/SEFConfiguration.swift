@@ -5,6 +5,8 @@ import SpotRuntime
 /// Settings of `spotguard-sef`, from the environment:
 /// - `SPOTGUARD_SEF_HOST` (default `127.0.0.1`), `SPOTGUARD_SEF_PORT` (default 8081): health and metrics
 /// - `SPOTGUARD_SEF_BATCH` (int, default 250): messages committed in one transaction (also the prefetch)
+/// - `SPOTGUARD_SEF_CONCURRENCY` (int, default 2): batches one process commits at once (each on
+///   its own connection), so decoding one batch overlaps the database work of another
 /// - `SPOTGUARD_SEF_DUAL_SOURCE_TOLERANCE_BP` (int basis points, default 50 = 0.5 %): primary and
 ///   replica agree below this relative difference
 /// - `SPOTGUARD_SEF_GAP_SCAN_SECONDS` (int, default 900): how often each pool's gaps are rescanned
@@ -17,6 +19,7 @@ public struct SEFConfiguration: Sendable {
     public var host: String
     public var port: Int
     public var batch: Int
+    public var concurrency: Int
     public var policy = SEFPolicy()
     public var gapScanInterval: Int
     public var scanWindowSeconds: Int64
@@ -33,6 +36,7 @@ public struct SEFConfiguration: Sendable {
         host = env.string("SPOTGUARD_SEF_HOST") ?? "127.0.0.1"
         port = try env.int("SPOTGUARD_SEF_PORT", default: 8081, range: 0...65535)
         batch = try env.int("SPOTGUARD_SEF_BATCH", default: 250, range: 1...5000)
+        concurrency = try env.int("SPOTGUARD_SEF_CONCURRENCY", default: 2, range: 1...16)
         policy.dualSourceTolerance = Double(try env.int("SPOTGUARD_SEF_DUAL_SOURCE_TOLERANCE_BP", default: 50, range: 0...10_000)) / 10_000
         gapScanInterval = try env.int("SPOTGUARD_SEF_GAP_SCAN_SECONDS", default: 900, range: 1...86_400)
         scanWindowSeconds = Int64(try env.int("SPOTGUARD_SEF_SCAN_WINDOW_HOURS", default: 24, range: 1...24 * 31) * 3600)

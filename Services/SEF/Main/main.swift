@@ -14,7 +14,7 @@ await ServiceCommand.main(
     serve: { _, env, logger in
         let configuration = try SEFConfiguration(env: env)
         let amqp = try env.amqp()
-        try await ServiceCommand.serve(env: env, applicationName: "spotguard-sef", poolSize: 3, logger: logger) { store in
+        try await ServiceCommand.serve(env: env, applicationName: "spotguard-sef", poolSize: configuration.concurrency + 2, logger: logger) { store in
             let sef = SEFService(configuration: configuration, store: store, amqp: amqp, logger: logger)
             return [sef.application(configuration: configuration, store: store, logger: logger)]
         }
