@@ -7,6 +7,7 @@
 #   deploy/stack.sh up                      deps, infra dev, build, migrate, start services
 #   deploy/stack.sh down    [dev|test]      stop everything the stack started
 #   deploy/stack.sh broker-stop|broker-start|broker-restart [dev|test]
+#   deploy/stack.sh db-stop|db-start        [dev|test]
 #   deploy/stack.sh status  [dev|test]
 #   deploy/stack.sh queues  [dev|test]      queue depths on the private broker
 #   PURGE_QUEUE=name deploy/stack.sh purge [dev|test|bench]   drop a queue's ready messages
@@ -314,11 +315,13 @@ case "$CMD" in
     infra) deps; infra ;;
     up) deps; infra; build; services_start; status ;;
     down) services_stop; rabbit_stop; pg_stop ;;
+    db-stop) pg_stop ;;
+    db-start) pg_start ;;
     broker-stop) rabbit_stop ;;
     broker-start) rabbit_start ;;
     broker-restart) rabbit_stop; rabbit_start ;;
     status) status ;;
     queues) rabbit_env; rabbit_ctl -q list_queues name type messages_ready messages_unacknowledged consumers ;;
     purge) rabbit_env; rabbit_ctl -q purge_queue "${PURGE_QUEUE:?set PURGE_QUEUE}" ;;
-    *) echo "usage: deploy/stack.sh deps|infra|up|down|broker-stop|broker-start|broker-restart|status|queues|purge [dev|test|bench]" >&2; exit 2 ;;
+    *) echo "usage: deploy/stack.sh deps|infra|up|down|db-stop|db-start|broker-stop|broker-start|broker-restart|status|queues|purge [dev|test|bench]" >&2; exit 2 ;;
 esac

@@ -25,6 +25,12 @@ public struct PGError: Error, Sendable, CustomStringConvertible {
         code == .connection || sqlState == "40001" || sqlState == "40P01" || (sqlState?.hasPrefix("08") ?? false)
     }
 
+    /// The database is unreachable or restarting (as opposed to refusing this statement):
+    /// worth waiting for rather than giving up on the work.
+    public var isOutage: Bool {
+        code == .connection || (sqlState?.hasPrefix("08") ?? false) || ["57P01", "57P02", "57P03"].contains(sqlState ?? "")
+    }
+
     public var description: String {
         "postgres \(code.rawValue) error\(sqlState.map { " [\($0)]" } ?? ""): \(message)"
     }

@@ -168,6 +168,54 @@ extension IntegrationTests {
 }
 
 extension IntegrationTests.SEFDeterminismTests {
+    /// The clean rows one undisturbed SEF makes of `messages` for a fleet of its own.
+    func referenceClean(_ messages: [PriceMessage], base: Date, ingest: ServiceProcess, store: PostgresStore) async throws -> [String] {
+        let reference = try await PriceFleet.make(ingest)
+        let expectedRows = messages.reduce(0) { $0 + $1.rows }
+        var expected: [String] = []
+        try await withSEF {
+            for m in messages { #expect(try await m.send(reference, base: base) == 202) }
+            #expect(try await TestStack.eventually { try await SEFQuery.rawCount(store, family: reference.family) == expectedRows })
+            _ = try await sefCommand("gap-scan")
+            expected = try await SEFQuery.clean(store, family: reference.family).map(\.description)
+        }
+        return expected
+    }
+
+    /// PostgreSQL stopped in the middle of the stream and started again: the SEF holds its
+    /// batch through the outage, nothing reaches the dead letters, nothing is lost.
+    @Test func databaseRestartLosesNothing() async throws {
+        let store = try await TestStack.store()
+        let base = IntegrationTests.SEFTests.base(hoursAgo: 8)
+        let messages = determinismDataSet(seed: 11).map { $0.renewed() }
+        let expectedRows = messages.reduce(0) { $0 + $1.rows }
+        try await ServiceProcess.withIngest { ingest in
+            let expected = try await referenceClean(messages, base: base, ingest: ingest, store: store)
+            let fleet = try await PriceFleet.make(ingest)
+            let renewed = messages.map { $0.renewed() }
+            let sef = try await ServiceProcess.start("spotguard-sef", portVariable: "SPOTGUARD_SEF_PORT")
+            try await ServiceProcess.with(sef) { sef in
+                let half = renewed.count / 2
+                for m in renewed[..<half] { #expect(try await m.send(fleet, base: base) == 202) }
+                try await TestStack.stack("db-stop")
+                // ingest keeps accepting from its caches; the SEF cannot commit
+                for m in renewed[half...] { #expect(try await m.send(fleet, base: base) == 202) }
+                // the SEF holds its batch and waits for the database instead of handing it back
+                #expect(await TestStack.eventually(timeout: .seconds(15)) {
+                    let metrics = try? await sef.send("GET", "/metrics")
+                    return String(decoding: metrics?.body ?? Data(), as: UTF8.self).contains("spotguard_sef_outage_retries_total")
+                })
+                try await TestStack.stack("db-start")
+                #expect(await TestStack.eventually(timeout: .seconds(60)) {
+                    ((try? await SEFQuery.rawCount(store, family: fleet.family)) ?? 0) == expectedRows
+                })
+                _ = try await sefCommand("gap-scan")
+            }
+            #expect(try await SEFQuery.clean(store, family: fleet.family).map(\.description) == expected)
+        }
+        await store.shutdown()
+    }
+
     /// A worker killed (SIGKILL) in the middle of the work loses nothing and doubles nothing:
     /// its unacked batch comes back to the queue and the next worker applies it.
     @Test func killedWorkerLosesAndDoublesNothing() async throws {
@@ -176,14 +224,7 @@ extension IntegrationTests.SEFDeterminismTests {
         let messages = determinismDataSet(seed: 9)
         let expectedRows = messages.reduce(0) { $0 + $1.rows }
         try await ServiceProcess.withIngest { ingest in
-            let reference = try await PriceFleet.make(ingest)
-            var expected: [String] = []
-            try await withSEF {
-                for m in messages { #expect(try await m.send(reference, base: base) == 202) }
-                #expect(try await TestStack.eventually { try await SEFQuery.rawCount(store, family: reference.family) == expectedRows })
-                _ = try await sefCommand("gap-scan")
-                expected = try await SEFQuery.clean(store, family: reference.family).map(\.description)
-            }
+            let expected = try await referenceClean(messages, base: base, ingest: ingest, store: store)
 
             let fleet = try await PriceFleet.make(ingest)
             // a worker takes the messages as they come and is killed once it committed some
