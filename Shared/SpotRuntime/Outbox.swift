@@ -127,7 +127,6 @@ public final class OutboxRelay: Service, Sendable {
             for await id in group { if let id { ids.append(id) } }
             return ids
         }
-        let done = published
         try await store.withConnection { conn in
             // what failed is released for the next attempt instead of waiting out the lease
             _ = try conn.execute(
@@ -135,10 +134,10 @@ public final class OutboxRelay: Service, Sendable {
                 WITH gone AS (DELETE FROM outbox WHERE id = ANY($1::bigint[]) RETURNING id)
                 UPDATE outbox SET claimed_until = NULL, claimed_by = NULL
                  WHERE id = ANY($2::bigint[]) AND NOT (id = ANY($1::bigint[]))
-                """, [PGArray(done), PGArray(rows.map(\.id))])
+                """, [PGArray(published), PGArray(rows.map(\.id))])
         }
-        Counter(label: "spotguard_outbox_published_total").increment(by: done.count)
-        if done.count < rows.count { throw BusError(.notConnected, "\(rows.count - done.count) outbox messages not confirmed") }
+        Counter(label: "spotguard_outbox_published_total").increment(by: published.count)
+        if published.count < rows.count { throw BusError(.notConnected, "\(rows.count - published.count) outbox messages not confirmed") }
         return rows.count
     }
 }

@@ -97,14 +97,12 @@ struct PriceRepository: Sendable {
 
     func ensurePools(_ pools: [PoolID], on conn: PGConnection) throws {
         guard !pools.isEmpty else { return }
+        // their scan rows are added by the next maintenance round, like those of pools created elsewhere
         _ = try conn.execute(
             """
-            WITH p AS (
-                INSERT INTO spot_pools (id, pool_name, instance_type, region, az)
-                SELECT id, id, t, r, z FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS u(id, t, r, z)
-                ON CONFLICT (id) DO NOTHING
-                RETURNING id)
-            INSERT INTO sef_pool_scans (pool_id) SELECT id FROM p ON CONFLICT DO NOTHING
+            INSERT INTO spot_pools (id, pool_name, instance_type, region, az)
+            SELECT id, id, t, r, z FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS u(id, t, r, z)
+            ON CONFLICT (id) DO NOTHING
             """,
             [
                 PGArray(pools.map(\.rawValue)), PGArray(pools.map(\.instanceType.rawValue)), PGArray(pools.map(\.region.rawValue)),
@@ -553,7 +551,7 @@ struct PriceRepository: Sendable {
             """, [pool.rawValue, Date(timeIntervalSince1970: TimeInterval(end - scanWindow))])
         guard let first = try buckets.first?.decodeIfPresent(Int64.self, at: 0), let last = try buckets.first?.decodeIfPresent(Int64.self, at: 1)
         else { return ApplyReport() }
-        var report = try recomputeGaps(pool: pool, from: first, to: last, on: conn)
+        let report = try recomputeGaps(pool: pool, from: first, to: last, on: conn)
         let trailing = end - last
         _ = try conn.execute(
             "DELETE FROM pricing_gaps WHERE pool_id = $1 AND status = 'open' AND gap_start <> $2", [pool.rawValue, Date(timeIntervalSince1970: TimeInterval(last))])
@@ -568,7 +566,6 @@ struct PriceRepository: Sendable {
                 """,
                 [pool.rawValue, Date(timeIntervalSince1970: TimeInterval(last)), Int(trailing), Int(trailing / SEFPolicy.bucketSeconds)])
         }
-        report.redelivered = 0
         return report
     }
 }
