@@ -15,14 +15,12 @@ import SpotStore
 ///                                               queue pricing reports for the SEF, as ingest would
 await ServiceCommand.main(
     executable: "spotguard-bench",
-    serve: { _, _, _ in throw ConfigurationError(variable: "command", problem: "must be publish or copy") },
+    serve: { _, _, _ in throw ConfigurationError(variable: "command", problem: "must name a command (spotguard-bench help)") },
     extra: [
         "replay": (
             usage: "send|wait|score: replay a price history through ingest and the SEF (see deploy/replay.sh)",
             run: { args, env, logger in
-                func option(_ name: String) -> String? {
-                    args.firstIndex(of: name).flatMap { args.index(after: $0) < args.endIndex ? args[args.index(after: $0)] : nil }
-                }
+                func option(_ name: String) -> String? { ServiceCommand.option(name, in: args) }
                 let truth = option("--truth") ?? ".spotguard/bench/replay-truth.json"
                 switch args.first {
                 case "send":

@@ -43,6 +43,12 @@ public enum ServiceCommand {
         }
     }
 
+    /// The value that follows the option `name` (e.g. `--csv`) in a command's arguments, if any.
+    public static func option(_ name: String, in args: [String]) -> String? {
+        guard let i = args.firstIndex(of: name), args.index(after: i) < args.endIndex else { return nil }
+        return args[args.index(after: i)]
+    }
+
     /// Applies every bundled migration (safe to run from many processes at once).
     public static func migrate(env: EnvironmentReader, logger: Logger) async throws {
         try await withStore(env: env, applicationName: "spotguard-migrate", logger: logger) { store in

@@ -18,9 +18,7 @@ await ServiceCommand.main(
         "create-client": (
             usage: "--name NAME [--email EMAIL]: create a client and print its token once",
             run: { args, env, logger in
-                func option(_ name: String) -> String? {
-                    args.firstIndex(of: name).flatMap { args.index(after: $0) < args.endIndex ? args[args.index(after: $0)] : nil }
-                }
+                func option(_ name: String) -> String? { ServiceCommand.option(name, in: args) }
                 guard let name = option("--name"), !name.isEmpty, name.count <= 255 else {
                     throw ConfigurationError(variable: "--name", problem: "is required (1 to 255 characters)")
                 }
