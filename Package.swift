@@ -15,6 +15,7 @@ let package = Package(
     products: [
         .executable(name: "spotguard-ingest", targets: ["Ingest"]),
         .executable(name: "spotguard-sef", targets: ["SEF"]),
+        .executable(name: "spotguard-replicas", targets: ["ReplicaCoordinator"]),
         .executable(name: "spotguard-bench", targets: ["Bench"]),
     ],
     dependencies: [
@@ -77,6 +78,7 @@ let package = Package(
             dependencies: [
                 "SpotModels", "SpotBus", "SpotStore", "SpotRuntime",
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
@@ -101,12 +103,27 @@ let package = Package(
         .executableTarget(
             name: "SEF", dependencies: ["SEFApp", "SpotRuntime"], path: "Services/SEF/Main",
             swiftSettings: swiftSettings),
+        .target(name: "ReplicaCore", dependencies: ["SpotModels"], path: "Services/ReplicaCoordinator/Core", swiftSettings: swiftSettings),
+        .target(
+            name: "ReplicaApp",
+            dependencies: [
+                "ReplicaCore", "SpotModels", "SpotBus", "SpotStore", "SpotRuntime",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            path: "Services/ReplicaCoordinator/App", swiftSettings: swiftSettings),
+        .executableTarget(
+            name: "ReplicaCoordinator", dependencies: ["ReplicaApp", "SpotModels", "SpotRuntime"], path: "Services/ReplicaCoordinator/Main",
+            swiftSettings: swiftSettings),
         .executableTarget(
             name: "Bench", dependencies: ["SEFCore", "SpotModels", "SpotBus", "SpotStore", "SpotRuntime"], path: "Services/Bench",
             swiftSettings: swiftSettings),
 
         .testTarget(name: "SpotModelsTests", dependencies: ["SpotModels"], swiftSettings: swiftSettings),
         .testTarget(name: "SEFCoreTests", dependencies: ["SEFCore", "SpotModels"], swiftSettings: swiftSettings),
+        .testTarget(name: "ReplicaCoreTests", dependencies: ["ReplicaCore", "SpotModels"], swiftSettings: swiftSettings),
         .testTarget(
             name: "IntegrationTests",
             dependencies: [

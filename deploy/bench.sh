@@ -6,6 +6,8 @@
 #   4. SEF: price points/s committed to clean data from a pre-filled queue, 1 and 2 workers
 #   5. end to end (HTTP 202 -> clean row committed) points/s with 2 SEF workers at full load,
 #      and the accept -> commit p99 at about half that load
+#   6. failover (termination-imminent -> promoted answer) and command delivery (issued -> long-poll
+#      answered) latency p50/p99, with pricing reports at about half load in the background
 # and each rate as a ratio of its raw ceiling. Figures vary ±30 % run to run: compare ratios.
 set -euo pipefail
 # shellcheck source=deploy/bench-stack.sh
@@ -125,6 +127,20 @@ print(f"<= {bound * 1000:.0f} ms" if bound != float("inf") else "> largest bucke
 ')
 stop_services
 
+# 6. failover and command delivery under background pricing load
+start_service spotguard-ingest "$SPOTGUARD_INGEST_URL"
+start_sef 2
+start_service spotguard-replicas "$SPOTGUARD_REPLICAS_URL"
+e2e_lua "$HALF_DELAY"
+wrk -t1 -c16 -d300s -s "$SPOTGUARD_STACK_DIR/e2e.lua" "$SPOTGUARD_INGEST_URL" >/dev/null 2>&1 &
+LOAD_PID=$!
+sleep 2  # the load is running
+FAILOVER="$(SPOTGUARD_BENCH_TOKEN="$TOKEN" "$BIN/spotguard-bench" failover "${BENCH_FAILOVER_AGENTS:-200}")"
+kill "$LOAD_PID" 2>/dev/null || true
+wait "$LOAD_PID" 2>/dev/null || true
+stop_services
+fig() { echo "$FAILOVER" | tr ' ' '\n' | sed -n "s/^$1=//p"; }
+
 ratio() { python3 -c "print(f'{$1 / $2:.2f}')"; }
 echo
 echo "SpotGuard bench ($(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, release build, loopback)"
@@ -145,3 +161,8 @@ printf '%-58s %12s\n' "end to end points (202 -> clean), 2 workers, 64 clients, 
 printf '%-58s %12s\n' "  ratio end to end / raw COPY" "$(ratio "$E2E" "$COPY")"
 printf '%-58s %12s\n' "end to end at about half load, points/s" "$HALF"
 printf '%-58s %12s\n' "  accept -> clean commit p99 (histogram bucket)" "$P99_COMMIT"
+printf '%-58s %12s\n' "failover termination-imminent -> promoted, p50 / p99 ms" "$(fig failover_client_p50_ms) / $(fig failover_client_p99_ms)"
+printf '%-58s %12s\n' "  same, max ms ($(fig failovers) failovers, 4 at a time)" "$(fig failover_client_max_ms)"
+printf '%-58s %12s\n' "  server-side failover_time_ms p50 / p99" "$(fig failover_server_p50_ms) / $(fig failover_server_p99_ms)"
+printf '%-58s %12s\n' "command issued -> long-poll answered, p50 / p99 ms" "$(fig command_delivery_p50_ms) / $(fig command_delivery_p99_ms)"
+printf '%-58s %12s\n' "  same, max ms ($(fig commands) commands)" "$(fig command_delivery_max_ms)"

@@ -34,6 +34,7 @@ DIST_PORT=$((BASE + 73))
 EPMD_PORT=$((BASE + 69))
 INGEST_PORT=$((BASE + 80))
 SEF_PORT=$((BASE + 81))
+REPLICAS_PORT=$((BASE + 82))
 PG_BIN=""
 RABBIT_BIN=/usr/lib/rabbitmq/bin
 
@@ -218,6 +219,8 @@ export SPOTGUARD_INGEST_PORT='$INGEST_PORT'
 export SPOTGUARD_INGEST_URL='http://127.0.0.1:$INGEST_PORT'
 export SPOTGUARD_SEF_PORT='$SEF_PORT'
 export SPOTGUARD_SEF_URL='http://127.0.0.1:$SEF_PORT'
+export SPOTGUARD_REPLICAS_PORT='$REPLICAS_PORT'
+export SPOTGUARD_REPLICAS_URL='http://127.0.0.1:$REPLICAS_PORT'
 export SPOTGUARD_STACK_DIR='$DIR'
 export SPOTGUARD_PG_BIN='$PG_BIN'
 EOF
@@ -233,7 +236,7 @@ infra() {
 
 # --- services -------------------------------------------------------------------------------
 
-SERVICES=(spotguard-ingest spotguard-sef)
+SERVICES=(spotguard-ingest spotguard-sef spotguard-replicas)
 
 bin_dir() { (cd "$ROOT" && swift build -c "${SPOTGUARD_BUILD_CONFIG:-debug}" --show-bin-path); }
 
@@ -261,6 +264,7 @@ services_start() {
     done
     wait_ready spotguard-ingest "$SPOTGUARD_INGEST_URL"
     wait_ready spotguard-sef "$SPOTGUARD_SEF_URL"
+    wait_ready spotguard-replicas "$SPOTGUARD_REPLICAS_URL"
 }
 
 wait_ready() {
@@ -306,6 +310,7 @@ status() {
     done
     printf '  ingest API   http://127.0.0.1:%s\n' "$INGEST_PORT"
     printf '  sef metrics  http://127.0.0.1:%s/metrics\n' "$SEF_PORT"
+    printf '  replicas     http://127.0.0.1:%s/metrics\n' "$REPLICAS_PORT"
     if [ "$STACK" = dev ]; then settings="$ROOT/.spotguard/env"; else settings="$DIR/env"; fi
     printf '  settings     %s (source it)\n' "$settings"
 }

@@ -11,12 +11,27 @@ import SpotStore
 ///     spotguard-bench publish MESSAGES WINDOW   confirmed persistent publishes per second
 ///     spotguard-bench copy ROWS                 COPY rows per second into a price-shaped table
 ///     spotguard-bench replay send|wait|score ...  price history through ingest and the SEF (deploy/replay.sh)
+///     spotguard-bench failover AGENTS           failover and command-delivery latency (needs ingest,
+///                                               the coordinator, SPOTGUARD_INGEST_URL, SPOTGUARD_BENCH_TOKEN)
 ///     spotguard-bench sef-fill CLIENT AGENT REPORTS POOLS
 ///                                               queue pricing reports for the SEF, as ingest would
 await ServiceCommand.main(
     executable: "spotguard-bench",
     serve: { _, _, _ in throw ConfigurationError(variable: "command", problem: "must name a command (spotguard-bench help)") },
     extra: [
+        "failover": (
+            usage: "AGENTS: failover and command-delivery latency through ingest and the coordinator",
+            run: { args, env, logger in
+                guard let count = args.first.flatMap(Int.init), count >= 2 else {
+                    throw ConfigurationError(variable: "arguments", problem: "must be AGENTS (at least 2)")
+                }
+                try await ServiceCommand.withStore(env: env, applicationName: "spotguard-bench", logger: logger) { store in
+                    try await FailoverBench.run(
+                        ingest: try env.require("SPOTGUARD_INGEST_URL"), token: try env.require("SPOTGUARD_BENCH_TOKEN"), agents: count,
+                        store: store)
+                }
+            }
+        ),
         "replay": (
             usage: "send|wait|score: replay a price history through ingest and the SEF (see deploy/replay.sh)",
             run: { args, env, logger in

@@ -251,11 +251,12 @@ final class AMQPWorker: @unchecked Sendable {
             ("x-delivery-limit", .int(Int64(Topology.brokerDeliveryLimit))),
         ])
         let deadLetterArgs = arena.table([("x-queue-type", .string("quorum"))])
+        let transientArgs = arena.table([("x-expires", .int(60_000))])
         let queues =
-            [(Topology.deadLetterQueue, Topology.deadLetterExchange, ["#"], deadLetterArgs)]
-            + topology.queues.map { ($0.name, $0.exchange, $0.bindings, queueArgs) }
-        for (name, exchange, bindings, args) in queues {
-            amqp_queue_declare(c, 1, arena.bytes(name), 0, 1, 0, 0, args)
+            [(Topology.deadLetterQueue, Topology.deadLetterExchange, ["#"], deadLetterArgs, false)]
+            + topology.queues.map { ($0.name, $0.exchange, $0.bindings, $0.transient ? transientArgs : queueArgs, $0.transient) }
+        for (name, exchange, bindings, args, transient) in queues {
+            amqp_queue_declare(c, 1, arena.bytes(name), 0, transient ? 0 : 1, 0, transient ? 1 : 0, args)
             try check(amqp_get_rpc_reply(c), "queue.declare \(name)")
             for key in bindings {
                 amqp_queue_bind(c, 1, arena.bytes(name), arena.bytes(exchange), arena.bytes(key), amqp_empty_table)

@@ -7,11 +7,15 @@ public struct Topology: Sendable, Equatable {
         /// Routing-key patterns bound on `exchange`.
         public var bindings: [String]
         public var exchange: String
+        /// A process's own queue for hints it may lose (wake-ups): classic, not durable,
+        /// deleted when its consumer goes and, after a crash, once unused for a minute.
+        public var transient: Bool
 
-        public init(name: String, bindings: [String], exchange: String = Topology.eventsExchange) {
+        public init(name: String, bindings: [String], exchange: String = Topology.eventsExchange, transient: Bool = false) {
             self.name = name
             self.bindings = bindings
             self.exchange = exchange
+            self.transient = transient
         }
     }
 
@@ -33,17 +37,14 @@ public struct Topology: Sendable, Equatable {
     /// One durable quorum queue per consuming service; copies of a service compete on it.
     public static let standard = Topology(queues: [
         Queue(name: "spotguard.sef", bindings: ["pricing.reported", "heartbeat.received"]),
-        Queue(name: "spotguard.replicas", bindings: [
-            "interruption.rebalance", "interruption.termination", "replica.sync_reported", "heartbeat.received",
-            "config.changed", "rpc.replicas.*",
-        ]),
+        // the replica coordinator answers calls relayed by the HTTP services
+        Queue(name: "spotguard.replicas", bindings: ["rpc.replicas.*"]),
         Queue(name: "spotguard.decisions", bindings: [
             "pricing.cleaned", "switch.reported", "interruption.rebalance", "interruption.termination", "config.changed",
         ]),
         Queue(name: "spotguard.notifier", bindings: [
-            "quality.alert", "failover.completed", "failover.failed", "agent.offline", "replica.promoted",
+            "quality.alert", "failover.completed", "failover.failed", "agent.offline", "replica.promoted", "replica.alert",
         ]),
-        Queue(name: "spotguard.ingest.commands", bindings: ["command.issued"]),
     ])
 
     public func adding(_ queue: Queue) -> Topology {

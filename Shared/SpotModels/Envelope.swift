@@ -16,6 +16,7 @@ public enum RoutingKey {
     public static let agentOffline = "agent.offline"
     public static let qualityAlert = "quality.alert"
     public static let configChanged = "config.changed"
+    public static let replicaAlert = "replica.alert"
 }
 
 /// Every message on the bus: an id (consumers deduplicate on it), the routing key it was

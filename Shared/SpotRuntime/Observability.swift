@@ -39,6 +39,18 @@ public struct ReadinessCheck: Sendable {
     }
 }
 
+extension Router where Context == BasicRequestContext {
+    /// Every service's router: errors answered as `APIError`s, request metrics, and the
+    /// operational routes.
+    public static func service(readiness: [ReadinessCheck]) -> Router<BasicRequestContext> {
+        let router = Router()
+        router.add(middleware: ErrorMiddleware())
+        router.add(middleware: MetricsMiddleware())
+        router.addOperationalRoutes(readiness: readiness)
+        return router
+    }
+}
+
 extension Router {
     /// `/health/live` (the process answers), `/health/ready` (every dependency reachable: 503
     /// naming the ones that are not) and `/metrics` (Prometheus).

@@ -143,11 +143,22 @@ public struct PGBytes: PGEncodable, PGDecodable, Equatable {
     public var bytes: [UInt8]
     public init(_ bytes: [UInt8]) { self.bytes = bytes }
 
-    public var pgText: String { "\\x" + bytes.map { String(format: "%02x", $0) }.joined() }
+    public var pgText: String {
+        let digits = Array("0123456789abcdef".utf8)
+        var out = [UInt8](repeating: 0, count: 2 + bytes.count * 2)
+        out[0] = 92  // backslash
+        out[1] = 120  // x
+        for (i, b) in bytes.enumerated() {
+            out[2 + 2 * i] = digits[Int(b >> 4)]
+            out[3 + 2 * i] = digits[Int(b & 0x0f)]
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
 
     public init(pgText: String) throws {
         guard pgText.hasPrefix("\\x"), pgText.count % 2 == 0 else { throw PGError(.decoding, message: "not hex bytea") }
         var out: [UInt8] = []
+        out.reserveCapacity(pgText.utf8.count / 2)
         var it = pgText.utf8.dropFirst(2).makeIterator()
         while let hi = it.next(), let lo = it.next() {
             guard let h = Self.nibble(hi), let l = Self.nibble(lo) else { throw PGError(.decoding, message: "not hex bytea") }

@@ -134,6 +134,20 @@ func withConsumer<T>(_ consumer: BusConsumer, _ body: () async throws -> T) asyn
     }
 }
 
+/// Collects, for the duration of `body`, what is published under `bindings` (a queue of the
+/// test's own).
+func withInbox(_ bindings: [String], _ body: (Inbox) async throws -> Void) async throws {
+    let inbox = Inbox()
+    let queue = TestStack.uniqueName("spotguard.inbox-test")
+    let topology = Topology.standard.adding(.init(name: queue, bindings: bindings))
+    try await withPublisher(topology: topology) { publisher in
+        let consumer = BusConsumer(
+            endpoint: try TestStack.amqp, topology: topology, configuration: .init(queue: queue), deadLetters: publisher,
+            logger: TestStack.logger) { inbox.append($0) }
+        try await withConsumer(consumer) { try await body(inbox) }
+    }
+}
+
 /// A child process started with posix_spawn and reaped with waitpid on a thread of its own.
 /// (Foundation's `Process.waitUntilExit` can miss the exit of a script that leaves a daemon
 /// behind, as `deploy/stack.sh` does with the broker.)

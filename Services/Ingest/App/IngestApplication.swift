@@ -8,22 +8,25 @@ import SpotStore
 /// service of the application: it connects before the server accepts requests and closes
 /// after the server stopped (outstanding confirms are awaited).
 public func buildIngestApplication(
-    configuration: IngestConfiguration, store: PostgresStore, publisher: BusPublisher, logger: Logger
+    configuration: IngestConfiguration, store: PostgresStore, amqp: AMQPEndpoint, logger: Logger
 ) -> some ApplicationProtocol {
+    let publisher = BusPublisher(endpoint: amqp, confirmTimeout: configuration.publishTimeout, logger: logger)
+    let requester = BusRequester(endpoint: amqp, logger: logger)
+    let mailbox = CommandMailbox()
+    let wakeUps = CommandWakeUps(endpoint: amqp, mailbox: mailbox, publisher: publisher, logger: logger)
     let directory = ClientDirectory(store: store, ttl: configuration.tokenCacheTTL)
-    let router = Router()
-    router.add(middleware: ErrorMiddleware())
-    router.add(middleware: MetricsMiddleware())
-    router.addOperationalRoutes(readiness: [
-        ReadinessCheck(name: "broker") { publisher.isConnected },
+    let router = Router.service(readiness: [
+        ReadinessCheck(name: "broker") { publisher.isConnected && requester.isConnected && wakeUps.isConnected },
         ReadinessCheck(name: "database") { await store.ping() },
     ])
     let rejections = RejectionMonitor(threshold: configuration.rejectedAlertPerMinute, publisher: publisher, logger: logger)
-    IngestController(directory: directory, publisher: publisher, configuration: configuration, rejections: rejections)
-        .addRoutes(to: router)
+    IngestController(
+        directory: directory, publisher: publisher, configuration: configuration, rejections: rejections, requester: requester,
+        mailbox: mailbox, store: store
+    ).addRoutes(to: router)
     return Application(
         router: router,
         configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "spotguard-ingest"),
-        services: [publisher],
+        services: [publisher, requester, wakeUps],
         logger: logger)
 }

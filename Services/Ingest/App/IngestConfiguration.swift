@@ -9,6 +9,9 @@ import SpotRuntime
 /// - `SPOTGUARD_TOKEN_CACHE_SECONDS` (int, default 60)
 /// - `SPOTGUARD_REJECTED_ALERT_PER_MINUTE` (int, default 100): a client's rejected submissions
 ///   within one minute that raise a `quality.alert` (`rejected_burst`)
+/// - `SPOTGUARD_RELAY_TIMEOUT_MS` (int, default 10000): how long a replica call waits for the coordinator
+/// - `SPOTGUARD_LONG_POLL_SECONDS` (int, default 25): how long `pending-commands` holds an empty answer
+/// - `SPOTGUARD_STATE_TRANSFER_MAX_BYTES` (int, default 16777216): the largest state transfer accepted
 public struct IngestConfiguration: Sendable {
     public var host: String
     public var port: Int
@@ -17,6 +20,11 @@ public struct IngestConfiguration: Sendable {
     public var publishTimeout: Duration
     public var tokenCacheTTL: Duration
     public var rejectedAlertPerMinute: Int
+    public var relayTimeout: Duration
+    public var longPoll: Duration
+    public var maxStateTransferBytes: Int
+    /// A command fetched but not answered within this lease is handed out again.
+    public var commandLease: Duration = .seconds(60)
     public var limits = IngestLimits()
 
     public init(env: EnvironmentReader) throws {
@@ -27,5 +35,8 @@ public struct IngestConfiguration: Sendable {
         publishTimeout = .milliseconds(try env.int("SPOTGUARD_PUBLISH_TIMEOUT_MS", default: 5000, range: 100...60_000))
         tokenCacheTTL = .seconds(try env.int("SPOTGUARD_TOKEN_CACHE_SECONDS", default: 60, range: 0...3600))
         rejectedAlertPerMinute = try env.int("SPOTGUARD_REJECTED_ALERT_PER_MINUTE", default: 100, range: 1...1_000_000)
+        relayTimeout = .milliseconds(try env.int("SPOTGUARD_RELAY_TIMEOUT_MS", default: 10_000, range: 100...120_000))
+        longPoll = .seconds(try env.int("SPOTGUARD_LONG_POLL_SECONDS", default: 25, range: 1...60))
+        maxStateTransferBytes = try env.int("SPOTGUARD_STATE_TRANSFER_MAX_BYTES", default: 16 << 20, range: 1024...(256 << 20))
     }
 }

@@ -6,6 +6,7 @@ import NIOCore
 import SpotBus
 import SpotModels
 import SpotRuntime
+import SpotStore
 
 /// The agent-facing API (seeds 000 and 004) and the admin bootstrap.
 ///
@@ -17,6 +18,9 @@ struct IngestController: Sendable {
     let publisher: BusPublisher
     let configuration: IngestConfiguration
     let rejections: RejectionMonitor
+    let requester: BusRequester
+    let mailbox: CommandMailbox
+    let store: PostgresStore
 
     func addRoutes(to router: Router<BasicRequestContext>) {
         router.post("/api/admin/clients", use: createClient)
@@ -24,6 +28,7 @@ struct IngestController: Sendable {
         router.post("/api/agents/:agentId/heartbeat", use: heartbeat)
         router.post("/api/agents/:agentId/pricing-report", use: pricingReport)
         router.post("/api/pricing/submit", use: submitPricing)
+        addReplicaRoutes(to: router)
     }
 
     // MARK: admin
@@ -97,7 +102,7 @@ struct IngestController: Sendable {
 
     // MARK: helpers
 
-    private func authenticateAgent(_ request: Request, _ context: BasicRequestContext) async throws -> (UUID, UUID) {
+    func authenticateAgent(_ request: Request, _ context: BasicRequestContext) async throws -> (UUID, UUID) {
         let client = try await directory.authenticate(request.headers[.authorization])
         guard let raw = context.parameters.get("agentId"), let agent = UUID(uuidString: raw) else { throw APIError.agentNotFound }
         try await directory.requireAgent(agent, of: client)
@@ -125,23 +130,32 @@ struct IngestController: Sendable {
     }
 
     private func decodeBody<T: Decodable>(_ type: T.Type, from request: Request) async throws -> T {
+        guard let data = try await jsonBody(request) else {
+            throw APIError(.badRequest, code: "empty_body", message: "the body is empty")
+        }
+        do {
+            return try WireJSON.decoder().decode(T.self, from: data)
+        } catch let e as DecodingError {
+            throw APIError.validation(ValidationError(decoding: e))
+        }
+    }
+
+    /// The JSON body (nil when empty), at most `maxBodyBytes`.
+    func jsonBody(_ request: Request) async throws -> Data? {
+        let buffer = try await body(of: request, limit: configuration.maxBodyBytes)
+        guard buffer.readableBytes > 0 else { return nil }
         let contentType = request.headers[.contentType]?.lowercased() ?? ""
         guard contentType.hasPrefix("application/json") else {
             throw APIError(.unsupportedMediaType, code: "unsupported_media_type", message: "send the body as application/json")
         }
-        let buffer: ByteBuffer
+        return Data(buffer.readableBytesView)
+    }
+
+    func body(of request: Request, limit: Int) async throws -> ByteBuffer {
         do {
-            buffer = try await request.body.collect(upTo: configuration.maxBodyBytes)
+            return try await request.body.collect(upTo: limit)
         } catch is NIOTooManyBytesError {
-            throw APIError.bodyTooLarge(configuration.maxBodyBytes)
-        }
-        guard buffer.readableBytes > 0 else {
-            throw APIError(.badRequest, code: "empty_body", message: "the body is empty")
-        }
-        do {
-            return try WireJSON.decoder().decode(T.self, from: Data(buffer.readableBytesView))
-        } catch let e as DecodingError {
-            throw APIError.validation(ValidationError(decoding: e))
+            throw APIError.bodyTooLarge(limit)
         }
     }
 
@@ -154,7 +168,7 @@ struct IngestController: Sendable {
         }
     }
 
-    private func json<T: Encodable>(_ value: T, status: HTTPResponse.Status) throws -> Response {
+    func json<T: Encodable>(_ value: T, status: HTTPResponse.Status) throws -> Response {
         let data = try WireJSON.encoder().encode(value)
         return Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: data)))
     }

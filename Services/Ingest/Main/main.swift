@@ -9,9 +9,9 @@ await ServiceCommand.main(
     executable: "spotguard-ingest",
     serve: { _, env, logger in
         let configuration = try IngestConfiguration(env: env)
-        let publisher = BusPublisher(endpoint: try env.amqp(), confirmTimeout: configuration.publishTimeout, logger: logger)
-        try await ServiceCommand.serve(env: env, applicationName: "spotguard-ingest", logger: logger) { store in
-            [buildIngestApplication(configuration: configuration, store: store, publisher: publisher, logger: logger)]
+        let amqp = try env.amqp()
+        try await ServiceCommand.serve(env: env, applicationName: "spotguard-ingest", poolSize: 8, logger: logger) { store in
+            [buildIngestApplication(configuration: configuration, store: store, amqp: amqp, logger: logger)]
         }
     },
     extra: [

@@ -36,11 +36,8 @@ public struct SEFService: Sendable {
 
     /// The operational HTTP endpoints (health, readiness, metrics) with the workers as services.
     public func application(configuration: SEFConfiguration, store: PostgresStore, logger: Logger) -> some ApplicationProtocol {
-        let router = Router()
-        router.add(middleware: ErrorMiddleware())
-        router.add(middleware: MetricsMiddleware())
         let (consumer, publisher) = (self.consumer, self.publisher)
-        router.addOperationalRoutes(readiness: [
+        let router = Router.service(readiness: [
             ReadinessCheck(name: "broker") { consumer.isConnected && publisher.isConnected },
             ReadinessCheck(name: "database") { await store.ping() },
         ])

@@ -1,0 +1,523 @@
+import Foundation
+import Logging
+import ReplicaCore
+import SpotModels
+import SpotRuntime
+import SpotStore
+
+/// Answers the relayed replica API. Each call is one transaction that starts by locking the
+/// agent's row, so any number of coordinator copies serialise per agent; a refusal rolls the
+/// transaction back and becomes a 4xx reply, a storage failure is thrown (the call is retried,
+/// by this copy or another).
+public struct Coordinator: Sendable {
+    static let producer = "spotguard-replicas"
+
+    let store: PostgresStore
+    let configuration: ReplicaConfiguration
+    /// Kicks the outbox relay after a commit that wrote messages.
+    let notify: @Sendable () -> Void
+
+    public init(store: PostgresStore, configuration: ReplicaConfiguration, notify: @escaping @Sendable () -> Void) {
+        self.store = store
+        self.configuration = configuration
+        self.notify = notify
+    }
+
+    /// - Parameter requestId: the bus message id: a call delivered twice creates one replica.
+    public func answer(_ request: ReplicaRequest, requestId: UUID) async throws -> APIReply {
+        do {
+            let reply = try await store.transaction { conn in try self.perform(request, requestId: requestId, on: conn) }
+            notify()
+            return reply
+        } catch let refusal as ReplicaRefusal {
+            return refusal.reply
+        } catch let invalid as ValidationError {
+            return ReplicaRefusal(400, invalid.code, invalid.message, field: invalid.field).reply
+        }
+    }
+
+    func perform(_ r: ReplicaRequest, requestId: UUID, on conn: PGConnection) throws -> APIReply {
+        var agent = try AgentRecord.lock(r.agentId, client: r.clientId, on: conn)
+        switch r.operation {
+        case .createReplica:
+            return try createReplica(r, requestId: requestId, agent: agent, on: conn)
+        case .listReplicas:
+            let all = r.query["include_terminated"] == "true"
+            let replicas = try ReplicaRecord.list(agent: agent.id, activeOnly: !all, on: conn).map(ReplicaView.init)
+            return try .json(200, ReplicaList(replicas: replicas, total: replicas.count))
+        case .promoteReplica:
+            let body = try decode(PromoteBody.self, r.body)
+            var replica = try ReplicaRecord.lock(try require(r.replicaId), agent: agent.id, on: conn)
+            if replica.status == .promoted {
+                return try .json(200, PromotedView(replica: replica, oldInstanceId: nil, demoted: body.demoteOldPrimary ?? true))
+            }
+            let old = agent.instanceId
+            try promote(
+                &replica, agent: &agent, trigger: "manual", initiatedAt: r.receivedAt,
+                terminateOld: !(body.demoteOldPrimary ?? true), oldTerminatedAt: nil, on: conn)
+            try ensureManualReplica(agent, on: conn)
+            return try .json(200, PromotedView(replica: replica, oldInstanceId: old, demoted: body.demoteOldPrimary ?? true))
+        case .deleteReplica:
+            var replica = try ReplicaRecord.lock(try require(r.replicaId), agent: agent.id, on: conn)
+            try terminate(&replica, agent: agent, reason: nil, on: conn)
+            try ensureManualReplica(agent, on: conn)
+            return try .json(200, Terminated(replicaId: replica.id, terminatedAt: replica.terminatedAt ?? Date()))
+        case .createEmergencyReplica:
+            return try createEmergencyReplica(r, requestId: requestId, agent: agent, on: conn)
+        case .terminationImminent:
+            let body = try decode(TerminationBody.self, r.body)
+            return try handleTermination(
+                agent: &agent, instanceId: body.instanceId, terminationTime: body.terminationTime, replicaId: body.replicaId,
+                receivedAt: r.receivedAt, on: conn)
+        case .interruption:
+            return try handleInterruption(r, agent: &agent, on: conn)
+        case .syncStatus:
+            return try syncStatus(r, agent: agent, on: conn)
+        case .enableManualReplica:
+            if agent.autoSwitchEnabled || agent.autoTerminateEnabled {
+                throw ReplicaRefusal(
+                    409, "auto_mode_active", "disable auto-switch and auto-terminate before enabling manual replica mode")
+            }
+            try setModes(agent, ["manual_replica_enabled": true], on: conn)
+            agent.manualReplicaEnabled = true
+            let replica = try ensureManualReplica(agent, on: conn)
+            return try .json(200, ModeChanged(manualReplicaEnabled: true, replica: replica.map(ReplicaView.init)))
+        case .disableManualReplica:
+            try setModes(agent, ["manual_replica_enabled": false], on: conn)
+            var terminated = 0
+            for var replica in try ReplicaRecord.list(agent: agent.id, activeOnly: true, on: conn) where replica.type == .manual {
+                try terminate(&replica, agent: agent, reason: "manual replica mode disabled", on: conn)
+                terminated += 1
+            }
+            return try .json(200, ModeChanged(manualReplicaEnabled: false, replica: nil, terminatedReplicas: terminated))
+        case .manualSwitch:
+            return try manualSwitch(r, agent: &agent, on: conn)
+        case .setModes:
+            return try changeModes(r, agent: agent, on: conn)
+        case .sefStatus:
+            return try sefStatus(agent, on: conn)
+        case .commandResult:
+            return try commandResult(r, agent: agent, on: conn)
+        }
+    }
+
+    // MARK: replicas
+
+    func createReplica(_ r: ReplicaRequest, requestId: UUID, agent: AgentRecord, on conn: PGConnection) throws -> APIReply {
+        if let existing = try existingReplica(requestId, agent: agent, on: conn) { return try .json(201, Created(existing)) }
+        let body = try decode(CreateReplicaBody.self, r.body)
+        if let active = try ReplicaRecord.list(agent: agent.id, activeOnly: true, on: conn).first(where: { $0.type == .manual }) {
+            throw ReplicaRefusal(409, "replica_exists", "the agent already has an active manual replica (\(active.id.uuidString.lowercased()))")
+        }
+        var pool: PoolID?
+        if let text = body.poolId {
+            guard let p = PoolID(rawValue: text) else {
+                throw ReplicaRefusal(400, "invalid_pool_id", "pool_id must look like t3.medium.us-east-1b", field: "pool_id")
+            }
+            pool = p
+        }
+        if let cost = body.maxHourlyCost, !(cost > 0 && cost < 1000) {
+            throw ReplicaRefusal(400, "invalid_value", "max_hourly_cost must be between 0 and 1000", field: "max_hourly_cost")
+        }
+        if let user = body.createdBy, user.count > 255 {
+            throw ReplicaRefusal(400, "too_long", "created_by is longer than 255 characters", field: "created_by")
+        }
+        let replica = try launch(
+            .manual, for: agent, id: requestId,
+            placement: .init(pool: pool, excludeZones: Set(body.excludeZones ?? []), maxHourlyCost: body.maxHourlyCost),
+            createdBy: "user", user: body.createdBy, tags: body.tags ?? .object([:]), on: conn)
+        return try .json(201, Created(replica))
+    }
+
+    func createEmergencyReplica(_ r: ReplicaRequest, requestId: UUID, agent: AgentRecord, on conn: PGConnection) throws -> APIReply {
+        if let existing = try existingReplica(requestId, agent: agent, on: conn) {
+            return try .json(201, Created(existing, urgency: nil))
+        }
+        let body = try decode(EmergencyBody.self, r.body)
+        guard let signalText = body.signalType, let signal = InterruptionSignal(rawValue: signalText) else {
+            throw ReplicaRefusal(
+                400, "unknown_signal_type", "signal_type must be rebalance-recommendation or termination-notice", field: "signal_type")
+        }
+        if let urgency = body.urgency, urgency != "high", urgency != "critical" {
+            throw ReplicaRefusal(400, "invalid_value", "urgency must be high or critical", field: "urgency")
+        }
+        // one emergency replica at a time: a second request gets the one already on its way
+        if let active = try ReplicaRecord.list(agent: agent.id, activeOnly: true, on: conn).first(where: { $0.type != .manual }) {
+            return try .json(200, Created(active, urgency: body.urgency))
+        }
+        let type: ReplicaType = signal == .terminationNotice ? .automaticTermination : .automaticRebalance
+        let replica = try launch(
+            type, for: agent, id: requestId,
+            placement: .init(excludeZones: Set(body.excludeZones ?? []), preferredZones: body.preferredZones ?? [], safe: true),
+            createdBy: "system", user: nil, tags: .object(["urgency": .string(body.urgency ?? "high")]), on: conn)
+        return try .json(201, Created(replica, urgency: body.urgency ?? "high"))
+    }
+
+    func existingReplica(_ id: UUID, agent: AgentRecord, on conn: PGConnection) throws -> ReplicaRecord? {
+        try conn.query("SELECT \(ReplicaRecord.columns) FROM replica_instances WHERE id = $1 AND agent_id = $2", [id, agent.id])
+            .first.map(ReplicaRecord.init)
+    }
+
+    struct PlacementRequest {
+        var pool: PoolID? = nil
+        var excludeZones: Set<String> = []
+        var preferredZones: [String] = []
+        var maxHourlyCost: Double? = nil
+        var safe = false
+    }
+
+    /// Creates a replica in the chosen pool and asks the primary's agent to launch it.
+    @discardableResult
+    func launch(
+        _ type: ReplicaType, for agent: AgentRecord, id: UUID = UUID(), placement: PlacementRequest, createdBy: String,
+        user: String?, tags: JSONValue, on conn: PGConnection
+    ) throws -> ReplicaRecord {
+        guard let instanceType = agent.instanceTypeValue, let az = agent.azValue, let primary = agent.instanceId else {
+            throw ReplicaRefusal(409, "agent_location_unknown", "the agent has not reported its instance, type and zone yet")
+        }
+        let quotes = try PriceBook.quotes(type: instanceType, region: az.region, window: configuration.priceWindow, on: conn)
+        var chosen: PoolQuote?
+        if let pool = placement.pool {
+            guard pool.instanceType == instanceType, pool.region == az.region, pool.az != az else {
+                throw ReplicaRefusal(
+                    409, "pool_not_allowed", "a replica runs the agent's instance type in its region, outside its zone", field: "pool_id")
+            }
+            chosen = quotes.first { $0.pool == pool } ?? PoolQuote(pool: pool, price: 0, confidence: 0)
+        } else {
+            func pick(_ zones: Set<String>) -> PoolQuote? {
+                Placement.choose(
+                    from: quotes.filter { zones.isEmpty || zones.contains($0.pool.az.rawValue) }, instanceType: instanceType,
+                    primaryAZ: az, excludeZones: placement.excludeZones, maxHourlyCost: placement.maxHourlyCost, safe: placement.safe)
+            }
+            chosen = pick(Set(placement.preferredZones)) ?? pick([])
+            // for an emergency, a pool with recent signals is better than none
+            if chosen == nil, placement.safe {
+                chosen = Placement.choose(
+                    from: quotes, instanceType: instanceType, primaryAZ: az, excludeZones: placement.excludeZones,
+                    maxHourlyCost: placement.maxHourlyCost)
+            }
+        }
+        guard let chosen else {
+            throw ReplicaRefusal(
+                409, "no_candidate_pool",
+                "no \(instanceType.rawValue) pool in \(az.region.rawValue) outside \(az.rawValue) has a clean price from the last \(configuration.priceWindow.components.seconds / 60) minutes within the limits")
+        }
+        let cost: Double? = chosen.price > 0 ? chosen.price : nil
+        let rows = try conn.query(
+            """
+            INSERT INTO replica_instances (id, agent_id, replica_type, pool_id, instance_type, region, az, created_by,
+                                           created_by_user, parent_instance_id, hourly_cost, tags)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12::jsonb)
+            RETURNING \(ReplicaRecord.columns)
+            """,
+            [
+                id, agent.id, type.rawValue, chosen.pool.rawValue, instanceType.rawValue, az.region.rawValue,
+                chosen.pool.az.rawValue, createdBy, user, primary, cost, tags.text,
+            ])
+        let replica = try ReplicaRecord(rows[0])
+        try Commands.issue(
+            try .init(
+                .launchReplica, clientId: agent.clientId, agentId: agent.id, targetInstanceId: primary, replicaId: id,
+                payload: LaunchPayload(
+                    replicaId: id, replicaType: type.rawValue, poolId: chosen.pool.rawValue, instanceType: instanceType.rawValue,
+                    region: az.region.rawValue, az: chosen.pool.az.rawValue),
+                targetMode: .spot, targetPoolId: chosen.pool.rawValue, issuedBy: "replicas",
+                priority: type == .automaticTermination ? 10 : type == .automaticRebalance ? 5 : 0,
+                expiresIn: configuration.launchExpiry),
+            producer: Self.producer, on: conn)
+        try refreshSummary(agent.id, on: conn)
+        try event(
+            "replica.launching", agent: agent, replica: id,
+            "\(type.rawValue) replica launching in \(chosen.pool.rawValue)", on: conn)
+        return replica
+    }
+
+    /// Ends an active replica; the primary's agent terminates the instance if one runs.
+    func terminate(_ replica: inout ReplicaRecord, agent: AgentRecord, reason: String?, on conn: PGConnection) throws {
+        guard try replica.lifecycle.move(to: .terminated) else { return }
+        try replica.saveLifecycle(on: conn, failureReason: reason)
+        replica.terminatedAt = Date()
+        try stopInstance(of: replica, agent: agent, on: conn)
+        try refreshSummary(agent.id, on: conn)
+        try event("replica.terminated", agent: agent, replica: replica.id, reason ?? "replica terminated", on: conn)
+    }
+
+    /// Cancels a launch nobody fetched yet, or asks the primary to terminate the instance.
+    func stopInstance(of replica: ReplicaRecord, agent: AgentRecord, on conn: PGConnection) throws {
+        _ = try conn.execute(
+            """
+            UPDATE commands SET status = 'cancelled', completed_at = now()
+             WHERE replica_id = $1 AND command_type = 'launch_replica' AND status = 'pending'
+            """, [replica.id])
+        guard let instance = replica.instanceId else { return }
+        try Commands.issue(
+            try .init(
+                .terminate, clientId: agent.clientId, agentId: agent.id, targetInstanceId: agent.instanceId, replicaId: replica.id,
+                payload: ["instance_id": instance, "reason": "replica ended"], terminateWaitSeconds: 0, issuedBy: "replicas"),
+            producer: Self.producer, on: conn)
+    }
+
+    /// Keeps `agents.replica_count` and `current_replica_id` true to the replica rows.
+    func refreshSummary(_ agentId: UUID, on conn: PGConnection) throws {
+        _ = try conn.execute(
+            """
+            UPDATE agents SET
+                replica_count = (SELECT count(*) FROM replica_instances WHERE agent_id = $1 AND is_active),
+                current_replica_id = (SELECT id FROM replica_instances WHERE agent_id = $1 AND is_active
+                                       ORDER BY status = 'ready' DESC, created_at DESC LIMIT 1)
+             WHERE id = $1
+            """, [agentId])
+    }
+
+    /// In manual mode the agent always has one manual replica: launches it when missing
+    /// (unless too many failed lately). Returns the active manual replica.
+    @discardableResult
+    func ensureManualReplica(_ agent: AgentRecord, on conn: PGConnection) throws -> ReplicaRecord? {
+        let active = try ReplicaRecord.list(agent: agent.id, activeOnly: true, on: conn)
+        if let manual = active.first(where: { $0.type == .manual }) { return manual }
+        guard agent.manualReplicaEnabled else { return nil }
+        let failed = try conn.query(
+            """
+            SELECT count(*)::int FROM replica_instances
+             WHERE agent_id = $1 AND replica_type = 'manual' AND status = 'failed' AND terminated_at > now() - interval '10 minutes'
+            """, [agent.id]
+        ).first?.decode(Int.self, at: 0) ?? 0
+        guard failed < configuration.relaunchLimit else {
+            try alert(
+                "replica_relaunch_limit", agent: agent, replica: nil,
+                "\(failed) manual replicas failed within 10 minutes; not launching another until one succeeds or the window passes",
+                dedupKey: "relaunch-limit:\(agent.id.uuidString.lowercased()):\(Int(Date().timeIntervalSince1970) / 600)", on: conn)
+            return nil
+        }
+        return try launch(.manual, for: agent, placement: .init(), createdBy: "coordinator", user: nil, tags: .object([:]), on: conn)
+    }
+
+    // MARK: sync
+
+    func syncStatus(_ r: ReplicaRequest, agent: AgentRecord, on conn: PGConnection) throws -> APIReply {
+        let body = try decode(SyncBody.self, r.body)
+        guard let syncText = body.syncStatus, let sync = SyncStatus(rawValue: syncText), sync != .initializing else {
+            throw ReplicaRefusal(400, "invalid_sync_status", "sync_status must be syncing, synced or out-of-sync", field: "sync_status")
+        }
+        var requested: ReplicaStatus?
+        if let text = body.status {
+            guard let s = ReplicaStatus(rawValue: text) else {
+                throw ReplicaRefusal(400, "invalid_status", "status must be syncing or ready", field: "status")
+            }
+            requested = s
+        }
+        if let latency = body.syncLatencyMs, !(0...86_400_000).contains(latency) {
+            throw ReplicaRefusal(400, "out_of_range", "sync_latency_ms must be between 0 and 86400000", field: "sync_latency_ms")
+        }
+        if let progress = body.stateTransferProgress, !(progress >= 0 && progress <= 100) {
+            throw ReplicaRefusal(400, "out_of_range", "state_transfer_progress must be between 0 and 100", field: "state_transfer_progress")
+        }
+        var replica = try ReplicaRecord.lock(try require(r.replicaId), agent: agent.id, on: conn)
+        if let text = body.instanceId { try replica.lifecycle.launched(instanceId: try instanceId(text)) }
+        let before = replica.status
+        try replica.lifecycle.report(sync: sync, status: requested)
+        try replica.saveLifecycle(on: conn)
+        _ = try conn.execute(
+            """
+            UPDATE replica_instances SET last_sync_at = now(), sync_latency_ms = coalesce($2, sync_latency_ms),
+                   state_transfer_progress = coalesce($3, state_transfer_progress)
+             WHERE id = $1
+            """, [replica.id, body.syncLatencyMs, body.stateTransferProgress])
+        if before != replica.status {
+            try refreshSummary(agent.id, on: conn)
+            try event("replica.\(replica.status.rawValue)", agent: agent, replica: replica.id, "replica \(before.rawValue) -> \(replica.status.rawValue)", on: conn)
+        }
+        return try .json(200, SyncAnswer(replicaId: replica.id, status: replica.status.rawValue, syncStatus: sync.rawValue))
+    }
+
+    // MARK: modes
+
+    func setModes(_ agent: AgentRecord, _ flags: [String: Bool], waitSeconds: Int? = nil, on conn: PGConnection) throws {
+        _ = try conn.execute(
+            """
+            UPDATE agents SET manual_replica_enabled = coalesce($2, manual_replica_enabled),
+                   auto_switch_enabled = coalesce($3, auto_switch_enabled), auto_terminate_enabled = coalesce($4, auto_terminate_enabled),
+                   auto_replica_enabled = coalesce($5, auto_replica_enabled), terminate_wait_seconds = coalesce($6, terminate_wait_seconds)
+             WHERE id = $1
+            """,
+            [
+                agent.id, flags["manual_replica_enabled"], flags["auto_switch_enabled"], flags["auto_terminate_enabled"],
+                flags["auto_replica_enabled"], waitSeconds,
+            ])
+        var changes = flags.mapValues { JSONValue.bool($0) }
+        if let waitSeconds { changes["terminate_wait_seconds"] = .number(Double(waitSeconds)) }
+        try Outbox.append(
+            Envelope(type: RoutingKey.configChanged, producer: Self.producer, payload: ConfigChanged(agentId: agent.id, clientId: agent.clientId, changes: changes)),
+            on: conn)
+        try event("agent.config_changed", agent: agent, replica: nil, "modes changed: \(JSONValue.object(changes).text)", on: conn)
+    }
+
+    func changeModes(_ r: ReplicaRequest, agent: AgentRecord, on conn: PGConnection) throws -> APIReply {
+        let body = try decode(ModesBody.self, r.body)
+        if let wait = body.terminateWaitSeconds, !(0...86_400).contains(wait) {
+            throw ReplicaRefusal(400, "out_of_range", "terminate_wait_seconds must be between 0 and 86400", field: "terminate_wait_seconds")
+        }
+        if agent.manualReplicaEnabled, body.autoSwitchEnabled == true || body.autoTerminateEnabled == true {
+            throw ReplicaRefusal(409, "manual_mode_active", "disable manual replica mode before enabling auto-switch or auto-terminate")
+        }
+        var flags: [String: Bool] = [:]
+        flags["auto_switch_enabled"] = body.autoSwitchEnabled
+        flags["auto_terminate_enabled"] = body.autoTerminateEnabled
+        flags["auto_replica_enabled"] = body.autoReplicaEnabled
+        try setModes(agent, flags, waitSeconds: body.terminateWaitSeconds, on: conn)
+        let updated = try AgentRecord.lock(agent.id, client: agent.clientId, on: conn)
+        return try .json(200, ModesView(updated))
+    }
+
+    func manualSwitch(_ r: ReplicaRequest, agent: inout AgentRecord, on conn: PGConnection) throws -> APIReply {
+        guard agent.manualReplicaEnabled else {
+            throw ReplicaRefusal(409, "manual_mode_inactive", "enable manual replica mode first")
+        }
+        let active = try ReplicaRecord.list(agent: agent.id, activeOnly: true, on: conn)
+        guard var replica = active.first(where: { $0.type == .manual && $0.status == .ready }) else {
+            throw ReplicaRefusal(409, "replica_not_ready", "the manual replica is not ready yet; try again once it is synced")
+        }
+        replica = try ReplicaRecord.lock(replica.id, agent: agent.id, on: conn)
+        let old = agent.instanceId
+        try promote(&replica, agent: &agent, trigger: "manual", initiatedAt: r.receivedAt, terminateOld: true, oldTerminatedAt: nil, on: conn)
+        let next = try ensureManualReplica(agent, on: conn)
+        return try .json(200, Switched(
+            oldInstanceId: old, newInstanceId: replica.instanceId, promotedReplicaId: replica.id, newReplicaId: next?.id))
+    }
+
+    // MARK: commands
+
+    func commandResult(_ r: ReplicaRequest, agent: AgentRecord, on conn: PGConnection) throws -> APIReply {
+        let body = try decode(CommandResultBody.self, r.body)
+        guard let status = body.status, status == "succeeded" || status == "failed" else {
+            throw ReplicaRefusal(400, "invalid_status", "status must be succeeded or failed", field: "status")
+        }
+        if let message = body.errorMessage, message.count > 2000 {
+            throw ReplicaRefusal(400, "too_long", "error_message is longer than 2000 characters", field: "error_message")
+        }
+        let commandId = try require(r.commandId)
+        guard let row = try conn.query(
+            "SELECT command_type, status, replica_id FROM commands WHERE id = $1 AND agent_id = $2 FOR UPDATE", [commandId, agent.id]
+        ).first else { throw ReplicaRefusal(404, "command_not_found", "no such command for this agent") }
+        let kind = CommandKind(rawValue: try row.decode(String.self, at: 0))
+        let current = try row.decode(String.self, at: 1)
+        let replicaId = try row.decodeIfPresent(UUID.self, at: 2)
+        if current == status { return try .json(200, ResultAnswer(commandId: commandId, status: status)) }
+        guard current == "pending" || current == "delivered" else {
+            throw ReplicaRefusal(409, "command_closed", "the command is already \(current)")
+        }
+        let launched = try body.instanceId.map(instanceId)
+        _ = try conn.execute(
+            "UPDATE commands SET status = $2, result = $3::jsonb, error_message = $4, completed_at = now() WHERE id = $1",
+            [commandId, status, (body.result ?? .object([:])).text, body.errorMessage])
+        if kind == .launchReplica, let replicaId {
+            var replica = try ReplicaRecord.lock(replicaId, agent: agent.id, on: conn)
+            if status == "failed" {
+                if try replica.lifecycle.move(to: .failed) {
+                    try replica.saveLifecycle(on: conn, failureReason: "launch failed: \(body.errorMessage ?? "no reason given")")
+                    try refreshSummary(agent.id, on: conn)
+                    try alert("replica_launch_failed", agent: agent, replica: replica.id, body.errorMessage ?? "the agent could not launch the replica", dedupKey: nil, on: conn)
+                    try ensureManualReplica(agent, on: conn)
+                }
+            } else if let launched {
+                if replica.status.isActive {
+                    try replica.lifecycle.launched(instanceId: launched)
+                    try replica.saveLifecycle(on: conn)
+                } else {
+                    // launched after the replica was ended: the instance must not keep running
+                    var ended = replica
+                    ended.lifecycle = ReplicaLifecycle(status: replica.status, syncStatus: replica.lifecycle.syncStatus, instanceId: launched)
+                    try stopInstance(of: ended, agent: agent, on: conn)
+                }
+            } else {
+                throw ReplicaRefusal(400, "missing_field", "a succeeded launch_replica reports instance_id", field: "instance_id")
+            }
+        }
+        return try .json(200, ResultAnswer(commandId: commandId, status: status))
+    }
+
+    // MARK: status
+
+    func sefStatus(_ agent: AgentRecord, on conn: PGConnection) throws -> APIReply {
+        let replicas = try ReplicaRecord.list(agent: agent.id, activeOnly: true, on: conn).map(ReplicaView.init)
+        let last = try conn.query(
+            """
+            SELECT signal_type, detected_at, response_action, risk_score::float8, failover_time_ms, success
+              FROM spot_interruption_events WHERE agent_id = $1 ORDER BY detected_at DESC LIMIT 1
+            """, [agent.id]
+        ).first.map {
+            LastInterruption(
+                signalType: try $0.decode(String.self, at: 0), detectedAt: try $0.decode(Date.self, at: 1),
+                action: try $0.decodeIfPresent(String.self, at: 2), riskScore: try $0.decodeIfPresent(Double.self, at: 3),
+                failoverTimeMs: try $0.decodeIfPresent(Int.self, at: 4), success: try $0.decodeIfPresent(Bool.self, at: 5))
+        }
+        let price = try PriceBook.latest(pool: agent.poolId, on: conn)
+        return try .json(200, SEFStatus(
+            agentId: agent.id, instanceId: agent.instanceId, poolId: agent.poolId, status: agent.status, modes: ModesView(agent),
+            replicas: replicas, lastInterruption: last, lastFailoverAt: agent.lastFailoverAt,
+            currentPrice: price.map { PriceView(spotPrice: $0.price, confidence: $0.confidence, dataSource: $0.dataSource) }))
+    }
+
+    // MARK: helpers
+
+    func decode<T: Decodable>(_ type: T.Type, _ body: String?) throws -> T {
+        let text = (body?.isEmpty ?? true) ? "{}" : body!
+        do {
+            return try WireJSON.decoder().decode(T.self, from: Data(text.utf8))
+        } catch let e as DecodingError {
+            throw ValidationError(decoding: e)
+        }
+    }
+
+    func require(_ id: UUID?) throws -> UUID {
+        guard let id else { throw ReplicaRefusal(400, "missing_id", "the path names no id") }
+        return id
+    }
+
+    func instanceId(_ text: String) throws -> String {
+        guard let id = InstanceID(rawValue: text) else {
+            throw ReplicaRefusal(400, "invalid_instance_id", "instance_id must look like i-0123456789abcdef0", field: "instance_id")
+        }
+        return id.rawValue
+    }
+
+    func event(_ type: String, agent: AgentRecord, replica: UUID?, _ message: String, severity: String = "info", dedupKey: String? = nil, on conn: PGConnection) throws {
+        _ = try conn.execute(
+            """
+            INSERT INTO system_events (event_type, severity, component, client_id, agent_id, message, details, dedup_key)
+            VALUES ($1, $2, 'spotguard-replicas', $3, $4, $5, jsonb_build_object('replica_id', $6::uuid), $7)
+            ON CONFLICT (dedup_key) DO NOTHING
+            """, [type, severity, agent.clientId, agent.id, message, replica, dedupKey])
+    }
+
+    /// A system event and a `replica.alert` for the notifier (once per `dedupKey`).
+    func alert(_ kind: String, agent: AgentRecord, replica: UUID?, _ message: String, dedupKey: String?, on conn: PGConnection) throws {
+        if let dedupKey, try conn.query("SELECT 1 FROM system_events WHERE dedup_key = $1", [dedupKey]).first != nil { return }
+        try event("replica.alert", agent: agent, replica: replica, message, severity: "warning", dedupKey: dedupKey, on: conn)
+        try Outbox.append(
+            Envelope(type: RoutingKey.replicaAlert, producer: Self.producer, payload: AgentAlert(
+                kind: kind, clientId: agent.clientId, agentId: agent.id, replicaId: replica, message: message, since: nil)),
+            on: conn)
+    }
+}
+
+extension ReplicaRefusal {
+    var reply: APIReply {
+        struct Body: Encodable {
+            struct Detail: Encodable {
+                var code: String
+                var message: String
+                var field: String?
+            }
+            var error: Detail
+        }
+        let data = (try? WireJSON.encoder().encode(Body(error: .init(code: code, message: message, field: field)))) ?? Data()
+        return APIReply(status: status, body: String(decoding: data, as: UTF8.self))
+    }
+}
+
+extension APIReply {
+    static func json<T: Encodable>(_ status: Int, _ value: T) throws -> APIReply {
+        APIReply(status: status, body: String(decoding: try WireJSON.encoder().encode(value), as: UTF8.self))
+    }
+}

@@ -1,0 +1,375 @@
+import Foundation
+import ReplicaCore
+import SpotModels
+import SpotRuntime
+import SpotStore
+
+/// Promotion, termination notices and rebalance recommendations.
+extension Coordinator {
+    /// Promotes a ready replica in the caller's transaction: the replica is promoted, the agent
+    /// remapped to its instance, both instance rows and a switches row (prices, confidence and
+    /// data source from the clean snapshots) written, the replica's agent told by a `promote`
+    /// command, and `replica.promoted` (plus `failover.completed` for a failover) queued.
+    func promote(
+        _ replica: inout ReplicaRecord, agent: inout AgentRecord, trigger: String, initiatedAt: Date, terminateOld: Bool,
+        oldTerminatedAt: Date?, eventId: UUID? = nil, failoverTimeMs: Int? = nil, on conn: PGConnection
+    ) throws {
+        try replica.lifecycle.move(to: .promoted)
+        guard let newInstance = replica.instanceId, let newPool = replica.poolId.flatMap(PoolID.init(rawValue:)) else {
+            throw ReplicaRefusal(409, "replica_instance_unknown", "the replica has no instance yet")
+        }
+        let oldInstance = agent.instanceId
+        let oldPool = agent.poolId
+        try replica.saveLifecycle(on: conn)
+        replica.promotedAt = Date()
+        _ = try conn.execute(
+            "UPDATE replica_instances SET tags = tags || jsonb_build_object('old_instance_id', $2::text) WHERE id = $1",
+            [replica.id, oldInstance])
+        replica.tags = .object((replica.tagsObject).merging(["old_instance_id": oldInstance.map(JSONValue.string) ?? .null]) { $1 })
+
+        let old = try PriceBook.latest(pool: oldPool, on: conn)
+        let new = try PriceBook.latest(pool: replica.poolId, on: conn)
+        let savingsConfidence: String = {
+            guard let o = old?.confidence, let n = new?.confidence else { return "unavailable" }
+            let c = min(o, n)
+            return c >= 0.95 ? "high" : c >= 0.75 ? "medium" : "low"
+        }()
+        let timing: JSONValue = .object([
+            "trigger": .string(trigger), "failover_time_ms": failoverTimeMs.map { .number(Double($0)) } ?? .null,
+            "replica_type": .string(replica.type.rawValue),
+        ])
+        _ = try conn.execute(
+            """
+            INSERT INTO switches (client_id, agent_id, old_instance_id, old_instance_type, old_region, old_az, old_mode, old_pool_id,
+                                  new_instance_id, new_instance_type, new_region, new_az, new_mode, new_pool_id,
+                                  on_demand_price, old_spot_price, new_spot_price, old_price_confidence, new_price_confidence,
+                                  old_price_data_source, new_price_data_source, savings_impact, savings_confidence,
+                                  event_trigger, timing_data, initiated_at, instance_ready_at, old_terminated_at)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'spot', $13, $14, $15, $16, $17, $18, $19, $20,
+                    $21, $22, $23, $24::jsonb, $25, $26, $27)
+            """,
+            [
+                agent.clientId, agent.id, oldInstance, agent.instanceType, agent.azValue?.region.rawValue, agent.az, agent.mode,
+                oldPool, newInstance, newPool.instanceType.rawValue, newPool.region.rawValue, newPool.az.rawValue,
+                newPool.rawValue, new?.onDemand ?? old?.onDemand, old?.price, new?.price, old?.confidence, new?.confidence,
+                old?.dataSource, new?.dataSource, old.flatMap { o in new.map { o.price - $0.price } }, savingsConfidence,
+                trigger, timing.text, initiatedAt, replica.readyAt, oldTerminatedAt,
+            ])
+        // the new primary's instance row (an instance id belongs to the client that first had it)
+        _ = try conn.execute(
+            """
+            INSERT INTO instances AS i (id, client_id, agent_id, instance_type, region, az, current_mode, current_pool_id,
+                                        spot_price, on_demand_price, is_active, installed_at, last_switch_at)
+            VALUES ($1, $2, $3, $4, $5, $6, 'spot', $7, $8, $9, true, now(), now())
+            ON CONFLICT (id) DO UPDATE SET agent_id = EXCLUDED.agent_id, is_active = true, terminated_at = NULL,
+                current_pool_id = EXCLUDED.current_pool_id, last_switch_at = now()
+             WHERE i.client_id = EXCLUDED.client_id
+            """,
+            [
+                newInstance, agent.clientId, agent.id, newPool.instanceType.rawValue, newPool.region.rawValue,
+                newPool.az.rawValue, newPool.rawValue, new?.price, new?.onDemand ?? old?.onDemand,
+            ])
+        if let oldInstance {
+            _ = try conn.execute(
+                """
+                UPDATE instances SET last_switch_at = now(), is_active = is_active AND $3::timestamptz IS NULL,
+                       terminated_at = coalesce($3, terminated_at)
+                 WHERE id = $1 AND client_id = $2
+                """, [oldInstance, agent.clientId, oldTerminatedAt])
+        }
+        _ = try conn.execute(
+            """
+            UPDATE agents SET instance_id = $2, instance_type = $3, region = $4, az = $5, current_pool_id = $6,
+                   current_mode = 'spot', status = 'online',
+                   last_failover_at = CASE WHEN $7 THEN now() ELSE last_failover_at END
+             WHERE id = $1
+            """,
+            [
+                agent.id, newInstance, newPool.instanceType.rawValue, newPool.region.rawValue, newPool.az.rawValue,
+                newPool.rawValue, trigger == "failover",
+            ])
+        agent.instanceId = newInstance
+        agent.instanceType = newPool.instanceType.rawValue
+        agent.az = newPool.az.rawValue
+        agent.poolId = newPool.rawValue
+        agent.mode = "spot"
+        try refreshSummary(agent.id, on: conn)
+
+        try Commands.issue(
+            try .init(
+                .promote, clientId: agent.clientId, agentId: agent.id, targetInstanceId: newInstance, replicaId: replica.id,
+                payload: PromotePayload(replicaId: replica.id, oldInstanceId: oldInstance, newInstanceId: newInstance, trigger: trigger),
+                issuedBy: "replicas", priority: 10),
+            producer: Self.producer, on: conn)
+        if terminateOld, let oldInstance, oldTerminatedAt == nil {
+            // the old primary's agent stops its own instance once the wait is over
+            try Commands.issue(
+                try .init(
+                    .terminate, clientId: agent.clientId, agentId: agent.id, targetInstanceId: oldInstance,
+                    payload: ["instance_id": oldInstance, "reason": "replaced by replica \(replica.id.uuidString.lowercased())"],
+                    terminateWaitSeconds: agent.terminateWaitSeconds, issuedBy: "replicas"),
+                producer: Self.producer, on: conn)
+        }
+        let report = FailoverReport(
+            clientId: agent.clientId, agentId: agent.id, eventId: eventId, replicaId: replica.id, oldInstanceId: oldInstance,
+            newInstanceId: newInstance, trigger: trigger, failoverTimeMs: failoverTimeMs, reason: nil)
+        try Outbox.append(Envelope(type: RoutingKey.replicaPromoted, producer: Self.producer, payload: report), on: conn)
+        if trigger == "failover" {
+            try Outbox.append(Envelope(type: RoutingKey.failoverCompleted, producer: Self.producer, payload: report), on: conn)
+        }
+        try event(
+            "replica.promoted", agent: agent, replica: replica.id,
+            "replica promoted (\(trigger)): \(oldInstance ?? "?") -> \(newInstance)", on: conn)
+    }
+
+    // MARK: termination notice
+
+    struct FailoverAnswer: Encodable {
+        var success = true
+        var message = "Automatic failover completed"
+        var newInstanceId: String?
+        var oldInstanceId: String?
+        var replicaId: UUID?
+        var failoverTimeMs: Int?
+        var action = "replica_promoted"
+        var eventId: UUID
+    }
+
+    /// Seed 000's "no replica" body, answered with 409: the request was understood and
+    /// recorded, but the agent's state (no ready replica) rules out a failover.
+    struct NoReplicaAnswer: Encodable {
+        var success = false
+        var error = "No replica available"
+        var code = "emergency_snapshot_required"
+        var action = "emergency_snapshot_required"
+        var message = "Agent should create emergency state snapshot and upload to S3"
+        var emergencyReplicaId: UUID?
+        var eventId: UUID
+    }
+
+    struct ReplicaLostAnswer: Encodable {
+        var success = true
+        var action = "replica_lost"
+        var message = "The interrupted instance was a replica; it was marked failed"
+        var replicaId: UUID
+    }
+
+    /// A termination notice (two minutes left). With a ready replica: promote it now. Without:
+    /// record it, launch an `automatic-termination` replica and tell the agent to snapshot.
+    /// A repeated notice for the same instance answers as the first did, and promotes at most once.
+    func handleTermination(
+        agent: inout AgentRecord, instanceId given: String?, terminationTime: Date?, replicaId: UUID?, receivedAt: Date,
+        on conn: PGConnection
+    ) throws -> APIReply {
+        let instance = try given.map(instanceId) ?? agent.instanceId
+        guard let instance else {
+            throw ReplicaRefusal(409, "agent_instance_unknown", "the agent has not reported its instance yet", field: "instance_id")
+        }
+        var recorded = try conn.query(
+            """
+            SELECT id, response_action, replica_id, failover_time_ms, new_instance_id FROM spot_interruption_events
+             WHERE agent_id = $1 AND instance_id = $2 AND signal_type = 'termination-notice' FOR UPDATE
+            """, [agent.id, instance]
+        ).first.map { r in
+            (id: try r.decode(UUID.self, at: 0), action: try r.decodeIfPresent(String.self, at: 1),
+             replica: try r.decodeIfPresent(UUID.self, at: 2), ms: try r.decodeIfPresent(Int.self, at: 3),
+             newInstance: try r.decodeIfPresent(String.self, at: 4))
+        }
+        if let done = recorded, done.action == "replica_promoted" {
+            return try .json(200, FailoverAnswer(
+                newInstanceId: done.newInstance, oldInstanceId: instance, replicaId: done.replica, failoverTimeMs: done.ms,
+                eventId: done.id))
+        }
+        if recorded == nil, instance != agent.instanceId {
+            // a replica's instance being reclaimed is a lost replica, not a failover
+            if var replica = try ReplicaRecord.list(agent: agent.id, activeOnly: true, on: conn).first(where: { $0.instanceId == instance }) {
+                replica = try ReplicaRecord.lock(replica.id, agent: agent.id, on: conn)
+                try replica.lifecycle.move(to: .failed)
+                try replica.saveLifecycle(on: conn, failureReason: "spot interruption of the replica's instance")
+                try refreshSummary(agent.id, on: conn)
+                try alert("replica_interrupted", agent: agent, replica: replica.id, "the replica's spot instance is being reclaimed", dedupKey: nil, on: conn)
+                try ensureManualReplica(agent, on: conn)
+                return try .json(200, ReplicaLostAnswer(replicaId: replica.id))
+            }
+            throw ReplicaRefusal(409, "instance_not_primary", "\(instance) is not the agent's current instance", field: "instance_id")
+        }
+        if recorded == nil {
+            let id = try conn.query(
+                """
+                INSERT INTO spot_interruption_events (agent_id, client_id, instance_id, pool_id, signal_type, signal_time,
+                                                      termination_time, response_action, detected_at)
+                VALUES ($1, $2, $3, $4, 'termination-notice', $5, $6, 'recorded', $5) RETURNING id
+                """, [agent.id, agent.clientId, instance, agent.poolId, receivedAt, terminationTime]
+            )[0].decode(UUID.self, at: 0)
+            recorded = (id, "recorded", nil, nil, nil)
+            _ = try conn.execute(
+                "UPDATE agents SET last_interruption_signal = 'termination-notice' WHERE id = $1", [agent.id])
+        }
+        let eventId = recorded!.id
+        let active = try ReplicaRecord.list(agent: agent.id, activeOnly: true, on: conn)
+        let candidate: ReplicaRecord?
+        if let replicaId {
+            guard let named = active.first(where: { $0.id == replicaId }) else {
+                throw ReplicaRefusal(409, "replica_not_ready", "replica \(replicaId.uuidString.lowercased()) is not active for this agent", field: "replica_id")
+            }
+            candidate = named.status == .ready ? named : nil
+        } else {
+            // the freshest ready replica; manual ones were kept warm on purpose
+            candidate = active.filter { $0.status == .ready && $0.instanceId != nil }
+                .min { ($0.type == .manual ? 0 : 1, $1.readyAt ?? .distantPast) < ($1.type == .manual ? 0 : 1, $0.readyAt ?? .distantPast) }
+        }
+        if var replica = candidate {
+            replica = try ReplicaRecord.lock(replica.id, agent: agent.id, on: conn)
+            let ms = max(0, Int(Date().timeIntervalSince(receivedAt) * 1000))
+            try promote(
+                &replica, agent: &agent, trigger: "failover", initiatedAt: receivedAt, terminateOld: false,
+                oldTerminatedAt: terminationTime ?? receivedAt.addingTimeInterval(120), eventId: eventId, failoverTimeMs: ms, on: conn)
+            _ = try conn.execute(
+                """
+                UPDATE spot_interruption_events SET response_action = 'replica_promoted', replica_id = $2, new_instance_id = $3,
+                       failover_completed = true, failover_completed_at = now(), failover_time_ms = $4, success = true
+                 WHERE id = $1
+                """, [eventId, replica.id, replica.instanceId, ms])
+            try Outbox.append(Envelope(type: RoutingKey.interruptionTermination, producer: Self.producer, payload: InterruptionRecorded(
+                eventId: eventId, clientId: agent.clientId, agentId: agent.id, instanceId: instance, poolId: nil,
+                signalType: .terminationNotice, riskScore: nil, action: "replica_promoted")), on: conn)
+            try ensureManualReplica(agent, on: conn)
+            return try .json(200, FailoverAnswer(
+                newInstanceId: replica.instanceId, oldInstanceId: instance, replicaId: replica.id, failoverTimeMs: ms, eventId: eventId))
+        }
+        // no ready replica: the first notice launches one (a repeat finds it in `active`)
+        var emergency = active.first { $0.type == .automaticTermination }?.id ?? recorded!.replica
+        if recorded!.action == "recorded" {
+            if emergency == nil {
+                do {
+                    emergency = try launch(
+                        .automaticTermination, for: agent, placement: .init(safe: true), createdBy: "system", user: nil,
+                        tags: .object(["reason": .string("termination notice without a ready replica")]), on: conn
+                    ).id
+                } catch let refusal as ReplicaRefusal {
+                    try event("replica.not_launched", agent: agent, replica: nil, refusal.message, severity: "warning", on: conn)
+                }
+            }
+            _ = try conn.execute(
+                """
+                UPDATE spot_interruption_events SET response_action = 'emergency_snapshot_required', replica_id = $2, success = false,
+                       error_message = 'no ready replica'
+                 WHERE id = $1
+                """, [eventId, emergency])
+            let report = FailoverReport(
+                clientId: agent.clientId, agentId: agent.id, eventId: eventId, replicaId: emergency, oldInstanceId: instance,
+                newInstanceId: nil, trigger: "failover", failoverTimeMs: nil, reason: "no ready replica")
+            try Outbox.append(Envelope(type: RoutingKey.failoverFailed, producer: Self.producer, payload: report), on: conn)
+            try Outbox.append(Envelope(type: RoutingKey.interruptionTermination, producer: Self.producer, payload: InterruptionRecorded(
+                eventId: eventId, clientId: agent.clientId, agentId: agent.id, instanceId: instance, poolId: agent.poolId,
+                signalType: .terminationNotice, riskScore: nil, action: "emergency_snapshot_required")), on: conn)
+            try event("failover.failed", agent: agent, replica: emergency, "termination notice for \(instance) without a ready replica", severity: "error", on: conn)
+        }
+        return try .json(409, NoReplicaAnswer(emergencyReplicaId: emergency, eventId: eventId))
+    }
+
+    // MARK: rebalance recommendation
+
+    struct RebalanceAnswer: Encodable {
+        var success = true
+        var eventId: UUID
+        var signalType = InterruptionSignal.rebalanceRecommendation.rawValue
+        var riskScore: Double
+        var riskComponents: RiskModel.Score
+        var threshold: Double
+        var action: String
+        var reason: String
+        var replicaId: UUID?
+    }
+
+    /// `POST /interruption`: a termination notice takes the failover path; a rebalance
+    /// recommendation is recorded with its risk and, above the threshold, gets an
+    /// `automatic-rebalance` replica in the cheapest pool without recent signals.
+    func handleInterruption(_ r: ReplicaRequest, agent: inout AgentRecord, on conn: PGConnection) throws -> APIReply {
+        let body = try decode(InterruptionBody.self, r.body)
+        guard let text = body.signalType, let signal = InterruptionSignal(rawValue: text) else {
+            throw ReplicaRefusal(
+                400, "unknown_signal_type", "signal_type must be rebalance-recommendation or termination-notice", field: "signal_type")
+        }
+        if signal == .terminationNotice {
+            return try handleTermination(
+                agent: &agent, instanceId: body.instanceId, terminationTime: body.terminationTime, replicaId: body.replicaId,
+                receivedAt: r.receivedAt, on: conn)
+        }
+        if let ts = body.timestamp, !(ts > 0 && ts < 4_102_444_800) {
+            throw ReplicaRefusal(400, "out_of_range", "timestamp must be seconds since 1970", field: "timestamp")
+        }
+        let signalTime = body.signalTime ?? body.timestamp.map { Date(timeIntervalSince1970: $0) } ?? r.receivedAt
+        let instance = try body.instanceId.map(instanceId) ?? agent.instanceId
+        if let existing = try conn.query(
+            """
+            SELECT id, risk_score::float8, response_action, replica_id, risk_components::text FROM spot_interruption_events
+             WHERE agent_id = $1 AND signal_type = 'rebalance-recommendation' AND signal_time = $2
+            """, [agent.id, signalTime]
+        ).first {
+            let components = try JSONDecoder().decode(RiskModel.Score.self, from: Data((try existing.decodeIfPresent(String.self, at: 4) ?? "{}").utf8))
+            return try .json(200, RebalanceAnswer(
+                eventId: try existing.decode(UUID.self, at: 0), riskScore: try existing.decodeIfPresent(Double.self, at: 1) ?? 0,
+                riskComponents: components, threshold: configuration.risk.threshold,
+                action: try existing.decodeIfPresent(String.self, at: 2) ?? "recorded", reason: "already recorded",
+                replicaId: try existing.decodeIfPresent(UUID.self, at: 3)))
+        }
+        let inputs = try conn.query(
+            """
+            SELECT (SELECT count(*) FROM spot_interruption_events WHERE pool_id = $1 AND signal_type = 'termination-notice'
+                      AND detected_at > now() - interval '30 days')::int,
+                   (SELECT extract(epoch FROM now() - coalesce(i.installed_at, i.created_at)) / 3600 FROM instances i WHERE i.id = $2)::float8,
+                   (SELECT coalesce(stddev_pop(spot_price) / nullif(avg(spot_price), 0), 0) FROM pricing_snapshots_clean
+                     WHERE pool_id = $1 AND time_bucket > now() - interval '6 hours')::float8
+            """, [agent.poolId, instance]
+        )[0]
+        let score = configuration.risk.score(.init(
+            poolTerminations30d: try inputs.decode(Int.self, at: 0), instanceAgeHours: try inputs.decodeIfPresent(Double.self, at: 1) ?? 0,
+            priceVolatility: try inputs.decodeIfPresent(Double.self, at: 2) ?? 0))
+        let active = try ReplicaRecord.list(agent: agent.id, activeOnly: true, on: conn)
+        var action = "recorded"
+        var reason: String
+        var replicaId: UUID?
+        if let standby = active.first {
+            reason = "the agent already has an active \(standby.type.rawValue) replica"
+            replicaId = standby.id
+        } else if !agent.autoReplicaEnabled {
+            reason = "automatic replicas are disabled for this agent"
+        } else if !configuration.risk.warrantsReplica(score) {
+            reason = "risk \(score.total) is below the threshold \(configuration.risk.threshold)"
+        } else {
+            do {
+                replicaId = try launch(
+                    .automaticRebalance, for: agent, placement: .init(safe: true), createdBy: "system", user: nil,
+                    tags: .object(["risk_score": .number(score.total)]), on: conn
+                ).id
+                action = "replica_created"
+                reason = "risk \(score.total) reached the threshold \(configuration.risk.threshold)"
+            } catch let refusal as ReplicaRefusal {
+                reason = "risk warranted a replica but none could be placed: \(refusal.message)"
+            }
+        }
+        let components = String(decoding: try JSONEncoder().encode(score), as: UTF8.self)
+        let eventId = try conn.query(
+            """
+            INSERT INTO spot_interruption_events (agent_id, client_id, instance_id, pool_id, signal_type, signal_time,
+                                                  risk_score, risk_components, response_action, replica_id, detected_at)
+            VALUES ($1, $2, $3, $4, 'rebalance-recommendation', $5, $6, $7::jsonb, $8, $9, $10) RETURNING id
+            """, [agent.id, agent.clientId, instance, agent.poolId, signalTime, score.total, components, action, replicaId, r.receivedAt]
+        )[0].decode(UUID.self, at: 0)
+        _ = try conn.execute("UPDATE agents SET last_interruption_signal = 'rebalance-recommendation' WHERE id = $1", [agent.id])
+        try Outbox.append(Envelope(type: RoutingKey.interruptionRebalance, producer: Self.producer, payload: InterruptionRecorded(
+            eventId: eventId, clientId: agent.clientId, agentId: agent.id, instanceId: instance, poolId: agent.poolId,
+            signalType: .rebalanceRecommendation, riskScore: score.total, action: action)), on: conn)
+        return try .json(200, RebalanceAnswer(
+            eventId: eventId, riskScore: score.total, riskComponents: score, threshold: configuration.risk.threshold, action: action,
+            reason: reason, replicaId: replicaId))
+    }
+}
+
+extension ReplicaRecord {
+    var tagsObject: [String: JSONValue] {
+        if case .object(let o) = tags { return o }
+        return [:]
+    }
+}

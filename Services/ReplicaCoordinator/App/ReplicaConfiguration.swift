@@ -1,0 +1,66 @@
+import Foundation
+import ReplicaCore
+import SpotRuntime
+
+/// Settings of `spotguard-replicas`, from the environment:
+/// - `SPOTGUARD_REPLICAS_HOST` (default `127.0.0.1`), `SPOTGUARD_REPLICAS_PORT` (default 8082): health and metrics
+/// - `SPOTGUARD_REPLICAS_CONCURRENCY` (int, default 8): relayed calls one process answers at once
+/// - `SPOTGUARD_REPLICAS_RECONCILE_SECONDS` (int, default 10): how often manual replicas, expiries
+///   and health are checked
+/// - `SPOTGUARD_REPLICAS_RISK_THRESHOLD_PERCENT` (int, default 30): rebalance risk that launches a replica
+/// - `SPOTGUARD_REPLICAS_REBALANCE_WINDOW_SECONDS` (int, default 7200): a rebalance replica not
+///   needed by a termination within this window is terminated
+/// - `SPOTGUARD_REPLICAS_STUCK_SECONDS` (int, default 180): a replica launching or syncing longer fails
+/// - `SPOTGUARD_REPLICAS_OFFLINE_SECONDS` (int, default 600): an agent silent this long is offline
+/// - `SPOTGUARD_REPLICAS_PRICE_WINDOW_SECONDS` (int, default 3600): how recent a clean price must
+///   be for its pool to host a replica
+/// - `SPOTGUARD_REPLICAS_RELAUNCH_LIMIT` (int, default 3): manual replicas that may fail within
+///   10 minutes before the coordinator stops replacing them and alerts
+public struct ReplicaConfiguration: Sendable {
+    public var host: String
+    public var port: Int
+    public var concurrency: Int
+    public var reconcileInterval: Duration
+    public var risk = RiskModel()
+    public var rebalanceWindow: Duration
+    public var stuckAfter: Duration
+    public var offlineAfter: Duration
+    public var priceWindow: Duration
+    public var relaunchLimit: Int
+    /// A launch command not fetched in time is pointless (the replica will have failed).
+    public var launchExpiry: Duration
+    /// A delivered command not answered within this lease is handed out again.
+    public var commandLease: Duration = .seconds(60)
+    public var workerName: String
+
+    public init(env: EnvironmentReader) throws {
+        host = env.string("SPOTGUARD_REPLICAS_HOST") ?? "127.0.0.1"
+        port = try env.int("SPOTGUARD_REPLICAS_PORT", default: 8082, range: 0...65535)
+        concurrency = try env.int("SPOTGUARD_REPLICAS_CONCURRENCY", default: 8, range: 1...64)
+        reconcileInterval = .seconds(try env.int("SPOTGUARD_REPLICAS_RECONCILE_SECONDS", default: 10, range: 1...3600))
+        risk.threshold = Double(try env.int("SPOTGUARD_REPLICAS_RISK_THRESHOLD_PERCENT", default: 30, range: 0...100)) / 100
+        rebalanceWindow = .seconds(try env.int("SPOTGUARD_REPLICAS_REBALANCE_WINDOW_SECONDS", default: 7200, range: 1...7 * 86_400))
+        let stuck = try env.int("SPOTGUARD_REPLICAS_STUCK_SECONDS", default: 180, range: 1...86_400)
+        stuckAfter = .seconds(stuck)
+        launchExpiry = .seconds(stuck)
+        offlineAfter = .seconds(try env.int("SPOTGUARD_REPLICAS_OFFLINE_SECONDS", default: 600, range: 1...86_400))
+        priceWindow = .seconds(try env.int("SPOTGUARD_REPLICAS_PRICE_WINDOW_SECONDS", default: 3600, range: 60...7 * 86_400))
+        relaunchLimit = try env.int("SPOTGUARD_REPLICAS_RELAUNCH_LIMIT", default: 3, range: 1...100)
+        workerName = "\(ProcessInfo.processInfo.hostName)-\(ProcessInfo.processInfo.processIdentifier)"
+    }
+
+    /// Defaults, for tools and tests.
+    public init() {
+        host = "127.0.0.1"
+        port = 0
+        concurrency = 8
+        reconcileInterval = .seconds(10)
+        rebalanceWindow = .seconds(7200)
+        stuckAfter = .seconds(180)
+        launchExpiry = .seconds(180)
+        offlineAfter = .seconds(600)
+        priceWindow = .seconds(3600)
+        relaunchLimit = 3
+        workerName = "\(ProcessInfo.processInfo.hostName)-\(ProcessInfo.processInfo.processIdentifier)"
+    }
+}

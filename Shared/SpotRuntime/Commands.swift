@@ -1,0 +1,113 @@
+import Foundation
+import SpotModels
+import SpotStore
+
+/// Commands to agents (seed 004, pattern 3). A command is a row in `commands`, written in
+/// the issuer's transaction together with a `command.issued` outbox message; the message only
+/// wakes the agent's long-poll sooner, the row is the command.
+public enum Commands {
+    public struct Issue: Sendable {
+        public var kind: CommandKind
+        public var clientId: UUID
+        public var agentId: UUID
+        /// The instance whose agent executes it (a primary and its replicas share an agent id).
+        public var targetInstanceId: String?
+        public var replicaId: UUID?
+        /// JSON object text.
+        public var payload: String
+        public var targetMode: InstanceMode?
+        public var targetPoolId: String?
+        public var terminateWaitSeconds: Int?
+        public var issuedBy: String
+        public var priority: Int
+        /// Commands that make no sense later (a launch for a failover) expire.
+        public var expiresIn: Duration?
+
+        public init<P: Encodable>(
+            _ kind: CommandKind, clientId: UUID, agentId: UUID, targetInstanceId: String?, replicaId: UUID? = nil, payload: P,
+            targetMode: InstanceMode? = nil, targetPoolId: String? = nil, terminateWaitSeconds: Int? = nil,
+            issuedBy: String, priority: Int = 0, expiresIn: Duration? = nil
+        ) throws {
+            self.kind = kind
+            self.clientId = clientId
+            self.agentId = agentId
+            self.targetInstanceId = targetInstanceId
+            self.replicaId = replicaId
+            self.payload = String(decoding: try WireJSON.encoder().encode(payload), as: UTF8.self)
+            self.targetMode = targetMode
+            self.targetPoolId = targetPoolId
+            self.terminateWaitSeconds = terminateWaitSeconds
+            self.issuedBy = issuedBy
+            self.priority = priority
+            self.expiresIn = expiresIn
+        }
+    }
+
+    /// Inserts the command and its wake-up message inside the caller's transaction.
+    @discardableResult
+    public static func issue(_ c: Issue, producer: String, on conn: PGConnection) throws -> UUID {
+        let id = UUID()
+        _ = try conn.execute(
+            """
+            INSERT INTO commands (id, client_id, agent_id, command_type, payload, target_mode, target_pool_id,
+                                  terminate_wait_seconds, issued_by, priority, target_instance_id, replica_id, expires_at)
+            VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $8, $9, $10, $11, $12, now() + make_interval(secs => $13))
+            """,
+            [
+                id, c.clientId, c.agentId, c.kind.rawValue, c.payload, c.targetMode?.rawValue, c.targetPoolId,
+                c.terminateWaitSeconds, c.issuedBy, c.priority, c.targetInstanceId, c.replicaId,
+                c.expiresIn.map { Double($0.components.seconds) },
+            ])
+        let fact = CommandIssued(commandId: id, agentId: c.agentId, kind: c.kind, targetInstanceId: c.targetInstanceId)
+        try Outbox.append(Envelope(type: RoutingKey.commandIssued, producer: producer, payload: fact), on: conn)
+        return id
+    }
+
+    /// One command as an agent receives it.
+    public struct Delivered: Codable, Sendable {
+        public var commandId: UUID
+        public var commandType: String
+        public var payload: JSONValue
+        public var targetInstanceId: String?
+        public var targetMode: String?
+        public var targetPoolId: String?
+        public var terminateWaitSeconds: Int?
+        public var replicaId: UUID?
+        public var priority: Int
+        public var createdAt: Date
+        public var deliveryCount: Int
+    }
+
+    /// Hands out the agent's waiting commands (highest priority, then oldest first) and marks
+    /// them delivered. A command delivered but not answered within `lease` is handed out
+    /// again (agents execute idempotently by command id); expired ones are closed first.
+    public static func claim(
+        agentId: UUID, instanceId: String?, limit: Int = 10, lease: Duration, on conn: PGConnection
+    ) throws -> [Delivered] {
+        _ = try conn.execute(
+            """
+            UPDATE commands SET status = 'expired', completed_at = now()
+             WHERE agent_id = $1 AND status IN ('pending', 'delivered') AND expires_at < now()
+            """, [agentId])
+        return try conn.query(
+            """
+            UPDATE commands c SET status = 'delivered', delivered_at = now(), delivery_count = c.delivery_count + 1
+              FROM (SELECT id FROM commands
+                     WHERE agent_id = $1 AND (target_instance_id IS NULL OR $2::text IS NULL OR target_instance_id = $2)
+                       AND (status = 'pending' OR (status = 'delivered' AND delivered_at < now() - make_interval(secs => $4)))
+                     ORDER BY priority DESC, created_at LIMIT $3 FOR UPDATE SKIP LOCKED) due
+             WHERE c.id = due.id
+            RETURNING c.id, c.command_type, c.payload::text, c.target_instance_id, c.target_mode, c.target_pool_id,
+                      c.terminate_wait_seconds, c.replica_id, c.priority, c.created_at, c.delivery_count
+            """, [agentId, instanceId, limit, Double(lease.components.seconds)]
+        ).map { r in
+            Delivered(
+                commandId: try r.decode(UUID.self, at: 0), commandType: try r.decode(String.self, at: 1),
+                payload: JSONValue.parse(try r.decode(String.self, at: 2)) ?? .null, targetInstanceId: try r.decodeIfPresent(String.self, at: 3),
+                targetMode: try r.decodeIfPresent(String.self, at: 4), targetPoolId: try r.decodeIfPresent(String.self, at: 5),
+                terminateWaitSeconds: try r.decodeIfPresent(Int.self, at: 6), replicaId: try r.decodeIfPresent(UUID.self, at: 7),
+                priority: try r.decode(Int.self, at: 8), createdAt: try r.decode(Date.self, at: 9),
+                deliveryCount: try r.decode(Int.self, at: 10))
+        }.sorted { ($0.priority, $1.createdAt) > ($1.priority, $0.createdAt) }
+    }
+}
