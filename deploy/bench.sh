@@ -135,7 +135,7 @@ e2e_lua "$HALF_DELAY"
 wrk -t1 -c16 -d300s -s "$SPOTGUARD_STACK_DIR/e2e.lua" "$SPOTGUARD_INGEST_URL" >/dev/null 2>&1 &
 LOAD_PID=$!
 sleep 2  # the load is running
-FAILOVER="$(SPOTGUARD_BENCH_TOKEN="$TOKEN" "$BIN/spotguard-bench" failover "${BENCH_FAILOVER_AGENTS:-200}")"
+FAILOVER="$(SPOTGUARD_BENCH_TOKEN="$TOKEN" "$BIN/spotguard-bench" failover "${BENCH_FAILOVER_AGENTS:-200}")" || FAILOVER=failed
 kill "$LOAD_PID" 2>/dev/null || true
 wait "$LOAD_PID" 2>/dev/null || true
 stop_services
@@ -166,3 +166,4 @@ printf '%-58s %12s\n' "  same, max ms ($(fig failovers) failovers, 4 at a time)"
 printf '%-58s %12s\n' "  server-side failover_time_ms p50 / p99" "$(fig failover_server_p50_ms) / $(fig failover_server_p99_ms)"
 printf '%-58s %12s\n' "command issued -> long-poll answered, p50 / p99 ms" "$(fig command_delivery_p50_ms) / $(fig command_delivery_p99_ms)"
 printf '%-58s %12s\n' "  same, max ms ($(fig commands) commands)" "$(fig command_delivery_max_ms)"
+[ "$FAILOVER" != failed ] || { echo "bench: the failover run failed (see above)" >&2; exit 1; }

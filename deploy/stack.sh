@@ -34,7 +34,7 @@ DIST_PORT=$((BASE + 73))
 EPMD_PORT=$((BASE + 69))
 INGEST_PORT=$((BASE + 80))
 SEF_PORT=$((BASE + 81))
-REPLICAS_PORT=$((BASE + 82))
+REPLICAS_PORT=$((BASE + 84))  # +82, +83: further SEF copies (bench)
 PG_BIN=""
 RABBIT_BIN=/usr/lib/rabbitmq/bin
 

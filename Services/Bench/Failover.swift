@@ -101,6 +101,8 @@ enum FailoverBench {
 
         // 3. command delivery to long-polling agents (the promoted replicas are their primaries now)
         let deliveries = try await concurrently(Array(ready.prefix(max(1, count / 2))), width: 4) { agent -> Double in
+            // the new primary first collects its `promote`, so the next command is the only one
+            _ = try await http.expect(200, "GET", "/api/agents/\(agent.id)/pending-commands?instance_id=\(agent.replicaInstance)&wait=0")
             let poll = Task { () -> Double in
                 let body = try await http.expect(200, "GET", "/api/agents/\(agent.id)/pending-commands?instance_id=\(agent.replicaInstance)&wait=20")
                 let answered = Date()

@@ -215,6 +215,10 @@ extension IntegrationTests {
                 let forOld = try await agent.poll(agent.instance)
                 #expect(forOld.map { $0["command_type"] as? String } == ["terminate"])
                 #expect(forOld.first?["terminate_wait_seconds"] as? Int == 1800)
+                let terminated = try await agent.call("POST", "/commands/\(forOld.first?["command_id"] as? String ?? "")/result", #"{"status": "succeeded"}"#)
+                #expect(terminated.status == 200)
+                let oldRow = try await ReplicaQuery.one(store, "SELECT is_active::text FROM instances WHERE id = $1", [agent.instance])
+                #expect(oldRow == ["false"], "the old primary's instance is closed once its agent terminated it")
                 let again = try await agent.call("POST", "/replicas/\(replicaId)/promote", "{}")
                 #expect(again.status == 200, "promoting a promoted replica again answers as the first time")
                 #expect(try await SEFQuery.count(store, "SELECT count(*) FROM switches WHERE agent_id = $1::uuid", [agent.id]) == 1)
@@ -303,6 +307,8 @@ extension IntegrationTests {
                     let emergencyId = try #require(noReplica.id("emergency_replica_id"))
                     let emergency = try await ReplicaQuery.one(store, "SELECT replica_type FROM replica_instances WHERE id = $1::uuid", [emergencyId])
                     #expect(emergency == ["automatic-termination"])
+                    let orders = try await bare.poll(bare.instance).compactMap { $0["command_type"] as? String }
+                    #expect(orders.sorted() == ["launch_replica", "snapshot"], "the dying primary is told to snapshot and to launch")
                     let noReplicaAgain = try await bare.call("POST", "/termination-imminent", "{}")
                     #expect(noReplicaAgain.id("emergency_replica_id") == emergencyId, "one emergency replica per notice")
 
@@ -471,7 +477,8 @@ extension IntegrationTests {
         }
 
         /// Agents silent for 10 minutes go offline and replicas stuck past 180 s fail, each
-        /// announced on the bus (the clocks are moved back in the database).
+        /// announced on the bus; a rebalance replica unused after 2 hours is terminated (the
+        /// clocks are moved back in the database).
         @Test func silentAgentsAndStuckReplicasAreReported() async throws {
             let store = try await TestStack.store()
             try await withInbox([RoutingKey.agentOffline, RoutingKey.replicaAlert]) { inbox in
@@ -479,8 +486,12 @@ extension IntegrationTests {
                     let agent = try await ReplicaAgent.make(ingest, store: store)
                     let created = try await agent.call("POST", "/replicas")
                     let replicaId = try #require(created.id("replica_id"))
+                    let rebalance = try #require(try await agent.call(
+                        "POST", "/create-emergency-replica", #"{"signal_type": "rebalance-recommendation"}"#).id("replica_id"))
                     _ = try await store.withConnection { conn in
                         _ = try conn.execute("UPDATE agents SET last_heartbeat_at = now() - interval '11 minutes' WHERE id = $1::uuid", [agent.id])
+                        _ = try conn.execute(
+                            "UPDATE replica_instances SET created_at = now() - interval '2 hours 1 minute' WHERE id = $1::uuid", [rebalance])
                         return try conn.execute(
                             "UPDATE replica_instances SET status_changed_at = now() - interval '181 seconds' WHERE id = $1::uuid", [replicaId])
                     }
@@ -492,6 +503,8 @@ extension IntegrationTests {
                     #expect(try await ReplicaQuery.one(store, "SELECT status FROM agents WHERE id = $1::uuid", [agent.id]) == ["offline"])
                     let failed = try await ReplicaQuery.one(store, "SELECT status, failure_reason FROM replica_instances WHERE id = $1::uuid", [replicaId])
                     #expect(failed == ["failed", "stuck in launching for more than 180 s"])
+                    let expired = try await ReplicaQuery.one(store, "SELECT status, failure_reason FROM replica_instances WHERE id = $1::uuid", [rebalance])
+                    #expect(expired == ["terminated", "no termination followed the rebalance recommendation"])
                     #expect(try await ReplicaQuery.awaitCycles(coordinators, 2))
                     #expect(try alerts().count == 2, "later passes announce nothing twice")
                 }

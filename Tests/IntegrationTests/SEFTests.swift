@@ -298,7 +298,7 @@ extension IntegrationTests {
         }
 
         /// Heartbeats update the agent and its instance; only newer ones count; a status
-        /// change is recorded once.
+        /// change is recorded once; an instance switched away from no longer counts.
         @Test func heartbeatsUpdateAgentsAndRecordTransitions() async throws {
             let store = try await TestStack.store()
             try await ServiceProcess.withIngest { ingest in
@@ -335,6 +335,30 @@ extension IntegrationTests {
                         ).map { "\(try $0.decode(String.self, at: 0))->\(try $0.decode(String.self, at: 1))" }
                     }
                     #expect(events == ["online->switching", "switching->online"])
+
+                    // after a failover away from this instance, its last heartbeats no longer
+                    // speak for the agent (a later one from the new primary still does)
+                    let replacement = "i-" + String(UUID().uuidString.lowercased().filter(\.isHexDigit).prefix(17))
+                    _ = try await store.withConnection { conn in
+                        try conn.execute(
+                            """
+                            INSERT INTO switches (client_id, agent_id, old_instance_id, new_instance_id, event_trigger, initiated_at)
+                            SELECT client_id, id, $2, $3, 'failover', now() FROM agents WHERE id = $1::uuid
+                            """, [fleet.agent, instance, replacement])
+                    }
+                    func beatAs(_ instance: String?, at: Date) async throws -> Int {
+                        let field = instance.map { #""instance_id": "\#($0)", "# } ?? ""
+                        return try await ingest.send("POST", "/api/agents/\(fleet.agent)/heartbeat", token: fleet.token, json: """
+                            {\(field)"status": "online", "observed_at": "\(Timestamp.format(at))"}
+                            """).status
+                    }
+                    #expect(try await beatAs(replacement, at: now - 10) == 202)
+                    #expect(try await TestStack.eventually { try await agent()[1] == replacement })
+                    #expect(try await beatAs(instance, at: now - 5) == 202)  // the dying primary, newer
+                    #expect(try await beatAs(nil, at: now - 2) == 202)  // the new primary, without its id
+                    #expect(try await TestStack.eventually { try await SEFQuery.count(
+                        store, "SELECT count(*) FROM agents WHERE id = $1::uuid AND last_heartbeat_at >= $2", [fleet.agent, now - 3]) == 1 })
+                    #expect(try await agent()[1] == replacement, "the replaced instance's heartbeat did not map the agent back")
                 }
             }
             await store.shutdown()

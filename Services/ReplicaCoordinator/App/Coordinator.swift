@@ -410,6 +410,14 @@ public struct Coordinator: Sendable {
         _ = try conn.execute(
             "UPDATE commands SET status = $2, result = $3::jsonb, error_message = $4, completed_at = now() WHERE id = $1",
             [commandId, status, (body.result ?? .object([:])).text, body.errorMessage])
+        if kind == .terminate, status == "succeeded" {
+            // the instance is gone: close its row (a replaced primary's, or a replica's)
+            _ = try conn.execute(
+                """
+                UPDATE instances SET is_active = false, terminated_at = coalesce(terminated_at, now())
+                 WHERE client_id = $2 AND id = (SELECT payload->>'instance_id' FROM commands WHERE id = $1)
+                """, [commandId, agent.clientId])
+        }
         if kind == .launchReplica, let replicaId {
             var replica = try ReplicaRecord.lock(replicaId, agent: agent.id, on: conn)
             if status == "failed" {

@@ -250,6 +250,13 @@ extension Coordinator {
                     try event("replica.not_launched", agent: agent, replica: nil, refusal.message, severity: "warning", on: conn)
                 }
             }
+            // the answer says so too; the command reaches the agent even if the answer is lost
+            try Commands.issue(
+                try .init(
+                    .snapshot, clientId: agent.clientId, agentId: agent.id, targetInstanceId: instance, replicaId: emergency,
+                    payload: ["reason": "termination notice without a ready replica", "instance_id": instance],
+                    issuedBy: "replicas", priority: 10, expiresIn: .seconds(120)),
+                producer: Self.producer, on: conn)
             _ = try conn.execute(
                 """
                 UPDATE spot_interruption_events SET response_action = 'emergency_snapshot_required', replica_id = $2, success = false,

@@ -4,12 +4,26 @@ import SpotStore
 
 /// Applies heartbeats to `agents` and `instances`. Heartbeats may arrive late, twice, or out
 /// of order: only one newer than the agent's last heartbeat changes anything, and a status
-/// transition is written to `system_events` once (keyed on the heartbeat id).
+/// transition is written to `system_events` once (keyed on the heartbeat id). Heartbeats from
+/// an instance the agent was switched away from are ignored.
 struct HeartbeatRepository: Sendable {
     /// The pools the heartbeats name, so the caller can create them first.
     static func pools(of heartbeats: [HeartbeatReceived]) -> [PoolID] { heartbeats.compactMap(\.poolId) }
 
-    func apply(_ heartbeats: [HeartbeatReceived], on conn: PGConnection) throws -> Int {
+    func apply(_ all: [HeartbeatReceived], on conn: PGConnection) throws -> Int {
+        // an instance the agent was switched away from (a failover's dying primary) no longer speaks for it
+        let reported = all.filter { $0.instanceId != nil }
+        var replaced: Set<String> = []
+        if !reported.isEmpty {
+            for row in try conn.query(
+                "SELECT agent_id::text || old_instance_id FROM switches WHERE agent_id = ANY($1::uuid[]) AND old_instance_id = ANY($2::text[])",
+                [PGArray(reported.map(\.agentId)), PGArray(reported.map { $0.instanceId!.rawValue })])
+            { replaced.insert(try row.decode(String.self, at: 0)) }
+        }
+        let heartbeats = all.filter { h in
+            guard let instance = h.instanceId else { return true }
+            return !replaced.contains(h.agentId.uuidString.lowercased() + instance.rawValue)
+        }
         // the newest heartbeat per agent; agents locked in id order (no deadlocks between workers)
         let latest = Dictionary(grouping: heartbeats, by: \.agentId).compactMapValues { $0.max { ($0.observedAt, $0.heartbeatId.uuidString) < ($1.observedAt, $1.heartbeatId.uuidString) } }
         guard !latest.isEmpty else { return 0 }
