@@ -34,6 +34,8 @@ public struct ReplicaService: Sendable {
     /// Decodes a relayed call and answers it; what cannot be decoded is answered 400 (a retry
     /// would not help), storage failures are thrown so the call is delivered again.
     static func answer(_ delivery: Delivery, coordinator: Coordinator, logger: Logger) async throws -> [UInt8] {
+        // an older broker may still route events here; only calls are answered
+        guard delivery.routingKey.hasPrefix("rpc.replicas."), delivery.replyTo != nil else { return [] }
         let reply: APIReply
         do {
             let envelope = try delivery.decode(ReplicaRequest.self)
