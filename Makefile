@@ -1,5 +1,5 @@
 # SpotGuard: the whole system on one machine. Scripts live in deploy/.
-.PHONY: up down test bench replay status build
+.PHONY: up down test bench replay backtest status build
 
 up:        ## install what is missing, start PostgreSQL + RabbitMQ + every service
 	deploy/stack.sh up dev
@@ -16,6 +16,10 @@ bench:     ## benchmark figures (release build, private stack)
 
 replay:    ## real price history through ingest and the SEF; interpolation error per method
 	deploy/replay.sh
+
+backtest:  ## decision strategies replayed over real price history (no stack needed)
+	swift build -c release --product spotguard-bench
+	"$$(swift build -c release --show-bin-path)/spotguard-bench" backtest
 
 status:
 	deploy/stack.sh status dev

@@ -117,12 +117,14 @@ let package = Package(
         .executableTarget(
             name: "ReplicaCoordinator", dependencies: ["ReplicaApp", "SpotModels", "SpotRuntime"], path: "Services/ReplicaCoordinator/Main",
             swiftSettings: swiftSettings),
+        .target(name: "DecisionCore", path: "Services/DecisionEngine/Core", swiftSettings: swiftSettings),
         .executableTarget(
-            name: "Bench", dependencies: ["SEFCore", "SpotModels", "SpotBus", "SpotStore", "SpotRuntime"], path: "Services/Bench",
+            name: "Bench", dependencies: ["DecisionCore", "SEFCore", "SpotModels", "SpotBus", "SpotStore", "SpotRuntime"], path: "Services/Bench",
             swiftSettings: swiftSettings),
 
         .testTarget(name: "SpotModelsTests", dependencies: ["SpotModels"], swiftSettings: swiftSettings),
         .testTarget(name: "SEFCoreTests", dependencies: ["SEFCore", "SpotModels"], swiftSettings: swiftSettings),
+        .testTarget(name: "DecisionCoreTests", dependencies: ["DecisionCore"], swiftSettings: swiftSettings),
         .testTarget(name: "ReplicaCoreTests", dependencies: ["ReplicaCore", "SpotModels"], swiftSettings: swiftSettings),
         .testTarget(
             name: "IntegrationTests",

@@ -1,0 +1,97 @@
+import DecisionCore
+import Foundation
+
+/// `spotguard-bench backtest`: replays a price-history file for N workloads under every
+/// strategy and prints the table the README shows.
+enum BacktestCommand {
+    static func run(csv: String, onDemandFile: String, advisorFile: String, workloads: Int, seed: UInt64) throws {
+        let history = try PriceHistory.parse(csv: try String(contentsOfFile: csv, encoding: .utf8))
+        let region = String(history.types.keys.first!.split(separator: ".").last!.dropLast())
+        let onDemand = try onDemandPrices(onDemandFile, region: region)
+        let bands = try advisorBands(advisorFile, region: region)
+        let types = history.instanceTypes.filter { onDemand[$0] != nil }
+        FileHandle.standardError.write(Data("backtest: \(history.types.count) pools of \(types.joined(separator: ", ")) in \(region), \(history.hours) hours, \(workloads) workloads, seed \(seed)\n".utf8))
+        let base = BacktestSetup(history: history, onDemand: onDemand, bands: bands, workloads: workloads, seed: seed)
+        let strategies: [Strategy] = [.alwaysOnDemand, .stayInFirstPool, .greedyCheapest, .engine(RulesEngine()), .oracle]
+
+        func table(_ title: String, _ setup: BacktestSetup) -> [BacktestResult] {
+            var results: [BacktestResult] = []
+            for (i, s) in strategies.enumerated() {
+                FileHandle.standardError.write(Data("  [\(i + 1)/\(strategies.count)] \(title): \(s.name)\n".utf8))
+                results.append(Backtest.run(s, setup))
+            }
+            let oracle = results.last!
+            print("\n\(title)\n")
+            print("| strategy | cost $ | savings vs on-demand | of oracle savings | switches / workload / day | interruptions (with / without ready replica) | replica hours | on-demand hours |")
+            print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+            for r in results {
+                print(String(
+                    format: "| %@ | %.2f | %.2f %% | %.1f %% | %.3f | %d / %d | %.0f | %.0f |", r.strategy, r.cost, r.savingsShare * 100,
+                    r.share(of: oracle) * 100, r.switchesPerWorkloadDay, r.interruptionsWithReplica, r.interruptionsWithoutReplica,
+                    r.replicaHours, r.onDemandHours))
+            }
+            return results
+        }
+        _ = table("Real prices (\(URL(fileURLWithPath: csv).lastPathComponent))", base)
+
+        // spikes: every pool of every type at 1.5 × on-demand for 6 h (hour 200) and for 12 h
+        // (hour 400), and the first pool of each type at 3 × for 12 h (hour 600)
+        let spikeWindows = [(200, 6), (400, 12), (600, 12)]
+        var spiked = history
+        for type in types {
+            let pools = history.pools(of: type)
+            spiked = spiked.withSpike(pools: pools, from: 200, length: 6, price: 1.5 * onDemand[type]!)
+            spiked = spiked.withSpike(pools: pools, from: 400, length: 12, price: 1.5 * onDemand[type]!)
+            spiked = spiked.withSpike(pools: [pools[0]], from: 600, length: 12, price: 3 * onDemand[type]!)
+        }
+        var spikeSetup = base
+        spikeSetup.history = spiked
+        let spikes = table(
+            "With price spikes (all pools of a type at 1.5 × on-demand for 6 h and for 12 h; one pool per type at 3 × for 12 h)", spikeSetup)
+        let oracle = spikes.last!
+        print("")
+        for (start, length) in spikeWindows {
+            func extra(_ r: BacktestResult, _ hours: Int) -> Double {
+                let range = start..<min(spiked.hours, start + hours)
+                return (range.map { r.hourlyCost[$0] }.reduce(0, +) / range.map { oracle.hourlyCost[$0] }.reduce(0, +) - 1) * 100
+            }
+            for r in spikes.dropLast() where r.strategy.hasPrefix("engine") || r.strategy.hasPrefix("greedy") {
+                print(String(
+                    format: "- %d h spike from hour %d: %@ paid %.2f %% more than the oracle during the spike, %.2f %% including the 3 h after",
+                    length, start, r.strategy, extra(r, length), extra(r, length + 3)))
+            }
+        }
+
+        var manual = base
+        manual.manualShare = 1
+        let m = Backtest.run(.engine(RulesEngine()), manual)
+        print(String(
+            format: "\nManual mode (every workload with a hot replica in the cheapest other pool): cost %.2f $ (replicas %.2f $, %.0f replica hours), savings vs on-demand %.2f %%, interruptions %d with a ready replica / %d without\n",
+            m.cost, m.replicaCost, m.replicaHours, m.savingsShare * 100, m.interruptionsWithReplica, m.interruptionsWithoutReplica))
+    }
+
+    /// On-demand Linux prices of `region`; AWS list prices (SpotLake rows) before community ones.
+    static func onDemandPrices(_ path: String, region: String) throws -> [String: Double] {
+        var out: [String: Double] = [:]
+        var official: Set<String> = []
+        for line in try String(contentsOfFile: path, encoding: .utf8).split(whereSeparator: \.isNewline).dropFirst() {
+            let f = line.split(separator: ",", omittingEmptySubsequences: false).map(String.init)
+            guard f.count >= 5, f[0] == region, f[2] == "Linux", let price = Double(f[3]), price > 0 else { continue }
+            let isOfficial = f[4].hasPrefix("spotlake")
+            if out[f[1]] == nil || (isOfficial && !official.contains(f[1])) { out[f[1]] = price }
+            if isOfficial { official.insert(f[1]) }
+        }
+        return out
+    }
+
+    /// Interruption bands of `region` (Linux) from AWS's `spot-advisor-data.json`.
+    static func advisorBands(_ path: String, region: String) throws -> [String: AdvisorBand] {
+        let json = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: path))) as? [String: Any]
+        let types = ((json?["spot_advisor"] as? [String: Any])?[region] as? [String: Any])?["Linux"] as? [String: Any] ?? [:]
+        var out: [String: AdvisorBand] = [:]
+        for (type, value) in types {
+            if let r = (value as? [String: Any])?["r"] as? Int, let band = AdvisorBand(r) { out[type] = band }
+        }
+        return out
+    }
+}
