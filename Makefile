@@ -18,8 +18,8 @@ replay:    ## real price history through ingest and the SEF; interpolation error
 	deploy/replay.sh
 
 backtest:  ## decision strategies replayed over real price history (no stack needed)
-	swift build -c release --product spotguard-bench
-	"$$(swift build -c release --show-bin-path)/spotguard-bench" backtest
+	swift build -c release --product spotguard-decisions
+	"$$(swift build -c release --show-bin-path)/spotguard-decisions" backtest
 
 status:
 	deploy/stack.sh status dev

@@ -16,6 +16,7 @@ let package = Package(
         .executable(name: "spotguard-ingest", targets: ["Ingest"]),
         .executable(name: "spotguard-sef", targets: ["SEF"]),
         .executable(name: "spotguard-replicas", targets: ["ReplicaCoordinator"]),
+        .executable(name: "spotguard-decisions", targets: ["DecisionEngine"]),
         .executable(name: "spotguard-bench", targets: ["Bench"]),
     ],
     dependencies: [
@@ -118,8 +119,20 @@ let package = Package(
             name: "ReplicaCoordinator", dependencies: ["ReplicaApp", "SpotModels", "SpotRuntime"], path: "Services/ReplicaCoordinator/Main",
             swiftSettings: swiftSettings),
         .target(name: "DecisionCore", path: "Services/DecisionEngine/Core", swiftSettings: swiftSettings),
+        .target(
+            name: "DecisionApp",
+            dependencies: [
+                "DecisionCore", "SpotModels", "SpotBus", "SpotStore", "SpotRuntime",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            path: "Services/DecisionEngine/App", swiftSettings: swiftSettings),
         .executableTarget(
-            name: "Bench", dependencies: ["DecisionCore", "SEFCore", "SpotModels", "SpotBus", "SpotStore", "SpotRuntime"], path: "Services/Bench",
+            name: "DecisionEngine", dependencies: ["DecisionApp", "DecisionCore", "SpotModels", "SpotRuntime"],
+            path: "Services/DecisionEngine/Main", swiftSettings: swiftSettings),
+        .executableTarget(
+            name: "Bench", dependencies: ["SEFCore", "SpotModels", "SpotBus", "SpotStore", "SpotRuntime"], path: "Services/Bench",
             swiftSettings: swiftSettings),
 
         .testTarget(name: "SpotModelsTests", dependencies: ["SpotModels"], swiftSettings: swiftSettings),

@@ -35,6 +35,7 @@ EPMD_PORT=$((BASE + 69))
 INGEST_PORT=$((BASE + 80))
 SEF_PORT=$((BASE + 81))
 REPLICAS_PORT=$((BASE + 84))  # +82, +83: further SEF copies (bench)
+DECISIONS_PORT=$((BASE + 85))
 PG_BIN=""
 RABBIT_BIN=/usr/lib/rabbitmq/bin
 
@@ -221,9 +222,15 @@ export SPOTGUARD_SEF_PORT='$SEF_PORT'
 export SPOTGUARD_SEF_URL='http://127.0.0.1:$SEF_PORT'
 export SPOTGUARD_REPLICAS_PORT='$REPLICAS_PORT'
 export SPOTGUARD_REPLICAS_URL='http://127.0.0.1:$REPLICAS_PORT'
+export SPOTGUARD_DECISIONS_PORT='$DECISIONS_PORT'
+export SPOTGUARD_DECISIONS_URL='http://127.0.0.1:$DECISIONS_PORT'
 export SPOTGUARD_STACK_DIR='$DIR'
 export SPOTGUARD_PG_BIN='$PG_BIN'
 EOF
+    # the Spot Advisor's interruption bands, where this machine has them (the decision engine's risk prior)
+    local advisor
+    advisor="$(cd "$ROOT/.." && pwd)/shared/data/spot-advisor-data_2025-06.json"
+    [ -f "$advisor" ] && echo "export SPOTGUARD_DECISIONS_ADVISOR_FILE='$advisor'" >>"$DIR/env"
     [ "$STACK" = dev ] && cp "$DIR/env" "$ROOT/.spotguard/env"
     return 0
 }
@@ -236,7 +243,7 @@ infra() {
 
 # --- services -------------------------------------------------------------------------------
 
-SERVICES=(spotguard-ingest spotguard-sef spotguard-replicas)
+SERVICES=(spotguard-ingest spotguard-sef spotguard-replicas spotguard-decisions)
 
 bin_dir() { (cd "$ROOT" && swift build -c "${SPOTGUARD_BUILD_CONFIG:-debug}" --show-bin-path); }
 
@@ -265,6 +272,7 @@ services_start() {
     wait_ready spotguard-ingest "$SPOTGUARD_INGEST_URL"
     wait_ready spotguard-sef "$SPOTGUARD_SEF_URL"
     wait_ready spotguard-replicas "$SPOTGUARD_REPLICAS_URL"
+    wait_ready spotguard-decisions "$SPOTGUARD_DECISIONS_URL"
 }
 
 wait_ready() {
@@ -311,6 +319,7 @@ status() {
     printf '  ingest API   http://127.0.0.1:%s\n' "$INGEST_PORT"
     printf '  sef metrics  http://127.0.0.1:%s/metrics\n' "$SEF_PORT"
     printf '  replicas     http://127.0.0.1:%s/metrics\n' "$REPLICAS_PORT"
+    printf '  decisions    http://127.0.0.1:%s/metrics\n' "$DECISIONS_PORT"
     if [ "$STACK" = dev ]; then settings="$ROOT/.spotguard/env"; else settings="$DIR/env"; fi
     printf '  settings     %s (source it)\n' "$settings"
 }

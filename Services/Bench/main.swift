@@ -19,18 +19,6 @@ await ServiceCommand.main(
     executable: "spotguard-bench",
     serve: { _, _, _ in throw ConfigurationError(variable: "command", problem: "must name a command (spotguard-bench help)") },
     extra: [
-        "backtest": (
-            usage: "[--csv FILE] [--workloads N] [--seed S]: replay a price history under every strategy (default: ../shared/data)",
-            run: { args, _, _ in
-                func option(_ name: String) -> String? { ServiceCommand.option(name, in: args) }
-                let data = option("--data") ?? "../shared/data"
-                try BacktestCommand.run(
-                    csv: option("--csv") ?? "\(data)/spot_price_history_us-east-1_2024-01_hourly.csv",
-                    onDemandFile: option("--on-demand") ?? "\(data)/on_demand_prices.csv",
-                    advisorFile: option("--advisor") ?? "\(data)/spot-advisor-data_2025-06.json",
-                    workloads: option("--workloads").flatMap(Int.init) ?? 100, seed: option("--seed").flatMap(UInt64.init) ?? 1)
-            }
-        ),
         "failover": (
             usage: "AGENTS: failover and command-delivery latency through ingest and the coordinator",
             run: { args, env, logger in

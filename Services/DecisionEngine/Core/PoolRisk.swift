@@ -110,3 +110,18 @@ public struct PoolRiskModel: Sendable, Equatable {
         return 1.4826 * median(valid.map { abs($0 - m) }.sorted()) / m
     }
 }
+
+extension AdvisorBand {
+    /// Linux interruption bands per region and instance type from AWS's
+    /// `spot-advisor-data.json` (`spot_advisor.<region>.Linux.<type>.r`).
+    public static func table(json: Data) throws -> [String: [String: AdvisorBand]] {
+        let root = try JSONSerialization.jsonObject(with: json) as? [String: Any]
+        var out: [String: [String: AdvisorBand]] = [:]
+        for (region, oses) in root?["spot_advisor"] as? [String: Any] ?? [:] {
+            for (type, value) in (oses as? [String: Any])?["Linux"] as? [String: Any] ?? [:] {
+                if let r = (value as? [String: Any])?["r"] as? Int, let band = AdvisorBand(r) { out[region, default: [:]][type] = band }
+            }
+        }
+        return out
+    }
+}

@@ -49,14 +49,9 @@ public struct ReplicaService: Sendable {
 
     public func application(configuration: ReplicaConfiguration, store: PostgresStore, logger: Logger) -> some ApplicationProtocol {
         let (consumer, publisher) = (self.consumer, self.publisher)
-        let router = Router.service(readiness: [
-            ReadinessCheck(name: "broker") { consumer.isConnected && publisher.isConnected },
-            ReadinessCheck(name: "database") { await store.ping() },
-        ])
-        return Application(
-            router: router,
-            configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "spotguard-replicas"),
-            services: [publisher, relay, consumer, reconciler],
-            logger: logger)
+        return workerApplication(
+            name: "spotguard-replicas", host: configuration.host, port: configuration.port,
+            brokerConnected: { consumer.isConnected && publisher.isConnected }, store: store,
+            services: [publisher, relay, consumer, reconciler], logger: logger)
     }
 }

@@ -96,24 +96,7 @@ public final class Maintenance: Service, Sendable {
     func runJob<T: Sendable & Encodable>(
         _ name: String, every seconds: Int, force: Bool, _ body: @escaping @Sendable (PGConnection) throws -> T
     ) async throws -> T? {
-        let worker = configuration.workerName
-        return try await store.transaction { conn -> T? in
-            let claimed = try conn.query(
-                force
-                    ? "SELECT name FROM scheduled_jobs WHERE name = $1 FOR UPDATE"
-                    : "SELECT name FROM scheduled_jobs WHERE name = $1 AND next_run_at <= now() FOR UPDATE SKIP LOCKED",
-                [name])
-            guard !claimed.isEmpty else { return nil }
-            let result = try body(conn)
-            let json = String(decoding: try WireJSON.encoder().encode(result), as: UTF8.self)
-            _ = try conn.execute(
-                """
-                UPDATE scheduled_jobs SET next_run_at = now() + make_interval(secs => $2), last_started_at = now(),
-                       last_finished_at = clock_timestamp(), last_run_by = $3, last_result = $4::jsonb
-                 WHERE name = $1
-                """, [name, seconds, worker, json])
-            return result
-        }
+        try await ScheduledJobs.run(name, every: seconds, force: force, worker: configuration.workerName, store: store, body)
     }
 
     public struct MLRefresh: Sendable, Codable {

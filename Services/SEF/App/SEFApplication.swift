@@ -37,16 +37,13 @@ public struct SEFService: Sendable {
     /// The operational HTTP endpoints (health, readiness, metrics) with the workers as services.
     public func application(configuration: SEFConfiguration, store: PostgresStore, logger: Logger) -> some ApplicationProtocol {
         let (consumer, publisher) = (self.consumer, self.publisher)
-        let router = Router.service(readiness: [
-            ReadinessCheck(name: "broker") { consumer.isConnected && publisher.isConnected },
-            ReadinessCheck(name: "database") { await store.ping() },
-        ])
-        if let token = configuration.adminToken { addAdminRoutes(to: router, token: token, store: store) }
-        return Application(
-            router: router,
-            configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "spotguard-sef"),
-            services: [publisher, relay, consumer, maintenance],
-            logger: logger)
+        return workerApplication(
+            name: "spotguard-sef", host: configuration.host, port: configuration.port,
+            brokerConnected: { consumer.isConnected && publisher.isConnected }, store: store,
+            services: [publisher, relay, consumer, maintenance], logger: logger
+        ) { router in
+            if let token = configuration.adminToken { addAdminRoutes(to: router, token: token, store: store) }
+        }
     }
 
     /// The operator controls over HTTP, behind the admin token; the same claims as the CLI.

@@ -8,7 +8,7 @@ enum BacktestCommand {
         let history = try PriceHistory.parse(csv: try String(contentsOfFile: csv, encoding: .utf8))
         let region = String(history.types.keys.first!.split(separator: ".").last!.dropLast())
         let onDemand = try onDemandPrices(onDemandFile, region: region)
-        let bands = try advisorBands(advisorFile, region: region)
+        let bands = try AdvisorBand.table(json: Data(contentsOf: URL(fileURLWithPath: advisorFile)))[region] ?? [:]
         let types = history.instanceTypes.filter { onDemand[$0] != nil }
         FileHandle.standardError.write(Data("backtest: \(history.types.count) pools of \(types.joined(separator: ", ")) in \(region), \(history.hours) hours, \(workloads) workloads, seed \(seed)\n".utf8))
         let base = BacktestSetup(history: history, onDemand: onDemand, bands: bands, workloads: workloads, seed: seed)
@@ -80,17 +80,6 @@ enum BacktestCommand {
             let isOfficial = f[4].hasPrefix("spotlake")
             if out[f[1]] == nil || (isOfficial && !official.contains(f[1])) { out[f[1]] = price }
             if isOfficial { official.insert(f[1]) }
-        }
-        return out
-    }
-
-    /// Interruption bands of `region` (Linux) from AWS's `spot-advisor-data.json`.
-    static func advisorBands(_ path: String, region: String) throws -> [String: AdvisorBand] {
-        let json = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: path))) as? [String: Any]
-        let types = ((json?["spot_advisor"] as? [String: Any])?[region] as? [String: Any])?["Linux"] as? [String: Any] ?? [:]
-        var out: [String: AdvisorBand] = [:]
-        for (type, value) in types {
-            if let r = (value as? [String: Any])?["r"] as? Int, let band = AdvisorBand(r) { out[type] = band }
         }
         return out
     }

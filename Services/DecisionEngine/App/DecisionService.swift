@@ -1,0 +1,92 @@
+import DecisionCore
+import Foundation
+import Hummingbird
+import Logging
+import ServiceLifecycle
+import Synchronization
+import SpotBus
+import SpotModels
+import SpotRuntime
+import SpotStore
+
+/// Everything one `spotguard-decisions` process runs: the pass loop, the consumer of
+/// `spotguard.decisions`, the outbox relay (command wake-ups) and health/metrics over HTTP.
+///
+/// Interruption signals make the next pass run at once; clean prices and switch reports are
+/// read from the database at pass time, so their messages only need acknowledging.
+public struct DecisionService: Sendable {
+    public let pass: DecisionPass
+    let loop: PassLoop
+    let relay: OutboxRelay
+    let consumer: BusConsumer
+    let publisher: BusPublisher
+
+    public init(configuration: DecisionConfiguration, store: PostgresStore, amqp: AMQPEndpoint, bands: [String: [String: AdvisorBand]], logger: Logger) {
+        publisher = BusPublisher(endpoint: amqp, logger: logger)
+        let relay = OutboxRelay(store: store, publisher: publisher, logger: logger, name: configuration.workerName)
+        self.relay = relay
+        pass = DecisionPass(store: store, configuration: configuration, bands: bands)
+        let loop = PassLoop(pass: pass, tick: configuration.tick, notify: { relay.notify() }, logger: logger)
+        self.loop = loop
+        consumer = BusConsumer(endpoint: amqp, configuration: .init(queue: "spotguard.decisions"), deadLetters: publisher, logger: logger) {
+            delivery in
+            if delivery.routingKey.hasPrefix("interruption.") { loop.wake() }
+        }
+    }
+
+    public func application(configuration: DecisionConfiguration, store: PostgresStore, logger: Logger) -> some ApplicationProtocol {
+        let (consumer, publisher) = (self.consumer, self.publisher)
+        return workerApplication(
+            name: "spotguard-decisions", host: configuration.host, port: configuration.port,
+            brokerConnected: { consumer.isConnected && publisher.isConnected }, store: store,
+            services: [publisher, relay, consumer, loop], logger: logger)
+    }
+}
+
+/// Runs the pass whenever it is due, or at once when woken.
+final class PassLoop: Service, Sendable {
+    let pass: DecisionPass
+    let tick: Duration
+    let notify: @Sendable () -> Void
+    let logger: Logger
+    private let wakeUps: AsyncStream<Void>
+    private let wakeUp: AsyncStream<Void>.Continuation
+    /// Set by `wake()`: the next pass runs even if not due (waiting for a copy running one).
+    private let forceNext = Atomic<Bool>(false)
+
+    init(pass: DecisionPass, tick: Duration, notify: @escaping @Sendable () -> Void, logger: Logger) {
+        self.pass = pass
+        self.tick = tick
+        self.notify = notify
+        self.logger = logger
+        (wakeUps, wakeUp) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+    }
+
+    func wake() {
+        forceNext.store(true, ordering: .relaxed)
+        wakeUp.yield()
+    }
+
+    func run() async throws {
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask {
+                while !Task.isCancelled {
+                    try? await Task.sleep(for: self.tick)
+                    self.wakeUp.yield()
+                }
+            }
+            for await _ in wakeUps.cancelOnGracefulShutdown() {
+                do {
+                    let force = forceNext.exchange(false, ordering: .relaxed)
+                    if let summary = try await pass.run(force: force), summary.switches > 0 {
+                        notify()
+                        logger.info("decision pass", metadata: ["switches": "\(summary.switches)", "agents": "\(summary.agents)", "pools": "\(summary.pools)"])
+                    }
+                } catch {
+                    logger.warning("decision pass failed", metadata: ["error": "\(error)"])
+                }
+            }
+            group.cancelAll()
+        }
+    }
+}

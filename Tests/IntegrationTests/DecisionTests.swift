@@ -1,0 +1,89 @@
+import Foundation
+import SpotModels
+import SpotStore
+import Testing
+
+/// Runs `spotguard-decisions pass` against the test stack; returns its JSON summary.
+func decisionPass() async throws -> [String: Any] {
+    let output = FileManager.default.temporaryDirectory.appendingPathComponent("pass-\(UUID()).json").path
+    defer { try? FileManager.default.removeItem(atPath: output) }
+    let status = try await ChildProcess(try TestStack.binDir + "/spotguard-decisions", ["pass"], output: output).exitStatus()
+    #expect(status == 0, "spotguard-decisions pass exited \(status)")
+    return (try? JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: output)))) as? [String: Any] ?? [:]
+}
+
+extension IntegrationTests {
+    @Suite struct DecisionTests {
+        /// A price drop in a pool, reported by an agent and cleaned by the SEF, makes the pass
+        /// switch the auto-switch agent there (command + ledger row, fetched by its long-poll)
+        /// and leaves the manual-mode agent alone.
+        @Test func aPriceDropSwitchesAutoAgentsOnly() async throws {
+            let store = try await TestStack.store()
+            try await ServiceProcess.withIngest { ingest in
+                try await withSEF {
+                    let fleet = try await PriceFleet.make(ingest)
+                    // PriceFleet's agent runs in pool a with auto-switch on (the default); a second one in manual mode
+                    let autoAgent = fleet.agent.lowercased()
+                    let instance = "i-0a1b2c3d4e5f60718"
+                    let reg = try await ingest.send("POST", "/api/agents/register", token: fleet.token, json: """
+                        {"logical_agent_id": "manual-\(fleet.family)", "instance_id": "\(ReplicaAgent.randomInstance())", "pool_id": "\(fleet.pool("a"))", "mode": "spot"}
+                        """)
+                    let manual = try #require(reg.id("agent_id"))
+                    _ = try await store.withConnection { conn in
+                        try conn.execute(
+                            "UPDATE agents SET auto_switch_enabled = false, auto_terminate_enabled = false, manual_replica_enabled = true WHERE id = $1::uuid",
+                            [manual])
+                    }
+                    func clean(_ az: String) async throws -> String? {
+                        try await ReplicaQuery.one(
+                            store, "SELECT spot_price::text FROM pricing_snapshots_clean WHERE pool_id = $1 ORDER BY time_bucket DESC LIMIT 1",
+                            [fleet.pool(az)]).first ?? nil
+                    }
+                    func commands(_ agent: String) async throws -> Int {
+                        try await SEFQuery.count(store, "SELECT count(*) FROM commands WHERE agent_id = $1::uuid AND command_type = 'switch'", [agent])
+                    }
+                    let now = Date()
+                    #expect(try await fleet.report([("a", 0.040), ("b", 0.041), ("c", 0.043)], at: now - 2) == 202)
+                    #expect(try await TestStack.eventually { try await clean("c") == "0.043000" })
+                    _ = try await decisionPass()
+                    #expect(try await commands(autoAgent) == 0, "the agent's pool is the cheapest: it stays")
+
+                    // pool b drops to half
+                    #expect(try await fleet.report([("a", 0.040), ("b", 0.020), ("c", 0.043)], at: now - 1) == 202)
+                    #expect(try await TestStack.eventually { try await clean("b") == "0.020000" })
+                    let summary = try await decisionPass()
+                    #expect((summary["switches"] as? Int ?? 0) >= 1)
+                    #expect(try await commands(autoAgent) == 1)
+                    #expect(try await commands(manual) == 0, "manual-mode agents are never switched automatically")
+                    let command = try await ReplicaQuery.one(
+                        store, "SELECT id::text, target_pool_id, target_mode, target_instance_id FROM commands WHERE agent_id = $1::uuid AND command_type = 'switch'",
+                        [autoAgent])
+                    #expect(Array(command.dropFirst()) == [fleet.pool("b"), "spot", instance])
+                    let ledger = try await ReplicaQuery.one(
+                        store,
+                        """
+                        SELECT engine, decision, current_pool_id, target_pool_id, command_id::text, (expected_savings_per_hour > 0)::text,
+                               (inputs->'pools' IS NOT NULL)::text
+                          FROM agent_decision_history WHERE agent_id = $1::uuid
+                        """, [autoAgent])
+                    #expect(ledger == ["rules", "switch_pool", fleet.pool("a"), fleet.pool("b"), command.first ?? nil, "true", "true"])
+                    let reason = try await ReplicaQuery.one(store, "SELECT reason FROM agent_decision_history WHERE agent_id = $1::uuid", [autoAgent])
+                    #expect(reason.first??.contains(fleet.pool("b")) == true)
+                    #expect(try await SEFQuery.count(
+                        store, "SELECT count(*) FROM pool_risk_analysis WHERE pool_id LIKE $1 || '.%'", [fleet.family]) >= 3)
+
+                    // a second pass while the switch is pending issues nothing more
+                    let again = try await decisionPass()
+                    #expect((again["skipped_pending"] as? Int ?? 0) >= 1)
+                    #expect(try await commands(autoAgent) == 1)
+                    // and the agent gets it from its long-poll
+                    let polled = try await ingest.send(
+                        "GET", "/api/agents/\(autoAgent)/pending-commands?instance_id=\(instance)&wait=0", token: fleet.token)
+                    let fetched = (polled.json["commands"] as? [[String: Any]])?.compactMap { $0["command_type"] as? String }
+                    #expect(fetched == ["switch"])
+                }
+            }
+            await store.shutdown()
+        }
+    }
+}
