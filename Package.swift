@@ -132,7 +132,7 @@ let package = Package(
             name: "DecisionEngine", dependencies: ["DecisionApp", "DecisionCore", "SpotModels", "SpotRuntime"],
             path: "Services/DecisionEngine/Main", swiftSettings: swiftSettings),
         .executableTarget(
-            name: "Bench", dependencies: ["SEFCore", "SpotModels", "SpotBus", "SpotStore", "SpotRuntime"], path: "Services/Bench",
+            name: "Bench", dependencies: ["DecisionApp", "SEFCore", "SpotModels", "SpotBus", "SpotStore", "SpotRuntime"], path: "Services/Bench",
             swiftSettings: swiftSettings),
 
         .testTarget(name: "SpotModelsTests", dependencies: ["SpotModels"], swiftSettings: swiftSettings),

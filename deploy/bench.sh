@@ -8,6 +8,7 @@
 #      and the accept -> commit p99 at about half that load
 #   6. failover (termination-imminent -> promoted answer) and command delivery (issued -> long-poll
 #      answered) latency p50/p99, with pricing reports at about half load in the background
+#   7. one decision pass over 10,000 pools and 1,000 auto-switch agents
 # and each rate as a ratio of its raw ceiling. Figures vary ±30 % run to run: compare ratios.
 set -euo pipefail
 # shellcheck source=deploy/bench-stack.sh
@@ -139,7 +140,10 @@ FAILOVER="$(SPOTGUARD_BENCH_TOKEN="$TOKEN" "$BIN/spotguard-bench" failover "${BE
 kill "$LOAD_PID" 2>/dev/null || true
 wait "$LOAD_PID" 2>/dev/null || true
 stop_services
-fig() { echo "$FAILOVER" | tr ' ' '\n' | sed -n "s/^$1=//p"; }
+fig() { echo "$FAILOVER $PASS" | tr ' ' '\n' | sed -n "s/^$1=//p"; }
+
+# 7. the decision pass
+PASS="$("$BIN/spotguard-bench" decisions-pass 10000 1000)"
 
 ratio() { python3 -c "print(f'{$1 / $2:.2f}')"; }
 echo
@@ -166,4 +170,6 @@ printf '%-58s %12s\n' "  same, max ms ($(fig failovers) failovers, 4 at a time)"
 printf '%-58s %12s\n' "  server-side failover_time_ms p50 / p99" "$(fig failover_server_p50_ms) / $(fig failover_server_p99_ms)"
 printf '%-58s %12s\n' "command issued -> long-poll answered, p50 / p99 ms" "$(fig command_delivery_p50_ms) / $(fig command_delivery_p99_ms)"
 printf '%-58s %12s\n' "  same, max ms ($(fig commands) commands)" "$(fig command_delivery_max_ms)"
+printf '%-58s %12s\n' "decision pass, $(fig pass_pools) pools / $(fig pass_agents) agents, first (with $(fig pass_switches) switches) s" "$(fig pass_first_seconds)"
+printf '%-58s %12s\n' "  next pass (switches pending), s" "$(fig pass_next_seconds)"
 [ "$FAILOVER" != failed ] || { echo "bench: the failover run failed (see above)" >&2; exit 1; }

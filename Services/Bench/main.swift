@@ -11,6 +11,7 @@ import SpotStore
 ///     spotguard-bench publish MESSAGES WINDOW   confirmed persistent publishes per second
 ///     spotguard-bench copy ROWS                 COPY rows per second into a price-shaped table
 ///     spotguard-bench replay send|wait|score ...  price history through ingest and the SEF (deploy/replay.sh)
+///     spotguard-bench decisions-pass POOLS AGENTS  one decision pass over a synthetic market
 ///     spotguard-bench failover AGENTS           failover and command-delivery latency (needs ingest,
 ///                                               the coordinator, SPOTGUARD_INGEST_URL, SPOTGUARD_BENCH_TOKEN)
 ///     spotguard-bench sef-fill CLIENT AGENT REPORTS POOLS
@@ -19,6 +20,24 @@ await ServiceCommand.main(
     executable: "spotguard-bench",
     serve: { _, _, _ in throw ConfigurationError(variable: "command", problem: "must name a command (spotguard-bench help)") },
     extra: [
+        "decisions-pass": (
+            usage: "POOLS AGENTS: time the decision pass over POOLS pools and AGENTS auto-switch agents",
+            run: { args, env, logger in
+                guard args.count == 2, let pools = Int(args[0]), let agents = Int(args[1]), pools >= 5, agents >= 1 else {
+                    throw ConfigurationError(variable: "arguments", problem: "must be POOLS (at least 5) AGENTS")
+                }
+                var config = try env.postgres(applicationName: "spotguard-bench")
+                config.poolSize = 1
+                let store = PostgresStore(configuration: config, logger: logger)
+                do {
+                    try await DecisionPassBench.run(pools: pools, agents: agents, store: store)
+                } catch {
+                    await store.shutdown()
+                    throw error
+                }
+                await store.shutdown()
+            }
+        ),
         "failover": (
             usage: "AGENTS: failover and command-delivery latency through ingest and the coordinator",
             run: { args, env, logger in

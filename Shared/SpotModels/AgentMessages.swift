@@ -197,3 +197,31 @@ public struct QualityAlert: Codable, Sendable, Equatable {
         self.detectedAt = detectedAt
     }
 }
+
+/// `switch.reported`: an agent moved its workload from one instance to another.
+public struct SwitchReported: Codable, Sendable, Equatable {
+    public struct Side: Codable, Sendable, Equatable {
+        public var instanceId: InstanceID
+        public var instanceType: InstanceType?
+        public var az: AvailabilityZone?
+        public var mode: InstanceMode
+        public var poolId: PoolID?
+        public var amiId: String?
+    }
+
+    public var reportId: UUID
+    public var clientId: UUID
+    public var agentId: UUID
+    public var commandId: UUID?
+    public var old: Side
+    public var new: Side
+    public var initiatedAt: Date
+    public var amiCreatedAt: Date?
+    public var instanceLaunchedAt: Date?
+    public var instanceReadyAt: Date?
+    public var oldTerminatedAt: Date?
+    public var onDemandPrice: Double?
+    public var oldSpotPrice: Double?
+    public var newSpotPrice: Double?
+    public var receivedAt: Date
+}

@@ -181,3 +181,75 @@ enum Consistency {
         }
     }
 }
+
+/// `POST /api/agents/{id}/switch-report` (seed 004, switches step 9): what an agent did after
+/// a switch command (or on its own).
+public struct SwitchReportRequest: Decodable, Sendable {
+    public struct Instance: Decodable, Sendable {
+        public var instanceId: String?
+        public var instanceType: String?
+        public var az: String?
+        public var mode: String?
+        public var poolId: String?
+        public var amiId: String?
+    }
+
+    public struct Timing: Decodable, Sendable {
+        public var initiatedAt: Date?
+        public var amiCreatedAt: Date?
+        public var instanceLaunchedAt: Date?
+        public var instanceReadyAt: Date?
+        public var oldTerminatedAt: Date?
+    }
+
+    public struct Pricing: Decodable, Sendable {
+        public var onDemand: Double?
+        public var oldSpot: Double?
+        public var newSpot: Double?
+    }
+
+    public var reportId: String?
+    public var commandId: String?
+    public var oldInstance: Instance?
+    public var newInstance: Instance?
+    public var timing: Timing?
+    public var pricing: Pricing?
+
+    public func validated(_ check: FieldChecker, clientId: UUID, agentId: UUID) throws -> SwitchReported {
+        func side(_ i: Instance?, _ name: String) throws -> SwitchReported.Side {
+            let i = try check.required(i, name)
+            let pool = try check.parsed(i.poolId, "\(name).pool_id", as: PoolID.self, what: "pool id")
+            let mode = try check.required(check.oneOf(i.mode, "\(name).mode", InstanceMode.self), "\(name).mode")
+            if mode == .spot, pool == nil { throw ValidationError.missing("\(name).pool_id") }
+            let type = try check.parsed(i.instanceType, "\(name).instance_type", as: InstanceType.self, what: "instance type")
+            let az = try check.parsed(i.az, "\(name).az", as: AvailabilityZone.self, what: "availability zone")
+            try Consistency.check(region: nil, az: az, pool: pool, instanceType: type)
+            return SwitchReported.Side(
+                instanceId: try check.required(check.parsed(i.instanceId, "\(name).instance_id", as: InstanceID.self, what: "instance id"), "\(name).instance_id"),
+                instanceType: type ?? pool?.instanceType, az: az ?? pool?.az, mode: mode, poolId: mode == .spot ? pool : nil,
+                amiId: try check.identifier(i.amiId, "\(name).ami_id", maxLength: 64))
+        }
+        let old = try side(oldInstance, "old_instance")
+        let new = try side(newInstance, "new_instance")
+        guard old.instanceId != new.instanceId else {
+            throw ValidationError(code: "invalid_value", field: "new_instance.instance_id", message: "the new instance must differ from the old one")
+        }
+        let t = try check.required(timing, "timing")
+        let initiated = try check.required(check.timestamp(t.initiatedAt, "timing.initiated_at"), "timing.initiated_at")
+        let times = [
+            ("timing.ami_created_at", try check.timestamp(t.amiCreatedAt, "timing.ami_created_at")),
+            ("timing.instance_launched_at", try check.timestamp(t.instanceLaunchedAt, "timing.instance_launched_at")),
+            ("timing.instance_ready_at", try check.timestamp(t.instanceReadyAt, "timing.instance_ready_at")),
+            ("timing.old_terminated_at", try check.timestamp(t.oldTerminatedAt, "timing.old_terminated_at")),
+        ]
+        for (field, time) in times where time.map({ $0 < initiated }) == true {
+            throw ValidationError(code: "invalid_value", field: field, message: "\(field) is before timing.initiated_at")
+        }
+        return SwitchReported(
+            reportId: try check.uuid(reportId, "report_id") ?? UUID(), clientId: clientId, agentId: agentId,
+            commandId: try check.uuid(commandId, "command_id"), old: old, new: new, initiatedAt: initiated,
+            amiCreatedAt: times[0].1, instanceLaunchedAt: times[1].1, instanceReadyAt: times[2].1, oldTerminatedAt: times[3].1,
+            onDemandPrice: try check.price(pricing?.onDemand, "pricing.on_demand"), oldSpotPrice: try check.price(pricing?.oldSpot, "pricing.old_spot"),
+            newSpotPrice: try check.price(pricing?.newSpot, "pricing.new_spot"), receivedAt: check.now)
+    }
+}

@@ -16,7 +16,7 @@ extension IntegrationTests {
     @Suite struct DecisionTests {
         /// A price drop in a pool, reported by an agent and cleaned by the SEF, makes the pass
         /// switch the auto-switch agent there (command + ledger row, fetched by its long-poll)
-        /// and leaves the manual-mode agent alone.
+        /// and leaves the manual-mode agent alone; the agent's switch report is then recorded.
         @Test func aPriceDropSwitchesAutoAgentsOnly() async throws {
             let store = try await TestStack.store()
             try await ServiceProcess.withIngest { ingest in
@@ -81,6 +81,44 @@ extension IntegrationTests {
                         "GET", "/api/agents/\(autoAgent)/pending-commands?instance_id=\(instance)&wait=0", token: fleet.token)
                     let fetched = (polled.json["commands"] as? [[String: Any]])?.compactMap { $0["command_type"] as? String }
                     #expect(fetched == ["switch"])
+
+                    // the agent switches and reports it; the running decision engine records the switch
+                    let engine = try await ServiceProcess.start("spotguard-decisions", portVariable: "SPOTGUARD_DECISIONS_PORT")
+                    try await ServiceProcess.with(engine) { _ in
+                        let newInstance = ReplicaAgent.randomInstance()
+                        func report(_ newId: String) -> String {
+                            """
+                            {"command_id": "\(command.first!! )", "old_instance": {"instance_id": "\(instance)", "mode": "spot", "pool_id": "\(fleet.pool("a"))"},
+                             "new_instance": {"instance_id": "\(newId)", "mode": "spot", "pool_id": "\(fleet.pool("b"))"},
+                             "timing": {"initiated_at": "\(Timestamp.format(now))", "instance_ready_at": "\(Timestamp.format(now + 60))",
+                                        "old_terminated_at": "\(Timestamp.format(now + 90))"},
+                             "pricing": {"on_demand": 0.096, "old_spot": 0.040}}
+                            """
+                        }
+                        let bad = try await ingest.send("POST", "/api/agents/\(autoAgent)/switch-report", token: fleet.token, json: report(instance))
+                        #expect(bad.status == 400 && bad.errorField == "new_instance.instance_id")
+                        let sent = try await ingest.send("POST", "/api/agents/\(autoAgent)/switch-report", token: fleet.token, json: report(newInstance))
+                        #expect(sent.status == 202)
+                        #expect(try await TestStack.eventually {
+                            try await SEFQuery.count(store, "SELECT count(*) FROM switches WHERE agent_id = $1::uuid", [autoAgent]) == 1
+                        })
+                        let row = try await ReplicaQuery.one(
+                            store,
+                            """
+                            SELECT event_trigger, old_spot_price::text, new_spot_price::text, old_price_data_source, new_price_data_source,
+                                   new_price_confidence::text, savings_impact::text, (old_terminated_at IS NOT NULL)::text
+                              FROM switches WHERE agent_id = $1::uuid
+                            """, [autoAgent])
+                        #expect(row == ["auto_switch", "0.040000", "0.020000", "reported", "measured", "1.00", "0.020000", "true"])
+                        let agentRow = try await ReplicaQuery.one(store, "SELECT instance_id, current_pool_id FROM agents WHERE id = $1::uuid", [autoAgent])
+                        #expect(agentRow == [newInstance, fleet.pool("b")])
+                        let commandStatus = try await ReplicaQuery.one(store, "SELECT status FROM commands WHERE id = $1::uuid", [command.first!!])
+                        #expect(commandStatus == ["succeeded"])
+                        let instances = try await ReplicaQuery.one(
+                            store, "SELECT (SELECT is_active FROM instances WHERE id = $1)::text, (SELECT is_active FROM instances WHERE id = $2)::text",
+                            [instance, newInstance])
+                        #expect(instances.last == "true")
+                    }
                 }
             }
             await store.shutdown()

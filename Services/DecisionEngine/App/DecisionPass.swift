@@ -28,6 +28,8 @@ public struct DecisionPass: Sendable {
         public var switches = 0
         public var skippedPending = 0
         public var skippedNoPrice = 0
+
+        public init() {}
     }
 
     /// Runs the pass when it is due (always with `force`); nil when another copy has it.
@@ -157,7 +159,9 @@ public struct DecisionPass: Sendable {
                         action: decision.action.rawValue, targetPoolId: decision.target.pool, reason: decision.reason,
                         expectedSavingsPerHour: decision.expectedSavingsPerHour),
                     targetMode: decision.target == .onDemand ? .onDemand : .spot, targetPoolId: decision.target.pool,
-                    terminateWaitSeconds: wait, issuedBy: "decisions"),
+                    // a decision is about today's prices: an agent that did not fetch it within two
+                    // passes gets a fresh one instead
+                    terminateWaitSeconds: wait, issuedBy: "decisions", expiresIn: .seconds(2 * configuration.passInterval)),
                 producer: "spotguard-decisions", on: conn)
             let inputs = JSONValue.object([
                 "current": .string(current.description), "on_demand_price": .number(onDemand),

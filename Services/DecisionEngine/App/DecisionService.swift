@@ -12,8 +12,9 @@ import SpotStore
 /// Everything one `spotguard-decisions` process runs: the pass loop, the consumer of
 /// `spotguard.decisions`, the outbox relay (command wake-ups) and health/metrics over HTTP.
 ///
-/// Interruption signals make the next pass run at once; clean prices and switch reports are
-/// read from the database at pass time, so their messages only need acknowledging.
+/// Switch reports are recorded as they come; interruption signals make the next pass run at
+/// once; clean prices are read from the database at pass time, so their messages are only
+/// acknowledged.
 public struct DecisionService: Sendable {
     public let pass: DecisionPass
     let loop: PassLoop
@@ -28,9 +29,18 @@ public struct DecisionService: Sendable {
         pass = DecisionPass(store: store, configuration: configuration, bands: bands)
         let loop = PassLoop(pass: pass, tick: configuration.tick, notify: { relay.notify() }, logger: logger)
         self.loop = loop
+        let recorder = SwitchRecorder()
         consumer = BusConsumer(endpoint: amqp, configuration: .init(queue: "spotguard.decisions"), deadLetters: publisher, logger: logger) {
             delivery in
-            if delivery.routingKey.hasPrefix("interruption.") { loop.wake() }
+            switch delivery.routingKey {
+            case RoutingKey.switchReported:
+                let report = try delivery.decode(SwitchReported.self).payload
+                try await store.transaction { try recorder.apply(report, on: $0) }
+            case RoutingKey.interruptionRebalance, RoutingKey.interruptionTermination:
+                loop.wake()
+            default:
+                break  // clean prices are read from the database at pass time
+            }
         }
     }
 

@@ -28,6 +28,7 @@ struct IngestController: Sendable {
         router.post("/api/agents/:agentId/heartbeat", use: heartbeat)
         router.post("/api/agents/:agentId/pricing-report", use: pricingReport)
         router.post("/api/pricing/submit", use: submitPricing)
+        router.post("/api/agents/:agentId/switch-report", use: switchReport)
         addReplicaRoutes(to: router)
     }
 
@@ -89,6 +90,14 @@ struct IngestController: Sendable {
         let report = try validate(client: client) { try body.validated($0, clientId: client, agentId: agent) }
         try await publish(RoutingKey.pricingReported, id: report.reportId, PricingReported.report(report))
         return try json(Accepted(id: report.reportId, count: report.pools.count), status: .accepted)
+    }
+
+    @Sendable func switchReport(_ request: Request, context: BasicRequestContext) async throws -> Response {
+        let (client, agent) = try await authenticateAgent(request, context)
+        let body = try await decode(SwitchReportRequest.self, from: request, client: client)
+        let report = try validate(client: client) { try body.validated($0, clientId: client, agentId: agent) }
+        try await publish(RoutingKey.switchReported, id: report.reportId, report)
+        return try json(Accepted(id: report.reportId), status: .accepted)
     }
 
     @Sendable func submitPricing(_ request: Request, context: BasicRequestContext) async throws -> Response {
