@@ -109,3 +109,35 @@ public enum InterpolationMethod: String, Sendable, Hashable, CaseIterable, Codab
 public enum DataSource: String, Sendable, Hashable, Codable {
     case measured, interpolated
 }
+
+/// How far a switch's savings figure can be trusted: the weaker of its two prices' confidence
+/// (seed 000's high / medium / low; unavailable without both prices).
+public enum SavingsConfidence: String, Codable, Sendable {
+    case high, medium, low, unavailable
+
+    public init(old: Double?, new: Double?) {
+        guard let old, let new else {
+            self = .unavailable
+            return
+        }
+        let c = min(old, new)
+        self = c >= 0.95 ? .high : c >= 0.75 ? .medium : .low
+    }
+}
+
+/// The body of every API error: `{"error": {"code", "message", "field"?}}`.
+public struct ErrorBody: Encodable, Sendable {
+    public struct Detail: Encodable, Sendable {
+        public var code: String
+        public var message: String
+        public var field: String?
+    }
+
+    public var error: Detail
+
+    public init(code: String, message: String, field: String? = nil) {
+        error = Detail(code: code, message: message, field: field)
+    }
+
+    public var json: String { String(decoding: (try? WireJSON.encoder().encode(self)) ?? Data(), as: UTF8.self) }
+}

@@ -25,20 +25,11 @@ public struct APIError: HTTPResponseError, CustomStringConvertible {
     public var description: String { "\(status.code) \(code): \(message)" }
 
     public func response(from request: Request, context: some RequestContext) throws -> Response {
-        let data = try WireJSON.encoder().encode(ErrorBody(error: .init(code: code, message: message, field: field)))
+        let data = try WireJSON.encoder().encode(ErrorBody(code: code, message: message, field: field))
         var headers: HTTPFields = [.contentType: "application/json"]
         if let retryAfterSeconds { headers[.retryAfter] = String(retryAfterSeconds) }
         if status == .unauthorized { headers[.wwwAuthenticate] = "Bearer" }
         return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: data)))
-    }
-
-    private struct ErrorBody: Encodable {
-        struct Detail: Encodable {
-            var code: String
-            var message: String
-            var field: String?
-        }
-        var error: Detail
     }
 
     public static func validation(_ e: ValidationError) -> APIError {

@@ -45,11 +45,7 @@ struct SwitchRecorder: Sendable {
         let old = try price(r.old, reported: r.oldSpotPrice)
         let new = try price(r.new, reported: r.newSpotPrice)
         let impact = old.value.flatMap { o in new.value.map { o - $0 } }
-        let confidence: String = {
-            guard let o = old.confidence, let n = new.confidence else { return "unavailable" }
-            let c = min(o, n)
-            return c >= 0.95 ? "high" : c >= 0.75 ? "medium" : "low"
-        }()
+        let confidence = SavingsConfidence(old: old.confidence, new: new.confidence).rawValue
         let oldTerminated = autoTerminate ? r.oldTerminatedAt : nil
         let inserted = try conn.query(
             """

@@ -510,18 +510,7 @@ public struct Coordinator: Sendable {
 }
 
 extension ReplicaRefusal {
-    var reply: APIReply {
-        struct Body: Encodable {
-            struct Detail: Encodable {
-                var code: String
-                var message: String
-                var field: String?
-            }
-            var error: Detail
-        }
-        let data = (try? WireJSON.encoder().encode(Body(error: .init(code: code, message: message, field: field)))) ?? Data()
-        return APIReply(status: status, body: String(decoding: data, as: UTF8.self))
-    }
+    var reply: APIReply { APIReply(status: status, body: ErrorBody(code: code, message: message, field: field).json) }
 }
 
 extension APIReply {

@@ -29,11 +29,7 @@ extension Coordinator {
 
         let old = try PriceBook.latest(pool: oldPool, on: conn)
         let new = try PriceBook.latest(pool: replica.poolId, on: conn)
-        let savingsConfidence: String = {
-            guard let o = old?.confidence, let n = new?.confidence else { return "unavailable" }
-            let c = min(o, n)
-            return c >= 0.95 ? "high" : c >= 0.75 ? "medium" : "low"
-        }()
+        let savingsConfidence = SavingsConfidence(old: old?.confidence, new: new?.confidence).rawValue
         let timing: JSONValue = .object([
             "trigger": .string(trigger), "failover_time_ms": failoverTimeMs.map { .number(Double($0)) } ?? .null,
             "replica_type": .string(replica.type.rawValue),

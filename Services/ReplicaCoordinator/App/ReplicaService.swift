@@ -42,7 +42,7 @@ public struct ReplicaService: Sendable {
             reply = try await coordinator.answer(envelope.payload, requestId: envelope.id)
         } catch is DecodingError {
             logger.warning("undecodable call", metadata: ["bus.routing_key": "\(delivery.routingKey)"])
-            reply = APIReply(status: 400, body: #"{"error":{"code":"bad_request","message":"the relayed call could not be decoded"}}"#)
+            reply = APIReply(status: 400, body: ErrorBody(code: "bad_request", message: "the relayed call could not be decoded").json)
         }
         return Array(try WireJSON.encoder().encode(reply))
     }
