@@ -3,14 +3,16 @@ import SpotModels
 import SpotStore
 import Testing
 
-/// Runs `spotguard-decisions pass` against the test stack; returns its JSON summary.
-func decisionPass() async throws -> [String: Any] {
-    let output = FileManager.default.temporaryDirectory.appendingPathComponent("pass-\(UUID()).json").path
+/// Runs `spotguard-decisions ARGS` (a one-shot subcommand) against the test stack; returns its JSON summary.
+func decisions(_ arguments: [String]) async throws -> [String: Any] {
+    let output = FileManager.default.temporaryDirectory.appendingPathComponent("decisions-\(UUID()).json").path
     defer { try? FileManager.default.removeItem(atPath: output) }
-    let status = try await ChildProcess(try TestStack.binDir + "/spotguard-decisions", ["pass"], output: output).exitStatus()
-    #expect(status == 0, "spotguard-decisions pass exited \(status)")
+    let status = try await ChildProcess(try TestStack.binDir + "/spotguard-decisions", arguments, output: output).exitStatus()
+    #expect(status == 0, "spotguard-decisions \(arguments) exited \(status)")
     return (try? JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: output)))) as? [String: Any] ?? [:]
 }
+
+func decisionPass() async throws -> [String: Any] { try await decisions(["pass"]) }
 
 extension IntegrationTests {
     @Suite struct DecisionTests {
@@ -121,6 +123,59 @@ extension IntegrationTests {
                     }
                 }
             }
+            await store.shutdown()
+        }
+
+        /// `train` fits the learned engine on pricing_snapshots_ml and saves it; the next pass
+        /// decides an agent set to `learned` with it (the ledger says so, and what the model
+        /// expects), while the rules' safety still holds: spot above on-demand is left at once.
+        @Test func theLearnedEngineIsTrainedOnCleanHistoryAndUsedByThePass() async throws {
+            let store = try await TestStack.store()
+            let family = TestStack.uniqueName("ml").filter(\.isLetter).lowercased().prefix(10)
+            let pools = ["a", "b", "c"].map { "\(family).large.us-east-1\($0)" }
+            let agent = try await store.transaction { conn -> String in
+                for pool in pools {
+                    try conn.execute(
+                        "INSERT INTO spot_pools (id, pool_name, instance_type, region, az) VALUES ($1, $1, $2, 'us-east-1', $3)",
+                        [pool, "\(family).large", String(pool.suffix(10))])
+                }
+                // ten days of hourly prices following a daily wave, one phase per pool
+                try conn.execute(
+                    """
+                    INSERT INTO pricing_snapshots_ml (pool_id, time_bucket, spot_price, on_demand_price, confidence_score)
+                    SELECT p.pool, date_trunc('hour', now()) - h * interval '1 hour',
+                           round((0.03 * (1 + 0.2 * sin(2 * pi() * h / 24 + p.n * 2)))::numeric, 6), 0.10, 1.0
+                      FROM unnest($1::text[]) WITH ORDINALITY AS p(pool, n), generate_series(1, 240) h
+                    """, [PGArray(pools)])
+                try conn.execute(
+                    """
+                    INSERT INTO pricing_snapshots_clean (pool_id, time_bucket, spot_price, on_demand_price, confidence_score, data_source, source_type)
+                    SELECT p.pool, to_timestamp(floor(extract(epoch FROM now()) / 300) * 300), p.price, 0.10, 1.0, 'measured', 'primary'
+                      FROM unnest($1::text[], $2::float8[]) AS p(pool, price)
+                    """, [PGArray(pools), PGArray([0.12, 0.02, 0.041])])
+                let client = try conn.query(
+                    "INSERT INTO clients (name, token_key_id, token_hash) VALUES ('learned', $1, $2) RETURNING id",
+                    [String(UUID().uuidString.lowercased().filter(\.isHexDigit).prefix(16)), PGBytes(Array(repeating: 0, count: 32))]
+                )[0].decode(UUID.self, at: 0)
+                return try conn.query(
+                    """
+                    INSERT INTO agents (client_id, logical_agent_id, instance_type, region, az, current_pool_id, current_mode, decision_engine)
+                    VALUES ($1, 'learned-1', $2, 'us-east-1', 'us-east-1a', $3, 'spot', 'learned') RETURNING id::text
+                    """, [client, "\(family).large", pools[0]])[0].decode(String.self, at: 0)
+            }
+            let trained = try await decisions(["train", "--days", "30"])
+            let model = try #require(trained["id"] as? Int)
+            #expect((trained["samples"] as? Int ?? 0) >= 3 * (240 - 30), "every pool-hour with a day behind it and 6 h ahead is an example")
+            #expect((trained["holdout_auc"] as? Double ?? 0) > 0.6, "the wave is learnable")
+            #expect(try await SEFQuery.count(store, "SELECT count(*) FROM decision_models WHERE id = $1 AND jsonb_array_length(params->'weights') = 9", [model]) == 1)
+
+            let summary = try await decisionPass()
+            #expect(summary["model"] as? Int == model)
+            let ledger = try await ReplicaQuery.one(
+                store, "SELECT engine, decision, target_pool_id, reason, (scores ? 'rise_probability_current')::text FROM agent_decision_history WHERE agent_id = $1::uuid",
+                [agent])
+            #expect(ledger.prefix(3) == ["learned", "switch_pool", pools[1]])
+            #expect(ledger.count == 5 && ledger[3]?.contains("model: chance of a ≥") == true && ledger[4] == "true")
             await store.shutdown()
         }
     }

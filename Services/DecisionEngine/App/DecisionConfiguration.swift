@@ -6,12 +6,14 @@ import SpotRuntime
 /// - `SPOTGUARD_DECISIONS_PASS_SECONDS` (int, default 300): how often the decision pass runs
 /// - `SPOTGUARD_DECISIONS_ADVISOR_FILE` (path, optional): AWS's `spot-advisor-data.json`, the
 ///   interruption bands used as the risk prior (without it every pool starts at the middle band)
+/// - `SPOTGUARD_DECISIONS_SAVINGS_SECONDS` (int, default 900): how often savings are accounted
 /// - `SPOTGUARD_DECISIONS_PRICE_WINDOW_SECONDS` (int, default 3600): how recent a pool's clean
 ///   price must be to count
 public struct DecisionConfiguration: Sendable {
     public var host: String
     public var port: Int
     public var passInterval: Int
+    public var savingsInterval: Int
     public var advisorFile: String?
     public var priceWindow: Int
     /// How often the loop looks whether the pass is due.
@@ -22,6 +24,7 @@ public struct DecisionConfiguration: Sendable {
         host = env.string("SPOTGUARD_DECISIONS_HOST") ?? "127.0.0.1"
         port = try env.int("SPOTGUARD_DECISIONS_PORT", default: 8085, range: 0...65535)
         passInterval = try env.int("SPOTGUARD_DECISIONS_PASS_SECONDS", default: 300, range: 1...86_400)
+        savingsInterval = try env.int("SPOTGUARD_DECISIONS_SAVINGS_SECONDS", default: 900, range: 1...86_400)
         advisorFile = env.string("SPOTGUARD_DECISIONS_ADVISOR_FILE")
         priceWindow = try env.int("SPOTGUARD_DECISIONS_PRICE_WINDOW_SECONDS", default: 3600, range: 300...86_400)
         workerName = "\(ProcessInfo.processInfo.hostName)-\(ProcessInfo.processInfo.processIdentifier)"

@@ -4,6 +4,7 @@ import Logging
 import SpotModels
 import SpotRuntime
 import SpotStore
+import Synchronization
 
 /// One decision pass, in one transaction holding the `decisions.pass` claim: every pool with a
 /// recent clean price gets its risk (stored in pool_risk_analysis), then every auto-switch agent
@@ -15,11 +16,13 @@ public struct DecisionPass: Sendable {
     let bands: [String: [String: AdvisorBand]]
     let risk = PoolRiskModel()
     let rules = RulesEngine()
+    let memory: PassMemory
 
-    public init(store: PostgresStore, configuration: DecisionConfiguration, bands: [String: [String: AdvisorBand]]) {
+    public init(store: PostgresStore, configuration: DecisionConfiguration, bands: [String: [String: AdvisorBand]], memory: PassMemory = PassMemory()) {
         self.store = store
         self.configuration = configuration
         self.bands = bands
+        self.memory = memory
     }
 
     public struct Summary: Sendable, Codable, Equatable {
@@ -28,6 +31,12 @@ public struct DecisionPass: Sendable {
         public var switches = 0
         public var skippedPending = 0
         public var skippedNoPrice = 0
+        /// The learned engine's model (decision_models id), if one was trained.
+        public var model: Int?
+        /// Pools whose risk row was written (moved by ≥ `PassMemory.riskStep` or an hour old).
+        public var risksWritten = 0
+        /// Seconds spent reading pools, writing their risk, and deciding agents (with their writes).
+        public var seconds: [String: Double] = [:]
 
         public init() {}
     }
@@ -35,9 +44,18 @@ public struct DecisionPass: Sendable {
     /// Runs the pass when it is due (always with `force`); nil when another copy has it.
     public func run(force: Bool) async throws -> Summary? {
         let pass = self
-        return try await ScheduledJobs.run(
+        let written = WrittenRisks()
+        let now = Date()
+        let summary = try await ScheduledJobs.run(
             "decisions.pass", every: configuration.passInterval, force: force, worker: configuration.workerName, store: store
-        ) { conn in try pass.perform(on: conn) }
+        ) { conn in try pass.perform(on: conn, now: now, written: written) }
+        if summary != nil { memory.recordWritten(written.risks.withLock { $0 }, at: now) }
+        return summary
+    }
+
+    /// The risks a pass wrote, remembered only once its transaction committed.
+    final class WrittenRisks: Sendable {
+        let risks = Mutex<[String: Double]>([:])
     }
 
     struct PoolFacts {
@@ -46,24 +64,28 @@ public struct DecisionPass: Sendable {
         var region: String
         var price: Double
         var onDemand: Double?
+        /// The last day's hourly prices ending with the price now.
         var hourly: [Double]
         var recentMean: Double
+        var interruptions: Int
         var score: PoolRiskModel.Score
     }
 
-    func perform(on conn: PGConnection) throws -> Summary {
+    func perform(on conn: PGConnection, now: Date, written: WrittenRisks) throws -> Summary {
         var summary = Summary()
-        let now = Date()
+        var lap = ContinuousClock.now
+        func phase(_ name: String) {
+            let now = ContinuousClock.now
+            let d = (now - lap).components
+            summary.seconds[name] = ((Double(d.seconds) + Double(d.attoseconds) / 1e18) * 1000).rounded() / 1000
+            lap = now
+        }
         let hour = Calendar(identifier: .gregorian).dateComponents(in: TimeZone(identifier: "UTC")!, from: now).hour ?? 0
-        // pools with a clean price in the window, their last day at hourly resolution, and the fleet's record
+        let series = try memory.hourly(at: now, on: conn)
+        // pools with a clean price in the window and the fleet's record in them
         let rows = try conn.query(
             """
             SELECT p.id, p.instance_type, p.region, latest.spot_price::float8, latest.on_demand_price::float8,
-                   coalesce((SELECT string_agg(c.spot_price::text, ',' ORDER BY c.time_bucket) FROM pricing_snapshots_clean c
-                              WHERE c.pool_id = p.id AND c.time_bucket > now() - interval '24 hours'
-                                AND extract(minute FROM c.time_bucket) = 0), ''),
-                   coalesce((SELECT avg(c.spot_price)::float8 FROM pricing_snapshots_clean c
-                              WHERE c.pool_id = p.id AND c.time_bucket > now() - interval '6 hours' AND c.time_bucket <= now()), latest.spot_price::float8),
                    (SELECT count(*) FROM spot_interruption_events e WHERE e.pool_id = p.id AND e.signal_type = 'termination-notice'
                        AND e.detected_at > now() - interval '30 days')::int,
                    coalesce((SELECT string_agg(extract(hour FROM e.detected_at AT TIME ZONE 'UTC')::int::text, ',') FROM spot_interruption_events e
@@ -80,19 +102,30 @@ public struct DecisionPass: Sendable {
         var pools: [PoolFacts] = []
         for r in rows {
             let (id, type, region) = (try r.decode(String.self, at: 0), try r.decode(String.self, at: 1), try r.decode(String.self, at: 2))
-            let hourly = try r.decode(String.self, at: 5).split(separator: ",").compactMap { Double($0) }
+            let price = try r.decode(Double.self, at: 3)
+            let points = series[id] ?? []
+            let hourly = points.map(\.1)
+            // the learned engine's view: the hours before this one, then the price now
+            let currentMark = PassMemory.hourMarks(at: now).last!
+            let dayToNow = Array(points.filter { $0.0 < currentMark }.map(\.1).suffix(23)) + [price]
+            // what a move is judged on: the mean of the last 6 hourly prices (the price now without them)
+            let recent = points.filter { now.timeIntervalSince($0.0) < 6 * 3600 }.map(\.1)
             var byHour = Array(repeating: 0, count: 24)
-            for h in try r.decode(String.self, at: 8).split(separator: ",").compactMap({ Int($0) }) where (0..<24).contains(h) { byHour[h] += 1 }
+            for h in try r.decode(String.self, at: 6).split(separator: ",").compactMap({ Int($0) }) where (0..<24).contains(h) { byHour[h] += 1 }
+            let interruptions = try r.decode(Int.self, at: 5)
             let score = risk.score(.init(
-                band: bands[region]?[type], interruptions: try r.decode(Int.self, at: 7), instanceHours: try r.decode(Double.self, at: 9),
-                priceVolatility: PoolRiskModel.robustVolatility(hourly), instanceAgeHours: try r.decode(Double.self, at: 10),
+                band: bands[region]?[type], interruptions: interruptions, instanceHours: try r.decode(Double.self, at: 7),
+                priceVolatility: PoolRiskModel.robustVolatility(hourly), instanceAgeHours: try r.decode(Double.self, at: 8),
                 interruptionsByHour: byHour, hourOfDay: hour))
             pools.append(PoolFacts(
-                id: id, type: type, region: region, price: try r.decode(Double.self, at: 3), onDemand: try r.decodeIfPresent(Double.self, at: 4),
-                hourly: hourly, recentMean: try r.decode(Double.self, at: 6), score: score))
+                id: id, type: type, region: region, price: price, onDemand: try r.decodeIfPresent(Double.self, at: 4),
+                hourly: dayToNow, recentMean: recent.isEmpty ? price : recent.reduce(0, +) / Double(recent.count), interruptions: interruptions,
+                score: score))
         }
         summary.pools = pools.count
-        if !pools.isEmpty {
+        phase("read_pools")
+        let changed = pools.filter { memory.shouldWrite($0.id, risk: $0.score.total, at: now) }
+        if !changed.isEmpty {
             _ = try conn.execute(
                 """
                 INSERT INTO pool_risk_analysis (pool_id, analyzed_at, risk_score, interruption_component, advisor_prior, advisor_band,
@@ -104,14 +137,22 @@ public struct DecisionPass: Sendable {
                 ON CONFLICT (pool_id, analyzed_at) DO NOTHING
                 """,
                 [
-                    now, PGArray(pools.map(\.id)), PGArray(pools.map(\.score.total)), PGArray(pools.map(\.score.interruption)),
-                    PGArray(pools.map { p in bands[p.region]?[p.type].map { min(1, $0.monthlyRate / risk.rateScale) } as (any PGEncodable)? }),
-                    PGArray(pools.map { p in bands[p.region]?[p.type]?.index as (any PGEncodable)? }),
-                    PGArray(pools.map(\.score.age)), PGArray(pools.map(\.score.volatility)), PGArray(pools.map(\.score.timeOfDay)),
-                    PGArray(try rows.map { try $0.decode(Int.self, at: 7) }), PGArray(pools.map(\.score.monthlyRate)),
+                    now, PGArray(changed.map(\.id)), PGArray(changed.map(\.score.total)), PGArray(changed.map(\.score.interruption)),
+                    PGArray(changed.map { p in bands[p.region]?[p.type].map { min(1, $0.monthlyRate / risk.rateScale) } as (any PGEncodable)? }),
+                    PGArray(changed.map { p in bands[p.region]?[p.type]?.index as (any PGEncodable)? }),
+                    PGArray(changed.map(\.score.age)), PGArray(changed.map(\.score.volatility)), PGArray(changed.map(\.score.timeOfDay)),
+                    PGArray(changed.map(\.interruptions)), PGArray(changed.map(\.score.monthlyRate)),
                 ])
+            written.risks.withLock { $0 = Dictionary(changed.map { ($0.id, $0.score.total) }) { a, _ in a } }
+            summary.risksWritten = changed.count
         }
+        // a month of risk history is kept
+        _ = try conn.execute("DELETE FROM pool_risk_analysis WHERE analyzed_at < $1::timestamptz - interval '30 days'", [now])
+        phase("write_risk")
         let byMarket = Dictionary(grouping: pools) { "\($0.type)|\($0.region)" }
+        let saved = try ModelStore.latest(on: conn)
+        let learned = saved.map { LearnedEngine(model: $0.model, rules: rules) }
+        summary.model = saved?.id
 
         let agents = try conn.query(
             """
@@ -144,12 +185,14 @@ public struct DecisionPass: Sendable {
             let current: Placement = mode == "ondemand" ? .onDemand : pool.map(Placement.spot) ?? .onDemand
             let input = DecisionInput(
                 current: current, onDemandPrice: onDemand,
-                pools: market.map { PoolState(pool: $0.id, price: $0.price, recentMean: $0.recentMean, risk: $0.score.total) },
-                hoursSinceSwitch: try a.decodeIfPresent(Double.self, at: 10) ?? .infinity)
-            // one engine is built so far; an agent set to `learned` is decided by the rules and told so
+                pools: market.map { PoolState(pool: $0.id, price: $0.price, recentMean: $0.recentMean, risk: $0.score.total, hourly: $0.hourly) },
+                hoursSinceSwitch: try a.decodeIfPresent(Double.self, at: 10) ?? .infinity, hourOfDay: hour)
+            // an agent set to `learned` before any model was trained is decided by the rules, and told so
             let asked = try a.decode(String.self, at: 6)
-            var decision = rules.decide(input)
-            if asked != rules.name { decision.reason += " (engine \(asked) is not available; decided by rules)" }
+            var engine: any DecisionEngine = rules
+            if asked == "learned", let learned { engine = learned }
+            var decision = engine.decide(input)
+            if asked != engine.name { decision.reason += " (no \(asked) model trained yet; decided by \(engine.name))" }
             guard decision.action != .stay else { continue }
             let wait = try a.decode(Bool.self, at: 8) ? try a.decode(Int.self, at: 7) : nil
             let commandId = try Commands.issue(
@@ -172,15 +215,17 @@ public struct DecisionPass: Sendable {
                 """
                 INSERT INTO agent_decision_history (agent_id, client_id, engine, decision, current_pool_id, target_pool_id, target_mode,
                                                     inputs, scores, expected_savings_per_hour, reason, command_id)
-                VALUES ($1, $2, 'rules', $3, $4, $5, $6, $7::jsonb, $8::jsonb, $9, $10, $11)
+                VALUES ($1, $2, $12, $3, $4, $5, $6, $7::jsonb, $8::jsonb, $9, $10, $11)
                 """,
                 [
                     agentId, clientId, decision.action.rawValue, current.pool, decision.target.pool,
                     decision.target == .onDemand ? "ondemand" : "spot", inputs.text,
                     JSONValue.object(decision.scores.mapValues(JSONValue.number)).text, decision.expectedSavingsPerHour, decision.reason, commandId,
+                    engine.name,
                 ])
             summary.switches += 1
         }
+        phase("decide_agents")
         return summary
     }
 }

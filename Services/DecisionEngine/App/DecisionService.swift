@@ -27,7 +27,8 @@ public struct DecisionService: Sendable {
         let relay = OutboxRelay(store: store, publisher: publisher, logger: logger, name: configuration.workerName)
         self.relay = relay
         pass = DecisionPass(store: store, configuration: configuration, bands: bands)
-        let loop = PassLoop(pass: pass, tick: configuration.tick, notify: { relay.notify() }, logger: logger)
+        let savings = SavingsAccounting(store: store, interval: configuration.savingsInterval, workerName: configuration.workerName)
+        let loop = PassLoop(pass: pass, savings: savings, tick: configuration.tick, notify: { relay.notify() }, logger: logger)
         self.loop = loop
         let recorder = SwitchRecorder()
         consumer = BusConsumer(endpoint: amqp, configuration: .init(queue: "spotguard.decisions"), deadLetters: publisher, logger: logger) {
@@ -53,9 +54,10 @@ public struct DecisionService: Sendable {
     }
 }
 
-/// Runs the pass whenever it is due, or at once when woken.
+/// Runs the pass whenever it is due, or at once when woken, and the savings accounting when due.
 final class PassLoop: Service, Sendable {
     let pass: DecisionPass
+    let savings: SavingsAccounting
     let tick: Duration
     let notify: @Sendable () -> Void
     let logger: Logger
@@ -64,8 +66,9 @@ final class PassLoop: Service, Sendable {
     /// Set by `wake()`: the next pass runs even if not due (waiting for a copy running one).
     private let forceNext = Atomic<Bool>(false)
 
-    init(pass: DecisionPass, tick: Duration, notify: @escaping @Sendable () -> Void, logger: Logger) {
+    init(pass: DecisionPass, savings: SavingsAccounting, tick: Duration, notify: @escaping @Sendable () -> Void, logger: Logger) {
         self.pass = pass
+        self.savings = savings
         self.tick = tick
         self.notify = notify
         self.logger = logger
@@ -94,6 +97,13 @@ final class PassLoop: Service, Sendable {
                     }
                 } catch {
                     logger.warning("decision pass failed", metadata: ["error": "\(error)"])
+                }
+                do {
+                    if let summary = try await savings.run(force: false), summary.unpricedHours > 0 {
+                        logger.notice("savings: hours without a price left out", metadata: ["hours": "\(summary.unpricedHours)"])
+                    }
+                } catch {
+                    logger.warning("savings accounting failed", metadata: ["error": "\(error)"])
                 }
             }
             group.cancelAll()

@@ -39,13 +39,20 @@ public struct PriceHistory: Sendable {
             types[pool] = String(f[yi])
             events.append((at, pool, price))
         }
-        guard let first = events.map(\.0).min(), let last = events.map(\.0).max() else { throw ParseError(description: "no prices") }
+        guard let history = PriceHistory(events: events, types: types) else { throw ParseError(description: "no prices") }
+        return history
+    }
+
+    /// The hourly grid of price events (time, pool, price); nil without any. `types` maps pool
+    /// ids to instance types (by default the pool id up to its zone).
+    public init?(events: [(Date, String, Double)], types: [String: String]? = nil) {
+        guard let first = events.map(\.0).min(), let last = events.map(\.0).max() else { return nil }
         let start = Date(timeIntervalSince1970: (first.timeIntervalSince1970 / 3600).rounded(.down) * 3600)
         let hours = Int((last.timeIntervalSince(start) / 3600).rounded(.down)) + 1
+        let types = types ?? Dictionary(events.map { e in (e.1, String(e.1.split(separator: ".").dropLast().joined(separator: "."))) }) { a, _ in a }
         var prices = Dictionary(uniqueKeysWithValues: types.keys.map { ($0, [Double?](repeating: nil, count: hours)) })
         // the latest event at or before each hour's start holds for that hour
-        events.sort { ($0.1, $0.0) < ($1.1, $1.0) }
-        for (at, pool, price) in events {
+        for (at, pool, price) in events.sorted(by: { ($0.1, $0.0) < ($1.1, $1.0) }) {
             let h = Int((at.timeIntervalSince(start) / 3600).rounded(.up))
             guard h < hours else { continue }
             prices[pool]![h] = price
@@ -56,7 +63,14 @@ public struct PriceHistory: Sendable {
                 if let p = prices[pool]![h] { last = p } else { prices[pool]![h] = last }
             }
         }
-        return PriceHistory(start: start, hours: hours, prices: prices, types: types)
+        self.init(start: start, hours: hours, prices: prices, types: types)
+    }
+
+    public init(start: Date, hours: Int, prices: [String: [Double?]], types: [String: String]) {
+        self.start = start
+        self.hours = hours
+        self.prices = prices
+        self.types = types
     }
 
     public func pools(of type: String) -> [String] { types.filter { $0.value == type }.map(\.key).sorted() }
@@ -86,6 +100,9 @@ public struct BacktestSetup: Sendable {
     public var seed: UInt64
     /// Hours of prices a move is judged on.
     public var meanWindow = 6
+    /// The first hour that counts: earlier hours only warm the strategies up (and train a
+    /// learned engine, which must not be judged on the hours it learned from).
+    public var evaluateFrom = 0
     public var risk = PoolRiskModel()
 
     public init(history: PriceHistory, onDemand: [String: Double], bands: [String: AdvisorBand], workloads: Int, manualShare: Double = 0, seed: UInt64) {
@@ -169,7 +186,7 @@ public enum Backtest {
             return Workload(type: type, manual: manual, placement: first.map(Placement.spot) ?? .onDemand)
         }
         let engine: (any DecisionEngine)? = { if case .engine(let e) = strategy { return e } else { return nil } }()
-        let overlap = (engine as? RulesEngine)?.switchOverlapHours ?? RulesEngine().switchOverlapHours
+        let overlap = (engine as? RulesEngine ?? (engine as? LearnedEngine)?.rules)?.switchOverlapHours ?? RulesEngine().switchOverlapHours
 
         for t in 0..<h.hours {
             let hourOfDay = Calendar(identifier: .gregorian).dateComponents(in: TimeZone(identifier: "UTC")!, from: h.start.addingTimeInterval(Double(t) * 3600)).hour ?? 0
@@ -201,21 +218,23 @@ public enum Backtest {
                                 priceVolatility: PoolRiskModel.robustVolatility(day), instanceAgeHours: 0,
                                 interruptionsByHour: byHour[pool] ?? [], hourOfDay: hourOfDay))
                             return PoolState(
-                                pool: pool, price: h.prices[pool]![t]!, recentMean: window.reduce(0, +) / Double(window.count), risk: score.total)
+                                pool: pool, price: h.prices[pool]![t]!, recentMean: window.reduce(0, +) / Double(window.count), risk: score.total,
+                                hourly: day)
                         }
                         let input = DecisionInput(
                             current: wl.placement, onDemandPrice: od, pools: states, hoursSinceSwitch: Double(t - wl.lastSwitch),
-                            qualifyingHoursOnDemand: wl.qualifyingOnDemand)
+                            qualifyingHoursOnDemand: wl.qualifyingOnDemand, hourOfDay: hourOfDay)
                         next = e.decide(input).target
                         if wl.placement == .onDemand, next == .onDemand {
-                            let r = (e as? RulesEngine) ?? RulesEngine()
+                            let r = (e as? RulesEngine) ?? (e as? LearnedEngine)?.rules ?? RulesEngine()
                             let qualifies = states.contains { r.qualifies($0, onDemand: od, margin: r.returnMargin) }
                             wl.qualifyingOnDemand = qualifies ? wl.qualifyingOnDemand + 1 : 0
                         }
                     }
                 }
+                let counted = t >= s.evaluateFrom
                 if next != wl.placement {
-                    if t > 0, !strategyIsFree(strategy) {
+                    if t > 0, counted, !strategyIsFree(strategy) {
                         result.switches += 1
                         let c = overlap * price(wl.placement)
                         result.cost += c
@@ -233,11 +252,11 @@ public enum Backtest {
                         interruptions[pool, default: 0] += 1
                         byHour[pool, default: Array(repeating: 0, count: 24)][hourOfDay] += 1
                         if wl.manual, let replica = wl.replica {
-                            result.interruptionsWithReplica += 1
+                            if counted { result.interruptionsWithReplica += 1 }
                             wl.placement = .spot(replica)
                             wl.replica = nil
                         } else {
-                            result.interruptionsWithoutReplica += 1
+                            if counted { result.interruptionsWithoutReplica += 1 }
                             // relaunched: the same pool for the stay baseline, else the cheapest other
                             if case .stayInFirstPool = strategy {} else {
                                 wl.placement = cheapest(excluding: pool).map(Placement.spot) ?? .onDemand
@@ -248,7 +267,7 @@ public enum Backtest {
                 }
                 if wl.manual, let primary = wl.placement.pool {
                     if wl.replica == nil || wl.replica == primary { wl.replica = cheapest(excluding: primary) }
-                    if let replica = wl.replica {
+                    if let replica = wl.replica, counted {
                         let c = h.prices[replica]![t]!
                         result.replicaHours += 1
                         result.replicaCost += c
@@ -256,15 +275,17 @@ public enum Backtest {
                         result.hourlyCost[t] += c
                     }
                 }
-                let c = price(wl.placement)
-                result.cost += c
-                result.hourlyCost[t] += c
-                result.onDemandCost += od
-                if wl.placement == .onDemand { result.onDemandHours += 1 }
+                if counted {
+                    let c = price(wl.placement)
+                    result.cost += c
+                    result.hourlyCost[t] += c
+                    result.onDemandCost += od
+                    if wl.placement == .onDemand { result.onDemandHours += 1 }
+                }
                 workloads[w] = wl
             }
         }
-        result.workloadDays = Double(s.workloads) * Double(h.hours) / 24
+        result.workloadDays = Double(s.workloads) * Double(max(0, h.hours - s.evaluateFrom)) / 24
         return result
     }
 

@@ -22,12 +22,15 @@ public struct PoolState: Sendable, Equatable {
     public var recentMean: Double
     /// Interruption risk 0…1 (`PoolRiskModel`).
     public var risk: Double
+    /// The last day's hourly prices, oldest first, the current hour last (the learned engine's input).
+    public var hourly: [Double]
 
-    public init(pool: String, price: Double, recentMean: Double, risk: Double) {
+    public init(pool: String, price: Double, recentMean: Double, risk: Double, hourly: [Double] = []) {
         self.pool = pool
         self.price = price
         self.recentMean = recentMean
         self.risk = risk
+        self.hourly = hourly
     }
 }
 
@@ -40,13 +43,19 @@ public struct DecisionInput: Sendable, Equatable {
     public var hoursSinceSwitch: Double
     /// Hours the workload has been on on-demand while a spot pool qualified (recovery hysteresis).
     public var qualifyingHoursOnDemand: Double
+    /// UTC hour of the decision.
+    public var hourOfDay: Int
 
-    public init(current: Placement, onDemandPrice: Double, pools: [PoolState], hoursSinceSwitch: Double, qualifyingHoursOnDemand: Double = 0) {
+    public init(
+        current: Placement, onDemandPrice: Double, pools: [PoolState], hoursSinceSwitch: Double, qualifyingHoursOnDemand: Double = 0,
+        hourOfDay: Int = 0
+    ) {
         self.current = current
         self.onDemandPrice = onDemandPrice
         self.pools = pools
         self.hoursSinceSwitch = hoursSinceSwitch
         self.qualifyingHoursOnDemand = qualifyingHoursOnDemand
+        self.hourOfDay = hourOfDay
     }
 }
 

@@ -4,15 +4,28 @@ import Foundation
 /// `spotguard-bench backtest`: replays a price-history file for N workloads under every
 /// strategy and prints the table the README shows.
 enum BacktestCommand {
-    static func run(csv: String, onDemandFile: String, advisorFile: String, workloads: Int, seed: UInt64) throws {
+    static func run(csv: String, onDemandFile: String, advisorFile: String, workloads: Int, seed: UInt64, trainHours: Int) throws {
         let history = try PriceHistory.parse(csv: try String(contentsOfFile: csv, encoding: .utf8))
         let region = String(history.types.keys.first!.split(separator: ".").last!.dropLast())
         let onDemand = try onDemandPrices(onDemandFile, region: region)
         let bands = try AdvisorBand.table(json: Data(contentsOf: URL(fileURLWithPath: advisorFile)))[region] ?? [:]
         let types = history.instanceTypes.filter { onDemand[$0] != nil }
         FileHandle.standardError.write(Data("backtest: \(history.types.count) pools of \(types.joined(separator: ", ")) in \(region), \(history.hours) hours, \(workloads) workloads, seed \(seed)\n".utf8))
-        let base = BacktestSetup(history: history, onDemand: onDemand, bands: bands, workloads: workloads, seed: seed)
-        let strategies: [Strategy] = [.alwaysOnDemand, .stayInFirstPool, .greedyCheapest, .engine(RulesEngine()), .oracle]
+        var base = BacktestSetup(history: history, onDemand: onDemand, bands: bands, workloads: workloads, seed: seed)
+        base.evaluateFrom = min(trainHours, history.hours / 2)
+        // the learned engine is fitted on the hours before the evaluation window only
+        let training = history.prices.mapValues { Array($0.prefix(base.evaluateFrom)) }
+        let poolOnDemand = history.types.compactMapValues { onDemand[$0] }
+        let model = RiseModel.fit(RiseModel.samples(
+            prices: training, markets: types.map { history.pools(of: $0) }, onDemand: poolOnDemand, startHour: history.start))
+        var strategies: [Strategy] = [.alwaysOnDemand, .stayInFirstPool, .greedyCheapest, .engine(RulesEngine())]
+        if let model {
+            strategies.append(.engine(LearnedEngine(model: model)))
+            FileHandle.standardError.write(Data(String(
+                format: "backtest: learned model fitted on hours 0-%d: %d samples, %d rises; hold-out AUC %.3f, log loss %.4f (base rate %.4f)\n",
+                base.evaluateFrom - 1, model.samples, model.positives, model.holdoutAuc, model.holdoutLogLoss, model.holdoutBaseLogLoss).utf8))
+        }
+        strategies.append(.oracle)
 
         func table(_ title: String, _ setup: BacktestSetup) -> [BacktestResult] {
             var results: [BacktestResult] = []
@@ -32,16 +45,22 @@ enum BacktestCommand {
             }
             return results
         }
-        _ = table("Real prices (\(URL(fileURLWithPath: csv).lastPathComponent))", base)
+        _ = table("Real prices (\(URL(fileURLWithPath: csv).lastPathComponent)), hours \(base.evaluateFrom)-\(history.hours - 1); the learned engine trained on the hours before", base)
+        if let model {
+            print(String(
+                format: "\nLearned model (P of a ≥ %.1f %% rise within %d h): %d samples, %d rises; on the last fifth of its training hours AUC %.3f, log loss %.4f vs %.4f for the base rate",
+                model.riseThreshold * 100, model.horizonHours, model.samples, model.positives, model.holdoutAuc, model.holdoutLogLoss,
+                model.holdoutBaseLogLoss))
+        }
 
-        // spikes: every pool of every type at 1.5 × on-demand for 6 h (hour 200) and for 12 h
-        // (hour 400), and the first pool of each type at 3 × for 12 h (hour 600)
-        let spikeWindows = [(200, 6), (400, 12), (600, 12)]
+        // spikes: every pool of every type at 1.5 × on-demand for 6 h (hour 300) and for 12 h
+        // (hour 450), and the first pool of each type at 3 × for 12 h (hour 600)
+        let spikeWindows = [(300, 6), (450, 12), (600, 12)]
         var spiked = history
         for type in types {
             let pools = history.pools(of: type)
-            spiked = spiked.withSpike(pools: pools, from: 200, length: 6, price: 1.5 * onDemand[type]!)
-            spiked = spiked.withSpike(pools: pools, from: 400, length: 12, price: 1.5 * onDemand[type]!)
+            spiked = spiked.withSpike(pools: pools, from: 300, length: 6, price: 1.5 * onDemand[type]!)
+            spiked = spiked.withSpike(pools: pools, from: 450, length: 12, price: 1.5 * onDemand[type]!)
             spiked = spiked.withSpike(pools: [pools[0]], from: 600, length: 12, price: 3 * onDemand[type]!)
         }
         var spikeSetup = base

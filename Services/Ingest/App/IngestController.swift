@@ -30,6 +30,7 @@ struct IngestController: Sendable {
         router.post("/api/pricing/submit", use: submitPricing)
         router.post("/api/agents/:agentId/switch-report", use: switchReport)
         addReplicaRoutes(to: router)
+        addClientRoutes(to: router)
     }
 
     // MARK: admin

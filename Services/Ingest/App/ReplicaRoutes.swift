@@ -192,7 +192,7 @@ extension IngestController {
             body: .init(byteBuffer: ByteBuffer(bytes: content)))
     }
 
-    private func storeQuery<T: Sendable>(_ body: @escaping @Sendable (PGConnection) throws -> T) async throws -> T {
+    func storeQuery<T: Sendable>(_ body: @escaping @Sendable (PGConnection) throws -> T) async throws -> T {
         do {
             return try await store.withConnection(body)
         } catch let e as PGError where e.isRetryable {
