@@ -172,4 +172,5 @@ printf '%-58s %12s\n' "command issued -> long-poll answered, p50 / p99 ms" "$(fi
 printf '%-58s %12s\n' "  same, max ms ($(fig commands) commands)" "$(fig command_delivery_max_ms)"
 printf '%-58s %12s\n' "decision pass, $(fig pass_pools) pools / $(fig pass_agents) agents, first (with $(fig pass_switches) switches) s" "$(fig pass_first_seconds)"
 printf '%-58s %12s\n' "  next pass (switches pending), s" "$(fig pass_next_seconds)"
+printf '%-58s %12s\n' "  its phases, s" "$(fig pass_next_phases)"
 [ "$FAILOVER" != failed ] || { echo "bench: the failover run failed (see above)" >&2; exit 1; }

@@ -85,16 +85,23 @@ public struct DecisionPass: Sendable {
         // pools with a clean price in the window and the fleet's record in them
         let rows = try conn.query(
             """
+            WITH interruptions AS (
+                SELECT pool_id, count(*)::int AS n, string_agg(extract(hour FROM detected_at AT TIME ZONE 'UTC')::int::text, ',') AS hours
+                  FROM spot_interruption_events
+                 WHERE signal_type = 'termination-notice' AND detected_at > now() - interval '30 days' AND pool_id IS NOT NULL
+                 GROUP BY pool_id
+            ), exposure AS (
+                SELECT current_pool_id AS pool_id,
+                       sum(extract(epoch FROM now() - greatest(coalesce(installed_at, created_at), now() - interval '30 days')))::float8 / 3600 AS hours,
+                       avg(extract(epoch FROM now() - coalesce(installed_at, created_at)))::float8 / 3600 AS age
+                  FROM instances WHERE is_active AND current_pool_id IS NOT NULL
+                 GROUP BY current_pool_id
+            )
             SELECT p.id, p.instance_type, p.region, latest.spot_price::float8, latest.on_demand_price::float8,
-                   (SELECT count(*) FROM spot_interruption_events e WHERE e.pool_id = p.id AND e.signal_type = 'termination-notice'
-                       AND e.detected_at > now() - interval '30 days')::int,
-                   coalesce((SELECT string_agg(extract(hour FROM e.detected_at AT TIME ZONE 'UTC')::int::text, ',') FROM spot_interruption_events e
-                              WHERE e.pool_id = p.id AND e.signal_type = 'termination-notice' AND e.detected_at > now() - interval '30 days'), ''),
-                   coalesce((SELECT sum(extract(epoch FROM now() - greatest(coalesce(i.installed_at, i.created_at), now() - interval '30 days')))
-                              FROM instances i WHERE i.current_pool_id = p.id AND i.is_active), 0)::float8 / 3600,
-                   coalesce((SELECT avg(extract(epoch FROM now() - coalesce(i.installed_at, i.created_at)))
-                              FROM instances i WHERE i.current_pool_id = p.id AND i.is_active), 0)::float8 / 3600
+                   coalesce(ir.n, 0), coalesce(ir.hours, ''), coalesce(ex.hours, 0), coalesce(ex.age, 0)
               FROM spot_pools p
+              LEFT JOIN interruptions ir ON ir.pool_id = p.id
+              LEFT JOIN exposure ex ON ex.pool_id = p.id
               CROSS JOIN LATERAL (SELECT spot_price, on_demand_price FROM pricing_snapshots_clean c
                                    WHERE c.pool_id = p.id AND c.time_bucket > now() - make_interval(secs => $1) AND c.time_bucket <= now()
                                    ORDER BY c.time_bucket DESC LIMIT 1) latest
