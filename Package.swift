@@ -135,6 +135,20 @@ let package = Package(
             name: "Bench", dependencies: ["DecisionApp", "SEFCore", "SpotModels", "SpotBus", "SpotStore", "SpotRuntime"], path: "Services/Bench",
             swiftSettings: swiftSettings),
 
+        // The EC2 and IMDS clients: Foundation (URLSession, XMLParser) and swift-crypto only, so
+        // the agent that runs on customers' instances carries nothing more.
+        .target(name: "SpotCloud", dependencies: [.product(name: "Crypto", package: "swift-crypto")], path: "Shared/SpotCloud", swiftSettings: swiftSettings),
+        // One instance's metadata service for the tests and the simulator.
+        .target(
+            name: "IMDSMock", dependencies: [.product(name: "Hummingbird", package: "hummingbird")], path: "Shared/IMDSMock",
+            swiftSettings: swiftSettings),
+        .testTarget(
+            name: "SpotCloudTests",
+            dependencies: [
+                "SpotCloud", "IMDSMock", .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"), .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings),
         .testTarget(name: "SpotModelsTests", dependencies: ["SpotModels"], swiftSettings: swiftSettings),
         .testTarget(name: "SEFCoreTests", dependencies: ["SEFCore", "SpotModels"], swiftSettings: swiftSettings),
         .testTarget(name: "DecisionCoreTests", dependencies: ["DecisionCore"], swiftSettings: swiftSettings),
@@ -142,7 +156,7 @@ let package = Package(
         .testTarget(
             name: "IntegrationTests",
             dependencies: [
-                "SpotModels", "SpotBus", "SpotStore", "SpotRuntime", "SEFApp",
+                "SpotModels", "SpotBus", "SpotStore", "SpotRuntime", "SEFApp", "SpotCloud",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],

@@ -63,6 +63,20 @@ deps() {
     # leave those alone and use our own ports.
 }
 
+# moto_server (moto's EC2 endpoint for the tests): the one on PATH, else one installed from PyPI
+# into a project-local virtual environment. Prints its path.
+moto_bin() {
+    if command -v moto_server >/dev/null; then command -v moto_server; return; fi
+    local venv="$ROOT/.spotguard/venv"
+    if [ ! -x "$venv/bin/moto_server" ]; then
+        dpkg-query -W -f='${Status}' python3-venv 2>/dev/null | grep -q 'install ok installed' ||
+            as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-venv >/dev/null
+        python3 -m venv "$venv" >&2
+        "$venv/bin/pip" install -q 'moto[server]' >&2
+    fi
+    echo "$venv/bin/moto_server"
+}
+
 find_pg_bin() {
     local d
     for d in /usr/lib/postgresql/*/bin; do
@@ -326,6 +340,7 @@ status() {
 
 case "$CMD" in
     deps) deps ;;
+    moto-bin) moto_bin ;;
     infra) deps; infra ;;
     up) deps; infra; build; services_start; status ;;
     down) services_stop; rabbit_stop; pg_stop ;;

@@ -23,5 +23,15 @@ export SPOTGUARD_BIN_DIR
 export SPOTGUARD_LOG_LEVEL=warning
 "$SPOTGUARD_BIN_DIR/spotguard-ingest" migrate
 
+# moto's EC2 endpoint, a real third-party peer for SpotCloud's EC2 client
+MOTO_PORT=36490
+moto_bin="$(deploy/stack.sh moto-bin)"
+pkill -f "moto_server -H 127.0.0.1 -p $MOTO_PORT" 2>/dev/null || true  # left by an interrupted run
+"$moto_bin" -H 127.0.0.1 -p "$MOTO_PORT" >"$ROOT/.spotguard/test/moto.log" 2>&1 &
+MOTO_PID=$!
+trap 'kill "$MOTO_PID" 2>/dev/null || true; deploy/stack.sh down test' EXIT
+for _ in $(seq 1 100); do curl -fsS "http://127.0.0.1:$MOTO_PORT/moto-api/" >/dev/null 2>&1 && break; sleep 0.1; done
+export SPOTGUARD_TEST_EC2_URL="http://127.0.0.1:$MOTO_PORT/"
+
 # Integration tests share one broker and restart it, so nothing runs in parallel.
 swift test --skip-build --no-parallel

@@ -1,0 +1,181 @@
+import Foundation
+
+public struct SpotPrice: Sendable, Equatable {
+    public var instanceType: String
+    public var availabilityZone: String
+    public var productDescription: String
+    public var price: Double
+    public var timestamp: Date
+}
+
+public struct EC2Instance: Sendable, Equatable {
+    public var id: String
+    public var instanceType: String
+    public var availabilityZone: String?
+    public var state: String
+    /// `spot` for spot instances, nil for on-demand.
+    public var lifecycle: String?
+    public var imageId: String?
+    public var launchTime: Date?
+    public var privateIp: String?
+    public var tags: [String: String]
+
+    init(_ x: XMLNode) {
+        id = x.value("instanceId") ?? ""
+        instanceType = x.value("instanceType") ?? ""
+        availabilityZone = x.value("placement", "availabilityZone")
+        state = x.value("instanceState", "name") ?? ""
+        lifecycle = x.value("instanceLifecycle")
+        imageId = x.value("imageId")
+        launchTime = x.value("launchTime").flatMap(EC2Client.date)
+        privateIp = x.value("privateIpAddress")
+        tags = Dictionary(x.items("tagSet").compactMap { t in t.value("key").map { ($0, t.value("value") ?? "") } }) { a, _ in a }
+    }
+}
+
+public struct EC2Image: Sendable, Equatable {
+    public var id: String
+    public var name: String?
+    public var state: String
+}
+
+public struct AvailabilityZone: Sendable, Equatable {
+    public var name: String
+    public var id: String?
+    public var state: String
+    public var region: String?
+}
+
+public enum MarketType: String, Sendable {
+    case spot
+    case onDemand = "on-demand"
+}
+
+public struct RunInstancesRequest: Sendable {
+    public var imageId: String
+    public var instanceType: String
+    public var market: MarketType
+    public var availabilityZone: String?
+    public var subnetId: String?
+    public var securityGroupIds: [String]
+    public var keyName: String?
+    public var userData: String?
+    public var tags: [String: String]
+    /// Makes a retried launch return the first launch's instance instead of a second one.
+    public var clientToken: String?
+
+    public init(
+        imageId: String, instanceType: String, market: MarketType, availabilityZone: String? = nil, subnetId: String? = nil,
+        securityGroupIds: [String] = [], keyName: String? = nil, userData: String? = nil, tags: [String: String] = [:], clientToken: String? = nil
+    ) {
+        self.imageId = imageId
+        self.instanceType = instanceType
+        self.market = market
+        self.availabilityZone = availabilityZone
+        self.subnetId = subnetId
+        self.securityGroupIds = securityGroupIds
+        self.keyName = keyName
+        self.userData = userData
+        self.tags = tags
+        self.clientToken = clientToken
+    }
+}
+
+extension EC2Client {
+    static func date(_ s: String) -> Date? {
+        (try? Date(s, strategy: Date.ISO8601FormatStyle(includingFractionalSeconds: true))) ?? (try? Date(s, strategy: Date.ISO8601FormatStyle()))
+    }
+
+    static func list(_ name: String, _ values: [String]) -> [(String, String)] {
+        values.enumerated().map { ("\(name).\($0.offset + 1)", $0.element) }
+    }
+
+    static func filters(_ filters: [(String, [String])]) -> [(String, String)] {
+        filters.enumerated().flatMap { i, f in [("Filter.\(i + 1).Name", f.0)] + list("Filter.\(i + 1).Value", f.1) }
+    }
+
+    /// Spot prices of these types (every zone unless one is named), newest first as EC2 sends them.
+    public func describeSpotPriceHistory(
+        instanceTypes: [String], availabilityZone: String? = nil, productDescriptions: [String] = ["Linux/UNIX"], startTime: Date? = nil
+    ) async throws -> [SpotPrice] {
+        var parameters = Self.list("InstanceType", instanceTypes) + Self.list("ProductDescription", productDescriptions)
+        // as a filter: EC2 honours both forms, moto only this one
+        if let availabilityZone { parameters += Self.filters([("availability-zone", [availabilityZone])]) }
+        if let startTime { parameters.append(("StartTime", startTime.formatted(.iso8601))) }
+        parameters.append(("MaxResults", "1000"))
+        return try await paginate("DescribeSpotPriceHistory", parameters) { $0.items("spotPriceHistorySet") }.compactMap { x in
+            guard let type = x.value("instanceType"), let az = x.value("availabilityZone"), let price = x.value("spotPrice").flatMap(Double.init),
+                let at = x.value("timestamp").flatMap(Self.date)
+            else { return nil }
+            return SpotPrice(instanceType: type, availabilityZone: az, productDescription: x.value("productDescription") ?? "", price: price, timestamp: at)
+        }
+    }
+
+    /// Instances by id or filter; without ids, pages of `pageSize` reservations (5–1000) are followed.
+    public func describeInstances(ids: [String] = [], filters: [(String, [String])] = [], pageSize: Int = 1000) async throws -> [EC2Instance] {
+        var parameters = Self.list("InstanceId", ids) + Self.filters(filters)
+        if ids.isEmpty { parameters.append(("MaxResults", String(min(1000, max(5, pageSize))))) }
+        return try await paginate("DescribeInstances", parameters) { page in
+            page.items("reservationSet").flatMap { $0.items("instancesSet") }
+        }.map(EC2Instance.init)
+    }
+
+    /// Launches one instance, spot (one-time, terminated on interruption) or on-demand.
+    public func runInstances(_ r: RunInstancesRequest) async throws -> EC2Instance {
+        var p: [(String, String)] = [("ImageId", r.imageId), ("InstanceType", r.instanceType), ("MinCount", "1"), ("MaxCount", "1")]
+        if let az = r.availabilityZone { p.append(("Placement.AvailabilityZone", az)) }
+        if let subnet = r.subnetId { p.append(("SubnetId", subnet)) }
+        p += Self.list("SecurityGroupId", r.securityGroupIds)
+        if let key = r.keyName { p.append(("KeyName", key)) }
+        if let data = r.userData { p.append(("UserData", Data(data.utf8).base64EncodedString())) }
+        if let token = r.clientToken { p.append(("ClientToken", token)) }
+        if r.market == .spot {
+            p += [
+                ("InstanceMarketOptions.MarketType", "spot"), ("InstanceMarketOptions.SpotOptions.SpotInstanceType", "one-time"),
+                ("InstanceMarketOptions.SpotOptions.InstanceInterruptionBehavior", "terminate"),
+            ]
+        }
+        if !r.tags.isEmpty {
+            p.append(("TagSpecification.1.ResourceType", "instance"))
+            for (i, tag) in r.tags.sorted(by: { $0.key < $1.key }).enumerated() {
+                p += [("TagSpecification.1.Tag.\(i + 1).Key", tag.key), ("TagSpecification.1.Tag.\(i + 1).Value", tag.value)]
+            }
+        }
+        let answer = try await call("RunInstances", p)
+        guard let instance = answer.items("instancesSet").first else { throw EC2Error.malformed("RunInstances answered without an instance") }
+        return EC2Instance(instance)
+    }
+
+    /// An image of a running instance (without reboot by default, so the workload keeps running).
+    public func createImage(instanceId: String, name: String, noReboot: Bool = true) async throws -> String {
+        let answer = try await call("CreateImage", [("InstanceId", instanceId), ("Name", name), ("NoReboot", noReboot ? "true" : "false")])
+        guard let id = answer.value("imageId") else { throw EC2Error.malformed("CreateImage answered without an image id") }
+        return id
+    }
+
+    public func describeImages(ids: [String]) async throws -> [EC2Image] {
+        try await call("DescribeImages", Self.list("ImageId", ids)).items("imagesSet").map {
+            EC2Image(id: $0.value("imageId") ?? "", name: $0.value("name"), state: $0.value("imageState") ?? "")
+        }
+    }
+
+    /// Terminates; answers each instance's state after the call (`shutting-down`, `terminated`).
+    public func terminateInstances(ids: [String]) async throws -> [String: String] {
+        let answer = try await call("TerminateInstances", Self.list("InstanceId", ids))
+        return Dictionary(answer.items("instancesSet").compactMap { x in x.value("instanceId").map { ($0, x.value("currentState", "name") ?? "") } }) { a, _ in a }
+    }
+
+    public func createTags(resources: [String], tags: [String: String]) async throws {
+        var p = Self.list("ResourceId", resources)
+        for (i, tag) in tags.sorted(by: { $0.key < $1.key }).enumerated() {
+            p += [("Tag.\(i + 1).Key", tag.key), ("Tag.\(i + 1).Value", tag.value)]
+        }
+        _ = try await call("CreateTags", p)
+    }
+
+    public func describeAvailabilityZones() async throws -> [AvailabilityZone] {
+        try await call("DescribeAvailabilityZones").items("availabilityZoneInfo").map {
+            AvailabilityZone(name: $0.value("zoneName") ?? "", id: $0.value("zoneId"), state: $0.value("zoneState") ?? "", region: $0.value("regionName"))
+        }
+    }
+}
