@@ -18,6 +18,7 @@ let package = Package(
         .executable(name: "spotguard-replicas", targets: ["ReplicaCoordinator"]),
         .executable(name: "spotguard-decisions", targets: ["DecisionEngine"]),
         .executable(name: "spotguard-bench", targets: ["Bench"]),
+        .executable(name: "spotguard-agent", targets: ["Agent"]),
     ],
     dependencies: [
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
@@ -138,9 +139,26 @@ let package = Package(
         // The EC2 and IMDS clients: Foundation (URLSession, XMLParser) and swift-crypto only, so
         // the agent that runs on customers' instances carries nothing more.
         .target(name: "SpotCloud", dependencies: [.product(name: "Crypto", package: "swift-crypto")], path: "Shared/SpotCloud", swiftSettings: swiftSettings),
+        // The agent on customers' instances: SpotCloud, logging and lifecycle only.
+        .target(
+            name: "AgentApp",
+            dependencies: ["SpotCloud", .product(name: "Logging", package: "swift-log")],
+            path: "Services/Agent/App", swiftSettings: swiftSettings),
+        .executableTarget(
+            name: "Agent",
+            dependencies: [
+                "AgentApp", "SpotCloud", .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+            ],
+            path: "Services/Agent/Main", swiftSettings: swiftSettings),
         // One instance's metadata service for the tests and the simulator.
         .target(
-            name: "IMDSMock", dependencies: [.product(name: "Hummingbird", package: "hummingbird")], path: "Shared/IMDSMock",
+            name: "IMDSMock",
+            dependencies: [
+                .product(name: "Hummingbird", package: "hummingbird"), .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+            ], path: "Shared/IMDSMock",
             swiftSettings: swiftSettings),
         .testTarget(
             name: "SpotCloudTests",
@@ -156,7 +174,7 @@ let package = Package(
         .testTarget(
             name: "IntegrationTests",
             dependencies: [
-                "SpotModels", "SpotBus", "SpotStore", "SpotRuntime", "SEFApp", "SpotCloud",
+                "SpotModels", "SpotBus", "SpotStore", "SpotRuntime", "SEFApp", "SpotCloud", "IMDSMock", "AgentApp",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],

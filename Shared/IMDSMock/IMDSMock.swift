@@ -3,6 +3,7 @@ import HTTPTypes
 import Hummingbird
 import Logging
 import NIOCore
+import ServiceLifecycle
 import Synchronization
 
 /// The instance metadata service of one (simulated) instance, IMDSv2 only, as the agent and
@@ -115,10 +116,35 @@ public final class IMDSMock: Sendable {
         -> some ApplicationProtocol
     {
         var logger = Logger(label: "spotguard.imds-mock")
-        logger.logLevel = .warning
+        logger.logLevel = .critical  // a test peer: its shutdown chatter is not the product's
         return Application(
             router: router(), configuration: .init(address: .hostname(host, port: port), serverName: "EC2ws"),
             onServerRunning: { channel in await onRunning(channel.localAddress?.port ?? port) }, logger: logger)
+    }
+
+    /// Serves the mock on a free loopback port while `body` runs, then shuts it down.
+    public func serving<T: Sendable>(_ body: (URL) async throws -> T) async throws -> T {
+        let port = Mutex<Int?>(nil)
+        let (started, signal) = AsyncStream.makeStream(of: Void.self)
+        let app = application(onRunning: { p in
+            port.withLock { $0 = p }
+            signal.yield()
+        })
+        let group = ServiceGroup(configuration: .init(services: [app], logger: Logger(label: "spotguard.imds-mock")))
+        return try await withThrowingTaskGroup(of: Void.self) { tasks in
+            tasks.addTask { try await group.run() }
+            for await _ in started { break }
+            let result: T
+            do {
+                result = try await body(URL(string: "http://127.0.0.1:\(port.withLock { $0 ?? 0 })")!)
+            } catch {
+                await group.triggerGracefulShutdown()
+                throw error
+            }
+            await group.triggerGracefulShutdown()
+            try await tasks.waitForAll()
+            return result
+        }
     }
 
     static func page(_ status: HTTPResponse.Status, _ title: String) -> Response {

@@ -11,27 +11,8 @@ import Testing
 import FoundationNetworking
 #endif
 
-/// Runs the mock on a free loopback port for the duration of `body`.
 func withIMDSMock(_ mock: IMDSMock, _ body: (URL) async throws -> Void) async throws {
-    let port = Mutex<Int?>(nil)
-    let (started, signal) = AsyncStream.makeStream(of: Void.self)
-    let app = mock.application(onRunning: { p in
-        port.withLock { $0 = p }
-        signal.yield()
-    })
-    let group = ServiceGroup(configuration: .init(services: [app], logger: Logger(label: "imds-mock-test")))
-    try await withThrowingTaskGroup(of: Void.self) { tasks in
-        tasks.addTask { try await group.run() }
-        for await _ in started { break }
-        do {
-            try await body(URL(string: "http://127.0.0.1:\(port.withLock { $0! })")!)
-        } catch {
-            await group.triggerGracefulShutdown()
-            throw error
-        }
-        await group.triggerGracefulShutdown()
-        try await tasks.waitForAll()
-    }
+    try await mock.serving(body)
 }
 
 @Suite struct IMDSMockTests {

@@ -1,0 +1,148 @@
+import Foundation
+import Logging
+import SpotCloud
+import Synchronization
+
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+
+/// SpotGuard's agent API over HTTP with the client's token; JSON with snake_case keys.
+public struct AgentAPI: Sendable {
+    let server: URL
+    let token: String
+    let transport: any HTTPTransport
+
+    public init(server: URL, token: String, transport: any HTTPTransport = URLSessionTransport(timeout: 35)) {
+        self.server = server
+        self.token = token
+        self.transport = transport
+    }
+
+    public struct Answer: Sendable {
+        public var status: Int
+        public var body: Data
+
+        public func json() -> [String: Any] { ((try? JSONSerialization.jsonObject(with: body)) as? [String: Any]) ?? [:] }
+        public var errorCode: String? { (json()["error"] as? [String: Any])?["code"] as? String }
+    }
+
+    static func encoder() -> JSONEncoder {
+        let e = JSONEncoder()
+        e.keyEncodingStrategy = .convertToSnakeCase
+        e.dateEncodingStrategy = .iso8601
+        e.outputFormatting = .sortedKeys
+        return e
+    }
+
+    public func send(_ method: String, _ path: String, gzip body: Data) async throws -> Answer {
+        try await send(method, path, body: body, contentType: "application/gzip")
+    }
+
+    public func send(_ method: String, _ path: String, json body: Data? = nil) async throws -> Answer {
+        try await send(method, path, body: body, contentType: "application/json")
+    }
+
+    func send(_ method: String, _ path: String, body: Data?, contentType: String) async throws -> Answer {
+        var request = URLRequest(url: URL(string: server.absoluteString.trimmingCharacters(in: CharacterSet(charactersIn: "/")) + path)!)
+        request.httpMethod = method
+        request.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization")
+        if let body {
+            request.httpBody = body
+            request.setValue(contentType, forHTTPHeaderField: "Content-Type")
+        }
+        let (status, _, data) = try await transport.send(request)
+        return Answer(status: status, body: data)
+    }
+
+    public func send<T: Encodable>(_ method: String, _ path: String, _ value: T) async throws -> Answer {
+        try await send(method, path, json: try Self.encoder().encode(value))
+    }
+}
+
+/// Reports that must arrive however long the server or the network is away: each is written
+/// to the spool directory before it is sent and removed once the server answered it (2xx, or a
+/// 4xx other than 408/429 — a refusal that no retry would change, logged). The rest stay and
+/// are sent again, oldest first, with exponential backoff (1 s to 60 s); a restarted agent
+/// sends what the last one left. Reports carry their own ids, so a resend is a no-op.
+public final class Spool: Sendable {
+    let directory: URL
+    let api: AgentAPI
+    let logger: Logger
+    private let sequence = Atomic<Int>(0)
+    private let flushing = Mutex<Bool>(false)
+
+    struct Entry: Codable {
+        var method: String
+        var path: String
+        var body: Data
+    }
+
+    public init(directory: String, api: AgentAPI, logger: Logger) throws {
+        self.directory = URL(fileURLWithPath: directory)
+        self.api = api
+        self.logger = logger
+        try FileManager.default.createDirectory(at: self.directory, withIntermediateDirectories: true)
+    }
+
+    /// Files waiting, oldest first.
+    public var pending: [URL] {
+        ((try? FileManager.default.contentsOfDirectory(at: directory, includingPropertiesForKeys: nil)) ?? [])
+            .filter { $0.pathExtension == "json" }.sorted { $0.lastPathComponent < $1.lastPathComponent }
+    }
+
+    /// Durably queues a report and tries to deliver everything waiting.
+    public func submit<T: Encodable>(_ method: String, _ path: String, _ value: T) async throws {
+        let entry = Entry(method: method, path: path, body: try AgentAPI.encoder().encode(value))
+        let name = String(format: "%015.0f-%06d-%@.json", Date().timeIntervalSince1970 * 1000, sequence.add(1, ordering: .relaxed).newValue % 1_000_000, UUID().uuidString)
+        try JSONEncoder().encode(entry).write(to: directory.appendingPathComponent(name), options: .atomic)
+        _ = await flush()
+    }
+
+    /// Sends what waits, in order, until one fails; answers whether the spool is empty.
+    @discardableResult
+    public func flush() async -> Bool {
+        guard flushing.withLock({ busy in
+            if busy { return false }
+            busy = true
+            return true
+        }) else { return false }
+        defer { flushing.withLock { $0 = false } }
+        for file in pending {
+            guard let data = try? Data(contentsOf: file), let entry = try? JSONDecoder().decode(Entry.self, from: data) else {
+                try? FileManager.default.removeItem(at: file)
+                continue
+            }
+            do {
+                let answer = try await api.send(entry.method, entry.path, json: entry.body)
+                logger.debug("report sent", metadata: ["path": "\(entry.path)", "status": "\(answer.status)"])
+                if (200..<300).contains(answer.status) || ((400..<500).contains(answer.status) && answer.status != 408 && answer.status != 429) {
+                    if answer.status >= 400 {
+                        logger.error("report refused", metadata: ["path": "\(entry.path)", "status": "\(answer.status)", "code": "\(answer.errorCode ?? "-")"])
+                    }
+                    try? FileManager.default.removeItem(at: file)
+                    continue
+                }
+                return false
+            } catch {
+                logger.debug("report not sent", metadata: ["path": "\(entry.path)", "error": "\(error)"])
+                return false
+            }
+        }
+        return true
+    }
+
+    /// Retries until cancelled: every second while reports wait, backing off to a minute.
+    public func run() async {
+        var delay = 1.0
+        while !Task.isCancelled {
+            let drained = pending.isEmpty ? true : await flush()
+            if drained {
+                delay = 1
+            } else {
+                delay = min(60, delay * 2)
+            }
+            try? await Task.sleep(for: .seconds(delay))
+        }
+    }
+}

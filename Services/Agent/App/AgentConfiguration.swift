@@ -1,0 +1,108 @@
+import Foundation
+
+/// The agent's settings: a JSON file (`SPOTGUARD_AGENT_CONFIG`, snake_case keys as below)
+/// overridden by the environment (`SPOTGUARD_AGENT_<KEY>` upper-cased):
+/// - `server` (required): SpotGuard's agent API, e.g. `https://spotguard.example.com`
+/// - `token` (required): the client's API token
+/// - `logical_agent_id`: the workload's lasting name (default: the instance id)
+/// - `spool_dir` (default `/var/lib/spotguard-agent/spool`): reports not yet accepted
+/// - `heartbeat_seconds` (60), `price_seconds` (60), `watch_seconds` (1): loop periods
+/// - `alternative_types`: further instance types whose prices to report (comma-separated in the environment)
+/// - `on_demand_price`: the instance type's on-demand $/h, sent with price reports
+/// - `replica_id` and `agent_id`: set when this instance runs as a replica (the user data of
+///   `launch_replica` sets both; a replica reports under its primary's agent id)
+/// - `long_poll_seconds` (25): how long a command poll may be held
+/// - `sync_seconds` (10): a replica's sync-status period
+/// - `state_file`: the workload's state: sent (gzip) to the ready replica on a termination
+///   notice; a replica writes what it receives there
+/// - `replica_type` (`automatic-rebalance`): a replica's kind, which names its price source
+public struct AgentConfiguration: Sendable, Equatable {
+    public var server: URL
+    public var token: String
+    public var logicalAgentId: String?
+    public var spoolDirectory: String
+    public var heartbeatSeconds: Double
+    public var priceSeconds: Double
+    public var watchSeconds: Double
+    public var alternativeTypes: [String]
+    public var onDemandPrice: Double?
+    public var replicaId: UUID?
+    public var agentId: String?
+    public var longPollSeconds: Int
+    public var syncSeconds: Double
+    public var stateFile: String?
+    public var replicaType: String
+
+    public struct Invalid: Error, CustomStringConvertible {
+        public var description: String
+    }
+
+    struct File: Decodable {
+        var server: String?
+        var token: String?
+        var logicalAgentId: String?
+        var spoolDir: String?
+        var heartbeatSeconds: Double?
+        var priceSeconds: Double?
+        var watchSeconds: Double?
+        var alternativeTypes: [String]?
+        var onDemandPrice: Double?
+        var replicaId: String?
+        var agentId: String?
+        var longPollSeconds: Int?
+        var syncSeconds: Double?
+        var stateFile: String?
+        var replicaType: String?
+    }
+
+    public init(env: [String: String] = ProcessInfo.processInfo.environment) throws {
+        var file = File()
+        if let path = env["SPOTGUARD_AGENT_CONFIG"] {
+            let decoder = JSONDecoder()
+            decoder.keyDecodingStrategy = .convertFromSnakeCase
+            do {
+                file = try decoder.decode(File.self, from: Data(contentsOf: URL(fileURLWithPath: path)))
+            } catch {
+                throw Invalid(description: "config file \(path): \(error)")
+            }
+        }
+        func value(_ key: String) -> String? { env["SPOTGUARD_AGENT_\(key.uppercased())"].flatMap { $0.isEmpty ? nil : $0 } }
+        func number(_ key: String, _ fallback: Double?, default d: Double, range: ClosedRange<Double>) throws -> Double {
+            let n = try value(key).map { raw -> Double in
+                guard let n = Double(raw) else { throw Invalid(description: "SPOTGUARD_AGENT_\(key.uppercased()) is not a number") }
+                return n
+            } ?? fallback ?? d
+            guard range.contains(n) else { throw Invalid(description: "\(key) must be \(range.lowerBound)…\(range.upperBound)") }
+            return n
+        }
+        guard let serverText = value("server") ?? file.server, let server = URL(string: serverText), server.scheme?.hasPrefix("http") == true else {
+            throw Invalid(description: "server is required (SPOTGUARD_AGENT_SERVER), an http(s) URL")
+        }
+        guard let token = value("token") ?? file.token else { throw Invalid(description: "token is required (SPOTGUARD_AGENT_TOKEN)") }
+        self.server = server
+        self.token = token
+        logicalAgentId = value("logical_agent_id") ?? file.logicalAgentId
+        spoolDirectory = value("spool_dir") ?? file.spoolDir ?? "/var/lib/spotguard-agent/spool"
+        heartbeatSeconds = try number("heartbeat_seconds", file.heartbeatSeconds, default: 60, range: 0.05...3600)
+        priceSeconds = try number("price_seconds", file.priceSeconds, default: 60, range: 0.05...3600)
+        watchSeconds = try number("watch_seconds", file.watchSeconds, default: 1, range: 0.01...60)
+        alternativeTypes = value("alternative_types").map { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } } ?? file.alternativeTypes ?? []
+        onDemandPrice = try value("on_demand_price").map { raw in
+            guard let p = Double(raw), p > 0 else { throw Invalid(description: "on_demand_price must be a positive number") }
+            return p
+        } ?? file.onDemandPrice
+        if let raw = value("replica_id") ?? file.replicaId {
+            guard let id = UUID(uuidString: raw) else { throw Invalid(description: "replica_id must be a UUID") }
+            replicaId = id
+        }
+        agentId = (value("agent_id") ?? file.agentId)?.lowercased()
+        if replicaId != nil, agentId.flatMap(UUID.init(uuidString:)) == nil { throw Invalid(description: "a replica needs agent_id (a UUID)") }
+        longPollSeconds = Int(try number("long_poll_seconds", file.longPollSeconds.map(Double.init), default: 25, range: 0...25))
+        syncSeconds = try number("sync_seconds", file.syncSeconds, default: 10, range: 0.05...3600)
+        stateFile = value("state_file") ?? file.stateFile
+        replicaType = value("replica_type") ?? file.replicaType ?? "automatic-rebalance"
+        guard ["manual", "automatic-rebalance", "automatic-termination"].contains(replicaType) else {
+            throw Invalid(description: "replica_type must be manual, automatic-rebalance or automatic-termination")
+        }
+    }
+}

@@ -1,0 +1,307 @@
+import Foundation
+import AgentApp
+import IMDSMock
+import SpotCloud
+import SpotRuntime
+import SpotStore
+import Testing
+
+/// A `spotguard-agent` process on a "machine" made of moto (EC2), the IMDS mock (its metadata)
+/// and the local stack.
+struct AgentHarness {
+    let ec2: EC2Client
+    let moto: URL
+
+    init() throws {
+        moto = try #require(ProcessInfo.processInfo.environment["SPOTGUARD_TEST_EC2_URL"].flatMap { URL(string: $0) }, "the test command starts moto")
+        ec2 = EC2Client(region: "us-east-1", endpoint: moto, credentials: StaticCredentials(AWSCredentials(accessKeyId: "testing", secretAccessKey: "testing")))
+    }
+
+    /// A spot instance in moto and the metadata service that says it is that instance.
+    func instance(type: String = "m5.large", zone: String = "us-east-1a") async throws -> IMDSMock {
+        let launched = try await ec2.runInstances(RunInstancesRequest(imageId: "ami-12c6146b", instanceType: type, market: .spot, availabilityZone: zone))
+        return IMDSMock(identity: .init(instanceId: launched.id, instanceType: type, availabilityZone: zone))
+    }
+
+    /// Runs the agent against `ingest` and `imds` until `body` returns, then SIGTERM (exit 0 expected).
+    func withAgent(
+        ingest: ServiceProcess, token: String, imds: URL, logical: String, environment: [String: String] = [:], _ body: () async throws -> Void
+    ) async throws {
+        let spool = FileManager.default.temporaryDirectory.appendingPathComponent("agent-spool-\(UUID())").path
+        defer { try? FileManager.default.removeItem(atPath: spool) }
+        var env = ProcessInfo.processInfo.environment
+        env.merge([
+            "SPOTGUARD_AGENT_SERVER": ingest.base, "SPOTGUARD_AGENT_TOKEN": token, "SPOTGUARD_AGENT_LOGICAL_AGENT_ID": logical,
+            "SPOTGUARD_AGENT_SPOOL_DIR": spool, "SPOTGUARD_AGENT_HEARTBEAT_SECONDS": "0.5", "SPOTGUARD_AGENT_PRICE_SECONDS": "0.5",
+            "SPOTGUARD_AGENT_WATCH_SECONDS": "0.2", "SPOTGUARD_AGENT_LONG_POLL_SECONDS": "1", "SPOTGUARD_AGENT_ON_DEMAND_PRICE": "0.096",
+            "AWS_REGION": "us-east-1", "AWS_ENDPOINT_URL_EC2": moto.absoluteString, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_EC2_METADATA_SERVICE_ENDPOINT": imds.absoluteString, "SPOTGUARD_LOG_LEVEL": "warning",
+        ]) { _, new in new }
+        env.merge(environment) { _, new in new }
+        let agent = try ChildProcess(try TestStack.binDir + "/spotguard-agent", ["run"], environment: env)
+        do {
+            try await body()
+        } catch {
+            agent.signal(SIGTERM)
+            _ = await agent.exitStatus()
+            throw error
+        }
+        agent.signal(SIGTERM)
+        #expect(await agent.exitStatus() == 0, "the agent did not shut down cleanly on SIGTERM")
+    }
+}
+
+extension IntegrationTests {
+    @Suite struct AgentTests {
+        func client(_ ingest: ServiceProcess, _ name: String) async throws -> String {
+            let admin = try TestStack.env.require("SPOTGUARD_ADMIN_TOKEN")
+            let reply = try await ingest.send("POST", "/api/admin/clients", token: admin, json: #"{"name": "\#(name)"}"#)
+            return try #require(reply.json["token"] as? String)
+        }
+
+        /// Seed 000's agent items 1–3 and the switch: the agent learns its identity from IMDS
+        /// and registers; heartbeats reach the agent row; EC2's spot prices for every zone of
+        /// its type arrive as pricing reports; a switch command makes a new instance in moto in
+        /// the target zone, terminates the old one and stores the switch report.
+        @Test func registersReportsAndSwitches() async throws {
+            let store = try await TestStack.store()
+            let harness = try AgentHarness()
+            let imds = try await harness.instance()
+            let primary = imds.identity.instanceId
+            let logical = TestStack.uniqueName("agent")
+            try await ServiceProcess.withIngest { ingest in
+                try await withSEF {
+                    let decisions = try await ServiceProcess.start("spotguard-decisions", portVariable: "SPOTGUARD_DECISIONS_PORT")
+                    try await ServiceProcess.with(decisions) { _ in
+                        let token = try await client(ingest, "Agent owner")
+                        try await imds.serving { url in
+                            try await harness.withAgent(ingest: ingest, token: token, imds: url, logical: logical) {
+                                #expect(try await TestStack.eventually {
+                                    try await SEFQuery.count(
+                                        store, "SELECT count(*) FROM agents WHERE logical_agent_id = $1 AND instance_id = $2 AND last_heartbeat_at IS NOT NULL",
+                                        [logical, primary]) == 1
+                                })
+                                let agent = try #require(try await ReplicaQuery.one(store, "SELECT id::text FROM agents WHERE logical_agent_id = $1", [logical]).first ?? nil)
+                                let zones = Set(try await harness.ec2.describeSpotPriceHistory(instanceTypes: ["m5.large"]).map(\.availabilityZone))
+                                #expect(zones.count >= 5)
+                                #expect(try await TestStack.eventually {
+                                    try await SEFQuery.count(
+                                        store, "SELECT count(DISTINCT pool_id) FROM pricing_submissions_raw WHERE source_agent_id = $1::uuid AND pool_id LIKE 'm5.large.us-east-1%'",
+                                        [agent]) == zones.count
+                                }, "a price for every zone EC2 offers the type in")
+
+                                // a switch to zone c, terminating the old instance at once
+                                try await store.transaction { conn in
+                                    try conn.execute(
+                                        "INSERT INTO spot_pools (id, pool_name, instance_type, region, az) VALUES ('m5.large.us-east-1c', 'm5.large.us-east-1c', 'm5.large', 'us-east-1', 'us-east-1c') ON CONFLICT DO NOTHING")
+                                    try conn.execute(
+                                        """
+                                        INSERT INTO commands (client_id, agent_id, command_type, target_mode, target_pool_id, terminate_wait_seconds, issued_by,
+                                                              target_instance_id)
+                                        SELECT client_id, id, 'switch', 'spot', 'm5.large.us-east-1c', 0, 'decisions', $2 FROM agents WHERE id = $1::uuid
+                                        """, [agent, primary])
+                                }
+                                #expect(try await TestStack.eventually(timeout: .seconds(30)) {
+                                    try await SEFQuery.count(store, "SELECT count(*) FROM switches WHERE agent_id = $1::uuid AND old_instance_id = $2", [agent, primary]) == 1
+                                })
+                                let row = try await ReplicaQuery.one(
+                                    store,
+                                    """
+                                    SELECT s.new_instance_id, s.new_pool_id, s.event_trigger, (s.old_terminated_at IS NOT NULL)::text, a.instance_id,
+                                           (SELECT status FROM commands WHERE agent_id = s.agent_id AND command_type = 'switch')
+                                      FROM switches s JOIN agents a ON a.id = s.agent_id WHERE s.agent_id = $1::uuid
+                                    """, [agent])
+                                let newInstance = try #require(row.first ?? nil)
+                                #expect(Array(row.dropFirst()) == ["m5.large.us-east-1c", "auto_switch", "true", newInstance, "succeeded"])
+                                let inMoto = try await harness.ec2.describeInstances(ids: [primary, newInstance])
+                                #expect(inMoto.first { $0.id == newInstance }.map { [$0.state, $0.availabilityZone, $0.lifecycle] } == ["running", "us-east-1c", "spot"])
+                                #expect(inMoto.first { $0.id == primary }?.state == "terminated")
+                            }
+                        }
+                    }
+                }
+            }
+            await store.shutdown()
+        }
+
+        /// Seed 000's agent items 4–6: a rebalance recommendation is reported and the
+        /// coordinator's replica is launched by the agent in moto (launch_replica with user data
+        /// that starts a replica agent); a termination notice is sent at once, and without a
+        /// ready replica the agent takes the emergency image it is asked for.
+        @Test func answersInterruptions() async throws {
+            let store = try await TestStack.store()
+            let harness = try AgentHarness()
+            let imds = try await harness.instance(zone: "us-east-1b")
+            let primary = imds.identity.instanceId
+            let logical = TestStack.uniqueName("agent")
+            // every rebalance launches a replica, whatever the pool's risk
+            try await withReplicaStack(environment: ["SPOTGUARD_REPLICAS_RISK_THRESHOLD_PERCENT": "0"]) { ingest, _ in
+                try await withSEF {
+                    let token = try await client(ingest, "Agent interruptions")
+                    try await imds.serving { url in
+                        try await harness.withAgent(ingest: ingest, token: token, imds: url, logical: logical) {
+                            #expect(try await TestStack.eventually {
+                                try await SEFQuery.count(
+                                    store,
+                                    """
+                                    SELECT count(*) FROM agents a WHERE logical_agent_id = $1
+                                       AND EXISTS (SELECT 1 FROM pricing_snapshots_clean c WHERE c.pool_id LIKE 'm5.large.us-east-1%' AND c.time_bucket > now() - interval '1 hour')
+                                    """, [logical]) == 1
+                            })
+                            let agent = try #require(try await ReplicaQuery.one(store, "SELECT id::text FROM agents WHERE logical_agent_id = $1", [logical]).first ?? nil)
+
+                            imds.armRebalance()
+                            #expect(try await TestStack.eventually(timeout: .seconds(20)) {
+                                try await SEFQuery.count(
+                                    store, "SELECT count(*) FROM replica_instances WHERE agent_id = $1::uuid AND replica_type = 'automatic-rebalance' AND instance_id IS NOT NULL",
+                                    [agent]) == 1
+                            }, "the replica was launched by the agent and its instance reported")
+                            #expect(try await SEFQuery.count(
+                                store, "SELECT count(*) FROM spot_interruption_events WHERE agent_id = $1::uuid AND signal_type = 'rebalance-recommendation'", [agent]) == 1)
+                            let replica = try #require(try await ReplicaQuery.one(
+                                store, "SELECT instance_id FROM replica_instances WHERE agent_id = $1::uuid", [agent]).first ?? nil)
+                            let launched = try await harness.ec2.describeInstances(ids: [replica])
+                            #expect(launched.first?.lifecycle == "spot" && launched.first?.availabilityZone != "us-east-1b", "a spot replica outside the primary's zone")
+
+                            imds.armInterruption()
+                            #expect(try await TestStack.eventually(timeout: .seconds(20)) {
+                                try await SEFQuery.count(
+                                    store,
+                                    """
+                                    SELECT count(*) FROM spot_interruption_events WHERE agent_id = $1::uuid AND signal_type = 'termination-notice'
+                                       AND instance_id = $2 AND response_action = 'emergency_snapshot_required'
+                                    """, [agent, primary]) == 1
+                            }, "the replica never became ready, so the notice asks for an emergency image")
+                            #expect(try await TestStack.eventually(timeout: .seconds(20)) {
+                                try await SEFQuery.count(
+                                    store, "SELECT count(*) FROM commands WHERE agent_id = $1::uuid AND command_type = 'snapshot' AND status = 'succeeded' AND result ? 'image_id'",
+                                    [agent]) == 1
+                            }, "the agent took the image")
+                        }
+                    }
+                }
+            }
+            await store.shutdown()
+        }
+
+        /// Seed 000's agent items 3–6 with a replica agent: the replica launched on a rebalance
+        /// runs its own agent (replica mode), reports sync status until it is ready and submits
+        /// prices as a replica source; on the termination notice the primary sends its state to
+        /// the replica, the failover promotes it, and the replica agent receives the state and
+        /// executes its promotion.
+        @Test func failsOverToASyncedReplicaWithItsState() async throws {
+            let store = try await TestStack.store()
+            let harness = try AgentHarness()
+            let primaryIMDS = try await harness.instance(zone: "us-east-1d")
+            let primary = primaryIMDS.identity.instanceId
+            let logical = TestStack.uniqueName("agent")
+            let dir = FileManager.default.temporaryDirectory.appendingPathComponent("agent-state-\(UUID())")
+            try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+            defer { try? FileManager.default.removeItem(at: dir) }
+            let (primaryState, replicaState) = (dir.appendingPathComponent("primary.state").path, dir.appendingPathComponent("replica.state").path)
+            let state = Data((0..<50_000).map { UInt8(truncatingIfNeeded: $0 &* 31) })
+            try state.write(to: URL(fileURLWithPath: primaryState))
+            try await withReplicaStack(environment: ["SPOTGUARD_REPLICAS_RISK_THRESHOLD_PERCENT": "0"]) { ingest, _ in
+                try await withSEF {
+                    let token = try await client(ingest, "Agent failover")
+                    try await primaryIMDS.serving { primaryURL in
+                        try await harness.withAgent(ingest: ingest, token: token, imds: primaryURL, logical: logical, environment: ["SPOTGUARD_AGENT_STATE_FILE": primaryState]) {
+                            #expect(try await TestStack.eventually {
+                                try await SEFQuery.count(
+                                    store,
+                                    """
+                                    SELECT count(*) FROM agents WHERE logical_agent_id = $1
+                                       AND EXISTS (SELECT 1 FROM pricing_snapshots_clean c WHERE c.pool_id LIKE 'm5.large.us-east-1%' AND c.time_bucket > now() - interval '1 hour')
+                                    """, [logical]) == 1
+                            })
+                            let agent = try #require(try await ReplicaQuery.one(store, "SELECT id::text FROM agents WHERE logical_agent_id = $1", [logical]).first ?? nil)
+                            primaryIMDS.armRebalance()
+                            #expect(try await TestStack.eventually(timeout: .seconds(20)) {
+                                try await SEFQuery.count(store, "SELECT count(*) FROM replica_instances WHERE agent_id = $1::uuid AND instance_id IS NOT NULL", [agent]) == 1
+                            })
+                            let replicaRow = try await ReplicaQuery.one(store, "SELECT id::text, instance_id, az FROM replica_instances WHERE agent_id = $1::uuid", [agent])
+                            let (replicaId, replicaInstance, replicaZone) = (try #require(replicaRow[0]), try #require(replicaRow[1]), try #require(replicaRow[2]))
+                            let replicaIMDS = IMDSMock(identity: .init(instanceId: replicaInstance, instanceType: "m5.large", availabilityZone: replicaZone))
+                            try await replicaIMDS.serving { (replicaURL: URL) async throws -> Void in
+                                try await harness.withAgent(
+                                    ingest: ingest, token: token, imds: replicaURL, logical: logical,
+                                    environment: [
+                                        "SPOTGUARD_AGENT_REPLICA_ID": replicaId, "SPOTGUARD_AGENT_AGENT_ID": agent, "SPOTGUARD_AGENT_SYNC_SECONDS": "0.3",
+                                        "SPOTGUARD_AGENT_STATE_FILE": replicaState, "SPOTGUARD_AGENT_REPLICA_TYPE": "automatic-rebalance",
+                                    ]
+                                ) { () async throws -> Void in
+                                    #expect(try await TestStack.eventually(timeout: .seconds(20)) {
+                                        try await ReplicaQuery.one(store, "SELECT status, sync_status FROM replica_instances WHERE id = $1::uuid", [replicaId]) == ["ready", "synced"]
+                                    }, "sync reports made the replica ready")
+                                    #expect(try await TestStack.eventually {
+                                        try await SEFQuery.count(
+                                            store, "SELECT count(*) FROM pricing_submissions_raw WHERE source_instance_id = $1 AND source_type = 'replica-automatic'",
+                                            [replicaInstance]) > 0
+                                    }, "the replica's prices are marked as a replica source")
+
+                                    primaryIMDS.armInterruption()
+                                    #expect(try await TestStack.eventually(timeout: .seconds(20)) {
+                                        try await SEFQuery.count(
+                                            store,
+                                            """
+                                            SELECT count(*) FROM spot_interruption_events WHERE agent_id = $1::uuid AND signal_type = 'termination-notice'
+                                               AND instance_id = $2 AND response_action = 'replica_promoted' AND failover_completed
+                                            """, [agent, primary]) == 1
+                                    }, "the termination notice promoted the ready replica")
+                                    #expect(try await ReplicaQuery.one(store, "SELECT instance_id FROM agents WHERE id = $1::uuid", [agent]) == [replicaInstance])
+                                    #expect(try await TestStack.eventually(timeout: .seconds(20)) {
+                                        (try? Data(contentsOf: URL(fileURLWithPath: replicaState))) == state
+                                    }, "the replica holds the primary's state, byte for byte")
+                                    #expect(try await TestStack.eventually(timeout: .seconds(20)) {
+                                        try await SEFQuery.count(
+                                            store, "SELECT count(*) FROM commands WHERE agent_id = $1::uuid AND command_type = 'promote' AND status = 'succeeded'",
+                                            [agent]) == 1
+                                    }, "the replica agent executed its promotion")
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            await store.shutdown()
+        }
+
+        /// Reports outlive a server outage and an agent restart: written to the spool before
+        /// they are sent, kept while the server cannot be reached, and sent by the next agent
+        /// process that opens the same spool.
+        @Test func spooledReportsSurviveAnOutageAndARestart() async throws {
+            let store = try await TestStack.store()
+            let dir = FileManager.default.temporaryDirectory.appendingPathComponent("spool-\(UUID())").path
+            defer { try? FileManager.default.removeItem(atPath: dir) }
+            try await ServiceProcess.withIngest { ingest in
+                try await withSEF {
+                    let token = try await client(ingest, "Spool owner")
+                    let logical = TestStack.uniqueName("spool")
+                    let reg = try await ingest.send("POST", "/api/agents/register", token: token, json: #"{"logical_agent_id": "\#(logical)"}"#)
+                    let agent = try #require(reg.id("agent_id"))
+                    struct Heartbeat: Encodable {
+                        var status = "online"
+                        var observedAt: Date
+                    }
+                    // the server is away: nothing listens on this port
+                    let away = AgentAPI(server: URL(string: "http://127.0.0.1:1")!, token: token)
+                    let before = try Spool(directory: dir, api: away, logger: TestStack.logger)
+                    for i in 0..<3 {
+                        try await before.submit("POST", "/api/agents/\(agent)/heartbeat", Heartbeat(observedAt: Date().addingTimeInterval(Double(i - 3))))
+                    }
+                    #expect(before.pending.count == 3)
+                    #expect(await before.flush() == false)
+                    // a new agent process, the server back
+                    let after = try Spool(directory: dir, api: AgentAPI(server: URL(string: ingest.base)!, token: token), logger: TestStack.logger)
+                    #expect(after.pending.count == 3)
+                    #expect(await after.flush())
+                    #expect(after.pending.isEmpty)
+                    #expect(try await TestStack.eventually {
+                        try await SEFQuery.count(store, "SELECT count(*) FROM agents WHERE id = $1::uuid AND last_heartbeat_at IS NOT NULL", [agent]) == 1
+                    })
+                }
+            }
+            await store.shutdown()
+        }
+    }
+}
