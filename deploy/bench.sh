@@ -8,6 +8,7 @@
 #      and the accept -> commit p99 at about half that load
 #   6. failover (termination-imminent -> promoted answer) and command delivery (issued -> long-poll
 #      answered) latency p50/p99, with pricing reports at about half load in the background
+#      and, with a spotguard-agent process per instance, IMDS notice -> failover committed
 #   7. one decision pass over 10,000 pools and 1,000 auto-switch agents
 # and each rate as a ratio of its raw ceiling. Figures vary ±30 % run to run: compare ratios.
 set -euo pipefail
@@ -137,10 +138,11 @@ wrk -t1 -c16 -d300s -s "$SPOTGUARD_STACK_DIR/e2e.lua" "$SPOTGUARD_INGEST_URL" >/
 LOAD_PID=$!
 sleep 2  # the load is running
 FAILOVER="$(SPOTGUARD_BENCH_TOKEN="$TOKEN" "$BIN/spotguard-bench" failover "${BENCH_FAILOVER_AGENTS:-200}")" || FAILOVER=failed
+AGENTS="$(SPOTGUARD_BENCH_TOKEN="$TOKEN" "$BIN/spotguard-bench" agent-failover "${BENCH_AGENT_FAILOVERS:-20}")" || AGENTS=failed
 kill "$LOAD_PID" 2>/dev/null || true
 wait "$LOAD_PID" 2>/dev/null || true
 stop_services
-fig() { echo "$FAILOVER $PASS" | tr ' ' '\n' | sed -n "s/^$1=//p"; }
+fig() { echo "$FAILOVER $AGENTS $PASS" | tr ' ' '\n' | sed -n "s/^$1=//p"; }
 
 # 7. the decision pass
 PASS="$("$BIN/spotguard-bench" decisions-pass 10000 1000)"
@@ -170,6 +172,8 @@ printf '%-58s %12s\n' "  same, max ms ($(fig failovers) failovers, 4 at a time)"
 printf '%-58s %12s\n' "  server-side failover_time_ms p50 / p99" "$(fig failover_server_p50_ms) / $(fig failover_server_p99_ms)"
 printf '%-58s %12s\n' "command issued -> long-poll answered, p50 / p99 ms" "$(fig command_delivery_p50_ms) / $(fig command_delivery_p99_ms)"
 printf '%-58s %12s\n' "  same, max ms ($(fig commands) commands)" "$(fig command_delivery_max_ms)"
+printf '%-58s %12s\n' "agent: IMDS notice -> failover committed, p50 / p99 ms" "$(fig agent_notice_p50_ms) / $(fig agent_notice_p99_ms)"
+printf '%-58s %12s\n' "  same, max ms ($(fig agent_notice_count) agents, watch every 1 s)" "$(fig agent_notice_max_ms)"
 printf '%-58s %12s\n' "decision pass, $(fig pass_pools) pools / $(fig pass_agents) agents, first (with $(fig pass_switches) switches) s" "$(fig pass_first_seconds)"
 printf '%-58s %12s\n' "  next pass (switches pending), s" "$(fig pass_next_seconds)"
 printf '%-58s %12s\n' "  its phases, s" "$(fig pass_next_phases)"

@@ -72,22 +72,7 @@ enum FailoverBench {
 
         // 1. agents with ready replicas
         let ready = try await concurrently(Array(0..<count), width: 8) { i -> Agent in
-            let instance = randomInstance()
-            let reg = try await http.expect(201, "POST", "/api/agents/register", """
-                {"logical_agent_id": "failover-\(run)-\(i)", "instance_id": "\(instance)", "pool_id": "t3.medium.us-east-1a", "mode": "spot"}
-                """)
-            var agent = Agent(id: (reg["agent_id"] as! String).lowercased(), instance: instance)
-            let replica = try await http.expect(201, "POST", "/api/agents/\(agent.id)/create-emergency-replica", #"{"signal_type": "rebalance-recommendation"}"#)
-            let replicaId = replica["replica_id"] as! String
-            let polled = try await http.expect(200, "GET", "/api/agents/\(agent.id)/pending-commands?instance_id=\(instance)&wait=0")
-            guard let command = (polled["commands"] as? [[String: Any]])?.first, let commandId = command["command_id"] as? String else {
-                throw BenchFailure("no launch command for \(agent.id)")
-            }
-            agent.replicaInstance = randomInstance()
-            _ = try await http.expect(200, "POST", "/api/agents/\(agent.id)/commands/\(commandId)/result", #"{"status": "succeeded", "instance_id": "\#(agent.replicaInstance)"}"#)
-            _ = try await http.expect(200, "POST", "/api/agents/\(agent.id)/replicas/\(replicaId)/sync-status", #"{"sync_status": "syncing"}"#)
-            _ = try await http.expect(200, "POST", "/api/agents/\(agent.id)/replicas/\(replicaId)/sync-status", #"{"sync_status": "synced", "status": "ready"}"#)
-            return agent
+            try await readyAgent(http, logical: "failover-\(run)-\(i)", instance: randomInstance())
         }
 
         // 2. failovers
@@ -130,6 +115,27 @@ enum FailoverBench {
     }
 
     /// Maps `items` with at most `width` in flight, keeping their order.
+    /// Registers an agent in pool a and gives it a ready `automatic-rebalance` replica, playing
+    /// the agent over HTTP (the emergency replica, its launch command fetched and answered, two
+    /// sync reports).
+    static func readyAgent(_ http: HTTP, logical: String, instance: String) async throws -> Agent {
+        let reg = try await http.expect(201, "POST", "/api/agents/register", """
+            {"logical_agent_id": "\(logical)", "instance_id": "\(instance)", "pool_id": "t3.medium.us-east-1a", "mode": "spot"}
+            """)
+        var agent = Agent(id: (reg["agent_id"] as! String).lowercased(), instance: instance)
+        let replica = try await http.expect(201, "POST", "/api/agents/\(agent.id)/create-emergency-replica", #"{"signal_type": "rebalance-recommendation"}"#)
+        let replicaId = replica["replica_id"] as! String
+        let polled = try await http.expect(200, "GET", "/api/agents/\(agent.id)/pending-commands?instance_id=\(instance)&wait=0")
+        guard let command = (polled["commands"] as? [[String: Any]])?.first, let commandId = command["command_id"] as? String else {
+            throw BenchFailure("no launch command for \(agent.id)")
+        }
+        agent.replicaInstance = randomInstance()
+        _ = try await http.expect(200, "POST", "/api/agents/\(agent.id)/commands/\(commandId)/result", #"{"status": "succeeded", "instance_id": "\#(agent.replicaInstance)"}"#)
+        _ = try await http.expect(200, "POST", "/api/agents/\(agent.id)/replicas/\(replicaId)/sync-status", #"{"sync_status": "syncing"}"#)
+        _ = try await http.expect(200, "POST", "/api/agents/\(agent.id)/replicas/\(replicaId)/sync-status", #"{"sync_status": "synced", "status": "ready"}"#)
+        return agent
+    }
+
     static func concurrently<T: Sendable, R: Sendable>(
         _ items: [T], width: Int, _ body: @escaping @Sendable (T) async throws -> R
     ) async throws -> [R] {

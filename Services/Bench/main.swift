@@ -14,6 +14,7 @@ import SpotStore
 ///     spotguard-bench decisions-pass POOLS AGENTS  one decision pass over a synthetic market
 ///     spotguard-bench failover AGENTS           failover and command-delivery latency (needs ingest,
 ///                                               the coordinator, SPOTGUARD_INGEST_URL, SPOTGUARD_BENCH_TOKEN)
+///     spotguard-bench agent-failover AGENTS     IMDS notice -> failover committed with real agent processes
 ///     spotguard-bench sef-fill CLIENT AGENT REPORTS POOLS
 ///                                               queue pricing reports for the SEF, as ingest would
 await ServiceCommand.main(
@@ -46,6 +47,19 @@ await ServiceCommand.main(
                 }
                 try await ServiceCommand.withStore(env: env, applicationName: "spotguard-bench", logger: logger) { store in
                     try await FailoverBench.run(
+                        ingest: try env.require("SPOTGUARD_INGEST_URL"), token: try env.require("SPOTGUARD_BENCH_TOKEN"), agents: count,
+                        store: store)
+                }
+            }
+        ),
+        "agent-failover": (
+            usage: "AGENTS: IMDS notice -> failover committed, with a spotguard-agent process per instance (needs ingest and the coordinator)",
+            run: { args, env, logger in
+                guard let count = args.first.flatMap(Int.init), count >= 1 else {
+                    throw ConfigurationError(variable: "arguments", problem: "must be AGENTS (at least 1)")
+                }
+                try await ServiceCommand.withStore(env: env, applicationName: "spotguard-bench", logger: logger) { store in
+                    try await AgentFailoverBench.run(
                         ingest: try env.require("SPOTGUARD_INGEST_URL"), token: try env.require("SPOTGUARD_BENCH_TOKEN"), agents: count,
                         store: store)
                 }
