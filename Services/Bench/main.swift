@@ -17,6 +17,20 @@ import SpotStore
 ///     spotguard-bench agent-failover AGENTS     IMDS notice -> failover committed with real agent processes
 ///     spotguard-bench sef-fill CLIENT AGENT REPORTS POOLS
 ///                                               queue pricing reports for the SEF, as ingest would
+/// A bench that drives running services: AGENTS from the arguments, ingest's address and a
+/// client token from the environment, and the database for its checks.
+func againstLiveServices(
+    _ args: [String], _ env: EnvironmentReader, _ logger: Logger, minimum: Int,
+    _ body: @escaping @Sendable (String, String, Int, PostgresStore) async throws -> Void
+) async throws {
+    guard let count = args.first.flatMap(Int.init), count >= minimum else {
+        throw ConfigurationError(variable: "arguments", problem: "must be AGENTS (at least \(minimum))")
+    }
+    try await ServiceCommand.withStore(env: env, applicationName: "spotguard-bench", logger: logger) { store in
+        try await body(try env.require("SPOTGUARD_INGEST_URL"), try env.require("SPOTGUARD_BENCH_TOKEN"), count, store)
+    }
+}
+
 await ServiceCommand.main(
     executable: "spotguard-bench",
     serve: { _, _, _ in throw ConfigurationError(variable: "command", problem: "must name a command (spotguard-bench help)") },
@@ -42,27 +56,13 @@ await ServiceCommand.main(
         "failover": (
             usage: "AGENTS: failover and command-delivery latency through ingest and the coordinator",
             run: { args, env, logger in
-                guard let count = args.first.flatMap(Int.init), count >= 2 else {
-                    throw ConfigurationError(variable: "arguments", problem: "must be AGENTS (at least 2)")
-                }
-                try await ServiceCommand.withStore(env: env, applicationName: "spotguard-bench", logger: logger) { store in
-                    try await FailoverBench.run(
-                        ingest: try env.require("SPOTGUARD_INGEST_URL"), token: try env.require("SPOTGUARD_BENCH_TOKEN"), agents: count,
-                        store: store)
-                }
+                try await againstLiveServices(args, env, logger, minimum: 2) { try await FailoverBench.run(ingest: $0, token: $1, agents: $2, store: $3) }
             }
         ),
         "agent-failover": (
             usage: "AGENTS: IMDS notice -> failover committed, with a spotguard-agent process per instance (needs ingest and the coordinator)",
             run: { args, env, logger in
-                guard let count = args.first.flatMap(Int.init), count >= 1 else {
-                    throw ConfigurationError(variable: "arguments", problem: "must be AGENTS (at least 1)")
-                }
-                try await ServiceCommand.withStore(env: env, applicationName: "spotguard-bench", logger: logger) { store in
-                    try await AgentFailoverBench.run(
-                        ingest: try env.require("SPOTGUARD_INGEST_URL"), token: try env.require("SPOTGUARD_BENCH_TOKEN"), agents: count,
-                        store: store)
-                }
+                try await againstLiveServices(args, env, logger, minimum: 1) { try await AgentFailoverBench.run(ingest: $0, token: $1, agents: $2, store: $3) }
             }
         ),
         "replay": (
