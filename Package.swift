@@ -162,10 +162,7 @@ let package = Package(
             swiftSettings: swiftSettings),
         .testTarget(
             name: "SpotCloudTests",
-            dependencies: [
-                "SpotCloud", "IMDSMock", .product(name: "Hummingbird", package: "hummingbird"),
-                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"), .product(name: "Logging", package: "swift-log"),
-            ],
+            dependencies: ["SpotCloud", "IMDSMock"],
             swiftSettings: swiftSettings),
         .testTarget(name: "SpotModelsTests", dependencies: ["SpotModels"], swiftSettings: swiftSettings),
         .testTarget(name: "SEFCoreTests", dependencies: ["SEFCore", "SpotModels"], swiftSettings: swiftSettings),

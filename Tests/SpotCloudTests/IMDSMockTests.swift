@@ -1,8 +1,5 @@
 import Foundation
-import Hummingbird
 import IMDSMock
-import Logging
-import ServiceLifecycle
 import SpotCloud
 import Synchronization
 import Testing
@@ -10,10 +7,6 @@ import Testing
 #if canImport(FoundationNetworking)
 import FoundationNetworking
 #endif
-
-func withIMDSMock(_ mock: IMDSMock, _ body: (URL) async throws -> Void) async throws {
-    try await mock.serving(body)
-}
 
 @Suite struct IMDSMockTests {
     static let identity = IMDSMock.Identity(instanceId: "i-0abc123def4567890", instanceType: "m5.large", availabilityZone: "us-east-1b", availabilityZoneId: "use1-az1")
@@ -31,7 +24,7 @@ func withIMDSMock(_ mock: IMDSMock, _ body: (URL) async throws -> Void) async th
     @Test func tokenRules() async throws {
         let clock = Mutex(Date(timeIntervalSince1970: 1_800_000_000))
         let mock = IMDSMock(identity: Self.identity, now: { clock.withLock { $0 } })
-        try await withIMDSMock(mock) { url in
+        try await mock.serving { url in
             for bad in [nil, "0", "21601", "six"] {
                 let (status, _) = try await raw(url, "PUT", "/latest/api/token", headers: bad.map { ["X-aws-ec2-metadata-token-ttl-seconds": $0] } ?? [:])
                 #expect(status == 400, "TTL \(bad ?? "missing")")
@@ -54,7 +47,7 @@ func withIMDSMock(_ mock: IMDSMock, _ body: (URL) async throws -> Void) async th
         var identity = Self.identity
         identity.role = ("spotguard-agent", "ASIATEST", "secret", "session", Date(timeIntervalSince1970: 1_800_003_600))
         let mock = IMDSMock(identity: identity, now: { clock.withLock { $0 } })
-        try await withIMDSMock(mock) { url in
+        try await mock.serving { url in
             let imds = IMDSClient(endpoint: url, tokenTTL: 10)
             #expect(try await imds.instanceId() == "i-0abc123def4567890")
             #expect(try await imds.region() == "us-east-1")
