@@ -257,6 +257,12 @@ extension IntegrationTests {
                                             store, "SELECT count(*) FROM commands WHERE agent_id = $1::uuid AND command_type = 'promote' AND status = 'succeeded'",
                                             [agent]) == 1
                                     }, "the replica agent executed its promotion")
+                                    let promoted = Date()
+                                    #expect(try await TestStack.eventually(timeout: .seconds(10)) {
+                                        try await SEFQuery.count(
+                                            store, "SELECT count(*) FROM agents WHERE id = $1::uuid AND instance_id = $2 AND last_heartbeat_at > $3",
+                                            [agent, replicaInstance, promoted]) == 1
+                                    }, "the promoted replica heartbeats as the primary, and the old one no longer does")
                                 }
                             }
                         }

@@ -27,6 +27,9 @@ public final class Agent: Sendable {
         var terminationHandled: Date?
         var replicaId: UUID?
         var syncReports = 0
+        /// Set once this instance handed the workload on (failover or switch): it goes on
+        /// answering commands until terminated, but no longer heartbeats as the primary.
+        var retired = false
     }
 
     public static let version = "0.5.0"
@@ -106,9 +109,9 @@ public final class Agent: Sendable {
             group.addTask { await self.every(self.configuration.watchSeconds) { try await self.watch() } }
             group.addTask { await self.commandLoop() }
             group.addTask { await self.every(self.configuration.priceSeconds) { try await self.reportPrices() } }
-            if configuration.replicaId == nil {
-                group.addTask { await self.every(self.configuration.heartbeatSeconds) { try await self.heartbeat() } }
-            } else {
+            // both loops run: a replica reports its sync until promoted, then heartbeats as the primary
+            group.addTask { await self.every(self.configuration.heartbeatSeconds) { try await self.heartbeat() } }
+            if configuration.replicaId != nil {
                 group.addTask { await self.every(self.configuration.syncSeconds) { try await self.syncReport() } }
             }
             await group.waitForAll()
@@ -137,8 +140,11 @@ public final class Agent: Sendable {
 
     // MARK: reports
 
+    /// The primary's heartbeat (a replica stays silent until it is promoted; an instance that
+    /// handed its workload on stays silent, or it would map the agent back to itself).
     public func heartbeat() async throws {
         let (agent, identity) = try ids()
+        guard state.withLock({ $0.replicaId == nil && !$0.retired }) else { return }
         struct Heartbeat: Encodable {
             var status = "online"
             var instanceId, mode, poolId: String
@@ -153,7 +159,8 @@ public final class Agent: Sendable {
     public func reportPrices() async throws {
         let (agent, identity) = try ids()
         let types = [identity.instanceType] + configuration.alternativeTypes.filter { $0 != identity.instanceType }
-        let history = try await ec2.describeSpotPriceHistory(instanceTypes: types, startTime: Date().addingTimeInterval(-3 * 3600))
+        // EC2 answers the price in effect at the start time too, so a minute back is enough
+        let history = try await ec2.describeSpotPriceHistory(instanceTypes: types, startTime: Date().addingTimeInterval(-60))
         var latest: [String: SpotPrice] = [:]
         for p in history where p.availabilityZone.hasPrefix(identity.region) {
             let pool = "\(p.instanceType).\(p.availabilityZone)"
@@ -274,7 +281,10 @@ public final class Agent: Sendable {
             logger.notice("rebalance recommendation reported", metadata: ["notice_time": "\(notice)"])
         }
         guard let action = try await imds.spotInstanceAction(), state.withLock({ $0.terminationHandled != action.time }) else { return }
-        state.withLock { $0.terminationHandled = action.time }
+        state.withLock {
+            $0.terminationHandled = action.time
+            $0.retired = true
+        }
         struct Imminent: Encodable {
             var instanceId: String
             var terminationTime: Date
@@ -482,6 +492,7 @@ public final class Agent: Sendable {
                 amiId: image),
             timing: Timing(initiatedAt: initiated, amiCreatedAt: imageReady, instanceLaunchedAt: launchedAt, instanceReadyAt: ready, oldTerminatedAt: terminatedAt),
             pricing: Pricing(onDemand: configuration.onDemandPrice))
+        state.withLock { $0.retired = true }
         try await spool.submit("POST", "/api/agents/\(agent)/switch-report", report)
         logger.notice("switched", metadata: ["new_instance": "\(launched.id)", "pool": "\(type).\(az)", "mode": "\(mode.rawValue)"])
     }
