@@ -1,7 +1,7 @@
 # SpotGuard: the whole system on one machine. Scripts live in deploy/.
-.PHONY: up down test bench replay backtest status build
+.PHONY: up down test bench replay backtest status build drill
 
-up:        ## install what is missing, start PostgreSQL + RabbitMQ + every service
+up:        ## install what is missing, start PostgreSQL + RabbitMQ + every service + the simulated fleet
 	deploy/stack.sh up dev
 
 down:      ## stop everything `make up` (or an interrupted `make test`) started
@@ -20,6 +20,9 @@ replay:    ## real price history through ingest and the SEF; interpolation error
 backtest:  ## decision strategies replayed over real price history (no stack needed)
 	swift build -c release --product spotguard-decisions
 	"$$(swift build -c release --show-bin-path)/spotguard-decisions" backtest
+
+drill:     ## failover drill on the running demo: make drill AGENT=sim-01-c5.large [KIND=rebalance]
+	. .spotguard/env && "$$(swift build --show-bin-path)/spotguard-sim" drill --agent "$(AGENT)" --kind "$(or $(KIND),termination)"
 
 status:
 	deploy/stack.sh status dev

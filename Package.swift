@@ -19,6 +19,7 @@ let package = Package(
         .executable(name: "spotguard-decisions", targets: ["DecisionEngine"]),
         .executable(name: "spotguard-bench", targets: ["Bench"]),
         .executable(name: "spotguard-agent", targets: ["Agent"]),
+        .executable(name: "spotguard-sim", targets: ["Simulator"]),
     ],
     dependencies: [
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
@@ -41,6 +42,8 @@ let package = Package(
 
         // Shared modules: every arrow points down, services never import each other.
         .target(name: "SpotModels", path: "Shared/SpotModels", swiftSettings: swiftSettings),
+        // Spot market data files: price history, Spot Advisor bands, on-demand prices (pure).
+        .target(name: "SpotMarket", path: "Shared/SpotMarket", swiftSettings: swiftSettings),
         .target(
             name: "SpotBus",
             dependencies: [
@@ -119,18 +122,18 @@ let package = Package(
         .executableTarget(
             name: "ReplicaCoordinator", dependencies: ["ReplicaApp", "SpotModels", "SpotRuntime"], path: "Services/ReplicaCoordinator/Main",
             swiftSettings: swiftSettings),
-        .target(name: "DecisionCore", path: "Services/DecisionEngine/Core", swiftSettings: swiftSettings),
+        .target(name: "DecisionCore", dependencies: ["SpotMarket"], path: "Services/DecisionEngine/Core", swiftSettings: swiftSettings),
         .target(
             name: "DecisionApp",
             dependencies: [
-                "DecisionCore", "SpotModels", "SpotBus", "SpotStore", "SpotRuntime",
+                "DecisionCore", "SpotMarket", "SpotModels", "SpotBus", "SpotStore", "SpotRuntime",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             path: "Services/DecisionEngine/App", swiftSettings: swiftSettings),
         .executableTarget(
-            name: "DecisionEngine", dependencies: ["DecisionApp", "DecisionCore", "SpotModels", "SpotRuntime"],
+            name: "DecisionEngine", dependencies: ["DecisionApp", "DecisionCore", "SpotMarket", "SpotModels", "SpotRuntime"],
             path: "Services/DecisionEngine/Main", swiftSettings: swiftSettings),
         .executableTarget(
             name: "Bench", dependencies: ["DecisionApp", "SEFCore", "SpotModels", "SpotBus", "SpotStore", "SpotRuntime", "IMDSMock"], path: "Services/Bench",
@@ -152,6 +155,23 @@ let package = Package(
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ],
             path: "Services/Agent/Main", swiftSettings: swiftSettings),
+        // The local cloud: market, faults and the EC2 wire format (pure), then the region with
+        // its instances running real agents.
+        .target(name: "SimulatorCore", dependencies: ["SpotMarket"], path: "Services/Simulator/Core", swiftSettings: swiftSettings),
+        .target(
+            name: "SimulatorApp",
+            dependencies: [
+                "SimulatorCore", "SpotMarket", "SpotCloud", "IMDSMock",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
+            path: "Services/Simulator/App", swiftSettings: swiftSettings),
+        .executableTarget(
+            name: "Simulator", dependencies: ["SimulatorApp", .product(name: "Logging", package: "swift-log")], path: "Services/Simulator/Main",
+            swiftSettings: swiftSettings),
         // One instance's metadata service for the tests and the simulator.
         .target(
             name: "IMDSMock",
@@ -166,7 +186,8 @@ let package = Package(
             swiftSettings: swiftSettings),
         .testTarget(name: "SpotModelsTests", dependencies: ["SpotModels"], swiftSettings: swiftSettings),
         .testTarget(name: "SEFCoreTests", dependencies: ["SEFCore", "SpotModels"], swiftSettings: swiftSettings),
-        .testTarget(name: "DecisionCoreTests", dependencies: ["DecisionCore"], swiftSettings: swiftSettings),
+        .testTarget(name: "SimulatorCoreTests", dependencies: ["SimulatorCore", "SpotMarket"], swiftSettings: swiftSettings),
+        .testTarget(name: "DecisionCoreTests", dependencies: ["DecisionCore", "SpotMarket"], swiftSettings: swiftSettings),
         .testTarget(name: "ReplicaCoreTests", dependencies: ["ReplicaCore", "SpotModels"], swiftSettings: swiftSettings),
         .testTarget(
             name: "IntegrationTests",

@@ -36,6 +36,7 @@ INGEST_PORT=$((BASE + 80))
 SEF_PORT=$((BASE + 81))
 REPLICAS_PORT=$((BASE + 84))  # +82, +83: further SEF copies (bench)
 DECISIONS_PORT=$((BASE + 85))
+SIM_PORT=$((BASE + 86))
 PG_BIN=""
 RABBIT_BIN=/usr/lib/rabbitmq/bin
 
@@ -238,6 +239,7 @@ export SPOTGUARD_REPLICAS_PORT='$REPLICAS_PORT'
 export SPOTGUARD_REPLICAS_URL='http://127.0.0.1:$REPLICAS_PORT'
 export SPOTGUARD_DECISIONS_PORT='$DECISIONS_PORT'
 export SPOTGUARD_DECISIONS_URL='http://127.0.0.1:$DECISIONS_PORT'
+export SPOTGUARD_SIM_URL='http://127.0.0.1:$SIM_PORT'
 export SPOTGUARD_STACK_DIR='$DIR'
 export SPOTGUARD_PG_BIN='$PG_BIN'
 EOF
@@ -299,6 +301,34 @@ wait_ready() {
     die "$1 did not become ready"
 }
 
+# The simulator: a local cloud with a default fleet (20 workloads on two instance types, half
+# with manual replicas, half auto-switching), each instance a real spotguard-agent process.
+sim_start() {
+    # shellcheck disable=SC1091
+    . "$DIR/env"
+    local bins pidf="$DIR/pids/spotguard-sim.pid"
+    bins="$(bin_dir)"
+    if [ -f "$pidf" ] && kill -0 "$(cat "$pidf")" 2>/dev/null; then
+        log "spotguard-sim already running (pid $(cat "$pidf"))"
+        return 0
+    fi
+    rm -f "$DIR/sim/address"
+    setsid "$bins/spotguard-sim" run --port "$SIM_PORT" --dir "$DIR/sim" ${SPOTGUARD_SIM_ARGS:-} >>"$DIR/logs/spotguard-sim.log" 2>&1 </dev/null &
+    echo $! >"$pidf"
+    log "spotguard-sim started (pid $!, log $DIR/logs/spotguard-sim.log); booting the fleet"
+    local i
+    for i in $(seq 1 120); do
+        if grep -q "fleet of" "$DIR/logs/spotguard-sim.log" 2>/dev/null; then
+            log "$(grep "fleet of" "$DIR/logs/spotguard-sim.log" | tail -n 1 | sed 's/^spotguard-sim: //')"
+            return 0
+        fi
+        kill -0 "$(cat "$pidf")" 2>/dev/null || break
+        sleep 0.5
+    done
+    tail -n 20 "$DIR/logs/spotguard-sim.log" >&2 || true
+    die "spotguard-sim did not start its fleet"
+}
+
 services_stop() {
     local f
     [ -d "$DIR/pids" ] || return 0
@@ -307,10 +337,11 @@ services_stop() {
         local pid
         pid="$(cat "$f")"
         if kill -0 "$pid" 2>/dev/null; then
-            kill -TERM "$pid" 2>/dev/null || true
+            # each service leads its own process group (setsid): the simulator's instances go with it
+            kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
             local i
-            for i in $(seq 1 40); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
-            kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null
+            for i in $(seq 1 60); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
+            kill -KILL -- "-$pid" 2>/dev/null || true
             log "$(basename "$f" .pid) stopped"
         fi
         rm -f "$f"
@@ -334,6 +365,11 @@ status() {
     printf '  sef metrics  http://127.0.0.1:%s/metrics\n' "$SEF_PORT"
     printf '  replicas     http://127.0.0.1:%s/metrics\n' "$REPLICAS_PORT"
     printf '  decisions    http://127.0.0.1:%s/metrics\n' "$DECISIONS_PORT"
+    local simpid="$DIR/pids/spotguard-sim.pid"
+    if [ -f "$simpid" ] && kill -0 "$(cat "$simpid")" 2>/dev/null; then
+        printf '  simulator    http://127.0.0.1:%s/sim/status  (EC2 endpoint at /, fleet client in %s)\n' "$SIM_PORT" "$DIR/sim/client.json"
+        printf '  drill        make drill AGENT=sim-02-m5.large   (even numbers keep a manual replica; KIND=rebalance too)\n'
+    fi
     if [ "$STACK" = dev ]; then settings="$ROOT/.spotguard/env"; else settings="$DIR/env"; fi
     printf '  settings     %s (source it)\n' "$settings"
 }
@@ -342,7 +378,7 @@ case "$CMD" in
     deps) deps ;;
     moto-bin) moto_bin ;;
     infra) deps; infra ;;
-    up) deps; infra; build; services_start; status ;;
+    up) deps; infra; build; services_start; sim_start; status ;;
     down) services_stop; rabbit_stop; pg_stop ;;
     db-stop) pg_stop ;;
     db-start) pg_start ;;

@@ -32,6 +32,10 @@ MOTO_PID=$!
 trap 'kill "$MOTO_PID" 2>/dev/null || true; deploy/stack.sh down test' EXIT
 for _ in $(seq 1 100); do curl -fsS "http://127.0.0.1:$MOTO_PORT/moto-api/" >/dev/null 2>&1 && break; sleep 0.1; done
 export SPOTGUARD_TEST_EC2_URL="http://127.0.0.1:$MOTO_PORT/"
+# the Python that has moto has boto3: AWS's own SDK checks the simulator's EC2 endpoint
+SPOTGUARD_TEST_PYTHON="$(dirname "$moto_bin")/python3"
+[ -x "$SPOTGUARD_TEST_PYTHON" ] || SPOTGUARD_TEST_PYTHON=python3
+export SPOTGUARD_TEST_PYTHON
 
 # Integration tests share one broker and restart it, so nothing runs in parallel.
 swift test --skip-build --no-parallel

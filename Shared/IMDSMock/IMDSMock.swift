@@ -51,6 +51,7 @@ public final class IMDSMock: Sendable {
         var action: (action: String, time: Date)?
         var rebalance: Date?
         var reads: [String: Int] = [:]
+        var firstReads: [String: Date] = [:]
     }
 
     private let state: Mutex<State>
@@ -95,11 +96,15 @@ public final class IMDSMock: Sendable {
         state.withLock {
             $0.action = nil
             $0.rebalance = nil
+            $0.firstReads = [:]
         }
     }
 
     /// How often a path was read with a valid token.
     public func reads(_ path: String) -> Int { state.withLock { $0.reads[path, default: 0] } }
+
+    /// When a path was first read with an answer (for a notice: when the instance first saw it).
+    public func firstRead(_ path: String) -> Date? { state.withLock { $0.firstReads[path] } }
 
     // MARK: HTTP
 
@@ -213,6 +218,7 @@ public final class IMDSMock: Sendable {
             }
             guard let found else { return Self.page(.notFound, "404 - Not Found") }
             s.reads[path, default: 0] += 1
+            if s.firstReads[path] == nil { s.firstReads[path] = at }
             return found
         }
     }

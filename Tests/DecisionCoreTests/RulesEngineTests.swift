@@ -1,5 +1,6 @@
 import DecisionCore
 import Foundation
+import SpotMarket
 import Testing
 
 @Suite struct RulesEngineTests {

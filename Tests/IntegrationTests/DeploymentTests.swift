@@ -17,8 +17,8 @@ extension IntegrationTests {
             try? FileManager.default.removeItem(atPath: output)
 
             let executables = try FileManager.default.contentsOfDirectory(atPath: try TestStack.binDir)
-                // the bench is a tool and the agent runs on customers' instances, not in the stack
-                .filter { $0.hasPrefix("spotguard-") && !$0.contains(".") && $0 != "spotguard-bench" && $0 != "spotguard-agent" }
+                // the bench and the simulator are tools, and the agent runs on customers' instances, not in the stack
+                .filter { $0.hasPrefix("spotguard-") && !$0.contains(".") && !["spotguard-bench", "spotguard-agent", "spotguard-sim"].contains($0) }
                 .map { String($0.dropFirst("spotguard-".count)) }
             #expect(!executables.isEmpty)
             #expect(services == Set(executables + ["postgres", "rabbitmq"]))

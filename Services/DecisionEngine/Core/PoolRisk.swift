@@ -1,18 +1,5 @@
 import Foundation
-
-/// AWS Spot Instance Advisor's interruption-frequency band (0…4: <5 %, 5–10 %, 10–15 %,
-/// 15–20 %, >20 % of instances interrupted in a month).
-public struct AdvisorBand: Sendable, Hashable, Codable {
-    public let index: Int
-
-    public init?(_ index: Int) {
-        guard (0...4).contains(index) else { return nil }
-        self.index = index
-    }
-
-    /// The band's monthly interruption frequency (its midpoint; 25 % for the open top band).
-    public var monthlyRate: Double { [0.025, 0.075, 0.125, 0.175, 0.25][index] }
-}
+import SpotMarket
 
 /// The interruption risk of a spot pool, 0…1, with its parts (stored in pool_risk_analysis):
 ///
@@ -108,20 +95,5 @@ public struct PoolRiskModel: Sendable, Equatable {
         }
         let m = median(valid)
         return 1.4826 * median(valid.map { abs($0 - m) }.sorted()) / m
-    }
-}
-
-extension AdvisorBand {
-    /// Linux interruption bands per region and instance type from AWS's
-    /// `spot-advisor-data.json` (`spot_advisor.<region>.Linux.<type>.r`).
-    public static func table(json: Data) throws -> [String: [String: AdvisorBand]] {
-        let root = try JSONSerialization.jsonObject(with: json) as? [String: Any]
-        var out: [String: [String: AdvisorBand]] = [:]
-        for (region, oses) in root?["spot_advisor"] as? [String: Any] ?? [:] {
-            for (type, value) in (oses as? [String: Any])?["Linux"] as? [String: Any] ?? [:] {
-                if let r = (value as? [String: Any])?["r"] as? Int, let band = AdvisorBand(r) { out[region, default: [:]][type] = band }
-            }
-        }
-        return out
     }
 }

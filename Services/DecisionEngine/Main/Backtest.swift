@@ -1,5 +1,6 @@
 import DecisionCore
 import Foundation
+import SpotMarket
 
 /// `spotguard-bench backtest`: replays a price-history file for N workloads under every
 /// strategy and prints the table the README shows.
@@ -7,7 +8,7 @@ enum BacktestCommand {
     static func run(csv: String, onDemandFile: String, advisorFile: String, workloads: Int, seed: UInt64, trainHours: Int) throws {
         let history = try PriceHistory.parse(csv: try String(contentsOfFile: csv, encoding: .utf8))
         let region = String(history.types.keys.first!.split(separator: ".").last!.dropLast())
-        let onDemand = try onDemandPrices(onDemandFile, region: region)
+        let onDemand = try OnDemandPrices.read(onDemandFile, region: region)
         let bands = try AdvisorBand.table(json: Data(contentsOf: URL(fileURLWithPath: advisorFile)))[region] ?? [:]
         let types = history.instanceTypes.filter { onDemand[$0] != nil }
         FileHandle.standardError.write(Data("backtest: \(history.types.count) pools of \(types.joined(separator: ", ")) in \(region), \(history.hours) hours, \(workloads) workloads, seed \(seed)\n".utf8))
@@ -87,19 +88,5 @@ enum BacktestCommand {
         print(String(
             format: "\nManual mode (every workload with a hot replica in the cheapest other pool): cost %.2f $ (replicas %.2f $, %.0f replica hours), savings vs on-demand %.2f %%, interruptions %d with a ready replica / %d without\n",
             m.cost, m.replicaCost, m.replicaHours, m.savingsShare * 100, m.interruptionsWithReplica, m.interruptionsWithoutReplica))
-    }
-
-    /// On-demand Linux prices of `region`; AWS list prices (SpotLake rows) before community ones.
-    static func onDemandPrices(_ path: String, region: String) throws -> [String: Double] {
-        var out: [String: Double] = [:]
-        var official: Set<String> = []
-        for line in try String(contentsOfFile: path, encoding: .utf8).split(whereSeparator: \.isNewline).dropFirst() {
-            let f = line.split(separator: ",", omittingEmptySubsequences: false).map(String.init)
-            guard f.count >= 5, f[0] == region, f[2] == "Linux", let price = Double(f[3]), price > 0 else { continue }
-            let isOfficial = f[4].hasPrefix("spotlake")
-            if out[f[1]] == nil || (isOfficial && !official.contains(f[1])) { out[f[1]] = price }
-            if isOfficial { official.insert(f[1]) }
-        }
-        return out
     }
 }

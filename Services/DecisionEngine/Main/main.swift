@@ -1,6 +1,7 @@
 import DecisionApp
 import DecisionCore
 import Foundation
+import SpotMarket
 import SpotModels
 import SpotRuntime
 import SpotStore
@@ -66,7 +67,7 @@ await ServiceCommand.main(
                     if let csv = option("--csv") {
                         let history = try PriceHistory.parse(csv: try String(contentsOfFile: csv, encoding: .utf8))
                         let region = String(history.types.keys.sorted().first!.split(separator: ".").last!.dropLast())
-                        let onDemand = try BacktestCommand.onDemandPrices(option("--on-demand") ?? "../shared/data/on_demand_prices.csv", region: region)
+                        let onDemand = try OnDemandPrices.read(option("--on-demand") ?? "../shared/data/on_demand_prices.csv", region: region)
                         let source = "file \(URL(fileURLWithPath: csv).lastPathComponent)"
                         trained = try await store.transaction { try ModelStore.train(history: history, onDemand: onDemand, source: source, on: $0) }
                     } else {

@@ -1,0 +1,67 @@
+import Foundation
+import SpotCloud
+
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+
+/// `spotguard-sim drill --agent ID --kind rebalance|termination [--notice-seconds S] [--sim URL]`:
+/// asks a running simulator for the drill and prints what happened, with timings.
+public enum DrillCommand {
+    public static func run(_ arguments: [String], env: [String: String] = ProcessInfo.processInfo.environment) async throws {
+        var options: [String: String] = [:]
+        var i = 0
+        while i + 1 < arguments.count, arguments[i].hasPrefix("--") {
+            options[String(arguments[i].dropFirst(2))] = arguments[i + 1]
+            i += 2
+        }
+        guard i == arguments.count else { throw SimConfiguration.Invalid(description: "drill: unexpected argument \(arguments[i])") }
+        guard let agent = options["agent"], let kind = options["kind"] else { throw SimConfiguration.Invalid(description: "drill needs --agent and --kind") }
+        let address =
+            options["sim"] ?? env["SPOTGUARD_SIM_URL"]
+            ?? env["SPOTGUARD_STACK_DIR"].flatMap { try? String(contentsOfFile: $0 + "/sim/address", encoding: .utf8) }
+            ?? (try? String(contentsOfFile: ".spotguard/dev/sim/address", encoding: .utf8))
+        guard let base = address?.trimmingCharacters(in: .whitespacesAndNewlines), let url = URL(string: base + "/sim/drills") else {
+            throw SimConfiguration.Invalid(description: "no simulator address: pass --sim URL (or run it with make up)")
+        }
+        var body: [String: Any] = ["agent": agent, "kind": kind]
+        if let s = options["notice-seconds"] {
+            guard let n = Double(s) else { throw SimConfiguration.Invalid(description: "--notice-seconds must be a number") }
+            body["notice_seconds"] = n
+        }
+        var request = URLRequest(url: url)
+        request.httpMethod = "POST"
+        request.httpBody = try JSONSerialization.data(withJSONObject: body)
+        request.setValue("application/json", forHTTPHeaderField: "Content-Type")
+        print("drill: \(kind) for \(agent) via \(base) …")
+        let (status, _, data) = try await URLSessionTransport(timeout: 3700).send(request)
+        let json = (try? JSONSerialization.jsonObject(with: data) as? [String: Any]) ?? [:]
+        guard status == 200 else {
+            print("refused (\(status)): \(json["error"] ?? "") \(json["message"] ?? String(decoding: data, as: UTF8.self))")
+            exit(1)
+        }
+        for line in timeline(json) { print(line) }
+    }
+
+    /// The drill's answer as lines a person reads.
+    public static func timeline(_ j: [String: Any]) -> [String] {
+        func ms(_ key: String) -> String { (j[key] as? Double).map { String(format: "%8.0f ms", $0) } ?? "       — " }
+        var lines = ["instance \(j["instance_id"] ?? "?") of \(j["workload"] ?? "?") (agent \(j["agent_id"] ?? "?"))"]
+        if j["kind"] as? String == "rebalance" {
+            lines += [
+                "  \(ms("notice_read_ms"))  the agent read the rebalance recommendation",
+                "  \(ms("replica_created_ms"))  SpotGuard created replica \(j["replica_id"] ?? "-")",
+                "  \(ms("replica_ready_ms"))  the replica on \(j["replica_instance_id"] ?? "-") was ready",
+            ]
+        } else {
+            lines += [
+                "  termination at \(j["termination_time"] ?? "?"); a ready replica at the notice: \((j["ready_replica_at_notice"] as? Bool) == true ? "yes" : "no")",
+                "  \(ms("notice_read_ms"))  the agent read the termination notice",
+                "  \(ms("promoted_ms"))  SpotGuard promoted replica \(j["replica_id"] ?? "-") on \(j["replica_instance_id"] ?? "-")",
+                "  workload state: \(j["primary_progress_at_notice"] ?? "?") at the notice, the replica resumed from \(j["replica_progress"] ?? "-")",
+            ]
+        }
+        lines.append("outcome: \(j["outcome"] ?? "?")")
+        return lines
+    }
+}

@@ -1,0 +1,258 @@
+import Foundation
+import SpotCloud
+import SpotStore
+import Testing
+
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+
+/// A `spotguard-sim run` process on the test stack: its folder, address and standard output.
+struct SimProcess {
+    let process: ChildProcess
+    let directory: URL
+    let output: String
+    let base: String
+
+    static func start(ingest: ServiceProcess, _ arguments: [String]) async throws -> SimProcess {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("sim-\(UUID())")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        let output = dir.appendingPathComponent("stdout").path
+        var env = ProcessInfo.processInfo.environment
+        env["SPOTGUARD_LOG_LEVEL"] = "warning"
+        let p = try ChildProcess(
+            try TestStack.binDir + "/spotguard-sim",
+            ["run", "--ingest", ingest.base, "--dir", dir.path, "--agent-log-level", "notice"] + arguments, environment: env, output: output)
+        let address = dir.appendingPathComponent("address")
+        guard await TestStack.eventually(timeout: .seconds(20), { FileManager.default.fileExists(atPath: address.path) }) else {
+            p.signal(SIGKILL)
+            _ = await p.exitStatus()
+            throw SimNotReady()
+        }
+        let base = try String(contentsOf: address, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+        return SimProcess(process: p, directory: dir, output: output, base: base)
+    }
+
+    struct SimNotReady: Error {}
+
+    func json(_ method: String, _ path: String, body: [String: Any]? = nil, timeout: TimeInterval = 15) async throws -> (Int, [String: Any]) {
+        var request = URLRequest(url: URL(string: base + path)!)
+        request.httpMethod = method
+        request.timeoutInterval = timeout
+        if let body {
+            request.httpBody = try JSONSerialization.data(withJSONObject: body)
+            request.setValue("application/json", forHTTPHeaderField: "Content-Type")
+        }
+        let (data, response) = try await URLSession.shared.data(for: request)
+        return ((response as! HTTPURLResponse).statusCode, (try? JSONSerialization.jsonObject(with: data) as? [String: Any]) ?? [:])
+    }
+
+    var stdout: String { (try? String(contentsOfFile: output, encoding: .utf8)) ?? "" }
+
+    func stop() async -> Int32 {
+        process.signal(SIGTERM)
+        let status = await process.exitStatus()
+        try? FileManager.default.removeItem(at: directory)
+        return status
+    }
+}
+
+extension IntegrationTests {
+    @Suite struct SimulatorTests {
+        /// The simulator's EC2 endpoint speaks AWS's wire format: AWS's own Python SDK (botocore
+        /// checks every answer against EC2's service model, follows nextToken, waits with its
+        /// waiters) and SpotCloud's client both run the agent's calls and meet AWS's errors.
+        @Test func theEC2EndpointSpeaksAWSWireFormat() async throws {
+            try await ServiceProcess.withIngest { ingest in
+                let sim = try await SimProcess.start(ingest: ingest, ["--agents", "0", "--image-seconds", "1"])
+                do {
+                    let python = ProcessInfo.processInfo.environment["SPOTGUARD_TEST_PYTHON"] ?? "python3"
+                    let out = FileManager.default.temporaryDirectory.appendingPathComponent("boto3-\(UUID()).json").path
+                    defer { try? FileManager.default.removeItem(atPath: out) }
+                    let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("Peers/boto3_ec2_check.py").path
+                    let status = try await ChildProcess(python, [script, sim.base, "spotguard-sim", "spotguard-sim-secret"], output: out).exitStatus()
+                    #expect(status == 0, "boto3 check exited \(status)")
+                    let boto = (try? JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: out)))) as? [String: Any] ?? [:]
+                    let zones = ["us-east-1a", "us-east-1b", "us-east-1c", "us-east-1d", "us-east-1e", "us-east-1f"]
+                    #expect(boto["zones"] as? [String] == zones)
+                    #expect(boto["price_zones"] as? [String] == zones)
+                    #expect(boto["prices_positive"] as? Bool == true)
+                    #expect(boto["client_token_idempotent"] as? Bool == true)
+                    #expect((boto["described"] as? [String: Any])?["lifecycle"] as? String == "spot")
+                    #expect(boto["image_state"] as? String == "available")
+                    #expect(boto["terminating"] as? [String] == ["running", "shutting-down"])
+                    #expect(boto["terminated"] as? Bool == true)
+                    #expect(boto["unknown_instance"] as? [AnyHashable] == ["InvalidInstanceID.NotFound", 400])
+                    #expect(boto["bad_type"] as? [AnyHashable] == ["InvalidParameterValue", 400])
+                    #expect(boto["wrong_secret"] as? [AnyHashable] == ["SignatureDoesNotMatch", 403])
+                    #expect(boto["unknown_key"] as? [AnyHashable] == ["AuthFailure", 401])
+
+                    // SpotCloud's client, as the agent uses it
+                    let ec2 = EC2Client(
+                        region: "us-east-1", endpoint: URL(string: sim.base)!,
+                        credentials: StaticCredentials(AWSCredentials(accessKeyId: "spotguard-sim", secretAccessKey: "spotguard-sim-secret")))
+                    let prices = try await ec2.describeSpotPriceHistory(instanceTypes: ["c5.large"], startTime: Date().addingTimeInterval(-60))
+                    #expect(Set(prices.map(\.availabilityZone)) == Set(zones))
+                    let launched = try await ec2.runInstances(RunInstancesRequest(imageId: "ami-0a5c3558529277641", instanceType: "c5.large", market: .onDemand, availabilityZone: "us-east-1d"))
+                    #expect(launched.state == "pending" && launched.lifecycle == nil)
+                    #expect(await TestStack.eventually(timeout: .seconds(10)) { (try? await ec2.describeInstances(ids: [launched.id]).first?.state) == "running" })
+                    #expect(try await ec2.terminateInstances(ids: [launched.id]) == [launched.id: "shutting-down"])
+                    await #expect {
+                        try await ec2.createImage(instanceId: "i-0000000000000000f", name: "nothing")
+                    } throws: { ($0 as? EC2Error)?.code == "InvalidInstanceID.NotFound" }
+                } catch {
+                    _ = await sim.stop()
+                    throw error
+                }
+                #expect(await sim.stop() == 0, "spotguard-sim did not shut down cleanly")
+            }
+        }
+
+        /// One simulated day at 4 s per hour on the whole stack: eight workloads (half with a
+        /// manual replica, half auto-switching) on c5.large and m5.large, interruptions at 250 ×
+        /// the Advisor rate with a 20 s notice, and one termination drill. Every notice that found
+        /// a ready replica failed over (as the simulator saw it and as the ledger records it); every
+        /// pool kept reporting (no clean-data gap); the bill against on-demand is printed.
+        @Test func aSimulatedDayWithInterruptions() async throws {
+            let store = try await TestStack.store()
+            let started = Date()
+            let report = FileManager.default.temporaryDirectory.appendingPathComponent("sim-report-\(UUID()).json")
+            defer { try? FileManager.default.removeItem(at: report) }
+            try await withReplicaStack { ingest, _ in
+                try await withSEF {
+                    let decisions = try await ServiceProcess.start(
+                        "spotguard-decisions", portVariable: "SPOTGUARD_DECISIONS_PORT", environment: ["SPOTGUARD_DECISIONS_PASS_SECONDS": "10"])
+                    try await ServiceProcess.with(decisions) { _ in
+                        let sim = try await SimProcess.start(
+                            ingest: ingest,
+                            [
+                                "--agents", "8", "--hour-seconds", "4", "--sim-hours", "24", "--seed", "11", "--interruption-scale", "250",
+                                "--notice-seconds", "20", "--rebalance-lead-seconds", "4", "--replace-seconds", "5", "--agent-price-seconds", "2",
+                                "--agent-heartbeat-seconds", "3", "--agent-sync-seconds", "2", "--report", report.path,
+                            ])
+                        do {
+                            try await drill(sim, store)
+                            let status = await sim.process.exitStatus()
+                            print(sim.stdout)
+                            #expect(status == 0, "the simulated day ended with \(status)")
+                            try await check(report: report, store: store, since: started)
+                        } catch {
+                            _ = await sim.stop()
+                            throw error
+                        }
+                        try? FileManager.default.removeItem(at: sim.directory)
+                    }
+                }
+            }
+            await store.shutdown()
+        }
+
+        /// A termination drill on a manual-replica workload once its replica is ready: the
+        /// replica is promoted and the workload resumes there from the state it had at the notice.
+        func drill(_ sim: SimProcess, _ store: PostgresStore) async throws {
+            let (_, status) = try await sim.json("GET", "/sim/status")
+            let client = try #require(status["client_id"] as? String)
+            var target: String?
+            #expect(await TestStack.eventually(timeout: .seconds(60)) {
+                target = try? await ReplicaQuery.one(
+                    store,
+                    """
+                    SELECT a.logical_agent_id FROM agents a JOIN replica_instances r ON r.agent_id = a.id
+                     WHERE a.client_id = $1::uuid AND a.manual_replica_enabled AND r.status = 'ready' AND r.is_active LIMIT 1
+                    """, [client]).first ?? nil
+                return target != nil
+            }, "a manual replica became ready")
+            let workload = try #require(target)
+            let (code, outcome) = try await sim.json("POST", "/sim/drills", body: ["agent": workload, "kind": "termination", "notice_seconds": 20], timeout: 60)
+            print("drill on \(workload): \(outcome)")
+            if code == 409 { return }  // the day's own interruption got there first; the report covers it
+            #expect(code == 200)
+            if outcome["outcome"] as? String != "failed_over" || (outcome["promoted_ms"] as? Double ?? 0) > 20000, let id = outcome["instance_id"] as? String {
+                // what the drilled instance's agent did, for whoever reads the failure
+                print((try? String(contentsOf: sim.directory.appendingPathComponent("instances/\(id)/console.log"), encoding: .utf8)) ?? "no console log")
+            }
+            #expect(outcome["outcome"] as? String == "failed_over")
+            #expect(outcome["ready_replica_at_notice"] as? Bool == true)
+            #expect((outcome["promoted_ms"] as? Double).map { $0 > 0 && $0 < 20000 } == true, "promoted within the notice")
+            let atNotice = try #require(outcome["primary_progress_at_notice"] as? Int)
+            #expect((outcome["replica_progress"] as? Int).map { $0 >= atNotice } == true, "the replica resumed from the primary's state")
+            let (bad, refusal) = try await sim.json("POST", "/sim/drills", body: ["agent": workload, "kind": "flood"])
+            #expect(bad == 400 && refusal["error"] as? String == "invalid_kind")
+        }
+
+        func check(report file: URL, store: PostgresStore, since started: Date) async throws {
+            let decoder = JSONDecoder()
+            decoder.dateDecodingStrategy = .iso8601
+            let report = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: file)) as? [String: Any])
+            let fleet = try #require(report["fleet"] as? [String: Any])
+            let client = try #require(fleet["client_id"] as? String)
+            let notices = (fleet["notices"] as? [[String: Any]]) ?? []
+            let ended = try #require((report["wall_end"] as? String).flatMap { try? Date($0, strategy: .iso8601) })
+
+            // interruptions happened, and each one that found a ready replica failed over
+            #expect(notices.filter { $0["drill"] as? Bool == false }.count >= 2, "the day brought interruptions: \(notices.count)")
+            for n in notices where n["ready_replica_at_notice"] as? Bool == true {
+                #expect(n["outcome"] as? String == "failed_over", "a notice with a ready replica did not fail over: \(n)")
+            }
+            let promotedInLedger = try await SEFQuery.count(
+                store,
+                """
+                SELECT count(*) FROM spot_interruption_events e JOIN agents a ON a.id = e.agent_id
+                 WHERE a.client_id = $1::uuid AND e.signal_type = 'termination-notice' AND e.response_action = 'replica_promoted' AND e.failover_completed
+                """, [client])
+            let promotedWithoutFailover = try await SEFQuery.count(
+                store,
+                """
+                SELECT count(*) FROM spot_interruption_events e JOIN agents a ON a.id = e.agent_id
+                 WHERE a.client_id = $1::uuid AND e.response_action = 'replica_promoted' AND NOT e.failover_completed
+                """, [client])
+            #expect(promotedWithoutFailover == 0)
+            #expect(promotedInLedger >= notices.filter { $0["outcome"] as? String == "failed_over" }.count)
+
+            // no clean-data gap: every pool of the fleet's types was reported at least every 20 s
+            // (agents report every 2 s) and has a measured clean price in every 5-minute bucket
+            let pools = ((report["pools"] as? [String]) ?? []).filter { $0.hasPrefix("c5.large.") || $0.hasPrefix("m5.large.") }
+            #expect(pools.count == 12)
+            let from = started.addingTimeInterval(60)
+            let rows = try await store.withConnection { conn in
+                try conn.query(
+                    """
+                    SELECT pool_id, coalesce(max(gap), 0) FROM (
+                        SELECT pool_id, extract(epoch FROM received_at - lag(received_at) OVER (PARTITION BY pool_id ORDER BY received_at)) AS gap
+                          FROM pricing_submissions_raw WHERE client_id = $1::uuid AND received_at BETWEEN $2 AND $3) g
+                     GROUP BY pool_id
+                    """, [client, from, ended])
+            }
+            var widest: [String: Double] = [:]
+            for row in rows { widest[try row.decode(String.self, at: 0)] = try row.decode(Double.self, at: 1) }
+            for pool in pools {
+                let gap = try #require(widest[pool], "\(pool) was never reported")
+                #expect(gap <= 20, "\(pool) went \(gap) s without a price report")
+            }
+            // every 5-minute bucket the day touched (the SEF measures a bucket from its first report)
+            let firstBucket = (from.timeIntervalSince1970 / 300).rounded(.down) * 300
+            let lastBucket = (ended.timeIntervalSince1970 / 300).rounded(.down) * 300
+            do {
+                let expected = Int((lastBucket - firstBucket) / 300) + 1
+                for pool in pools {
+                    let measured = try await SEFQuery.count(
+                        store,
+                        """
+                        SELECT count(*) FROM pricing_snapshots_clean WHERE pool_id = $1 AND data_source = 'measured'
+                           AND time_bucket BETWEEN $2 AND $3
+                        """, [pool, Date(timeIntervalSince1970: firstBucket), Date(timeIntervalSince1970: lastBucket)])
+                    #expect(measured == expected, "\(pool): \(measured) of \(expected) buckets measured")
+                }
+            }
+
+            // the bill
+            let bill = try #require(report["bill"] as? [String: Any])
+            let savings = try #require(report["savings_percent"] as? Double)
+            print(String(
+                format: "simulated day: spot $%.4f + on-demand $%.4f (replicas $%.4f) against $%.4f all on-demand: %.1f %% saved; %d notices, %d failed over",
+                bill["spot"] as? Double ?? 0, bill["on_demand"] as? Double ?? 0, bill["replicas"] as? Double ?? 0, bill["baseline"] as? Double ?? 0, savings,
+                notices.count, notices.filter { $0["outcome"] as? String == "failed_over" }.count))
+            #expect(savings > 20, "a fleet on spot in a 55–75 % discount market saves")
+        }
+    }
+}
