@@ -254,7 +254,10 @@ actor Fleet {
                 outcome.replicaInstanceId = promoted.instanceId
                 // a promotion after the instance is gone came too late for the workload
                 outcome.outcome = at <= notice.terminationTime ? "failed_over" : "failed_over_late"
-                if let replica = promoted.instanceId { outcome.replicaProgress = await resume(replica, from: notice.instanceId, atLeast: primaryProgress) }
+                if let replica = promoted.instanceId {
+                    outcome.replicaProgress = await resume(
+                        replica, from: notice.instanceId, atLeast: primaryProgress, until: notice.terminationTime.addingTimeInterval(5))
+                }
                 break
             }
             try? await Task.sleep(for: .milliseconds(100))
@@ -263,11 +266,10 @@ actor Fleet {
         return record(outcome)
     }
 
-    /// The workload moves to the promoted replica once its agent holds the primary's state (or
-    /// after five seconds with whatever it holds).
-    private func resume(_ replica: String, from old: String, atLeast progress: Int) async -> Int? {
+    /// The workload moves to the promoted replica once its agent holds the primary's state (the
+    /// promote command fetches it), or at `until` with whatever it holds.
+    private func resume(_ replica: String, from old: String, atLeast progress: Int, until: Date) async -> Int? {
         guard let disk = await cloud.instance(replica)?.disk else { return nil }
-        let until = Date().addingTimeInterval(5)
         while Cloud.progress(on: disk) < progress, Date() < until { try? await Task.sleep(for: .milliseconds(100)) }
         await cloud.handOver(from: old, to: replica)
         return Cloud.progress(on: disk)
