@@ -215,7 +215,8 @@ actor Cloud {
         } else {
             // EC2 picks a zone with capacity
             let open = zones.filter { !(r.spot && faults.outOfCapacity(pool: "\(r.type).\($0)", hour: hour)) }
-            zone = (open.isEmpty ? zones : open)[Int(Draw.unit(faults.seed, "zone", launchOrder.count) * Double((open.isEmpty ? zones : open).count))]
+            let candidates = open.isEmpty ? zones : open
+            zone = candidates[Int(Draw.unit(faults.seed, "zone", launchOrder.count) * Double(candidates.count))]
         }
         if r.spot, faults.outOfCapacity(pool: "\(r.type).\(zone)", hour: hour) {
             let others = zones.filter { $0 != zone && !faults.outOfCapacity(pool: "\(r.type).\($0)", hour: hour) }

@@ -144,7 +144,7 @@ struct EC2Endpoint: Sendable {
 
     static func time(_ raw: String?, _ name: String) throws -> Date? {
         guard let raw else { return nil }
-        guard let date = (try? Date(raw, strategy: Date.ISO8601FormatStyle(includingFractionalSeconds: true))) ?? (try? Date(raw, strategy: .iso8601)) else {
+        guard let date = EC2Answer.parseTime(raw) else {
             throw EC2Fault.invalid("InvalidParameterValue", "Value (\(raw)) for parameter \(name) is invalid. Expected: an ISO 8601 time")
         }
         return date

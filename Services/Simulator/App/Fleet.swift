@@ -169,7 +169,7 @@ actor Fleet {
         guard let w = workloads[logical] else { throw SimError.internal("unknown workload \(logical)") }
         do {
             return try await cloud.launch(Cloud.Launch(imageId: Cloud.baseImage, type: w.type, spot: true, userData: w.userData))[0].id
-        } catch where error.code == "InsufficientInstanceCapacity" {
+        } catch let fault as EC2Fault where fault.code == "InsufficientInstanceCapacity" {
             return try await cloud.launch(Cloud.Launch(imageId: Cloud.baseImage, type: w.type, spot: false, userData: w.userData))[0].id
         }
     }
@@ -221,7 +221,7 @@ actor Fleet {
         let listed = (try? await api.send("GET", "/api/agents/\(agentId)/replicas?include_terminated=true", token: token).json["replicas"] as? [[String: Any]]) ?? []
         return listed.compactMap { r in
             guard let id = r["id"] as? String, let status = r["status"] as? String else { return nil }
-            return Replica(id: id.lowercased(), status: status, instanceId: r["instance_id"] as? String, promotedAt: (r["promoted_at"] as? String).flatMap(Self.date))
+            return Replica(id: id.lowercased(), status: status, instanceId: r["instance_id"] as? String, promotedAt: (r["promoted_at"] as? String).flatMap(EC2Answer.parseTime))
         }
     }
 
@@ -275,11 +275,6 @@ actor Fleet {
         return Cloud.progress(on: disk)
     }
 
-    /// The product's timestamps, with or without fractional seconds.
-    static func date(_ s: String) -> Date? {
-        (try? Date(s, strategy: Date.ISO8601FormatStyle(includingFractionalSeconds: true))) ?? (try? Date(s, strategy: .iso8601))
-    }
-
     private func record(_ outcome: NoticeOutcome) -> NoticeOutcome {
         outcomes.append(outcome)
         return outcome
@@ -300,8 +295,4 @@ actor Fleet {
             },
             notices: outcomes, replacements: workloads.values.map(\.replacements).reduce(0, +))
     }
-}
-
-extension Error {
-    var code: String? { (self as? EC2Fault)?.code }
 }

@@ -106,4 +106,9 @@ public enum EC2Answer {
     public static func time(_ date: Date) -> String {
         date.formatted(Date.ISO8601FormatStyle(includingFractionalSeconds: true))
     }
+
+    /// An ISO 8601 time with or without fractional seconds (EC2's and SpotGuard's).
+    public static func parseTime(_ s: String) -> Date? {
+        (try? Date(s, strategy: Date.ISO8601FormatStyle(includingFractionalSeconds: true))) ?? (try? Date(s, strategy: .iso8601))
+    }
 }
