@@ -1,5 +1,5 @@
 # SpotGuard: the whole system on one machine. Scripts live in deploy/.
-.PHONY: up down test bench replay backtest status build drill
+.PHONY: up down test bench replay backtest status build drill screenshots
 
 up:        ## install what is missing, start PostgreSQL + RabbitMQ + every service + the simulated fleet
 	deploy/stack.sh up dev
@@ -23,6 +23,9 @@ backtest:  ## decision strategies replayed over real price history (no stack nee
 
 drill:     ## failover drill on the running demo: make drill AGENT=sim-01-c5.large [KIND=rebalance]
 	. .spotguard/env && "$$(swift build --show-bin-path)/spotguard-sim" drill --agent "$(AGENT)" --kind "$(or $(KIND),termination)"
+
+screenshots: ## every dashboard page of the running demo in headless Chromium: PNG + rendered DOM in .spotguard/screenshots/
+	deploy/screenshots.sh
 
 status:
 	deploy/stack.sh status dev

@@ -20,6 +20,8 @@ let package = Package(
         .executable(name: "spotguard-bench", targets: ["Bench"]),
         .executable(name: "spotguard-agent", targets: ["Agent"]),
         .executable(name: "spotguard-sim", targets: ["Simulator"]),
+        .executable(name: "spotguard-notifier", targets: ["Notifier"]),
+        .executable(name: "spotguard-console", targets: ["Console"]),
     ],
     dependencies: [
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
@@ -29,6 +31,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
         .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.3"),
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/hummingbird-project/swift-mustache.git", from: "2.1.1"),
     ],
     targets: [
         // C libraries and the shims Swift needs to call them.
@@ -87,7 +90,7 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
-            path: "Services/Ingest/App", swiftSettings: swiftSettings),
+            path: "Services/Ingest/App", resources: [.copy("openapi.yaml")], swiftSettings: swiftSettings),
         .executableTarget(
             name: "Ingest", dependencies: ["IngestApp", "SpotRuntime"], path: "Services/Ingest/Main",
             swiftSettings: swiftSettings),
@@ -172,6 +175,30 @@ let package = Package(
         .executableTarget(
             name: "Simulator", dependencies: ["SimulatorApp", .product(name: "Logging", package: "swift-log")], path: "Services/Simulator/Main",
             swiftSettings: swiftSettings),
+        .target(
+            name: "NotifierCore", dependencies: ["SpotModels", .product(name: "Crypto", package: "swift-crypto")],
+            path: "Services/Notifier/Core", swiftSettings: swiftSettings),
+        .target(
+            name: "NotifierApp",
+            dependencies: [
+                "NotifierCore", "SpotModels", "SpotBus", "SpotStore", "SpotRuntime",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            path: "Services/Notifier/App", swiftSettings: swiftSettings),
+        .executableTarget(name: "Notifier", dependencies: ["NotifierApp", "SpotRuntime"], path: "Services/Notifier/Main", swiftSettings: swiftSettings),
+        .target(
+            name: "ConsoleApp",
+            dependencies: [
+                "NotifierCore", "SpotModels", "SpotBus", "SpotStore", "SpotRuntime",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Mustache", package: "swift-mustache"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            path: "Services/Console/App", resources: [.copy("Templates"), .copy("openapi.yaml")], swiftSettings: swiftSettings),
+        .executableTarget(name: "Console", dependencies: ["ConsoleApp", "SpotRuntime"], path: "Services/Console/Main", swiftSettings: swiftSettings),
         // One instance's metadata service for the tests and the simulator.
         .target(
             name: "IMDSMock",
@@ -186,13 +213,14 @@ let package = Package(
             swiftSettings: swiftSettings),
         .testTarget(name: "SpotModelsTests", dependencies: ["SpotModels"], swiftSettings: swiftSettings),
         .testTarget(name: "SEFCoreTests", dependencies: ["SEFCore", "SpotModels"], swiftSettings: swiftSettings),
+        .testTarget(name: "NotifierCoreTests", dependencies: ["NotifierCore", "SpotModels"], swiftSettings: swiftSettings),
         .testTarget(name: "SimulatorCoreTests", dependencies: ["SimulatorCore", "SpotMarket"], swiftSettings: swiftSettings),
         .testTarget(name: "DecisionCoreTests", dependencies: ["DecisionCore", "SpotMarket"], swiftSettings: swiftSettings),
         .testTarget(name: "ReplicaCoreTests", dependencies: ["ReplicaCore", "SpotModels"], swiftSettings: swiftSettings),
         .testTarget(
             name: "IntegrationTests",
             dependencies: [
-                "SpotModels", "SpotBus", "SpotStore", "SpotRuntime", "SEFApp", "SpotCloud", "IMDSMock", "AgentApp",
+                "SpotModels", "SpotBus", "SpotStore", "SpotRuntime", "SEFApp", "SpotCloud", "IMDSMock", "AgentApp", "NotifierCore",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],

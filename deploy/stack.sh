@@ -37,6 +37,8 @@ SEF_PORT=$((BASE + 81))
 REPLICAS_PORT=$((BASE + 84))  # +82, +83: further SEF copies (bench)
 DECISIONS_PORT=$((BASE + 85))
 SIM_PORT=$((BASE + 86))
+CONSOLE_PORT=$((BASE + 87))
+NOTIFIER_PORT=$((BASE + 88))
 PG_BIN=""
 RABBIT_BIN=/usr/lib/rabbitmq/bin
 
@@ -62,6 +64,16 @@ deps() {
     fi
     # Debian starts a system RabbitMQ/PostgreSQL where an init system runs; ours are private, so
     # leave those alone and use our own ports.
+}
+
+# Headless Chromium, for the dashboard checks of the tests. Prints its path.
+browser_bin() {
+    if ! command -v chromium >/dev/null; then
+        log "installing chromium" >&2
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core >/dev/null
+    fi
+    command -v chromium
 }
 
 # moto_server (moto's EC2 endpoint for the tests): the one on PATH, else one installed from PyPI
@@ -240,6 +252,10 @@ export SPOTGUARD_REPLICAS_URL='http://127.0.0.1:$REPLICAS_PORT'
 export SPOTGUARD_DECISIONS_PORT='$DECISIONS_PORT'
 export SPOTGUARD_DECISIONS_URL='http://127.0.0.1:$DECISIONS_PORT'
 export SPOTGUARD_SIM_URL='http://127.0.0.1:$SIM_PORT'
+export SPOTGUARD_CONSOLE_PORT='$CONSOLE_PORT'
+export SPOTGUARD_CONSOLE_URL='http://127.0.0.1:$CONSOLE_PORT'
+export SPOTGUARD_NOTIFIER_PORT='$NOTIFIER_PORT'
+export SPOTGUARD_NOTIFIER_URL='http://127.0.0.1:$NOTIFIER_PORT'
 export SPOTGUARD_STACK_DIR='$DIR'
 export SPOTGUARD_PG_BIN='$PG_BIN'
 EOF
@@ -259,7 +275,7 @@ infra() {
 
 # --- services -------------------------------------------------------------------------------
 
-SERVICES=(spotguard-ingest spotguard-sef spotguard-replicas spotguard-decisions)
+SERVICES=(spotguard-ingest spotguard-sef spotguard-replicas spotguard-decisions spotguard-notifier spotguard-console)
 
 bin_dir() { (cd "$ROOT" && swift build -c "${SPOTGUARD_BUILD_CONFIG:-debug}" --show-bin-path); }
 
@@ -289,6 +305,8 @@ services_start() {
     wait_ready spotguard-sef "$SPOTGUARD_SEF_URL"
     wait_ready spotguard-replicas "$SPOTGUARD_REPLICAS_URL"
     wait_ready spotguard-decisions "$SPOTGUARD_DECISIONS_URL"
+    wait_ready spotguard-notifier "$SPOTGUARD_NOTIFIER_URL"
+    wait_ready spotguard-console "$SPOTGUARD_CONSOLE_URL"
 }
 
 wait_ready() {
@@ -361,10 +379,12 @@ status() {
         if [ -f "$pidf" ] && kill -0 "$(cat "$pidf")" 2>/dev/null; then s="up (pid $(cat "$pidf"))"; else s=down; fi
         printf '  %-20s %s\n' "$svc" "$s"
     done
+    printf '  dashboard    http://127.0.0.1:%s/  (log in with a client token; console API and /openapi.yaml there too)\n' "$CONSOLE_PORT"
     printf '  ingest API   http://127.0.0.1:%s\n' "$INGEST_PORT"
     printf '  sef metrics  http://127.0.0.1:%s/metrics\n' "$SEF_PORT"
     printf '  replicas     http://127.0.0.1:%s/metrics\n' "$REPLICAS_PORT"
     printf '  decisions    http://127.0.0.1:%s/metrics\n' "$DECISIONS_PORT"
+    printf '  notifier     http://127.0.0.1:%s/metrics\n' "$NOTIFIER_PORT"
     local simpid="$DIR/pids/spotguard-sim.pid"
     if [ -f "$simpid" ] && kill -0 "$(cat "$simpid")" 2>/dev/null; then
         printf '  simulator    http://127.0.0.1:%s/sim/status  (EC2 endpoint at /, fleet client in %s)\n' "$SIM_PORT" "$DIR/sim/client.json"
@@ -377,6 +397,7 @@ status() {
 case "$CMD" in
     deps) deps ;;
     moto-bin) moto_bin ;;
+    browser-bin) browser_bin ;;
     infra) deps; infra ;;
     up) deps; infra; build; services_start; sim_start; status ;;
     down) services_stop; rabbit_stop; pg_stop ;;

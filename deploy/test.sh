@@ -37,5 +37,10 @@ SPOTGUARD_TEST_PYTHON="$(dirname "$moto_bin")/python3"
 [ -x "$SPOTGUARD_TEST_PYTHON" ] || SPOTGUARD_TEST_PYTHON=python3
 export SPOTGUARD_TEST_PYTHON
 
+# headless Chromium looks at the dashboard; openapi-spec-validator checks the OpenAPI documents
+SPOTGUARD_TEST_CHROMIUM="$(deploy/stack.sh browser-bin)"
+export SPOTGUARD_TEST_CHROMIUM
+python3 -c 'import openapi_spec_validator' 2>/dev/null || python3 -m pip install -q openapi-spec-validator
+
 # Integration tests share one broker and restart it, so nothing runs in parallel.
 swift test --skip-build --no-parallel

@@ -43,7 +43,7 @@ public struct Topology: Sendable, Equatable {
             "pricing.cleaned", "switch.reported", "interruption.rebalance", "interruption.termination", "config.changed",
         ]),
         Queue(name: "spotguard.notifier", bindings: [
-            "quality.alert", "failover.completed", "failover.failed", "agent.offline", "replica.promoted", "replica.alert",
+            "quality.alert", "failover.completed", "failover.failed", "agent.offline", "replica.promoted", "replica.alert", "switch.reported",
         ]),
     ])
 

@@ -141,3 +141,8 @@ public struct ErrorBody: Encodable, Sendable {
 
     public var json: String { String(decoding: (try? WireJSON.encoder().encode(self)) ?? Data(), as: UTF8.self) }
 }
+
+extension UUID {
+    /// The canonical text of an id on the wire and in the database: lowercase.
+    public var lowercased: String { uuidString.lowercased() }
+}

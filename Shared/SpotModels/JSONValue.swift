@@ -54,6 +54,11 @@ public enum JSONValue: Codable, Sendable, Equatable {
         return nil
     }
 
+    public var array: [JSONValue]? {
+        if case .array(let a) = self { return a }
+        return nil
+    }
+
     public var string: String? {
         if case .string(let s) = self { return s }
         return nil

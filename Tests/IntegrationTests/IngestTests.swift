@@ -38,6 +38,10 @@ final class ServiceProcess: Sendable {
         try await start("spotguard-ingest", portVariable: "SPOTGUARD_INGEST_PORT")
     }
 
+    static func console() async throws -> ServiceProcess {
+        try await start("spotguard-console", portVariable: "SPOTGUARD_CONSOLE_PORT")
+    }
+
     private init(process: ChildProcess, base: String) {
         self.process = process
         self.base = base

@@ -12,10 +12,10 @@ extension IntegrationTests {
         /// history with the decision's reason; another client reads neither.
         @Test func savingsAndSwitchHistoryPerClient() async throws {
             let store = try await TestStack.store()
-            try await ServiceProcess.withIngest { ingest in
+            try await ServiceProcess.with(try await ServiceProcess.console()) { console in
                 let admin = try TestStack.env.require("SPOTGUARD_ADMIN_TOKEN")
                 func client(_ name: String) async throws -> (id: String, token: String) {
-                    let reply = try await ingest.send("POST", "/api/admin/clients", token: admin, json: #"{"name": "\#(name)"}"#)
+                    let reply = try await console.send("POST", "/api/admin/clients", token: admin, json: #"{"name": "\#(name)"}"#)
                     return (try #require(reply.id("client_id")), try #require(reply.json["token"] as? String))
                 }
                 let owner = try await client("Savings owner")
@@ -94,7 +94,7 @@ extension IntegrationTests {
                 #expect(try await SEFQuery.count(store, "SELECT count(*) FROM replica_cost_log WHERE agent_id = $1::uuid", [agent]) == 2)
 
                 let dayText = String(ISO8601DateFormatter().string(from: day).prefix(10))
-                let savings = try await ingest.send("GET", "/api/client/\(owner.id)/savings?from=\(dayText)&to=\(dayText)", token: owner.token)
+                let savings = try await console.send("GET", "/api/client/\(owner.id)/savings?from=\(dayText)&to=\(dayText)", token: owner.token)
                 #expect(savings.status == 200)
                 let total = savings.json["total"] as? [String: Any] ?? [:]
                 #expect((total["savings"] as? Double).map { abs($0 - 0.22) < 1e-9 } == true)
@@ -104,7 +104,7 @@ extension IntegrationTests {
                 #expect(agents.map { $0["logical_agent_id"] as? String } == ["web-savings"])
                 #expect((savings.json["daily"] as? [[String: Any]])?.compactMap { $0["day"] as? String } == [dayText])
 
-                let history = try await ingest.send("GET", "/api/client/\(owner.id)/switches?limit=10", token: owner.token)
+                let history = try await console.send("GET", "/api/client/\(owner.id)/switches?limit=10", token: owner.token)
                 #expect(history.status == 200)
                 let first = (history.json["switches"] as? [[String: Any]])?.first ?? [:]
                 #expect(first["event_trigger"] as? String == "auto_switch")
@@ -114,17 +114,17 @@ extension IntegrationTests {
                 #expect((first["total_seconds"] as? Double).map { abs($0 - 180) < 1e-6 } == true)
 
                 // tenant isolation and bad input
-                let foreign = try await ingest.send("GET", "/api/client/\(owner.id)/savings", token: other.token)
+                let foreign = try await console.send("GET", "/api/client/\(owner.id)/savings", token: other.token)
                 #expect(foreign.status == 404 && foreign.errorCode == "client_not_found")
-                let foreignSwitches = try await ingest.send("GET", "/api/client/\(owner.id)/switches", token: other.token)
+                let foreignSwitches = try await console.send("GET", "/api/client/\(owner.id)/switches", token: other.token)
                 #expect(foreignSwitches.status == 404)
-                let none = try await ingest.send("GET", "/api/client/\(other.id)/switches", token: other.token)
+                let none = try await console.send("GET", "/api/client/\(other.id)/switches", token: other.token)
                 #expect(none.status == 200 && none.json["count"] as? Int == 0)
-                let badLimit = try await ingest.send("GET", "/api/client/\(owner.id)/switches?limit=0", token: owner.token)
+                let badLimit = try await console.send("GET", "/api/client/\(owner.id)/switches?limit=0", token: owner.token)
                 #expect(badLimit.status == 400 && badLimit.errorField == "limit")
-                let badDate = try await ingest.send("GET", "/api/client/\(owner.id)/savings?from=yesterday", token: owner.token)
+                let badDate = try await console.send("GET", "/api/client/\(owner.id)/savings?from=yesterday", token: owner.token)
                 #expect(badDate.status == 400 && badDate.errorCode == "invalid_date")
-                let noToken = try await ingest.send("GET", "/api/client/\(owner.id)/savings")
+                let noToken = try await console.send("GET", "/api/client/\(owner.id)/savings")
                 #expect(noToken.status == 401)
             }
             await store.shutdown()

@@ -153,7 +153,9 @@ extension IntegrationTests {
             let (_, status) = try await sim.json("GET", "/sim/status")
             let client = try #require(status["client_id"] as? String)
             var target: String?
-            #expect(await TestStack.eventually(timeout: .seconds(60)) {
+            // the fleet needs prices before manual mode, then a launch, a boot and a sync: ~20 s alone,
+            // longer on a busy machine; the simulated day lasts 96 s
+            let ready = await TestStack.eventually(timeout: .seconds(90)) {
                 target = try? await ReplicaQuery.one(
                     store,
                     """
@@ -161,8 +163,12 @@ extension IntegrationTests {
                      WHERE a.client_id = $1::uuid AND a.manual_replica_enabled AND r.status = 'ready' AND r.is_active LIMIT 1
                     """, [client]).first ?? nil
                 return target != nil
-            }, "a manual replica became ready")
-            let workload = try #require(target)
+            }
+            if !ready {
+                print("no manual replica ready after 90 s; the simulator's events:")
+                print((try? String(contentsOf: sim.directory.appendingPathComponent("events.jsonl"), encoding: .utf8))?.suffix(4000) ?? "none")
+            }
+            let workload = try #require(target, "a manual replica became ready")
             let (code, outcome) = try await sim.json("POST", "/sim/drills", body: ["agent": workload, "kind": "termination", "notice_seconds": 20], timeout: 60)
             print("drill on \(workload): \(outcome)")
             if code == 409 { return }  // the day's own interruption got there first; the report covers it

@@ -21,7 +21,8 @@ public func buildIngestApplication(
     ])
     let rejections = RejectionMonitor(threshold: configuration.rejectedAlertPerMinute, publisher: publisher, logger: logger)
     IngestController(
-        directory: directory, publisher: publisher, configuration: configuration, rejections: rejections, requester: requester,
+        directory: directory, publisher: publisher, configuration: configuration, rejections: rejections,
+        replicas: ReplicaRelay(requester: requester, timeout: configuration.relayTimeout, producer: "spotguard-ingest"),
         mailbox: mailbox, store: store
     ).addRoutes(to: router)
     return Application(

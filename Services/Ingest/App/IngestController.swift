@@ -18,11 +18,12 @@ struct IngestController: Sendable {
     let publisher: BusPublisher
     let configuration: IngestConfiguration
     let rejections: RejectionMonitor
-    let requester: BusRequester
+    let replicas: ReplicaRelay
     let mailbox: CommandMailbox
     let store: PostgresStore
 
     func addRoutes(to router: Router<BasicRequestContext>) {
+        router.get("/openapi.yaml") { _, _ in OpenAPIDocument.response(Bundle.module) }
         router.post("/api/admin/clients", use: createClient)
         router.post("/api/agents/register", use: register)
         router.post("/api/agents/:agentId/heartbeat", use: heartbeat)
@@ -30,7 +31,6 @@ struct IngestController: Sendable {
         router.post("/api/pricing/submit", use: submitPricing)
         router.post("/api/agents/:agentId/switch-report", use: switchReport)
         addReplicaRoutes(to: router)
-        addClientRoutes(to: router)
     }
 
     // MARK: admin
@@ -140,33 +140,12 @@ struct IngestController: Sendable {
     }
 
     private func decodeBody<T: Decodable>(_ type: T.Type, from request: Request) async throws -> T {
-        guard let data = try await jsonBody(request) else {
-            throw APIError(.badRequest, code: "empty_body", message: "the body is empty")
-        }
-        do {
-            return try WireJSON.decoder().decode(T.self, from: data)
-        } catch let e as DecodingError {
-            throw APIError.validation(ValidationError(decoding: e))
-        }
+        try await HTTPJSON.decode(type, from: request, limit: configuration.maxBodyBytes)
     }
 
     /// The JSON body (nil when empty), at most `maxBodyBytes`.
     func jsonBody(_ request: Request) async throws -> Data? {
-        let buffer = try await body(of: request, limit: configuration.maxBodyBytes)
-        guard buffer.readableBytes > 0 else { return nil }
-        let contentType = request.headers[.contentType]?.lowercased() ?? ""
-        guard contentType.hasPrefix("application/json") else {
-            throw APIError(.unsupportedMediaType, code: "unsupported_media_type", message: "send the body as application/json")
-        }
-        return Data(buffer.readableBytesView)
-    }
-
-    func body(of request: Request, limit: Int) async throws -> ByteBuffer {
-        do {
-            return try await request.body.collect(upTo: limit)
-        } catch is NIOTooManyBytesError {
-            throw APIError.bodyTooLarge(limit)
-        }
+        try await HTTPJSON.body(of: request, limit: configuration.maxBodyBytes)
     }
 
     private func publish<P: Codable & Sendable>(_ routingKey: String, id: UUID, _ payload: P) async throws {
@@ -179,7 +158,6 @@ struct IngestController: Sendable {
     }
 
     func json<T: Encodable>(_ value: T, status: HTTPResponse.Status) throws -> Response {
-        let data = try WireJSON.encoder().encode(value)
-        return Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: data)))
+        try HTTPJSON.response(value, status: status)
     }
 }

@@ -36,30 +36,14 @@ extension IngestController {
         router.get("\(replica)/state-transfer", use: downloadState)
     }
 
-    /// Relays one call and writes the coordinator's answer. No answer within the timeout (no
-    /// coordinator running, broker down) is 503 with a retry hint; the call itself is
-    /// idempotent, so retrying is safe.
+    /// Relays one call and writes the coordinator's answer.
     func relay(_ operation: ReplicaOperation, _ request: Request, _ context: BasicRequestContext) async throws -> Response {
         let receivedAt = Date()
         let (client, agent) = try await authenticateAgent(request, context)
-        let call = ReplicaRequest(
+        return try await replicas.respond(ReplicaRequest(
             operation: operation, clientId: client, agentId: agent, replicaId: try uuid("replicaId", context),
             commandId: try uuid("commandId", context), query: Dictionary(request.uri.queryParameters.map { (String($0.key), String($0.value)) }) { $1 },
-            body: try await jsonBody(request).map { String(decoding: $0, as: UTF8.self) }, receivedAt: receivedAt)
-        let envelope = Envelope(type: operation.routingKey, producer: "spotguard-ingest", payload: call)
-        let reply: Delivery
-        do {
-            reply = try await requester.request(
-                routingKey: operation.routingKey, body: Array(try WireJSON.encoder().encode(envelope)), deadline: configuration.relayTimeout)
-        } catch let e as BusError {
-            throw APIError(
-                .serviceUnavailable, code: "coordinator_unavailable",
-                message: "the replica coordinator did not answer (\(e.code.rawValue)); retry", retryAfterSeconds: 1)
-        }
-        let answer = try WireJSON.decoder().decode(APIReply.self, from: Data(reply.body))
-        return Response(
-            status: HTTPResponse.Status(code: answer.status), headers: [.contentType: "application/json"],
-            body: .init(byteBuffer: ByteBuffer(string: answer.body)))
+            body: try await jsonBody(request).map { String(decoding: $0, as: UTF8.self) }, receivedAt: receivedAt))
     }
 
     /// A UUID path parameter, if the route has one; a malformed one is 404 like a missing one.
@@ -144,13 +128,13 @@ extension IngestController {
         guard ["application/gzip", "application/x-gzip", "application/octet-stream"].contains(where: contentType.hasPrefix) else {
             throw APIError(.unsupportedMediaType, code: "unsupported_media_type", message: "send the state as application/gzip")
         }
-        let buffer = try await body(of: request, limit: configuration.maxStateTransferBytes)
+        let buffer = try await HTTPJSON.bytes(of: request, limit: configuration.maxStateTransferBytes)
         let bytes = Array(buffer.readableBytesView)
         guard bytes.count >= 18, bytes[0] == 0x1f, bytes[1] == 0x8b else {
             throw APIError(.badRequest, code: "not_gzip", message: "the body is not gzip data")
         }
         let digest = Array(SHA256.hash(data: bytes))
-        let stored = try await storeQuery { conn -> [PGRow] in
+        let stored = try await store.read { conn -> [PGRow] in
             let rows = try conn.query(
                 """
                 INSERT INTO replica_state_transfers AS t (replica_id, agent_id, content, sha256, size_bytes)
@@ -177,7 +161,7 @@ extension IngestController {
     @Sendable func downloadState(_ request: Request, context: BasicRequestContext) async throws -> Response {
         let (_, agent) = try await authenticateAgent(request, context)
         guard let replica = try uuid("replicaId", context) else { throw APIError.agentNotFound }
-        let rows = try await storeQuery { conn in
+        let rows = try await store.read { conn in
             try conn.query(
                 "SELECT content, sha256, sequence FROM replica_state_transfers WHERE replica_id = $1 AND agent_id = $2", [replica, agent])
         }
@@ -190,13 +174,5 @@ extension IngestController {
             status: .ok,
             headers: [.contentType: "application/gzip", .eTag: "\"\(digest)\"", HTTPField.Name("X-SpotGuard-Sequence")!: String(try row.decode(Int.self, at: 2))],
             body: .init(byteBuffer: ByteBuffer(bytes: content)))
-    }
-
-    func storeQuery<T: Sendable>(_ body: @escaping @Sendable (PGConnection) throws -> T) async throws -> T {
-        do {
-            return try await store.withConnection(body)
-        } catch let e as PGError where e.isRetryable {
-            throw APIError.databaseUnavailable
-        }
     }
 }

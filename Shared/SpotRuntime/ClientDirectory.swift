@@ -1,11 +1,11 @@
 import Foundation
 import HTTPTypes
 import SpotModels
-import SpotRuntime
+
 import SpotStore
 import Synchronization
 
-/// Clients, their tokens and their agents, as ingest needs them. Token look-ups and agent
+/// Clients, their tokens and their agents, as ingest and the console need them. Token look-ups and agent
 /// ownership are cached so the hot path (heartbeats and reports) does no SQL.
 public final class ClientDirectory: Sendable {
     struct CachedKey {
@@ -43,7 +43,7 @@ public final class ClientDirectory: Sendable {
     }
 
     /// The client of a bearer token, or `APIError.unauthorized`.
-    func authenticate(_ authorization: String?) async throws -> UUID {
+    public func authenticate(_ authorization: String?) async throws -> UUID {
         guard let text = ClientToken.bearer(authorization), let token = ClientToken(text) else { throw APIError.unauthorized }
         let now = ContinuousClock.now
         var entry = keys.withLock { $0[token.keyId] }
@@ -72,7 +72,7 @@ public final class ClientDirectory: Sendable {
 
     /// Succeeds when the agent exists and belongs to the client; another client's agent is
     /// indistinguishable from a missing one (404).
-    func requireAgent(_ agentId: UUID, of clientId: UUID) async throws {
+    public func requireAgent(_ agentId: UUID, of clientId: UUID) async throws {
         if let owner = agentOwners.withLock({ $0[agentId] }) {
             guard owner == clientId else { throw APIError.agentNotFound }
             return
@@ -112,9 +112,26 @@ public final class ClientDirectory: Sendable {
         return (id, token)
     }
 
+    /// Gives the client a new token; the old one stops working at once here and, in other
+    /// processes, when their cached entry expires (the token cache TTL). Nil: no such client.
+    public func rotateToken(of clientId: UUID) async throws -> (String, ClientToken)? {
+        let token = ClientToken.generate()
+        let name = try await store.transaction { conn -> String? in
+            guard let row = try conn.query(
+                "UPDATE clients SET token_key_id = $2, token_hash = $3 WHERE id = $1 RETURNING name", [clientId, token.keyId, PGBytes(token.secretDigest)]
+            ).first else { return nil }
+            try conn.execute(
+                "INSERT INTO system_events (event_type, component, client_id, message) VALUES ('client.token_rotated', 'console', $1, $2)",
+                [clientId, "client token rotated"])
+            return try row.decode(String.self, at: 0)
+        }
+        keys.withLock { cache in cache = cache.filter { $0.value.clientId != clientId } }
+        return name.map { ($0, token) }
+    }
+
     /// Registers an agent, idempotently on (client, logical_agent_id): the same agent id comes
     /// back on every call, with the agent's configuration flags.
-    func register(client clientId: UUID, _ r: AgentRegistration) async throws -> RegisteredAgent {
+    public func register(client clientId: UUID, _ r: AgentRegistration) async throws -> RegisteredAgent {
         let result = try await store.transaction { conn -> RegisteredAgent? in
             if let pool = r.poolId {
                 try conn.execute(

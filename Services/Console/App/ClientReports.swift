@@ -3,22 +3,9 @@ import Hummingbird
 import SpotRuntime
 import SpotStore
 
-/// The client's read-only reports (seed 001): savings against on-demand and the switch
-/// history. A client reads only its own; another client's id is a 404 like a missing one.
-extension IngestController {
-    func addClientRoutes(to router: Router<BasicRequestContext>) {
-        router.get("/api/client/:clientId/savings", use: savings)
-        router.get("/api/client/:clientId/switches", use: switches)
-    }
-
-    func authenticateClient(_ request: Request, _ context: BasicRequestContext) async throws -> UUID {
-        let client = try await directory.authenticate(request.headers[.authorization])
-        guard let raw = context.parameters.get("clientId"), UUID(uuidString: raw) == client else {
-            throw APIError(.notFound, code: "client_not_found", message: "no such client for this token")
-        }
-        return client
-    }
-
+/// The client's savings against on-demand and switch history (seed 001), for the API and the
+/// dashboard alike.
+extension ConsoleController {
     struct Money: Encodable {
         var onDemandCost = 0.0
         var actualCost = 0.0
@@ -102,8 +89,12 @@ extension IngestController {
         guard from <= to, to.timeIntervalSince(from) <= 366 * 86_400 else {
             throw APIError(.badRequest, code: "out_of_range", message: "from must be before to, at most 366 days apart", field: "from")
         }
+        return try HTTPJSON.response(try await savingsReport(client, from: from, to: to), status: .ok)
+    }
+
+    func savingsReport(_ client: UUID, from: Date, to: Date) async throws -> SavingsReport {
         let money = "on_demand_cost::float8, actual_cost::float8, replica_cost::float8, savings::float8, instance_hours::float8"
-        let report = try await storeQuery { conn -> SavingsReport in
+        return try await store.read { conn -> SavingsReport in
             let daily = try conn.query(
                 """
                 SELECT day::text, \(money), computed_at FROM savings_snapshots
@@ -143,7 +134,6 @@ extension IngestController {
                     AgentSavings(agentId: try $0.decode(UUID.self, at: 0), logicalAgentId: try $0.decode(String.self, at: 1), money: try Money($0, from: 2))
                 })
         }
-        return try json(report, status: .ok)
     }
 
     struct SwitchSide: Encodable {
@@ -214,8 +204,11 @@ extension IngestController {
             }
             agent = id
         }
-        let (cap, after, only) = (limit, before, agent)
-        let page = try await storeQuery { conn -> SwitchPage in
+        return try HTTPJSON.response(try await switchPage(client, limit: limit, before: before, agent: agent), status: .ok)
+    }
+
+    func switchPage(_ client: UUID, limit cap: Int, before after: Date?, agent only: UUID?) async throws -> SwitchPage {
+        try await store.read { conn -> SwitchPage in
             let rows = try conn.query(
                 """
                 SELECT s.id, s.agent_id, a.logical_agent_id, s.event_trigger,
@@ -256,6 +249,5 @@ extension IngestController {
             }
             return SwitchPage(switches: entries, count: entries.count, nextBefore: rows.count > cap ? entries.last?.initiatedAt : nil)
         }
-        return try json(page, status: .ok)
     }
 }

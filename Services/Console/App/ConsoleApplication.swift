@@ -1,0 +1,38 @@
+import Foundation
+import Hummingbird
+import Logging
+import Mustache
+import SpotBus
+import SpotRuntime
+import SpotStore
+
+/// Builds the console's HTTP application: the client and admin APIs, the dashboard and the
+/// OpenAPI document, with the replica relay's requester as its one bus connection.
+public func buildConsoleApplication(
+    configuration: ConsoleConfiguration, templates library: MustacheLibrary, store: PostgresStore, amqp: AMQPEndpoint, logger: Logger
+) -> some ApplicationProtocol {
+    let requester = BusRequester(endpoint: amqp, logger: logger)
+    let router = Router.service(readiness: [
+        ReadinessCheck(name: "broker") { requester.isConnected },
+        ReadinessCheck(name: "database") { await store.ping() },
+    ])
+    ConsoleController(
+        store: store, directory: ClientDirectory(store: store, ttl: configuration.tokenCacheTTL),
+        replicas: ReplicaRelay(requester: requester, timeout: configuration.relayTimeout, producer: "spotguard-console"),
+        configuration: configuration, templates: library,
+        sessions: Sessions(store: store, lifetime: configuration.sessionLifetime, secure: configuration.secureCookies),
+        brokerConnected: { requester.isConnected }
+    ).addRoutes(to: router)
+    return Application(
+        router: router,
+        configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "spotguard-console"),
+        services: [requester], logger: logger)
+}
+
+/// The dashboard's Mustache templates, from the console's resource bundle.
+public func loadConsoleTemplates() async throws -> MustacheLibrary {
+    guard let templates = Bundle.module.url(forResource: "Templates", withExtension: nil) else {
+        throw ConfigurationError(variable: "Templates", problem: "are missing from the console's bundle")
+    }
+    return try await MustacheLibrary(directory: templates.path)
+}

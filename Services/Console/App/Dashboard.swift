@@ -1,0 +1,263 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Mustache
+import NIOCore
+import SpotModels
+import SpotRuntime
+import SpotStore
+
+/// The dashboard: server-rendered pages (Mustache) that work without JavaScript. A login with
+/// the client token opens a session (HttpOnly, SameSite=Strict cookie); every form carries the
+/// session's CSRF token and every POST checks it.
+extension ConsoleController {
+    struct Page {
+        var status: HTTPResponse.Status = .ok
+        var template: String
+        var title: String
+        var alert: String? = nil
+        var content: [String: Any]
+    }
+
+    struct NavItem {
+        var href: String
+        var label: String
+        var current: Bool
+    }
+
+    static let navigation = [
+        ("/overview", "Overview"), ("/agents", "Agents"), ("/switches", "Switches"), ("/prices", "Prices"), ("/notifications", "Notifications"),
+    ]
+
+    func addDashboard(to router: Router<BasicRequestContext>) {
+        router.get("/") { request, _ in
+            try await sessions.find(Self.cookie(request, Sessions.cookie)) == nil ? Self.redirect("/login") : Self.redirect("/overview")
+        }
+        router.get("/static/console.css") { _, _ in
+            Response(
+                status: .ok, headers: [.contentType: "text/css; charset=utf-8", .cacheControl: "max-age=300"],
+                body: .init(byteBuffer: ByteBuffer(bytes: Self.stylesheet)))
+        }
+        router.get("/login") { _, _ in try loginPage(error: nil, status: .ok) }
+        router.post("/login") { request, _ in
+            let form = try await Self.form(request)
+            guard Sessions.tokensMatch(form["csrf"], Self.cookie(request, Sessions.loginCookie) ?? "") else {
+                return try loginPage(error: "The form expired; please try again.", status: .forbidden)
+            }
+            let client: UUID
+            do {
+                client = try await directory.authenticate("Bearer \(form["token"] ?? "")")
+            } catch let e as APIError where e.status == .unauthorized {
+                return try loginPage(error: "That token is not valid.", status: .unauthorized)
+            }
+            let (cookie, _) = try await sessions.create(client: client)
+            var response = Self.redirect("/overview")
+            response.headers.append(HTTPField(name: .setCookie, value: sessions.setCookie(Sessions.cookie, cookie, maxAge: sessions.sessionMaxAge)))
+            response.headers.append(HTTPField(name: .setCookie, value: sessions.setCookie(Sessions.loginCookie, "", path: "/login", maxAge: 0)))
+            return response
+        }
+        router.post("/logout") { request, _ in
+            try await withSession(request, form: true) { _, _ in
+                try await sessions.end(Self.cookie(request, Sessions.cookie))
+                var response = Self.redirect("/login")
+                response.headers.append(HTTPField(name: .setCookie, value: sessions.setCookie(Sessions.cookie, "", maxAge: 0)))
+                return response
+            }
+        }
+        router.get("/overview") { request, _ in
+            try await withSession(request) { session, _ in try await render(try await overview(session.clientId), session) }
+        }
+        router.get("/agents") { request, _ in
+            try await withSession(request) { session, _ in try await render(try await agentsPage(session.clientId, alert: nil), session) }
+        }
+        router.get("/agents/:agentId") { request, context in
+            try await withSession(request) { session, _ in
+                let agent = try await fleet.agent(try pathUUID("agentId", context, notFound: "agent_not_found"), of: session.clientId)
+                return try await render(try await agentPage(agent, client: session.clientId, alert: nil), session)
+            }
+        }
+        router.post("/agents/:agentId/config") { request, context in
+            try await withSession(request, form: true) { session, form in
+                let agent = try await fleet.agent(try pathUUID("agentId", context, notFound: "agent_not_found"), of: session.clientId)
+                func flag(_ name: String) throws -> Bool? {
+                    guard let v = form[name] else { return nil }
+                    guard v == "on" || v == "off" else { throw APIError(.badRequest, code: "invalid_value", message: "\(name) must be on or off", field: name) }
+                    return v == "on"
+                }
+                let change = ConfigChange(
+                    autoSwitchEnabled: try flag("auto_switch_enabled"), autoTerminateEnabled: try flag("auto_terminate_enabled"),
+                    manualReplicaEnabled: try flag("manual_replica_enabled"), autoReplicaEnabled: try flag("auto_replica_enabled"))
+                return try await afterAction(try await applyConfig(change, client: session.clientId, agent: agent), session, back: "/agents") {
+                    try await agentsPage(session.clientId, alert: $0)
+                }
+            }
+        }
+        router.post("/agents/:agentId/switch") { request, context in
+            try await withSession(request, form: true) { session, form in
+                let agent = try await fleet.agent(try pathUUID("agentId", context, notFound: "agent_not_found"), of: session.clientId)
+                let body = ForceSwitch(target: form["target"], targetMode: form["target_mode"], targetPoolId: form["target_pool_id"])
+                return try await afterAction(try await forceSwitch(body, client: session.clientId, agent: agent), session, back: "/agents/\(agent.id.lowercased)") {
+                    try await agentPage(agent, client: session.clientId, alert: $0)
+                }
+            }
+        }
+        router.post("/agents/:agentId/replicas/:replicaId/:action") { request, context in
+            try await withSession(request, form: true) { session, _ in
+                let agent = try await fleet.agent(try pathUUID("agentId", context, notFound: "agent_not_found"), of: session.clientId)
+                let replica = try pathUUID("replicaId", context, notFound: "replica_not_found")
+                let operation: ReplicaOperation
+                switch context.parameters.get("action") {
+                case "promote": operation = .promoteReplica
+                case "delete": operation = .deleteReplica
+                default: throw APIError(.notFound, code: "not_found", message: "no such action")
+                }
+                let reply = try await replicas.call(ReplicaRequest(operation: operation, clientId: session.clientId, agentId: agent.id, replicaId: replica))
+                return try await afterAction(reply, session, back: "/agents") { try await agentsPage(session.clientId, alert: $0) }
+            }
+        }
+        router.get("/switches") { request, _ in
+            try await withSession(request) { session, _ in try await render(try await switchesPage(session.clientId), session) }
+        }
+        router.get("/prices") { request, _ in
+            try await withSession(request) { session, _ in try await render(try await pricesPage(session.clientId), session) }
+        }
+        router.get("/notifications") { request, _ in
+            try await withSession(request) { session, _ in try await render(try await notificationsPage(session.clientId), session) }
+        }
+        router.post("/notifications/read") { request, _ in
+            try await withSession(request, form: true) { session, form in
+                var id: UUID?
+                if let raw = form["notification_id"] {
+                    guard let parsed = UUID(uuidString: raw) else {
+                        throw APIError(.badRequest, code: "invalid_value", message: "notification_id must be a UUID", field: "notification_id")
+                    }
+                    id = parsed
+                }
+                _ = try await fleet.markRead(session.clientId, id)
+                return Self.redirect("/notifications")
+            }
+        }
+    }
+
+    // MARK: plumbing
+
+    /// Runs `body` for a logged-in visitor (else: to the login page). With `form`, the body is
+    /// read as a form and its CSRF token must match the session's (else 403).
+    func withSession(
+        _ request: Request, form: Bool = false, _ body: (Sessions.Session, [String: String]) async throws -> Response
+    ) async throws -> Response {
+        guard let session = try await sessions.find(Self.cookie(request, Sessions.cookie)) else { return Self.redirect("/login") }
+        var fields: [String: String] = [:]
+        if form {
+            fields = try await Self.form(request)
+            guard Sessions.tokensMatch(fields["csrf"], session.csrf) else {
+                throw APIError(.forbidden, code: "csrf_failed", message: "the form's CSRF token is missing or wrong; reload the page")
+            }
+        }
+        return try await body(session, fields)
+    }
+
+    /// After a form action: back to the page on success (303), or the page again with the
+    /// refusal's message and its status.
+    func afterAction(
+        _ reply: APIReply, _ session: Sessions.Session, back: String, page: (String) async throws -> Page
+    ) async throws -> Response {
+        if (200..<300).contains(reply.status) { return Self.redirect(back) }
+        let message = JSONValue.parse(reply.body)?["error"]?["message"]?.string ?? "The action failed (HTTP \(reply.status))."
+        var p = try await page(message)
+        p.status = HTTPResponse.Status(code: reply.status)
+        return try render(p, session)
+    }
+
+    func render(_ page: Page, _ session: Sessions.Session?) throws -> Response {
+        var object = page.content
+        object["title"] = page.title
+        if let alert = page.alert { object["alert"] = alert }
+        object["csrf"] = session?.csrf ?? ""
+        object["loggedIn"] = session != nil
+        object["nav"] = Self.navigation.map { NavItem(href: $0.0, label: $0.1, current: $0.0 == "/\(page.template)") }
+        guard let html = templates.render(object, withTemplate: page.template) else {
+            throw APIError(.internalServerError, code: "template_missing", message: "no template \(page.template)")
+        }
+        var headers = Self.pageHeaders
+        headers[.contentType] = "text/html; charset=utf-8"
+        return Response(status: page.status, headers: headers, body: .init(byteBuffer: ByteBuffer(string: html)))
+    }
+
+    func loginPage(error: String?, status: HTTPResponse.Status) throws -> Response {
+        let token = Self.randomHex(32)
+        var response = try render(Page(status: status, template: "login", title: "Log in", alert: error, content: ["loginCsrf": token]), nil)
+        response.headers.append(HTTPField(name: .setCookie, value: sessions.setCookie(Sessions.loginCookie, token, path: "/login", maxAge: 3600)))
+        return response
+    }
+
+    static let pageHeaders: HTTPFields = [
+        .contentSecurityPolicy: "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        HTTPField.Name("X-Content-Type-Options")!: "nosniff",
+        HTTPField.Name("Referrer-Policy")!: "same-origin",
+        .cacheControl: "no-store",
+    ]
+
+    static func redirect(_ location: String) -> Response {
+        Response(status: .seeOther, headers: [.location: location, .cacheControl: "no-store"])
+    }
+
+    static func cookie(_ request: Request, _ name: String) -> String? {
+        for header in request.headers[values: .cookie] {
+            for part in header.split(separator: ";") {
+                let kv = part.trimmingCharacters(in: .whitespaces).split(separator: "=", maxSplits: 1)
+                if kv.count == 2, kv[0] == name { return String(kv[1]) }
+            }
+        }
+        return nil
+    }
+
+    /// An `application/x-www-form-urlencoded` body (at most 16 KiB).
+    static func form(_ request: Request) async throws -> [String: String] {
+        let buffer = try await HTTPJSON.bytes(of: request, limit: 16_384)
+        guard request.headers[.contentType]?.lowercased().hasPrefix("application/x-www-form-urlencoded") ?? (buffer.readableBytes == 0) else {
+            throw APIError(.unsupportedMediaType, code: "unsupported_media_type", message: "send the form as application/x-www-form-urlencoded")
+        }
+        var fields: [String: String] = [:]
+        for pair in String(buffer: buffer).split(separator: "&") {
+            let kv = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            func decoded(_ s: Substring) -> String { String(s).replacingOccurrences(of: "+", with: " ").removingPercentEncoding ?? "" }
+            fields[decoded(kv[0])] = kv.count > 1 ? decoded(kv[1]) : ""
+        }
+        return fields
+    }
+
+    static let stylesheet: [UInt8] = {
+        guard let dir = Bundle.module.url(forResource: "Templates", withExtension: nil),
+            let data = try? Data(contentsOf: dir.appendingPathComponent("console.css"))
+        else { return [] }
+        return Array(data)
+    }()
+
+    // MARK: formatting
+
+    static func time(_ d: Date?) -> String {
+        guard let d else { return "—" }
+        return d.formatted(Date.ISO8601FormatStyle()).replacingOccurrences(of: "T", with: " ").replacingOccurrences(of: "Z", with: " UTC")
+    }
+
+    /// Dollars; amounts under $10 with cents of cents, so a young fleet's savings show.
+    static func money(_ v: Double?) -> String {
+        guard let v else { return "—" }
+        return String(format: abs(v) < 10 ? "$%.4f" : "$%.2f", v)
+    }
+
+    static func price(_ v: Double?) -> String {
+        guard let v else { return "—" }
+        return String(format: "$%.4f/h", v)
+    }
+
+    static func ago(_ d: Date?) -> String {
+        guard let d else { return "never" }
+        let s = Int(Date().timeIntervalSince(d))
+        if s < 90 { return "\(max(s, 0)) s ago" }
+        if s < 5400 { return "\(s / 60) min ago" }
+        if s < 172_800 { return "\(s / 3600) h ago" }
+        return "\(s / 86_400) days ago"
+    }
+}

@@ -1,0 +1,144 @@
+import Foundation
+import SpotModels
+import SpotRuntime
+
+/// What each dashboard page shows, as the dictionaries its template reads. Text is formatted
+/// here; the templates only lay it out (and escape it).
+extension ConsoleController {
+    func overview(_ client: UUID) async throws -> Page {
+        let today = Date(timeIntervalSince1970: (Date().timeIntervalSince1970 / 86_400).rounded(.down) * 86_400)
+        let allTime = try await savingsReport(client, from: today.addingTimeInterval(-365 * 86_400), to: today)
+        let agents = try await fleet.agents(client)
+        let replicas = try await fleet.replicas(client, agent: nil, activeOnly: true)
+        let instances = try await fleet.instances(client, activeOnly: true, limit: 1000)
+        func percent(_ m: Money) -> String { m.savingsPercent.map { String(format: "%.1f %%", $0) } ?? "—" }
+        var content: [String: Any] = [
+            "savedTotal": Self.money(allTime.total.savings), "savedTotalPercent": percent(allTime.total),
+            "savedMonth": Self.money(allTime.monthToDate.savings), "savedMonthPercent": percent(allTime.monthToDate),
+            "onDemandTotal": Self.money(allTime.total.onDemandCost), "actualTotal": Self.money(allTime.total.actualCost),
+            "replicaTotal": Self.money(allTime.total.replicaCost), "computedAt": Self.time(allTime.computedAt),
+        ]
+        content["agentsOnline"] = agents.filter { $0.status == "online" }.count
+        content["agentsOffline"] = agents.filter { $0.status == "offline" }.count
+        content["agentsTotal"] = agents.count
+        content["instancesSpot"] = instances.filter { $0.mode == "spot" }.count
+        content["instancesOnDemand"] = instances.filter { $0.mode == "ondemand" }.count
+        content["replicasReady"] = replicas.filter(\.isReady).count
+        content["replicasSyncing"] = replicas.filter { !$0.isReady }.count
+        content["perAgent"] = allTime.agents.map { a -> [String: Any] in
+            [
+                "name": a.logicalAgentId, "agentId": a.agentId.lowercased, "saved": Self.money(a.money.savings), "percent": percent(a.money),
+                "actual": Self.money(a.money.actualCost), "onDemand": Self.money(a.money.onDemandCost),
+            ]
+        }
+        content["hasSavings"] = !allTime.agents.isEmpty
+        return Page(template: "overview", title: "Overview", content: content)
+    }
+
+    func agentsPage(_ client: UUID, alert: String?) async throws -> Page {
+        let agents = try await fleet.agents(client)
+        let replicas = try await fleet.replicas(client, agent: nil, activeOnly: true)
+        return Page(
+            template: "agents", title: "Agents", alert: alert,
+            content: [
+                "hasAgents": !agents.isEmpty,
+                "agents": agents.map { a in
+                    [
+                        "id": a.id.lowercased, "name": a.logicalAgentId, "status": a.status, "online": a.status == "online",
+                        "instance": a.instanceId ?? "—", "pool": a.poolId ?? "—", "mode": a.mode ?? "—",
+                        "heartbeat": Self.ago(a.lastHeartbeatAt),
+                        "autoSwitch": a.autoSwitchEnabled, "autoTerminate": a.autoTerminateEnabled, "manualReplica": a.manualReplicaEnabled,
+                        "replicas": replicas.filter { $0.agentId == a.id }.map(replicaRow),
+                        "hasReplicas": replicas.contains { $0.agentId == a.id },
+                    ] as [String: Any]
+                },
+            ])
+    }
+
+    func replicaRow(_ r: FleetViews.ReplicaView) -> [String: Any] {
+        [
+            "id": r.id.lowercased, "agentId": r.agentId.lowercased, "type": r.replicaType, "status": r.status, "sync": r.syncStatus,
+            "progress": Int(r.stateTransferProgress.rounded()), "instance": r.instanceId ?? "launching…", "pool": r.poolId ?? "—",
+            "cost": Self.price(r.hourlyCost), "ready": r.isReady, "latency": r.syncLatencyMs.map { "\($0) ms" } ?? "—",
+        ]
+    }
+
+    func agentPage(_ agent: FleetViews.AgentView, client: UUID, alert: String?) async throws -> Page {
+        let choices = try await fleet.switchChoices(for: agent)
+        let replicas = try await fleet.replicas(client, agent: agent.id, activeOnly: true)
+        return Page(
+            template: "agent", title: agent.logicalAgentId, alert: alert,
+            content: [
+                "id": agent.id.lowercased, "name": agent.logicalAgentId, "status": agent.status,
+                "instance": agent.instanceId ?? "—", "type": agent.instanceType ?? "—", "pool": agent.poolId ?? "—", "mode": agent.mode ?? "—",
+                "heartbeat": Self.ago(agent.lastHeartbeatAt), "manualReplica": agent.manualReplicaEnabled,
+                "autoSwitch": agent.autoSwitchEnabled, "hasReadyReplica": replicas.contains(where: \.isReady),
+                "replicas": replicas.map(replicaRow), "onDemandNow": agent.mode == "ondemand",
+                "pools": choices.map { c in
+                    [
+                        "poolId": c.poolId, "az": c.az, "price": Self.price(c.spotPrice), "onDemand": Self.price(c.onDemandPrice),
+                        "risk": c.riskScore.map { String(format: "%.0f %%", $0 * 100) } ?? "—",
+                        "riskHigh": (c.riskScore ?? 0) >= 0.3, "source": c.dataSource ?? "no data",
+                        "interpolated": c.dataSource == "interpolated", "current": c.isCurrent, "at": Self.ago(c.priceAt),
+                    ] as [String: Any]
+                },
+            ])
+    }
+
+    func switchesPage(_ client: UUID) async throws -> Page {
+        let page = try await switchPage(client, limit: 100, before: nil, agent: nil)
+        func side(_ s: SwitchSide) -> [String: Any] {
+            [
+                "instance": s.instanceId ?? "—", "where": [s.instanceType, s.az, s.mode].compactMap { $0 }.joined(separator: " "),
+                "price": Self.price(s.spotPrice), "confidence": s.priceConfidence.map { String(format: "%.2f", $0) } ?? "—",
+                "source": s.priceDataSource ?? "unknown", "interpolated": s.priceDataSource == "interpolated",
+            ]
+        }
+        return Page(
+            template: "switches", title: "Switch history",
+            content: [
+                "hasSwitches": !page.switches.isEmpty,
+                "switches": page.switches.map { s in
+                    var row: [String: Any] = [
+                        "time": Self.time(s.initiatedAt), "agent": s.logicalAgentId, "trigger": s.eventTrigger, "old": side(s.old), "new": side(s.new),
+                        "savings": s.savingsImpact.map { String(format: "$%.4f/h", $0) } ?? "—", "savingsConfidence": s.savingsConfidence ?? "—",
+                        "duration": s.totalSeconds.map { String(format: "%.1f s", $0) } ?? "—",
+                    ]
+                    if let reason = s.reason { row["reason"] = reason }
+                    return row
+                },
+            ])
+    }
+
+    func pricesPage(_ client: UUID) async throws -> Page {
+        var charts: [[String: Any]] = []
+        for (i, pool) in try await fleet.pools(client).prefix(12).enumerated() {
+            let prices = try await fleet.prices(pool, days: 7)
+            let svg = PriceChart.svg(
+                id: "chart-\(i)", title: "\(pool): spot price, last 7 days",
+                points: prices.points.map { .init(time: $0.time, price: $0.spotPrice, interpolated: $0.dataSource == "interpolated") },
+                onDemand: prices.points.last?.onDemandPrice, from: prices.from, to: prices.to)
+            charts.append([
+                "pool": pool, "svg": svg, "buckets": prices.points.count,
+                "interpolatedShare": prices.interpolatedShare.map { String(format: "%.1f %%", $0 * 100) } ?? "—",
+            ])
+        }
+        return Page(template: "prices", title: "Price history", content: ["charts": charts, "hasCharts": !charts.isEmpty])
+    }
+
+    func notificationsPage(_ client: UUID) async throws -> Page {
+        let items = try await fleet.notifications(client, unreadOnly: false, limit: 200)
+        return Page(
+            template: "notifications", title: "Notifications",
+            content: [
+                "hasNotifications": !items.isEmpty, "unread": items.filter { !$0.isRead }.count,
+                "notifications": items.map { n in
+                    [
+                        "id": n.id.lowercased, "severity": n.severity, "title": n.title, "message": n.message, "read": n.isRead,
+                        "repeated": n.occurrences > 1, "occurrences": n.occurrences, "time": Self.time(n.lastOccurredAt),
+                        "first": Self.time(n.createdAt), "delivery": n.deliveryStatus,
+                    ] as [String: Any]
+                },
+            ])
+    }
+}

@@ -1,0 +1,64 @@
+import Crypto
+import Foundation
+import SpotRuntime
+import SpotStore
+
+/// Dashboard logins. The cookie carries 32 random bytes; the database keeps only their SHA-256
+/// (a leaked table opens no session) with the client and the session's CSRF token, so any
+/// copy of the console serves any session and a restart logs nobody out.
+struct Sessions: Sendable {
+    static let cookie = "sg_session"
+    /// The login form's CSRF token, before there is a session (double-submit cookie).
+    static let loginCookie = "sg_login"
+
+    struct Session: Sendable {
+        var clientId: UUID
+        var csrf: String
+    }
+
+    let store: PostgresStore
+    let lifetime: Duration
+    let secure: Bool
+
+    func create(client: UUID) async throws -> (cookie: String, session: Session) {
+        let value = ConsoleController.randomHex(32)
+        let csrf = ConsoleController.randomHex(32)
+        let seconds = Double(lifetime.components.seconds)
+        try await store.transaction { conn in
+            _ = try conn.execute("DELETE FROM console_sessions WHERE expires_at < now()")
+            _ = try conn.execute(
+                "INSERT INTO console_sessions (id_hash, client_id, csrf_token, expires_at) VALUES ($1, $2, $3, now() + make_interval(secs => $4))",
+                [PGBytes(Self.digest(value)), client, csrf, seconds])
+        }
+        return (value, Session(clientId: client, csrf: csrf))
+    }
+
+    func find(_ value: String?) async throws -> Session? {
+        guard let value, value.count == 64, value.allSatisfy(\.isHexDigit) else { return nil }
+        let rows = try await store.read { conn in
+            try conn.query(
+                "SELECT client_id, csrf_token FROM console_sessions WHERE id_hash = $1 AND expires_at > now()", [PGBytes(Self.digest(value))])
+        }
+        guard let row = rows.first else { return nil }
+        return Session(clientId: try row.decode(UUID.self, at: 0), csrf: try row.decode(String.self, at: 1))
+    }
+
+    func end(_ value: String?) async throws {
+        guard let value else { return }
+        _ = try await store.read { try $0.execute("DELETE FROM console_sessions WHERE id_hash = $1", [PGBytes(Self.digest(value))]) }
+    }
+
+    func setCookie(_ name: String, _ value: String, path: String = "/", maxAge: Int) -> String {
+        "\(name)=\(value); Path=\(path); Max-Age=\(maxAge); HttpOnly; SameSite=Strict\(secure ? "; Secure" : "")"
+    }
+
+    var sessionMaxAge: Int { Int(lifetime.components.seconds) }
+
+    static func digest(_ value: String) -> [UInt8] { Array(SHA256.hash(data: Array(value.utf8))) }
+
+    /// Constant-time comparison of a submitted CSRF token with the expected one.
+    static func tokensMatch(_ given: String?, _ expected: String) -> Bool {
+        guard let given else { return false }
+        return ClientToken.constantTimeEquals(digest(given), digest(expected))
+    }
+}

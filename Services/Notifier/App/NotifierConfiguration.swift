@@ -1,0 +1,34 @@
+import NotifierCore
+import SpotRuntime
+
+/// Settings of `spotguard-notifier`, from the environment:
+/// - `SPOTGUARD_NOTIFIER_HOST` (default `127.0.0.1`) and `SPOTGUARD_NOTIFIER_PORT` (default 8088): health and metrics
+/// - `SPOTGUARD_NOTIFIER_COLLAPSE_SECONDS` (default 900): the same alert again within this window
+///   counts up the first notification instead of writing (and sending) another
+/// - `SPOTGUARD_WEBHOOK_MAX_ATTEMPTS` (default 8): attempts before a delivery is dead-lettered
+/// - `SPOTGUARD_WEBHOOK_BACKOFF_MS` (default 2000) and `SPOTGUARD_WEBHOOK_BACKOFF_CAP_SECONDS`
+///   (default 3600): the first retry's wait, doubled per attempt up to the cap
+/// - `SPOTGUARD_WEBHOOK_TIMEOUT_MS` (default 10000): one attempt's time limit
+/// - `SPOTGUARD_NOTIFIER_POLL_MS` (default 1000): how often due retries are looked for
+public struct NotifierConfiguration: Sendable {
+    public var host: String
+    public var port: Int
+    public var collapseWindow: Duration
+    public var backoff: Backoff
+    public var timeout: Duration
+    public var poll: Duration
+    /// A claimed delivery not finished within this lease (its notifier died) is claimed again.
+    public var lease: Duration = .seconds(120)
+
+    public init(env: EnvironmentReader) throws {
+        host = env.string("SPOTGUARD_NOTIFIER_HOST") ?? "127.0.0.1"
+        port = try env.int("SPOTGUARD_NOTIFIER_PORT", default: 8088, range: 0...65535)
+        collapseWindow = .seconds(try env.int("SPOTGUARD_NOTIFIER_COLLAPSE_SECONDS", default: 900, range: 0...86_400))
+        backoff = Backoff(
+            base: .milliseconds(try env.int("SPOTGUARD_WEBHOOK_BACKOFF_MS", default: 2000, range: 10...3_600_000)),
+            cap: .seconds(try env.int("SPOTGUARD_WEBHOOK_BACKOFF_CAP_SECONDS", default: 3600, range: 1...86_400)),
+            maxAttempts: try env.int("SPOTGUARD_WEBHOOK_MAX_ATTEMPTS", default: 8, range: 1...50))
+        timeout = .milliseconds(try env.int("SPOTGUARD_WEBHOOK_TIMEOUT_MS", default: 10_000, range: 100...60_000))
+        poll = .milliseconds(try env.int("SPOTGUARD_NOTIFIER_POLL_MS", default: 1000, range: 50...60_000))
+    }
+}

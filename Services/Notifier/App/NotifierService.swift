@@ -1,0 +1,46 @@
+import Foundation
+import Hummingbird
+import Logging
+import NotifierCore
+import SpotBus
+import SpotModels
+import SpotRuntime
+import SpotStore
+
+/// Everything one `spotguard-notifier` process runs: the consumer of `spotguard.notifier`
+/// (alerts, failovers, offline agents, replica problems, switches → notifications and
+/// webhook deliveries), the webhook sender, and health/metrics over HTTP. Copies compete on
+/// the queue and share deliveries by lease.
+public struct NotifierService: Sendable {
+    let consumer: BusConsumer
+    let publisher: BusPublisher
+    public let delivery: WebhookDelivery
+
+    struct MessageHead: Decodable {
+        var id: UUID
+    }
+
+    public init(configuration: NotifierConfiguration, store: PostgresStore, amqp: AMQPEndpoint, logger: Logger) {
+        publisher = BusPublisher(endpoint: amqp, logger: logger)
+        let delivery = WebhookDelivery(store: store, configuration: configuration, logger: logger)
+        self.delivery = delivery
+        let writer = NotificationWriter(store: store, collapseWindow: configuration.collapseWindow)
+        consumer = BusConsumer(endpoint: amqp, configuration: .init(queue: "spotguard.notifier"), deadLetters: publisher, logger: logger) {
+            message in
+            let body = Data(message.body)
+            guard let draft = try NotificationDraft.of(routingKey: message.routingKey, body: body) else { return }
+            let id = try WireJSON.decoder().decode(MessageHead.self, from: body).id
+            if case .written(_, let deliveries) = try await writer.write(draft, messageId: id), deliveries > 0 {
+                delivery.wake()
+            }
+        }
+    }
+
+    public func application(configuration: NotifierConfiguration, store: PostgresStore, logger: Logger) -> some ApplicationProtocol {
+        let (consumer, publisher) = (self.consumer, self.publisher)
+        return workerApplication(
+            name: "spotguard-notifier", host: configuration.host, port: configuration.port,
+            brokerConnected: { consumer.isConnected && publisher.isConnected }, store: store,
+            services: [publisher, consumer, delivery], logger: logger)
+    }
+}
