@@ -246,7 +246,11 @@ actor Fleet {
             if outcome.noticeReadMs == nil, let read = imds?.firstRead("spot/instance-action") {
                 outcome.noticeReadMs = read.timeIntervalSince(notice.armedAt) * 1000
             }
-            if let promoted = await replicas(agentId).first(where: { ($0.promotedAt ?? .distantPast) >= notice.armedAt.addingTimeInterval(-1) }),
+            // the promotion of another instance: not the one that made this instance primary
+            // (a notice that hits a just-promoted replica must not count that promotion again)
+            if let promoted = await replicas(agentId).first(where: {
+                ($0.promotedAt ?? .distantPast) >= notice.armedAt.addingTimeInterval(-1) && $0.instanceId != notice.instanceId
+            }),
                 let at = promoted.promotedAt
             {
                 outcome.promotedMs = at.timeIntervalSince(notice.armedAt) * 1000
