@@ -81,6 +81,24 @@ public struct ReplicaRequest: Codable, Sendable {
     }
 }
 
+/// A change of an agent's automatic modes (`set_modes`): what the console sends and the
+/// coordinator reads; absent fields stay as they are.
+public struct ModeChange: Codable, Sendable, Equatable {
+    public var autoSwitchEnabled: Bool?
+    public var autoTerminateEnabled: Bool?
+    public var autoReplicaEnabled: Bool?
+    public var terminateWaitSeconds: Int?
+
+    public init(autoSwitchEnabled: Bool? = nil, autoTerminateEnabled: Bool? = nil, autoReplicaEnabled: Bool? = nil, terminateWaitSeconds: Int? = nil) {
+        self.autoSwitchEnabled = autoSwitchEnabled
+        self.autoTerminateEnabled = autoTerminateEnabled
+        self.autoReplicaEnabled = autoReplicaEnabled
+        self.terminateWaitSeconds = terminateWaitSeconds
+    }
+
+    public var isEmpty: Bool { self == ModeChange() }
+}
+
 /// The coordinator's answer to a relayed call: an HTTP status and a JSON body, written to the
 /// caller as they are.
 public struct APIReply: Codable, Sendable {

@@ -140,20 +140,12 @@ extension ConsoleController {
         var terminateWaitSeconds: Int?
     }
 
-    struct ModesBody: Encodable {
-        var autoSwitchEnabled: Bool?
-        var autoTerminateEnabled: Bool?
-        var autoReplicaEnabled: Bool?
-        var terminateWaitSeconds: Int?
-        var isEmpty: Bool { autoSwitchEnabled == nil && autoTerminateEnabled == nil && autoReplicaEnabled == nil && terminateWaitSeconds == nil }
-    }
-
     func applyConfig(_ change: ConfigChange, client: UUID, agent: FleetViews.AgentView) async throws -> APIReply {
         if change.manualReplicaEnabled == true, change.autoSwitchEnabled == true || change.autoTerminateEnabled == true {
             return try Self.refusal(
                 409, "modes_exclusive", "manual replica mode excludes auto-switch and auto-terminate; turn those off to use manual replicas")
         }
-        let modes = ModesBody(
+        let modes = ModeChange(
             autoSwitchEnabled: change.autoSwitchEnabled, autoTerminateEnabled: change.autoTerminateEnabled,
             autoReplicaEnabled: change.autoReplicaEnabled, terminateWaitSeconds: change.terminateWaitSeconds)
         func call(_ operation: ReplicaOperation, body: String? = nil) async throws -> APIReply {

@@ -353,7 +353,7 @@ public struct Coordinator: Sendable {
     }
 
     func changeModes(_ r: ReplicaRequest, agent: AgentRecord, on conn: PGConnection) throws -> APIReply {
-        let body = try decode(ModesBody.self, r.body)
+        let body = try decode(ModeChange.self, r.body)
         if let wait = body.terminateWaitSeconds, !(0...86_400).contains(wait) {
             throw ReplicaRefusal(400, "out_of_range", "terminate_wait_seconds must be between 0 and 86400", field: "terminate_wait_seconds")
         }

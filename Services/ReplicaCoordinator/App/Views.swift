@@ -52,13 +52,6 @@ struct SyncBody: Decodable {
     var instanceId: String?
 }
 
-struct ModesBody: Decodable {
-    var autoSwitchEnabled: Bool?
-    var autoTerminateEnabled: Bool?
-    var autoReplicaEnabled: Bool?
-    var terminateWaitSeconds: Int?
-}
-
 struct CommandResultBody: Decodable {
     var status: String?
     var instanceId: String?
