@@ -42,5 +42,17 @@ SPOTGUARD_TEST_CHROMIUM="$(deploy/stack.sh browser-bin)"
 export SPOTGUARD_TEST_CHROMIUM
 python3 -c 'import openapi_spec_validator' 2>/dev/null || python3 -m pip install -q openapi-spec-validator
 
-# Integration tests share one broker and restart it, so nothing runs in parallel.
-swift test --skip-build --no-parallel
+# Integration tests share one broker and restart it, so nothing runs in parallel. The output is
+# also kept in a log; on failure, its failing tests and expectations are repeated at the very end,
+# where a CI excerpt shows them.
+LOG="$ROOT/.spotguard/test/swift-test.log"
+summarise() {
+    kill "$MOTO_PID" 2>/dev/null || true
+    deploy/stack.sh down test
+    if [ -f "$LOG" ] && grep -q '✘' "$LOG"; then
+        echo "[test] what failed (whole output in $LOG):"
+        grep -E '✘|recorded an issue' "$LOG" | grep -v '^✘ Test run with' | cut -c1-400 | tail -n 20
+    fi
+}
+trap summarise EXIT
+swift test --skip-build --no-parallel 2>&1 | tee "$LOG"

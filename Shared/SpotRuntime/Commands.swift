@@ -80,15 +80,18 @@ public enum Commands {
 
     /// Hands out the agent's waiting commands (highest priority, then oldest first) and marks
     /// them delivered. A command delivered but not answered within `lease` is handed out
-    /// again (agents execute idempotently by command id); expired ones are closed first.
+    /// again (agents execute idempotently by command id). A command past its expiry is closed
+    /// instead of handed out — but one the agent holds within its lease is at work (a switch
+    /// takes minutes) and is left to finish.
     public static func claim(
         agentId: UUID, instanceId: String?, limit: Int = 10, lease: Duration, on conn: PGConnection
     ) throws -> [Delivered] {
         _ = try conn.execute(
             """
             UPDATE commands SET status = 'expired', completed_at = now()
-             WHERE agent_id = $1 AND status IN ('pending', 'delivered') AND expires_at < now()
-            """, [agentId])
+             WHERE agent_id = $1 AND expires_at < now()
+               AND (status = 'pending' OR (status = 'delivered' AND delivered_at < now() - make_interval(secs => $2)))
+            """, [agentId, Double(lease.components.seconds)])
         return try conn.query(
             """
             UPDATE commands c SET status = 'delivered', delivered_at = now(), delivery_count = c.delivery_count + 1

@@ -1,4 +1,5 @@
 import Foundation
+import SpotRuntime
 import SpotStore
 import Testing
 
@@ -121,6 +122,41 @@ extension IntegrationTests {
             await #expect(throws: PGError.self) {
                 try await store.withConnection { try $0.query("SELECT * FROM no_such_table") }
             }
+            await store.shutdown()
+        }
+
+        /// Past its expiry a command is closed rather than handed out, unless the agent holds it
+        /// within its lease (a switch at work for minutes must be left to report).
+        @Test func expiredCommandsCloseUnlessHeldWithinTheLease() async throws {
+            let store = try await TestStack.store()
+            let statuses = try await store.transaction { conn -> [String: String] in
+                let client = try conn.query(
+                    "INSERT INTO clients (name, token_key_id, token_hash) VALUES ('expiry', $1, $2) RETURNING id",
+                    [String((0..<16).map { _ in "abcdefghij".randomElement()! }), PGBytes(Array(repeating: 2, count: 32))])[0].decode(UUID.self, at: 0)
+                let agent = try conn.query("INSERT INTO agents (client_id, logical_agent_id) VALUES ($1, 'expiry') RETURNING id", [client])[0]
+                    .decode(UUID.self, at: 0)
+                // (status, delivered seconds ago, expired seconds ago)
+                let cases: [String: (String, Double?, Double)] = [
+                    "pending": ("pending", nil, 5), "at work": ("delivered", 30, 5), "lease lapsed": ("delivered", 90, 5), "not yet due": ("pending", nil, -60),
+                ]
+                var ids: [UUID: String] = [:]
+                for (name, c) in cases {
+                    let id = try conn.query(
+                        """
+                        INSERT INTO commands (client_id, agent_id, command_type, target_mode, issued_by, status, delivered_at, expires_at)
+                        VALUES ($1, $2, 'switch', 'ondemand', 'decisions', $3, now() - make_interval(secs => $4), now() - make_interval(secs => $5)) RETURNING id
+                        """, [client, agent, c.0, c.1, c.2])[0].decode(UUID.self, at: 0)
+                    ids[id] = name
+                }
+                let handedOut = try Commands.claim(agentId: agent, instanceId: nil, lease: .seconds(60), on: conn).map(\.commandId)
+                #expect(handedOut.compactMap { ids[$0] } == ["not yet due"])
+                var out: [String: String] = [:]
+                for row in try conn.query("SELECT id, status FROM commands WHERE agent_id = $1", [agent]) {
+                    out[ids[try row.decode(UUID.self, at: 0)] ?? "?"] = try row.decode(String.self, at: 1)
+                }
+                return out
+            }
+            #expect(statuses == ["pending": "expired", "at work": "delivered", "lease lapsed": "expired", "not yet due": "delivered"])
             await store.shutdown()
         }
 

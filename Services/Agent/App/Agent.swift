@@ -238,28 +238,43 @@ public final class Agent: Sendable {
         try await spool.submit("POST", "/api/agents/\(agent)/replicas/\(replica)/sync-status", body)
     }
 
-    /// Sends the state file to the agent's ready replica, if both exist (seed 000 step 4).
-    func sendStateToReplica(agent: String) async {
+    /// Sends the state file to the agent's ready replica, if both exist (seed 000 step 4). A
+    /// server that cannot answer now (5xx, no connection) is asked again until `deadline`: the
+    /// state is what the replica resumes from.
+    func sendStateToReplica(agent: String, until deadline: Date) async {
         guard let file = configuration.stateFile else { return }
         guard FileManager.default.fileExists(atPath: file) else {
             logger.warning("no state file to send", metadata: ["state_file": "\(file)"])
             return
         }
-        do {
-            let listed = try await api.send("GET", "/api/agents/\(agent)/replicas")
-            let replicas = (listed.json()["replicas"] as? [[String: Any]]) ?? []
-            guard let ready = replicas.first(where: { $0["status"] as? String == "ready" }), let id = (ready["id"] ?? ready["replica_id"]) as? String else {
-                logger.warning("no ready replica to send the state to", metadata: ["replicas": "\(listed.status) \(replicas.map { $0["status"] ?? "-" })"])
+        while true {
+            do {
+                let listed = try await api.send("GET", "/api/agents/\(agent)/replicas")
+                if listed.status < 500 {
+                    let replicas = (listed.json()["replicas"] as? [[String: Any]]) ?? []
+                    guard let ready = replicas.first(where: { $0["status"] as? String == "ready" }), let id = (ready["id"] ?? ready["replica_id"]) as? String else {
+                        logger.warning("no ready replica to send the state to", metadata: ["replicas": "\(listed.status) \(replicas.map { $0["status"] ?? "-" })"])
+                        return
+                    }
+                    let answer = try await api.send("POST", "/api/agents/\(agent)/replicas/\(id.lowercased())/state-transfer", gzip: try StateArchive.pack(file))
+                    if answer.status == 201 {
+                        logger.notice("state sent to the replica", metadata: ["replica_id": "\(id)"])
+                        return
+                    }
+                    if answer.status < 500 {
+                        logger.error("state refused", metadata: ["replica_id": "\(id)", "status": "\(answer.status)", "code": "\(answer.errorCode ?? "-")"])
+                        return
+                    }
+                }
+                logger.warning("state transfer not possible yet, retrying", metadata: ["status": "\(listed.status)"])
+            } catch {
+                logger.warning("state transfer not possible yet, retrying", metadata: ["error": "\(error)"])
+            }
+            guard Date().addingTimeInterval(0.5) < deadline else {
+                logger.error("state not sent to the replica before the failover had to be asked for")
                 return
             }
-            let answer = try await api.send("POST", "/api/agents/\(agent)/replicas/\(id.lowercased())/state-transfer", gzip: try StateArchive.pack(file))
-            if answer.status == 201 {
-                logger.notice("state sent to the replica", metadata: ["replica_id": "\(id)"])
-            } else {
-                logger.error("state refused", metadata: ["replica_id": "\(id)", "status": "\(answer.status)", "code": "\(answer.errorCode ?? "-")"])
-            }
-        } catch {
-            logger.error("state not sent to the replica", metadata: ["error": "\(error)"])
+            try? await Task.sleep(for: .milliseconds(500))
         }
     }
 
@@ -290,7 +305,8 @@ public final class Agent: Sendable {
             var terminationTime: Date
         }
         let body = Imminent(instanceId: identity.instanceId, terminationTime: action.time)
-        await sendStateToReplica(agent: agent)
+        // the state may take up to half the notice; the failover needs the rest
+        await sendStateToReplica(agent: agent, until: Date().addingTimeInterval(max(0, action.time.timeIntervalSinceNow) / 2))
         while Date() < action.time {
             do {
                 let answer = try await api.send("POST", "/api/agents/\(agent)/termination-imminent", body)
@@ -445,25 +461,11 @@ public final class Agent: Sendable {
         }
         guard launched.state == "running" else { throw Refused(description: "instance \(launched.id) not running") }
         let ready = Date()
-        // auto-terminate: at once, reported with the switch; after a wait, in the background
-        // (the report goes now, so the server remaps the agent without waiting)
-        var terminatedAt: Date?
-        if let wait = command.terminateWaitSeconds {
-            if wait == 0 {
-                _ = try await ec2.terminateInstances(ids: [identity.instanceId])
-                terminatedAt = Date()
-            } else {
-                let (ec2, logger, old) = (self.ec2, self.logger, identity.instanceId)
-                Task {
-                    try? await Task.sleep(for: .seconds(wait))
-                    do {
-                        _ = try await ec2.terminateInstances(ids: [old])
-                    } catch {
-                        logger.error("old instance not terminated", metadata: ["instance_id": "\(old)", "error": "\(error)"])
-                    }
-                }
-            }
-        }
+        // auto-terminate: the old instance goes after the command's wait, and only once the switch
+        // report has left its spool (the spool is on this instance's disk: terminating first
+        // would lose the report, and with it the switch from the ledger)
+        let wait = command.terminateWaitSeconds
+        let terminatedAt = wait == 0 ? Date() : nil
         struct Side: Encodable {
             var instanceId, instanceType, az, mode: String
             var poolId: String?
@@ -495,6 +497,19 @@ public final class Agent: Sendable {
         state.withLock { $0.retired = true }
         try await spool.submit("POST", "/api/agents/\(agent)/switch-report", report)
         logger.notice("switched", metadata: ["new_instance": "\(launched.id)", "pool": "\(type).\(az)", "mode": "\(mode.rawValue)"])
+        guard let wait else { return }
+        let (ec2, spool, logger, old) = (self.ec2, self.spool, self.logger, identity.instanceId)
+        let retire = {
+            try? await Task.sleep(for: .seconds(wait))
+            await spool.drain()
+            do {
+                _ = try await ec2.terminateInstances(ids: [old])
+            } catch {
+                logger.error("old instance not terminated", metadata: ["instance_id": "\(old)", "error": "\(error)"])
+            }
+        }
+        // at once: before the command is answered; after a wait: in the background
+        if wait == 0 { await retire() } else { Task { await retire() } }
     }
 }
 

@@ -132,6 +132,17 @@ public final class Spool: Sendable {
         return true
     }
 
+    /// Returns once everything waiting has been delivered (or refused for good), retrying with
+    /// the same backoff as `run` for as long as it takes: for callers about to lose the disk the
+    /// spool lives on.
+    public func drain() async {
+        var delay = 0.2
+        while !Task.isCancelled, !pending.isEmpty, !(await flush()) {
+            try? await Task.sleep(for: .seconds(delay))
+            delay = min(60, delay * 2)
+        }
+    }
+
     /// Retries until cancelled: every second while reports wait, backing off to a minute.
     public func run() async {
         var delay = 1.0

@@ -373,7 +373,8 @@ actor Cloud {
     private func drawInterruptions(now: Date) {
         let hour = clock.hour(now)
         for id in launchOrder {
-            guard var instance = instances[id], instance.state == .running, instance.spot, instance.terminationTime == nil, instance.checkedHour < hour
+            guard var instance = instances[id], instance.state == .running, instance.spot, instance.terminationTime == nil, instance.checkedHour < hour,
+                !configuration.sparedWorkloads.contains(instance.workload ?? "")
             else { continue }
             var outcome: FaultModel.Interruption?
             while instance.checkedHour < hour, outcome == nil {

@@ -26,6 +26,9 @@ public struct SimConfiguration: Sendable {
     /// The share of workloads in manual-replica mode; the others auto-switch.
     public var manualShare = 0.5
     public var interruptionScale = 20.0
+    /// Workloads the fault model leaves alone: held for drills, which then always find their
+    /// replica ready however busy the random market keeps the rest of the fleet.
+    public var sparedWorkloads: Set<String> = []
     public var rebalanceShare = 0.5
     public var capacityShortage = 0.02
     /// Wall seconds between a termination notice and the termination (AWS: 120).
@@ -101,6 +104,7 @@ public struct SimConfiguration: Sendable {
         types = value("types").map { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } } ?? []
         manualShare = try number("manual-share", 0...1) ?? manualShare
         interruptionScale = try number("interruption-scale", 0...100_000) ?? interruptionScale
+        sparedWorkloads = Set((value("spare") ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty })
         rebalanceShare = try number("rebalance-share", 0...1) ?? rebalanceShare
         capacityShortage = try number("capacity-shortage", 0...1) ?? capacityShortage
         noticeSeconds = try number("notice-seconds", 1...3600) ?? noticeSeconds
@@ -128,6 +132,7 @@ public struct SimConfiguration: Sendable {
           --hour-seconds S (5)                  wall seconds per simulated hour
           --agents N (20) --types a,b --manual-share F (0.5)
           --interruption-scale F (20) --rebalance-share F (0.5) --capacity-shortage F (0.02)
+          --spare w1,w2                         workloads never interrupted at random (drill targets)
           --notice-seconds S (120) --rebalance-lead-seconds S (30) --replace-seconds S (15)
           --sim-hours H --report FILE           stop after H simulated hours, write the report
           --agent-heartbeat-seconds --agent-price-seconds --agent-sync-seconds --agent-log-level

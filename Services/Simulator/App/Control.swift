@@ -57,7 +57,8 @@ struct Control: Sendable {
             "clock": [
                 "sim_time": cloud.clock.sim(now).formatted(.iso8601), "simulated_hours": cloud.clock.simHours(now), "wall_seconds_per_hour": cloud.clock.hourSeconds,
             ],
-            "client_id": summary.clientId, "instances": states, "workloads": workloads, "counters": await cloud.counters,
+            // null while the fleet's client is being created
+            "client_id": summary.clientId.isEmpty ? NSNull() : summary.clientId as Any, "instances": states, "workloads": workloads, "counters": await cloud.counters,
             "bill": [
                 "spot": bill.spot, "on_demand": bill.onDemand, "replicas": bill.replicas, "baseline_on_demand": bill.baseline,
                 "savings_percent": bill.savingsPercent.map { $0 as Any } ?? NSNull(),

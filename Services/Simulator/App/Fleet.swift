@@ -105,15 +105,18 @@ actor Fleet {
         let file = configuration.directory.appendingPathComponent("client.json")
         try JSONSerialization.data(withJSONObject: ["client_id": clientId, "token": token, "ingest": configuration.ingest.absoluteString])
             .write(to: file)
+        var plan: [(logical: String, type: String, manual: Bool)] = []
         var manualSoFar = 0
         for i in 0..<configuration.agents {
             let type = types[i % types.count]
             // manual-replica workloads spread evenly through the fleet
             let manual = Int((Double(i + 1) * configuration.manualShare).rounded(.down)) > manualSoFar
             if manual { manualSoFar += 1 }
-            let logical = String(format: "sim-%02d-%@", i + 1, type)
-            try await add(logical: logical, type: type, manual: manual)
+            plan.append((String(format: "sim-%02d-%@", i + 1, type), type, manual))
         }
+        let unknown = configuration.sparedWorkloads.subtracting(plan.map(\.logical))
+        guard unknown.isEmpty else { throw SimError.internal("--spare names workloads the fleet does not have: \(unknown.sorted())") }
+        for w in plan { try await add(logical: w.logical, type: w.type, manual: w.manual) }
     }
 
     /// Launches the workload's first instance, registers its agent with where it runs (manual
