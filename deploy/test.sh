@@ -41,6 +41,10 @@ export SPOTGUARD_TEST_PYTHON
 SPOTGUARD_TEST_CHROMIUM="$(deploy/stack.sh browser-bin)"
 export SPOTGUARD_TEST_CHROMIUM
 python3 -c 'import openapi_spec_validator' 2>/dev/null || python3 -m pip install -q openapi-spec-validator
+# schemathesis fuzzes both HTTP APIs from their OpenAPI documents
+command -v schemathesis >/dev/null 2>&1 || python3 -m pip install -q schemathesis
+SPOTGUARD_TEST_SCHEMATHESIS="$(command -v schemathesis || echo "$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')/schemathesis")"
+export SPOTGUARD_TEST_SCHEMATHESIS
 
 # Integration tests share one broker and restart it, so nothing runs in parallel. The output is
 # also kept in a log; on failure, its failing tests and expectations are repeated at the very end,

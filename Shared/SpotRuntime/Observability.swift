@@ -39,13 +39,14 @@ public struct ReadinessCheck: Sendable {
     }
 }
 
-extension Router where Context == BasicRequestContext {
-    /// Every service's router: errors answered as `APIError`s, request metrics, and the
-    /// operational routes.
-    public static func service(readiness: [ReadinessCheck]) -> Router<BasicRequestContext> {
-        let router = Router()
+extension Router where Context == ServiceRequestContext {
+    /// Every service's router: errors answered as `APIError`s, request metrics, the limit on
+    /// failed authentication per address, and the operational routes.
+    public static func service(readiness: [ReadinessCheck], authFailures: AuthFailureLimiter = .fromEnvironment()) -> Router<ServiceRequestContext> {
+        let router = Router(context: ServiceRequestContext.self)
         router.add(middleware: ErrorMiddleware())
         router.add(middleware: MetricsMiddleware())
+        router.add(middleware: AuthFailureMiddleware(authFailures))
         router.addOperationalRoutes(readiness: readiness)
         return router
     }

@@ -8,7 +8,7 @@ import SpotStore
 /// with the service's workers running as services of the application.
 public func workerApplication(
     name: String, host: String, port: Int, brokerConnected: @escaping @Sendable () -> Bool, store: PostgresStore,
-    services: [any Service], logger: Logger, configure: (Router<BasicRequestContext>) -> Void = { _ in }
+    services: [any Service], logger: Logger, configure: (Router<ServiceRequestContext>) -> Void = { _ in }
 ) -> some ApplicationProtocol {
     let router = Router.service(readiness: [
         ReadinessCheck(name: "broker") { brokerConnected() },

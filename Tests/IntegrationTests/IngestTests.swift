@@ -17,14 +17,20 @@ final class ServiceProcess: Sendable {
 
     /// Starts `executable serve` with its port variable set to a free port and `environment`
     /// added, and waits until it reports ready.
-    static func start(_ executable: String, portVariable: String, environment: [String: String] = [:]) async throws -> ServiceProcess {
+    /// `output`: a file for the process's standard output (logs go to standard error, which
+    /// `output` then receives too).
+    static func start(
+        _ executable: String, portVariable: String, environment: [String: String] = [:], output: String? = nil
+    ) async throws -> ServiceProcess {
         var env = ProcessInfo.processInfo.environment
         // below Linux's ephemeral range (32768-60999), so no client socket of this machine holds it
         let port = Int.random(in: 21_000...29_999)
         env[portVariable] = String(port)
         env["SPOTGUARD_LOG_LEVEL"] = "warning"
+        // the tests provoke hundreds of 401s from one address on purpose; SecurityTests sets a limit
+        env["SPOTGUARD_AUTH_FAILURE_LIMIT"] = "0"
         env.merge(environment) { _, new in new }
-        let p = try ChildProcess(try TestStack.binDir + "/" + executable, ["serve"], environment: env)
+        let p = try ChildProcess(try TestStack.binDir + "/" + executable, ["serve"], environment: env, output: output, errors: true)
         let service = ServiceProcess(process: p, base: "http://127.0.0.1:\(port)")
         let ready = await TestStack.eventually { (try? await service.send("GET", "/health/ready").status) == 200 }
         guard ready else {

@@ -154,13 +154,17 @@ func withInbox(_ bindings: [String], _ body: (Inbox) async throws -> Void) async
 final class ChildProcess: Sendable {
     let pid: pid_t
 
-    /// - Parameter output: a file that receives the child's standard output.
+    /// - Parameter output: a file that receives the child's standard output (and its standard
+    ///   error too with `errors`).
     init(_ executable: String, _ arguments: [String], environment: [String: String] = ProcessInfo.processInfo.environment,
-         output: String? = nil) throws {
+         output: String? = nil, errors: Bool = false) throws {
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
-        if let output { posix_spawn_file_actions_addopen(&actions, 1, output, O_WRONLY | O_CREAT | O_TRUNC, 0o644) }
+        if let output {
+            posix_spawn_file_actions_addopen(&actions, 1, output, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+            if errors { posix_spawn_file_actions_adddup2(&actions, 1, 2) }
+        }
         let argv = ([executable] + arguments).map { strdup($0) } + [nil]
         let envp = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
         defer {

@@ -7,7 +7,7 @@ import SpotStore
 /// The admin API (seed 001): system health, the client list, client creation and token
 /// rotation, behind `SPOTGUARD_ADMIN_TOKEN`.
 extension ConsoleController {
-    func addAdminAPI(to router: Router<BasicRequestContext>) {
+    func addAdminAPI(to router: Router<ServiceRequestContext>) {
         router.get("/api/admin/system-health") { request, _ in
             try APIError.requireAdmin(request.headers[.authorization], token: configuration.adminToken)
             return try HTTPJSON.response(try await systemHealth(), status: .ok)

@@ -11,7 +11,7 @@ import SpotStore
 /// agent under `/api/client/agents/{agentId}/…`; both check that the token's client owns what
 /// the path names.
 extension ConsoleController {
-    func addClientAPI(to router: Router<BasicRequestContext>) {
+    func addClientAPI(to router: Router<ServiceRequestContext>) {
         let client = "/api/client/:clientId"
         router.get("\(client)/agents") { request, context in
             let client = try await authenticateClient(request, context)
@@ -239,7 +239,7 @@ extension ConsoleController {
         var secret: String?
     }
 
-    func addWebhookRoutes(to router: Router<BasicRequestContext>) {
+    func addWebhookRoutes(to router: Router<ServiceRequestContext>) {
         let path = "/api/client/:clientId/webhooks"
         router.get(RouterPath(path)) { request, context in
             let client = try await authenticateClient(request, context)

@@ -73,7 +73,7 @@ extension ConsoleController {
 
     /// `GET /api/client/{id}/savings?from=YYYY-MM-DD&to=YYYY-MM-DD` (default: the last 30 days):
     /// totals, this month, per day and per agent, from the daily savings_snapshots.
-    @Sendable func savings(_ request: Request, context: BasicRequestContext) async throws -> Response {
+    @Sendable func savings(_ request: Request, context: ServiceRequestContext) async throws -> Response {
         let client = try await authenticateClient(request, context)
         let query = request.uri.queryParameters
         func day(_ name: String, _ fallback: Date) throws -> Date {
@@ -178,7 +178,7 @@ extension ConsoleController {
     /// `GET /api/client/{id}/switches?limit=50&before=ISO-8601&agent_id=UUID`: newest first, with
     /// both prices and their confidence, timings, and the decision's reason when an engine
     /// asked for the switch.
-    @Sendable func switches(_ request: Request, context: BasicRequestContext) async throws -> Response {
+    @Sendable func switches(_ request: Request, context: ServiceRequestContext) async throws -> Response {
         let client = try await authenticateClient(request, context)
         let query = request.uri.queryParameters
         var limit = 50

@@ -20,7 +20,7 @@ public struct ConsoleController: Sendable {
     let brokerConnected: @Sendable () -> Bool
     var fleet: FleetViews { FleetViews(store: store) }
 
-    func addRoutes(to router: Router<BasicRequestContext>) {
+    func addRoutes(to router: Router<ServiceRequestContext>) {
         router.get("/openapi.yaml") { _, _ in OpenAPIDocument.response(Bundle.module) }
         addClientAPI(to: router)
         addAdminAPI(to: router)
@@ -31,7 +31,7 @@ public struct ConsoleController: Sendable {
 
     /// The client of the bearer token, which must be the `clientId` in the path; another
     /// client's id is a 404 like a missing one.
-    func authenticateClient(_ request: Request, _ context: BasicRequestContext) async throws -> UUID {
+    func authenticateClient(_ request: Request, _ context: ServiceRequestContext) async throws -> UUID {
         let client = try await directory.authenticate(request.headers[.authorization])
         guard let raw = context.parameters.get("clientId"), UUID(uuidString: raw) == client else {
             throw APIError(.notFound, code: "client_not_found", message: "no such client for this token")
@@ -40,7 +40,7 @@ public struct ConsoleController: Sendable {
     }
 
     /// The client of the bearer token and one of its agents (`agentId` in the path).
-    func authenticateAgent(_ request: Request, _ context: BasicRequestContext) async throws -> (UUID, FleetViews.AgentView) {
+    func authenticateAgent(_ request: Request, _ context: ServiceRequestContext) async throws -> (UUID, FleetViews.AgentView) {
         let client = try await directory.authenticate(request.headers[.authorization])
         guard let raw = context.parameters.get("agentId"), let id = UUID(uuidString: raw) else { throw APIError.agentNotFound }
         return (client, try await fleet.agent(id, of: client))
@@ -51,7 +51,7 @@ public struct ConsoleController: Sendable {
     }
 
     /// A UUID path parameter; a malformed one is a 404 like a missing one.
-    func pathUUID(_ name: String, _ context: BasicRequestContext, notFound: String) throws -> UUID {
+    func pathUUID(_ name: String, _ context: ServiceRequestContext, notFound: String) throws -> UUID {
         guard let raw = context.parameters.get(name), let id = UUID(uuidString: raw) else {
             throw APIError(.notFound, code: notFound, message: "no such \(notFound.replacingOccurrences(of: "_not_found", with: ""))")
         }

@@ -29,7 +29,7 @@ extension ConsoleController {
         ("/overview", "Overview"), ("/agents", "Agents"), ("/switches", "Switches"), ("/prices", "Prices"), ("/notifications", "Notifications"),
     ]
 
-    func addDashboard(to router: Router<BasicRequestContext>) {
+    func addDashboard(to router: Router<ServiceRequestContext>) {
         router.get("/") { request, _ in
             try await sessions.find(Self.cookie(request, Sessions.cookie)) == nil ? Self.redirect("/login") : Self.redirect("/overview")
         }

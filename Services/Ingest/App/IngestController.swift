@@ -22,7 +22,7 @@ struct IngestController: Sendable {
     let mailbox: CommandMailbox
     let store: PostgresStore
 
-    func addRoutes(to router: Router<BasicRequestContext>) {
+    func addRoutes(to router: Router<ServiceRequestContext>) {
         router.get("/openapi.yaml") { _, _ in OpenAPIDocument.response(Bundle.module) }
         router.post("/api/admin/clients", use: createClient)
         router.post("/api/agents/register", use: register)
@@ -46,7 +46,7 @@ struct IngestController: Sendable {
         var token: String
     }
 
-    @Sendable func createClient(_ request: Request, context: BasicRequestContext) async throws -> Response {
+    @Sendable func createClient(_ request: Request, context: ServiceRequestContext) async throws -> Response {
         try APIError.requireAdmin(request.headers[.authorization], token: configuration.adminToken)
         let body = try await decode(CreateClientRequest.self, from: request)
         let (name, email) = try validate { check in
@@ -63,7 +63,7 @@ struct IngestController: Sendable {
 
     // MARK: agents
 
-    @Sendable func register(_ request: Request, context: BasicRequestContext) async throws -> Response {
+    @Sendable func register(_ request: Request, context: ServiceRequestContext) async throws -> Response {
         let client = try await directory.authenticate(request.headers[.authorization])
         let body = try await decode(RegisterRequest.self, from: request, client: client)
         let registration = try validate(client: client) { try body.validated($0) }
@@ -77,7 +77,7 @@ struct IngestController: Sendable {
         var count: Int?
     }
 
-    @Sendable func heartbeat(_ request: Request, context: BasicRequestContext) async throws -> Response {
+    @Sendable func heartbeat(_ request: Request, context: ServiceRequestContext) async throws -> Response {
         let (client, agent) = try await authenticateAgent(request, context)
         let body = try await decode(HeartbeatRequest.self, from: request, client: client)
         let fact = try validate(client: client) { try body.validated($0, clientId: client, agentId: agent) }
@@ -85,7 +85,7 @@ struct IngestController: Sendable {
         return try json(Accepted(id: fact.heartbeatId), status: .accepted)
     }
 
-    @Sendable func pricingReport(_ request: Request, context: BasicRequestContext) async throws -> Response {
+    @Sendable func pricingReport(_ request: Request, context: ServiceRequestContext) async throws -> Response {
         let (client, agent) = try await authenticateAgent(request, context)
         let body = try await decode(PricingReportRequest.self, from: request, client: client)
         let report = try validate(client: client) { try body.validated($0, clientId: client, agentId: agent) }
@@ -93,7 +93,7 @@ struct IngestController: Sendable {
         return try json(Accepted(id: report.reportId, count: report.pools.count), status: .accepted)
     }
 
-    @Sendable func switchReport(_ request: Request, context: BasicRequestContext) async throws -> Response {
+    @Sendable func switchReport(_ request: Request, context: ServiceRequestContext) async throws -> Response {
         let (client, agent) = try await authenticateAgent(request, context)
         let body = try await decode(SwitchReportRequest.self, from: request, client: client)
         let report = try validate(client: client) { try body.validated($0, clientId: client, agentId: agent) }
@@ -101,7 +101,7 @@ struct IngestController: Sendable {
         return try json(Accepted(id: report.reportId), status: .accepted)
     }
 
-    @Sendable func submitPricing(_ request: Request, context: BasicRequestContext) async throws -> Response {
+    @Sendable func submitPricing(_ request: Request, context: ServiceRequestContext) async throws -> Response {
         let client = try await directory.authenticate(request.headers[.authorization])
         let body = try await decode(PricingSubmitRequest.self, from: request, client: client)
         let submission = try validate(client: client) { try body.validated($0, clientId: client) }
@@ -112,7 +112,7 @@ struct IngestController: Sendable {
 
     // MARK: helpers
 
-    func authenticateAgent(_ request: Request, _ context: BasicRequestContext) async throws -> (UUID, UUID) {
+    func authenticateAgent(_ request: Request, _ context: ServiceRequestContext) async throws -> (UUID, UUID) {
         let client = try await directory.authenticate(request.headers[.authorization])
         guard let raw = context.parameters.get("agentId"), let agent = UUID(uuidString: raw) else { throw APIError.agentNotFound }
         try await directory.requireAgent(agent, of: client)

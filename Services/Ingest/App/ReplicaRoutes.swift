@@ -14,7 +14,7 @@ import SpotStore
 /// written here. State transfers (large gzip blobs) and command long-polls are served here
 /// directly from PostgreSQL.
 extension IngestController {
-    func addReplicaRoutes(to router: Router<BasicRequestContext>) {
+    func addReplicaRoutes(to router: Router<ServiceRequestContext>) {
         let agent = "/api/agents/:agentId"
         let replica = "\(agent)/replicas/:replicaId"
         router.post("\(agent)/replicas") { try await relay(.createReplica, $0, $1) }
@@ -37,7 +37,7 @@ extension IngestController {
     }
 
     /// Relays one call and writes the coordinator's answer.
-    func relay(_ operation: ReplicaOperation, _ request: Request, _ context: BasicRequestContext) async throws -> Response {
+    func relay(_ operation: ReplicaOperation, _ request: Request, _ context: ServiceRequestContext) async throws -> Response {
         let receivedAt = Date()
         let (client, agent) = try await authenticateAgent(request, context)
         return try await replicas.respond(ReplicaRequest(
@@ -47,7 +47,7 @@ extension IngestController {
     }
 
     /// A UUID path parameter, if the route has one; a malformed one is 404 like a missing one.
-    func uuid(_ name: String, _ context: BasicRequestContext) throws -> UUID? {
+    func uuid(_ name: String, _ context: ServiceRequestContext) throws -> UUID? {
         guard let raw = context.parameters.get(name) else { return nil }
         guard let id = UUID(uuidString: raw) else {
             throw APIError(.notFound, code: name == "commandId" ? "command_not_found" : "replica_not_found", message: "no such \(name == "commandId" ? "command" : "replica")")
@@ -65,7 +65,7 @@ extension IngestController {
     /// `GET /api/agents/{id}/pending-commands?instance_id=&wait=`: answers at once when
     /// commands wait, otherwise holds up to `wait` seconds (default and most: the configured
     /// long-poll) and answers as soon as a `command.issued` for the agent arrives.
-    @Sendable func pendingCommands(_ request: Request, context: BasicRequestContext) async throws -> Response {
+    @Sendable func pendingCommands(_ request: Request, context: ServiceRequestContext) async throws -> Response {
         let (_, agent) = try await authenticateAgent(request, context)
         let query = request.uri.queryParameters
         var instance: String?
@@ -121,7 +121,7 @@ extension IngestController {
 
     /// Stores the primary's state for its replica (gzip, as sent; the latest replaces the
     /// previous) in the same database as everything else, so it survives any restart.
-    @Sendable func uploadState(_ request: Request, context: BasicRequestContext) async throws -> Response {
+    @Sendable func uploadState(_ request: Request, context: ServiceRequestContext) async throws -> Response {
         let (_, agent) = try await authenticateAgent(request, context)
         guard let replica = try uuid("replicaId", context) else { throw APIError.agentNotFound }
         let contentType = request.headers[.contentType]?.lowercased() ?? ""
@@ -158,7 +158,7 @@ extension IngestController {
     }
 
     /// The latest stored state, for the replica to restore.
-    @Sendable func downloadState(_ request: Request, context: BasicRequestContext) async throws -> Response {
+    @Sendable func downloadState(_ request: Request, context: ServiceRequestContext) async throws -> Response {
         let (_, agent) = try await authenticateAgent(request, context)
         guard let replica = try uuid("replicaId", context) else { throw APIError.agentNotFound }
         let rows = try await store.read { conn in

@@ -47,7 +47,7 @@ public struct SEFService: Sendable {
     }
 
     /// The operator controls over HTTP, behind the admin token; the same claims as the CLI.
-    func addAdminRoutes(to router: Router<BasicRequestContext>, token: String, store: PostgresStore) {
+    func addAdminRoutes(to router: Router<ServiceRequestContext>, token: String, store: PostgresStore) {
         let maintenance = self.maintenance
         @Sendable func json<T: Encodable>(_ value: T) throws -> Response {
             Response(
