@@ -221,7 +221,7 @@ let package = Package(
         .testTarget(
             name: "IntegrationTests",
             dependencies: [
-                "SpotModels", "SpotBus", "SpotStore", "SpotRuntime", "SEFApp", "SpotCloud", "IMDSMock", "AgentApp", "NotifierCore",
+                "SpotModels", "SpotBus", "SpotStore", "SpotRuntime", "SEFApp", "SpotCloud", "IMDSMock", "AgentApp", "NotifierCore", "ReplicaApp",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],

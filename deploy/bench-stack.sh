@@ -3,6 +3,8 @@
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 SERVICE_PIDS=()
+declare -A SERVICE_NAME  # pid -> executable
+declare -A PEAK_RSS_KB   # executable -> the largest peak resident set (VmHWM) of any of its runs
 
 # start_service EXECUTABLE URL [VAR=VALUE ...]: start `EXECUTABLE serve`, wait until URL is ready
 start_service() {
@@ -10,16 +12,24 @@ start_service() {
     shift 2
     env "$@" "$BIN/$exe" serve >>"$SPOTGUARD_STACK_DIR/logs/$exe.log" 2>&1 &
     SERVICE_PIDS+=($!)
+    SERVICE_NAME[$!]="$exe"
     for _ in $(seq 1 100); do curl -fsS "$url/health/ready" >/dev/null 2>&1 && return 0; sleep 0.1; done
     echo "$exe did not become ready" >&2
     return 1
 }
 
 stop_services() {
-    local p
+    local p kb name
+    for p in "${SERVICE_PIDS[@]}"; do
+        kb="$(awk '/^VmHWM:/ {print $2}' "/proc/$p/status" 2>/dev/null || true)"
+        name="${SERVICE_NAME[$p]:-}"
+        if [ -n "$kb" ] && [ -n "$name" ] && [ "$kb" -gt "${PEAK_RSS_KB[$name]:-0}" ]; then PEAK_RSS_KB[$name]="$kb"; fi
+    done
     for p in "${SERVICE_PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
     for p in "${SERVICE_PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
     SERVICE_PIDS=()
+declare -A SERVICE_NAME  # pid -> executable
+declare -A PEAK_RSS_KB   # executable -> the largest peak resident set (VmHWM) of any of its runs
 }
 
 bench_stack_cleanup() {

@@ -133,6 +133,11 @@ stop_services
 start_service spotguard-ingest "$SPOTGUARD_INGEST_URL"
 start_sef 2
 start_service spotguard-replicas "$SPOTGUARD_REPLICAS_URL"
+# the rest of the system runs too, so every service's memory is measured under this load (the
+# notifier writes a notification per failover; the console and decision engine mostly wait)
+start_service spotguard-decisions "$SPOTGUARD_DECISIONS_URL"
+start_service spotguard-notifier "$SPOTGUARD_NOTIFIER_URL"
+start_service spotguard-console "$SPOTGUARD_CONSOLE_URL"
 e2e_lua "$HALF_DELAY"
 wrk -t1 -c16 -d300s -s "$SPOTGUARD_STACK_DIR/e2e.lua" "$SPOTGUARD_INGEST_URL" >/dev/null 2>&1 &
 LOAD_PID=$!
@@ -177,4 +182,7 @@ printf '%-58s %12s\n' "  same, max ms ($(fig agent_notice_count) agents, watch e
 printf '%-58s %12s\n' "decision pass, $(fig pass_pools) pools / $(fig pass_agents) agents, first (with $(fig pass_switches) switches) s" "$(fig pass_first_seconds)"
 printf '%-58s %12s\n' "  next pass (switches pending), s" "$(fig pass_next_seconds)"
 printf '%-58s %12s\n' "  its phases, s" "$(fig pass_next_phases)"
+for exe in $(printf '%s\n' "${!PEAK_RSS_KB[@]}" | sort); do
+    printf '%-58s %12s\n' "peak resident memory (VmHWM), $exe, MiB" "$(python3 -c "print(f'{${PEAK_RSS_KB[$exe]} / 1024:.1f}')")"
+done
 [ "$FAILOVER" != failed ] || { echo "bench: the failover run failed (see above)" >&2; exit 1; }

@@ -77,11 +77,12 @@ public enum ServiceCommand {
     /// Opens the service's store, runs the services `make` builds on it until SIGTERM or
     /// SIGINT, and closes the store whatever happens.
     public static func serve(
-        env: EnvironmentReader, applicationName: String, poolSize: Int? = nil, logger: Logger,
+        env: EnvironmentReader, applicationName: String, poolSize: Int? = nil, idleInTransactionTimeout: Duration? = nil, logger: Logger,
         _ make: (PostgresStore) throws -> [any Service]
     ) async throws {
         var config = try env.postgres(applicationName: applicationName)
         if let poolSize { config.poolSize = poolSize }
+        if let idleInTransactionTimeout { config.idleInTransactionTimeoutMs = Int(idleInTransactionTimeout / .milliseconds(1)) }
         let store = PostgresStore(configuration: config, logger: logger)
         do {
             try await run(try make(store), logger: logger)

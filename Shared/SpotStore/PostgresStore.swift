@@ -15,6 +15,9 @@ public struct PostgresConfiguration: Sendable {
     public var connectTimeoutSeconds = 5
     /// Upper bound for any single statement, so no worker thread blocks forever.
     public var statementTimeoutMs = 30_000
+    /// A transaction left idle this long is ended by the server, its locks released (0: never).
+    /// A process paused mid-transaction (SIGSTOP, a long GC-like stall) then holds nothing.
+    public var idleInTransactionTimeoutMs = 0
     public var applicationName = "spotguard"
 
     public init?(url: String) {
@@ -35,7 +38,7 @@ public struct PostgresConfiguration: Sendable {
             ("connect_timeout", String(connectTimeoutSeconds)), ("application_name", applicationName),
             // JIT compiles every plan above a cost threshold: half a second of LLVM for queries
             // that run in milliseconds (the decision pass: 527 of 823 ms), so it is off
-            ("options", "-c statement_timeout=\(statementTimeoutMs) -c TimeZone=UTC -c jit=off"),
+            ("options", "-c statement_timeout=\(statementTimeoutMs) -c idle_in_transaction_session_timeout=\(idleInTransactionTimeoutMs) -c TimeZone=UTC -c jit=off"),
             ("keepalives", "1"), ("keepalives_idle", "10"), ("keepalives_interval", "5"), ("keepalives_count", "3"),
             ("tcp_user_timeout", "30000"),
         ]

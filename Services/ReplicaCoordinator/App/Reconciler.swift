@@ -15,12 +15,19 @@ import SpotStore
 /// - rebalance replicas not needed by a termination within the window are terminated;
 /// - replicas stuck launching or syncing past the limit fail (and are alerted, and replaced);
 /// - agents silent past the limit go offline (`agent.offline`).
+///
+/// In the service the reconciler runs in the copy that leads (`Leadership`); the others wait
+/// and take over when the leader's lease runs out. Every pass's transactions are fenced by the
+/// leader's epoch. The `reconcile` command runs one pass without the lead (row locks keep it
+/// from doubling a leader's work).
 public final class Reconciler: Service, Sendable {
     let coordinator: Coordinator
+    let leadership: Leadership?
     let logger: Logger
 
-    public init(coordinator: Coordinator, logger: Logger) {
+    public init(coordinator: Coordinator, leadership: Leadership?, logger: Logger) {
         self.coordinator = coordinator
+        self.leadership = leadership
         self.logger = logger
     }
 
@@ -28,16 +35,28 @@ public final class Reconciler: Service, Sendable {
     var configuration: ReplicaConfiguration { coordinator.configuration }
 
     public func run() async throws {
+        var led = false
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
             do {
-                let summary = try await cycle()
-                if summary.changed { logger.info("reconciled", metadata: summary.metadata) }
+                let leads = await leadership?.renew() ?? true
+                if leads != led, let leadership {
+                    logger.notice(leads ? "leading the reconciler" : "another copy leads the reconciler", metadata: ["epoch": "\(leadership.current.map(String.init) ?? "-")"])
+                }
+                led = leads
+                if leads {
+                    let summary = try await cycle()
+                    if summary.changed { logger.info("reconciled", metadata: summary.metadata) }
+                }
+            } catch let stale as Leadership.Stale {
+                led = false
+                logger.warning("reconcile pass refused: lost the lead", metadata: ["error": "\(stale)"])
             } catch {
                 logger.warning("reconcile cycle failed", metadata: ["error": "\(error)"])
             }
             let pause = configuration.reconcileInterval
             _ = try? await cancelWhenGracefulShutdown { try await Task.sleep(for: pause) }
         }
+        await leadership?.resign()
     }
 
     public struct Summary: Sendable, Encodable {
@@ -63,9 +82,18 @@ public final class Reconciler: Service, Sendable {
         return s
     }
 
+    /// A transaction that first passes the leader's fence (none for the `reconcile` command).
+    func fencedTransaction<T: Sendable>(_ body: @escaping @Sendable (PGConnection) throws -> T) async throws -> T {
+        let leadership = self.leadership
+        return try await store.transaction { conn in
+            try leadership?.fence(on: conn)
+            return try body(conn)
+        }
+    }
+
     func launchMissingManualReplicas() async throws -> Int {
         let coordinator = self.coordinator
-        return try await store.transaction { conn in
+        return try await fencedTransaction { conn in
             let agents = try conn.query(
                 """
                 SELECT \(AgentRecord.columns) FROM agents a
@@ -91,7 +119,7 @@ public final class Reconciler: Service, Sendable {
 
     func expireRebalanceReplicas() async throws -> Int {
         let (coordinator, window) = (self.coordinator, Double(configuration.rebalanceWindow.components.seconds))
-        return try await store.transaction { conn in
+        return try await fencedTransaction { conn in
             let due = try conn.query(
                 """
                 SELECT r.id, a.id, a.client_id FROM replica_instances r JOIN agents a ON a.id = r.agent_id
@@ -113,7 +141,7 @@ public final class Reconciler: Service, Sendable {
 
     func failStuckReplicas() async throws -> Int {
         let (coordinator, limit) = (self.coordinator, Double(configuration.stuckAfter.components.seconds))
-        return try await store.transaction { conn in
+        return try await fencedTransaction { conn in
             let due = try conn.query(
                 """
                 SELECT r.id, r.status, a.id, a.client_id FROM replica_instances r JOIN agents a ON a.id = r.agent_id
@@ -138,7 +166,7 @@ public final class Reconciler: Service, Sendable {
 
     func markSilentAgentsOffline() async throws -> Int {
         let limit = Double(configuration.offlineAfter.components.seconds)
-        return try await store.transaction { conn in
+        return try await fencedTransaction { conn in
             let rows = try conn.query(
                 """
                 UPDATE agents SET status = 'offline'

@@ -14,6 +14,8 @@ import SpotRuntime
 /// - `SPOTGUARD_REPLICAS_OFFLINE_SECONDS` (int, default 600): an agent silent this long is offline
 /// - `SPOTGUARD_REPLICAS_PRICE_WINDOW_SECONDS` (int, default 3600): how recent a clean price must
 ///   be for its pool to host a replica
+/// - `SPOTGUARD_REPLICAS_LEASE_SECONDS` (int, default 3 × the reconcile period): the reconciler's
+///   leadership lease; a paused leader is replaced after it, and its writes are fenced
 /// - `SPOTGUARD_REPLICAS_RELAUNCH_LIMIT` (int, default 3): manual replicas that may fail within
 ///   10 minutes before the coordinator stops replacing them and alerts
 public struct ReplicaConfiguration: Sendable {
@@ -21,6 +23,8 @@ public struct ReplicaConfiguration: Sendable {
     public var port: Int
     public var concurrency: Int
     public var reconcileInterval: Duration
+    /// The reconciler's leadership lease (and the coordinator's idle-in-transaction timeout).
+    public var leaderLease: Duration
     public var risk = RiskModel()
     public var rebalanceWindow: Duration
     public var stuckAfter: Duration
@@ -37,7 +41,10 @@ public struct ReplicaConfiguration: Sendable {
         host = env.string("SPOTGUARD_REPLICAS_HOST") ?? "127.0.0.1"
         port = try env.int("SPOTGUARD_REPLICAS_PORT", default: 8082, range: 0...65535)
         concurrency = try env.int("SPOTGUARD_REPLICAS_CONCURRENCY", default: 8, range: 1...64)
-        reconcileInterval = .seconds(try env.int("SPOTGUARD_REPLICAS_RECONCILE_SECONDS", default: 10, range: 1...3600))
+        let reconcile = try env.int("SPOTGUARD_REPLICAS_RECONCILE_SECONDS", default: 10, range: 1...3600)
+        reconcileInterval = .seconds(reconcile)
+        // the leader renews before every pass, so the lease must outlast a pause and a pass
+        leaderLease = .seconds(try env.int("SPOTGUARD_REPLICAS_LEASE_SECONDS", default: 3 * reconcile, range: (reconcile + 1)...86_400))
         risk.threshold = Double(try env.int("SPOTGUARD_REPLICAS_RISK_THRESHOLD_PERCENT", default: 30, range: 0...100)) / 100
         rebalanceWindow = .seconds(try env.int("SPOTGUARD_REPLICAS_REBALANCE_WINDOW_SECONDS", default: 7200, range: 1...7 * 86_400))
         let stuck = try env.int("SPOTGUARD_REPLICAS_STUCK_SECONDS", default: 180, range: 1...86_400)
@@ -55,6 +62,7 @@ public struct ReplicaConfiguration: Sendable {
         port = 0
         concurrency = 8
         reconcileInterval = .seconds(10)
+        leaderLease = .seconds(30)
         rebalanceWindow = .seconds(7200)
         stuckAfter = .seconds(180)
         launchExpiry = .seconds(180)

@@ -22,7 +22,8 @@ public struct ReplicaService: Sendable {
         self.relay = relay
         let coordinator = Coordinator(store: store, configuration: configuration, notify: { relay.notify() })
         self.coordinator = coordinator
-        reconciler = Reconciler(coordinator: coordinator, logger: logger)
+        reconciler = Reconciler(
+            coordinator: coordinator, leadership: Leadership(store: store, lease: configuration.leaderLease, holder: configuration.workerName), logger: logger)
         var consumerConfiguration = BusConsumer.Configuration(queue: "spotguard.replicas")
         consumerConfiguration.concurrency = configuration.concurrency
         consumerConfiguration.prefetch = UInt16(configuration.concurrency * 2)
