@@ -62,7 +62,7 @@ extension IntegrationTests {
         /// Seed 000's agent items 1–3 and the switch: the agent learns its identity from IMDS
         /// and registers; heartbeats reach the agent row; EC2's spot prices for every zone of
         /// its type arrive as pricing reports; a switch command makes a new instance in moto in
-        /// the target zone, terminates the old one and stores the switch report.
+        /// the target zone, stores the switch report, then terminates the old one.
         @Test func registersReportsAndSwitches() async throws {
             let store = try await TestStack.store()
             let harness = try AgentHarness()
@@ -115,7 +115,11 @@ extension IntegrationTests {
                                 #expect(Array(row.dropFirst()) == ["m5.large.us-east-1c", "auto_switch", "true", newInstance, "succeeded"])
                                 let inMoto = try await harness.ec2.describeInstances(ids: [primary, newInstance])
                                 #expect(inMoto.first { $0.id == newInstance }.map { [$0.state, $0.availabilityZone, $0.lifecycle] } == ["running", "us-east-1c", "spot"])
-                                #expect(inMoto.first { $0.id == primary }?.state == "terminated")
+                                // the old instance goes once the report has left its spool: just after the report
+                                let terminated = try await TestStack.eventually(timeout: .seconds(10)) {
+                                    try await harness.ec2.describeInstances(ids: [primary]).first?.state == "terminated"
+                                }
+                                #expect(terminated, "the old instance was not terminated after the switch")
                             }
                         }
                     }
