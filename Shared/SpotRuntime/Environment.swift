@@ -56,13 +56,15 @@ public struct EnvironmentReader: Sendable {
         return level
     }
 
-    /// `SPOTGUARD_DATABASE_URL` (required) and `SPOTGUARD_DB_POOL_SIZE` (default 4).
+    /// `SPOTGUARD_DATABASE_URL` (required), `SPOTGUARD_DB_POOL_SIZE` (default 4) and
+    /// `SPOTGUARD_DB_STATEMENT_TIMEOUT_MS` (default 30,000; the client waits 5 s longer for an answer).
     public func postgres(applicationName: String) throws -> PostgresConfiguration {
         let url = try require("SPOTGUARD_DATABASE_URL")
         guard var c = PostgresConfiguration(url: url) else {
             throw ConfigurationError(variable: "SPOTGUARD_DATABASE_URL", problem: "must look like postgresql://user@host:port/database")
         }
         c.poolSize = try int("SPOTGUARD_DB_POOL_SIZE", default: 4, range: 1...64)
+        c.statementTimeoutMs = try int("SPOTGUARD_DB_STATEMENT_TIMEOUT_MS", default: c.statementTimeoutMs, range: 100...600_000)
         c.applicationName = applicationName
         return c
     }

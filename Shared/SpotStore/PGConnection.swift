@@ -6,12 +6,22 @@ import Foundation
 /// manipulate the same PGconn object at the same time").
 ///
 /// Only parameterized statements: values travel as `$1…$n` parameters, never inside SQL text.
+///
+/// The connection is non-blocking underneath: every answer is awaited with `poll` for at most
+/// `answerTimeoutMs`. TCP alone never gives up on a peer that accepts bytes and answers nothing
+/// (a stalled proxy or load balancer in between: its kernel acknowledges everything, so neither
+/// keepalives nor `tcp_user_timeout` fire) and the server's `statement_timeout` cannot fire for a
+/// statement it never received; past the deadline the connection is closed and the statement
+/// fails as a lost connection.
 public final class PGConnection {
     private var conn: OpaquePointer?
     private let settings: [(String, String)]
+    private let answerTimeoutMs: Int
 
-    init(settings: [(String, String)]) {
+    /// - Parameter answerTimeoutMs: how long to wait for any answer of the server (0: forever).
+    init(settings: [(String, String)], answerTimeoutMs: Int) {
         self.settings = settings
+        self.answerTimeoutMs = answerTimeoutMs
     }
 
     deinit { close() }
@@ -33,6 +43,10 @@ public final class PGConnection {
             let message = c.map { String(cString: PQerrorMessage($0)) } ?? "out of memory"
             if let c { PQfinish(c) }
             throw PGError(.connection, message: message.trimmingCharacters(in: .whitespacesAndNewlines))
+        }
+        guard PQsetnonblocking(c, 1) == 0 else {
+            PQfinish(c)
+            throw PGError(.connection, message: "could not make the connection non-blocking")
         }
         conn = c
     }
@@ -58,7 +72,8 @@ public final class PGConnection {
     /// Runs SQL text that may hold several statements and no parameters (migrations).
     public func executeScript(_ sql: String) throws {
         let c = try handle()
-        let result = ResultBox(PQexec(c, sql))
+        guard PQsendQuery(c, sql) == 1 else { throw lost(c) }
+        let result = try awaitResult(c)
         try result.check(c)
     }
 
@@ -71,25 +86,31 @@ public final class PGConnection {
             throw PGError(.query, message: "copy: table and column names must be plain identifiers")
         }
         let c = try handle()
-        let start = ResultBox(PQexec(c, "COPY \(table) (\(columns.joined(separator: ", "))) FROM STDIN"))
+        guard PQsendQuery(c, "COPY \(table) (\(columns.joined(separator: ", "))) FROM STDIN") == 1 else { throw lost(c) }
+        let start = try awaitResult(c)
         guard start.status == PGRES_COPY_IN else {
             try start.check(c)
             throw PGError(.query, message: "copy: server did not enter COPY IN")
         }
         var buffer: [UInt8] = []
         buffer.reserveCapacity(1 << 16)
+        let deadline = self.deadline()
         func flush() throws {
             guard !buffer.isEmpty else { return }
-            let rc = buffer.withUnsafeBufferPointer { p in
-                p.baseAddress!.withMemoryRebound(to: CChar.self, capacity: p.count) { PQputCopyData(c, $0, Int32(p.count)) }
+            while true {  // 0: libpq's send buffer is full; drain it and offer the data again
+                let rc = buffer.withUnsafeBufferPointer { p in
+                    p.baseAddress!.withMemoryRebound(to: CChar.self, capacity: p.count) { PQputCopyData(c, $0, Int32(p.count)) }
+                }
+                if rc == 1 { break }
+                guard rc == 0 else { throw lost(c) }
+                try send(c, until: deadline)
             }
-            guard rc == 1 else { throw PGError(.connection, message: String(cString: PQerrorMessage(c))) }
             buffer.removeAll(keepingCapacity: true)
         }
         for row in rows {
             guard row.count == columns.count else {
                 _ = PQputCopyEnd(c, "row has the wrong number of values")
-                while let r = PQgetResult(c) { PQclear(r) }
+                _ = try? awaitResult(c)
                 throw PGError(.query, message: "copy: a row has \(row.count) values for \(columns.count) columns")
             }
             for (i, value) in row.enumerated() {
@@ -100,20 +121,15 @@ public final class PGConnection {
             if buffer.count >= 1 << 16 { try flush() }
         }
         try flush()
-        guard PQputCopyEnd(c, nil) == 1 else { throw PGError(.connection, message: String(cString: PQerrorMessage(c))) }
-        var count = 0
-        var failure: PGError?
-        while let r = PQgetResult(c) {
-            let box = ResultBox(r)
-            do {
-                try box.check(c)
-                count += box.affectedRows
-            } catch let e as PGError {
-                failure = e
-            }
+        while true {
+            let rc = PQputCopyEnd(c, nil)
+            if rc == 1 { break }
+            guard rc == 0 else { throw lost(c) }
+            try send(c, until: deadline)
         }
-        if let failure { throw failure }
-        return count
+        let end = try awaitResult(c)
+        try end.check(c)
+        return end.affectedRows
     }
 
     static func appendCopyEscaped(_ s: String, to buffer: inout [UInt8]) {
@@ -140,11 +156,72 @@ public final class PGConnection {
         let texts = params.map { $0.map { strdup($0.pgText) } ?? nil }
         defer { texts.forEach { free($0) } }
         let values: [UnsafePointer<CChar>?] = texts.map { $0.map { UnsafePointer($0) } }
-        let result = values.withUnsafeBufferPointer { v in
-            ResultBox(PQexecParams(c, sql, Int32(params.count), nil, v.baseAddress, nil, nil, 0))
+        let sent = values.withUnsafeBufferPointer { v in
+            PQsendQueryParams(c, sql, Int32(params.count), nil, v.baseAddress, nil, nil, 0)
         }
+        guard sent == 1 else { throw lost(c) }
+        let result = try awaitResult(c)
         try result.check(c)
         return result
+    }
+
+    // MARK: - Waiting for the server, bounded
+
+    private func deadline() -> ContinuousClock.Instant? {
+        answerTimeoutMs > 0 ? ContinuousClock.now + .milliseconds(answerTimeoutMs) : nil
+    }
+
+    /// The answer to what a `PQsend…` call queued, as `PQexec` would give it: the first error,
+    /// else the last result (a `COPY IN` start ends the wait, its data comes next).
+    private func awaitResult(_ c: OpaquePointer) throws -> ResultBox {
+        let deadline = deadline()
+        try send(c, until: deadline)
+        var answer: ResultBox?
+        while true {
+            while PQisBusy(c) == 1 {
+                try wait(c, for: Int16(POLLIN), until: deadline)
+                guard PQconsumeInput(c) == 1 else { throw lost(c) }
+            }
+            guard let r = PQgetResult(c) else { break }
+            let box = ResultBox(r)
+            if box.status == PGRES_COPY_IN { return box }
+            if answer?.status != PGRES_FATAL_ERROR { answer = box }
+        }
+        return answer ?? ResultBox(nil)
+    }
+
+    /// Until libpq's output buffer is on the wire (reading meanwhile, as libpq asks).
+    private func send(_ c: OpaquePointer, until deadline: ContinuousClock.Instant?) throws {
+        while true {
+            let rc = PQflush(c)
+            if rc == 0 { return }
+            guard rc == 1 else { throw lost(c) }
+            let ready = try wait(c, for: Int16(POLLOUT | POLLIN), until: deadline)
+            if ready & Int16(POLLIN) != 0 { guard PQconsumeInput(c) == 1 else { throw lost(c) } }
+        }
+    }
+
+    /// Polls the socket; past the deadline the connection is closed and reported lost.
+    @discardableResult
+    private func wait(_ c: OpaquePointer, for events: Int16, until deadline: ContinuousClock.Instant?) throws -> Int16 {
+        while true {
+            var timeout: Int32 = -1
+            if let deadline {
+                let left = deadline - ContinuousClock.now
+                timeout = Int32(max(0, left / .milliseconds(1)).rounded(.up))
+            }
+            var fd = pollfd(fd: PQsocket(c), events: events, revents: 0)
+            let rc = poll(&fd, 1, timeout)
+            if rc > 0 { return fd.revents }
+            if rc < 0 && errno == EINTR { continue }
+            if rc < 0 { throw lost(c) }
+            close()
+            throw PGError(.connection, message: "no answer from the server within \(answerTimeoutMs) ms; connection closed")
+        }
+    }
+
+    private func lost(_ c: OpaquePointer) -> PGError {
+        PGError(.connection, message: String(cString: PQerrorMessage(c)).trimmingCharacters(in: .whitespacesAndNewlines))
     }
 }
 

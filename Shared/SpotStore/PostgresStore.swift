@@ -13,11 +13,15 @@ public struct PostgresConfiguration: Sendable {
     /// Connections (and threads) in the pool.
     public var poolSize = 4
     public var connectTimeoutSeconds = 5
-    /// Upper bound for any single statement, so no worker thread blocks forever.
+    /// Upper bound for any single statement, enforced by the server; the client waits this long
+    /// and 5 s more for any answer (see `PGConnection`), so no worker thread blocks forever.
     public var statementTimeoutMs = 30_000
     /// A transaction left idle this long is ended by the server, its locks released (0: never).
-    /// A process paused mid-transaction (SIGSTOP, a long GC-like stall) then holds nothing.
-    public var idleInTransactionTimeoutMs = 0
+    /// A process paused mid-transaction (SIGSTOP, a long stall) or cut off from the server
+    /// without a close the server sees (a dead proxy or partition: the server's TCP keepalive
+    /// takes two hours) then holds nothing for long. No SpotGuard transaction waits on anything
+    /// but the database, so a minute is far beyond any legitimate pause.
+    public var idleInTransactionTimeoutMs = 60_000
     public var applicationName = "spotguard"
 
     public init?(url: String) {
@@ -147,7 +151,8 @@ public final class PostgresStore: Sendable {
     }
 
     private func worker() {
-        let conn = PGConnection(settings: configuration.keywords)
+        let timeout = configuration.statementTimeoutMs
+        let conn = PGConnection(settings: configuration.keywords, answerTimeoutMs: timeout > 0 ? timeout + 5_000 : 0)
         defer {
             conn.close()
             state.withLock { $0.live -= 1 }
