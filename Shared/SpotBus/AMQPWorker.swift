@@ -182,9 +182,11 @@ final class AMQPWorker: @unchecked Sendable {
                 shared.withLock { $0.connected = false }
                 failInFlight(BusError(.connectionLost, "\(error)"))
                 destroyConnection()
-                // back off with jitter, waking early on stop
+                // back off with jitter, waking early on stop; at most 5 s, so a service is
+                // back within seconds of the broker (a 30 s cap kept ingest answering 503 for
+                // 9 s after a broker restart in the fault suite)
                 let delay = backoff * Double.random(in: 0.5...1.0)
-                backoff = min(backoff * 2, 30)
+                backoff = min(backoff * 2, 5)
                 _ = spotguard_poll2(-1, wakeRead, Int32(delay * 1000))
                 drainWake()
             }
