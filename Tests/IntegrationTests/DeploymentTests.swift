@@ -1,4 +1,5 @@
 import Foundation
+import SpotRuntime
 import Testing
 
 extension IntegrationTests {

@@ -1,5 +1,6 @@
 import Foundation
 import SpotModels
+import SpotRuntime
 import SpotStore
 import Testing
 

@@ -1,5 +1,6 @@
 import Foundation
 import SpotCloud
+import SpotRuntime
 import SpotStore
 import Testing
 
