@@ -1,5 +1,5 @@
 # SpotGuard: the whole system on one machine. Scripts live in deploy/.
-.PHONY: up down test bench replay backtest status build drill screenshots
+.PHONY: up down test bench chaos replay backtest status build drill screenshots
 
 up:        ## install what is missing, start PostgreSQL + RabbitMQ + every service + the simulated fleet
 	deploy/stack.sh up dev
@@ -13,6 +13,9 @@ test:      ## fresh private stack, build, the whole test suite
 
 bench:     ## benchmark figures (release build, private stack)
 	deploy/bench.sh
+
+chaos:     ## fault suite: kill -9 of every service, broker and database restarts, network faults, 3 copies (release build, private stack)
+	deploy/chaos.sh
 
 replay:    ## real price history through ingest and the SEF; interpolation error per method
 	deploy/replay.sh

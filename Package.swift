@@ -140,7 +140,7 @@ let package = Package(
             name: "DecisionEngine", dependencies: ["DecisionApp", "DecisionCore", "SpotMarket", "SpotModels", "SpotRuntime"],
             path: "Services/DecisionEngine/Main", swiftSettings: swiftSettings),
         .executableTarget(
-            name: "Bench", dependencies: ["DecisionApp", "SEFCore", "SpotModels", "SpotBus", "SpotStore", "SpotRuntime", "IMDSMock"], path: "Services/Bench",
+            name: "Bench", dependencies: ["DecisionApp", "SEFApp", "SEFCore", "SpotModels", "SpotBus", "SpotStore", "SpotRuntime", "IMDSMock"], path: "Services/Bench",
             swiftSettings: swiftSettings),
 
         // The EC2 and IMDS clients: Foundation (URLSession, XMLParser) and swift-crypto only, so

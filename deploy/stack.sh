@@ -7,7 +7,7 @@
 #   deploy/stack.sh up                      deps, infra dev, build, migrate, start services
 #   deploy/stack.sh down    [dev|test]      stop everything the stack started
 #   deploy/stack.sh broker-stop|broker-start|broker-restart [dev|test]
-#   deploy/stack.sh db-stop|db-start        [dev|test]
+#   deploy/stack.sh db-stop|db-crash|db-start [dev|test]   (db-crash: immediate stop, no checkpoint)
 #   deploy/stack.sh status  [dev|test]
 #   deploy/stack.sh queues  [dev|test]      queue depths on the private broker
 #   PURGE_QUEUE=name deploy/stack.sh purge [dev|test|bench]   drop a queue's ready messages
@@ -153,6 +153,13 @@ pg_stop() {
     if pg_run "$PG_BIN/pg_ctl" -D "$data" status >/dev/null 2>&1; then
         pg_run "$PG_BIN/pg_ctl" -D "$data" -m fast -w stop >/dev/null && log "PostgreSQL stopped"
     fi
+}
+
+# As a kill -9 of the server would: no checkpoint, crash recovery at the next start.
+pg_crash() {
+    find_pg_bin
+    local data="$DIR/pg/data"
+    pg_run "$PG_BIN/pg_ctl" -D "$data" -m immediate -w stop >/dev/null && log "PostgreSQL stopped (immediate)"
 }
 
 # --- RabbitMQ -------------------------------------------------------------------------------
@@ -402,6 +409,7 @@ case "$CMD" in
     up) deps; infra; build; services_start; sim_start; status ;;
     down) services_stop; rabbit_stop; pg_stop ;;
     db-stop) pg_stop ;;
+    db-crash) pg_crash ;;
     db-start) pg_start ;;
     broker-stop) rabbit_stop ;;
     broker-start) rabbit_start ;;

@@ -15,6 +15,8 @@ import SpotStore
 ///     spotguard-bench failover AGENTS           failover and command-delivery latency (needs ingest,
 ///                                               the coordinator, SPOTGUARD_INGEST_URL, SPOTGUARD_BENCH_TOKEN)
 ///     spotguard-bench agent-failover AGENTS     IMDS notice -> failover committed with real agent processes
+///     spotguard-bench chaos [--sends N] ...    the fault suite: the same load fault-free, on three copies,
+///                                               under kill -9 and restarts, and through network faults (Chaos.swift)
 ///     spotguard-bench sef-fill CLIENT AGENT REPORTS POOLS
 ///                                               queue pricing reports for the SEF, as ingest would
 /// A bench that drives running services: AGENTS from the arguments, ingest's address and a
@@ -91,6 +93,10 @@ await ServiceCommand.main(
                     throw ConfigurationError(variable: "replay", problem: "needs send, wait or score")
                 }
             }
+        ),
+        "chaos": (
+            usage: "[--sends N] [--lanes N] [--window S] [--stack NAME] [--stack-script PATH] [--logs DIR] [--json FILE]: the fault suite",
+            run: { args, env, logger in try await ChaosBench.run(args, env: env, logger: logger) }
         ),
         "sef-fill": (
             usage: "CLIENT AGENT REPORTS POOLS: publish REPORTS pricing reports of POOLS pools each to the SEF queue",

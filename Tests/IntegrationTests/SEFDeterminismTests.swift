@@ -1,4 +1,5 @@
 import Foundation
+import SEFApp
 import SpotModels
 import SpotRuntime
 import SpotStore
@@ -66,44 +67,6 @@ func determinismDataSet(seed: UInt64) -> [PriceMessage] {
     return messages
 }
 
-/// Everything the SEF derived for one fleet's pools, with the family name taken out.
-struct DerivedState: Equatable {
-    var clean: [String]
-    var raw: [String]
-    var interpolated: [String]
-    var gaps: [String]
-
-    static func read(_ store: PostgresStore, family: String) async throws -> DerivedState {
-        func lines(_ sql: String) async throws -> [String] {
-            try await store.withConnection { conn in
-                try conn.query(sql, [family]).map { row in
-                    try (0..<row.count).map { try row.decodeIfPresent(String.self, at: $0) ?? "NULL" }.joined(separator: " ")
-                }
-            }
-        }
-        return DerivedState(
-            clean: try await SEFQuery.clean(store, family: family).map(\.description),
-            raw: try await lines(
-                """
-                SELECT right(pool_id, 1), observed_at::text, source_type, spot_price::text, is_duplicate::text
-                  FROM pricing_submissions_raw WHERE pool_id LIKE $1 || '.%' ORDER BY 1, 2, 3, 4
-                """),
-            interpolated: try await lines(
-                """
-                SELECT right(pool_id, 1), time_bucket::text, interpolation_method, gap_start::text, gap_end::text,
-                       price_before::text, price_after::text, interpolated_price::text, confidence_score::text,
-                       coalesce(array_length(peer_pool_ids, 1), 0)::text
-                  FROM pricing_snapshots_interpolated WHERE pool_id LIKE $1 || '.%' ORDER BY 1, 2
-                """),
-            gaps: try await lines(
-                """
-                SELECT right(pool_id, 1), gap_start::text, coalesce(gap_end::text, 'open'), status,
-                       coalesce(interpolation_method, '-'), coalesce(unfilled_reason, '-')
-                  FROM pricing_gaps WHERE pool_id LIKE $1 || '.%' ORDER BY 1, 2
-                """))
-    }
-}
-
 extension IntegrationTests {
     @Suite struct SEFDeterminismTests {
         /// The clean data is a function of the submissions only: the data set sent in order to
@@ -115,21 +78,22 @@ extension IntegrationTests {
             let reference = determinismDataSet(seed: 42)
             let expectedRows = reference.reduce(0) { $0 + $1.rows }
 
-            func settle(_ fleet: PriceFleet) async throws -> DerivedState {
+            func settle(_ fleet: PriceFleet) async throws -> DerivedPrices {
                 #expect(try await TestStack.eventually(timeout: .seconds(60)) {
                     try await SEFQuery.rawCount(store, family: fleet.family) == expectedRows
                 })
                 _ = try await sefCommand("gap-scan")
-                return try await DerivedState.read(store, family: fleet.family)
+                return try await DerivedPrices.read(store, family: fleet.family)
             }
 
             try await ServiceProcess.withIngest { ingest in
                 let inOrder = try await PriceFleet.make(ingest)
-                var expected = DerivedState(clean: [], raw: [], interpolated: [], gaps: [])
+                var settled: DerivedPrices?
                 try await withSEF(copies: 1) {
                     for m in reference { #expect(try await m.send(inOrder, base: base) == 202) }
-                    expected = try await settle(inOrder)
+                    settled = try await settle(inOrder)
                 }
+                let expected = try #require(settled)
                 #expect(expected.clean.count == 4 * 72)  // every gap in the set is fillable
                 #expect(expected.clean.contains { $0.contains("cross-pool") })
                 #expect(expected.clean.contains { $0.contains("weighted-average") })

@@ -1,0 +1,611 @@
+import Foundation
+import Logging
+import SEFApp
+import SpotBus
+import SpotModels
+import SpotRuntime
+import SpotStore
+import Synchronization
+
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+
+/// The fault suite (reliability plan F1, F2, F4, F6, F8, F14): the same price load runs four
+/// times, each on pools of its own, through real service processes on the private stack:
+///
+/// 1. `reference`: one copy of each service, no fault;
+/// 2. `scale`: three copies each of the SEF, the replica coordinator and the decision engine;
+/// 3. `faults`: under the load, one after another, kill -9 of ingest, sef, replicas, decisions
+///    and notifier (each started again at once), a broker restart and a database restart;
+/// 4. `network`: every service reaches the broker and the database through `FaultProxy`:
+///    +200 ms latency, a black hole, a reset of every connection, every connection cut mid-frame.
+///
+/// After each run it checks that every message answered 202 has its rows in
+/// `pricing_submissions_raw` exactly once and nothing else is there, that the clean data
+/// (buckets, fills, gaps) equals the reference run's, that the services' queues are empty and
+/// that every dead letter of the run carries a reason. It prints one table and, with `--json`,
+/// the figures; it exits non-zero when a check fails.
+enum ChaosBench {
+    struct Options: Sendable {
+        var sends = 10_000
+        var lanes = 16
+        var stack = "bench"
+        var stackScript = "deploy/stack.sh"
+        var logs = ".spotguard/bench/chaos"
+        var json: String?
+        /// How long the latency and the black hole last.
+        var window: Double = 10
+
+        init(_ args: [String]) throws {
+            func option(_ name: String) -> String? { ServiceCommand.option(name, in: args) }
+            func number(_ name: String, _ range: ClosedRange<Int>) throws -> Int? {
+                guard let raw = option(name) else { return nil }
+                guard let v = Int(raw), range.contains(v) else {
+                    throw ConfigurationError(variable: name, problem: "must be an integer in \(range.lowerBound)...\(range.upperBound)")
+                }
+                return v
+            }
+            sends = try number("--sends", 200...200_000) ?? sends
+            lanes = try number("--lanes", 1...256) ?? lanes
+            window = Double(try number("--window", 1...120) ?? Int(window))
+            stack = option("--stack") ?? stack
+            stackScript = option("--stack-script") ?? stackScript
+            logs = option("--logs") ?? ".spotguard/\(stack)/chaos"
+            json = option("--json")
+        }
+    }
+
+    enum Kind: String, CaseIterable, Sendable { case reference, scale, faults, network }
+
+    struct FaultFigure: Codable, Sendable {
+        var fault: String
+        /// From the fault to the component being back (process ready, command returned, window over).
+        var seconds: Double
+        /// Answers other than 202 (and attempts without an answer) that began in that time.
+        var non202: Int
+        /// From the fault to the first 202 of a request begun after the component was back.
+        var first202AfterSeconds: Double?
+        /// Requests begun in that time, and the p99 latency of those answered 202.
+        var requests: Int
+        var p99Ms: Double?
+    }
+
+    struct Outcome: Codable, Sendable {
+        var kind: String
+        var copies: [String: Int]
+        var sends: Int
+        var uniqueMessages: Int
+        var accepted: Int
+        var resendsAccepted: Int
+        var rejected: Int
+        var gaveUp: Int
+        var answers: [String: Int]
+        var expectedRows: Int
+        var presentRows: Int
+        var missingRows: Int
+        var unexpectedRows: Int
+        var duplicatedRows: Int
+        var seconds: Double
+        var pointsPerSecond: Double
+        var p99Ms: Double
+        /// Resends of accepted messages while a fault lasted (beyond `sends`).
+        var fillerSends: Int
+        var cleanRows: Int
+        var cleanIdentical: Bool
+        var cleanDiffering: Int
+        var queuesLeft: [String: Int]
+        var deadLetters: Int
+        var deadLettersWithoutReason: Int
+        /// Each reason given (queue, routing key, who and why: its first 160 characters) and how often.
+        var deadLetterReasons: [String: Int]
+        var replicaCallsOk: Int
+        var replicaCallsFailed: Int
+        var replicaLongestOutageSeconds: Double
+        var faults: [FaultFigure]
+        var failures: [String]
+    }
+
+    static let serviceQueues = ["spotguard.sef", "spotguard.replicas", "spotguard.decisions", "spotguard.notifier"]
+
+    static func run(_ args: [String], env: EnvironmentReader, logger: Logger) async throws {
+        let options = try Options(args)
+        try FileManager.default.createDirectory(atPath: options.logs, withIntermediateDirectories: true)
+        var config = try env.postgres(applicationName: "spotguard-chaos")
+        config.poolSize = 2
+        let store = PostgresStore(configuration: config, logger: logger)
+        let publisher = BusPublisher(endpoint: try env.amqp(), logger: logger)
+        publisher.start()
+        var outcomes: [Outcome] = []
+        do {
+            // one time line for every run: the whole load in the last day (the SEF's scan window)
+            let now = Date().timeIntervalSince1970
+            let base = Date(timeIntervalSince1970: ((now - ChaosLoad.span(sends: options.sends) - 1800) / 300).rounded(.down) * 300)
+            var reference: DerivedPrices?
+            for kind in Kind.allCases {
+                var (outcome, derived) = try await runOnce(kind, options: options, base: base, env: env, store: store, publisher: publisher, logger: logger)
+                if let reference {
+                    let differing = reference.differing(derived)
+                    outcome.cleanIdentical = differing == 0
+                    outcome.cleanDiffering = differing
+                    if differing > 0 { outcome.failures.append("\(differing) derived rows differ from the reference run") }
+                } else {
+                    reference = derived
+                }
+                outcomes.append(outcome)
+                say(summary(outcome))
+            }
+        } catch {
+            await publisher.shutdown()
+            await store.shutdown()
+            throw error
+        }
+        await publisher.shutdown()
+        await store.shutdown()
+        say(table(outcomes))
+        if let json = options.json {
+            let encoder = JSONEncoder()
+            encoder.keyEncodingStrategy = .convertToSnakeCase
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            try encoder.encode(outcomes).write(to: URL(fileURLWithPath: json))
+        }
+        let failures = outcomes.flatMap { o in o.failures.map { "\(o.kind): \($0)" } }
+        guard failures.isEmpty else { throw FailoverBench.BenchFailure("chaos: " + failures.joined(separator: "; ")) }
+    }
+
+    // MARK: - One run
+
+    static func runOnce(
+        _ kind: Kind, options: Options, base: Date, env: EnvironmentReader, store: PostgresStore, publisher: BusPublisher, logger: Logger
+    ) async throws -> (Outcome, DerivedPrices) {
+        let family = "cx" + String((0..<6).map { _ in "abcdefghijklmnopqrstuvwxyz".randomElement()! })
+        let token = try await ClientDirectory(store: store, ttl: .seconds(0)).createClient(name: "chaos \(kind.rawValue) \(family)", email: nil).1.text
+        let proxies = kind == .network
+            ? (amqp: try FaultProxy(upstreamPort: try env.amqp().port), postgres: try FaultProxy(upstreamPort: try env.postgres(applicationName: "spotguard-chaos").port))
+            : nil
+        defer {
+            proxies?.amqp.stop()
+            proxies?.postgres.stop()
+        }
+        let fleet = try ChaosFleet(
+            binDir: URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().path,
+            logDir: options.logs + "/" + kind.rawValue, environment: try serviceEnvironment(env, proxies: proxies))
+        let copies = kind == .scale ? ["spotguard-sef": 3, "spotguard-replicas": 3, "spotguard-decisions": 3] : [:]
+        let dead = DeadLetterWatch(logger: logger)
+        do {
+            try await fleet.startAll(copies: copies)
+            try await dead.start(env: env, publisher: publisher)
+            let agent = try await register(fleet.ingestURL, token: token, family: family)
+            let load = ChaosLoad.make(sends: options.sends, family: family, agent: agent, base: base)
+            let expected = Set(load.messages.flatMap(\.rows))
+            let tally = ChaosTally()
+            let probe = ReplicaProbe(ingest: fleet.ingestURL, token: token, agent: agent, tally: tally)
+            let schedule = FaultSchedule(kind: kind, sends: load.sends.count, window: options.window, stack: options)
+            let probing = Task { await probe.run() }
+            let faulting = Task { try await schedule.run(fleet: fleet, proxies: proxies, tally: tally) }
+            let started = tally.now()
+            await ChaosSender(ingest: fleet.ingestURL, token: token, lanes: options.lanes).send(load, tally: tally) { await schedule.isOpen($0) }
+            try await faulting.value
+            // every accepted row committed (or the time is up)
+            let deadline = ContinuousClock.now + .seconds(180)
+            var present = 0
+            while ContinuousClock.now < deadline {
+                present = (try? await count(store, family: family)) ?? present  // the database may be restarting
+                if present >= tally.accepted.reduce(0, { $0 + load.messages[$1].rows.count }) { break }
+                try await Task.sleep(for: .milliseconds(100))
+            }
+            let seconds = tally.now() - started
+            probe.stop()  // not a cancellation: a URLSession request cancelled mid-answer can hang on Linux
+            await probing.value
+            let probeFigures = probe.figures
+            let queues = try await drainedQueues(options, also: dead.queue)
+            try await gapScan(fleet.binDir)
+            try await fleet.stopAll()
+            let deadLetters = await dead.stop(publisher: publisher)
+            var outcome = try await verify(
+                kind, load: load, expected: expected, tally: tally, family: family, store: store, seconds: seconds, copies: copies)
+            outcome.queuesLeft = queues.filter { $0.value > 0 }
+            if !outcome.queuesLeft.isEmpty { outcome.failures.append("messages left in \(outcome.queuesLeft)") }
+            outcome.deadLetters = deadLetters.count
+            outcome.deadLettersWithoutReason = deadLetters.filter { $0 == nil }.count
+            for reason in deadLetters.compactMap({ $0 }) { outcome.deadLetterReasons[String(reason.prefix(160)), default: 0] += 1 }
+            if outcome.deadLettersWithoutReason > 0 { outcome.failures.append("\(outcome.deadLettersWithoutReason) dead letters without a reason") }
+            (outcome.replicaCallsOk, outcome.replicaCallsFailed, outcome.replicaLongestOutageSeconds) = probeFigures
+            outcome.faults = await schedule.figures(tally: tally)
+            let derived = try await DerivedPrices.read(store, family: family)
+            outcome.cleanRows = derived.clean.count
+            return (outcome, derived)
+        } catch {
+            try? await fleet.stopAll()
+            _ = await dead.stop(publisher: publisher)
+            throw error
+        }
+    }
+
+    /// The services' environment: the stack's, with the broker and database behind the
+    /// proxies for the network run, and timeouts short enough to notice a black hole in it.
+    static func serviceEnvironment(_ env: EnvironmentReader, proxies: (amqp: FaultProxy, postgres: FaultProxy)?) throws -> [String: String] {
+        var vars = ProcessInfo.processInfo.environment
+        vars["SPOTGUARD_LOG_LEVEL"] = vars["SPOTGUARD_CHAOS_LOG_LEVEL"] ?? "warning"
+        guard let proxies else { return vars }
+        func through(_ variable: String, _ port: Int) throws {
+            var url = URLComponents(string: try env.require(variable))!
+            url.port = port
+            vars[variable] = url.string!
+        }
+        try through("SPOTGUARD_AMQP_URL", proxies.amqp.port)
+        try through("SPOTGUARD_DATABASE_URL", proxies.postgres.port)
+        vars["SPOTGUARD_AMQP_HEARTBEAT_SECONDS"] = "2"
+        vars["SPOTGUARD_DB_STATEMENT_TIMEOUT_MS"] = "5000"
+        return vars
+    }
+
+    static func register(_ ingest: String, token: String, family: String) async throws -> String {
+        let http = FailoverBench.HTTP(base: ingest, token: token)
+        let body = try await http.expect(201, "POST", "/api/agents/register", """
+            {"logical_agent_id": "chaos-\(family)", "instance_id": "i-0a1b2c3d4e5f60718", "pool_id": "\(family).large.us-east-1a",
+             "mode": "spot", "agent_version": "1.0.0"}
+            """)
+        guard let id = body["agent_id"] as? String else { throw FailoverBench.BenchFailure("register: no agent_id in \(body)") }
+        return id
+    }
+
+    static func count(_ store: PostgresStore, family: String) async throws -> Int {
+        try await store.withConnection { conn in
+            try conn.query("SELECT count(*) FROM pricing_submissions_raw WHERE pool_id LIKE $1 || '.%'", [family]).first?.decode(Int.self, at: 0) ?? 0
+        }
+    }
+
+    /// The services' queues (and `also`, the run's dead-letter watch) once empty (ready +
+    /// unacknowledged), or as they are after 120 s.
+    static func drainedQueues(_ options: Options, also watch: String) async throws -> [String: Int] {
+        let names = serviceQueues + [watch]
+        var depths: [String: Int] = [:]
+        for _ in 0..<60 {
+            depths = try await queueDepths(options)
+            if names.allSatisfy({ depths[$0, default: 0] == 0 }) { break }
+            try await Task.sleep(for: .seconds(2))
+        }
+        return depths.filter { names.contains($0.key) }
+    }
+
+    static func queueDepths(_ options: Options) async throws -> [String: Int] {
+        let out = FileManager.default.temporaryDirectory.appendingPathComponent("chaos-queues-\(UUID()).txt").path
+        defer { try? FileManager.default.removeItem(atPath: out) }
+        let status = try await ChildProcess(options.stackScript, ["queues", options.stack], output: out).exitStatus()
+        guard status == 0 else { throw FailoverBench.BenchFailure("stack.sh queues exited \(status)") }
+        var depths: [String: Int] = [:]
+        for line in try String(contentsOfFile: out, encoding: .utf8).split(separator: "\n") {
+            let f = line.split(whereSeparator: { $0 == " " || $0 == "\t" })  // name type ready unacked consumers
+            if f.count >= 4, let ready = Int(f[2]), let unacked = Int(f[3]) { depths[String(f[0])] = ready + unacked }
+        }
+        return depths
+    }
+
+    static func gapScan(_ binDir: String) async throws {
+        let status = try await ChildProcess(binDir + "/spotguard-sef", ["gap-scan"], output: "/dev/null").exitStatus()
+        guard status == 0 else { throw FailoverBench.BenchFailure("spotguard-sef gap-scan exited \(status)") }
+    }
+
+    /// The 99th percentile of the attempts' latencies in ms (nil: none).
+    static func p99(_ attempts: [ChaosTally.Attempt]) -> Double? {
+        let ms = attempts.map { ($0.end - $0.start) * 1000 }.sorted()
+        return ms.isEmpty ? nil : ms[min(ms.count - 1, Int(Double(ms.count) * 0.99))]
+    }
+
+    static func verify(
+        _ kind: Kind, load: ChaosLoad, expected: Set<UUID>, tally: ChaosTally, family: String, store: PostgresStore, seconds: Double,
+        copies: [String: Int]
+    ) async throws -> Outcome {
+        let rows = try await store.withConnection { conn in
+            try conn.query(
+                "SELECT submission_id::text, count(*) FROM pricing_submissions_raw WHERE pool_id LIKE $1 || '.%' GROUP BY 1", [family]
+            ).map { (UUID(uuidString: try $0.decode(String.self, at: 0))!, try $0.decode(Int.self, at: 1)) }
+        }
+        let present = Dictionary(uniqueKeysWithValues: rows)
+        let accepted = tally.accepted
+        let owed = Set(accepted.flatMap { load.messages[$0].rows })
+        let missing = owed.subtracting(present.keys).count
+        let unexpected = Set(present.keys).subtracting(expected).count
+        let duplicated = present.values.filter { $0 > 1 }.count
+        let attempts = tally.attempts
+        var answers: [String: Int] = [:]
+        for a in attempts { answers[a.outcome, default: 0] += 1 }
+        let counts = tally.counts
+        var failures: [String] = []
+        if missing > 0 { failures.append("\(missing) rows of accepted messages missing") }
+        if unexpected > 0 { failures.append("\(unexpected) rows nobody sent") }
+        if duplicated > 0 { failures.append("\(duplicated) rows stored more than once") }
+        if counts.rejected > 0 { failures.append("\(counts.rejected) messages refused with a 4xx") }
+        if counts.gaveUp > 0 { failures.append("\(counts.gaveUp) messages never accepted") }
+        return Outcome(
+            kind: kind.rawValue, copies: copies, sends: load.sends.count, uniqueMessages: load.messages.count, accepted: accepted.count,
+            resendsAccepted: counts.resendsAccepted, rejected: counts.rejected, gaveUp: counts.gaveUp, answers: answers,
+            expectedRows: owed.count, presentRows: present.count, missingRows: missing, unexpectedRows: unexpected, duplicatedRows: duplicated,
+            seconds: seconds, pointsPerSecond: Double(present.count) / max(seconds, 0.001),
+            p99Ms: p99(attempts.filter { $0.outcome == "202" }) ?? 0, fillerSends: tally.fillers,
+            cleanRows: 0, cleanIdentical: true, cleanDiffering: 0, queuesLeft: [:], deadLetters: 0, deadLettersWithoutReason: 0, deadLetterReasons: [:],
+            replicaCallsOk: 0, replicaCallsFailed: 0, replicaLongestOutageSeconds: 0, faults: [], failures: failures)
+    }
+
+    // MARK: - Report
+
+    /// Straight to standard output, unbuffered: each run's line appears as the run ends.
+    static func say(_ line: String) { FileHandle.standardOutput.write(Data((line + "\n").utf8)) }
+
+    static func summary(_ o: Outcome) -> String {
+        "[chaos] \(o.kind): \(o.sends) sends, \(o.accepted) of \(o.uniqueMessages) messages accepted, rows \(o.presentRows)/\(o.expectedRows)"
+            + " (missing \(o.missingRows), unexpected \(o.unexpectedRows), doubled \(o.duplicatedRows)), clean rows \(o.cleanRows)"
+            + (o.failures.isEmpty ? ", ok" : ", FAILED: " + o.failures.joined(separator: "; "))
+    }
+
+    static func table(_ outcomes: [Outcome]) -> String {
+        func f(_ v: Double, _ digits: Int = 1) -> String { String(format: "%.\(digits)f", v) }
+        var lines = ["", "SpotGuard fault suite (\(Timestamp.format(Date())), \(ProcessInfo.processInfo.activeProcessorCount) cores)"]
+        let header = ["run", "sends", "+resends", "accepted", "202 again", "not 202", "rows/expected", "lost", "doubled", "unexpected",
+                      "clean", "identical", "points/s", "p99 ms", "queues", "dead letters"]
+        var rows = [header]
+        for o in outcomes {
+            let non202 = o.answers.filter { $0.key != "202" }.values.reduce(0, +)
+            rows.append([
+                o.kind, "\(o.sends)", "\(o.fillerSends)", "\(o.accepted)", "\(o.resendsAccepted)", "\(non202)", "\(o.presentRows)/\(o.expectedRows)",
+                "\(o.missingRows)", "\(o.duplicatedRows)", "\(o.unexpectedRows)", "\(o.cleanRows)", o.cleanIdentical ? "yes" : "NO (\(o.cleanDiffering))",
+                f(o.pointsPerSecond, 0), f(o.p99Ms), o.queuesLeft.isEmpty ? "empty" : "\(o.queuesLeft)",
+                "\(o.deadLetters) (\(o.deadLettersWithoutReason) no reason)",
+            ])
+        }
+        let widths = header.indices.map { c in rows.map { $0[c].count }.max() ?? 0 }
+        for row in rows {
+            lines.append(row.enumerated().map { $0.element.padding(toLength: widths[$0.offset], withPad: " ", startingAt: 0) }.joined(separator: "  "))
+        }
+        if let one = outcomes.first(where: { $0.kind == "reference" }), let three = outcomes.first(where: { $0.kind == "scale" }) {
+            lines.append("three copies of sef, replicas, decisions against one: \(f(three.pointsPerSecond, 0)) / \(f(one.pointsPerSecond, 0)) points/s = \(f(three.pointsPerSecond / max(one.pointsPerSecond, 1), 2))")
+        }
+        for o in outcomes {
+            for (reason, n) in o.deadLetterReasons.sorted(by: { $0.key < $1.key }) { lines.append("\(o.kind): dead letter ×\(n): \(reason)") }
+        }
+        for o in outcomes where !o.faults.isEmpty {
+            lines.append("\(o.kind): replica calls relayed ok \(o.replicaCallsOk), failed \(o.replicaCallsFailed), longest outage \(f(o.replicaLongestOutageSeconds)) s")
+            for x in o.faults {
+                lines.append("  \(x.fault.padding(toLength: 34, withPad: " ", startingAt: 0)) back after \(f(x.seconds, 2)) s; meanwhile \(x.requests) requests, \(x.non202) not 202"
+                    + (x.p99Ms.map { ", p99 of 202s \(f($0)) ms" } ?? "")
+                    + (x.first202AfterSeconds.map { "; first 202 begun after it \(f($0, 2)) s" } ?? ""))
+            }
+        }
+        return lines.joined(separator: "\n")
+    }
+}
+
+/// The SpotGuard services of one run as child processes, each copy on its own loopback port.
+actor ChaosFleet {
+    struct Member {
+        var executable: String
+        var port: Int
+        var process: ChildProcess
+    }
+
+    static let services: [(executable: String, portVariable: String)] = [
+        ("spotguard-ingest", "SPOTGUARD_INGEST_PORT"), ("spotguard-sef", "SPOTGUARD_SEF_PORT"),
+        ("spotguard-replicas", "SPOTGUARD_REPLICAS_PORT"), ("spotguard-decisions", "SPOTGUARD_DECISIONS_PORT"),
+        ("spotguard-notifier", "SPOTGUARD_NOTIFIER_PORT"),
+    ]
+
+    nonisolated let binDir: String
+    nonisolated let ingestURL: String
+    private let logDir: String
+    private let environment: [String: String]
+    private let ingestPort: Int
+    private var members: [Member] = []
+
+    init(binDir: String, logDir: String, environment: [String: String]) throws {
+        self.binDir = binDir
+        self.logDir = logDir
+        self.environment = environment
+        try FileManager.default.createDirectory(atPath: logDir, withIntermediateDirectories: true)
+        ingestPort = Int.random(in: 21_000...29_999)
+        ingestURL = "http://127.0.0.1:\(ingestPort)"
+    }
+
+    func startAll(copies: [String: Int]) async throws {
+        for service in Self.services {
+            for i in 0..<copies[service.executable, default: 1] {
+                let port = service.executable == "spotguard-ingest" ? ingestPort : Int.random(in: 21_000...29_999)
+                members.append(try await start(service.executable, port: port, log: "\(service.executable)-\(i)"))
+            }
+        }
+    }
+
+    /// kill -9 of the first copy of `executable`, started again on its port; returns when ready.
+    func kill9(_ executable: String) async throws {
+        guard let i = members.firstIndex(where: { $0.executable == executable }) else { return }
+        members[i].process.signal(SIGKILL)
+        _ = await members[i].process.exitStatus()
+        members[i] = try await start(executable, port: members[i].port, log: "\(executable)-0")
+    }
+
+    func stopAll() async throws {
+        for m in members { m.process.signal(SIGTERM) }
+        var unclean: [String] = []
+        for m in members where await m.process.exitStatus() != 0 { unclean.append(m.executable) }
+        members = []
+        guard unclean.isEmpty else { throw FailoverBench.BenchFailure("no clean exit on SIGTERM: \(unclean)") }
+    }
+
+    private func start(_ executable: String, port: Int, log: String) async throws -> Member {
+        var env = environment
+        env[Self.services.first { $0.executable == executable }!.portVariable] = String(port)
+        let process = try ChildProcess(binDir + "/" + executable, ["serve"], environment: env, output: "\(logDir)/\(log).log", errors: true, appending: true)
+        let url = URL(string: "http://127.0.0.1:\(port)/health/ready")!
+        for _ in 0..<600 {
+            if let (_, r) = try? await URLSession.shared.data(from: url), (r as? HTTPURLResponse)?.statusCode == 200 {
+                return Member(executable: executable, port: port, process: process)
+            }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        process.signal(SIGKILL)
+        throw FailoverBench.BenchFailure("\(executable) on \(port) not ready within 30 s (log: \(logDir)/\(log).log)")
+    }
+}
+
+/// The fault schedule of a run: fault k begins once the k-th of (faults + 1) equal segments of
+/// the sends is done, and the sends of the next segment wait until it has begun; meanwhile the
+/// senders resend (`ChaosSender`), so every fault strikes, and lasts, under load.
+actor FaultSchedule {
+    private let faults: [String]
+    private let boundaries: [Int]
+    private let window: Double
+    private let options: ChaosBench.Options
+    private var begun = 0
+    private var finished = false
+    private var spans: [(fault: String, start: Double, end: Double)] = []
+
+    init(kind: ChaosBench.Kind, sends: Int, window: Double, stack options: ChaosBench.Options) {
+        let list: [String]
+        switch kind {
+        case .reference, .scale: list = []
+        case .faults:
+            list = ChaosFleet.services.map { "kill -9 \($0.executable)" } + ["broker restart", "database restart (immediate stop)"]
+        case .network:
+            list = ["+200 ms latency, \(Int(window)) s", "black hole, \(Int(window)) s", "reset every connection", "cut every connection mid-frame"]
+        }
+        faults = list
+        boundaries = (1...max(1, list.count)).map { $0 * sends / (list.count + 1) }
+        self.window = window
+        self.options = options
+    }
+
+    /// Whether send `position` may go; for nil, whether every fault is over.
+    func isOpen(_ position: Int?) -> Bool {
+        guard let position else { return finished }
+        return begun == faults.count || position < boundaries[begun]
+    }
+
+    func run(fleet: ChaosFleet, proxies: (amqp: FaultProxy, postgres: FaultProxy)?, tally: ChaosTally) async throws {
+        defer {  // also when a fault fails: the senders finish instead of resending forever
+            begun = faults.count
+            finished = true
+        }
+        for (k, fault) in faults.enumerated() {
+            while tally.done < boundaries[k] { try await Task.sleep(for: .milliseconds(20)) }
+            let start = tally.now()
+            begun += 1
+            switch (k, fault) {
+            case (_, let f) where f.hasPrefix("kill -9 "): try await fleet.kill9(String(f.dropFirst(8)))
+            case (_, "broker restart"): try await stack("broker-restart")
+            case (_, let f) where f.hasPrefix("database restart"): try await stack("db-crash"); try await stack("db-start")
+            case (0, _):
+                proxies?.amqp.fault = .latency(milliseconds: 200)
+                proxies?.postgres.fault = .latency(milliseconds: 200)
+                try await Task.sleep(for: .seconds(window))
+                proxies?.amqp.fault = .none
+                proxies?.postgres.fault = .none
+            case (1, _):
+                proxies?.amqp.fault = .blackHole
+                proxies?.postgres.fault = .blackHole
+                try await Task.sleep(for: .seconds(window))
+                proxies?.amqp.fault = .none
+                proxies?.postgres.fault = .none
+            case (2, _):
+                proxies?.amqp.resetAll()
+                proxies?.postgres.resetAll()
+            default:
+                proxies?.amqp.cutAll(after: 37)
+                proxies?.postgres.cutAll(after: 37)
+            }
+            spans.append((fault, start, tally.now()))
+        }
+    }
+
+    private func stack(_ command: String) async throws {
+        let status = try await ChildProcess(options.stackScript, [command, options.stack], output: "/dev/null").exitStatus()
+        guard status == 0 else { throw FailoverBench.BenchFailure("stack.sh \(command) \(options.stack) exited \(status)") }
+    }
+
+    func figures(tally: ChaosTally) -> [ChaosBench.FaultFigure] {
+        let attempts = tally.attempts
+        return spans.map { span in
+            let during = attempts.filter { $0.start >= span.start && $0.start <= span.end }
+            let first = attempts.filter { $0.start >= span.end && $0.outcome == "202" }.map(\.end).min()
+            return .init(
+                fault: span.fault, seconds: span.end - span.start, non202: during.filter { $0.outcome != "202" }.count,
+                first202AfterSeconds: first.map { $0 - span.start }, requests: during.count,
+                p99Ms: ChaosBench.p99(during.filter { $0.outcome == "202" }))
+        }
+    }
+}
+
+/// A relayed replica call (ingest → bus → coordinator → database) every 200 ms through the
+/// run, so an outage of the coordinator's path shows as failed calls and their longest run.
+final class ReplicaProbe: Sendable {
+    let url: URL
+    let token: String
+    let tally: ChaosTally
+    private let state = Mutex((ok: 0, failed: 0, longest: 0.0, failingSince: Double?.none, stopped: false))
+
+    init(ingest: String, token: String, agent: String, tally: ChaosTally) {
+        url = URL(string: "\(ingest)/api/agents/\(agent)/replicas")!
+        self.token = token
+        self.tally = tally
+    }
+
+    func run() async {
+        var request = URLRequest(url: url)
+        request.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization")
+        while !state.withLock({ $0.stopped }) {
+            let start = tally.now()
+            let ok = (try? await ChaosSender.session.data(for: request)).map { ($0.1 as? HTTPURLResponse)?.statusCode == 200 } ?? false
+            state.withLock { s in
+                if ok {
+                    s.ok += 1
+                    if let since = s.failingSince { s.longest = max(s.longest, tally.now() - since) }
+                    s.failingSince = nil
+                } else {
+                    s.failed += 1
+                    if s.failingSince == nil { s.failingSince = start }
+                }
+            }
+            try? await Task.sleep(for: .milliseconds(200))
+        }
+    }
+
+    /// Ends `run` after the call in hand (at most the session's 10 s request timeout).
+    func stop() { state.withLock { $0.stopped = true } }
+
+    var figures: (Int, Int, Double) { state.withLock { ($0.ok, $0.failed, $0.longest) } }
+}
+
+/// Collects the dead letters of a run (a durable queue of its own on `spotguard.dlx`) and their
+/// reasons: the consumer's `x-spotguard-error`, or the broker's `x-first-death-reason`.
+final class DeadLetterWatch: Sendable {
+    let queue: String
+    let logger: Logger
+    private let reasons = Mutex<[String?]>([])
+    private let task = Mutex<Task<Void, any Error>?>(nil)
+
+    init(logger: Logger) {
+        queue = "spotguard.chaos-dead-letters.\(UUID().uuidString.prefix(8).lowercased())"
+        self.logger = logger
+    }
+
+    func start(env: EnvironmentReader, publisher: BusPublisher) async throws {
+        let topology = Topology.standard.adding(.init(name: queue, bindings: ["#"], exchange: Topology.deadLetterExchange))
+        let consumer = BusConsumer(endpoint: try env.amqp(), topology: topology, configuration: .init(queue: queue), deadLetters: publisher,
+                                   logger: logger) { [self] d in
+            let broker = d.headers["x-first-death-reason"].map { "\(d.headers["x-first-death-queue"] ?? "?") \(d.routingKey), by the broker: \($0)" }
+            let consumer = d.headers["x-spotguard-error"].map { "\(d.headers["x-spotguard-queue"] ?? "?") \(d.routingKey), by the consumer: \($0)" }
+            self.reasons.withLock { $0.append(consumer ?? broker) }
+        }
+        task.withLock { $0 = Task { try await consumer.run() } }
+        for _ in 0..<200 where !consumer.isConnected { try await Task.sleep(for: .milliseconds(50)) }
+        guard consumer.isConnected else { throw FailoverBench.BenchFailure("dead-letter watch did not connect") }
+    }
+
+    /// Stops watching and returns each dead letter's reason (nil: none given).
+    func stop(publisher: BusPublisher) async -> [String?] {
+        let t = task.withLock { t -> Task<Void, any Error>? in defer { t = nil }; return t }
+        t?.cancel()
+        _ = await t?.result
+        try? await publisher.deleteQueue(queue)
+        return reasons.withLock { $0 }
+    }
+}

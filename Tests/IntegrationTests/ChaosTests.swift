@@ -1,0 +1,55 @@
+import Foundation
+import SpotRuntime
+import Testing
+
+extension IntegrationTests {
+    /// Reliability plan F1, F2, F4, F6, F8 and F14 in CI's budget: `spotguard-bench chaos` (the
+    /// fault suite `make chaos` runs with 10,000 sends) with 1,200 sends a run on the test stack.
+    @Suite struct ChaosTests {
+        @Test func faultsLoseNothingDoubleNothingAndChangeNoCleanRow() async throws {
+            let dir = FileManager.default.temporaryDirectory.appendingPathComponent("chaos-\(UUID())")
+            try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+            defer { try? FileManager.default.removeItem(at: dir) }
+            let json = dir.appendingPathComponent("chaos.json").path
+            let output = dir.appendingPathComponent("chaos.txt").path
+            let driver = try ChildProcess(
+                try TestStack.binDir + "/spotguard-bench",
+                ["chaos", "--stack", "test", "--stack-script", TestStack.repoRoot.appendingPathComponent("deploy/stack.sh").path,
+                 "--sends", "1200", "--window", "4", "--logs", TestStack.repoRoot.appendingPathComponent(".spotguard/test/chaos").path,
+                 "--json", json],
+                output: output, errors: true)
+            // a hung suite fails here instead of holding CI: it takes about 75 s
+            let watchdog = Task {
+                try await Task.sleep(for: .seconds(600))
+                driver.signal(SIGKILL)
+            }
+            let status = await driver.exitStatus()
+            watchdog.cancel()
+            let text = (try? String(contentsOfFile: output, encoding: .utf8)) ?? ""
+            print(text.split(separator: "\n").filter { !$0.hasPrefix("20") }.joined(separator: "\n"))  // the table, not the log lines
+            #expect(status == 0, "spotguard-bench chaos exited \(status)")
+
+            let runs = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: json))) as? [[String: Any]])
+            #expect(runs.compactMap { $0["kind"] as? String } == ["reference", "scale", "faults", "network"])
+            for run in runs {
+                let kind = run["kind"] as? String ?? "?"
+                func int(_ key: String) -> Int { run[key] as? Int ?? -1 }
+                #expect(int("accepted") == int("unique_messages"), "\(kind): every message is accepted in the end")
+                #expect(int("resends_accepted") > 0, "\(kind): the load resends messages")
+                #expect(int("expected_rows") > 7_000 && int("present_rows") == int("expected_rows"), "\(kind): rows of every 202")
+                #expect(int("missing_rows") == 0 && int("unexpected_rows") == 0 && int("duplicated_rows") == 0, "\(kind)")
+                #expect(run["clean_identical"] as? Bool == true && int("clean_rows") > 200, "\(kind): clean data as the reference's")
+                #expect((run["queues_left"] as? [String: Any])?.isEmpty == true, "\(kind): nothing left in the services' queues")
+                #expect(int("dead_letters_without_reason") == 0, "\(kind)")
+                #expect((run["failures"] as? [Any])?.isEmpty == true, "\(kind): \(run["failures"] ?? "")")
+            }
+            let faults = runs.first { $0["kind"] as? String == "faults" }?["faults"] as? [[String: Any]] ?? []
+            #expect(faults.count == 7, "kill -9 of five services, a broker and a database restart")
+            let network = runs.first { $0["kind"] as? String == "network" }
+            #expect((network?["faults"] as? [Any])?.count == 4, "latency, black hole, reset, mid-frame cut")
+            // the kill -9 of ingest and the broker restart are seen by the senders
+            let answers = runs.first { $0["kind"] as? String == "faults" }?["answers"] as? [String: Int] ?? [:]
+            #expect(answers.filter { $0.key != "202" }.values.reduce(0, +) > 0, "the faults were felt: \(answers)")
+        }
+    }
+}

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# The fault suite on a fresh private stack (ports 334xx) with release builds: the same price
+# load (CHAOS_SENDS sends, 10,000 by default, with resends and replica submissions) fault-free
+# on one copy of each service, on three copies of sef/replicas/decisions, under kill -9 of each
+# service and broker and database restarts, and through network faults (latency, black hole,
+# reset, mid-frame cut; CHAOS_WINDOW seconds). Prints one table; exits non-zero when a check fails.
+set -euo pipefail
+# shellcheck source=deploy/bench-stack.sh
+. "$(dirname "${BASH_SOURCE[0]}")/bench-stack.sh"
+bench_stack_up chaos
+export SPOTGUARD_LOG_LEVEL=warning
+"$BIN/spotguard-bench" chaos --stack bench --sends "${CHAOS_SENDS:-10000}" --window "${CHAOS_WINDOW:-10}" \
+    --json "$SPOTGUARD_STACK_DIR/chaos.json"
+echo "[chaos] figures in $SPOTGUARD_STACK_DIR/chaos.json, service logs in $SPOTGUARD_STACK_DIR/chaos/"
