@@ -28,8 +28,6 @@ stop_services() {
     for p in "${SERVICE_PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
     for p in "${SERVICE_PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
     SERVICE_PIDS=()
-declare -A SERVICE_NAME  # pid -> executable
-declare -A PEAK_RSS_KB   # executable -> the largest peak resident set (VmHWM) of any of its runs
 }
 
 bench_stack_cleanup() {

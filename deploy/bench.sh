@@ -10,6 +10,8 @@
 #      answered) latency p50/p99, with pricing reports at about half load in the background
 #      and, with a spotguard-agent process per instance, IMDS notice -> failover committed
 #   7. one decision pass over 10,000 pools and 1,000 auto-switch agents
+#   8. the fault suite (spotguard-bench chaos, as deploy/chaos.sh): lost/doubled rows under kill -9,
+#      broker/database restarts and network faults, and 3 copies of sef/replicas/decisions against 1
 # and each rate as a ratio of its raw ceiling. Figures vary ±30 % run to run: compare ratios.
 set -euo pipefail
 # shellcheck source=deploy/bench-stack.sh
@@ -152,6 +154,11 @@ fig() { echo "$FAILOVER $AGENTS $PASS" | tr ' ' '\n' | sed -n "s/^$1=//p"; }
 # 7. the decision pass
 PASS="$("$BIN/spotguard-bench" decisions-pass 10000 1000)"
 
+# 8. the fault suite on the same stack (deploy/chaos.sh runs it alone): its table follows ours
+CHAOS_STATUS=0
+CHAOS="$("$BIN/spotguard-bench" chaos --stack bench --sends "${BENCH_CHAOS_SENDS:-10000}" --window "${BENCH_CHAOS_WINDOW:-10}" \
+    --json "$SPOTGUARD_STACK_DIR/chaos.json" 2>"$SPOTGUARD_STACK_DIR/logs/chaos.log")" || CHAOS_STATUS=$?
+
 ratio() { python3 -c "print(f'{$1 / $2:.2f}')"; }
 echo
 echo "SpotGuard bench ($(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, release build, loopback)"
@@ -185,4 +192,6 @@ printf '%-58s %12s\n' "  its phases, s" "$(fig pass_next_phases)"
 for exe in $(printf '%s\n' "${!PEAK_RSS_KB[@]}" | sort); do
     printf '%-58s %12s\n' "peak resident memory (VmHWM), $exe, MiB" "$(python3 -c "print(f'{${PEAK_RSS_KB[$exe]} / 1024:.1f}')")"
 done
+echo "$CHAOS" | grep -v '^\[chaos\]'
 [ "$FAILOVER" != failed ] || { echo "bench: the failover run failed (see above)" >&2; exit 1; }
+[ "$CHAOS_STATUS" -eq 0 ] || { echo "bench: the fault suite failed (see its table and $SPOTGUARD_STACK_DIR/logs/chaos.log)" >&2; exit 1; }
