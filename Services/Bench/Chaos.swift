@@ -451,7 +451,29 @@ actor ChaosFleet {
 /// the sends is done, and the sends of the next segment wait until it has begun; meanwhile the
 /// senders resend (`ChaosSender`), so every fault strikes, and lasts, under load.
 actor FaultSchedule {
-    private let faults: [String]
+    enum Fault: Sendable {
+        case kill(executable: String)
+        case brokerRestart
+        case databaseCrash
+        /// A proxy fault on both proxies for the window.
+        case network(FaultProxy.Fault)
+        case resetConnections
+        case cutConnectionsMidFrame
+
+        func label(window: Double) -> String {
+            switch self {
+            case .kill(let executable): "kill -9 \(executable)"
+            case .brokerRestart: "broker restart"
+            case .databaseCrash: "database restart (immediate stop)"
+            case .network(.latency(let ms)): "+\(ms) ms latency, \(Int(window)) s"
+            case .network: "black hole, \(Int(window)) s"
+            case .resetConnections: "reset every connection"
+            case .cutConnectionsMidFrame: "cut every connection mid-frame"
+            }
+        }
+    }
+
+    private let faults: [Fault]
     private let boundaries: [Int]
     private let window: Double
     private let options: ChaosBench.Options
@@ -460,13 +482,10 @@ actor FaultSchedule {
     private var spans: [(fault: String, start: Double, end: Double)] = []
 
     init(kind: ChaosBench.Kind, sends: Int, window: Double, stack options: ChaosBench.Options) {
-        let list: [String]
-        switch kind {
-        case .reference, .scale: list = []
-        case .faults:
-            list = ChaosFleet.services.map { "kill -9 \($0.executable)" } + ["broker restart", "database restart (immediate stop)"]
-        case .network:
-            list = ["+200 ms latency, \(Int(window)) s", "black hole, \(Int(window)) s", "reset every connection", "cut every connection mid-frame"]
+        let list: [Fault] = switch kind {
+        case .reference, .scale: []
+        case .faults: ChaosFleet.services.map { .kill(executable: $0.executable) } + [.brokerRestart, .databaseCrash]
+        case .network: [.network(.latency(milliseconds: 200)), .network(.blackHole), .resetConnections, .cutConnectionsMidFrame]
         }
         faults = list
         boundaries = (1...max(1, list.count)).map { $0 * sends / (list.count + 1) }
@@ -489,30 +508,22 @@ actor FaultSchedule {
             while tally.done < boundaries[k] { try await Task.sleep(for: .milliseconds(20)) }
             let start = tally.now()
             begun += 1
-            switch (k, fault) {
-            case (_, let f) where f.hasPrefix("kill -9 "): try await fleet.kill9(String(f.dropFirst(8)))
-            case (_, "broker restart"): try await stack("broker-restart")
-            case (_, let f) where f.hasPrefix("database restart"): try await stack("db-crash"); try await stack("db-start")
-            case (0, _):
-                proxies?.amqp.fault = .latency(milliseconds: 200)
-                proxies?.postgres.fault = .latency(milliseconds: 200)
+            switch fault {
+            case .kill(let executable): try await fleet.kill9(executable)
+            case .brokerRestart: try await stack("broker-restart")
+            case .databaseCrash:
+                try await stack("db-crash")
+                try await stack("db-start")
+            case .network(let proxyFault):
+                for proxy in [proxies?.amqp, proxies?.postgres] { proxy?.fault = proxyFault }
                 try await Task.sleep(for: .seconds(window))
-                proxies?.amqp.fault = .none
-                proxies?.postgres.fault = .none
-            case (1, _):
-                proxies?.amqp.fault = .blackHole
-                proxies?.postgres.fault = .blackHole
-                try await Task.sleep(for: .seconds(window))
-                proxies?.amqp.fault = .none
-                proxies?.postgres.fault = .none
-            case (2, _):
-                proxies?.amqp.resetAll()
-                proxies?.postgres.resetAll()
-            default:
-                proxies?.amqp.cutAll(after: 37)
-                proxies?.postgres.cutAll(after: 37)
+                for proxy in [proxies?.amqp, proxies?.postgres] { proxy?.fault = .none }
+            case .resetConnections:
+                for proxy in [proxies?.amqp, proxies?.postgres] { proxy?.resetAll() }
+            case .cutConnectionsMidFrame:
+                for proxy in [proxies?.amqp, proxies?.postgres] { proxy?.cutAll(after: 37) }
             }
-            spans.append((fault, start, tally.now()))
+            spans.append((fault.label(window: window), start, tally.now()))
         }
     }
 

@@ -119,7 +119,6 @@ final class ChaosTally: Sendable {
     }
 
     private let state = Mutex(State())
-    let clock = ContinuousClock()
     let origin = ContinuousClock.now
 
     func now() -> Double { (ContinuousClock.now - origin) / .seconds(1) }

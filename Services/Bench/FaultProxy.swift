@@ -36,7 +36,6 @@ final class FaultProxy: Sendable {
         var fault = Fault.none
         var links: [Int: Link] = [:]
         var nextLink = 0
-        var accepted = 0
         var stopped = false
     }
 
@@ -69,9 +68,6 @@ final class FaultProxy: Sendable {
         get { state.withLock { $0.fault } }
         set { state.withLock { $0.fault = newValue } }
     }
-
-    /// Connections accepted so far.
-    var accepted: Int { state.withLock { $0.accepted } }
 
     /// Every open connection ends with a TCP reset to both sides (SO_LINGER 0), as `reset_peer`.
     func resetAll() {
@@ -121,7 +117,6 @@ final class FaultProxy: Sendable {
             }
             let id: Int? = state.withLock { s in
                 guard !s.stopped else { return nil }
-                s.accepted += 1
                 s.nextLink += 1
                 s.links[s.nextLink] = Link(client: client, upstream: upstream)
                 return s.nextLink
