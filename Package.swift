@@ -59,7 +59,7 @@ let package = Package(
         .target(
             name: "SpotStore",
             dependencies: [
-                "CLibPQ",
+                "CLibPQ", "SpotModels",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
             ],

@@ -381,7 +381,8 @@ final class AMQPWorker: @unchecked Sendable {
             props.expiration = arena.bytes(String(max(ms, 1)))
         }
         props._flags = flags
-        return amqp_basic_publish(c, 1, arena.bytes(m.exchange), arena.bytes(m.routingKey), 1, 0, &props, arena.data(m.body))
+        return amqp_basic_publish(
+            c, 1, arena.bytes(m.exchange), arena.bytes(m.routingKey), m.mandatory ? 1 : 0, 0, &props, arena.data(m.body))
     }
 
     /// Reads one frame if one is available without waiting (this also sends heartbeats when
@@ -461,6 +462,12 @@ final class AMQPWorker: @unchecked Sendable {
             }
         }
         let body = message.body.len > 0 ? [UInt8](UnsafeRawBufferPointer(start: message.body.bytes, count: message.body.len)) : []
+        var (exchange, routingKey) = (exchange, routingKey)
+        if exchange.isEmpty, let original = headers[ReplayHeader.routingKey] {
+            // a replayed dead letter: handled as the message it first was
+            routingKey = original
+            exchange = headers[ReplayHeader.exchange] ?? Topology.eventsExchange
+        }
         return Delivery(
             body: body, exchange: exchange, routingKey: routingKey,
             messageId: has(AMQP_BASIC_MESSAGE_ID_FLAG) ? Self.string(p.message_id) : nil,

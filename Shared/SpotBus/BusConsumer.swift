@@ -10,11 +10,19 @@ import Synchronization
 /// Deliveries are handed to the handler in batches of up to `maxBatch` (1 by default; a
 /// service that commits several messages in one database transaction asks for more). A
 /// delivery is acked only after its handler returned (for services: after their database
-/// commit). When a batch fails, each of its messages is retried on its own, so one poison
-/// message cannot hold the others back. A message whose handler throws gets it back after a
-/// short backoff, up to `Topology.maxHandlerAttempts` deliveries; then it is published to
-/// `spotguard.dlx` with the failure reason in `x-spotguard-error` and acked. The queue's own
-/// `x-delivery-limit` catches messages whose handler crashes the process every time.
+/// commit). What happens when the handler throws depends on why:
+///
+/// - a dependency is out (`TransientFailure`: the database restarting, the broker pushing
+///   back): the batch is held — not handed back, so no delivery limit counts it — and tried
+///   again with backoff (up to `outageBackoffCap`) until it succeeds or the service shuts down
+///   (then it goes back to the queue unacked). An outage of any length dead-letters nothing.
+/// - the message cannot be decoded: it is dead-lettered at once; no retry would change it.
+/// - anything else: each message of the batch is retried on its own, so one poison message
+///   cannot hold the others back, up to `maxAttempts` deliveries; then it is published to
+///   `spotguard.dlx` with the reason in `x-spotguard-error` and acked.
+///
+/// The queue's own `x-delivery-limit` catches messages whose handler crashes the process every
+/// time. Dead letters are kept in `spotguard.dead-letters`; `DeadLetters` lists and replays them.
 public final class BusConsumer: Service, Sendable {
     public typealias Handler = @Sendable (Delivery) async throws -> Void
     public typealias BatchHandler = @Sendable ([Delivery]) async throws -> Void
@@ -30,6 +38,8 @@ public final class BusConsumer: Service, Sendable {
         public var batchLinger: Duration = .milliseconds(5)
         public var maxAttempts = Topology.maxHandlerAttempts
         public var retryBackoff: Duration = .milliseconds(100)
+        /// Longest pause between attempts while a dependency is out.
+        public var outageBackoffCap: Duration = .seconds(5)
 
         public init(queue: String) {
             self.queue = queue
@@ -113,40 +123,93 @@ public final class BusConsumer: Service, Sendable {
     }
 
     func handle(_ batch: [Delivery]) async {
-        if batch.count > 1 {
-            do {
-                try await handler(batch)
-                for delivery in batch { worker.ack(delivery) }
-                Counter(label: "spotguard_bus_consumed_total", dimensions: [("queue", configuration.queue)]).increment(by: batch.count)
-                return
-            } catch {
-                logger.warning(
-                    "batch handler failed; retrying its messages one by one",
-                    metadata: ["bus.queue": "\(configuration.queue)", "bus.batch": "\(batch.count)", "bus.error": "\(error)"])
-            }
+        guard let failure = await attemptHoldingThroughOutages(batch) else {
+            for delivery in batch { worker.ack(delivery) }
+            Counter(label: "spotguard_bus_consumed_total", dimensions: [("queue", configuration.queue)]).increment(by: batch.count)
+            return
         }
-        for delivery in batch { await handleOne(delivery) }
+        if case .shutdown = failure { return }  // unacked: back to the queue when the connection closes
+        if batch.count > 1 {
+            logger.warning(
+                "batch handler failed; retrying its messages one by one",
+                metadata: ["bus.queue": "\(configuration.queue)", "bus.batch": "\(batch.count)", "bus.error": "\(failure)"])
+            for delivery in batch { await handleOne(delivery) }
+        } else {
+            await failed(batch[0], failure)
+        }
     }
 
     private func handleOne(_ delivery: Delivery) async {
-        do {
-            try await handler([delivery])
+        switch await attemptHoldingThroughOutages([delivery]) {
+        case nil:
             worker.ack(delivery)
             Counter(label: "spotguard_bus_consumed_total", dimensions: [("queue", configuration.queue)]).increment()
-        } catch {
-            let attempt = delivery.deliveryCount + 1
-            logger.warning(
-                "message handler failed",
-                metadata: [
-                    "bus.queue": "\(configuration.queue)", "bus.message_id": "\(delivery.messageId ?? "-")",
-                    "bus.attempt": "\(attempt)", "bus.error": "\(error)",
-                ])
-            if attempt >= configuration.maxAttempts {
-                await deadLetter(delivery, reason: "\(error)", attempts: attempt)
-            } else {
-                try? await Task.sleep(for: configuration.retryBackoff * attempt)
-                worker.nack(delivery, requeue: true)
+        case .shutdown?:
+            return
+        case let failure?:
+            await failed(delivery, failure)
+        }
+    }
+
+    enum Failure: CustomStringConvertible {
+        case shutdown
+        case error(any Error)
+
+        var description: String {
+            switch self {
+            case .shutdown: "shutting down"
+            case .error(let e): "\(e)"
             }
+        }
+    }
+
+    /// Runs the handler; while it fails because a dependency is out, waits and runs it again.
+    /// Nil when it succeeded.
+    private func attemptHoldingThroughOutages(_ batch: [Delivery]) async -> Failure? {
+        var pause = Duration.milliseconds(200)
+        var held = false
+        while true {
+            do {
+                try await handler(batch)
+                if held {
+                    logger.notice("dependency back; held messages handled", metadata: ["bus.queue": "\(configuration.queue)"])
+                }
+                return nil
+            } catch where error.isTransientFailure {
+                if Task.isShuttingDownGracefully || Task.isCancelled { return .shutdown }
+                if !held {
+                    logger.warning(
+                        "a dependency is out; holding messages until it is back",
+                        metadata: ["bus.queue": "\(configuration.queue)", "bus.batch": "\(batch.count)", "bus.error": "\(error)"])
+                }
+                held = true
+                Counter(label: "spotguard_bus_outage_retries_total", dimensions: [("queue", configuration.queue)]).increment()
+                let wait = pause
+                try? await cancelWhenGracefulShutdown { try await Task.sleep(for: wait) }
+                pause = min(pause * 2, configuration.outageBackoffCap)
+            } catch {
+                return .error(error)
+            }
+        }
+    }
+
+    /// A message whose handler failed for a reason of its own: dead-lettered at once when it
+    /// cannot be decoded, else given back for another try until its attempts run out.
+    private func failed(_ delivery: Delivery, _ failure: Failure) async {
+        let attempt = delivery.deliveryCount + 1
+        logger.warning(
+            "message handler failed",
+            metadata: [
+                "bus.queue": "\(configuration.queue)", "bus.message_id": "\(delivery.messageId ?? "-")",
+                "bus.attempt": "\(attempt)", "bus.error": "\(failure)",
+            ])
+        if case .error(let error) = failure, error is DecodingError {
+            await deadLetter(delivery, reason: "invalid_message: \(error)", attempts: attempt)
+        } else if attempt >= configuration.maxAttempts {
+            await deadLetter(delivery, reason: "\(failure)", attempts: attempt)
+        } else {
+            try? await Task.sleep(for: configuration.retryBackoff * attempt)
+            worker.nack(delivery, requeue: true)
         }
     }
 
@@ -159,6 +222,7 @@ public final class BusConsumer: Service, Sendable {
         message.headers["x-spotguard-queue"] = configuration.queue
         message.headers["x-spotguard-attempts"] = String(attempts)
         message.headers["x-spotguard-exchange"] = delivery.exchange
+        message.headers["x-spotguard-dead-lettered-at"] = Timestamp.format(Date())
         do {
             try await deadLetters.publish(message)
             worker.ack(delivery)

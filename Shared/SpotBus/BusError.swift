@@ -1,6 +1,8 @@
+import SpotModels
+
 /// Why a bus operation failed. `isRetryable` tells a caller whether the same message may be
 /// sent again (consumers are idempotent, so a retry after an in-doubt failure is safe).
-public struct BusError: Error, Equatable, Sendable, CustomStringConvertible {
+public struct BusError: TransientFailure, Equatable, Sendable, CustomStringConvertible {
     public enum Code: String, Sendable {
         /// No connection to the broker right now.
         case notConnected = "not_connected"
@@ -29,5 +31,7 @@ public struct BusError: Error, Equatable, Sendable, CustomStringConvertible {
     }
 
     public var isRetryable: Bool { code != .unroutable && code != .shutdown }
+    /// The broker is out or pushing back: the same message goes through later.
+    public var isTransient: Bool { isRetryable }
     public var description: String { detail.isEmpty ? "bus error: \(code.rawValue)" : "bus error: \(code.rawValue): \(detail)" }
 }

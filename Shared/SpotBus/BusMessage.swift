@@ -14,6 +14,9 @@ public struct OutgoingMessage: Sendable {
     /// Per-message TTL in milliseconds (requests whose caller will have given up).
     public var expirationMs: Int?
     public var persistent = true
+    /// Returned (and the publish failed as `unroutable`) when no queue is bound. Off only for
+    /// replies, whose requester may have gone: a reply nobody waits for is simply dropped.
+    public var mandatory = true
 
     public init(exchange: String = Topology.eventsExchange, routingKey: String, body: [UInt8], messageId: String) {
         self.exchange = exchange
@@ -27,6 +30,14 @@ public struct OutgoingMessage: Sendable {
         let data = try WireJSON.encoder().encode(envelope)
         self.init(routingKey: envelope.type, body: Array(data), messageId: envelope.id.uuidString.lowercased())
     }
+}
+
+/// Headers of a dead letter sent back to its queue by `DeadLetters.replay`: it is published
+/// to its queue directly (so only the service that failed it sees it again), and the consumer
+/// restores the exchange and routing key it first came with.
+enum ReplayHeader {
+    static let routingKey = "x-spotguard-replay-routing-key"
+    static let exchange = "x-spotguard-replay-exchange"
 }
 
 /// A message received from a queue. `deliveryCount` is how many earlier deliveries of this

@@ -89,11 +89,9 @@ extension BusConsumer {
             var message = OutgoingMessage(exchange: "", routingKey: replyTo, body: reply, messageId: UUID().uuidString.lowercased())
             message.correlationId = correlationId
             message.persistent = false
-            do {
-                try await publisher.publish(message)
-            } catch let error as BusError where error.code == .unroutable {
-                logger.info("requester gone before the reply", metadata: ["bus.correlation_id": "\(correlationId)"])
-            }
+            // a requester that gave up has no reply queue any more: the broker drops the reply
+            message.mandatory = false
+            try await publisher.publish(message)
         }
     }
 }

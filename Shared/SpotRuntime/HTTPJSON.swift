@@ -75,9 +75,9 @@ public struct ReplicaRelay: Sendable {
 
     public func respond(_ call: ReplicaRequest) async throws -> Response {
         let answer = try await self.call(call)
-        return Response(
-            status: HTTPResponse.Status(code: answer.status), headers: [.contentType: "application/json"],
-            body: .init(byteBuffer: ByteBuffer(string: answer.body)))
+        var headers: HTTPFields = [.contentType: "application/json"]
+        if answer.status == 503 { headers[.retryAfter] = "1" }
+        return Response(status: HTTPResponse.Status(code: answer.status), headers: headers, body: .init(byteBuffer: ByteBuffer(string: answer.body)))
     }
 }
 

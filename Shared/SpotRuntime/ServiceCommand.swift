@@ -1,5 +1,7 @@
 import Foundation
 import Logging
+import SpotBus
+import SpotModels
 import ServiceLifecycle
 import SpotStore
 import UnixSignals
@@ -8,15 +10,25 @@ import UnixSignals
 ///
 ///     spotguard-<name> [serve]        run the service until SIGTERM/SIGINT
 ///     spotguard-<name> migrate        apply database migrations and exit
+///     spotguard-<name> dead-letters list|replay [--id MESSAGE_ID ...]
+///                                     a consuming service's dead letters (see `DeadLetters`)
 ///     spotguard-<name> <extra> ...    service-specific commands
 ///
 /// Configuration errors print one line naming the variable and exit with status 2.
 public enum ServiceCommand {
     public typealias Command = @Sendable (_ arguments: [String], _ env: EnvironmentReader, _ logger: Logger) async throws -> Void
 
+    /// - Parameter consumes: the service's queue, for `dead-letters`.
     public static func main(
-        executable: String, serve: @escaping Command, extra: [String: (usage: String, run: Command)] = [:]
+        executable: String, consumes queue: String? = nil, serve: @escaping Command, extra: [String: (usage: String, run: Command)] = [:]
     ) async {
+        var extra = extra
+        if let queue {
+            extra["dead-letters"] = (
+                usage: "list | replay [--id MESSAGE_ID ...]: this service's dead letters, one JSON object per line; replay sends them (or those named) back to \(queue)",
+                run: { args, env, logger in try await deadLetters(args, queue: queue, env: env, logger: logger) }
+            )
+        }
         let args = Array(CommandLine.arguments.dropFirst())
         let name = args.first ?? "serve"
         let env = EnvironmentReader()
@@ -47,6 +59,24 @@ public enum ServiceCommand {
     public static func option(_ name: String, in args: [String]) -> String? {
         guard let i = args.firstIndex(of: name), args.index(after: i) < args.endIndex else { return nil }
         return args[args.index(after: i)]
+    }
+
+    static func deadLetters(_ args: [String], queue: String, env: EnvironmentReader, logger: Logger) async throws {
+        var ids: Set<String> = []
+        var rest = args.dropFirst()
+        while let option = rest.popFirst() {
+            guard option == "--id", let id = rest.popFirst() else {
+                throw ConfigurationError(variable: option, problem: "unknown option (dead-letters list | replay [--id MESSAGE_ID ...])")
+            }
+            ids.insert(id)
+        }
+        let letters: [DeadLetters.Letter]
+        switch args.first {
+        case "list": letters = try await DeadLetters.list(endpoint: try env.amqp(), queue: queue, logger: logger)
+        case "replay": letters = try await DeadLetters.replay(endpoint: try env.amqp(), queue: queue, ids: ids.isEmpty ? nil : ids, logger: logger)
+        default: throw ConfigurationError(variable: "dead-letters", problem: "say list or replay")
+        }
+        for letter in letters { print(String(decoding: try WireJSON.encoder().encode(letter), as: UTF8.self)) }
     }
 
     /// Applies every bundled migration (safe to run from many processes at once).

@@ -1,6 +1,8 @@
+import SpotModels
+
 /// A database failure. `description` names the SQLSTATE and the server's primary message but
 /// leaves out DETAIL, which may quote row values.
-public struct PGError: Error, Sendable, CustomStringConvertible {
+public struct PGError: TransientFailure, Sendable, CustomStringConvertible {
     public enum Code: String, Sendable {
         case connection
         case query
@@ -29,6 +31,15 @@ public struct PGError: Error, Sendable, CustomStringConvertible {
     /// worth waiting for rather than giving up on the work.
     public var isOutage: Bool {
         code == .connection || (sqlState?.hasPrefix("08") ?? false) || ["57P01", "57P02", "57P03"].contains(sqlState ?? "")
+    }
+
+    /// Nothing about the statement is wrong; the server could not run it now: unreachable or
+    /// restarting, read-only (a standby, or a primary being demoted), out of connections,
+    /// memory or disk, or a serialization failure that outlived the transaction's own retries.
+    public var isTransient: Bool {
+        guard !isOutage, !isRetryable else { return true }
+        guard let sqlState else { return false }
+        return sqlState == "25006" || sqlState.hasPrefix("53")
     }
 
     public var description: String {

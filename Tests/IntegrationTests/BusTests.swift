@@ -135,6 +135,99 @@ extension IntegrationTests {
             await publisher.shutdown()
         }
 
+        /// A dependency that is out (here the broker, as a handler publishing would see it) is
+        /// waited for: the message is held, never handed back or dead-lettered, however many
+        /// tries it takes; it is handled once the dependency is back.
+        @Test func transientFailureHoldsTheMessageInsteadOfDeadLettering() async throws {
+            try await withPublisher(topology: topology) { publisher in
+                try await publisher.publish(message(1))
+                let tries = Counter()
+                let handled = Inbox()
+                var config = BusConsumer.Configuration(queue: queue)
+                config.retryBackoff = .milliseconds(10)
+                config.outageBackoffCap = .milliseconds(20)
+                let consumer = BusConsumer(
+                    endpoint: try TestStack.amqp, topology: topology, configuration: config, deadLetters: publisher, logger: TestStack.logger
+                ) { d in
+                    // twice as many failures as a message may cost before it is dead-lettered
+                    if tries.increment() <= 2 * Topology.maxHandlerAttempts { throw BusError(.notConnected, "the database is restarting") }
+                    handled.append(d)
+                }
+                try await withConsumer(consumer) {
+                    #expect(await TestStack.eventually { handled.count == 1 })
+                }
+                #expect(handled.all.first?.deliveryCount == 0, "held, not handed back to the queue")
+                let dead = try await DeadLetters.list(endpoint: try TestStack.amqp, queue: queue, logger: TestStack.logger)
+                #expect(dead.isEmpty)
+                try await publisher.deleteQueue(queue)
+            }
+        }
+
+        /// A message that cannot be decoded is dead-lettered on its first delivery (no retry can
+        /// change it) with the reason; once the consumer is fixed, `replay` sends it back to its
+        /// queue only, where it arrives under its first routing key and id; a second replay
+        /// finds nothing more to send.
+        @Test func undecodableMessageIsDeadLetteredAtOnceAndReplayedToItsQueue() async throws {
+            struct Price: Codable, Sendable { var price: Double }
+            try await withPublisher(topology: topology) { publisher in
+                try await publisher.publish(message(1, body: #"{"price": "a lot"}"#))
+                let tries = Counter()
+                let strict = BusConsumer(endpoint: try TestStack.amqp, topology: topology, configuration: .init(queue: queue),
+                                         deadLetters: publisher, logger: TestStack.logger) { d in
+                    tries.increment()
+                    _ = try WireJSON.decoder().decode(Price.self, from: Data(d.body))
+                }
+                var dead: [DeadLetters.Letter] = []
+                try await withConsumer(strict) {
+                    _ = await TestStack.eventually {
+                        dead = (try? await DeadLetters.list(endpoint: try TestStack.amqp, queue: queue, logger: TestStack.logger)) ?? []
+                        return !dead.isEmpty
+                    }
+                }
+                #expect(tries.current == 1)
+                let letter = try #require(dead.first)
+                #expect(dead.count == 1 && letter.messageId == "\(key)-1" && letter.routingKey == "\(key).item" && letter.attempts == 1)
+                #expect(letter.reason?.hasPrefix("invalid_message: ") == true, "\(letter.reason ?? "-")")
+
+                let inbox = Inbox()
+                try await withConsumer(try consumer(inbox, publisher: publisher)) {
+                    let replayed = try await DeadLetters.replay(endpoint: try TestStack.amqp, queue: queue, logger: TestStack.logger)
+                    #expect(replayed.map(\.messageId) == ["\(key)-1"])
+                    #expect(await TestStack.eventually { inbox.count == 1 })
+                    let again = try await DeadLetters.replay(endpoint: try TestStack.amqp, queue: queue, logger: TestStack.logger)
+                    #expect(again.isEmpty)
+                }
+                let back = try #require(inbox.all.first)
+                #expect(back.routingKey == "\(key).item" && back.exchange == Topology.eventsExchange && back.messageId == "\(key)-1")
+                #expect(String(decoding: back.body, as: UTF8.self) == #"{"price": "a lot"}"#)
+                try await publisher.deleteQueue(queue)
+            }
+        }
+
+        /// A reply to a requester whose connection is gone is dropped by the broker when it is
+        /// published without the mandatory flag (as the responder does); with it, the broker
+        /// returns it and the publish fails — which once logged a line per late reply.
+        @Test func aReplyToARequesterThatIsGoneIsDropped() async throws {
+            try await withPublisher(topology: topology) { publisher in
+                let requests = Inbox()
+                try await withConsumer(try consumer(requests, publisher: publisher)) {
+                    let requester = BusRequester(endpoint: try TestStack.amqp, topology: topology, logger: TestStack.logger)
+                    requester.start()
+                    #expect(await TestStack.eventually { requester.isConnected })
+                    _ = try? await requester.request(routingKey: "\(key).ask", body: [1], deadline: .milliseconds(300))
+                    await requester.shutdown()
+                    #expect(await TestStack.eventually { requests.count == 1 })
+                }
+                let replyTo = try #require(requests.all.first?.replyTo)
+                var reply = OutgoingMessage(exchange: "", routingKey: replyTo, body: [2], messageId: "\(key)-reply")
+                reply.persistent = false
+                await #expect(throws: BusError.self) { try await publisher.publish(reply) }
+                reply.mandatory = false
+                try await publisher.publish(reply)
+                try await publisher.deleteQueue(queue)
+            }
+        }
+
         @Test func requestGetsItsReplyAndAMissingResponderTimesOut() async throws {
             try await withPublisher(topology: topology) { publisher in
                 let responder = BusConsumer.responder(

@@ -286,7 +286,7 @@ extension IntegrationTests {
                         store,
                         """
                         SELECT response_action, replica_id::text, failover_completed::text, failover_time_ms::text, success::text
-                          FROM spot_interruption_events WHERE agent_id = $1::uuid AND instance_id = $2
+                          FROM spot_interruption_events WHERE agent_id = $1::uuid AND instance_id = $2 AND signal_type = 'termination-notice'
                         """, [agent.id, agent.instance])
                     #expect(logged == ["replica_promoted", replicaId, "true", String(ms), "true"])
                     let switchRow = try await ReplicaQuery.one(

@@ -168,7 +168,7 @@ extension IntegrationTests.SEFDeterminismTests {
                 // the SEF holds its batch and waits for the database instead of handing it back
                 #expect(await TestStack.eventually(timeout: .seconds(15)) {
                     let metrics = try? await sef.send("GET", "/metrics")
-                    return String(decoding: metrics?.body ?? Data(), as: UTF8.self).contains("spotguard_sef_outage_retries_total")
+                    return String(decoding: metrics?.body ?? Data(), as: UTF8.self).contains("spotguard_bus_outage_retries_total")
                 })
                 try await TestStack.stack("db-start")
                 #expect(await TestStack.eventually(timeout: .seconds(60)) {

@@ -147,3 +147,13 @@ func withInbox(_ bindings: [String], _ body: (Inbox) async throws -> Void) async
         try await withConsumer(consumer) { try await body(inbox) }
     }
 }
+
+/// Runs a one-shot subcommand of a SpotGuard executable against the test stack; returns its
+/// exit status and its standard output's lines.
+func runCommand(_ executable: String, _ arguments: [String]) async throws -> (status: Int32, lines: [String]) {
+    let output = FileManager.default.temporaryDirectory.appendingPathComponent("\(executable)-\(UUID()).out").path
+    defer { try? FileManager.default.removeItem(atPath: output) }
+    let status = try await ChildProcess(try TestStack.binDir + "/" + executable, arguments, output: output).exitStatus()
+    let text = (try? String(contentsOfFile: output, encoding: .utf8)) ?? ""
+    return (status, text.split(separator: "\n").map(String.init))
+}

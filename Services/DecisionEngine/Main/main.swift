@@ -13,7 +13,7 @@ func advisorBands(_ configuration: DecisionConfiguration) throws -> [String: [St
 }
 
 await ServiceCommand.main(
-    executable: "spotguard-decisions",
+    executable: "spotguard-decisions", consumes: "spotguard.decisions",
     serve: { _, env, logger in
         let configuration = try DecisionConfiguration(env: env)
         let amqp = try env.amqp()

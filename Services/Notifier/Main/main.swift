@@ -2,7 +2,7 @@ import NotifierApp
 import SpotRuntime
 
 await ServiceCommand.main(
-    executable: "spotguard-notifier",
+    executable: "spotguard-notifier", consumes: "spotguard.notifier",
     serve: { _, env, logger in
         let configuration = try NotifierConfiguration(env: env)
         let amqp = try env.amqp()

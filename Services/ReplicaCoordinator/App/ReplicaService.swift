@@ -33,7 +33,8 @@ public struct ReplicaService: Sendable {
     }
 
     /// Decodes a relayed call and answers it; what cannot be decoded is answered 400 (a retry
-    /// would not help), storage failures are thrown so the call is delivered again.
+    /// would not help), a database outage 503 at once: the caller is waiting and retries
+    /// itself, so holding the call until the database is back would only answer nobody.
     static func answer(_ delivery: Delivery, coordinator: Coordinator, logger: Logger) async throws -> [UInt8] {
         // an older broker may still route events here; only calls are answered
         guard delivery.routingKey.hasPrefix("rpc.replicas."), delivery.replyTo != nil else { return [] }
@@ -44,6 +45,9 @@ public struct ReplicaService: Sendable {
         } catch is DecodingError {
             logger.warning("undecodable call", metadata: ["bus.routing_key": "\(delivery.routingKey)"])
             reply = APIReply(status: 400, body: ErrorBody(code: "bad_request", message: "the relayed call could not be decoded").json)
+        } catch where error.isTransientFailure {
+            let e = APIError.databaseUnavailable
+            reply = APIReply(status: Int(e.status.code), body: ErrorBody(code: e.code, message: e.message).json)
         }
         return Array(try WireJSON.encoder().encode(reply))
     }

@@ -4,7 +4,7 @@ import SpotModels
 import SpotRuntime
 
 await ServiceCommand.main(
-    executable: "spotguard-replicas",
+    executable: "spotguard-replicas", consumes: "spotguard.replicas",
     serve: { _, env, logger in
         let configuration = try ReplicaConfiguration(env: env)
         let amqp = try env.amqp()

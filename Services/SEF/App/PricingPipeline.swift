@@ -52,7 +52,8 @@ public final class PricingPipeline: Sendable {
         }
         let decoded = ContinuousClock.now
         Timer(label: "spotguard_sef_phase_seconds", dimensions: [("phase", "decode")]).record(duration: decoded - clock)
-        let report = try await applyThroughOutages(rows, beats)
+        // a database outage is thrown as a transient failure: the consumer holds the batch
+        let report = try await apply(rows, beats)
         Timer(label: "spotguard_sef_phase_seconds", dimensions: [("phase", "transaction")]).record(duration: ContinuousClock.now - decoded)
         // from ingest's 202 to the clean row committed (same host clock)
         let committed = Date()
@@ -63,24 +64,6 @@ public final class PricingPipeline: Sendable {
         Counter(label: "spotguard_sef_duplicates_total").increment(by: max(0, report.duplicatesMarked))
         Counter(label: "spotguard_sef_heartbeats_total").increment(by: report.heartbeatsApplied)
         Self.recordFills(report)
-    }
-
-    /// While the database is down the batch is held and retried (backoff up to 5 s) rather
-    /// than handed back: every return to a quorum queue counts towards its delivery limit, and
-    /// an outage must not send good data to the dead letters. Graceful shutdown ends the wait
-    /// (the batch then goes back to the queue unacked).
-    func applyThroughOutages(_ rows: [SubmissionRow], _ beats: [HeartbeatReceived]) async throws -> ApplyReport {
-        var wait: Duration = .milliseconds(200)
-        while true {
-            do {
-                return try await apply(rows, beats)
-            } catch let error as PGError where error.isOutage && !Task.isShuttingDownGracefully && !Task.isCancelled {
-                Counter(label: "spotguard_sef_outage_retries_total").increment()
-                let pause = wait
-                try? await cancelWhenGracefulShutdown { try await Task.sleep(for: pause) }
-                wait = min(wait * 2, .seconds(5))
-            }
-        }
     }
 
     /// One transaction for the whole batch; returns what changed.

@@ -10,7 +10,7 @@ func printJSON<T: Encodable>(_ value: T) throws {
 }
 
 await ServiceCommand.main(
-    executable: "spotguard-sef",
+    executable: "spotguard-sef", consumes: "spotguard.sef",
     serve: { _, env, logger in
         let configuration = try SEFConfiguration(env: env)
         let amqp = try env.amqp()
