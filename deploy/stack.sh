@@ -7,6 +7,8 @@
 #   deploy/stack.sh up                      deps, infra dev, build, migrate, start services
 #   deploy/stack.sh down    [dev|test]      stop everything the stack started
 #   deploy/stack.sh broker-stop|broker-start|broker-restart [dev|test]
+#   deploy/stack.sh broker-pause|broker-resume [dev|test]   SIGSTOP/SIGCONT of the broker's VM
+#   deploy/stack.sh broker-alarm-on|broker-alarm-off [dev|test]   raise/clear its memory alarm
 #   deploy/stack.sh db-stop|db-crash|db-start [dev|test]   (db-crash: immediate stop, no checkpoint)
 #   deploy/stack.sh status  [dev|test]
 #   deploy/stack.sh queues  [dev|test]      queue depths on the private broker
@@ -414,6 +416,11 @@ case "$CMD" in
     broker-stop) rabbit_stop ;;
     broker-start) rabbit_start ;;
     broker-restart) rabbit_stop; rabbit_start ;;
+    broker-pause) rabbit_env; kill -STOP "$(cat "$RABBITMQ_PID_FILE")" ;;
+    broker-resume) rabbit_env; kill -CONT "$(cat "$RABBITMQ_PID_FILE")" ;;
+    # a watermark far below what the node uses raises the memory alarm: publishers are blocked
+    broker-alarm-on) rabbit_env; rabbit_ctl -q set_vm_memory_high_watermark 0.0001 >/dev/null ;;
+    broker-alarm-off) rabbit_env; rabbit_ctl -q set_vm_memory_high_watermark 0.3 >/dev/null ;;
     status) status ;;
     queues) rabbit_env; rabbit_ctl -q list_queues name type messages_ready messages_unacknowledged consumers ;;
     purge) rabbit_env; rabbit_ctl -q purge_queue "${PURGE_QUEUE:?set PURGE_QUEUE}" ;;

@@ -29,6 +29,14 @@ struct ConnectionRole: Sendable {
 /// nack) and reads frames (confirms, returns, deliveries). Callers on Swift's cooperative pool
 /// only touch the mutex-protected queue and continuations.
 ///
+/// A broker that stops reading (paused, or blocking publishers under a resource alarm) must not
+/// stall callers: a publish is written only while the socket has room (else it waits in the
+/// queue, and the thread keeps polling); confirm deadlines are kept by a sweeper task apart from
+/// the thread, so every publish ends by its deadline whatever the thread does; a thread stuck in
+/// one send past the deadline has its socket shut down (the send fails, the connection is
+/// rebuilt); and while the broker says the connection is blocked (`connection.blocked`, which
+/// the login asks for), publishes fail at once with `BusError.blocked`.
+///
 /// `@unchecked Sendable`: `conn` and the fields marked "worker thread only" are read and
 /// written on the worker thread alone; everything callers touch sits in `shared` (a Mutex).
 final class AMQPWorker: @unchecked Sendable {
@@ -50,6 +58,12 @@ final class AMQPWorker: @unchecked Sendable {
         var pending: [UInt64: Pending] = [:]
         var nextLocalId: UInt64 = 1
         var connected = false
+        /// The broker's reason while it blocks this connection's publishes.
+        var blocked: String?
+        /// The connection's socket while it is open (for the sweeper's shutdown).
+        var socket: Int32 = -1
+        /// When the thread entered the send it is in, if any.
+        var sendingSince: ContinuousClock.Instant?
         var stopping = false
         var exited = false
         var exitWaiters: [CheckedContinuation<Void, Never>] = []
@@ -74,7 +88,8 @@ final class AMQPWorker: @unchecked Sendable {
     private var messageIdToLocal: [String: UInt64] = [:]
     private var returned: Set<UInt64> = []
     private var consumerTag: String?
-    private var lastDeadlineCheck = ContinuousClock.now
+    /// Set when a publish waits for room in the socket's send buffer.
+    private var awaitingRoom = false
 
     init(
         endpoint: AMQPEndpoint, topology: Topology, role: ConnectionRole, confirmTimeout: Duration, logger: Logger,
@@ -105,6 +120,27 @@ final class AMQPWorker: @unchecked Sendable {
         let thread = Thread { [self] in threadMain() }
         thread.name = "amqp-\(role.consume?.queue ?? "publisher")"
         thread.start()
+        Task.detached { [self] in await sweep() }
+    }
+
+    /// Until the thread exits: ends publishes whose confirm is overdue, and breaks the
+    /// connection of a thread stuck in one send for longer than a confirm may take.
+    private func sweep() async {
+        var warned = false
+        while !shared.withLock({ $0.exited }) {
+            try? await Task.sleep(for: .milliseconds(50))
+            expireConfirms()
+            let now = ContinuousClock.now
+            let stuck = shared.withLock { s -> Bool in
+                guard let since = s.sendingSince, now - since > confirmTimeout, s.socket >= 0 else { return false }
+                spotguard_shutdown_socket(s.socket)
+                return true
+            }
+            if stuck && !warned {
+                logger.warning("amqp send stuck (the broker stopped reading); breaking the connection", metadata: ["amqp.role": "\(roleName)"])
+            }
+            warned = stuck
+        }
     }
 
     /// Stops the worker: a publisher first waits for the confirms it awaits (bounded by their
@@ -128,6 +164,7 @@ final class AMQPWorker: @unchecked Sendable {
             let error = shared.withLock { s -> BusError? in
                 if s.stopping { return BusError(.shutdown) }
                 guard s.connected else { return BusError(.notConnected, "no connection to \(endpoint)") }
+                if let reason = s.blocked { return BusError(.blocked, reason) }
                 let id = s.nextLocalId
                 s.nextLocalId += 1
                 s.pending[id] = Pending(continuation: c, deadline: .now + confirmTimeout)
@@ -172,7 +209,10 @@ final class AMQPWorker: @unchecked Sendable {
             do {
                 try connect()
                 backoff = 0.1
-                shared.withLock { $0.connected = true }
+                shared.withLock {
+                    $0.connected = true
+                    $0.blocked = nil
+                }
                 logger.info("amqp connected", metadata: ["amqp.endpoint": "\(endpoint)", "amqp.role": "\(roleName)"])
                 onConnected?()
                 try runLoop()
@@ -187,7 +227,7 @@ final class AMQPWorker: @unchecked Sendable {
                 // 9 s after a broker restart in the fault suite)
                 let delay = backoff * Double.random(in: 0.5...1.0)
                 backoff = min(backoff * 2, 5)
-                _ = spotguard_poll2(-1, wakeRead, Int32(delay * 1000))
+                _ = spotguard_poll2(-1, wakeRead, 0, Int32(delay * 1000))
                 drainWake()
             }
         }
@@ -212,8 +252,11 @@ final class AMQPWorker: @unchecked Sendable {
         guard st == 0 else { throw BusError(.notConnected, "connect \(endpoint): \(Self.statusText(st))") }
         try check(
             spotguard_amqp_login_plain(
-                c, endpoint.vhost, 0, 131_072, Int32(endpoint.heartbeatSeconds), endpoint.user, endpoint.password),
+                c, endpoint.vhost, 0, 131_072, Int32(endpoint.heartbeatSeconds), endpoint.user, endpoint.password,
+                "\(ProcessInfo.processInfo.processName)[\(ProcessInfo.processInfo.processIdentifier)] \(roleName)"),
             "login")
+        let fd = amqp_get_sockfd(c)
+        shared.withLock { $0.socket = fd }
         var rpcTimeout = timeval(.seconds(10))
         _ = amqp_set_rpc_timeout(c, &rpcTimeout)
         amqp_channel_open(c, 1)
@@ -272,25 +315,31 @@ final class AMQPWorker: @unchecked Sendable {
         let fd = amqp_get_sockfd(c)
         while true {
             amqp_maybe_release_buffers(c)
-            try performOps(c)
+            try performOps(c, socket: fd)
             var frames = 0
             while frames < 512, try readFrame(c) { frames += 1 }
-            expireConfirms()
             let (stopping, opsWaiting, pendingCount) = shared.withLock { ($0.stopping, !$0.ops.isEmpty, $0.pending.count) }
             if stopping && !opsWaiting && (pendingCount == 0 || role.consume != nil) { return }
-            if opsWaiting || amqp_frames_enqueued(c) != 0 || amqp_data_in_buffer(c) != 0 { continue }
-            let ready = spotguard_poll2(fd, wakeRead, 200)
+            if (opsWaiting && !awaitingRoom) || amqp_frames_enqueued(c) != 0 || amqp_data_in_buffer(c) != 0 { continue }
+            let ready = spotguard_poll2(fd, wakeRead, awaitingRoom ? 1 : 0, 200)
             if ready < 0 { throw BusError(.connectionLost, "poll failed: \(errno)") }
             if ready & 2 != 0 { drainWake() }
         }
     }
 
-    private func performOps(_ c: amqp_connection_state_t) throws {
+    private func performOps(_ c: amqp_connection_state_t, socket: Int32) throws {
         let ops = shared.withLock { s -> [Op] in
             defer { s.ops = [] }
             return s.ops
         }
+        awaitingRoom = false
         for (i, op) in ops.enumerated() {
+            if case .publish = op, spotguard_writable(socket) == 0 {
+                // the broker is not reading: the rest waits (in order) until the socket has room
+                awaitingRoom = true
+                shared.withLock { $0.ops.insert(contentsOf: ops[i...], at: 0) }
+                return
+            }
             do {
                 try perform(op, on: c)
             } catch {
@@ -305,7 +354,9 @@ final class AMQPWorker: @unchecked Sendable {
         switch op {
         case .publish(let message, let localId):
             guard shared.withLock({ $0.pending[localId] != nil }) else { return }  // already timed out
+            shared.withLock { $0.sendingSince = .now }
             let st = basicPublish(message, on: c)
+            shared.withLock { $0.sendingSince = nil }
             guard st == 0 else {
                 resolve(localId, BusError(.connectionLost, "publish: \(Self.statusText(st))"))
                 throw BusError(.connectionLost, "publish: \(Self.statusText(st))")
@@ -437,7 +488,23 @@ final class AMQPWorker: @unchecked Sendable {
         case AMQP_BASIC_CANCEL_METHOD:
             throw BusError(.connectionLost, "the broker cancelled the consumer (queue deleted?)")
         case AMQP_CONNECTION_BLOCKED_METHOD:
-            logger.warning("broker blocked publishing (resource alarm)")
+            let blocked = method.decoded.assumingMemoryBound(to: amqp_connection_blocked_t.self).pointee
+            let reason = "the broker blocks publishing: \(Self.string(blocked.reason))"
+            logger.warning("broker blocked publishing (resource alarm)", metadata: ["amqp.reason": "\(Self.string(blocked.reason))"])
+            // what is queued or awaits its confirm would only wait for a confirm that cannot come
+            // before the alarm clears: it fails now (in doubt; a retry is deduplicated downstream)
+            let (queued, waiting) = shared.withLock { s -> ([Op], [Pending]) in
+                s.blocked = reason
+                let publishes = s.ops.filter { if case .publish = $0 { true } else { false } }
+                s.ops.removeAll { if case .publish = $0 { true } else { false } }
+                defer { s.pending = [:] }
+                return (publishes, Array(s.pending.values))
+            }
+            for op in queued { abandon(op, BusError(.blocked, reason)) }
+            for p in waiting { p.continuation.resume(throwing: BusError(.blocked, reason)) }
+        case AMQP_CONNECTION_UNBLOCKED_METHOD:
+            shared.withLock { $0.blocked = nil }
+            logger.notice("broker unblocked publishing")
         default:
             break
         }
@@ -494,8 +561,6 @@ final class AMQPWorker: @unchecked Sendable {
 
     private func expireConfirms() {
         let now = ContinuousClock.now
-        guard now - lastDeadlineCheck > .milliseconds(50) else { return }
-        lastDeadlineCheck = now
         let expired = shared.withLock { s -> [Pending] in
             let ids = s.pending.filter { $0.value.deadline <= now }.map(\.key)
             return ids.compactMap { s.pending.removeValue(forKey: $0) }
@@ -528,6 +593,10 @@ final class AMQPWorker: @unchecked Sendable {
     }
 
     private func destroyConnection() {
+        shared.withLock {
+            $0.socket = -1
+            $0.sendingSince = nil
+        }
         if let c = conn { amqp_destroy_connection(c) }
         conn = nil
         consumerTag = nil

@@ -10,6 +10,8 @@ public struct BusError: TransientFailure, Equatable, Sendable, CustomStringConve
         case nacked
         /// No queue is bound for the routing key (mandatory publish returned).
         case unroutable
+        /// The broker blocks publishing on this connection (a memory or disk alarm).
+        case blocked
         /// No confirm arrived in time: the message may or may not be stored.
         case confirmTimeout = "confirm_timeout"
         /// The connection broke while the message awaited its confirm: in doubt.

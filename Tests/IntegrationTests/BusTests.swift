@@ -228,6 +228,41 @@ extension IntegrationTests {
             }
         }
 
+        /// A broker that stops reading (paused with SIGSTOP) cannot stall a publisher: with far
+        /// more bytes in flight than the socket buffers hold, every publish still ends by its
+        /// confirm deadline, and publishing works again once the broker is back.
+        @Test func aPausedBrokerCannotHangPublishers() async throws {
+            let publisher = BusPublisher(endpoint: try TestStack.amqp, topology: topology, confirmTimeout: .seconds(2), logger: TestStack.logger)
+            publisher.start()
+            #expect(await TestStack.eventually { publisher.isConnected })
+            let body = Array(repeating: UInt8(ascii: "x"), count: 256 * 1024)
+            try await TestStack.stack("broker-pause")
+            let resume = Task {
+                // whatever happens to the publishes, the broker runs again after 20 s
+                try? await Task.sleep(for: .seconds(20))
+                try? await TestStack.stack("broker-resume")
+            }
+            let slowest = await withTaskGroup(of: Duration.self) { group in
+                for i in 0..<96 {
+                    group.addTask {
+                        let started = ContinuousClock.now
+                        var m = OutgoingMessage(routingKey: "\(key).bulk", body: body, messageId: "\(key)-bulk-\(i)")
+                        m.persistent = false
+                        _ = try? await publisher.publish(m)
+                        return ContinuousClock.now - started
+                    }
+                }
+                return await group.reduce(Duration.zero) { max($0, $1) }
+            }
+            resume.cancel()
+            try await TestStack.stack("broker-resume")
+            #expect(slowest < .seconds(3), "a publish took \(slowest) with a 2 s confirm deadline")
+            // back to normal once the broker reads again
+            #expect(await TestStack.eventually(timeout: .seconds(30)) { (try? await publisher.publish(message(1))) != nil })
+            try await publisher.deleteQueue(queue)
+            await publisher.shutdown()
+        }
+
         @Test func requestGetsItsReplyAndAMissingResponderTimesOut() async throws {
             try await withPublisher(topology: topology) { publisher in
                 let responder = BusConsumer.responder(

@@ -3,6 +3,7 @@ import SpotBus
 import SpotModels
 import SpotRuntime
 import SpotStore
+import Synchronization
 import Testing
 
 extension IntegrationTests {
@@ -98,5 +99,96 @@ extension IntegrationTests {
             }
             await store.shutdown()
         }
+
+        /// What one agent request saw while the broker misbehaved.
+        struct Outcome: Sendable {
+            var phase: String
+            var status: Int
+            var seconds: Double
+            var id: UUID
+        }
+
+        /// Agents keep reporting while the broker is paused (SIGSTOP) for 30 s and then raises its
+        /// memory alarm for 15 s: ingest answers every request within 6 s (its publish deadline is
+        /// 5 s) — 503 with Retry-After while the broker cannot take the report, and at once while
+        /// the broker says it blocks publishing — takes reports again after each fault, and every
+        /// report it answered 202 reaches the SEF's tables.
+        @Test func aPausedOrAlarmedBrokerGetsEveryRequestAnsweredInTime() async throws {
+            let store = try await TestStack.store()
+            let log = OutcomeLog()
+            try await ServiceProcess.withIngest { ingest in
+                try await withSEF {
+                    let fleet = try await PriceFleet.make(ingest)
+                    let lane: @Sendable (Int) async -> Void = { n in
+                        var price = 0.03 + Double(n) / 1000
+                        while !log.stopped {
+                            let id = UUID()
+                            let now = log.phase
+                            let started = ContinuousClock.now
+                            let status = (try? await fleet.report([("a", price), ("b", price + 0.001)], at: Date(), id: id)) ?? -1
+                            let took = ContinuousClock.now - started
+                            log.append(Outcome(phase: now, status: status, seconds: Double(took.components.seconds) + Double(took.components.attoseconds) / 1e18, id: id))
+                            price += 0.000001
+                            if status != 202 { try? await Task.sleep(for: .milliseconds(200)) }
+                        }
+                    }
+                    func acceptedSince(_ count: Int) -> Bool { log.all.dropFirst(count).contains { $0.status == 202 } }
+                    try await withThrowingTaskGroup(of: Void.self) { group in
+                        // six: the test client keeps at most six connections to one host, more would queue on its side
+                        for n in 0..<6 { group.addTask { await lane(n) } }
+                        try await Task.sleep(for: .seconds(3))
+
+                        /// Runs `fault` for `seconds` under load, then expects a report accepted again.
+                        func underLoad(_ name: String, _ start: String, _ end: String, seconds: Int) async throws {
+                            log.phase = name
+                            try await TestStack.stack(start)
+                            try? await Task.sleep(for: .seconds(seconds))
+                            try await TestStack.stack(end)
+                            log.phase = "after-\(name)"
+                            let mark = log.all.count
+                            #expect(await TestStack.eventually(timeout: .seconds(30)) { acceptedSince(mark) }, "no report accepted after \(name)")
+                        }
+                        try await underLoad("paused", "broker-pause", "broker-resume", seconds: 30)
+                        try await underLoad("alarm", "broker-alarm-on", "broker-alarm-off", seconds: 15)
+                        log.stopped = true
+                        try await group.waitForAll()
+                    }
+                    let all = log.all
+                    let slowest = all.map(\.seconds).max() ?? 0
+                    #expect(slowest < 6, "slowest answer \(slowest) s")
+                    #expect(all.allSatisfy { $0.status == 202 || $0.status == 503 }, "statuses \(Set(all.map(\.status)))")
+                    #expect(all.contains { $0.phase == "paused" && $0.status == 503 })
+                    // while the broker blocks publishing, ingest says so at once
+                    let alarmed = all.filter { $0.phase == "alarm" && $0.status == 503 }.map(\.seconds).sorted()
+                    #expect(alarmed.count > 20 && alarmed[alarmed.count / 2] < 1, "alarm answers: \(alarmed.count), median \(alarmed.isEmpty ? -1 : alarmed[alarmed.count / 2]) s")
+                    // nothing answered 202 is lost
+                    let accepted = Set(all.filter { $0.status == 202 }.map(\.id))
+                    func stored() async throws -> Int {
+                        try await SEFQuery.count(
+                            store, "SELECT count(DISTINCT report_id) FROM spot_price_snapshots WHERE report_id = ANY($1::uuid[])", [PGArray(Array(accepted))])
+                    }
+                    #expect(await TestStack.eventually(timeout: .seconds(60)) { ((try? await stored()) ?? 0) == accepted.count })
+                    let slow = all.sorted { a, b in a.seconds > b.seconds }.prefix(8).map { o in "\(o.phase) \(o.status) \(o.seconds)" }
+                    print("[outage] broker pause and alarm: \(all.count) requests, \(accepted.count) accepted, slowest \(slowest) s, alarm median \(alarmed.isEmpty ? -1 : alarmed[alarmed.count / 2]) s; over 5 s: \(slow)")
+                }
+            }
+            await store.shutdown()
+        }
+    }
+}
+
+/// Outcomes of concurrent requests and the phase they ran in.
+final class OutcomeLog: Sendable {
+    private let state = Mutex<(outcomes: [IntegrationTests.OutageTests.Outcome], phase: String, stopped: Bool)>(([], "steady", false))
+
+    func append(_ o: IntegrationTests.OutageTests.Outcome) { state.withLock { $0.outcomes.append(o) } }
+    var all: [IntegrationTests.OutageTests.Outcome] { state.withLock { $0.outcomes } }
+    var phase: String {
+        get { state.withLock { $0.phase } }
+        set { state.withLock { $0.phase = newValue } }
+    }
+    var stopped: Bool {
+        get { state.withLock { $0.stopped } }
+        set { state.withLock { $0.stopped = newValue } }
     }
 }
