@@ -246,7 +246,7 @@ rabbit_stop() {
 write_env() {
     mkdir -p "$DIR"
     local token_file="$DIR/admin-token"
-    [ -s "$token_file" ] || head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$token_file"
+    [ -s "$token_file" ] || (umask 077; head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$token_file")
     cat >"$DIR/env" <<EOF
 # SpotGuard $STACK stack: source this file from a shell.
 export SPOTGUARD_DATABASE_URL='postgresql://spotguard@127.0.0.1:$PG_PORT/spotguard'
@@ -272,7 +272,9 @@ EOF
     local advisor
     advisor="$(cd "$ROOT/.." && pwd)/shared/data/spot-advisor-data_2025-06.json"
     [ -f "$advisor" ] && echo "export SPOTGUARD_DECISIONS_ADVISOR_FILE='$advisor'" >>"$DIR/env"
-    [ "$STACK" = dev ] && cp "$DIR/env" "$ROOT/.spotguard/env"
+    # the admin token and connection settings are for this user only
+    chmod 600 "$token_file" "$DIR/env"
+    [ "$STACK" = dev ] && install -m 600 "$DIR/env" "$ROOT/.spotguard/env"
     return 0
 }
 

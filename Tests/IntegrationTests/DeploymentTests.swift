@@ -4,6 +4,15 @@ import Testing
 
 extension IntegrationTests {
     @Suite struct DeploymentTests {
+        /// The stack's admin token and its settings file are readable by their owner only.
+        @Test func stackSecretsAreForTheirOwnerOnly() throws {
+            let dir = try TestStack.env.require("SPOTGUARD_STACK_DIR")
+            for file in ["admin-token", "env"] {
+                let mode = try FileManager.default.attributesOfItem(atPath: "\(dir)/\(file)")[.posixPermissions] as? Int
+                #expect(mode == 0o600, "\(file) has mode \(String(mode ?? 0, radix: 8))")
+            }
+        }
+
         /// docker-compose.yml is valid (checked by docker-compose itself, since no Docker engine
         /// runs here) and has one service per SpotGuard executable besides the two brokers.
         @Test func composeFileIsValidAndRunsEveryExecutable() async throws {

@@ -143,6 +143,14 @@ extension IntegrationTests {
                             let status = await sim.process.exitStatus()
                             print(sim.stdout)
                             #expect(status == 0, "the simulated day ended with \(status)")
+                            // files carrying the fleet's token are for their owner only
+                            let secrets = (FileManager.default.enumerator(atPath: sim.directory.path)?.allObjects as? [String] ?? [])
+                                .filter { $0.hasSuffix("client.json") || $0.hasSuffix("user-data") }
+                            #expect(secrets.count > 1)
+                            for file in secrets {
+                                let mode = try FileManager.default.attributesOfItem(atPath: sim.directory.appendingPathComponent(file).path)[.posixPermissions] as? Int
+                                #expect(mode == 0o600, "\(file) has mode \(String(mode ?? 0, radix: 8))")
+                            }
                             try await check(report: report, events: sim.directory.appendingPathComponent("events.jsonl"), store: store, since: started)
                         } catch {
                             _ = await sim.stop()

@@ -104,7 +104,7 @@ actor Fleet {
         self.token = token
         let file = configuration.directory.appendingPathComponent("client.json")
         try JSONSerialization.data(withJSONObject: ["client_id": clientId, "token": token, "ingest": configuration.ingest.absoluteString])
-            .write(to: file)
+            .writePrivately(to: file)
         var plan: [(logical: String, type: String, manual: Bool)] = []
         var manualSoFar = 0
         for i in 0..<configuration.agents {
@@ -301,5 +301,15 @@ actor Fleet {
                 ["logical_agent_id": $0.logical, "agent_id": $0.agentId, "instance_type": $0.type, "mode": $0.mode, "replacements": String($0.replacements)]
             },
             notices: outcomes, replacements: workloads.values.map(\.replacements).reduce(0, +))
+    }
+}
+
+extension Data {
+    /// Writes a file only its owner may read (mode 0600), as files holding a token must be.
+    func writePrivately(to url: URL) throws {
+        try? FileManager.default.removeItem(at: url)
+        guard FileManager.default.createFile(atPath: url.path, contents: self, attributes: [.posixPermissions: 0o600]) else {
+            throw CocoaError(.fileWriteUnknown, userInfo: [NSFilePathErrorKey: url.path])
+        }
     }
 }

@@ -44,7 +44,8 @@ final class InstanceHost: Sendable {
     /// Runs the user data script with `/bin/sh` in `disk`, output appended to `disk/console.log`.
     func boot(script: String, environment: [String: String], disk: URL) throws {
         let scriptFile = disk.appendingPathComponent("user-data")
-        try Data(script.utf8).write(to: scriptFile)
+        // it carries the agent's token: for its owner only
+        try Data(script.utf8).writePrivately(to: scriptFile)
         let log = disk.appendingPathComponent("console.log")
         if !FileManager.default.fileExists(atPath: log.path) { _ = FileManager.default.createFile(atPath: log.path, contents: nil) }
         let output = try FileHandle(forWritingTo: log)
