@@ -44,7 +44,9 @@ let package = Package(
             providers: [.apt(["libpq-dev"]), .brew(["libpq"])]),
 
         // Shared modules: every arrow points down, services never import each other.
-        .target(name: "SpotModels", path: "Shared/SpotModels", swiftSettings: swiftSettings),
+        .target(
+            name: "SpotModels", dependencies: [.product(name: "Crypto", package: "swift-crypto")], path: "Shared/SpotModels",
+            swiftSettings: swiftSettings),
         // Spot market data files: price history, Spot Advisor bands, on-demand prices (pure).
         .target(name: "SpotMarket", path: "Shared/SpotMarket", swiftSettings: swiftSettings),
         .target(

@@ -49,9 +49,12 @@ public struct HeartbeatRequest: Decodable, Sendable {
     public var agentVersion: String?
     public var observedAt: Date?
 
+    /// A heartbeat that says when it was observed gets an id derived from that time, so the
+    /// sender's retry is the same fact; one without a time is "now" on arrival.
     public func validated(_ check: FieldChecker, clientId: UUID, agentId: UUID) throws -> HeartbeatReceived {
-        HeartbeatReceived(
-            heartbeatId: UUID(),
+        let observed = try check.timestamp(observedAt, "observed_at")
+        return HeartbeatReceived(
+            heartbeatId: observed.map { UUID.nameBased(in: agentId, "heartbeat@\(Timestamp.format($0))") } ?? UUID(),
             clientId: clientId,
             agentId: agentId,
             status: try check.required(check.oneOf(status, "status", ReportedAgentStatus.self), "status"),
@@ -59,7 +62,7 @@ public struct HeartbeatRequest: Decodable, Sendable {
             mode: try check.oneOf(mode, "mode", InstanceMode.self),
             poolId: try check.parsed(poolId, "pool_id", as: PoolID.self, what: "pool id"),
             agentVersion: try check.text(agentVersion, "agent_version", maxLength: 32),
-            observedAt: try check.timestamp(observedAt, "observed_at") ?? check.now,
+            observedAt: observed ?? check.now,
             receivedAt: check.now)
     }
 }
@@ -246,7 +249,10 @@ public struct SwitchReportRequest: Decodable, Sendable {
             throw ValidationError(code: "invalid_value", field: field, message: "\(field) is before timing.initiated_at")
         }
         return SwitchReported(
-            reportId: try check.uuid(reportId, "report_id") ?? UUID(), clientId: clientId, agentId: agentId,
+            // a switch from one instance to another happens once: a report without its own id
+            // gets one derived from that pair, so a retried report is not a second switch
+            reportId: try check.uuid(reportId, "report_id") ?? UUID.nameBased(in: agentId, "switch:\(old.instanceId.rawValue)>\(new.instanceId.rawValue)"),
+            clientId: clientId, agentId: agentId,
             commandId: try check.uuid(commandId, "command_id"), old: old, new: new, initiatedAt: initiated,
             amiCreatedAt: times[0].1, instanceLaunchedAt: times[1].1, instanceReadyAt: times[2].1, oldTerminatedAt: times[3].1,
             onDemandPrice: try check.price(pricing?.onDemand, "pricing.on_demand"), oldSpotPrice: try check.price(pricing?.oldSpot, "pricing.old_spot"),

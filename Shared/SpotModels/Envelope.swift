@@ -17,6 +17,29 @@ public enum RoutingKey {
     public static let qualityAlert = "quality.alert"
     public static let configChanged = "config.changed"
     public static let replicaAlert = "replica.alert"
+    public static let accessChanged = "access.changed"
+}
+
+/// `access.changed`: who may send what changed (a token rotated, a client suspended or
+/// reactivated, an agent deleted). Every process that caches tokens or agent ownership drops
+/// what it holds of the client or agent named, so the change holds everywhere at once.
+public struct AccessChanged: Codable, Sendable, Equatable {
+    public enum Change: String, Codable, Sendable {
+        case tokenRotated = "token_rotated"
+        case clientSuspended = "client_suspended"
+        case clientReactivated = "client_reactivated"
+        case agentDeleted = "agent_deleted"
+    }
+
+    public var change: Change
+    public var clientId: UUID
+    public var agentId: UUID?
+
+    public init(change: Change, clientId: UUID, agentId: UUID? = nil) {
+        self.change = change
+        self.clientId = clientId
+        self.agentId = agentId
+    }
 }
 
 /// Every message on the bus: an id (consumers deduplicate on it), the routing key it was

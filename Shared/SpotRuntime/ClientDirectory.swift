@@ -1,12 +1,18 @@
 import Foundation
 import HTTPTypes
+import Logging
+import ServiceLifecycle
+import SpotBus
 import SpotModels
 
 import SpotStore
 import Synchronization
 
 /// Clients, their tokens and their agents, as ingest and the console need them. Token look-ups and agent
-/// ownership are cached so the hot path (heartbeats and reports) does no SQL.
+/// ownership are cached so the hot path (heartbeats and reports) does no SQL. A change of who may
+/// send what (token rotated, client suspended, agent deleted) is published as `access.changed`
+/// in the same transaction, and every process's `AccessUpdates` drops what its cache holds of
+/// it; the cache lifetime only bounds how long a missed message could matter.
 public final class ClientDirectory: Sendable {
     struct CachedKey {
         var clientId: UUID?  // nil: no such key (cached briefly against floods of bad tokens)
@@ -34,12 +40,16 @@ public final class ClientDirectory: Sendable {
     private let store: PostgresStore
     private let ttl: Duration
     private let keys = Mutex<[String: CachedKey]>([:])
-    private let agentOwners = Mutex<[UUID: UUID]>([:])
+    private let agentOwners = Mutex<[UUID: (owner: UUID, expires: ContinuousClock.Instant)]>([:])
     private static let maxCacheEntries = 100_000
 
-    public init(store: PostgresStore, ttl: Duration) {
+    /// Called after a commit that wrote `access.changed` to the outbox (wakes the relay).
+    private let changed: @Sendable () -> Void
+
+    public init(store: PostgresStore, ttl: Duration, changed: @escaping @Sendable () -> Void = {}) {
         self.store = store
         self.ttl = ttl
+        self.changed = changed
     }
 
     /// The client of a bearer token, or `APIError.unauthorized`.
@@ -73,18 +83,29 @@ public final class ClientDirectory: Sendable {
     /// Succeeds when the agent exists and belongs to the client; another client's agent is
     /// indistinguishable from a missing one (404).
     public func requireAgent(_ agentId: UUID, of clientId: UUID) async throws {
-        if let owner = agentOwners.withLock({ $0[agentId] }) {
-            guard owner == clientId else { throw APIError.agentNotFound }
+        if let cached = agentOwners.withLock({ $0[agentId] }), cached.expires > .now {
+            guard cached.owner == clientId else { throw APIError.agentNotFound }
             return
         }
         let rows = try await query("SELECT client_id FROM agents WHERE id = $1 AND status <> 'deleted'", [agentId])
         guard let row = rows.first else { throw APIError.agentNotFound }
         let owner = try row.decode(UUID.self, at: 0)
+        remember(agentId, owner: owner)
+        guard owner == clientId else { throw APIError.agentNotFound }
+    }
+
+    private func remember(_ agentId: UUID, owner: UUID) {
         agentOwners.withLock {
             if $0.count >= Self.maxCacheEntries { $0.removeAll() }
-            $0[agentId] = owner
+            $0[agentId] = (owner, .now + ttl)
         }
-        guard owner == clientId else { throw APIError.agentNotFound }
+    }
+
+    /// Drops what the caches hold of the client (its key) or agent a change names.
+    public func forget(_ change: AccessChanged) {
+        // unknown keys too: the client's key may have been unknown while it was suspended
+        keys.withLock { cache in cache = cache.filter { $0.value.clientId != nil && $0.value.clientId != change.clientId } }
+        if let agent = change.agentId { agentOwners.withLock { _ = $0.removeValue(forKey: agent) } }
     }
 
     /// A hot-path read; a database failure becomes 503 so agents retry later.
@@ -112,21 +133,72 @@ public final class ClientDirectory: Sendable {
         return (id, token)
     }
 
-    /// Gives the client a new token; the old one stops working at once here and, in other
-    /// processes, when their cached entry expires (the token cache TTL). Nil: no such client.
+    /// Gives the client a new token; the old one stops working here at once and in every other
+    /// process as soon as it has the `access.changed` message. Nil: no such client.
     public func rotateToken(of clientId: UUID) async throws -> (String, ClientToken)? {
         let token = ClientToken.generate()
         let name = try await store.transaction { conn -> String? in
             guard let row = try conn.query(
                 "UPDATE clients SET token_key_id = $2, token_hash = $3 WHERE id = $1 RETURNING name", [clientId, token.keyId, PGBytes(token.secretDigest)]
             ).first else { return nil }
-            try conn.execute(
-                "INSERT INTO system_events (event_type, component, client_id, message) VALUES ('client.token_rotated', 'console', $1, $2)",
-                [clientId, "client token rotated"])
+            try Self.accessChanged(.init(change: .tokenRotated, clientId: clientId), "client token rotated", on: conn)
             return try row.decode(String.self, at: 0)
         }
-        keys.withLock { cache in cache = cache.filter { $0.value.clientId != clientId } }
+        forget(.init(change: .tokenRotated, clientId: clientId))
+        changed()
         return name.map { ($0, token) }
+    }
+
+    /// Suspends a client (its token and agents stop working) or makes it active again.
+    /// False: no such client.
+    public func setSuspended(_ clientId: UUID, _ suspended: Bool) async throws -> Bool {
+        let change: AccessChanged = .init(change: suspended ? .clientSuspended : .clientReactivated, clientId: clientId)
+        let found = try await store.transaction { conn -> Bool in
+            let status = suspended ? "suspended" : "active"
+            guard try conn.query("SELECT 1 FROM clients WHERE id = $1 FOR UPDATE", [clientId]).first != nil else { return false }
+            guard try conn.execute("UPDATE clients SET status = $2 WHERE id = $1 AND status <> $2", [clientId, status]) == 1 else { return true }
+            try Self.accessChanged(change, "client \(status)", on: conn)
+            return true
+        }
+        forget(change)
+        changed()
+        return found
+    }
+
+    /// Deletes an agent: it may send nothing more, its pending commands are cancelled, and it
+    /// stays deleted (registering its logical id again is refused). An agent with an active
+    /// replica is refused (409): its replicas are deleted first, so no instance is left
+    /// without an owner. False: no such agent of the client.
+    public func deleteAgent(_ agentId: UUID, of clientId: UUID) async throws -> Bool {
+        let change = AccessChanged(change: .agentDeleted, clientId: clientId, agentId: agentId)
+        let found = try await store.transaction { conn -> Bool in
+            guard try conn.query(
+                "SELECT 1 FROM agents WHERE id = $1 AND client_id = $2 AND status <> 'deleted' FOR UPDATE", [agentId, clientId]
+            ).first != nil else { return false }
+            if try conn.query("SELECT 1 FROM replica_instances WHERE agent_id = $1 AND is_active LIMIT 1", [agentId]).first != nil {
+                throw APIError(.conflict, code: "agent_has_replicas", message: "delete the agent's replicas first")
+            }
+            _ = try conn.execute(
+                """
+                UPDATE agents SET status = 'deleted', enabled = false, auto_switch_enabled = false, manual_replica_enabled = false
+                 WHERE id = $1
+                """, [agentId])
+            _ = try conn.execute(
+                "UPDATE commands SET status = 'cancelled' WHERE agent_id = $1 AND status IN ('pending', 'delivered')", [agentId])
+            try Self.accessChanged(change, "agent deleted", on: conn)
+            return true
+        }
+        forget(change)
+        changed()
+        return found
+    }
+
+    /// The system event and the `access.changed` message of a change, in its transaction.
+    static func accessChanged(_ change: AccessChanged, _ message: String, on conn: PGConnection) throws {
+        _ = try conn.execute(
+            "INSERT INTO system_events (event_type, component, client_id, agent_id, message) VALUES ($1, 'console', $2, $3, $4)",
+            ["access.\(change.change.rawValue)", change.clientId, change.agentId, message])
+        try Outbox.append(Envelope(type: RoutingKey.accessChanged, producer: "spotguard-console", payload: change), on: conn)
     }
 
     /// Registers an agent, idempotently on (client, logical_agent_id): the same agent id comes
@@ -202,7 +274,29 @@ public final class ClientDirectory: Sendable {
         guard let result else {
             throw APIError(.conflict, code: "agent_deleted", message: "this logical agent id belongs to a deleted agent")
         }
-        agentOwners.withLock { $0[result.agentId] = clientId }
+        remember(result.agentId, owner: clientId)
         return result
     }
+}
+
+/// The process's own queue of `access.changed` messages, feeding its `ClientDirectory`.
+public struct AccessUpdates: Service {
+    let consumer: BusConsumer
+
+    public init(endpoint: AMQPEndpoint, directory: ClientDirectory, publisher: BusPublisher, logger: Logger) {
+        let queue = "spotguard.access.\(UUID().uuidString.lowercased())"
+        var configuration = BusConsumer.Configuration(queue: queue)
+        configuration.prefetch = 100
+        configuration.maxAttempts = 1
+        consumer = BusConsumer(
+            endpoint: endpoint,
+            topology: .standard.adding(.init(name: queue, bindings: [RoutingKey.accessChanged], transient: true)),
+            configuration: configuration, deadLetters: publisher, logger: logger
+        ) { delivery in
+            directory.forget(try delivery.decode(AccessChanged.self).payload)
+        }
+    }
+
+    public var isConnected: Bool { consumer.isConnected }
+    public func run() async throws { try await consumer.run() }
 }

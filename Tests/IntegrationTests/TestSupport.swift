@@ -70,6 +70,17 @@ enum TestStack {
         return try await condition()
     }
 
+    /// Messages in a queue, ready or delivered and not yet acked (`deploy/stack.sh queues test`).
+    static func queueDepth(_ queue: String) async throws -> Int {
+        let out = FileManager.default.temporaryDirectory.appendingPathComponent("queues-\(UUID()).txt").path
+        defer { try? FileManager.default.removeItem(atPath: out) }
+        _ = try await ChildProcess(repoRoot.appendingPathComponent("deploy/stack.sh").path, ["queues", "test"], output: out).exitStatus()
+        let line = try String(contentsOfFile: out, encoding: .utf8).split(separator: "\n").map { $0.split(whereSeparator: \.isWhitespace) }
+            .first { $0.first.map(String.init) == queue }
+        guard let line, line.count >= 4 else { return -1 }
+        return (Int(line[2]) ?? 0) + (Int(line[3]) ?? 0)
+    }
+
     static func uniqueName(_ prefix: String) -> String {
         "\(prefix).\(UUID().uuidString.lowercased().prefix(8))"
     }

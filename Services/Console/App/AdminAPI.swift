@@ -30,9 +30,25 @@ extension ConsoleController {
                 throw APIError(.notFound, code: "client_not_found", message: "no such client")
             }
             // the old token's dashboard sessions end with it
-            _ = try await store.read { try $0.execute("DELETE FROM console_sessions WHERE client_id = $1", [id]) }
+            try await sessions.endAll(of: id)
             return try HTTPJSON.response(IssuedToken(clientId: id, name: name, token: token.text), status: .ok)
         }
+        for (action, suspended) in [("suspend", true), ("reactivate", false)] {
+            router.post("/api/admin/clients/:clientId/\(action)") { request, context in
+                try APIError.requireAdmin(request.headers[.authorization], token: configuration.adminToken)
+                let id = try pathUUID("clientId", context, notFound: "client_not_found")
+                guard try await directory.setSuspended(id, suspended) else {
+                    throw APIError(.notFound, code: "client_not_found", message: "no such client")
+                }
+                if suspended { try await sessions.endAll(of: id) }
+                return try HTTPJSON.response(ClientStatus(clientId: id, status: suspended ? "suspended" : "active"), status: .ok)
+            }
+        }
+    }
+
+    struct ClientStatus: Encodable {
+        var clientId: UUID
+        var status: String
     }
 
     struct NewClient: Decodable, Sendable {

@@ -74,6 +74,11 @@ extension ConsoleController {
             let (_, agent) = try await authenticateAgent(request, context)
             return try HTTPJSON.response(AgentDetail(agent: agent, pools: try await fleet.switchChoices(for: agent)), status: .ok)
         }
+        router.delete(RouterPath(agent)) { request, context in
+            let (client, agent) = try await authenticateAgent(request, context)
+            guard try await directory.deleteAgent(agent.id, of: client) else { throw APIError.agentNotFound }
+            return try HTTPJSON.response(["agent_id": agent.id.uuidString.lowercased(), "status": "deleted"], status: .ok)
+        }
         router.post("\(agent)/config") { request, context in
             let (client, agent) = try await authenticateAgent(request, context)
             return try Self.response(try await applyConfig(try await decode(ConfigChange.self, from: request), client: client, agent: agent))

@@ -12,12 +12,17 @@ public func buildConsoleApplication(
     configuration: ConsoleConfiguration, templates library: MustacheLibrary, store: PostgresStore, amqp: AMQPEndpoint, logger: Logger
 ) -> some ApplicationProtocol {
     let requester = BusRequester(endpoint: amqp, logger: logger)
+    // the console writes `access.changed` to the outbox; its own relay sends it at once
+    let publisher = BusPublisher(endpoint: amqp, logger: logger)
+    let relay = OutboxRelay(store: store, publisher: publisher, logger: logger, name: "spotguard-console-\(ProcessInfo.processInfo.processIdentifier)")
+    let directory = ClientDirectory(store: store, ttl: configuration.tokenCacheTTL, changed: { relay.notify() })
+    let access = AccessUpdates(endpoint: amqp, directory: directory, publisher: publisher, logger: logger)
     let router = Router.service(readiness: [
-        ReadinessCheck(name: "broker") { requester.isConnected },
+        ReadinessCheck(name: "broker") { requester.isConnected && publisher.isConnected && access.isConnected },
         ReadinessCheck(name: "database") { await store.ping() },
     ])
     ConsoleController(
-        store: store, directory: ClientDirectory(store: store, ttl: configuration.tokenCacheTTL),
+        store: store, directory: directory,
         replicas: ReplicaRelay(requester: requester, timeout: configuration.relayTimeout, producer: "spotguard-console"),
         configuration: configuration, templates: library,
         sessions: Sessions(store: store, lifetime: configuration.sessionLifetime, secure: configuration.secureCookies),
@@ -26,7 +31,7 @@ public func buildConsoleApplication(
     return Application(
         router: router,
         configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "spotguard-console"),
-        services: [requester], logger: logger)
+        services: [publisher, requester, relay, access], logger: logger)
 }
 
 /// The dashboard's Mustache templates, from the console's resource bundle.

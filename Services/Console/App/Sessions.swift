@@ -33,14 +33,23 @@ struct Sessions: Sendable {
         return (value, Session(clientId: client, csrf: csrf))
     }
 
+    /// The session of a cookie; none once it expired or its client is suspended.
     func find(_ value: String?) async throws -> Session? {
         guard let value, value.count == 64, value.allSatisfy(\.isHexDigit) else { return nil }
         let rows = try await store.read { conn in
             try conn.query(
-                "SELECT client_id, csrf_token FROM console_sessions WHERE id_hash = $1 AND expires_at > now()", [PGBytes(Self.digest(value))])
+                """
+                SELECT s.client_id, s.csrf_token FROM console_sessions s JOIN clients c ON c.id = s.client_id AND c.status = 'active'
+                 WHERE s.id_hash = $1 AND s.expires_at > now()
+                """, [PGBytes(Self.digest(value))])
         }
         guard let row = rows.first else { return nil }
         return Session(clientId: try row.decode(UUID.self, at: 0), csrf: try row.decode(String.self, at: 1))
+    }
+
+    /// Ends every session of a client (its token was rotated, or it was suspended).
+    func endAll(of client: UUID) async throws {
+        _ = try await store.read { try $0.execute("DELETE FROM console_sessions WHERE client_id = $1", [client]) }
     }
 
     func end(_ value: String?) async throws {
@@ -56,9 +65,11 @@ struct Sessions: Sendable {
 
     static func digest(_ value: String) -> [UInt8] { Array(SHA256.hash(data: Array(value.utf8))) }
 
-    /// Constant-time comparison of a submitted CSRF token with the expected one.
+    /// Constant-time comparison of a submitted CSRF token with the expected one. Nothing
+    /// matches an empty token: a login form posted without its cookie (expected "") and an
+    /// empty field would otherwise agree.
     static func tokensMatch(_ given: String?, _ expected: String) -> Bool {
-        guard let given else { return false }
+        guard let given, !given.isEmpty, !expected.isEmpty else { return false }
         return ClientToken.constantTimeEquals(digest(given), digest(expected))
     }
 }

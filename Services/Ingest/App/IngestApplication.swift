@@ -15,8 +15,9 @@ public func buildIngestApplication(
     let mailbox = CommandMailbox()
     let wakeUps = CommandWakeUps(endpoint: amqp, mailbox: mailbox, publisher: publisher, logger: logger)
     let directory = ClientDirectory(store: store, ttl: configuration.tokenCacheTTL)
+    let access = AccessUpdates(endpoint: amqp, directory: directory, publisher: publisher, logger: logger)
     let router = Router.service(readiness: [
-        ReadinessCheck(name: "broker") { publisher.isConnected && requester.isConnected && wakeUps.isConnected },
+        ReadinessCheck(name: "broker") { publisher.isConnected && requester.isConnected && wakeUps.isConnected && access.isConnected },
         ReadinessCheck(name: "database") { await store.ping() },
     ])
     let rejections = RejectionMonitor(threshold: configuration.rejectedAlertPerMinute, publisher: publisher, logger: logger)
@@ -28,6 +29,6 @@ public func buildIngestApplication(
     return Application(
         router: router,
         configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "spotguard-ingest"),
-        services: [publisher, requester, wakeUps],
+        services: [publisher, requester, wakeUps, access],
         logger: logger)
 }
