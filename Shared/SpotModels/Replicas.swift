@@ -30,6 +30,17 @@ public enum InterruptionSignal: String, Codable, Sendable, CaseIterable {
 public enum CommandKind: String, Codable, Sendable, CaseIterable {
     case launchReplica = "launch_replica"
     case promote, terminate, `switch`, snapshot
+
+    /// How long an agent holds a command it fetched before it is handed out again, unless the
+    /// agent renews it while it works (a terminate's wait comes on top). As long as the work
+    /// usually takes, so a command is handed out twice only when its agent stopped answering.
+    public var lease: Duration {
+        switch self {
+        case .promote, .terminate: .seconds(120)
+        case .launchReplica: .seconds(600)
+        case .switch, .snapshot: .seconds(1800)
+        }
+    }
 }
 
 /// The replica operations the coordinator answers over the bus (`rpc.replicas.<operation>`);

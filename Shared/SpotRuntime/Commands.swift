@@ -76,33 +76,40 @@ public enum Commands {
         public var priority: Int
         public var createdAt: Date
         public var deliveryCount: Int
+        /// Until when the agent holds it; `renew` extends it while the agent works.
+        public var leaseExpiresAt: Date
+        public var leaseSeconds: Int
     }
 
+    /// The lease of a command of this kind, in seconds, as SQL over `commands` columns.
+    static let leaseSeconds = "(CASE command_type "
+        + CommandKind.allCases.map { "WHEN '\($0.rawValue)' THEN \($0.lease.components.seconds) " }.joined()
+        + "ELSE 120 END + CASE WHEN command_type = 'terminate' THEN coalesce(terminate_wait_seconds, 0) ELSE 0 END)"
+
     /// Hands out the agent's waiting commands (highest priority, then oldest first) and marks
-    /// them delivered. A command delivered but not answered within `lease` is handed out
-    /// again (agents execute idempotently by command id). A command past its expiry is closed
-    /// instead of handed out — but one the agent holds within its lease is at work (a switch
-    /// takes minutes) and is left to finish.
-    public static func claim(
-        agentId: UUID, instanceId: String?, limit: Int = 10, lease: Duration, on conn: PGConnection
-    ) throws -> [Delivered] {
+    /// them delivered under a lease as long as their kind of work (`CommandKind.lease`). A
+    /// command whose lease ran out unanswered is handed out again (agents execute idempotently
+    /// by command id). A command past its expiry is closed instead of handed out — but one the
+    /// agent holds within its lease is at work and is left to finish.
+    public static func claim(agentId: UUID, instanceId: String?, limit: Int = 10, on conn: PGConnection) throws -> [Delivered] {
         _ = try conn.execute(
             """
-            UPDATE commands SET status = 'expired', completed_at = now()
-             WHERE agent_id = $1 AND expires_at < now()
-               AND (status = 'pending' OR (status = 'delivered' AND delivered_at < now() - make_interval(secs => $2)))
-            """, [agentId, Double(lease.components.seconds)])
+            UPDATE commands SET status = 'expired', completed_at = now(), lease_expires_at = NULL
+             WHERE agent_id = $1 AND expires_at < now() AND (status = 'pending' OR (status = 'delivered' AND lease_expires_at < now()))
+            """, [agentId])
         return try conn.query(
             """
-            UPDATE commands c SET status = 'delivered', delivered_at = now(), delivery_count = c.delivery_count + 1
+            UPDATE commands c SET status = 'delivered', delivered_at = now(), delivery_count = c.delivery_count + 1,
+                   lease_expires_at = now() + make_interval(secs => \(leaseSeconds))
               FROM (SELECT id FROM commands
                      WHERE agent_id = $1 AND (target_instance_id IS NULL OR $2::text IS NULL OR target_instance_id = $2)
-                       AND (status = 'pending' OR (status = 'delivered' AND delivered_at < now() - make_interval(secs => $4)))
+                       AND (status = 'pending' OR (status = 'delivered' AND lease_expires_at < now()))
                      ORDER BY priority DESC, created_at LIMIT $3 FOR UPDATE SKIP LOCKED) due
              WHERE c.id = due.id
             RETURNING c.id, c.command_type, c.payload::text, c.target_instance_id, c.target_mode, c.target_pool_id,
-                      c.terminate_wait_seconds, c.replica_id, c.priority, c.created_at, c.delivery_count
-            """, [agentId, instanceId, limit, Double(lease.components.seconds)]
+                      c.terminate_wait_seconds, c.replica_id, c.priority, c.created_at, c.delivery_count, c.lease_expires_at,
+                      \(leaseSeconds)
+            """, [agentId, instanceId, limit]
         ).map { r in
             Delivered(
                 commandId: try r.decode(UUID.self, at: 0), commandType: try r.decode(String.self, at: 1),
@@ -110,7 +117,19 @@ public enum Commands {
                 targetMode: try r.decodeIfPresent(String.self, at: 4), targetPoolId: try r.decodeIfPresent(String.self, at: 5),
                 terminateWaitSeconds: try r.decodeIfPresent(Int.self, at: 6), replicaId: try r.decodeIfPresent(UUID.self, at: 7),
                 priority: try r.decode(Int.self, at: 8), createdAt: try r.decode(Date.self, at: 9),
-                deliveryCount: try r.decode(Int.self, at: 10))
+                deliveryCount: try r.decode(Int.self, at: 10), leaseExpiresAt: try r.decode(Date.self, at: 11),
+                leaseSeconds: try r.decode(Int.self, at: 12))
         }.sorted { ($0.priority, $1.createdAt) > ($1.priority, $0.createdAt) }
+    }
+
+    /// Extends the lease of a command the agent is working on by its kind's lease; nil when the
+    /// agent does not hold it (answered, cancelled, expired, or handed out again).
+    public static func renew(_ commandId: UUID, agentId: UUID, on conn: PGConnection) throws -> Date? {
+        try conn.query(
+            """
+            UPDATE commands SET lease_expires_at = now() + make_interval(secs => \(leaseSeconds))
+             WHERE id = $1 AND agent_id = $2 AND status = 'delivered' RETURNING lease_expires_at
+            """, [commandId, agentId]
+        ).first?.decode(Date.self, at: 0)
     }
 }

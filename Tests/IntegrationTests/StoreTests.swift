@@ -1,5 +1,6 @@
 import Foundation
 import SpotRuntime
+import SpotModels
 import SpotStore
 import Testing
 
@@ -127,7 +128,11 @@ extension IntegrationTests {
 
         /// Past its expiry a command is closed rather than handed out, unless the agent holds it
         /// within its lease (a switch at work for minutes must be left to report).
-        @Test func expiredCommandsCloseUnlessHeldWithinTheLease() async throws {
+        /// Commands expire unless their agent holds them within the lease, and the lease is as
+        /// long as the kind of work: a switch fetched five minutes ago is still at work (the old
+        /// 60 s lease handed it out again mid-flight), a renewed one stays the agent's, and one
+        /// whose lease ran out goes to the next poll.
+        @Test func commandsAreLeasedForTheirKindOfWorkAndRenewed() async throws {
             let store = try await TestStack.store()
             let statuses = try await store.transaction { conn -> [String: String] in
                 let client = try conn.query(
@@ -135,28 +140,44 @@ extension IntegrationTests {
                     [String((0..<16).map { _ in "abcdefghij".randomElement()! }), PGBytes(Array(repeating: 2, count: 32))])[0].decode(UUID.self, at: 0)
                 let agent = try conn.query("INSERT INTO agents (client_id, logical_agent_id) VALUES ($1, 'expiry') RETURNING id", [client])[0]
                     .decode(UUID.self, at: 0)
-                // (status, delivered seconds ago, expired seconds ago)
-                let cases: [String: (String, Double?, Double)] = [
-                    "pending": ("pending", nil, 5), "at work": ("delivered", 30, 5), "lease lapsed": ("delivered", 90, 5), "not yet due": ("pending", nil, -60),
+                // (status, kind, delivered seconds ago, expired seconds ago)
+                let cases: [String: (String, String, Double?, Double)] = [
+                    "pending": ("pending", "switch", nil, 5), "at work": ("delivered", "switch", 30, 5), "lease lapsed": ("delivered", "promote", 900, 5),
+                    "not yet due": ("pending", "switch", nil, -60), "long switch": ("delivered", "switch", 300, -600),
+                    "dead agent": ("delivered", "terminate", 900, -600),
                 ]
                 var ids: [UUID: String] = [:]
                 for (name, c) in cases {
                     let id = try conn.query(
                         """
-                        INSERT INTO commands (client_id, agent_id, command_type, target_mode, issued_by, status, delivered_at, expires_at)
-                        VALUES ($1, $2, 'switch', 'ondemand', 'decisions', $3, now() - make_interval(secs => $4), now() - make_interval(secs => $5)) RETURNING id
-                        """, [client, agent, c.0, c.1, c.2])[0].decode(UUID.self, at: 0)
+                        INSERT INTO commands (client_id, agent_id, command_type, target_mode, issued_by, status, delivered_at, lease_expires_at, expires_at)
+                        VALUES ($1, $2, $3, 'ondemand', 'decisions', $4, now() - make_interval(secs => $5),
+                                CASE WHEN $4 = 'delivered' THEN now() - make_interval(secs => $5) + make_interval(secs => $7) END,
+                                now() - make_interval(secs => $6)) RETURNING id
+                        """, [client, agent, c.1, c.0, c.2, c.3, Double(CommandKind(rawValue: c.1)!.lease.components.seconds)])[0].decode(UUID.self, at: 0)
                     ids[id] = name
                 }
-                let handedOut = try Commands.claim(agentId: agent, instanceId: nil, lease: .seconds(60), on: conn).map(\.commandId)
-                #expect(handedOut.compactMap { ids[$0] } == ["not yet due"])
+                let handedOut = try Commands.claim(agentId: agent, instanceId: nil, on: conn)
+                #expect(Set(handedOut.compactMap { ids[$0.commandId] }) == ["not yet due", "dead agent"])
+                let lease = try #require(handedOut.first { ids[$0.commandId] == "not yet due" })
+                #expect(lease.leaseSeconds == 1800 && abs(lease.leaseExpiresAt.timeIntervalSinceNow - 1800) < 60)
+                // renewing: the agent's own command is extended, another agent's or a finished one is not
+                let long = try #require(ids.first { $0.value == "long switch" }?.key)
+                let renewed = try #require(try Commands.renew(long, agentId: agent, on: conn))
+                #expect(abs(renewed.timeIntervalSinceNow - 1800) < 60)
+                #expect(try Commands.renew(long, agentId: UUID(), on: conn) == nil)
+                let pending = try #require(ids.first { $0.value == "pending" }?.key)
+                #expect(try Commands.renew(pending, agentId: agent, on: conn) == nil)
                 var out: [String: String] = [:]
                 for row in try conn.query("SELECT id, status FROM commands WHERE agent_id = $1", [agent]) {
                     out[ids[try row.decode(UUID.self, at: 0)] ?? "?"] = try row.decode(String.self, at: 1)
                 }
                 return out
             }
-            #expect(statuses == ["pending": "expired", "at work": "delivered", "lease lapsed": "expired", "not yet due": "delivered"])
+            #expect(statuses == [
+                "pending": "expired", "at work": "delivered", "lease lapsed": "expired", "not yet due": "delivered",
+                "long switch": "delivered", "dead agent": "delivered",
+            ])
             await store.shutdown()
         }
 

@@ -332,6 +332,9 @@ public final class Agent: Sendable {
         var targetPoolId: String?
         var terminateWaitSeconds: Int?
         var replicaId: UUID?
+        /// The command's lease; the agent renews it while it works, so a long switch is not
+        /// handed out a second time.
+        var leaseSeconds: Int?
     }
 
     func commandLoop() async {
@@ -367,6 +370,17 @@ public final class Agent: Sendable {
 
     func execute(_ command: Command, agent: String, identity: Identity) async {
         logger.info("command", metadata: ["type": "\(command.commandType)", "command_id": "\(command.commandId)"])
+        let renewal = Task { [api, logger] in
+            let every = Duration.seconds(max(5, (command.leaseSeconds ?? 120) / 3))
+            while !Task.isCancelled {
+                try? await Task.sleep(for: every)
+                guard !Task.isCancelled else { return }
+                if let answer = try? await api.send("POST", "/api/agents/\(agent)/commands/\(command.commandId)/lease"), answer.status == 409 {
+                    logger.warning("the server no longer counts this command as ours", metadata: ["command_id": "\(command.commandId)"])
+                }
+            }
+        }
+        defer { renewal.cancel() }
         let outcome: Result
         do {
             switch command.commandType {

@@ -23,8 +23,6 @@ public struct IngestConfiguration: Sendable {
     public var relayTimeout: Duration
     public var longPoll: Duration
     public var maxStateTransferBytes: Int
-    /// A command fetched but not answered within this lease is handed out again.
-    public var commandLease: Duration = .seconds(60)
     public var limits = IngestLimits()
 
     public init(env: EnvironmentReader) throws {

@@ -31,6 +31,7 @@ extension IngestController {
         router.get("\(agent)/sef-status") { try await relay(.sefStatus, $0, $1) }
         router.post("\(agent)/config") { try await relay(.setModes, $0, $1) }
         router.post("\(agent)/commands/:commandId/result") { try await relay(.commandResult, $0, $1) }
+        router.post("\(agent)/commands/:commandId/lease", use: renewLease)
         router.get("\(agent)/pending-commands", use: pendingCommands)
         router.post("\(replica)/state-transfer", use: uploadState)
         router.get("\(replica)/state-transfer", use: downloadState)
@@ -85,13 +86,12 @@ extension IngestController {
         }
         let deadline = ContinuousClock.now + wait
         let target = instance
-        let lease = configuration.commandLease
         while true {
             // listen before looking, so a command issued in between still wakes this poll
             let ticket = mailbox.listen(agent)
             let commands: [Commands.Delivered]
             do {
-                commands = try await store.withConnection { try Commands.claim(agentId: agent, instanceId: target, lease: lease, on: $0) }
+                commands = try await store.withConnection { try Commands.claim(agentId: agent, instanceId: target, on: $0) }
             } catch let e as PGError where e.isRetryable {
                 mailbox.forget(ticket)
                 throw APIError.databaseUnavailable
@@ -106,6 +106,24 @@ extension IngestController {
             }
             await mailbox.wait(ticket, upTo: left)
         }
+    }
+
+    struct Lease: Encodable {
+        var commandId: UUID
+        var leaseExpiresAt: Date
+    }
+
+    /// `POST /api/agents/{id}/commands/{commandId}/lease`: the agent is still working on the
+    /// command; its lease is extended by its kind's. 409 when the agent no longer holds it.
+    @Sendable func renewLease(_ request: Request, context: ServiceRequestContext) async throws -> Response {
+        let (_, agent) = try await authenticateAgent(request, context)
+        guard let command = try uuid("commandId", context) else {
+            throw APIError(.notFound, code: "command_not_found", message: "no such command for this agent")
+        }
+        guard let until = try await store.read({ try Commands.renew(command, agentId: agent, on: $0) }) else {
+            throw APIError(.conflict, code: "command_not_held", message: "the agent does not hold this command (answered, cancelled, expired or not fetched)")
+        }
+        return try json(Lease(commandId: command, leaseExpiresAt: until), status: .ok)
     }
 
     // MARK: state transfer

@@ -33,8 +33,6 @@ public struct ReplicaConfiguration: Sendable {
     public var relaunchLimit: Int
     /// A launch command not fetched in time is pointless (the replica will have failed).
     public var launchExpiry: Duration
-    /// A delivered command not answered within this lease is handed out again.
-    public var commandLease: Duration = .seconds(60)
     public var workerName: String
 
     public init(env: EnvironmentReader) throws {
