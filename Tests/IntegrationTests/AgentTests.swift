@@ -313,5 +313,36 @@ extension IntegrationTests {
             }
             await store.shutdown()
         }
+
+        /// A refusal loses no report: while the server refuses the agent's token (rotated) the
+        /// spool keeps everything, and sends it once the agent has the right token; a report the
+        /// server refuses for itself is set aside in refused/ and does not hold the rest back.
+        @Test func refusedReportsAreKeptNotDeleted() async throws {
+            let dir = FileManager.default.temporaryDirectory.appendingPathComponent("spool-\(UUID())").path
+            defer { try? FileManager.default.removeItem(atPath: dir) }
+            try await ServiceProcess.withIngest { ingest in
+                let token = try await client(ingest, "Spool refusals")
+                let reg = try await ingest.send("POST", "/api/agents/register", token: token, json: #"{"logical_agent_id": "\#(TestStack.uniqueName("refused"))"}"#)
+                let agent = try #require(reg.id("agent_id"))
+                struct Heartbeat: Encodable {
+                    var status: String
+                    var observedAt: Date
+                }
+                // a token the server does not know (as after a rotation the agent has not seen yet)
+                let stale = "sgt_" + String(repeating: "a", count: 16) + "_" + String(repeating: "0", count: 64)
+                let before = try Spool(directory: dir, api: AgentAPI(server: URL(string: ingest.base)!, token: stale), logger: TestStack.logger)
+                try await before.submit("POST", "/api/agents/\(agent)/heartbeat", Heartbeat(status: "online", observedAt: Date() - 3))
+                try await before.submit("POST", "/api/agents/\(agent)/heartbeat", Heartbeat(status: "not-a-status", observedAt: Date() - 2))
+                try await before.submit("POST", "/api/agents/\(agent)/heartbeat", Heartbeat(status: "online", observedAt: Date() - 1))
+                #expect(await before.flush() == false)
+                #expect(before.pending.count == 3, "a 401 deleted reports")
+
+                let after = try Spool(directory: dir, api: AgentAPI(server: URL(string: ingest.base)!, token: token), logger: TestStack.logger)
+                #expect(await after.flush())
+                #expect(after.pending.isEmpty)
+                let refused = try FileManager.default.contentsOfDirectory(atPath: dir + "/refused")
+                #expect(refused.count == 1, "the invalid heartbeat is kept apart: \(refused)")
+            }
+        }
     }
 }

@@ -61,16 +61,24 @@ public struct AgentAPI: Sendable {
 }
 
 /// Reports that must arrive however long the server or the network is away: each is written
-/// to the spool directory before it is sent and removed once the server answered it (2xx, or a
-/// 4xx other than 408/429 — a refusal that no retry would change, logged). The rest stay and
-/// are sent again, oldest first, with exponential backoff (1 s to 60 s); a restarted agent
-/// sends what the last one left. Reports carry their own ids, so a resend is a no-op.
+/// to the spool directory before it is sent and removed once the server took it (2xx). The rest
+/// stay and are sent again, oldest first, with exponential backoff (1 s to 60 s); a restarted
+/// agent sends what the last one left. Reports carry their own ids, so a resend is a no-op.
+///
+/// Nothing is thrown away on a refusal. A refusal of the agent itself — its token (401, 403:
+/// rotated or revoked) or its identity (404 `agent_not_found`) — holds the whole spool until it
+/// is fixed, logged as an error on every round. A refusal of one report (another 4xx but 408
+/// and 429, which are retried) moves it to `refused/` beside the spool, kept for an operator
+/// (the newest `refusedKept`), so one bad report cannot block the rest.
 public final class Spool: Sendable {
     let directory: URL
     let api: AgentAPI
     let logger: Logger
     private let sequence = Atomic<Int>(0)
     private let flushing = Mutex<Bool>(false)
+    /// Refused reports kept in `refused/`.
+    public static let refusedKept = 1000
+    var refusedDirectory: URL { directory.appendingPathComponent("refused", isDirectory: true) }
 
     struct Entry: Codable {
         var method: String
@@ -116,14 +124,24 @@ public final class Spool: Sendable {
             do {
                 let answer = try await api.send(entry.method, entry.path, json: entry.body)
                 logger.debug("report sent", metadata: ["path": "\(entry.path)", "status": "\(answer.status)"])
-                if (200..<300).contains(answer.status) || ((400..<500).contains(answer.status) && answer.status != 408 && answer.status != 429) {
-                    if answer.status >= 400 {
-                        logger.error("report refused", metadata: ["path": "\(entry.path)", "status": "\(answer.status)", "code": "\(answer.errorCode ?? "-")"])
-                    }
+                switch answer.status {
+                case 200..<300:
                     try? FileManager.default.removeItem(at: file)
                     continue
+                case 401, 403, 404 where answer.status != 404 || answer.errorCode == "agent_not_found":
+                    logger.error(
+                        "the server refuses this agent; reports are kept until its token or registration is fixed",
+                        metadata: ["status": "\(answer.status)", "code": "\(answer.errorCode ?? "-")", "waiting": "\(pending.count)"])
+                    return false
+                case 400..<500 where answer.status != 408 && answer.status != 429:
+                    logger.error(
+                        "report refused; kept in refused/",
+                        metadata: ["path": "\(entry.path)", "status": "\(answer.status)", "code": "\(answer.errorCode ?? "-")"])
+                    setAside(file)
+                    continue
+                default:
+                    return false
                 }
-                return false
             } catch {
                 logger.debug("report not sent", metadata: ["path": "\(entry.path)", "error": "\(error)"])
                 return false
@@ -132,7 +150,17 @@ public final class Spool: Sendable {
         return true
     }
 
-    /// Returns once everything waiting has been delivered (or refused for good), retrying with
+    /// Moves a refused report to `refused/`, keeping the newest `refusedKept`.
+    func setAside(_ file: URL) {
+        let fm = FileManager.default
+        try? fm.createDirectory(at: refusedDirectory, withIntermediateDirectories: true)
+        try? fm.moveItem(at: file, to: refusedDirectory.appendingPathComponent(file.lastPathComponent))
+        let kept = ((try? fm.contentsOfDirectory(at: refusedDirectory, includingPropertiesForKeys: nil)) ?? [])
+            .sorted { $0.lastPathComponent < $1.lastPathComponent }
+        for old in kept.dropLast(Self.refusedKept) { try? fm.removeItem(at: old) }
+    }
+
+    /// Returns once everything waiting has been delivered (or set aside as refused), retrying with
     /// the same backoff as `run` for as long as it takes: for callers about to lose the disk the
     /// spool lives on.
     public func drain() async {
