@@ -7,7 +7,7 @@ import SpotStore
 /// health, readiness (broker and database) and metrics, plus any routes `configure` adds,
 /// with the service's workers running as services of the application.
 public func workerApplication(
-    name: String, host: String, port: Int, brokerConnected: @escaping @Sendable () -> Bool, store: PostgresStore,
+    name: String, host: String, port: Int, http: HTTPTimeouts, brokerConnected: @escaping @Sendable () -> Bool, store: PostgresStore,
     services: [any Service], logger: Logger, configure: (Router<ServiceRequestContext>) -> Void = { _ in }
 ) -> some ApplicationProtocol {
     let router = Router.service(readiness: [
@@ -16,5 +16,5 @@ public func workerApplication(
     ])
     configure(router)
     return Application(
-        router: router, configuration: .init(address: .hostname(host, port: port), serverName: name), services: services, logger: logger)
+        router: router, server: http.server, configuration: .init(address: .hostname(host, port: port), serverName: name), services: services, logger: logger)
 }

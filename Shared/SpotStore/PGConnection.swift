@@ -153,11 +153,29 @@ public final class PGConnection {
 
     private func exec(_ sql: String, _ params: [(any PGEncodable)?]) throws -> ResultBox {
         let c = try handle()
-        let texts = params.map { $0.map { strdup($0.pgText) } ?? nil }
-        defer { texts.forEach { free($0) } }
-        let values: [UnsafePointer<CChar>?] = texts.map { $0.map { UnsafePointer($0) } }
+        // each value once in C memory: text NUL-terminated, binary (bytea) as it is with its length
+        var lengths = [Int32](repeating: 0, count: params.count)
+        var formats = [Int32](repeating: 0, count: params.count)
+        let buffers: [UnsafeMutablePointer<CChar>?] = params.enumerated().map { i, param in
+            guard let param else { return nil }
+            guard let binary = param.pgBinary else { return strdup(param.pgText) }
+            let p = UnsafeMutablePointer<CChar>.allocate(capacity: max(1, binary.count))
+            binary.withUnsafeBytes { raw in UnsafeMutableRawPointer(p).copyMemory(from: raw.baseAddress ?? UnsafeRawPointer(p), byteCount: binary.count) }
+            (lengths[i], formats[i]) = (Int32(binary.count), 1)
+            return p
+        }
+        defer {
+            for (i, b) in buffers.enumerated() {
+                if formats[i] == 1 { b?.deallocate() } else { free(b) }
+            }
+        }
+        let values: [UnsafePointer<CChar>?] = buffers.map { $0.map { UnsafePointer($0) } }
         let sent = values.withUnsafeBufferPointer { v in
-            PQsendQueryParams(c, sql, Int32(params.count), nil, v.baseAddress, nil, nil, 0)
+            lengths.withUnsafeBufferPointer { l in
+                formats.withUnsafeBufferPointer { f in
+                    PQsendQueryParams(c, sql, Int32(params.count), nil, v.baseAddress, l.baseAddress, f.baseAddress, 0)
+                }
+            }
         }
         guard sent == 1 else { throw lost(c) }
         let result = try awaitResult(c)

@@ -1,8 +1,14 @@
 import Foundation
 
-/// A value sent as a statement parameter, in PostgreSQL's text format.
+/// A value sent as a statement parameter, in PostgreSQL's text format (or, where it has one,
+/// its binary format: bytes are sent as they are instead of as twice as much hex).
 public protocol PGEncodable: Sendable {
     var pgText: String { get }
+    var pgBinary: [UInt8]? { get }
+}
+
+extension PGEncodable {
+    public var pgBinary: [UInt8]? { nil }
 }
 
 /// A value read from a result column in text format.
@@ -138,10 +144,13 @@ extension Date: PGEncodable, PGDecodable {
     }
 }
 
-/// `bytea`, sent and read in hex format.
+/// `bytea`: sent in binary format as statement parameters, read in hex format (text results),
+/// hex in COPY.
 public struct PGBytes: PGEncodable, PGDecodable, Equatable {
     public var bytes: [UInt8]
     public init(_ bytes: [UInt8]) { self.bytes = bytes }
+
+    public var pgBinary: [UInt8]? { bytes }
 
     public var pgText: String {
         let digits = Array("0123456789abcdef".utf8)

@@ -279,6 +279,54 @@ extension IntegrationTests {
             }
         }
 
+        /// State transfers are held in memory: past `SPOTGUARD_STATE_TRANSFER_CONCURRENCY` at
+        /// once, another is refused with 503 `busy` at once, before its body is read.
+        @Test func stateTransfersAtOnceAreBounded() async throws {
+            let ingest = try await ServiceProcess.start(
+                "spotguard-ingest", portVariable: "SPOTGUARD_INGEST_PORT", environment: ["SPOTGUARD_STATE_TRANSFER_CONCURRENCY": "1"])
+            try await ServiceProcess.with(ingest) { ingest in
+                let (_, token) = try await createClient(ingest, "Transfers")
+                let agent = try #require(try await register(ingest, token: token, logical: TestStack.uniqueName("transfer")).json["agent_id"] as? String)
+                let path = "/api/agents/\(agent)/replicas/\(UUID())/state-transfer"
+                let file = FileManager.default.temporaryDirectory.appendingPathComponent("state-\(UUID()).gz").path
+                defer { try? FileManager.default.removeItem(atPath: file) }
+                try Data([0x1f, 0x8b] + Array(repeating: 0, count: 300_000)).write(to: URL(fileURLWithPath: file))
+                // one upload trickles in at 100 KB/s and holds the only place for about three seconds
+                let slow = try ChildProcess("/usr/bin/curl", [
+                    "-s", "-o", "/dev/null", "--limit-rate", "100k", "-H", "Authorization: Bearer \(token)", "-H", "Content-Type: application/gzip",
+                    "--data-binary", "@\(file)", ingest.base + path,
+                ])
+                var refused: ServiceProcess.Reply?
+                _ = await TestStack.eventually(timeout: .seconds(3)) {
+                    let r = try? await ingest.send("POST", path, token: token, contentType: "application/gzip", body: Data([0x1f, 0x8b] + Array(repeating: 0, count: 16)))
+                    if r?.status == 503 { refused = r }
+                    return refused != nil
+                }
+                #expect(refused?.errorCode == "busy" && refused?.headers["retry-after"] == "1")
+                #expect(await slow.exitStatus() == 0)
+                // the place is free again: this one reaches the handler (no such replica)
+                let after = try await ingest.send("POST", path, token: token, contentType: "application/gzip", body: Data([0x1f, 0x8b] + Array(repeating: 0, count: 16)))
+                #expect(after.status == 404)
+            }
+        }
+
+        /// A client that sends nothing, or trickles its request, is disconnected by the server
+        /// (here after 2 s idle, 2 s to receive a request) instead of holding the connection.
+        @Test func slowClientsAreDisconnected() async throws {
+            let ingest = try await ServiceProcess.start(
+                "spotguard-ingest", portVariable: "SPOTGUARD_INGEST_PORT", environment: ["SPOTGUARD_HTTP_IDLE_SECONDS": "2", "SPOTGUARD_HTTP_READ_SECONDS": "2"])
+            try await ServiceProcess.with(ingest) { ingest in
+                let script = TestStack.repoRoot.appendingPathComponent("Tests/Peers/slow_client.py").path
+                for mode in ["silent", "trickle-head", "trickle-body"] {
+                    let out = FileManager.default.temporaryDirectory.appendingPathComponent("slow-\(UUID()).txt").path
+                    defer { try? FileManager.default.removeItem(atPath: out) }
+                    let status = try await ChildProcess("/usr/bin/python3", [script, ingest.base, mode, "20"], output: out).exitStatus()
+                    let seconds = Double((try? String(contentsOfFile: out, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "") ?? -1
+                    #expect(status == 0 && seconds > 0 && seconds < 6, "\(mode): closed after \(seconds) s (status \(status))")
+                }
+            }
+        }
+
         @Test func brokerDownGives503WithRetryAfterThenRecovers() async throws {
             try await withPublisher(topology: topology) { publisher in
                 try await ServiceProcess.withIngest { ingest in

@@ -29,7 +29,7 @@ public func buildConsoleApplication(
         brokerConnected: { requester.isConnected }
     ).addRoutes(to: router)
     return Application(
-        router: router,
+        router: router, server: configuration.http.server,
         configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "spotguard-console"),
         services: [publisher, requester, relay, access], logger: logger)
 }

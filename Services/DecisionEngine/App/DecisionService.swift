@@ -49,7 +49,7 @@ public struct DecisionService: Sendable {
     public func application(configuration: DecisionConfiguration, store: PostgresStore, logger: Logger) -> some ApplicationProtocol {
         let (consumer, publisher) = (self.consumer, self.publisher)
         return workerApplication(
-            name: "spotguard-decisions", host: configuration.host, port: configuration.port,
+            name: "spotguard-decisions", host: configuration.host, port: configuration.port, http: configuration.http,
             brokerConnected: { consumer.isConnected && publisher.isConnected }, store: store,
             services: [publisher, relay, consumer, loop], logger: logger)
     }

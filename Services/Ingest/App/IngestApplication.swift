@@ -24,10 +24,10 @@ public func buildIngestApplication(
     IngestController(
         directory: directory, publisher: publisher, configuration: configuration, rejections: rejections,
         replicas: ReplicaRelay(requester: requester, timeout: configuration.relayTimeout, producer: "spotguard-ingest"),
-        mailbox: mailbox, store: store
+        mailbox: mailbox, store: store, stateTransfers: Admission(limit: configuration.stateTransferConcurrency)
     ).addRoutes(to: router)
     return Application(
-        router: router,
+        router: router, server: configuration.http.server,
         configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "spotguard-ingest"),
         services: [publisher, requester, wakeUps, access],
         logger: logger)

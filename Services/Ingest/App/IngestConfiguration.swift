@@ -15,6 +15,8 @@ import SpotRuntime
 public struct IngestConfiguration: Sendable {
     public var host: String
     public var port: Int
+    /// Connection and request-read time limits of its HTTP server.
+    public var http: HTTPTimeouts
     public var adminToken: String
     public var maxBodyBytes: Int
     public var publishTimeout: Duration
@@ -23,11 +25,15 @@ public struct IngestConfiguration: Sendable {
     public var relayTimeout: Duration
     public var longPoll: Duration
     public var maxStateTransferBytes: Int
+    /// State transfers held in memory at once; more are answered 503 at once (each costs about
+    /// three times its size while it is stored).
+    public var stateTransferConcurrency: Int
     public var limits = IngestLimits()
 
     public init(env: EnvironmentReader) throws {
         host = env.string("SPOTGUARD_INGEST_HOST") ?? "127.0.0.1"
         port = try env.int("SPOTGUARD_INGEST_PORT", default: 8080, range: 0...65535)
+        http = try HTTPTimeouts(env: env)
         adminToken = try env.secret("SPOTGUARD_ADMIN_TOKEN", minLength: 16)
         maxBodyBytes = try env.int("SPOTGUARD_INGEST_MAX_BODY_BYTES", default: 65_536, range: 1024...(16 << 20))
         publishTimeout = .milliseconds(try env.int("SPOTGUARD_PUBLISH_TIMEOUT_MS", default: 5000, range: 100...60_000))
@@ -36,5 +42,6 @@ public struct IngestConfiguration: Sendable {
         relayTimeout = .milliseconds(try env.int("SPOTGUARD_RELAY_TIMEOUT_MS", default: 10_000, range: 100...120_000))
         longPoll = .seconds(try env.int("SPOTGUARD_LONG_POLL_SECONDS", default: 25, range: 1...60))
         maxStateTransferBytes = try env.int("SPOTGUARD_STATE_TRANSFER_MAX_BYTES", default: 16 << 20, range: 1024...(256 << 20))
+        stateTransferConcurrency = try env.int("SPOTGUARD_STATE_TRANSFER_CONCURRENCY", default: 4, range: 1...256)
     }
 }

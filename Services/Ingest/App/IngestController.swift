@@ -7,6 +7,7 @@ import SpotBus
 import SpotModels
 import SpotRuntime
 import SpotStore
+import Synchronization
 
 /// The agent-facing API (seeds 000 and 004) and the admin bootstrap.
 ///
@@ -21,6 +22,7 @@ struct IngestController: Sendable {
     let replicas: ReplicaRelay
     let mailbox: CommandMailbox
     let store: PostgresStore
+    let stateTransfers: Admission
 
     func addRoutes(to router: Router<ServiceRequestContext>) {
         router.get("/openapi.yaml") { _, _ in OpenAPIDocument.response(Bundle.module) }
@@ -160,4 +162,22 @@ struct IngestController: Sendable {
     func json<T: Encodable>(_ value: T, status: HTTPResponse.Status) throws -> Response {
         try HTTPJSON.response(value, status: status)
     }
+}
+
+/// At most `limit` holders at once; `enter` never waits (a full house is answered 503 at once).
+final class Admission: Sendable {
+    let limit: Int
+    private let held = Mutex(0)
+
+    init(limit: Int) { self.limit = limit }
+
+    func enter() -> Bool {
+        held.withLock { n in
+            guard n < limit else { return false }
+            n += 1
+            return true
+        }
+    }
+
+    func leave() { held.withLock { $0 -= 1 } }
 }

@@ -141,13 +141,17 @@ extension IngestController {
     /// previous) in the same database as everything else, so it survives any restart.
     @Sendable func uploadState(_ request: Request, context: ServiceRequestContext) async throws -> Response {
         let (_, agent) = try await authenticateAgent(request, context)
+        // taken before the body is read, so a refused upload is never buffered
+        guard stateTransfers.enter() else { throw APIError.busy }
+        defer { stateTransfers.leave() }
         guard let replica = try uuid("replicaId", context) else { throw APIError.agentNotFound }
         let contentType = request.headers[.contentType]?.lowercased() ?? ""
         guard ["application/gzip", "application/x-gzip", "application/octet-stream"].contains(where: contentType.hasPrefix) else {
             throw APIError(.unsupportedMediaType, code: "unsupported_media_type", message: "send the state as application/gzip")
         }
-        let buffer = try await HTTPJSON.bytes(of: request, limit: configuration.maxStateTransferBytes)
+        var buffer = try await HTTPJSON.bytes(of: request, limit: configuration.maxStateTransferBytes)
         let bytes = Array(buffer.readableBytesView)
+        buffer = ByteBuffer()  // one copy in memory while it is stored
         guard bytes.count >= 18, bytes[0] == 0x1f, bytes[1] == 0x8b else {
             throw APIError(.badRequest, code: "not_gzip", message: "the body is not gzip data")
         }
@@ -178,6 +182,8 @@ extension IngestController {
     /// The latest stored state, for the replica to restore.
     @Sendable func downloadState(_ request: Request, context: ServiceRequestContext) async throws -> Response {
         let (_, agent) = try await authenticateAgent(request, context)
+        guard stateTransfers.enter() else { throw APIError.busy }
+        defer { stateTransfers.leave() }
         guard let replica = try uuid("replicaId", context) else { throw APIError.agentNotFound }
         let rows = try await store.read { conn in
             try conn.query(

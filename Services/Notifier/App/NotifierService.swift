@@ -39,7 +39,7 @@ public struct NotifierService: Sendable {
     public func application(configuration: NotifierConfiguration, store: PostgresStore, logger: Logger) -> some ApplicationProtocol {
         let (consumer, publisher) = (self.consumer, self.publisher)
         return workerApplication(
-            name: "spotguard-notifier", host: configuration.host, port: configuration.port,
+            name: "spotguard-notifier", host: configuration.host, port: configuration.port, http: configuration.http,
             brokerConnected: { consumer.isConnected && publisher.isConnected }, store: store,
             services: [publisher, consumer, delivery], logger: logger)
     }

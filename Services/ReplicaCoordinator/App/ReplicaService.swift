@@ -55,7 +55,7 @@ public struct ReplicaService: Sendable {
     public func application(configuration: ReplicaConfiguration, store: PostgresStore, logger: Logger) -> some ApplicationProtocol {
         let (consumer, publisher) = (self.consumer, self.publisher)
         return workerApplication(
-            name: "spotguard-replicas", host: configuration.host, port: configuration.port,
+            name: "spotguard-replicas", host: configuration.host, port: configuration.port, http: configuration.http,
             brokerConnected: { consumer.isConnected && publisher.isConnected }, store: store,
             services: [publisher, relay, consumer, reconciler], logger: logger)
     }

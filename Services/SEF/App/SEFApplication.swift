@@ -38,7 +38,7 @@ public struct SEFService: Sendable {
     public func application(configuration: SEFConfiguration, store: PostgresStore, logger: Logger) -> some ApplicationProtocol {
         let (consumer, publisher) = (self.consumer, self.publisher)
         return workerApplication(
-            name: "spotguard-sef", host: configuration.host, port: configuration.port,
+            name: "spotguard-sef", host: configuration.host, port: configuration.port, http: configuration.http,
             brokerConnected: { consumer.isConnected && publisher.isConnected }, store: store,
             services: [publisher, relay, consumer, maintenance], logger: logger
         ) { router in

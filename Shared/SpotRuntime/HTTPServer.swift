@@ -1,0 +1,65 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdCore
+import NIOCore
+import NIOHTTPTypes
+
+/// How long an HTTP connection may take: idle between requests (and while its request head
+/// trickles in), and to send a whole request once its head arrived. A client that stalls or
+/// trickles is disconnected instead of holding a connection forever.
+public struct HTTPTimeouts: Sendable {
+    public var idle: Duration
+    public var requestRead: Duration
+
+    public init(idle: Duration = .seconds(60), requestRead: Duration = .seconds(60)) {
+        self.idle = idle
+        self.requestRead = requestRead
+    }
+
+    /// `SPOTGUARD_HTTP_IDLE_SECONDS` (default 60) and `SPOTGUARD_HTTP_READ_SECONDS` (default 60).
+    public init(env: EnvironmentReader) throws {
+        self.init(
+            idle: .seconds(try env.int("SPOTGUARD_HTTP_IDLE_SECONDS", default: 60, range: 1...3600)),
+            requestRead: .seconds(try env.int("SPOTGUARD_HTTP_READ_SECONDS", default: 60, range: 1...3600)))
+    }
+
+    /// The HTTP/1.1 server every SpotGuard service runs.
+    public var server: HTTPServerBuilder {
+        let read = TimeAmount.nanoseconds(Int64(requestRead / .nanoseconds(1)))
+        return .http1(configuration: .init(
+            additionalChannelHandlers: [RequestReadDeadline(limit: read)],
+            idleTimeout: .nanoseconds(Int64(idle / .nanoseconds(1)))))
+    }
+}
+
+/// Closes a connection whose request (head to end of body) is not fully received within
+/// `limit` of its head.
+final class RequestReadDeadline: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPRequestPart
+    typealias InboundOut = HTTPRequestPart
+
+    let limit: TimeAmount
+    private var deadline: Scheduled<Void>?
+
+    init(limit: TimeAmount) { self.limit = limit }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head:
+            deadline?.cancel()
+            let channel = context.channel
+            deadline = context.eventLoop.scheduleTask(in: limit) { channel.close(promise: nil) }
+        case .end:
+            deadline?.cancel()
+            deadline = nil
+        case .body:
+            break
+        }
+        context.fireChannelRead(data)
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        deadline?.cancel()
+    }
+}
