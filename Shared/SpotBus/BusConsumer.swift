@@ -235,6 +235,24 @@ public final class BusConsumer: Service, Sendable {
     }
 }
 
+extension BusConsumer {
+    /// A consumer of a queue of this process's own, bound to `bindings`: for hints every copy
+    /// of a service needs (wake-ups, cache invalidations). The queue is transient (gone with
+    /// its process); a hint whose handler fails is dropped rather than retried.
+    public static func processQueue(
+        _ prefix: String, bindings: [String], endpoint: AMQPEndpoint, publisher: BusPublisher, prefetch: UInt16 = 100, logger: Logger,
+        handler: @escaping Handler
+    ) -> BusConsumer {
+        let queue = "\(prefix).\(UUID().uuidString.lowercased())"
+        var configuration = Configuration(queue: queue)
+        configuration.prefetch = prefetch
+        configuration.maxAttempts = 1
+        return BusConsumer(
+            endpoint: endpoint, topology: .standard.adding(.init(name: queue, bindings: bindings, transient: true)),
+            configuration: configuration, deadLetters: publisher, logger: logger, handler: handler)
+    }
+}
+
 /// Deliveries the connection thread received and no handler has taken yet.
 final class DeliveryBuffer: Sendable {
     private struct State {

@@ -284,14 +284,8 @@ public struct AccessUpdates: Service {
     let consumer: BusConsumer
 
     public init(endpoint: AMQPEndpoint, directory: ClientDirectory, publisher: BusPublisher, logger: Logger) {
-        let queue = "spotguard.access.\(UUID().uuidString.lowercased())"
-        var configuration = BusConsumer.Configuration(queue: queue)
-        configuration.prefetch = 100
-        configuration.maxAttempts = 1
-        consumer = BusConsumer(
-            endpoint: endpoint,
-            topology: .standard.adding(.init(name: queue, bindings: [RoutingKey.accessChanged], transient: true)),
-            configuration: configuration, deadLetters: publisher, logger: logger
+        consumer = .processQueue(
+            "spotguard.access", bindings: [RoutingKey.accessChanged], endpoint: endpoint, publisher: publisher, logger: logger
         ) { delivery in
             directory.forget(try delivery.decode(AccessChanged.self).payload)
         }

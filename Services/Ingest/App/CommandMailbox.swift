@@ -108,15 +108,9 @@ public struct CommandWakeUps: Service {
     let mailbox: CommandMailbox
 
     public init(endpoint: AMQPEndpoint, mailbox: CommandMailbox, publisher: BusPublisher, logger: Logger) {
-        let queue = "spotguard.ingest.commands.\(UUID().uuidString.lowercased())"
-        var configuration = BusConsumer.Configuration(queue: queue)
-        configuration.prefetch = 500
-        configuration.maxAttempts = 1
         self.mailbox = mailbox
-        consumer = BusConsumer(
-            endpoint: endpoint,
-            topology: .standard.adding(.init(name: queue, bindings: [RoutingKey.commandIssued], transient: true)),
-            configuration: configuration, deadLetters: publisher, logger: logger
+        consumer = .processQueue(
+            "spotguard.ingest.commands", bindings: [RoutingKey.commandIssued], endpoint: endpoint, publisher: publisher, prefetch: 500, logger: logger
         ) { delivery in
             guard let fact = try? delivery.decode(CommandIssued.self) else { return }
             mailbox.wake(fact.payload.agentId)
