@@ -5,23 +5,28 @@ import HummingbirdCore
 import NIOCore
 import NIOHTTPTypes
 
-/// How long an HTTP connection may take: idle between requests (and while its request head
-/// trickles in), and to send a whole request once its head arrived. A client that stalls or
-/// trickles is disconnected instead of holding a connection forever.
-public struct HTTPTimeouts: Sendable {
+/// The HTTP side every SpotGuard service shares: how long a connection may take — idle
+/// between requests (and while its request head trickles in), and to send a whole request once
+/// its head arrived, so a client that stalls or trickles is disconnected instead of holding a
+/// connection for ever — and the failed-authentication limit (`AuthFailureLimiter`).
+public struct HTTPSettings: Sendable {
     public var idle: Duration
     public var requestRead: Duration
+    public var authFailures: AuthFailureLimiter
 
-    public init(idle: Duration = .seconds(60), requestRead: Duration = .seconds(60)) {
+    public init(idle: Duration = .seconds(60), requestRead: Duration = .seconds(60), authFailures: AuthFailureLimiter = AuthFailureLimiter(limit: 30)) {
         self.idle = idle
         self.requestRead = requestRead
+        self.authFailures = authFailures
     }
 
-    /// `SPOTGUARD_HTTP_IDLE_SECONDS` (default 60) and `SPOTGUARD_HTTP_READ_SECONDS` (default 60).
+    /// `SPOTGUARD_HTTP_IDLE_SECONDS` (default 60), `SPOTGUARD_HTTP_READ_SECONDS` (default 60),
+    /// `SPOTGUARD_AUTH_FAILURE_LIMIT` and `SPOTGUARD_TRUSTED_PROXIES`.
     public init(env: EnvironmentReader) throws {
         self.init(
             idle: .seconds(try env.int("SPOTGUARD_HTTP_IDLE_SECONDS", default: 60, range: 1...3600)),
-            requestRead: .seconds(try env.int("SPOTGUARD_HTTP_READ_SECONDS", default: 60, range: 1...3600)))
+            requestRead: .seconds(try env.int("SPOTGUARD_HTTP_READ_SECONDS", default: 60, range: 1...3600)),
+            authFailures: try AuthFailureLimiter.fromEnvironment(env))
     }
 
     /// The HTTP/1.1 server every SpotGuard service runs.

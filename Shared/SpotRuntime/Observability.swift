@@ -42,7 +42,7 @@ public struct ReadinessCheck: Sendable {
 extension Router where Context == ServiceRequestContext {
     /// Every service's router: errors answered as `APIError`s, request metrics, the limit on
     /// failed authentication per address, and the operational routes.
-    public static func service(readiness: [ReadinessCheck], authFailures: AuthFailureLimiter = .fromEnvironment()) -> Router<ServiceRequestContext> {
+    public static func service(authFailures: AuthFailureLimiter, readiness: [ReadinessCheck]) -> Router<ServiceRequestContext> {
         let router = Router(context: ServiceRequestContext.self)
         router.add(middleware: ErrorMiddleware())
         router.add(middleware: MetricsMiddleware())

@@ -13,8 +13,8 @@ import SpotRuntime
 public struct ConsoleConfiguration: Sendable {
     public var host: String
     public var port: Int
-    /// Connection and request-read time limits of its HTTP server.
-    public var http: HTTPTimeouts
+    /// Its HTTP server's time limits and failed-authentication limit.
+    public var http: HTTPSettings
     public var adminToken: String
     public var maxBodyBytes: Int
     public var sessionLifetime: Duration
@@ -25,7 +25,7 @@ public struct ConsoleConfiguration: Sendable {
     public init(env: EnvironmentReader) throws {
         host = env.string("SPOTGUARD_CONSOLE_HOST") ?? "127.0.0.1"
         port = try env.int("SPOTGUARD_CONSOLE_PORT", default: 8087, range: 0...65535)
-        http = try HTTPTimeouts(env: env)
+        http = try HTTPSettings(env: env)
         adminToken = try env.secret("SPOTGUARD_ADMIN_TOKEN", minLength: 16)
         maxBodyBytes = try env.int("SPOTGUARD_CONSOLE_MAX_BODY_BYTES", default: 65_536, range: 1024...(16 << 20))
         sessionLifetime = .seconds(3600 * (try env.int("SPOTGUARD_CONSOLE_SESSION_HOURS", default: 12, range: 1...720)))

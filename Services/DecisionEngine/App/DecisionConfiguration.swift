@@ -12,8 +12,8 @@ import SpotRuntime
 public struct DecisionConfiguration: Sendable {
     public var host: String
     public var port: Int
-    /// Connection and request-read time limits of its HTTP server.
-    public var http: HTTPTimeouts
+    /// Its HTTP server's time limits and failed-authentication limit.
+    public var http: HTTPSettings
     public var passInterval: Int
     public var savingsInterval: Int
     public var advisorFile: String?
@@ -25,7 +25,7 @@ public struct DecisionConfiguration: Sendable {
     public init(env: EnvironmentReader) throws {
         host = env.string("SPOTGUARD_DECISIONS_HOST") ?? "127.0.0.1"
         port = try env.int("SPOTGUARD_DECISIONS_PORT", default: 8085, range: 0...65535)
-        http = try HTTPTimeouts(env: env)
+        http = try HTTPSettings(env: env)
         passInterval = try env.int("SPOTGUARD_DECISIONS_PASS_SECONDS", default: 300, range: 1...86_400)
         savingsInterval = try env.int("SPOTGUARD_DECISIONS_SAVINGS_SECONDS", default: 900, range: 1...86_400)
         advisorFile = env.string("SPOTGUARD_DECISIONS_ADVISOR_FILE")

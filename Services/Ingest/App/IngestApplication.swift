@@ -16,7 +16,7 @@ public func buildIngestApplication(
     let wakeUps = CommandWakeUps(endpoint: amqp, mailbox: mailbox, publisher: publisher, logger: logger)
     let directory = ClientDirectory(store: store, ttl: configuration.tokenCacheTTL)
     let access = AccessUpdates(endpoint: amqp, directory: directory, publisher: publisher, logger: logger)
-    let router = Router.service(readiness: [
+    let router = Router.service(authFailures: configuration.http.authFailures, readiness: [
         ReadinessCheck(name: "broker") { publisher.isConnected && requester.isConnected && wakeUps.isConnected && access.isConnected },
         ReadinessCheck(name: "database") { await store.ping() },
     ])
@@ -29,6 +29,6 @@ public func buildIngestApplication(
     return Application(
         router: router, server: configuration.http.server,
         configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "spotguard-ingest"),
-        services: [publisher, requester, wakeUps, access],
+        services: [publisher, requester, wakeUps, access, AuthFailureSharing(limiter: configuration.http.authFailures, store: store, logger: logger)],
         logger: logger)
 }

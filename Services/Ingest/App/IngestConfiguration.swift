@@ -15,8 +15,8 @@ import SpotRuntime
 public struct IngestConfiguration: Sendable {
     public var host: String
     public var port: Int
-    /// Connection and request-read time limits of its HTTP server.
-    public var http: HTTPTimeouts
+    /// Its HTTP server's time limits and failed-authentication limit.
+    public var http: HTTPSettings
     public var adminToken: String
     public var maxBodyBytes: Int
     public var publishTimeout: Duration
@@ -33,7 +33,7 @@ public struct IngestConfiguration: Sendable {
     public init(env: EnvironmentReader) throws {
         host = env.string("SPOTGUARD_INGEST_HOST") ?? "127.0.0.1"
         port = try env.int("SPOTGUARD_INGEST_PORT", default: 8080, range: 0...65535)
-        http = try HTTPTimeouts(env: env)
+        http = try HTTPSettings(env: env)
         adminToken = try env.secret("SPOTGUARD_ADMIN_TOKEN", minLength: 16)
         maxBodyBytes = try env.int("SPOTGUARD_INGEST_MAX_BODY_BYTES", default: 65_536, range: 1024...(16 << 20))
         publishTimeout = .milliseconds(try env.int("SPOTGUARD_PUBLISH_TIMEOUT_MS", default: 5000, range: 100...60_000))

@@ -13,8 +13,8 @@ import SpotRuntime
 public struct NotifierConfiguration: Sendable {
     public var host: String
     public var port: Int
-    /// Connection and request-read time limits of its HTTP server.
-    public var http: HTTPTimeouts
+    /// Its HTTP server's time limits and failed-authentication limit.
+    public var http: HTTPSettings
     public var collapseWindow: Duration
     public var backoff: Backoff
     public var timeout: Duration
@@ -25,7 +25,7 @@ public struct NotifierConfiguration: Sendable {
     public init(env: EnvironmentReader) throws {
         host = env.string("SPOTGUARD_NOTIFIER_HOST") ?? "127.0.0.1"
         port = try env.int("SPOTGUARD_NOTIFIER_PORT", default: 8088, range: 0...65535)
-        http = try HTTPTimeouts(env: env)
+        http = try HTTPSettings(env: env)
         collapseWindow = .seconds(try env.int("SPOTGUARD_NOTIFIER_COLLAPSE_SECONDS", default: 900, range: 0...86_400))
         backoff = Backoff(
             base: .milliseconds(try env.int("SPOTGUARD_WEBHOOK_BACKOFF_MS", default: 2000, range: 10...3_600_000)),

@@ -21,8 +21,8 @@ import SpotRuntime
 public struct ReplicaConfiguration: Sendable {
     public var host: String
     public var port: Int
-    /// Connection and request-read time limits of its HTTP server.
-    public var http: HTTPTimeouts
+    /// Its HTTP server's time limits and failed-authentication limit.
+    public var http: HTTPSettings
     public var concurrency: Int
     public var reconcileInterval: Duration
     /// The reconciler's leadership lease (and the coordinator's idle-in-transaction timeout).
@@ -40,7 +40,7 @@ public struct ReplicaConfiguration: Sendable {
     public init(env: EnvironmentReader) throws {
         host = env.string("SPOTGUARD_REPLICAS_HOST") ?? "127.0.0.1"
         port = try env.int("SPOTGUARD_REPLICAS_PORT", default: 8082, range: 0...65535)
-        http = try HTTPTimeouts(env: env)
+        http = try HTTPSettings(env: env)
         concurrency = try env.int("SPOTGUARD_REPLICAS_CONCURRENCY", default: 8, range: 1...64)
         let reconcile = try env.int("SPOTGUARD_REPLICAS_RECONCILE_SECONDS", default: 10, range: 1...3600)
         reconcileInterval = .seconds(reconcile)
@@ -61,7 +61,7 @@ public struct ReplicaConfiguration: Sendable {
     public init() {
         host = "127.0.0.1"
         port = 0
-        http = HTTPTimeouts()
+        http = HTTPSettings()
         concurrency = 8
         reconcileInterval = .seconds(10)
         leaderLease = .seconds(30)

@@ -18,8 +18,8 @@ import SpotRuntime
 public struct SEFConfiguration: Sendable {
     public var host: String
     public var port: Int
-    /// Connection and request-read time limits of its HTTP server.
-    public var http: HTTPTimeouts
+    /// Its HTTP server's time limits and failed-authentication limit.
+    public var http: HTTPSettings
     public var batch: Int
     public var concurrency: Int
     public var policy = SEFPolicy()
@@ -37,7 +37,7 @@ public struct SEFConfiguration: Sendable {
     public init(env: EnvironmentReader) throws {
         host = env.string("SPOTGUARD_SEF_HOST") ?? "127.0.0.1"
         port = try env.int("SPOTGUARD_SEF_PORT", default: 8081, range: 0...65535)
-        http = try HTTPTimeouts(env: env)
+        http = try HTTPSettings(env: env)
         batch = try env.int("SPOTGUARD_SEF_BATCH", default: 250, range: 1...5000)
         concurrency = try env.int("SPOTGUARD_SEF_CONCURRENCY", default: 2, range: 1...16)
         policy.dualSourceTolerance = Double(try env.int("SPOTGUARD_SEF_DUAL_SOURCE_TOLERANCE_BP", default: 50, range: 0...10_000)) / 10_000
