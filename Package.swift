@@ -32,6 +32,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.3"),
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-nio-extras.git", from: "1.35.2"),
+        .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
         .package(url: "https://github.com/hummingbird-project/swift-mustache.git", from: "2.1.1"),
     ],
     targets: [
@@ -190,6 +191,10 @@ let package = Package(
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                // webhooks to customers' URLs: TLS, one deadline, and the connection made to the address checked
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
             ],
             path: "Services/Notifier/App", swiftSettings: swiftSettings),
         .executableTarget(name: "Notifier", dependencies: ["NotifierApp", "SpotRuntime"], path: "Services/Notifier/Main", swiftSettings: swiftSettings),
@@ -225,7 +230,8 @@ let package = Package(
         .testTarget(
             name: "IntegrationTests",
             dependencies: [
-                "SpotModels", "SpotBus", "SpotStore", "SpotRuntime", "SEFApp", "SpotCloud", "IMDSMock", "AgentApp", "NotifierCore", "ReplicaApp",
+                "SpotModels", "SpotBus", "SpotStore", "SpotRuntime", "SEFApp", "SpotCloud", "IMDSMock", "AgentApp", "NotifierCore", "NotifierApp",
+                "ReplicaApp",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],

@@ -1,4 +1,6 @@
+import Foundation
 import NotifierCore
+import SpotModels
 import SpotRuntime
 
 /// Settings of `spotguard-notifier`, from the environment:
@@ -8,7 +10,11 @@ import SpotRuntime
 /// - `SPOTGUARD_WEBHOOK_MAX_ATTEMPTS` (default 8): attempts before a delivery is dead-lettered
 /// - `SPOTGUARD_WEBHOOK_BACKOFF_MS` (default 2000) and `SPOTGUARD_WEBHOOK_BACKOFF_CAP_SECONDS`
 ///   (default 3600): the first retry's wait, doubled per attempt up to the cap
-/// - `SPOTGUARD_WEBHOOK_TIMEOUT_MS` (default 10000): one attempt's time limit
+/// - `SPOTGUARD_WEBHOOK_TIMEOUT_MS` (default 10000): one attempt's time limit, everything included
+/// - `SPOTGUARD_WEBHOOK_CONCURRENCY` (default 32) and `SPOTGUARD_WEBHOOK_CLIENT_CONCURRENCY`
+///   (default 4): deliveries at work at once in one notifier, and of one client
+/// - `SPOTGUARD_WEBHOOK_ALLOW_NETWORKS` (default none): comma-separated addresses or CIDR blocks
+///   webhooks may reach although they are internal (loopback, private, link-local …)
 /// - `SPOTGUARD_NOTIFIER_POLL_MS` (default 1000): how often due retries are looked for
 public struct NotifierConfiguration: Sendable {
     public var host: String
@@ -19,6 +25,9 @@ public struct NotifierConfiguration: Sendable {
     public var backoff: Backoff
     public var timeout: Duration
     public var poll: Duration
+    public var concurrency: Int
+    public var clientConcurrency: Int
+    public var allowedNetworks: [CIDR]
     /// A claimed delivery not finished within this lease (its notifier died) is claimed again.
     public var lease: Duration = .seconds(120)
 
@@ -33,5 +42,14 @@ public struct NotifierConfiguration: Sendable {
             maxAttempts: try env.int("SPOTGUARD_WEBHOOK_MAX_ATTEMPTS", default: 8, range: 1...50))
         timeout = .milliseconds(try env.int("SPOTGUARD_WEBHOOK_TIMEOUT_MS", default: 10_000, range: 100...60_000))
         poll = .milliseconds(try env.int("SPOTGUARD_NOTIFIER_POLL_MS", default: 1000, range: 50...60_000))
+        concurrency = try env.int("SPOTGUARD_WEBHOOK_CONCURRENCY", default: 32, range: 1...1024)
+        clientConcurrency = try env.int("SPOTGUARD_WEBHOOK_CLIENT_CONCURRENCY", default: 4, range: 1...1024)
+        allowedNetworks = try (env.string("SPOTGUARD_WEBHOOK_ALLOW_NETWORKS") ?? "").split(separator: ",").map { part in
+            let text = part.trimmingCharacters(in: .whitespaces)
+            guard let block = CIDR(text) else {
+                throw ConfigurationError(variable: "SPOTGUARD_WEBHOOK_ALLOW_NETWORKS", problem: "'\(text)' is not an address or CIDR block")
+            }
+            return block
+        }
     }
 }

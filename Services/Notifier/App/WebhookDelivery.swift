@@ -4,18 +4,23 @@ import NotifierCore
 import ServiceLifecycle
 import SpotModels
 import SpotStore
+import Synchronization
 
-#if canImport(FoundationNetworking)
-import FoundationNetworking
-#endif
 
 /// Sends due webhook deliveries: claims them with a lease (`FOR UPDATE SKIP LOCKED`, so copies
-/// share the work and a dead copy's claims come back after the lease), POSTs each signed
-/// body, and records the answer: 2xx delivered; anything else retried after the backoff, and
-/// dead-lettered (status `dead`, with the last answer and a system event) after the last try.
+/// share the work and a dead copy's claims come back after the lease), POSTs each signed body
+/// (`WebhookSender`: never to an internal address, one deadline per attempt), and records the
+/// answer: 2xx delivered; anything else retried after the backoff, and dead-lettered (status
+/// `dead`, with the last answer and a system event) after the last try or at once when the
+/// URL is not allowed.
+///
+/// Every delivery runs on its own, at most `concurrency` at once and at most
+/// `clientConcurrency` of one client, so a slow receiver holds only its own client's places
+/// and the others' deliveries go on.
 public final class WebhookDelivery: Service, Sendable {
     struct Due: Sendable {
         var id: UUID
+        var clientId: UUID
         var attempt: Int
         var url: String
         var secret: String
@@ -26,19 +31,17 @@ public final class WebhookDelivery: Service, Sendable {
     let store: PostgresStore
     let configuration: NotifierConfiguration
     let logger: Logger
-    let session: URLSession
+    let sender: WebhookSender
     private let wakeUps: AsyncStream<Void>
     private let wakeUp: AsyncStream<Void>.Continuation
+    /// Deliveries at work in this process, per client.
+    private let inFlight = Mutex<[UUID: Int]>([:])
 
     public init(store: PostgresStore, configuration: NotifierConfiguration, logger: Logger) {
         self.store = store
         self.configuration = configuration
         self.logger = logger
-        let c = URLSessionConfiguration.ephemeral
-        c.timeoutIntervalForRequest = Double(configuration.timeout.components.seconds) + Double(configuration.timeout.components.attoseconds) / 1e18
-        c.httpCookieStorage = nil
-        c.urlCache = nil
-        session = URLSession(configuration: c)
+        sender = WebhookSender(allowed: configuration.allowedNetworks, deadline: configuration.timeout)
         (wakeUps, wakeUp) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
     }
 
@@ -46,7 +49,7 @@ public final class WebhookDelivery: Service, Sendable {
     public func wake() { wakeUp.yield() }
 
     public func run() async throws {
-        await withTaskGroup(of: Void.self) { group in
+        await withDiscardingTaskGroup { group in
             group.addTask {
                 while !Task.isCancelled {
                     try? await Task.sleep(for: self.configuration.poll)
@@ -55,83 +58,102 @@ public final class WebhookDelivery: Service, Sendable {
             }
             for await _ in wakeUps.cancelOnGracefulShutdown() {
                 do {
-                    while try await sendDue() > 0 {}
+                    for due in try await claim() {
+                        group.addTask {
+                            await self.deliver(due)
+                            self.inFlight.withLock { $0[due.clientId, default: 1] -= 1 }
+                            self.wakeUp.yield()  // a place is free
+                        }
+                    }
                 } catch {
-                    logger.warning("webhook delivery pass failed", metadata: ["error": "\(error)"])
+                    logger.warning("claiming webhook deliveries failed", metadata: ["error": "\(error)"])
                 }
             }
             group.cancelAll()
         }
     }
 
-    /// Claims and sends one batch; returns how many it sent.
-    func sendDue(limit: Int = 16) async throws -> Int {
-        let lease = Double(configuration.lease.components.seconds)
+    /// Claims as many due deliveries as there are free places, none of a client whose places
+    /// are taken, and counts them in.
+    func claim() async throws -> [Due] {
+        let held = inFlight.withLock { counts -> [UUID: Int] in
+            counts = counts.filter { $0.value > 0 }
+            return counts
+        }
+        let free = configuration.concurrency - held.values.reduce(0, +)
+        guard free > 0 else { return [] }
+        let (lease, perClient) = (Double(configuration.lease.components.seconds), configuration.clientConcurrency)
         let batch = try await store.transaction { conn -> [Due] in
             try conn.query(
                 """
+                WITH held AS (SELECT * FROM unnest($3::uuid[], $4::int[]) AS h(client_id, n)),
+                candidates AS (
+                    SELECT id FROM (
+                        SELECT d.id, d.next_attempt_at,
+                               row_number() OVER (PARTITION BY s.client_id ORDER BY d.next_attempt_at) + coalesce(h.n, 0) AS place
+                          FROM webhook_deliveries d JOIN webhook_subscriptions s ON s.id = d.subscription_id
+                          LEFT JOIN held h ON h.client_id = s.client_id
+                         WHERE d.status = 'pending' AND d.next_attempt_at <= now()) ranked
+                     WHERE place <= $5 ORDER BY next_attempt_at LIMIT 1000),
+                due AS (
+                    SELECT id FROM webhook_deliveries WHERE id IN (SELECT id FROM candidates) AND status = 'pending'
+                     ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED)
                 UPDATE webhook_deliveries d SET attempts = d.attempts + 1, next_attempt_at = now() + make_interval(secs => $2)
-                  FROM (SELECT id FROM webhook_deliveries WHERE status = 'pending' AND next_attempt_at <= now()
-                         ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED) due, webhook_subscriptions s, notifications n
+                  FROM due, webhook_subscriptions s, notifications n
                  WHERE d.id = due.id AND s.id = d.subscription_id AND n.id = d.notification_id
                 RETURNING d.id, d.attempts, s.url, s.secret, s.payload_format, n.id, n.client_id, n.agent_id, n.event_type, n.kind,
                           n.severity, n.title, n.message, n.occurrences, n.details::text, n.created_at
-                """, [limit, lease]
+                """, [free, lease, PGArray(Array(held.keys)), PGArray(Array(held.values)), perClient]
             ).map { r in
                 let details = (JSONValue.parse(try r.decode(String.self, at: 14)).flatMap { v -> [String: String]? in
                     guard case .object(let o) = v else { return nil }
                     return o.compactMapValues(\.string)
                 }) ?? [:]
+                let client = try r.decode(UUID.self, at: 6)
                 return Due(
-                    id: try r.decode(UUID.self, at: 0), attempt: try r.decode(Int.self, at: 1), url: try r.decode(String.self, at: 2),
+                    id: try r.decode(UUID.self, at: 0), clientId: client, attempt: try r.decode(Int.self, at: 1), url: try r.decode(String.self, at: 2),
                     secret: try r.decode(String.self, at: 3), format: WebhookPayload.Format(rawValue: try r.decode(String.self, at: 4)) ?? .json,
                     notification: .init(
-                        id: try r.decode(UUID.self, at: 5), clientId: try r.decode(UUID.self, at: 6), agentId: try r.decodeIfPresent(UUID.self, at: 7),
+                        id: try r.decode(UUID.self, at: 5), clientId: client, agentId: try r.decodeIfPresent(UUID.self, at: 7),
                         eventType: try r.decodeIfPresent(String.self, at: 8) ?? "notification", kind: try r.decode(String.self, at: 9),
                         severity: try r.decode(String.self, at: 10), title: try r.decode(String.self, at: 11), message: try r.decode(String.self, at: 12),
                         occurrences: try r.decode(Int.self, at: 13), details: details, createdAt: try r.decode(Date.self, at: 15)))
             }
         }
-        await withTaskGroup(of: Void.self) { group in
-            for due in batch {
-                group.addTask {
-                    let (code, problem) = await self.post(due)
-                    do {
-                        try await self.record(due, statusCode: code, problem: problem)
-                    } catch {
-                        self.logger.warning("recording a webhook attempt failed", metadata: ["delivery": "\(due.id)", "error": "\(error)"])
-                    }
-                }
-            }
-        }
-        return batch.count
+        inFlight.withLock { counts in for due in batch { counts[due.clientId, default: 0] += 1 } }
+        return batch
     }
 
-    /// One attempt: the HTTP status, and what went wrong when it was not 2xx.
-    func post(_ due: Due) async -> (Int?, String?) {
+    /// One attempt and its record.
+    func deliver(_ due: Due) async {
+        let outcome: WebhookSender.Outcome
         do {
-            guard let url = URL(string: due.url) else { return (nil, "the URL does not parse") }
             let body = try WebhookPayload.body(due.notification, deliveryId: due.id, format: due.format)
-            var request = URLRequest(url: url)
-            request.httpMethod = "POST"
-            request.httpBody = body
-            request.setValue("application/json", forHTTPHeaderField: "Content-Type")
-            request.setValue("SpotGuard-Notifier/1", forHTTPHeaderField: "User-Agent")
-            request.setValue(due.id.uuidString.lowercased(), forHTTPHeaderField: "X-SpotGuard-Delivery")
-            request.setValue(due.notification.eventType, forHTTPHeaderField: "X-SpotGuard-Event")
-            request.setValue(
-                WebhookSignature.sign(secret: due.secret, timestamp: Int(Date().timeIntervalSince1970), body: body),
-                forHTTPHeaderField: WebhookSignature.header)
-            let (_, response) = try await session.data(for: request)
-            let code = (response as? HTTPURLResponse)?.statusCode
-            return (200..<300).contains(code ?? 0) ? (code, nil) : (code, "HTTP \(code.map(String.init) ?? "?")")
+            outcome = await sender.post(
+                url: due.url,
+                headers: [
+                    ("Content-Type", "application/json"), ("User-Agent", "SpotGuard-Notifier/1"),
+                    ("X-SpotGuard-Delivery", due.id.uuidString.lowercased()), ("X-SpotGuard-Event", due.notification.eventType),
+                    (WebhookSignature.header, WebhookSignature.sign(secret: due.secret, timestamp: Int(Date().timeIntervalSince1970), body: body)),
+                ],
+                body: Array(body))
         } catch {
-            return (nil, String("\(error)".prefix(500)))
+            outcome = .refused("the notification could not be encoded")
+        }
+        do {
+            switch outcome {
+            case .answered(let code) where (200..<300).contains(code): try await record(due, statusCode: code, problem: nil)
+            case .answered(let code): try await record(due, statusCode: code, problem: "HTTP \(code)")
+            case .failed(let problem): try await record(due, statusCode: nil, problem: problem)
+            case .refused(let problem): try await record(due, statusCode: nil, problem: problem, final: true)
+            }
+        } catch {
+            logger.warning("recording a webhook attempt failed", metadata: ["delivery": "\(due.id)", "error": "\(error)"])
         }
     }
 
-    func record(_ due: Due, statusCode: Int?, problem: String?) async throws {
-        let retry = problem == nil ? nil : configuration.backoff.delay(afterAttempt: due.attempt)
+    func record(_ due: Due, statusCode: Int?, problem: String?, final: Bool = false) async throws {
+        let retry = problem == nil || final ? nil : configuration.backoff.delay(afterAttempt: due.attempt)
         try await store.transaction { conn in
             if problem == nil {
                 _ = try conn.execute(
