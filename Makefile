@@ -24,7 +24,7 @@ backtest:  ## decision strategies replayed over real price history (no stack nee
 	swift build -c release --product spotguard-decisions
 	"$$(swift build -c release --show-bin-path)/spotguard-decisions" backtest
 
-drill:     ## failover drill on the running demo: make drill AGENT=sim-01-c5.large [KIND=rebalance]
+drill:     ## failover drill on the running demo: make drill AGENT=sim-01-c5.large [KIND=rebalance|loss]
 	. .spotguard/env && "$$(swift build --show-bin-path)/spotguard-sim" drill --agent "$(AGENT)" --kind "$(or $(KIND),termination)"
 
 screenshots: ## every dashboard page of the running demo in headless Chromium: PNG + rendered DOM in .spotguard/screenshots/

@@ -30,13 +30,15 @@ public enum InterruptionSignal: String, Codable, Sendable, CaseIterable {
 public enum CommandKind: String, Codable, Sendable, CaseIterable {
     case launchReplica = "launch_replica"
     case promote, terminate, `switch`, snapshot
+    /// Asks a replica's agent how its silent primary's instance is (DescribeInstances).
+    case checkPrimary = "check_primary"
 
     /// How long an agent holds a command it fetched before it is handed out again, unless the
     /// agent renews it while it works (a terminate's wait comes on top). As long as the work
     /// usually takes, so a command is handed out twice only when its agent stopped answering.
     public var lease: Duration {
         switch self {
-        case .promote, .terminate: .seconds(120)
+        case .promote, .terminate, .checkPrimary: .seconds(120)
         case .launchReplica: .seconds(600)
         case .switch, .snapshot: .seconds(1800)
         }

@@ -163,6 +163,85 @@ extension IntegrationTests {
             await store.shutdown()
         }
 
+        /// Primaries lost at once, without any notice (the simulator kills the agent and terminates
+        /// the instance), 20 times: five manual-replica workloads, four rounds. Each time the
+        /// coordinator hears nothing for the silence period (6 s here), asks the replica's agent to
+        /// look at the primary's instance, learns it is terminated and promotes the replica — within
+        /// the bound of silence + 12 s, every time — and a new replica follows for the next round.
+        @Test func primariesLostWithoutANoticeAreFailedOver() async throws {
+            let store = try await TestStack.store()
+            let silence = 6.0
+            // the silence, then a reconcile pass, a long-poll wake-up, one DescribeInstances and the
+            // promotion: seconds each at most on this machine
+            let bound = (silence + 12) * 1000
+            try await withReplicaStack(environment: [
+                "SPOTGUARD_REPLICAS_SILENCE_SECONDS": "\(Int(silence))", "SPOTGUARD_REPLICAS_RECONCILE_SECONDS": "1",
+                // a busy two-core machine can stretch a pass past a 3 s lease
+                "SPOTGUARD_REPLICAS_LEASE_SECONDS": "15",
+            ]) { ingest, _ in
+                try await withSEF {
+                    let sim = try await SimProcess.start(ingest: ingest, [
+                        "--agents", "5", "--manual-share", "1", "--interruption-scale", "0", "--replace-seconds", "3600", "--hour-seconds", "60",
+                        "--seed", "7", "--agent-heartbeat-seconds", "1", "--agent-price-seconds", "2", "--agent-sync-seconds", "1", "--boot-seconds", "1",
+                    ])
+                    do {
+                        var clientId: String?
+                        _ = await TestStack.eventually(timeout: .seconds(30)) {
+                            clientId = (try? await sim.json("GET", "/sim/status"))?.1["client_id"] as? String
+                            return clientId != nil
+                        }
+                        let client = try #require(clientId)
+                        var workloads: [String] = []
+                        _ = await TestStack.eventually(timeout: .seconds(60)) {
+                            workloads = ((try? await sim.json("GET", "/sim/status"))?.1["workloads"] as? [[String: Any]] ?? [])
+                                .compactMap { $0["logical_agent_id"] as? String }
+                            return workloads.count == 5
+                        }
+                        try #require(workloads.count == 5, "the simulator's fleet did not come up")
+                        func readyEverywhere() async -> Bool {
+                            ((try? await SEFQuery.count(
+                                store,
+                                """
+                                SELECT count(DISTINCT a.id) FROM agents a JOIN replica_instances r ON r.agent_id = a.id
+                                 WHERE a.client_id = $1::uuid AND r.status = 'ready' AND a.status = 'online'
+                                """, [client])) ?? 0) == workloads.count
+                        }
+                        var times: [Double] = []
+                        for round in 1...4 {
+                            #expect(await TestStack.eventually(timeout: .seconds(120)) { await readyEverywhere() }, "round \(round): not every workload had a ready replica")
+                            // (outcome, promoted_ms) of each workload's loss, all at once
+                            let outcomes = try await withThrowingTaskGroup(of: (String, Double?).self) { group in
+                                for w in workloads {
+                                    group.addTask {
+                                        let o = try await sim.json("POST", "/sim/drills", body: ["agent": w, "kind": "loss", "notice_seconds": 60], timeout: 90).1
+                                        return ("\(w): \(o["outcome"] as? String ?? "\(o)")", o["promoted_ms"] as? Double)
+                                    }
+                                }
+                                return try await group.reduce(into: []) { $0.append($1) }
+                            }
+                            for (outcome, ms) in outcomes {
+                                #expect(outcome.hasSuffix(": failed_over"), "round \(round): \(outcome)")
+                                if let ms { times.append(ms) }
+                            }
+                        }
+                        #expect(times.count == 20 && times.allSatisfy { $0 < bound }, "promoted after \(times.map { Int($0) }) ms")
+                        let sorted = times.sorted()
+                        print("[loss] \(times.count) primaries lost without a notice: promoted after p50 \(Int(sorted[sorted.count / 2])) ms, max \(Int(sorted.last ?? 0)) ms (bound \(Int(bound)) ms)")
+                        // one primary per agent, and it is the promoted replica's instance
+                        let lost = try await SEFQuery.count(
+                            store, "SELECT count(*) FROM spot_interruption_events WHERE client_id = $1::uuid AND signal_type = 'instance-lost' AND success", [client])
+                        #expect(lost == 20)
+                        _ = await sim.stop()
+                    } catch {
+                        _ = await sim.stop()
+                        throw error
+                    }
+                    if !SimProcess.keep { try? FileManager.default.removeItem(at: sim.directory) }
+                }
+            }
+            await store.shutdown()
+        }
+
         /// A termination drill on the manual-replica workload the fault model spares (`--spare`),
         /// once its replica is ready: the replica is promoted and the workload resumes there from
         /// the state it had at the notice.

@@ -235,7 +235,12 @@ public final class Agent: Sendable {
         let body = first
             ? Sync(syncStatus: "syncing", status: nil, stateTransferProgress: 0, syncLatencyMs: latency, instanceId: identity.instanceId)
             : Sync(syncStatus: "synced", status: "ready", stateTransferProgress: 100, syncLatencyMs: latency, instanceId: identity.instanceId)
-        try await spool.submit("POST", "/api/agents/\(agent)/replicas/\(replica)/sync-status", body)
+        // not spooled: the next tick reports the state as it is then, and stale reports queued
+        // behind an outage would only delay what matters (command results) once it is over
+        let answer = try await api.send("POST", "/api/agents/\(agent)/replicas/\(replica)/sync-status", body)
+        if answer.status >= 400 {
+            logger.warning("sync status not taken", metadata: ["status": "\(answer.status)", "code": "\(answer.errorCode ?? "-")"])
+        }
     }
 
     /// Sends the state file to the agent's ready replica, if both exist (seed 000 step 4). A
@@ -399,6 +404,18 @@ public final class Agent: Sendable {
             case "launch_replica":
                 let launched = try await launchReplica(command, agent: agent, identity: identity)
                 outcome = Result(status: "succeeded", instanceId: launched.id)
+            case "check_primary":
+                // this replica's primary went silent: how is its instance, as EC2 sees it?
+                guard let primary = command.payload?["primary_instance_id"]?.string else {
+                    throw Refused(description: "check_primary without a primary_instance_id")
+                }
+                let state: String
+                do {
+                    state = try await ec2.describeInstances(ids: [primary]).first { $0.id == primary }?.state ?? "not-found"
+                } catch let error as EC2Error where error.code == "InvalidInstanceID.NotFound" {
+                    state = "not-found"
+                }
+                outcome = Result(status: "succeeded", instanceId: primary, result: ["primary_state": state])
             case "promote":
                 // take the primary's last state before taking over from it
                 if let replica = state.withLock({ $0.replicaId }), let file = configuration.stateFile {
@@ -414,7 +431,7 @@ public final class Agent: Sendable {
             outcome = Result(status: "failed", errorMessage: "\(error)")
         }
         do {
-            try await spool.submit("POST", "/api/agents/\(agent)/commands/\(command.commandId)/result", outcome)
+            try await spool.submit("POST", "/api/agents/\(agent)/commands/\(command.commandId)/result", outcome, urgent: true)
         } catch {
             logger.error("command result not spooled", metadata: ["error": "\(error)"])
         }

@@ -99,10 +99,13 @@ public final class Spool: Sendable {
             .filter { $0.pathExtension == "json" }.sorted { $0.lastPathComponent < $1.lastPathComponent }
     }
 
-    /// Durably queues a report and tries to deliver everything waiting.
-    public func submit<T: Encodable>(_ method: String, _ path: String, _ value: T) async throws {
+    /// Durably queues a report and tries to deliver everything waiting. An urgent report (a
+    /// command's result: a failover may wait for it) goes before the periodic ones.
+    public func submit<T: Encodable>(_ method: String, _ path: String, _ value: T, urgent: Bool = false) async throws {
         let entry = Entry(method: method, path: path, body: try AgentAPI.encoder().encode(value))
-        let name = String(format: "%015.0f-%06d-%@.json", Date().timeIntervalSince1970 * 1000, sequence.add(1, ordering: .relaxed).newValue % 1_000_000, UUID().uuidString)
+        // "0-…" sorts before the plain time-stamped names ("00…")
+        let name = (urgent ? "0-" : "") + String(
+            format: "%015.0f-%06d-%@.json", Date().timeIntervalSince1970 * 1000, sequence.add(1, ordering: .relaxed).newValue % 1_000_000, UUID().uuidString)
         try JSONEncoder().encode(entry).write(to: directory.appendingPathComponent(name), options: .atomic)
         _ = await flush()
     }

@@ -55,12 +55,12 @@ public struct Coordinator: Sendable {
             try promote(
                 &replica, agent: &agent, trigger: "manual", initiatedAt: r.receivedAt,
                 terminateOld: !(body.demoteOldPrimary ?? true), oldTerminatedAt: nil, on: conn)
-            try ensureManualReplica(agent, on: conn)
+            try replaceManualReplica(agent, on: conn)
             return try .json(200, PromotedView(replica: replica, oldInstanceId: old, demoted: body.demoteOldPrimary ?? true))
         case .deleteReplica:
             var replica = try ReplicaRecord.lock(try require(r.replicaId), agent: agent.id, on: conn)
             try terminate(&replica, agent: agent, reason: nil, on: conn)
-            try ensureManualReplica(agent, on: conn)
+            try replaceManualReplica(agent, on: conn)
             return try .json(200, Terminated(replicaId: replica.id, terminatedAt: replica.terminatedAt ?? Date()))
         case .createEmergencyReplica:
             return try createEmergencyReplica(r, requestId: requestId, agent: agent, on: conn)
@@ -97,7 +97,7 @@ public struct Coordinator: Sendable {
         case .sefStatus:
             return try sefStatus(agent, on: conn)
         case .commandResult:
-            return try commandResult(r, agent: agent, on: conn)
+            return try commandResult(r, agent: &agent, on: conn)
         }
     }
 
@@ -269,6 +269,21 @@ public struct Coordinator: Sendable {
             """, [agentId])
     }
 
+    /// `ensureManualReplica` after something else happened in the transaction (a failover, a
+    /// lost or deleted replica): a replica that cannot be placed now is said once an hour and
+    /// tried again by the reconciler, and never undoes what the transaction did.
+    @discardableResult
+    func replaceManualReplica(_ agent: AgentRecord, on conn: PGConnection) throws -> ReplicaRecord? {
+        do {
+            return try ensureManualReplica(agent, on: conn)
+        } catch let refusal as ReplicaRefusal {
+            try event(
+                "replica.not_launched", agent: agent, replica: nil, refusal.message, severity: "warning",
+                dedupKey: "not-launched:\(agent.id.uuidString.lowercased()):\(Int(Date().timeIntervalSince1970) / 3600)", on: conn)
+            return nil
+        }
+    }
+
     /// In manual mode the agent always has one manual replica: launches it when missing
     /// (unless too many failed lately). Returns the active manual replica.
     @discardableResult
@@ -380,14 +395,14 @@ public struct Coordinator: Sendable {
         replica = try ReplicaRecord.lock(replica.id, agent: agent.id, on: conn)
         let old = agent.instanceId
         try promote(&replica, agent: &agent, trigger: "manual", initiatedAt: r.receivedAt, terminateOld: true, oldTerminatedAt: nil, on: conn)
-        let next = try ensureManualReplica(agent, on: conn)
+        let next = try replaceManualReplica(agent, on: conn)
         return try .json(200, Switched(
             oldInstanceId: old, newInstanceId: replica.instanceId, promotedReplicaId: replica.id, newReplicaId: next?.id))
     }
 
     // MARK: commands
 
-    func commandResult(_ r: ReplicaRequest, agent: AgentRecord, on conn: PGConnection) throws -> APIReply {
+    func commandResult(_ r: ReplicaRequest, agent: inout AgentRecord, on conn: PGConnection) throws -> APIReply {
         let body = try decode(CommandResultBody.self, r.body)
         guard let status = body.status, status == "succeeded" || status == "failed" else {
             throw ReplicaRefusal(400, "invalid_status", "status must be succeeded or failed", field: "status")
@@ -418,6 +433,9 @@ public struct Coordinator: Sendable {
                  WHERE client_id = $2 AND id = (SELECT payload->>'instance_id' FROM commands WHERE id = $1)
                 """, [commandId, agent.clientId])
         }
+        if kind == .checkPrimary, status == "succeeded", let replicaId {
+            try primaryChecked(commandId, replicaId: replicaId, result: body.result, agent: &agent, on: conn)
+        }
         if kind == .launchReplica, let replicaId {
             var replica = try ReplicaRecord.lock(replicaId, agent: agent.id, on: conn)
             if status == "failed" {
@@ -425,7 +443,7 @@ public struct Coordinator: Sendable {
                     try replica.saveLifecycle(on: conn, failureReason: "launch failed: \(body.errorMessage ?? "no reason given")")
                     try refreshSummary(agent.id, on: conn)
                     try alert("replica_launch_failed", agent: agent, replica: replica.id, body.errorMessage ?? "the agent could not launch the replica", dedupKey: nil, on: conn)
-                    try ensureManualReplica(agent, on: conn)
+                    try replaceManualReplica(agent, on: conn)
                 }
             } else if let launched {
                 if replica.status.isActive {

@@ -184,7 +184,7 @@ extension Coordinator {
                 try replica.saveLifecycle(on: conn, failureReason: "spot interruption of the replica's instance")
                 try refreshSummary(agent.id, on: conn)
                 try alert("replica_interrupted", agent: agent, replica: replica.id, "the replica's spot instance is being reclaimed", dedupKey: nil, on: conn)
-                try ensureManualReplica(agent, on: conn)
+                try replaceManualReplica(agent, on: conn)
                 return try .json(200, ReplicaLostAnswer(replicaId: replica.id))
             }
             throw ReplicaRefusal(409, "instance_not_primary", "\(instance) is not the agent's current instance", field: "instance_id")
@@ -229,7 +229,7 @@ extension Coordinator {
             try Outbox.append(Envelope(type: RoutingKey.interruptionTermination, producer: Self.producer, payload: InterruptionRecorded(
                 eventId: eventId, clientId: agent.clientId, agentId: agent.id, instanceId: instance, poolId: nil,
                 signalType: .terminationNotice, riskScore: nil, action: "replica_promoted")), on: conn)
-            try ensureManualReplica(agent, on: conn)
+            try replaceManualReplica(agent, on: conn)
             return try .json(200, FailoverAnswer(
                 newInstanceId: replica.instanceId, oldInstanceId: instance, replicaId: replica.id, failoverTimeMs: ms, eventId: eventId))
         }
@@ -269,6 +269,75 @@ extension Coordinator {
             try event("failover.failed", agent: agent, replica: emergency, "termination notice for \(instance) without a ready replica", severity: "error", on: conn)
         }
         return try .json(409, NoReplicaAnswer(emergencyReplicaId: emergency, eventId: eventId))
+    }
+
+    // MARK: a primary lost without a notice
+
+    /// Instance states of a primary that serves no more.
+    static let lostStates: Set<String> = ["shutting-down", "terminated", "stopping", "stopped", "not-found"]
+
+    /// The replica's agent looked at the silent primary's instance (`check_primary`). When the
+    /// instance is gone and the primary is still the agent's and still silent, the replica is
+    /// promoted now — under the agent's row lock, so never twice and never beside a primary
+    /// that came back — and the loss is recorded as an `instance-lost` interruption. A stopped
+    /// instance could be started again: the new primary's agent terminates it. A primary whose
+    /// instance still runs is cut off, not lost: it is left as it is and alerted (once an hour).
+    func primaryChecked(_ commandId: UUID, replicaId: UUID, result: JSONValue?, agent: inout AgentRecord, on conn: PGConnection) throws {
+        guard case .object(let fields)? = result, let state = fields["primary_state"]?.string else {
+            throw ReplicaRefusal(400, "missing_field", "a succeeded check_primary reports result.primary_state", field: "result.primary_state")
+        }
+        guard let checked = try conn.query("SELECT payload->>'primary_instance_id' FROM commands WHERE id = $1", [commandId]).first?
+            .decodeIfPresent(String.self, at: 0), checked == agent.instanceId
+        else { return }  // the agent has another primary by now
+        let silent = agent.lastHeartbeatAt.map { Date().timeIntervalSince($0) >= Double(configuration.silenceBeforeCheck.components.seconds) } ?? true
+        guard Self.lostStates.contains(state) else {
+            if silent {
+                try alert(
+                    "primary_unreachable", agent: agent, replica: replicaId,
+                    "\(checked) sends nothing but its instance is \(state): not failed over (it may still be serving)",
+                    dedupKey: "primary-unreachable:\(agent.id.uuidString.lowercased()):\(Int(Date().timeIntervalSince1970) / 3600)", on: conn)
+            }
+            return
+        }
+        guard silent else { return }  // it spoke again since the check was issued
+        var replica = try ReplicaRecord.lock(replicaId, agent: agent.id, on: conn)
+        guard replica.status == .ready, replica.instanceId != nil else { return }
+        let detected = Date()
+        let lastHeard = agent.lastHeartbeatAt ?? detected
+        let eventId = try conn.query(
+            """
+            INSERT INTO spot_interruption_events (agent_id, client_id, instance_id, pool_id, signal_type, signal_time, response_action,
+                                                  detected_at, error_message)
+            VALUES ($1, $2, $3, $4, 'instance-lost', $5, 'recorded', $6, $7)
+            ON CONFLICT (agent_id, signal_type, signal_time) DO NOTHING RETURNING id
+            """, [agent.id, agent.clientId, checked, agent.poolId, lastHeard, detected, "instance \(state), no notice"]
+        ).first?.decode(UUID.self, at: 0)
+        // the failover time counts from the last sign of life: what the workload was without a primary
+        let ms = max(0, Int(detected.timeIntervalSince(lastHeard) * 1000))
+        try promote(
+            &replica, agent: &agent, trigger: "failover", initiatedAt: detected, terminateOld: false,
+            oldTerminatedAt: state == "terminated" || state == "not-found" || state == "shutting-down" ? detected : nil,
+            eventId: eventId, failoverTimeMs: ms, on: conn)
+        if let eventId {
+            _ = try conn.execute(
+                """
+                UPDATE spot_interruption_events SET response_action = 'replica_promoted', replica_id = $2, new_instance_id = $3,
+                       failover_completed = true, failover_completed_at = now(), failover_time_ms = $4, success = true
+                 WHERE id = $1
+                """, [eventId, replica.id, replica.instanceId, ms])
+        }
+        if state == "stopped" || state == "stopping", let newInstance = replica.instanceId {
+            // fenced: a stopped primary started again would serve beside the new one
+            try Commands.issue(
+                try .init(
+                    .terminate, clientId: agent.clientId, agentId: agent.id, targetInstanceId: newInstance,
+                    payload: ["instance_id": checked, "reason": "the old primary was \(state) and replaced"], issuedBy: "replicas", priority: 10),
+                producer: Self.producer, on: conn)
+        }
+        try alert(
+            "primary_lost", agent: agent, replica: replica.id, "\(checked) was \(state) without a notice; replica \(replica.instanceId ?? "?") promoted",
+            dedupKey: nil, on: conn)
+        try replaceManualReplica(agent, on: conn)
     }
 
     // MARK: rebalance recommendation

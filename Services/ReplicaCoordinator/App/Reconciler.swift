@@ -14,6 +14,8 @@ import SpotStore
 /// - manual mode: an agent without its manual replica gets one;
 /// - rebalance replicas not needed by a termination within the window are terminated;
 /// - replicas stuck launching or syncing past the limit fail (and are alerted, and replaced);
+/// - a primary with a ready replica, silent past `silenceBeforeCheck`, is checked by the
+///   replica's agent (`check_primary`); the result fails it over when its instance is gone;
 /// - agents silent past the limit go offline (`agent.offline`).
 ///
 /// In the service the reconciler runs in the copy that leads (`Leadership`); the others wait
@@ -64,9 +66,10 @@ public final class Reconciler: Service, Sendable {
         public var expired = 0
         public var stuck = 0
         public var offline = 0
-        var changed: Bool { launched + expired + stuck + offline > 0 }
+        public var primariesChecked = 0
+        var changed: Bool { launched + expired + stuck + offline + primariesChecked > 0 }
         var metadata: Logger.Metadata {
-            ["launched": "\(launched)", "expired": "\(expired)", "stuck": "\(stuck)", "offline": "\(offline)"]
+            ["launched": "\(launched)", "expired": "\(expired)", "stuck": "\(stuck)", "offline": "\(offline)", "checked": "\(primariesChecked)"]
         }
     }
 
@@ -76,6 +79,7 @@ public final class Reconciler: Service, Sendable {
         s.stuck = try await failStuckReplicas()
         s.expired = try await expireRebalanceReplicas()
         s.launched = try await launchMissingManualReplicas()
+        s.primariesChecked = try await checkSilentPrimaries()
         s.offline = try await markSilentAgentsOffline()
         coordinator.notify()
         Counter(label: "spotguard_reconcile_cycles_total").increment()
@@ -104,14 +108,8 @@ public final class Reconciler: Service, Sendable {
             ).map(AgentRecord.init)
             var launched = 0
             for agent in agents {
-                do {
-                    if try coordinator.ensureManualReplica(agent, on: conn) != nil { launched += 1 }
-                } catch let refusal as ReplicaRefusal {
-                    // e.g. no priced pool yet: said once an hour, tried again next cycle
-                    try coordinator.event(
-                        "replica.not_launched", agent: agent, replica: nil, refusal.message, severity: "warning",
-                        dedupKey: "not-launched:\(agent.id.uuidString.lowercased()):\(Int(Date().timeIntervalSince1970) / 3600)", on: conn)
-                }
+                // e.g. no priced pool yet: said once an hour, tried again next cycle
+                if try coordinator.replaceManualReplica(agent, on: conn) != nil { launched += 1 }
             }
             return launched
         }
@@ -158,7 +156,45 @@ public final class Reconciler: Service, Sendable {
                 try coordinator.stopInstance(of: replica, agent: agent, on: conn)
                 try coordinator.refreshSummary(agentId, on: conn)
                 try coordinator.alert("replica_stuck", agent: agent, replica: replicaId, "replica \(reason)", dedupKey: nil, on: conn)
-                try coordinator.ensureManualReplica(agent, on: conn)
+                try coordinator.replaceManualReplica(agent, on: conn)
+            }
+            return due.count
+        }
+    }
+
+    /// A primary that went silent may be gone without a notice (a reclaim the agent never saw,
+    /// a hardware failure) — or only cut off from SpotGuard while it still serves. Its ready
+    /// replica's agent, which runs elsewhere, is asked to look (`check_primary`: the primary's
+    /// instance state by DescribeInstances); the coordinator fails over only when the answer
+    /// says the instance is gone (`Coordinator.primaryChecked`). Asked again a third of the
+    /// silence after each answer while the primary stays silent.
+    func checkSilentPrimaries() async throws -> Int {
+        let silence = Double(configuration.silenceBeforeCheck.components.seconds)
+        return try await fencedTransaction { conn in
+            let due = try conn.query(
+                """
+                SELECT a.id, a.client_id, a.instance_id, r.id, r.instance_id FROM agents a
+                  JOIN LATERAL (SELECT id, instance_id FROM replica_instances
+                                 WHERE agent_id = a.id AND status = 'ready' AND instance_id IS NOT NULL
+                                 ORDER BY replica_type = 'manual' DESC, ready_at DESC LIMIT 1) r ON true
+                 WHERE a.status IN ('online', 'offline') AND a.instance_id IS NOT NULL
+                   AND a.last_heartbeat_at < now() - make_interval(secs => $1)
+                   -- a primary promoted a moment ago has not had the time to speak yet
+                   AND (a.last_failover_at IS NULL OR a.last_failover_at < now() - make_interval(secs => $1))
+                   -- one check at a time; after an answer that it still runs, again a third of the silence later
+                   AND NOT EXISTS (SELECT 1 FROM commands c WHERE c.agent_id = a.id AND c.command_type = 'check_primary'
+                                    AND (c.status IN ('pending', 'delivered') OR c.completed_at > now() - make_interval(secs => $1 / 3)))
+                 ORDER BY a.id LIMIT 50 FOR UPDATE OF a SKIP LOCKED
+                """, [silence]
+            ).map { (try $0.decode(UUID.self, at: 0), try $0.decode(UUID.self, at: 1), try $0.decode(String.self, at: 2),
+                     try $0.decode(UUID.self, at: 3), try $0.decode(String.self, at: 4)) }
+            for (agent, client, primary, replica, replicaInstance) in due {
+                try Commands.issue(
+                    try .init(
+                        .checkPrimary, clientId: client, agentId: agent, targetInstanceId: replicaInstance, replicaId: replica,
+                        payload: ["primary_instance_id": primary, "replica_id": replica.uuidString.lowercased()],
+                        issuedBy: "replicas", priority: 10, expiresIn: .seconds(max(60, silence * 2))),
+                    producer: Coordinator.producer, on: conn)
             }
             return due.count
         }

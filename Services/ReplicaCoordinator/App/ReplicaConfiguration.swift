@@ -12,6 +12,8 @@ import SpotRuntime
 ///   needed by a termination within this window is terminated
 /// - `SPOTGUARD_REPLICAS_STUCK_SECONDS` (int, default 180): a replica launching or syncing longer fails
 /// - `SPOTGUARD_REPLICAS_OFFLINE_SECONDS` (int, default 600): an agent silent this long is offline
+/// - `SPOTGUARD_REPLICAS_SILENCE_SECONDS` (int, default 60): a primary with a ready replica silent
+///   this long is checked by the replica's agent and failed over when its instance is gone
 /// - `SPOTGUARD_REPLICAS_PRICE_WINDOW_SECONDS` (int, default 3600): how recent a clean price must
 ///   be for its pool to host a replica
 /// - `SPOTGUARD_REPLICAS_LEASE_SECONDS` (int, default 3 × the reconcile period): the reconciler's
@@ -31,6 +33,9 @@ public struct ReplicaConfiguration: Sendable {
     public var rebalanceWindow: Duration
     public var stuckAfter: Duration
     public var offlineAfter: Duration
+    /// A primary with a ready replica silent this long is checked by the replica's agent, and
+    /// failed over when its instance is gone.
+    public var silenceBeforeCheck: Duration
     public var priceWindow: Duration
     public var relaunchLimit: Int
     /// A launch command not fetched in time is pointless (the replica will have failed).
@@ -52,6 +57,7 @@ public struct ReplicaConfiguration: Sendable {
         stuckAfter = .seconds(stuck)
         launchExpiry = .seconds(stuck)
         offlineAfter = .seconds(try env.int("SPOTGUARD_REPLICAS_OFFLINE_SECONDS", default: 600, range: 1...86_400))
+        silenceBeforeCheck = .seconds(try env.int("SPOTGUARD_REPLICAS_SILENCE_SECONDS", default: 60, range: 1...86_400))
         priceWindow = .seconds(try env.int("SPOTGUARD_REPLICAS_PRICE_WINDOW_SECONDS", default: 3600, range: 60...7 * 86_400))
         relaunchLimit = try env.int("SPOTGUARD_REPLICAS_RELAUNCH_LIMIT", default: 3, range: 1...100)
         workerName = "\(ProcessInfo.processInfo.hostName)-\(ProcessInfo.processInfo.processIdentifier)"
@@ -69,6 +75,7 @@ public struct ReplicaConfiguration: Sendable {
         stuckAfter = .seconds(180)
         launchExpiry = .seconds(180)
         offlineAfter = .seconds(600)
+        silenceBeforeCheck = .seconds(60)
         priceWindow = .seconds(3600)
         relaunchLimit = 3
         workerName = "\(ProcessInfo.processInfo.hostName)-\(ProcessInfo.processInfo.processIdentifier)"

@@ -308,6 +308,18 @@ actor Cloud {
         instances[id]?.terminatedAt = Date()
     }
 
+    /// The instance fails at once without a notice (hardware, or a reclaim nobody announced):
+    /// terminated, its agent killed on the spot.
+    func lose(_ id: String, now: Date = Date()) async {
+        guard var instance = instances[id], instance.state == .pending || instance.state == .running else { return }
+        instance.state = .terminated
+        instance.stateReason = ("Server.InternalError", "Server.InternalError: the instance failed")
+        instance.terminatedAt = now
+        instances[id] = instance
+        record("lost", instance, "no notice", at: now)
+        if let host = hosts.removeValue(forKey: id) { await host.shutdown(grace: .zero) }
+    }
+
     // MARK: interruptions
 
     /// Gives `id` its two-minute warning (or `noticeSeconds`), terminating it then.

@@ -123,7 +123,7 @@ public struct SimConfiguration: Sendable {
 
     public static let usage = """
         usage: spotguard-sim run [--option value …]     a local cloud with a simulated fleet
-               spotguard-sim drill --agent ID --kind rebalance|termination [--sim URL]
+               spotguard-sim drill --agent ID --kind rebalance|termination|loss [--sim URL]
         run options (environment: SPOTGUARD_SIM_<OPTION>):
           --ingest URL (SPOTGUARD_INGEST_URL)   --admin-token T (SPOTGUARD_ADMIN_TOKEN)
           --port N --host H --dir PATH          EC2 endpoint + control API; state folder

@@ -6,7 +6,8 @@ import NIOCore
 import SimulatorCore
 
 /// The simulator's own API (loopback, no authentication — a development tool):
-/// `GET /sim/status`, `GET /sim/events?limit=N`, `POST /sim/drills {"agent", "kind", "notice_seconds"}`.
+/// `GET /sim/status`, `GET /sim/events?limit=N`, `POST /sim/drills {"agent", "kind", "notice_seconds"}`
+/// (kind: `rebalance`, `termination`, or `loss` — the primary fails at once without a notice).
 struct Control: Sendable {
     let cloud: Cloud
     let fleet: Fleet
@@ -78,8 +79,8 @@ struct Control: Sendable {
         let decoder = JSONDecoder()
         decoder.keyDecodingStrategy = .convertFromSnakeCase
         guard let r = try? decoder.decode(DrillRequest.self, from: body) else { return Self.refuse(.badRequest, "invalid_json", "the body must be a JSON object") }
-        guard let kind = r.kind, ["rebalance", "termination"].contains(kind) else {
-            return Self.refuse(.badRequest, "invalid_kind", "kind must be rebalance or termination")
+        guard let kind = r.kind, ["rebalance", "termination", "loss"].contains(kind) else {
+            return Self.refuse(.badRequest, "invalid_kind", "kind must be rebalance, termination or loss")
         }
         if let s = r.noticeSeconds, !(1...3600).contains(s) { return Self.refuse(.badRequest, "out_of_range", "notice_seconds must be 1…3600") }
         guard let name = r.agent, let workload = await fleet.workload(named: name), let agentId = await fleet.agentId(of: workload) else {
@@ -87,6 +88,13 @@ struct Control: Sendable {
         }
         guard let primary = await cloud.live(workload).first(where: { $0.primary && $0.state == .running && $0.terminationTime == nil }) else {
             return Self.refuse(.conflict, "no_running_instance", "\(workload) has no running primary instance without a notice right now")
+        }
+        if kind == "loss" {
+            let ready = await fleet.replicas(agentId).contains { $0.status == "ready" }
+            let lostAt = Date()
+            await cloud.lose(primary.id, now: lostAt)
+            return Self.encoded(await fleet.watchLoss(
+                primary.id, workload: workload, agentId: agentId, lostAt: lostAt, readyReplica: ready, within: .seconds(r.noticeSeconds ?? 180)))
         }
         if kind == "termination" {
             guard let notice = await cloud.armNotice(primary.id, seconds: r.noticeSeconds, drill: true) else {

@@ -5,7 +5,7 @@ import SpotCloud
 import FoundationNetworking
 #endif
 
-/// `spotguard-sim drill --agent ID --kind rebalance|termination [--notice-seconds S] [--sim URL]`:
+/// `spotguard-sim drill --agent ID --kind rebalance|termination|loss [--notice-seconds S] [--sim URL]`:
 /// asks a running simulator for the drill and prints what happened, with timings.
 public enum DrillCommand {
     public static func run(_ arguments: [String], env: [String: String] = ProcessInfo.processInfo.environment) async throws {
@@ -47,6 +47,13 @@ public enum DrillCommand {
     public static func timeline(_ j: [String: Any]) -> [String] {
         func ms(_ key: String) -> String { (j[key] as? Double).map { String(format: "%8.0f ms", $0) } ?? "       — " }
         var lines = ["instance \(j["instance_id"] ?? "?") of \(j["workload"] ?? "?") (agent \(j["agent_id"] ?? "?"))"]
+        if j["kind"] as? String == "loss" {
+            return lines + [
+                "  lost at \(j["lost_at"] ?? "?") without a notice; a ready replica then: \((j["ready_replica_at_loss"] as? Bool) == true ? "yes" : "no")",
+                "  \(ms("promoted_ms"))  SpotGuard promoted replica \(j["replica_id"] ?? "-") on \(j["replica_instance_id"] ?? "-")",
+                "  outcome: \(j["outcome"] ?? "?")",
+            ]
+        }
         if j["kind"] as? String == "rebalance" {
             lines += [
                 "  \(ms("notice_read_ms"))  the agent read the rebalance recommendation",

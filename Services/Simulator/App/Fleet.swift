@@ -59,6 +59,22 @@ public struct NoticeOutcome: Sendable, Codable {
     public var outcome: String
 }
 
+/// What became of a primary lost without a notice (`loss` drill).
+public struct LossOutcome: Sendable, Codable {
+    public var kind = "loss"
+    public var instanceId: String
+    public var workload: String
+    public var agentId: String
+    public var lostAt: Date
+    public var readyReplicaAtLoss: Bool
+    public var replicaId: String?
+    public var replicaInstanceId: String?
+    /// lost → the product recorded the promotion (its `promoted_at`)
+    public var promotedMs: Double?
+    /// `failed_over`, `not_failed_over` (a ready replica was not promoted in time) or `no_ready_replica`
+    public var outcome: String
+}
+
 /// The simulated customer: a client, its workloads (each one agent, in manual-replica or
 /// auto-switch mode), an Auto Scaling group's habit of replacing a workload that lost every
 /// instance, and an eye on what each termination notice led to.
@@ -249,13 +265,7 @@ actor Fleet {
             if outcome.noticeReadMs == nil, let read = imds?.firstRead("spot/instance-action") {
                 outcome.noticeReadMs = read.timeIntervalSince(notice.armedAt) * 1000
             }
-            // the promotion of another instance: not the one that made this instance primary
-            // (a notice that hits a just-promoted replica must not count that promotion again)
-            if let promoted = await replicas(agentId).first(where: {
-                ($0.promotedAt ?? .distantPast) >= notice.armedAt.addingTimeInterval(-1) && $0.instanceId != notice.instanceId
-            }),
-                let at = promoted.promotedAt
-            {
+            if let promoted = await promotion(agentId, replacing: notice.instanceId, since: notice.armedAt), let at = promoted.promotedAt {
                 outcome.promotedMs = at.timeIntervalSince(notice.armedAt) * 1000
                 outcome.replicaId = promoted.id
                 outcome.replicaInstanceId = promoted.instanceId
@@ -271,6 +281,33 @@ actor Fleet {
         }
         if outcome.outcome == "no_ready_replica", outcome.readyReplicaAtNotice { outcome.outcome = "not_failed_over" }
         return record(outcome)
+    }
+
+    /// The promotion of another instance than `instance` since `since`: not the one that made
+    /// `instance` primary (a notice that hits a just-promoted replica must not count it again).
+    private func promotion(_ agentId: String, replacing instance: String, since: Date) async -> Replica? {
+        await replicas(agentId).first { ($0.promotedAt ?? .distantPast) >= since.addingTimeInterval(-1) && $0.instanceId != instance }
+    }
+
+    /// Follows an instance lost without a notice until SpotGuard promotes a replica in its place
+    /// (the workload then moves there), or `within` passes.
+    func watchLoss(_ instanceId: String, workload: String, agentId: String, lostAt: Date, readyReplica: Bool, within: Duration) async -> LossOutcome {
+        var outcome = LossOutcome(
+            instanceId: instanceId, workload: workload, agentId: agentId, lostAt: lostAt, readyReplicaAtLoss: readyReplica,
+            outcome: readyReplica ? "not_failed_over" : "no_ready_replica")
+        let deadline = ContinuousClock.now + within
+        while ContinuousClock.now < deadline {
+            if let promoted = await promotion(agentId, replacing: instanceId, since: lostAt), let at = promoted.promotedAt {
+                outcome.promotedMs = at.timeIntervalSince(lostAt) * 1000
+                outcome.replicaId = promoted.id
+                outcome.replicaInstanceId = promoted.instanceId
+                outcome.outcome = "failed_over"
+                if let replica = promoted.instanceId { await cloud.handOver(from: instanceId, to: replica) }
+                break
+            }
+            try? await Task.sleep(for: .milliseconds(200))
+        }
+        return outcome
     }
 
     /// The workload moves to the promoted replica once its agent holds the primary's state (the
