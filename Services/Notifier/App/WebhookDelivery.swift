@@ -155,6 +155,9 @@ public final class WebhookDelivery: Service, Sendable {
     func record(_ due: Due, statusCode: Int?, problem: String?, final: Bool = false) async throws {
         let retry = problem == nil || final ? nil : configuration.backoff.delay(afterAttempt: due.attempt)
         try await store.transaction { conn in
+            // the notification's status is computed from all its deliveries: deliveries of one
+            // notification recorded at once take turns, so the last one sees the others
+            _ = try conn.query("SELECT 1 FROM notifications WHERE id = $1 FOR UPDATE", [due.notification.id])
             if problem == nil {
                 _ = try conn.execute(
                     """
