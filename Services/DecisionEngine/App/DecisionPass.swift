@@ -174,11 +174,21 @@ public struct DecisionPass: Sendable {
                AND a.instance_type IS NOT NULL AND a.region IS NOT NULL
              ORDER BY a.id
             """)
+        // a client's decisions trust its own agents' measurements first: the shared price is
+        // what other clients could move (within the SEF's median rule), its own is not
+        let own = try ownPrices(clients: Set(try agents.map { try $0.decode(UUID.self, at: 1) }), on: conn)
         for a in agents {
             summary.agents += 1
             let agentId = try a.decode(UUID.self, at: 0)
             let clientId = try a.decode(UUID.self, at: 1)
-            let market = byMarket["\(try a.decode(String.self, at: 2))|\(try a.decode(String.self, at: 3))"] ?? []
+            let mine = own[clientId] ?? [:]
+            let market = (byMarket["\(try a.decode(String.self, at: 2))|\(try a.decode(String.self, at: 3))"] ?? []).map { p in
+                guard let measured = mine[p.id] else { return p }
+                var p = p
+                p.price = measured.price
+                p.onDemand = measured.onDemand ?? p.onDemand
+                return p
+            }
             let instanceOnDemand = try a.decodeIfPresent(Double.self, at: 12)
             let onDemand = market.compactMap(\.onDemand).max() ?? instanceOnDemand
             guard let onDemand, !market.isEmpty else {
@@ -217,7 +227,12 @@ public struct DecisionPass: Sendable {
             let inputs = JSONValue.object([
                 "current": .string(current.description), "on_demand_price": .number(onDemand),
                 "hours_since_switch": input.hoursSinceSwitch.isFinite ? .number(input.hoursSinceSwitch) : .null,
-                "pools": .array(input.pools.map { .object(["pool": .string($0.pool), "price": .number($0.price), "recent_mean": .number($0.recentMean), "risk": .number($0.risk)]) }),
+                "pools": .array(input.pools.map {
+                    .object([
+                        "pool": .string($0.pool), "price": .number($0.price), "recent_mean": .number($0.recentMean), "risk": .number($0.risk),
+                        "price_source": .string(mine[$0.pool] == nil ? "shared" : "own"),
+                    ])
+                }),
             ])
             _ = try conn.execute(
                 """
@@ -235,6 +250,26 @@ public struct DecisionPass: Sendable {
         }
         phase("decide_agents")
         return summary
+    }
+}
+
+extension DecisionPass {
+    /// Each client's latest own price per pool within the price window (its agents measured it).
+    func ownPrices(clients: Set<UUID>, on conn: PGConnection) throws -> [UUID: [String: (price: Double, onDemand: Double?)]] {
+        guard !clients.isEmpty else { return [:] }
+        var out: [UUID: [String: (price: Double, onDemand: Double?)]] = [:]
+        for row in try conn.query(
+            """
+            SELECT DISTINCT ON (b.client_id, b.pool_id) b.client_id, b.pool_id, b.spot_price::float8, b.on_demand_price::float8
+              FROM pricing_client_buckets b
+             WHERE b.client_id = ANY($1::uuid[]) AND b.time_bucket > now() - make_interval(secs => $2) AND b.time_bucket <= now()
+             ORDER BY b.client_id, b.pool_id, b.time_bucket DESC
+            """, [PGArray(Array(clients)), Double(configuration.priceWindow)])
+        {
+            out[try row.decode(UUID.self, at: 0), default: [:]][try row.decode(String.self, at: 1)] =
+                (try row.decode(Double.self, at: 2), try row.decodeIfPresent(Double.self, at: 3))
+        }
+        return out
     }
 }
 

@@ -133,7 +133,29 @@ struct PriceRepository: Sendable {
             snap AS (
                 INSERT INTO spot_price_snapshots (pool_id, price, on_demand_price, captured_at, report_id, agent_id)
                 SELECT pool, price, od, observed, report, agent FROM input WHERE sid IN (SELECT submission_id FROM raw)
-                ON CONFLICT (report_id, pool_id) DO NOTHING)
+                ON CONFLICT (report_id, pool_id) DO NOTHING),
+            -- each client's best submission per source type and bucket: the latest observation,
+            -- ties to the lowest id (BucketResolver's order), whatever order they arrive in
+            best AS (
+                INSERT INTO pricing_client_sources AS s (pool_id, time_bucket, client_id, source_type, submission_id, spot_price,
+                    on_demand_price, observed_at)
+                SELECT DISTINCT ON (pool, bucket, client, src) pool, bucket, client, src, sid, price, od, observed
+                  FROM input WHERE src <> 'interpolated' AND sid IN (SELECT submission_id FROM raw)
+                 ORDER BY pool, bucket, client, src, observed DESC, upper(sid::text)
+                ON CONFLICT (pool_id, time_bucket, client_id, source_type) DO UPDATE SET
+                    submission_id = EXCLUDED.submission_id, spot_price = EXCLUDED.spot_price,
+                    on_demand_price = EXCLUDED.on_demand_price, observed_at = EXCLUDED.observed_at
+                 WHERE EXCLUDED.observed_at > s.observed_at
+                    OR (EXCLUDED.observed_at = s.observed_at AND upper(EXCLUDED.submission_id::text) < upper(s.submission_id::text))),
+            reporters AS (
+                INSERT INTO pricing_pool_clients AS p (pool_id, client_id, first_bucket, last_bucket, first_received_at)
+                SELECT pool, client, min(bucket), max(bucket), min(received) FROM input
+                 WHERE src <> 'interpolated' AND sid IN (SELECT submission_id FROM raw) GROUP BY 1, 2
+                ON CONFLICT (pool_id, client_id) DO UPDATE SET
+                    first_bucket = least(p.first_bucket, EXCLUDED.first_bucket), last_bucket = greatest(p.last_bucket, EXCLUDED.last_bucket),
+                    first_received_at = least(p.first_received_at, EXCLUDED.first_received_at)
+                 WHERE EXCLUDED.first_bucket < p.first_bucket OR EXCLUDED.last_bucket > p.last_bucket
+                    OR EXCLUDED.first_received_at < p.first_received_at)
             SELECT pool_id, extract(epoch FROM time_bucket)::bigint, count(*) FROM raw GROUP BY 1, 2
             """,
             [
@@ -168,38 +190,42 @@ struct PriceRepository: Sendable {
         var confidence: Double
         var dataSource: DataSource
         var sourceType: String
-        var flagged: Bool
+        var flag: String?
         var count: Int
     }
 
-    /// Recomputes the clean rows of buckets that received `added` new submissions (inserted
-    /// as duplicates). Reads only the best submission per source type (an index probe each)
-    /// and the rows the bucket used so far, so a hot bucket costs the same as a quiet one.
+    /// Recomputes the clean rows of buckets that received `added` new submissions (inserted as
+    /// duplicates): each client's price from its best submission per source type
+    /// (`pricing_client_sources`, a handful of rows however hot the bucket), then the shared
+    /// price across clients (`SharedResolver`), with the other clients' prices around the bucket
+    /// read only for pools more than one client reports.
     func recomputeBuckets(_ added: [BucketKey: Int], on conn: PGConnection) throws -> ApplyReport {
         var report = ApplyReport()
         let keys = added.keys.sorted()
         let keyParams: [(any PGEncodable)?] = [PGArray(keys.map(\.pool)), PGArray(keys.map(\.date))]
-        var best: [BucketKey: [RawSubmission]] = [:]
+        var best: [BucketKey: [UUID: [RawSubmission]]] = [:]
         for row in try conn.query(
             """
-            SELECT k.pool, extract(epoch FROM k.bucket)::bigint, w.submission_id, w.source_type, w.spot_price,
-                   w.on_demand_price, w.observed_at
+            SELECT k.pool, extract(epoch FROM k.bucket)::bigint, s.client_id, s.submission_id, s.source_type, s.spot_price,
+                   s.on_demand_price, s.observed_at
               FROM unnest($1::text[], $2::timestamptz[]) AS k(pool, bucket)
-             CROSS JOIN (VALUES ('primary'), ('replica-automatic'), ('replica-manual')) AS s(source)
-             CROSS JOIN LATERAL (
-                   SELECT r.submission_id, r.source_type, r.spot_price, r.on_demand_price, r.observed_at
-                     FROM pricing_submissions_raw r
-                    WHERE r.pool_id = k.pool AND r.time_bucket = k.bucket AND r.source_type = s.source
-                    ORDER BY r.observed_at DESC, r.submission_id LIMIT 1) w
+              JOIN pricing_client_sources s ON s.pool_id = k.pool AND s.time_bucket = k.bucket
             """, keyParams)
         {
             let key = BucketKey(pool: try row.decode(String.self, at: 0), bucket: try row.decode(Int64.self, at: 1))
-            guard let source = PriceSourceType(rawValue: try row.decode(String.self, at: 3)) else { continue }
-            best[key, default: []].append(
+            guard let source = PriceSourceType(rawValue: try row.decode(String.self, at: 4)) else { continue }
+            best[key, default: [:]][try row.decode(UUID.self, at: 2), default: []].append(
                 RawSubmission(
-                    submissionId: try row.decode(UUID.self, at: 2), sourceType: source, spotPrice: try row.decode(Double.self, at: 4),
-                    onDemandPrice: try row.decodeIfPresent(Double.self, at: 5), observedAt: try row.decode(Date.self, at: 6)))
+                    submissionId: try row.decode(UUID.self, at: 3), sourceType: source, spotPrice: try row.decode(Double.self, at: 5),
+                    onDemandPrice: try row.decodeIfPresent(Double.self, at: 6), observedAt: try row.decode(Date.self, at: 7)))
         }
+        var clientValues: [BucketKey: [ClientValue]] = [:]
+        for (key, byClient) in best {
+            clientValues[key] = byClient.sorted { $0.key.uuidString < $1.key.uuidString }.compactMap { client, submissions in
+                BucketResolver.resolve(submissions, policy: policy).map { ClientValue(clientId: client, resolved: $0) }
+            }
+        }
+        let contexts = try sharedContexts(clientValues, on: conn)
         // the rows each bucket used until now (new rows came in as duplicates)
         var previouslyUsed: [BucketKey: Set<UUID>] = [:]
         for row in try conn.query(
@@ -216,7 +242,7 @@ struct PriceRepository: Sendable {
         for row in try conn.query(
             """
             SELECT c.pool_id, extract(epoch FROM c.time_bucket)::bigint, c.spot_price, c.on_demand_price, c.confidence_score,
-                   c.data_source, c.source_type, c.quality_flag IS NOT NULL, c.submission_count
+                   c.data_source, c.source_type, c.quality_flag, c.submission_count
               FROM unnest($1::text[], $2::timestamptz[]) AS k(pool, bucket)
               JOIN pricing_snapshots_clean c ON c.pool_id = k.pool AND c.time_bucket = k.bucket
             """, keyParams)
@@ -225,25 +251,37 @@ struct PriceRepository: Sendable {
                 price: try row.decode(Double.self, at: 2), onDemand: try row.decodeIfPresent(Double.self, at: 3),
                 confidence: try row.decode(Double.self, at: 4),
                 dataSource: DataSource(rawValue: try row.decode(String.self, at: 5)) ?? .measured,
-                sourceType: try row.decode(String.self, at: 6), flagged: try row.decode(Bool.self, at: 7),
+                sourceType: try row.decode(String.self, at: 6), flag: try row.decodeIfPresent(String.self, at: 7),
                 count: try row.decode(Int.self, at: 8))
         }
 
-        var upserts: [(BucketKey, ResolvedBucket, Int)] = []
+        var upserts: [(BucketKey, ResolvedBucket, Int, String?)] = []
         var duplicateFlags: [(UUID, Bool)] = []
         var newlyMeasured: [BucketKey] = []
+        var clientRows: [(BucketKey, ClientValue, Bool)] = []
+        var noLongerMeasured: [BucketKey] = []
         for key in keys {
-            guard let resolved = BucketResolver.resolve(best[key] ?? [], policy: policy) else { continue }
+            let values = clientValues[key] ?? []
+            guard !values.isEmpty else { continue }
+            // every client's own price is kept, taken into the shared one or not
+            let used = values.reduce(into: Set<UUID>()) { $0.formUnion($1.resolved.used) }
             let before = previouslyUsed[key] ?? []
-            for id in resolved.used.subtracting(before) { duplicateFlags.append((id, false)) }
-            for id in before.subtracting(resolved.used) { duplicateFlags.append((id, true)) }
-            let count = (existing[key]?.count ?? 0) + (added[key] ?? 0)
+            for id in used.subtracting(before) { duplicateFlags.append((id, false)) }
+            for id in before.subtracting(used) { duplicateFlags.append((id, true)) }
+            let outcome = SharedResolver.resolve(values, context: contexts[key] ?? SharedContext(), policy: policy)
+            for v in values { clientRows.append((key, v, outcome.accepted.contains(v.clientId))) }
             let old = existing[key]
+            guard let resolved = outcome.shared else {
+                if old?.dataSource == .measured { noLongerMeasured.append(key) }
+                continue
+            }
+            let flag = outcome.disputed ? "disputed" : resolved.averagedDualSource ? "averaged_dual_source" : nil
+            let count = (old?.count ?? 0) + (added[key] ?? 0)
             let valueChanged =
                 old == nil || old!.dataSource != .measured || !same(old!.price, resolved.spotPrice)
                 || !same(old!.onDemand, resolved.onDemandPrice) || !same(old!.confidence, resolved.confidence)
-                || old!.sourceType != resolved.sourceType.rawValue || old!.flagged != resolved.averagedDualSource
-            upserts.append((key, resolved, count))
+                || old!.sourceType != resolved.sourceType.rawValue || old!.flag != flag
+            upserts.append((key, resolved, count, flag))
             if valueChanged {
                 report.cleaned.append(
                     CleanPrice(
@@ -270,8 +308,7 @@ struct PriceRepository: Sendable {
                 [
                     PGArray(upserts.map(\.0.pool)), PGArray(upserts.map(\.0.date)), PGArray(upserts.map(\.1.spotPrice)),
                     PGArray(upserts.map { $0.1.onDemandPrice as (any PGEncodable)? }), PGArray(upserts.map(\.1.confidence)),
-                    PGArray(upserts.map(\.1.sourceType.rawValue)),
-                    PGArray(upserts.map { $0.1.averagedDualSource ? "averaged_dual_source" : nil as (any PGEncodable)? }),
+                    PGArray(upserts.map(\.1.sourceType.rawValue)), PGArray(upserts.map { $0.3 as (any PGEncodable)? }),
                     PGArray(upserts.map(\.2)),
                 ])
         }
@@ -284,10 +321,115 @@ struct PriceRepository: Sendable {
                   FROM unnest($1::uuid[], $2::bool[]) AS u(id, d) WHERE r.submission_id = u.id
                 """, [PGArray(duplicateFlags.map(\.0)), PGArray(duplicateFlags.map(\.1))])
         }
+        if !clientRows.isEmpty {
+            _ = try conn.execute(
+                """
+                INSERT INTO pricing_client_buckets AS b (pool_id, time_bucket, client_id, spot_price, on_demand_price, confidence_score,
+                    source_type, averaged_dual_source, accepted)
+                SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::uuid[], $4::numeric[], $5::numeric[], $6::numeric[], $7::text[],
+                                     $8::bool[], $9::bool[])
+                ON CONFLICT (pool_id, time_bucket, client_id) DO UPDATE SET
+                    spot_price = EXCLUDED.spot_price, on_demand_price = EXCLUDED.on_demand_price,
+                    confidence_score = EXCLUDED.confidence_score, source_type = EXCLUDED.source_type,
+                    averaged_dual_source = EXCLUDED.averaged_dual_source, accepted = EXCLUDED.accepted, updated_at = now()
+                 WHERE (b.spot_price, b.on_demand_price, b.confidence_score, b.source_type, b.averaged_dual_source, b.accepted)
+                       IS DISTINCT FROM (EXCLUDED.spot_price, EXCLUDED.on_demand_price, EXCLUDED.confidence_score, EXCLUDED.source_type,
+                                         EXCLUDED.averaged_dual_source, EXCLUDED.accepted)
+                """,
+                [
+                    PGArray(clientRows.map(\.0.pool)), PGArray(clientRows.map(\.0.date)), PGArray(clientRows.map(\.1.clientId)),
+                    PGArray(clientRows.map(\.1.resolved.spotPrice)), PGArray(clientRows.map { $0.1.resolved.onDemandPrice as (any PGEncodable)? }),
+                    PGArray(clientRows.map(\.1.resolved.confidence)), PGArray(clientRows.map(\.1.resolved.sourceType.rawValue)),
+                    PGArray(clientRows.map(\.1.resolved.averagedDualSource)), PGArray(clientRows.map(\.2)),
+                ])
+        }
         if !newlyMeasured.isEmpty {
             report.merge(try measuredArrived(newlyMeasured, on: conn))
         }
+        if !noLongerMeasured.isEmpty {
+            report.merge(try measuredLeft(noLongerMeasured, on: conn))
+        }
         return report
+    }
+
+    /// Per bucket: the other clients' prices of the pool around it (for a bucket one client
+    /// measured, in a pool others report too) and the pool's last shared price before it (for
+    /// a bucket whose clients disagree).
+    func sharedContexts(_ values: [BucketKey: [ClientValue]], on conn: PGConnection) throws -> [BucketKey: SharedContext] {
+        var contexts: [BucketKey: SharedContext] = [:]
+        let window = policy.neighbourWindow
+        let single = values.filter { $0.value.count == 1 }.map(\.key)
+        if !single.isEmpty {
+            let byPool = Dictionary(grouping: single, by: \.pool)
+            let pools = byPool.keys.sorted()
+            let lows = pools.map { Date(timeIntervalSince1970: TimeInterval(byPool[$0]!.map(\.bucket).min()! - window)) }
+            let highs = pools.map { Date(timeIntervalSince1970: TimeInterval(byPool[$0]!.map(\.bucket).max()! + window)) }
+            // the clients of each pool in the window: most pools have one, and then there is nothing to read
+            var reporters: [String: Set<UUID>] = [:]
+            for row in try conn.query(
+                """
+                SELECT p.pool_id, p.client_id FROM unnest($1::text[], $2::timestamptz[], $3::timestamptz[]) AS k(pool, lo, hi)
+                  JOIN pricing_pool_clients p ON p.pool_id = k.pool AND p.last_bucket >= k.lo AND p.first_bucket <= k.hi
+                """, [PGArray(pools), PGArray(lows), PGArray(highs)])
+            {
+                reporters[try row.decode(String.self, at: 0), default: []].insert(try row.decode(UUID.self, at: 1))
+            }
+            let shared = pools.indices.filter { (reporters[pools[$0]]?.count ?? 0) > 1 }
+            var around: [String: [(UUID, Int64, Double)]] = [:]
+            if !shared.isEmpty {
+                for row in try conn.query(
+                    """
+                    SELECT b.pool_id, b.client_id, extract(epoch FROM b.time_bucket)::bigint, b.spot_price
+                      FROM unnest($1::text[], $2::timestamptz[], $3::timestamptz[]) AS k(pool, lo, hi)
+                      JOIN pricing_client_buckets b ON b.pool_id = k.pool AND b.time_bucket BETWEEN k.lo AND k.hi
+                    """, [PGArray(shared.map { pools[$0] }), PGArray(shared.map { lows[$0] }), PGArray(shared.map { highs[$0] })])
+                {
+                    around[try row.decode(String.self, at: 0), default: []].append(
+                        (try row.decode(UUID.self, at: 1), try row.decode(Int64.self, at: 2), try row.decode(Double.self, at: 3)))
+                }
+            }
+            for key in single {
+                guard let rows = around[key.pool], let client = values[key]?.first?.clientId else { continue }
+                var neighbours: [UUID: [Double]] = [:]
+                for (other, bucket, price) in rows where other != client && abs(bucket - key.bucket) <= window {
+                    neighbours[other, default: []].append(price)
+                }
+                contexts[key, default: SharedContext()].neighbours = neighbours
+            }
+        }
+        let disagreeing = values.filter { _, v in
+            let prices = v.map(\.resolved.spotPrice)
+            return prices.count > 1 && prices.max()! > prices.min()! * policy.clientAgreement
+        }.map(\.key)
+        if !disagreeing.isEmpty {
+            for row in try conn.query(
+                """
+                SELECT k.pool, extract(epoch FROM k.bucket)::bigint,
+                       (SELECT c.spot_price FROM pricing_snapshots_clean c
+                         WHERE c.pool_id = k.pool AND c.data_source = 'measured' AND c.time_bucket < k.bucket
+                           AND c.time_bucket >= k.bucket - make_interval(secs => $3) AND c.quality_flag IS DISTINCT FROM 'disputed'
+                         ORDER BY c.time_bucket DESC LIMIT 1)
+                  FROM unnest($1::text[], $2::timestamptz[]) AS k(pool, bucket)
+                """, [PGArray(disagreeing.map(\.pool)), PGArray(disagreeing.map(\.date)), Double(window)])
+            {
+                let key = BucketKey(pool: try row.decode(String.self, at: 0), bucket: try row.decode(Int64.self, at: 1))
+                contexts[key, default: SharedContext()].history = try row.decodeIfPresent(Double.self, at: 2)
+            }
+            // the client each pool heard from first, among those of the disagreeing buckets
+            var first: [String: [(UUID, Date)]] = [:]
+            for row in try conn.query(
+                "SELECT pool_id, client_id, first_received_at FROM pricing_pool_clients WHERE pool_id = ANY($1::text[])",
+                [PGArray(Array(Set(disagreeing.map(\.pool))))])
+            {
+                first[try row.decode(String.self, at: 0), default: []].append((try row.decode(UUID.self, at: 1), try row.decode(Date.self, at: 2)))
+            }
+            for key in disagreeing {
+                let clients = Set((values[key] ?? []).map(\.clientId))
+                contexts[key, default: SharedContext()].incumbent = (first[key.pool] ?? []).filter { clients.contains($0.0) }
+                    .min { ($0.1, $0.0.uuidString) < ($1.1, $1.0.uuidString) }?.0
+            }
+        }
+        return contexts
     }
 
     private func same(_ a: Double?, _ b: Double?) -> Bool {
@@ -345,6 +487,31 @@ struct PriceRepository: Sendable {
             let contiguous = (prev == nil || prev! == lo - step) && (next == nil || next! == hi + step) && inside == (hi - lo) / step + 1
             if contiguous { continue }
             report.merge(try recomputeGaps(pool: PoolID(rawValue: pools[i])!, from: prev ?? lo, to: next ?? hi, on: conn))
+        }
+        return report
+    }
+
+    /// Buckets no longer measured (the clients that measured them disagree, or one client's
+    /// price is not taken): their clean rows go and the gaps they leave are filled like any other.
+    func measuredLeft(_ keys: [BucketKey], on conn: PGConnection) throws -> ApplyReport {
+        var report = ApplyReport()
+        _ = try conn.execute(
+            """
+            DELETE FROM pricing_snapshots_clean c USING unnest($1::text[], $2::timestamptz[]) AS k(pool, bucket)
+             WHERE c.pool_id = k.pool AND c.time_bucket = k.bucket AND c.data_source = 'measured'
+            """, [PGArray(keys.map(\.pool)), PGArray(keys.map(\.date))])
+        for (pool, lost) in Dictionary(grouping: keys, by: \.pool).sorted(by: { $0.key < $1.key }) {
+            let (lo, hi) = (lost.map(\.bucket).min()!, lost.map(\.bucket).max()!)
+            let around = try conn.query(
+                """
+                SELECT (SELECT extract(epoch FROM time_bucket)::bigint FROM pricing_snapshots_clean
+                         WHERE pool_id = $1 AND data_source = 'measured' AND time_bucket < $2 ORDER BY time_bucket DESC LIMIT 1),
+                       (SELECT extract(epoch FROM time_bucket)::bigint FROM pricing_snapshots_clean
+                         WHERE pool_id = $1 AND data_source = 'measured' AND time_bucket > $3 ORDER BY time_bucket LIMIT 1)
+                """, [pool, Date(timeIntervalSince1970: TimeInterval(lo)), Date(timeIntervalSince1970: TimeInterval(hi))])[0]
+            report.merge(try recomputeGaps(
+                pool: PoolID(rawValue: pool)!, from: try around.decodeIfPresent(Int64.self, at: 0) ?? lo,
+                to: try around.decodeIfPresent(Int64.self, at: 1) ?? hi, on: conn))
         }
         return report
     }
@@ -544,14 +711,27 @@ struct PriceRepository: Sendable {
     func scan(pool: PoolID, now: Date, on conn: PGConnection) throws -> ApplyReport {
         try lockPools([pool.rawValue], on: conn)
         let end = SEFPolicy.bucket(of: now)
+        var report = ApplyReport()
+        // a pool several clients report: every bucket of the window is resolved again, now that
+        // the prices around it (which decide whether one client's price is taken) are all in
+        let since = Date(timeIntervalSince1970: TimeInterval(end - scanWindow))
+        if try conn.query(
+            "SELECT count(*) FROM pricing_pool_clients WHERE pool_id = $1 AND last_bucket >= $2", [pool.rawValue, since]
+        )[0].decode(Int.self, at: 0) > 1 {
+            let buckets = try conn.query(
+                "SELECT DISTINCT extract(epoch FROM time_bucket)::bigint FROM pricing_client_sources WHERE pool_id = $1 AND time_bucket >= $2",
+                [pool.rawValue, since]
+            ).map { BucketKey(pool: pool.rawValue, bucket: try $0.decode(Int64.self, at: 0)) }
+            report.merge(try recomputeBuckets(Dictionary(uniqueKeysWithValues: buckets.map { ($0, 0) }), on: conn))
+        }
         let buckets = try conn.query(
             """
             SELECT extract(epoch FROM min(time_bucket))::bigint, extract(epoch FROM max(time_bucket))::bigint
               FROM pricing_snapshots_clean WHERE pool_id = $1 AND data_source = 'measured' AND time_bucket >= $2
             """, [pool.rawValue, Date(timeIntervalSince1970: TimeInterval(end - scanWindow))])
         guard let first = try buckets.first?.decodeIfPresent(Int64.self, at: 0), let last = try buckets.first?.decodeIfPresent(Int64.self, at: 1)
-        else { return ApplyReport() }
-        let report = try recomputeGaps(pool: pool, from: first, to: last, on: conn)
+        else { return report }
+        report.merge(try recomputeGaps(pool: pool, from: first, to: last, on: conn))
         let trailing = end - last
         _ = try conn.execute(
             "DELETE FROM pricing_gaps WHERE pool_id = $1 AND status = 'open' AND gap_start <> $2", [pool.rawValue, Date(timeIntervalSince1970: TimeInterval(last))])

@@ -28,6 +28,15 @@ public struct ResolvedBucket: Sendable, Equatable {
     public var averagedDualSource: Bool
     /// The submissions the price was taken from; every other one is a duplicate.
     public var used: Set<UUID>
+
+    public init(spotPrice: Double, onDemandPrice: Double?, confidence: Double, sourceType: PriceSourceType, averagedDualSource: Bool, used: Set<UUID>) {
+        self.spotPrice = spotPrice
+        self.onDemandPrice = onDemandPrice
+        self.confidence = confidence
+        self.sourceType = sourceType
+        self.averagedDualSource = averagedDualSource
+        self.used = used
+    }
 }
 
 /// Turns the raw submissions of one bucket into its clean price.

@@ -36,6 +36,14 @@ public struct SEFPolicy: Sendable, Equatable {
     /// ...and weigh a point by exp(−distance from the edge / decay).
     public var weightedDecay: Double = 600
 
+    /// Clients' prices of one bucket agree when the highest is at most this times the lowest.
+    public var clientAgreement = 1.10
+    /// One client's price is not taken when it is further than this factor from the other
+    /// clients' prices of the pool around it (`SharedResolver`).
+    public var outlierFactor = 3.0
+    /// How far around a bucket the other clients' prices are looked at.
+    public var neighbourWindow: Int64 = 86_400
+
     public var confidencePrimary = 1.00
     public var confidenceReplica = 0.95
     public var confidenceAveraged = 0.90
