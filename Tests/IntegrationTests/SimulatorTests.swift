@@ -134,6 +134,9 @@ extension IntegrationTests {
                         let sim = try await SimProcess.start(
                             ingest: ingest,
                             [
+                                // a region of its own: other tests report other markets' prices for us-east-1
+                                // pools, and the SEF does not take one client's price far from the others'
+                                "--region", "eu-west-3",
                                 "--agents", "8", "--hour-seconds", "4", "--sim-hours", "24", "--seed", "11", "--interruption-scale", "250",
                                 "--notice-seconds", "20", "--rebalance-lead-seconds", "4", "--spare", drilled, "--replace-seconds", "5", "--agent-price-seconds", "2",
                                 "--agent-heartbeat-seconds", "3", "--agent-sync-seconds", "2", "--report", report.path,
