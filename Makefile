@@ -1,5 +1,8 @@
 # SpotGuard: the whole system on one machine. Scripts live in deploy/.
-.PHONY: up down test bench chaos replay backtest status build drill screenshots
+.PHONY: help up down test bench chaos replay backtest status build drill screenshots
+
+help:      ## this list (make with no target)
+	@grep -E '^[a-z]+: +##' $(MAKEFILE_LIST) | sed -E 's/^([a-z]+): +## /  make \1\t/' | expand -t 20
 
 up:        ## install what is missing, start PostgreSQL + RabbitMQ + every service + the simulated fleet
 	deploy/stack.sh up dev
@@ -30,8 +33,8 @@ drill:     ## failover drill on the running demo: make drill AGENT=sim-01-c5.lar
 screenshots: ## every dashboard page of the running demo in headless Chromium: PNG + rendered DOM in .spotguard/screenshots/
 	deploy/screenshots.sh
 
-status:
+status:    ## what runs where in the `make up` stack
 	deploy/stack.sh status dev
 
-build:
+build:     ## debug build of every executable
 	swift build
