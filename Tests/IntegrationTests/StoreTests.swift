@@ -120,6 +120,13 @@ extension IntegrationTests {
             #expect(try row.decode(PGBytes.self, at: 3) == PGBytes([0, 1, 254, 255]))
             #expect(try row.decode(Bool.self, at: 4))
             #expect(try row.decodeIfPresent(String.self, at: 5) == nil)
+            // the earliest times an ISO-8601 parser gives (year 1 is year 0, 1 BC, in the
+            // proleptic calendar PostgreSQL uses) and the latest PostgreSQL keeps
+            for text in ["0001-01-01T05:00:03Z", "0001-03-01T00:00:00Z", "9999-12-31T23:59:59Z"] {
+                let d = try #require(Timestamp.parse(text))
+                let back = try await store.withConnection { try $0.query("SELECT $1::timestamptz", [d])[0].decode(Date.self, at: 0) }
+                #expect(back == d, "\(text)")
+            }
             await #expect(throws: PGError.self) {
                 try await store.withConnection { try $0.query("SELECT * FROM no_such_table") }
             }

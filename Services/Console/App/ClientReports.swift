@@ -1,5 +1,6 @@
 import Foundation
 import Hummingbird
+import SpotModels
 import SpotRuntime
 import SpotStore
 
@@ -190,10 +191,8 @@ extension ConsoleController {
         }
         var before: Date?
         if let raw = query["before"] {
-            guard let d = try? Date(String(raw), strategy: Date.ISO8601FormatStyle(includingFractionalSeconds: true))
-                ?? Date(String(raw), strategy: Date.ISO8601FormatStyle())
-            else {
-                throw APIError(.badRequest, code: "invalid_timestamp", message: "before must be an ISO-8601 time", field: "before")
+            guard let d = Timestamp.parse(String(raw)) else {
+                throw APIError(.badRequest, code: "invalid_timestamp", message: "before must be an ISO-8601 time with an offset", field: "before")
             }
             before = d
         }
