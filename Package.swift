@@ -86,11 +86,23 @@ let package = Package(
             ],
             path: "Shared/SpotRuntime", swiftSettings: swiftSettings),
 
+        // The fleet's tables (clients and agents, instances, switches, commands, system events):
+        // the one module that writes them, with each rule written once.
+        .target(
+            name: "SpotFleet",
+            dependencies: [
+                "SpotModels", "SpotBus", "SpotStore", "SpotRuntime",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+            ],
+            path: "Shared/SpotFleet", swiftSettings: swiftSettings),
+
         // Services: a library with the logic (tested) and a thin executable.
         .target(
             name: "IngestApp",
             dependencies: [
-                "SpotModels", "SpotBus", "SpotStore", "SpotRuntime",
+                "SpotFleet", "SpotModels", "SpotBus", "SpotStore", "SpotRuntime",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -98,7 +110,7 @@ let package = Package(
             ],
             path: "Services/Ingest/App", resources: [.copy("openapi.yaml")], swiftSettings: swiftSettings),
         .executableTarget(
-            name: "Ingest", dependencies: ["IngestApp", "SpotRuntime"], path: "Services/Ingest/Main",
+            name: "Ingest", dependencies: ["IngestApp", "SpotFleet", "SpotRuntime"], path: "Services/Ingest/Main",
             swiftSettings: swiftSettings),
         .target(
             name: "SEFCore",
@@ -121,7 +133,7 @@ let package = Package(
         .target(
             name: "ReplicaApp",
             dependencies: [
-                "ReplicaCore", "SpotModels", "SpotBus", "SpotStore", "SpotRuntime",
+                "SpotFleet", "ReplicaCore", "SpotModels", "SpotBus", "SpotStore", "SpotRuntime",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -135,7 +147,7 @@ let package = Package(
         .target(
             name: "DecisionApp",
             dependencies: [
-                "DecisionCore", "SpotMarket", "SpotModels", "SpotBus", "SpotStore", "SpotRuntime",
+                "SpotFleet", "DecisionCore", "SpotMarket", "SpotModels", "SpotBus", "SpotStore", "SpotRuntime",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -145,7 +157,7 @@ let package = Package(
             name: "DecisionEngine", dependencies: ["DecisionApp", "DecisionCore", "SpotMarket", "SpotModels", "SpotRuntime"],
             path: "Services/DecisionEngine/Main", swiftSettings: swiftSettings),
         .executableTarget(
-            name: "Bench", dependencies: ["DecisionApp", "SEFApp", "SEFCore", "SpotModels", "SpotBus", "SpotStore", "SpotRuntime", "IMDSMock"], path: "Services/Bench",
+            name: "Bench", dependencies: ["DecisionApp", "SpotFleet", "SEFApp", "SEFCore", "SpotModels", "SpotBus", "SpotStore", "SpotRuntime", "IMDSMock"], path: "Services/Bench",
             swiftSettings: swiftSettings),
 
         // The EC2 and IMDS clients: Foundation (URLSession, XMLParser) and swift-crypto only, so
@@ -201,7 +213,7 @@ let package = Package(
         .target(
             name: "ConsoleApp",
             dependencies: [
-                "NotifierCore", "SpotModels", "SpotBus", "SpotStore", "SpotRuntime",
+                "SpotFleet", "NotifierCore", "SpotModels", "SpotBus", "SpotStore", "SpotRuntime",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Mustache", package: "swift-mustache"),
                 .product(name: "Logging", package: "swift-log"),
@@ -230,7 +242,7 @@ let package = Package(
         .testTarget(
             name: "IntegrationTests",
             dependencies: [
-                "SpotModels", "SpotBus", "SpotStore", "SpotRuntime", "SEFApp", "SpotCloud", "IMDSMock", "AgentApp", "NotifierCore", "NotifierApp",
+                "SpotModels", "SpotBus", "SpotStore", "SpotRuntime", "SpotFleet", "SEFApp", "SpotCloud", "IMDSMock", "AgentApp", "NotifierCore", "NotifierApp",
                 "ReplicaApp",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import SEFApp
 import SpotBus
+import SpotFleet
 import SpotModels
 import SpotRuntime
 import SpotStore

@@ -2,6 +2,7 @@ import Foundation
 import NotifierCore
 @testable import NotifierApp
 import SpotBus
+import SpotFleet
 import SpotModels
 import SpotRuntime
 import SpotStore

@@ -1,5 +1,6 @@
 import Foundation
 import SpotRuntime
+import SpotFleet
 import SpotModels
 import SpotStore
 import Testing

@@ -1,6 +1,7 @@
 import Foundation
 import Hummingbird
 import SpotModels
+import SpotFleet
 import SpotRuntime
 import SpotStore
 

@@ -4,6 +4,7 @@ import Hummingbird
 import NIOCore
 import NotifierCore
 import SpotModels
+import SpotFleet
 import SpotRuntime
 import SpotStore
 

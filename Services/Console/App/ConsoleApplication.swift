@@ -3,6 +3,7 @@ import Hummingbird
 import Logging
 import Mustache
 import SpotBus
+import SpotFleet
 import SpotRuntime
 import SpotStore
 

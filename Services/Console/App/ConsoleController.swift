@@ -3,6 +3,7 @@ import Foundation
 import Hummingbird
 import Mustache
 import SpotBus
+import SpotFleet
 import SpotModels
 import SpotRuntime
 import SpotStore

@@ -4,6 +4,7 @@ import Hummingbird
 import Mustache
 import NIOCore
 import SpotModels
+import SpotFleet
 import SpotRuntime
 import SpotStore
 

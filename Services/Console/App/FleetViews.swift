@@ -1,4 +1,5 @@
 import Foundation
+import SpotFleet
 import SpotModels
 import SpotRuntime
 import SpotStore

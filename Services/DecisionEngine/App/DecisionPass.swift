@@ -2,6 +2,7 @@ import DecisionCore
 import Foundation
 import SpotMarket
 import Logging
+import SpotFleet
 import SpotModels
 import SpotRuntime
 import SpotStore

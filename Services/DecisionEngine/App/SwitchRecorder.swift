@@ -1,4 +1,5 @@
 import Foundation
+import SpotFleet
 import SpotModels
 import SpotRuntime
 import SpotStore
@@ -26,11 +27,7 @@ struct SwitchRecorder: Sendable {
         ).first?.decode(String.self, at: 0) {
             trigger = issuer == "decisions" ? "auto_switch" : issuer == "replicas" ? "failover" : "manual"
         }
-        for pool in [r.old.poolId, r.new.poolId].compactMap({ $0 }) {
-            _ = try conn.execute(
-                "INSERT INTO spot_pools (id, pool_name, instance_type, region, az) VALUES ($1, $1, $2, $3, $4) ON CONFLICT DO NOTHING",
-                [pool.rawValue, pool.instanceType.rawValue, pool.region.rawValue, pool.az.rawValue])
-        }
+        try Pools.ensure([r.old.poolId, r.new.poolId].compactMap { $0 }, on: conn)
         func price(_ side: SwitchReported.Side, reported: Double?) throws -> Price {
             if side.mode == .onDemand { return Price(value: r.onDemandPrice, confidence: r.onDemandPrice == nil ? nil : 1, source: r.onDemandPrice == nil ? nil : "reported") }
             if let reported { return Price(value: reported, confidence: 1, source: "reported") }
@@ -47,57 +44,20 @@ struct SwitchRecorder: Sendable {
         let impact = old.value.flatMap { o in new.value.map { o - $0 } }
         let confidence = SavingsConfidence(old: old.confidence, new: new.confidence).rawValue
         let oldTerminated = autoTerminate ? r.oldTerminatedAt : nil
-        let inserted = try conn.query(
-            """
-            INSERT INTO switches (client_id, agent_id, command_id, report_id, old_instance_id, old_instance_type, old_region, old_az, old_mode,
-                                  old_pool_id, old_ami_id, new_instance_id, new_instance_type, new_region, new_az, new_mode, new_pool_id,
-                                  new_ami_id, on_demand_price, old_spot_price, new_spot_price, old_price_confidence, new_price_confidence,
-                                  old_price_data_source, new_price_data_source, savings_impact, savings_confidence, event_trigger,
-                                  initiated_at, ami_created_at, instance_launched_at, instance_ready_at, old_terminated_at)
-            SELECT $1, $2, (SELECT id FROM commands WHERE id = $3 AND agent_id = $2), $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14,
-                   $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31, $32, $33
-            ON CONFLICT (report_id) DO NOTHING
-            RETURNING id
-            """,
-            [
-                r.clientId, r.agentId, r.commandId, r.reportId, r.old.instanceId.rawValue, r.old.instanceType?.rawValue,
-                r.old.az?.region.rawValue, r.old.az?.rawValue, r.old.mode.rawValue, r.old.poolId?.rawValue, r.old.amiId,
-                r.new.instanceId.rawValue, r.new.instanceType?.rawValue, r.new.az?.region.rawValue, r.new.az?.rawValue, r.new.mode.rawValue,
-                r.new.poolId?.rawValue, r.new.amiId, r.onDemandPrice, r.old.mode == .spot ? old.value : nil,
-                r.new.mode == .spot ? new.value : nil, old.confidence, new.confidence, old.source, new.source, impact, confidence, trigger,
-                r.initiatedAt, r.amiCreatedAt, r.instanceLaunchedAt, r.instanceReadyAt, oldTerminated,
-            ])
-        guard let switchId = try inserted.first?.decode(UUID.self, at: 0) else { return }  // a redelivery
-        _ = try conn.execute(
-            """
-            INSERT INTO instances AS i (id, client_id, agent_id, instance_type, region, az, ami_id, current_mode, current_pool_id,
-                                        spot_price, on_demand_price, is_active, installed_at, last_switch_at)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, true, coalesce($12, now()), now())
-            ON CONFLICT (id) DO UPDATE SET agent_id = EXCLUDED.agent_id, current_mode = EXCLUDED.current_mode,
-                current_pool_id = EXCLUDED.current_pool_id, is_active = true, terminated_at = NULL, last_switch_at = now()
-             WHERE i.client_id = EXCLUDED.client_id
-            """,
-            [
-                r.new.instanceId.rawValue, r.clientId, r.agentId, r.new.instanceType?.rawValue, r.new.az?.region.rawValue,
-                r.new.az?.rawValue, r.new.amiId, r.new.mode.rawValue, r.new.poolId?.rawValue, r.new.mode == .spot ? new.value : nil,
-                r.onDemandPrice, r.instanceReadyAt,
-            ])
-        _ = try conn.execute(
-            """
-            UPDATE instances SET last_switch_at = now(), is_active = is_active AND $3::timestamptz IS NULL,
-                   terminated_at = coalesce($3, terminated_at)
-             WHERE id = $1 AND client_id = $2
-            """, [r.old.instanceId.rawValue, r.clientId, oldTerminated])
-        _ = try conn.execute(
-            """
-            UPDATE agents SET instance_id = $2, current_mode = $3, current_pool_id = $4,
-                   instance_type = coalesce($5, instance_type), az = coalesce($6, az), region = coalesce($7, region)
-             WHERE id = $1
-            """,
-            [
-                r.agentId, r.new.instanceId.rawValue, r.new.mode.rawValue, r.new.poolId?.rawValue, r.new.instanceType?.rawValue,
-                r.new.az?.rawValue, r.new.az?.region.rawValue,
-            ])
+        func side(_ s: SwitchReported.Side, _ price: Price) -> Switches.Side {
+            Switches.Side(
+                instanceId: s.instanceId.rawValue, instanceType: s.instanceType?.rawValue, region: s.az?.region.rawValue, az: s.az?.rawValue,
+                mode: s.mode.rawValue, poolId: s.poolId?.rawValue, amiId: s.amiId, spotPrice: s.mode == .spot ? price.value : nil,
+                priceConfidence: price.confidence, priceDataSource: price.source)
+        }
+        guard let switchId = try Switches.record(
+            Switches.Record(
+                clientId: r.clientId, agentId: r.agentId, commandId: r.commandId, reportId: r.reportId, old: side(r.old, old), new: side(r.new, new),
+                onDemandPrice: r.onDemandPrice, savingsImpact: impact, savingsConfidence: confidence, trigger: trigger, initiatedAt: r.initiatedAt,
+                amiCreatedAt: r.amiCreatedAt, instanceLaunchedAt: r.instanceLaunchedAt, instanceReadyAt: r.instanceReadyAt,
+                oldTerminatedAt: oldTerminated),
+            on: conn)
+        else { return }  // a redelivery
         if let command = r.commandId {
             _ = try conn.execute(
                 """

@@ -1,6 +1,7 @@
 import Hummingbird
 import Logging
 import SpotBus
+import SpotFleet
 import SpotRuntime
 import SpotStore
 

@@ -4,6 +4,7 @@ import Hummingbird
 import Logging
 import NIOCore
 import SpotBus
+import SpotFleet
 import SpotModels
 import SpotRuntime
 import SpotStore

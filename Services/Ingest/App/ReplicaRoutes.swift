@@ -4,6 +4,7 @@ import HTTPTypes
 import Hummingbird
 import NIOCore
 import SpotBus
+import SpotFleet
 import SpotModels
 import SpotRuntime
 import SpotStore

@@ -2,6 +2,7 @@ import Foundation
 import Hummingbird
 import IngestApp
 import SpotBus
+import SpotFleet
 import SpotRuntime
 import SpotStore
 

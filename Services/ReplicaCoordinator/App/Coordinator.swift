@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import ReplicaCore
+import SpotFleet
 import SpotModels
 import SpotRuntime
 import SpotStore

@@ -1,5 +1,6 @@
 import Foundation
 import ReplicaCore
+import SpotFleet
 import SpotModels
 import SpotRuntime
 import SpotStore
@@ -34,56 +35,19 @@ extension Coordinator {
             "trigger": .string(trigger), "failover_time_ms": failoverTimeMs.map { .number(Double($0)) } ?? .null,
             "replica_type": .string(replica.type.rawValue),
         ])
-        _ = try conn.execute(
-            """
-            INSERT INTO switches (client_id, agent_id, old_instance_id, old_instance_type, old_region, old_az, old_mode, old_pool_id,
-                                  new_instance_id, new_instance_type, new_region, new_az, new_mode, new_pool_id,
-                                  on_demand_price, old_spot_price, new_spot_price, old_price_confidence, new_price_confidence,
-                                  old_price_data_source, new_price_data_source, savings_impact, savings_confidence,
-                                  event_trigger, timing_data, initiated_at, instance_ready_at, old_terminated_at)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'spot', $13, $14, $15, $16, $17, $18, $19, $20,
-                    $21, $22, $23, $24::jsonb, $25, $26, $27)
-            """,
-            [
-                agent.clientId, agent.id, oldInstance, agent.instanceType, agent.azValue?.region.rawValue, agent.az, agent.mode,
-                oldPool, newInstance, newPool.instanceType.rawValue, newPool.region.rawValue, newPool.az.rawValue,
-                newPool.rawValue, new?.onDemand ?? old?.onDemand, old?.price, new?.price, old?.confidence, new?.confidence,
-                old?.dataSource, new?.dataSource, old.flatMap { o in new.map { o.price - $0.price } }, savingsConfidence,
-                trigger, timing.text, initiatedAt, replica.readyAt, oldTerminatedAt,
-            ])
-        // the new primary's instance row (an instance id belongs to the client that first had it)
-        _ = try conn.execute(
-            """
-            INSERT INTO instances AS i (id, client_id, agent_id, instance_type, region, az, current_mode, current_pool_id,
-                                        spot_price, on_demand_price, is_active, installed_at, last_switch_at)
-            VALUES ($1, $2, $3, $4, $5, $6, 'spot', $7, $8, $9, true, now(), now())
-            ON CONFLICT (id) DO UPDATE SET agent_id = EXCLUDED.agent_id, is_active = true, terminated_at = NULL,
-                current_pool_id = EXCLUDED.current_pool_id, last_switch_at = now()
-             WHERE i.client_id = EXCLUDED.client_id
-            """,
-            [
-                newInstance, agent.clientId, agent.id, newPool.instanceType.rawValue, newPool.region.rawValue,
-                newPool.az.rawValue, newPool.rawValue, new?.price, new?.onDemand ?? old?.onDemand,
-            ])
-        if let oldInstance {
-            _ = try conn.execute(
-                """
-                UPDATE instances SET last_switch_at = now(), is_active = is_active AND $3::timestamptz IS NULL,
-                       terminated_at = coalesce($3, terminated_at)
-                 WHERE id = $1 AND client_id = $2
-                """, [oldInstance, agent.clientId, oldTerminatedAt])
-        }
-        _ = try conn.execute(
-            """
-            UPDATE agents SET instance_id = $2, instance_type = $3, region = $4, az = $5, current_pool_id = $6,
-                   current_mode = 'spot', status = 'online',
-                   last_failover_at = CASE WHEN $7 THEN now() ELSE last_failover_at END
-             WHERE id = $1
-            """,
-            [
-                agent.id, newInstance, newPool.instanceType.rawValue, newPool.region.rawValue, newPool.az.rawValue,
-                newPool.rawValue, trigger == "failover",
-            ])
+        try Switches.record(
+            Switches.Record(
+                clientId: agent.clientId, agentId: agent.id,
+                old: Switches.Side(
+                    instanceId: oldInstance, instanceType: agent.instanceType, region: agent.azValue?.region.rawValue, az: agent.az,
+                    mode: agent.mode, poolId: oldPool, spotPrice: old?.price, priceConfidence: old?.confidence, priceDataSource: old?.dataSource),
+                new: Switches.Side(
+                    instanceId: newInstance, instanceType: newPool.instanceType.rawValue, region: newPool.region.rawValue, az: newPool.az.rawValue,
+                    mode: "spot", poolId: newPool.rawValue, spotPrice: new?.price, priceConfidence: new?.confidence, priceDataSource: new?.dataSource),
+                onDemandPrice: new?.onDemand ?? old?.onDemand, savingsImpact: old.flatMap { o in new.map { o.price - $0.price } },
+                savingsConfidence: savingsConfidence, trigger: trigger, timing: timing, initiatedAt: initiatedAt, instanceReadyAt: replica.readyAt,
+                oldTerminatedAt: oldTerminatedAt),
+            agentStatus: "online", failover: trigger == "failover", on: conn)
         agent.instanceId = newInstance
         agent.instanceType = newPool.instanceType.rawValue
         agent.az = newPool.az.rawValue

@@ -3,6 +3,7 @@ import Logging
 import Metrics
 import ReplicaCore
 import ServiceLifecycle
+import SpotFleet
 import SpotModels
 import SpotRuntime
 import SpotStore

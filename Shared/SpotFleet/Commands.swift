@@ -1,5 +1,6 @@
 import Foundation
 import SpotModels
+import SpotRuntime
 import SpotStore
 
 /// Commands to agents (seed 004, pattern 3). A command is a row in `commands`, written in

@@ -4,6 +4,7 @@ import Logging
 import ServiceLifecycle
 import SpotBus
 import SpotModels
+import SpotRuntime
 
 import SpotStore
 import Synchronization
@@ -205,13 +206,7 @@ public final class ClientDirectory: Sendable {
     /// back on every call, with the agent's configuration flags.
     public func register(client clientId: UUID, _ r: AgentRegistration) async throws -> RegisteredAgent {
         let result = try await store.transaction { conn -> RegisteredAgent? in
-            if let pool = r.poolId {
-                try conn.execute(
-                    """
-                    INSERT INTO spot_pools (id, pool_name, instance_type, region, az) VALUES ($1, $1, $2, $3, $4)
-                    ON CONFLICT (id) DO NOTHING
-                    """, [pool.rawValue, pool.instanceType.rawValue, pool.region.rawValue, pool.az.rawValue])
-            }
+            try Pools.ensure([r.poolId].compactMap { $0 }, on: conn)
             let rows = try conn.query(
                 """
                 INSERT INTO agents (client_id, logical_agent_id, instance_id, instance_type, region, az, ami_id,
