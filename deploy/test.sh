@@ -6,6 +6,8 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
 deploy/stack.sh deps
+# each table written only by its owner (docs/architecture.md): a second's check before the build
+python3 deploy/check-table-owners.py
 deploy/stack.sh down test >/dev/null 2>&1 || true
 rm -rf .spotguard/test
 trap 'deploy/stack.sh down test' EXIT
