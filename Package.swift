@@ -119,7 +119,7 @@ let package = Package(
         .target(
             name: "SEFApp",
             dependencies: [
-                "SEFCore", "SpotModels", "SpotBus", "SpotStore", "SpotRuntime",
+                "SpotFleet", "SEFCore", "SpotModels", "SpotBus", "SpotStore", "SpotRuntime",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -199,7 +199,7 @@ let package = Package(
         .target(
             name: "NotifierApp",
             dependencies: [
-                "NotifierCore", "SpotModels", "SpotBus", "SpotStore", "SpotRuntime",
+                "SpotFleet", "NotifierCore", "SpotModels", "SpotBus", "SpotStore", "SpotRuntime",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -126,9 +126,7 @@ public final class ClientDirectory: Sendable {
                 "INSERT INTO clients (name, email, token_key_id, token_hash) VALUES ($1, $2, $3, $4) RETURNING id",
                 [name, email, token.keyId, PGBytes(token.secretDigest)])
             let id = try rows[0].decode(UUID.self, at: 0)
-            try conn.execute(
-                "INSERT INTO system_events (event_type, component, client_id, message) VALUES ('client.created', 'ingest', $1, $2)",
-                [id, "client created"])
+            try SystemEvents.record(.init("client.created", component: "ingest", clientId: id, message: "client created"), on: conn)
             return id
         }
         return (id, token)
@@ -196,9 +194,9 @@ public final class ClientDirectory: Sendable {
 
     /// The system event and the `access.changed` message of a change, in its transaction.
     static func accessChanged(_ change: AccessChanged, _ message: String, on conn: PGConnection) throws {
-        _ = try conn.execute(
-            "INSERT INTO system_events (event_type, component, client_id, agent_id, message) VALUES ($1, 'console', $2, $3, $4)",
-            ["access.\(change.change.rawValue)", change.clientId, change.agentId, message])
+        try SystemEvents.record(
+            .init("access.\(change.change.rawValue)", component: "console", clientId: change.clientId, agentId: change.agentId, message: message),
+            on: conn)
         try Outbox.append(Envelope(type: RoutingKey.accessChanged, producer: "spotguard-console", payload: change), on: conn)
     }
 
@@ -253,11 +251,9 @@ public final class ClientDirectory: Sendable {
                     ])
             }
             if created {
-                try conn.execute(
-                    """
-                    INSERT INTO system_events (event_type, component, client_id, agent_id, message)
-                    VALUES ('agent.registered', 'ingest', $1, $2, $3)
-                    """, [clientId, agentId, "agent \(r.logicalAgentId) registered"])
+                try SystemEvents.record(
+                    .init("agent.registered", component: "ingest", clientId: clientId, agentId: agentId, message: "agent \(r.logicalAgentId) registered"),
+                    on: conn)
             }
             return RegisteredAgent(
                 agentId: agentId, clientId: clientId, logicalAgentId: r.logicalAgentId, created: created,

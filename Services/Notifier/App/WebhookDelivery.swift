@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import NotifierCore
 import ServiceLifecycle
+import SpotFleet
 import SpotModels
 import SpotStore
 import Synchronization
@@ -174,16 +175,13 @@ public final class WebhookDelivery: Service, Sendable {
                 _ = try conn.execute(
                     "UPDATE webhook_deliveries SET status = 'dead', last_status_code = $2, last_error = $3 WHERE id = $1 AND status = 'pending'",
                     [due.id, statusCode, problem])
-                _ = try conn.execute(
-                    """
-                    -- never the URL: Slack-style URLs carry a secret
-                    INSERT INTO system_events (event_type, severity, component, client_id, message, details)
-                    VALUES ('webhook.dead_lettered', 'warning', 'notifier', $1, $2, $3::jsonb)
-                    """,
-                    [
-                        due.notification.clientId, "webhook delivery dead after \(due.attempt) attempts: \(problem ?? "")",
-                        JSONValue.object(["delivery_id": .string(due.id.uuidString.lowercased())]).text,
-                    ])
+                // never the URL: Slack-style URLs carry a secret
+                try SystemEvents.record(
+                    .init(
+                        "webhook.dead_lettered", severity: "warning", component: "notifier", clientId: due.notification.clientId,
+                        message: "webhook delivery dead after \(due.attempt) attempts: \(problem ?? "")",
+                        details: .object(["delivery_id": .string(due.id.uuidString.lowercased())])),
+                    on: conn)
             }
             // the notification is delivered once every subscriber has it, failed once one gave up
             _ = try conn.execute(

@@ -509,17 +509,16 @@ public struct Coordinator: Sendable {
     }
 
     func event(_ type: String, agent: AgentRecord, replica: UUID?, _ message: String, severity: String = "info", dedupKey: String? = nil, on conn: PGConnection) throws {
-        _ = try conn.execute(
-            """
-            INSERT INTO system_events (event_type, severity, component, client_id, agent_id, message, details, dedup_key)
-            VALUES ($1, $2, 'spotguard-replicas', $3, $4, $5, jsonb_build_object('replica_id', $6::uuid), $7)
-            ON CONFLICT (dedup_key) DO NOTHING
-            """, [type, severity, agent.clientId, agent.id, message, replica, dedupKey])
+        try SystemEvents.record(
+            .init(
+                type, severity: severity, component: "spotguard-replicas", clientId: agent.clientId, agentId: agent.id, message: message,
+                details: .object(["replica_id": replica.map { .string($0.uuidString.lowercased()) } ?? .null]), dedupKey: dedupKey),
+            on: conn)
     }
 
     /// A system event and a `replica.alert` for the notifier (once per `dedupKey`).
     func alert(_ kind: String, agent: AgentRecord, replica: UUID?, _ message: String, dedupKey: String?, on conn: PGConnection) throws {
-        if let dedupKey, try conn.query("SELECT 1 FROM system_events WHERE dedup_key = $1", [dedupKey]).first != nil { return }
+        if let dedupKey, try SystemEvents.exists(dedupKey: dedupKey, on: conn) { return }
         try event("replica.alert", agent: agent, replica: replica, message, severity: "warning", dedupKey: dedupKey, on: conn)
         try Outbox.append(
             Envelope(type: RoutingKey.replicaAlert, producer: Self.producer, payload: AgentAlert(

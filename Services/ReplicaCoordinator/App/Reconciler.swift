@@ -213,11 +213,11 @@ public final class Reconciler: Service, Sendable {
             for row in rows {
                 let (agent, client, last) = (try row.decode(UUID.self, at: 0), try row.decode(UUID.self, at: 1), try row.decode(Date.self, at: 2))
                 let message = "no heartbeat since \(Timestamp.format(last))"
-                _ = try conn.execute(
-                    """
-                    INSERT INTO system_events (event_type, severity, component, client_id, agent_id, message, dedup_key)
-                    VALUES ('agent.offline', 'warning', 'spotguard-replicas', $1, $2, $3, $4) ON CONFLICT (dedup_key) DO NOTHING
-                    """, [client, agent, message, "offline:\(agent.uuidString.lowercased()):\(Timestamp.format(last))"])
+                try SystemEvents.record(
+                    .init(
+                        "agent.offline", severity: "warning", component: "spotguard-replicas", clientId: client, agentId: agent, message: message,
+                        dedupKey: "offline:\(agent.uuidString.lowercased()):\(Timestamp.format(last))"),
+                    on: conn)
                 try Outbox.append(
                     Envelope(type: RoutingKey.agentOffline, producer: Coordinator.producer, payload: AgentAlert(
                         kind: "agent_offline", clientId: client, agentId: agent, replicaId: nil, message: message, since: last)),

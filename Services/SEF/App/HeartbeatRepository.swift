@@ -1,4 +1,5 @@
 import Foundation
+import SpotFleet
 import SpotModels
 import SpotStore
 
@@ -82,22 +83,16 @@ struct HeartbeatRepository: Sendable {
              WHERE i.client_id = EXCLUDED.client_id AND i.is_active
             """, params)
         let transitions = applicable.filter { current[$0.agentId]!.status != $0.status.rawValue }
-        if !transitions.isEmpty {
-            _ = try conn.execute(
-                """
-                INSERT INTO system_events (event_type, severity, component, client_id, agent_id, message, details, dedup_key)
-                SELECT 'agent.status_changed', CASE WHEN new = 'offline' THEN 'warning' ELSE 'info' END, 'spotguard-sef',
-                       client, agent, 'agent status ' || old || ' -> ' || new,
-                       jsonb_build_object('from', old, 'to', new, 'observed_at', observed), 'heartbeat:' || hid
-                  FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::timestamptz[], $6::uuid[])
-                    AS u(agent, client, old, new, observed, hid)
-                ON CONFLICT (dedup_key) DO NOTHING
-                """,
-                [
-                    PGArray(transitions.map(\.agentId)), PGArray(transitions.map(\.clientId)),
-                    PGArray(transitions.map { current[$0.agentId]!.status }), PGArray(transitions.map(\.status.rawValue)),
-                    PGArray(transitions.map(\.observedAt)), PGArray(transitions.map(\.heartbeatId)),
-                ])
+        // status changes are rare next to heartbeats: one row each
+        for t in transitions {
+            let (old, new) = (current[t.agentId]!.status, t.status.rawValue)
+            try SystemEvents.record(
+                .init(
+                    "agent.status_changed", severity: new == "offline" ? "warning" : "info", component: "spotguard-sef", clientId: t.clientId,
+                    agentId: t.agentId, message: "agent status \(old) -> \(new)",
+                    details: .object(["from": .string(old), "to": .string(new), "observed_at": .string(Timestamp.format(t.observedAt))]),
+                    dedupKey: "heartbeat:\(t.heartbeatId.uuidString.lowercased())"),
+                on: conn)
         }
         return applicable.count
     }

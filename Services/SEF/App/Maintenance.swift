@@ -3,6 +3,7 @@ import Logging
 import Metrics
 import SEFCore
 import ServiceLifecycle
+import SpotFleet
 import SpotModels
 import SpotRuntime
 import SpotStore
@@ -168,14 +169,13 @@ public final class Maintenance: Service, Sendable {
                 let percent = Int((100 * Double(filled) / Double(total)).rounded())
                 let message = "\(percent) % of the last 24 h of prices for \(pool?.rawValue ?? "-") were interpolated (limit \(Int(share * 100)) %)"
                 let day = String(Timestamp.format(Date()).prefix(10))
-                let fresh = try conn.query(
-                    """
-                    INSERT INTO system_events (event_type, severity, component, client_id, agent_id, message, details, dedup_key)
-                    VALUES ('quality.interpolated_share', 'warning', 'spotguard-sef', $1, $2, $3,
-                            jsonb_build_object('interpolated', $4::int, 'total', $5::int), $6)
-                    ON CONFLICT (dedup_key) DO NOTHING RETURNING id
-                    """, [client, agent, message, filled, total, "interpolated_share:\(agent.uuidString.lowercased()):\(day)"])
-                if !fresh.isEmpty {
+                let fresh = try SystemEvents.record(
+                    .init(
+                        "quality.interpolated_share", severity: "warning", component: "spotguard-sef", clientId: client, agentId: agent,
+                        message: message, details: .object(["interpolated": .number(Double(filled)), "total": .number(Double(total))]),
+                        dedupKey: "interpolated_share:\(agent.uuidString.lowercased()):\(day)"),
+                    on: conn)
+                if fresh {
                     report.alerts.append(
                         QualityAlert(
                             kind: .interpolatedShare, severity: "warning", clientId: client, agentId: agent, poolId: pool,

@@ -1,6 +1,7 @@
 import Foundation
 import Metrics
 import SEFCore
+import SpotFleet
 import SpotModels
 import SpotStore
 
@@ -652,16 +653,16 @@ struct PriceRepository: Sendable {
             let start = Date(timeIntervalSince1970: TimeInterval(gap.start))
             let end = Date(timeIntervalSince1970: TimeInterval(gap.end))
             let message = "\(pool) has a \(gap.seconds / 60)-minute gap from \(Timestamp.format(start)) that could not be filled (\(why))"
-            let fresh = try conn.query(
-                """
-                INSERT INTO system_events (event_type, severity, component, message, details, dedup_key)
-                VALUES ('quality.gap_unfilled', 'warning', 'spotguard-sef', $1,
-                        jsonb_build_object('pool_id', $2::text, 'gap_start', $3::timestamptz, 'gap_end', $4::timestamptz,
-                                           'reason', $5::text),
-                        $6)
-                ON CONFLICT (dedup_key) DO NOTHING RETURNING id
-                """, [message, pool.rawValue, start, end, why, "gap_unfilled:\(pool):\(gap.start):\(gap.end)"])
-            if !fresh.isEmpty {
+            let fresh = try SystemEvents.record(
+                .init(
+                    "quality.gap_unfilled", severity: "warning", component: "spotguard-sef", message: message,
+                    details: .object([
+                        "pool_id": .string(pool.rawValue), "gap_start": .string(Timestamp.format(start)), "gap_end": .string(Timestamp.format(end)),
+                        "reason": .string(why),
+                    ]),
+                    dedupKey: "gap_unfilled:\(pool):\(gap.start):\(gap.end)"),
+                on: conn)
+            if fresh {
                 alerts.append(
                     QualityAlert(
                         kind: .gapUnfilled, severity: "warning", poolId: pool, message: message,
