@@ -133,4 +133,26 @@ public enum Commands {
             """, [commandId, agentId]
         ).first?.decode(Date.self, at: 0)
     }
+
+    /// Closes a command its agent was given (pending or delivered) with the agent's answer; false
+    /// when it was closed already or is not this agent's.
+    @discardableResult
+    public static func complete(
+        _ commandId: UUID, agentId: UUID, status: String, result: JSONValue, errorMessage: String? = nil, on conn: PGConnection
+    ) throws -> Bool {
+        try conn.execute(
+            """
+            UPDATE commands SET status = $3, result = $4::jsonb, error_message = $5, completed_at = now()
+             WHERE id = $1 AND agent_id = $2 AND status IN ('pending', 'delivered')
+            """, [commandId, agentId, status, result.text, errorMessage]) > 0
+    }
+
+    /// Withdraws the replica's commands of a kind that no agent has fetched yet.
+    public static func cancelPending(_ kind: CommandKind, replicaId: UUID, on conn: PGConnection) throws {
+        _ = try conn.execute(
+            """
+            UPDATE commands SET status = 'cancelled', completed_at = now()
+             WHERE replica_id = $1 AND command_type = $2 AND status = 'pending'
+            """, [replicaId, kind.rawValue])
+    }
 }

@@ -5,10 +5,18 @@ import SpotStore
 /// region and zone, so there is nothing else to know to create one.
 public enum Pools {
     public static func ensure(_ pools: [PoolID], on conn: PGConnection) throws {
-        for pool in Set(pools).sorted(by: { $0.rawValue < $1.rawValue }) {
-            _ = try conn.execute(
-                "INSERT INTO spot_pools (id, pool_name, instance_type, region, az) VALUES ($1, $1, $2, $3, $4) ON CONFLICT (id) DO NOTHING",
-                [pool.rawValue, pool.instanceType.rawValue, pool.region.rawValue, pool.az.rawValue])
-        }
+        // in id order, so concurrent transactions take the rows' locks in the same order
+        let unique = Set(pools).sorted { $0.rawValue < $1.rawValue }
+        guard !unique.isEmpty else { return }
+        _ = try conn.execute(
+            """
+            INSERT INTO spot_pools (id, pool_name, instance_type, region, az)
+            SELECT id, id, t, r, z FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS u(id, t, r, z)
+            ON CONFLICT (id) DO NOTHING
+            """,
+            [
+                PGArray(unique.map(\.rawValue)), PGArray(unique.map(\.instanceType.rawValue)), PGArray(unique.map(\.region.rawValue)),
+                PGArray(unique.map(\.az.rawValue)),
+            ])
     }
 }

@@ -59,11 +59,7 @@ struct SwitchRecorder: Sendable {
             on: conn)
         else { return }  // a redelivery
         if let command = r.commandId {
-            _ = try conn.execute(
-                """
-                UPDATE commands SET status = 'succeeded', completed_at = now(), result = jsonb_build_object('switch_id', $3::uuid)
-                 WHERE id = $1 AND agent_id = $2 AND status IN ('pending', 'delivered')
-                """, [command, r.agentId, switchId])
+            try Commands.complete(command, agentId: r.agentId, status: "succeeded", result: .object(["switch_id": .string(switchId.uuidString.lowercased())]), on: conn)
         }
     }
 }

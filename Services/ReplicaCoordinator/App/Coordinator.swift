@@ -245,11 +245,7 @@ public struct Coordinator: Sendable {
 
     /// Cancels a launch nobody fetched yet, or asks the primary to terminate the instance.
     func stopInstance(of replica: ReplicaRecord, agent: AgentRecord, on conn: PGConnection) throws {
-        _ = try conn.execute(
-            """
-            UPDATE commands SET status = 'cancelled', completed_at = now()
-             WHERE replica_id = $1 AND command_type = 'launch_replica' AND status = 'pending'
-            """, [replica.id])
+        try Commands.cancelPending(.launchReplica, replicaId: replica.id, on: conn)
         guard let instance = replica.instanceId else { return }
         try Commands.issue(
             try .init(
@@ -423,16 +419,14 @@ public struct Coordinator: Sendable {
             throw ReplicaRefusal(409, "command_closed", "the command is already \(current)")
         }
         let launched = try body.instanceId.map(instanceId)
-        _ = try conn.execute(
-            "UPDATE commands SET status = $2, result = $3::jsonb, error_message = $4, completed_at = now() WHERE id = $1",
-            [commandId, status, (body.result ?? .object([:])).text, body.errorMessage])
+        try Commands.complete(commandId, agentId: agent.id, status: status, result: body.result ?? .object([:]), errorMessage: body.errorMessage, on: conn)
         if kind == .terminate, status == "succeeded" {
             // the instance is gone: close its row (a replaced primary's, or a replica's)
-            _ = try conn.execute(
-                """
-                UPDATE instances SET is_active = false, terminated_at = coalesce(terminated_at, now())
-                 WHERE client_id = $2 AND id = (SELECT payload->>'instance_id' FROM commands WHERE id = $1)
-                """, [commandId, agent.clientId])
+            if let instance = try conn.query("SELECT payload->>'instance_id' FROM commands WHERE id = $1", [commandId]).first?
+                .decodeIfPresent(String.self, at: 0)
+            {
+                try Instances.markTerminated(instance, clientId: agent.clientId, on: conn)
+            }
         }
         if kind == .checkPrimary, status == "succeeded", let replicaId {
             try primaryChecked(commandId, replicaId: replicaId, result: body.result, agent: &agent, on: conn)

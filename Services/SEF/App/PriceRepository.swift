@@ -96,21 +96,6 @@ struct PriceRepository: Sendable {
             """, [PGArray(Array(pools)), Int(Self.lockSpace)])
     }
 
-    func ensurePools(_ pools: [PoolID], on conn: PGConnection) throws {
-        guard !pools.isEmpty else { return }
-        // their scan rows are added by the next maintenance round, like those of pools created elsewhere
-        _ = try conn.execute(
-            """
-            INSERT INTO spot_pools (id, pool_name, instance_type, region, az)
-            SELECT id, id, t, r, z FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS u(id, t, r, z)
-            ON CONFLICT (id) DO NOTHING
-            """,
-            [
-                PGArray(pools.map(\.rawValue)), PGArray(pools.map(\.instanceType.rawValue)), PGArray(pools.map(\.region.rawValue)),
-                PGArray(pools.map(\.az.rawValue)),
-            ])
-    }
-
     // MARK: pricing
 
     /// Stores new submissions and recomputes every bucket they touched.

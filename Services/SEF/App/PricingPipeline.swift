@@ -3,6 +3,7 @@ import Metrics
 import SEFCore
 import ServiceLifecycle
 import SpotBus
+import SpotFleet
 import SpotModels
 import SpotRuntime
 import SpotStore
@@ -13,7 +14,6 @@ import Synchronization
 public final class PricingPipeline: Sendable {
     let store: PostgresStore
     let prices: PriceRepository
-    let heartbeats = HeartbeatRepository()
     /// Wakes the outbox relay after a commit that wrote events.
     let notify: @Sendable () -> Void
     private let knownPools = Mutex<Set<String>>([])
@@ -68,13 +68,14 @@ public final class PricingPipeline: Sendable {
 
     /// One transaction for the whole batch; returns what changed.
     func apply(_ rows: [SubmissionRow], _ beats: [HeartbeatReceived]) async throws -> ApplyReport {
-        let pools = Array(Set(rows.map(\.pool) + HeartbeatRepository.pools(of: beats)))
+        let pools = Array(Set(rows.map(\.pool) + Heartbeats.pools(of: beats)))
         let unknown = knownPools.withLock { known in pools.filter { !known.contains($0.rawValue) } }
-        let (prices, heartbeats) = (self.prices, self.heartbeats)
+        let prices = self.prices
         let report = try await store.transaction { conn in
-            try prices.ensurePools(unknown, on: conn)
+            // their scan rows are added by the next maintenance round, like those of pools created elsewhere
+            try Pools.ensure(unknown, on: conn)
             var report = try prices.applySubmissions(rows, on: conn)
-            report.heartbeatsApplied = try heartbeats.apply(beats, on: conn)
+            report.heartbeatsApplied = try Heartbeats.apply(beats, on: conn)
             try Self.publish(report, on: conn)
             return report
         }

@@ -1,5 +1,4 @@
 import Foundation
-import SpotFleet
 import SpotModels
 import SpotStore
 
@@ -7,11 +6,12 @@ import SpotStore
 /// of order: only one newer than the agent's last heartbeat changes anything, and a status
 /// transition is written to `system_events` once (keyed on the heartbeat id). Heartbeats from
 /// an instance the agent was switched away from are ignored.
-struct HeartbeatRepository: Sendable {
+public enum Heartbeats {
     /// The pools the heartbeats name, so the caller can create them first.
-    static func pools(of heartbeats: [HeartbeatReceived]) -> [PoolID] { heartbeats.compactMap(\.poolId) }
+    public static func pools(of heartbeats: [HeartbeatReceived]) -> [PoolID] { heartbeats.compactMap(\.poolId) }
 
-    func apply(_ all: [HeartbeatReceived], on conn: PGConnection) throws -> Int {
+    /// Applies a batch in the caller's transaction; the number of agents it changed.
+    public static func apply(_ all: [HeartbeatReceived], on conn: PGConnection) throws -> Int {
         // an instance the agent was switched away from (a failover's dying primary) no longer speaks for it
         let reported = all.filter { $0.instanceId != nil }
         var replaced: Set<String> = []
