@@ -226,7 +226,7 @@ public struct Coordinator: Sendable {
                 priority: type == .automaticTermination ? 10 : type == .automaticRebalance ? 5 : 0,
                 expiresIn: configuration.launchExpiry),
             producer: Self.producer, on: conn)
-        try refreshSummary(agent.id, on: conn)
+        try Agents.refreshReplicaSummary(agent.id, on: conn)
         try event(
             "replica.launching", agent: agent, replica: id,
             "\(type.rawValue) replica launching in \(chosen.pool.rawValue)", on: conn)
@@ -239,7 +239,7 @@ public struct Coordinator: Sendable {
         try replica.saveLifecycle(on: conn, failureReason: reason)
         replica.terminatedAt = Date()
         try stopInstance(of: replica, agent: agent, on: conn)
-        try refreshSummary(agent.id, on: conn)
+        try Agents.refreshReplicaSummary(agent.id, on: conn)
         try event("replica.terminated", agent: agent, replica: replica.id, reason ?? "replica terminated", on: conn)
     }
 
@@ -254,17 +254,6 @@ public struct Coordinator: Sendable {
             producer: Self.producer, on: conn)
     }
 
-    /// Keeps `agents.replica_count` and `current_replica_id` true to the replica rows.
-    func refreshSummary(_ agentId: UUID, on conn: PGConnection) throws {
-        _ = try conn.execute(
-            """
-            UPDATE agents SET
-                replica_count = (SELECT count(*) FROM replica_instances WHERE agent_id = $1 AND is_active),
-                current_replica_id = (SELECT id FROM replica_instances WHERE agent_id = $1 AND is_active
-                                       ORDER BY status = 'ready' DESC, created_at DESC LIMIT 1)
-             WHERE id = $1
-            """, [agentId])
-    }
 
     /// `ensureManualReplica` after something else happened in the transaction (a failover, a
     /// lost or deleted replica): a replica that cannot be placed now is said once an hour and
@@ -336,7 +325,7 @@ public struct Coordinator: Sendable {
              WHERE id = $1
             """, [replica.id, body.syncLatencyMs, body.stateTransferProgress])
         if before != replica.status {
-            try refreshSummary(agent.id, on: conn)
+            try Agents.refreshReplicaSummary(agent.id, on: conn)
             try event("replica.\(replica.status.rawValue)", agent: agent, replica: replica.id, "replica \(before.rawValue) -> \(replica.status.rawValue)", on: conn)
         }
         return try .json(200, SyncAnswer(replicaId: replica.id, status: replica.status.rawValue, syncStatus: sync.rawValue))
@@ -345,17 +334,12 @@ public struct Coordinator: Sendable {
     // MARK: modes
 
     func setModes(_ agent: AgentRecord, _ flags: [String: Bool], waitSeconds: Int? = nil, on conn: PGConnection) throws {
-        _ = try conn.execute(
-            """
-            UPDATE agents SET manual_replica_enabled = coalesce($2, manual_replica_enabled),
-                   auto_switch_enabled = coalesce($3, auto_switch_enabled), auto_terminate_enabled = coalesce($4, auto_terminate_enabled),
-                   auto_replica_enabled = coalesce($5, auto_replica_enabled), terminate_wait_seconds = coalesce($6, terminate_wait_seconds)
-             WHERE id = $1
-            """,
-            [
-                agent.id, flags["manual_replica_enabled"], flags["auto_switch_enabled"], flags["auto_terminate_enabled"],
-                flags["auto_replica_enabled"], waitSeconds,
-            ])
+        try Agents.setModes(
+            agent.id,
+            Agents.Modes(
+                manualReplica: flags["manual_replica_enabled"], autoSwitch: flags["auto_switch_enabled"], autoTerminate: flags["auto_terminate_enabled"],
+                autoReplica: flags["auto_replica_enabled"], terminateWaitSeconds: waitSeconds),
+            on: conn)
         var changes = flags.mapValues { JSONValue.bool($0) }
         if let waitSeconds { changes["terminate_wait_seconds"] = .number(Double(waitSeconds)) }
         try Outbox.append(
@@ -436,7 +420,7 @@ public struct Coordinator: Sendable {
             if status == "failed" {
                 if try replica.lifecycle.move(to: .failed) {
                     try replica.saveLifecycle(on: conn, failureReason: "launch failed: \(body.errorMessage ?? "no reason given")")
-                    try refreshSummary(agent.id, on: conn)
+                    try Agents.refreshReplicaSummary(agent.id, on: conn)
                     try alert("replica_launch_failed", agent: agent, replica: replica.id, body.errorMessage ?? "the agent could not launch the replica", dedupKey: nil, on: conn)
                     try replaceManualReplica(agent, on: conn)
                 }

@@ -53,7 +53,7 @@ extension Coordinator {
         agent.az = newPool.az.rawValue
         agent.poolId = newPool.rawValue
         agent.mode = "spot"
-        try refreshSummary(agent.id, on: conn)
+        try Agents.refreshReplicaSummary(agent.id, on: conn)
 
         try Commands.issue(
             try .init(
@@ -146,7 +146,7 @@ extension Coordinator {
                 replica = try ReplicaRecord.lock(replica.id, agent: agent.id, on: conn)
                 try replica.lifecycle.move(to: .failed)
                 try replica.saveLifecycle(on: conn, failureReason: "spot interruption of the replica's instance")
-                try refreshSummary(agent.id, on: conn)
+                try Agents.refreshReplicaSummary(agent.id, on: conn)
                 try alert("replica_interrupted", agent: agent, replica: replica.id, "the replica's spot instance is being reclaimed", dedupKey: nil, on: conn)
                 try replaceManualReplica(agent, on: conn)
                 return try .json(200, ReplicaLostAnswer(replicaId: replica.id))
@@ -162,8 +162,7 @@ extension Coordinator {
                 """, [agent.id, agent.clientId, instance, agent.poolId, receivedAt, terminationTime]
             )[0].decode(UUID.self, at: 0)
             recorded = (id, "recorded", nil, nil, nil)
-            _ = try conn.execute(
-                "UPDATE agents SET last_interruption_signal = 'termination-notice' WHERE id = $1", [agent.id])
+            try Agents.recordSignal(agent.id, "termination-notice", on: conn)
         }
         let eventId = recorded!.id
         let active = try ReplicaRecord.list(agent: agent.id, activeOnly: true, on: conn)
@@ -393,7 +392,7 @@ extension Coordinator {
             VALUES ($1, $2, $3, $4, 'rebalance-recommendation', $5, $6, $7::jsonb, $8, $9, $10) RETURNING id
             """, [agent.id, agent.clientId, instance, agent.poolId, signalTime, score.total, components, action, replicaId, r.receivedAt]
         )[0].decode(UUID.self, at: 0)
-        _ = try conn.execute("UPDATE agents SET last_interruption_signal = 'rebalance-recommendation' WHERE id = $1", [agent.id])
+        try Agents.recordSignal(agent.id, "rebalance-recommendation", on: conn)
         try Outbox.append(Envelope(type: RoutingKey.interruptionRebalance, producer: Self.producer, payload: InterruptionRecorded(
             eventId: eventId, clientId: agent.clientId, agentId: agent.id, instanceId: instance, poolId: agent.poolId,
             signalType: .rebalanceRecommendation, riskScore: score.total, action: action)), on: conn)

@@ -155,7 +155,7 @@ public final class Reconciler: Service, Sendable {
                 let reason = "stuck in \(status) for more than \(Int(limit)) s"
                 try replica.saveLifecycle(on: conn, failureReason: reason)
                 try coordinator.stopInstance(of: replica, agent: agent, on: conn)
-                try coordinator.refreshSummary(agentId, on: conn)
+                try Agents.refreshReplicaSummary(agentId, on: conn)
                 try coordinator.alert("replica_stuck", agent: agent, replica: replicaId, "replica \(reason)", dedupKey: nil, on: conn)
                 try coordinator.replaceManualReplica(agent, on: conn)
             }
@@ -204,14 +204,8 @@ public final class Reconciler: Service, Sendable {
     func markSilentAgentsOffline() async throws -> Int {
         let limit = Double(configuration.offlineAfter.components.seconds)
         return try await fencedTransaction { conn in
-            let rows = try conn.query(
-                """
-                UPDATE agents SET status = 'offline'
-                 WHERE status = 'online' AND last_heartbeat_at < now() - make_interval(secs => $1)
-                RETURNING id, client_id, last_heartbeat_at
-                """, [limit])
-            for row in rows {
-                let (agent, client, last) = (try row.decode(UUID.self, at: 0), try row.decode(UUID.self, at: 1), try row.decode(Date.self, at: 2))
+            let rows = try Agents.markSilentOffline(after: limit, on: conn)
+            for (agent, client, last) in rows {
                 let message = "no heartbeat since \(Timestamp.format(last))"
                 try SystemEvents.record(
                     .init(
