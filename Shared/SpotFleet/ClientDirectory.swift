@@ -43,6 +43,10 @@ public final class ClientDirectory: Sendable {
     private let keys = Mutex<[String: CachedKey]>([:])
     private let agentOwners = Mutex<[UUID: (owner: UUID, expires: ContinuousClock.Instant)]>([:])
     private static let maxCacheEntries = 100_000
+    /// While PostgreSQL cannot be reached, an expired entry that granted access goes on being
+    /// used for this long (a revocation still drops it at once: `access.changed` comes over the
+    /// bus), so agents keep reporting through a database outage longer than the cache lifetime.
+    static let staleWhileUnreachable: Duration = .seconds(3600)
 
     /// Called after a commit that wrote `access.changed` to the outbox (wakes the relay).
     private let changed: @Sendable () -> Void
@@ -59,7 +63,11 @@ public final class ClientDirectory: Sendable {
         let now = ContinuousClock.now
         var entry = keys.withLock { $0[token.keyId] }
         if entry == nil || entry!.expires < now {
-            entry = try await lookUp(token.keyId, now: now)
+            do {
+                entry = try await lookUp(token.keyId, now: now)
+            } catch let e as APIError where e.code == APIError.databaseUnavailable.code {
+                guard let stale = entry, stale.clientId != nil, stale.expires + Self.staleWhileUnreachable > now else { throw APIError.databaseUnavailable }
+            }
         }
         guard let entry, let clientId = entry.clientId, token.matches(digest: entry.digest) else { throw APIError.unauthorized }
         return clientId
@@ -84,11 +92,18 @@ public final class ClientDirectory: Sendable {
     /// Succeeds when the agent exists and belongs to the client; another client's agent is
     /// indistinguishable from a missing one (404).
     public func requireAgent(_ agentId: UUID, of clientId: UUID) async throws {
-        if let cached = agentOwners.withLock({ $0[agentId] }), cached.expires > .now {
+        let cached = agentOwners.withLock { $0[agentId] }
+        if let cached, cached.expires > .now {
             guard cached.owner == clientId else { throw APIError.agentNotFound }
             return
         }
-        let rows = try await query("SELECT client_id FROM agents WHERE id = $1 AND status <> 'deleted'", [agentId])
+        let rows: [PGRow]
+        do {
+            rows = try await query("SELECT client_id FROM agents WHERE id = $1 AND status <> 'deleted'", [agentId])
+        } catch let e as APIError where e.code == APIError.databaseUnavailable.code {
+            guard let cached, cached.owner == clientId, cached.expires + Self.staleWhileUnreachable > .now else { throw APIError.databaseUnavailable }
+            return
+        }
         guard let row = rows.first else { throw APIError.agentNotFound }
         let owner = try row.decode(UUID.self, at: 0)
         remember(agentId, owner: owner)

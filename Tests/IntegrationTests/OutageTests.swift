@@ -17,9 +17,13 @@ extension IntegrationTests {
         /// database is back every switch report is in the ledger once and has its notification
         /// once; nothing reaches the dead letters. The coordinator answers a call it cannot
         /// serve with 503 `database_unavailable` at once rather than leaving the caller to time out.
+        /// Ingest's caches last 10 s here, so the outage outlasts them: it goes on accepting
+        /// reports with what it last knew (a revocation would still reach it over the bus).
         @Test func aDatabaseOutageLosesNoSwitchReportOrNotification() async throws {
             let store = try await TestStack.store()
-            try await ServiceProcess.withIngest { ingest in
+            let ingest = try await ServiceProcess.start(
+                "spotguard-ingest", portVariable: "SPOTGUARD_INGEST_PORT", environment: ["SPOTGUARD_TOKEN_CACHE_SECONDS": "10"])
+            try await ServiceProcess.with(ingest) { ingest in
                 let fleet = try await PriceFleet.make(ingest)
                 let decisions = try await ServiceProcess.start("spotguard-decisions", portVariable: "SPOTGUARD_DECISIONS_PORT")
                 let notifier = try await ServiceProcess.start("spotguard-notifier", portVariable: "SPOTGUARD_NOTIFIER_PORT")
