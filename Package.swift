@@ -156,8 +156,10 @@ let package = Package(
         .executableTarget(
             name: "DecisionEngine", dependencies: ["DecisionApp", "DecisionCore", "SpotMarket", "SpotModels", "SpotRuntime"],
             path: "Services/DecisionEngine/Main", swiftSettings: swiftSettings),
+        // What the tools and the tests share and the services do not: child processes.
+        .target(name: "ToolSupport", path: "Tools/Support", swiftSettings: swiftSettings),
         .executableTarget(
-            name: "Bench", dependencies: ["DecisionApp", "SpotFleet", "SEFApp", "SEFCore", "SpotModels", "SpotBus", "SpotStore", "SpotRuntime", "IMDSMock"], path: "Services/Bench",
+            name: "Bench", dependencies: ["DecisionApp", "SpotFleet", "SpotMarket", "ToolSupport", "SEFApp", "SEFCore", "SpotModels", "SpotBus", "SpotStore", "SpotRuntime", "IMDSMock"], path: "Tools/Bench",
             swiftSettings: swiftSettings),
 
         // The EC2 and IMDS clients: Foundation (URLSession, XMLParser) and swift-crypto only, so
@@ -213,7 +215,7 @@ let package = Package(
         .target(
             name: "ConsoleApp",
             dependencies: [
-                "SpotFleet", "NotifierCore", "SpotModels", "SpotBus", "SpotStore", "SpotRuntime",
+                "SpotFleet", "SpotModels", "SpotBus", "SpotStore", "SpotRuntime",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Mustache", package: "swift-mustache"),
                 .product(name: "Logging", package: "swift-log"),
@@ -234,7 +236,7 @@ let package = Package(
             dependencies: ["SpotCloud", "IMDSMock"],
             swiftSettings: swiftSettings),
         .testTarget(name: "SpotModelsTests", dependencies: ["SpotModels"], swiftSettings: swiftSettings),
-        .testTarget(name: "SEFCoreTests", dependencies: ["SEFCore", "SpotModels"], swiftSettings: swiftSettings),
+        .testTarget(name: "SEFCoreTests", dependencies: ["SEFCore", "SpotModels", "SpotMarket"], swiftSettings: swiftSettings),
         .testTarget(name: "NotifierCoreTests", dependencies: ["NotifierCore", "SpotModels"], swiftSettings: swiftSettings),
         .testTarget(name: "SimulatorCoreTests", dependencies: ["SimulatorCore", "SpotMarket"], swiftSettings: swiftSettings),
         .testTarget(name: "DecisionCoreTests", dependencies: ["DecisionCore", "SpotMarket"], swiftSettings: swiftSettings),
@@ -242,7 +244,7 @@ let package = Package(
         .testTarget(
             name: "IntegrationTests",
             dependencies: [
-                "SpotModels", "SpotBus", "SpotStore", "SpotRuntime", "SpotFleet", "SEFApp", "SpotCloud", "IMDSMock", "AgentApp", "NotifierCore", "NotifierApp",
+                "SpotModels", "SpotMarket", "SpotBus", "SpotStore", "SpotRuntime", "SpotFleet", "ToolSupport", "SEFApp", "SpotCloud", "IMDSMock", "AgentApp", "NotifierCore", "NotifierApp",
                 "ReplicaApp",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Every table has one module that writes it (docs/architecture.md, "Who writes which table").
 
-Scans the Swift sources of Services/ and Shared/ for INSERT INTO, UPDATE, DELETE FROM and COPY
+Scans the Swift sources of Services/, Shared/ and Tools/ for INSERT INTO, UPDATE, DELETE FROM and COPY
 ... FROM STDIN, and fails when a module writes a table it does not own and the map does not
 list it as a remaining exception, when a listed exception no longer writes the table (the list
 only shrinks), or when a written table is missing from the map.
@@ -24,7 +24,7 @@ def module(path):
 
 def writers():
     found = {}
-    for base in ('Services', 'Shared'):
+    for base in ('Services', 'Shared', 'Tools'):
         for folder, _, files in os.walk(os.path.join(ROOT, base)):
             for name in files:
                 if not name.endswith('.swift'):

@@ -3,6 +3,7 @@ import SpotModels
 import SpotRuntime
 import SpotStore
 import Testing
+import ToolSupport
 
 /// A browser's view of the dashboard: curl with a cookie jar, redirects not followed.
 struct Browser {

@@ -5,6 +5,7 @@ import SpotCloud
 import SpotRuntime
 import SpotStore
 import Testing
+import ToolSupport
 
 /// A `spotguard-agent` process on a "machine" made of moto (EC2), the IMDS mock (its metadata)
 /// and the local stack.

@@ -1,6 +1,7 @@
 import Foundation
 import SpotRuntime
 import Testing
+import ToolSupport
 
 extension IntegrationTests {
     /// Reliability plan F1, F2, F4, F6, F8 and F14 in CI's budget: `spotguard-bench chaos` (the

@@ -2,6 +2,7 @@ import Foundation
 import SpotRuntime
 import SpotStore
 import Testing
+import ToolSupport
 
 /// One client with a small fleet written straight into the database: an auto-switching agent
 /// and a manual-replica agent (with a ready replica), their pools with measured and

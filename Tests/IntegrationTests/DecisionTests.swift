@@ -3,6 +3,7 @@ import SpotModels
 import SpotRuntime
 import SpotStore
 import Testing
+import ToolSupport
 
 /// Runs `spotguard-decisions ARGS` (a one-shot subcommand) against the test stack; returns its JSON summary.
 func decisions(_ arguments: [String]) async throws -> [String: Any] {

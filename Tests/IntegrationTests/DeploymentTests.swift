@@ -1,6 +1,7 @@
 import Foundation
 import SpotRuntime
 import Testing
+import ToolSupport
 
 extension IntegrationTests {
     @Suite struct DeploymentTests {

@@ -1,6 +1,7 @@
 import Foundation
 import SpotRuntime
 import Testing
+import ToolSupport
 
 extension IntegrationTests {
     /// Reliability plan B1: schemathesis (PyPI) generates requests from each service's own

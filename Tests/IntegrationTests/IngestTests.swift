@@ -6,6 +6,7 @@ import Testing
 
 #if canImport(FoundationNetworking)
 import FoundationNetworking
+import ToolSupport
 #endif
 
 struct ServiceNotReady: Error { var executable: String; var port: Int }

@@ -3,6 +3,7 @@ import ReplicaApp
 import SpotRuntime
 import SpotStore
 import Testing
+import ToolSupport
 
 extension IntegrationTests {
     /// Reliability plan F12: the reconciler runs in one coordinator copy at a time, and a copy

@@ -7,6 +7,7 @@ import SpotModels
 import SpotRuntime
 import SpotStore
 import Testing
+import ToolSupport
 
 extension IntegrationTests {
     @Suite struct NotifierTests {

@@ -4,6 +4,7 @@ import SpotModels
 import SpotRuntime
 import SpotStore
 import Testing
+import ToolSupport
 
 /// One agent of a test's own client, in pools of an instance family no other test uses, with
 /// clean prices in three zones (the primary runs in zone a).

@@ -4,6 +4,8 @@ import SpotModels
 import SpotRuntime
 import SpotStore
 import Testing
+import SpotMarket
+import ToolSupport
 
 /// One message of the determinism data set.
 enum PriceMessage: Sendable {
@@ -38,7 +40,7 @@ enum PriceMessage: Sendable {
 /// agreeing and disagreeing replicas, replica-only buckets, and gaps of every method
 /// (10 and 20 minutes in one pool, 65 minutes with peers, 20 minutes closed by a replica).
 func determinismDataSet(seed: UInt64) -> [PriceMessage] {
-    var rng = SeededGenerator(seed: seed)
+    var rng = SplitMix64(seed: seed)
     let azs = ["a", "b", "c", "d"]
     var price = ["a": 0.0500, "b": 0.0450, "c": 0.0520, "d": 0.0480]
     let missing: [String: Set<Int>] = [
@@ -102,7 +104,7 @@ extension IntegrationTests {
                 #expect(expected.clean.contains { $0.contains("replica-manual") })
 
                 let shuffledFleet = try await PriceFleet.make(ingest)
-                var rng = SeededGenerator(seed: 7)
+                var rng = SplitMix64(seed: 7)
                 let renewed = reference.map { $0.renewed() }
                 var sends = renewed + renewed.filter { _ in Double.random(in: 0..<1, using: &rng) < 0.4 }
                 sends.shuffle(using: &rng)

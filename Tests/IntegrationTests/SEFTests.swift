@@ -4,6 +4,7 @@ import SpotModels
 import SpotRuntime
 import SpotStore
 import Testing
+import ToolSupport
 
 /// A fleet for one test: a client, one agent, and pools of an instance family no other test
 /// uses, so every assertion can be scoped to this test's rows.

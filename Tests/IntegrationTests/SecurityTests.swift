@@ -3,6 +3,7 @@ import SpotModels
 import SpotRuntime
 import SpotStore
 import Testing
+import ToolSupport
 
 /// Runs curl (for what URLSession cannot do, such as leaving from another loopback address);
 /// returns its standard output.

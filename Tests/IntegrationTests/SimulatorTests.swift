@@ -6,6 +6,7 @@ import Testing
 
 #if canImport(FoundationNetworking)
 import FoundationNetworking
+import ToolSupport
 #endif
 
 /// A `spotguard-sim run` process on the test stack: its folder, address and standard output.

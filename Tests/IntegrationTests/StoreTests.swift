@@ -4,6 +4,7 @@ import SpotFleet
 import SpotModels
 import SpotStore
 import Testing
+import ToolSupport
 
 extension IntegrationTests {
     @Suite struct StoreTests {

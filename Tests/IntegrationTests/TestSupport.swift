@@ -5,6 +5,7 @@ import SpotRuntime
 import SpotStore
 import Synchronization
 import Testing
+import ToolSupport
 
 /// The private stack `make test` starts (deploy/stack.sh infra test) and writes to
 /// `.spotguard/test/env`; the test command exports those variables.

@@ -2,6 +2,7 @@ import Foundation
 import SEFCore
 import SpotModels
 import Testing
+import SpotMarket
 
 @Suite struct BucketResolverTests {
     let policy = SEFPolicy()
@@ -79,7 +80,7 @@ import Testing
         }
         let reference = BucketResolver.resolve(subs, policy: policy)
         for seed in 0..<50 {
-            var rng = SeededGenerator(seed: UInt64(seed))
+            var rng = SplitMix64(seed: UInt64(seed))
             var shuffled = subs + subs.prefix(seed % 7)
             shuffled.shuffle(using: &rng)
             #expect(BucketResolver.resolve(shuffled, policy: policy) == reference)
@@ -94,7 +95,7 @@ import Testing
 
     @Test func theBestOfEachSourceDecidesAlone() {
         // what lets the store read three rows per bucket instead of all of them
-        var rng = SeededGenerator(seed: 3)
+        var rng = SplitMix64(seed: 3)
         for _ in 0..<200 {
             let subs = (0..<Int.random(in: 1...12, using: &rng)).map { _ in
                 sub([.primary, .replicaAutomatic, .replicaManual].randomElement(using: &rng)!,

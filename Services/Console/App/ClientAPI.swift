@@ -2,7 +2,6 @@ import Crypto
 import Foundation
 import Hummingbird
 import NIOCore
-import NotifierCore
 import SpotModels
 import SpotFleet
 import SpotRuntime

@@ -1,4 +1,5 @@
-/// SplitMix64: a small, fast generator whose sequence is fixed by its seed.
+/// SplitMix64: a small, fast generator whose sequence is fixed by its seed, so synthetic
+/// markets, replays, fault schedules and tests that draw random data repeat exactly.
 public struct SplitMix64: RandomNumberGenerator, Sendable {
     var state: UInt64
 
@@ -9,7 +10,7 @@ public struct SplitMix64: RandomNumberGenerator, Sendable {
         return Self.mix(state)
     }
 
-    static func mix(_ x: UInt64) -> UInt64 {
+    public static func mix(_ x: UInt64) -> UInt64 {
         var z = x
         z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
         z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB

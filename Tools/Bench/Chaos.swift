@@ -10,6 +10,7 @@ import Synchronization
 
 #if canImport(FoundationNetworking)
 import FoundationNetworking
+import ToolSupport
 #endif
 
 /// The fault suite (reliability plan F1, F2, F4, F6, F8, F14): the same price load runs four

@@ -5,6 +5,7 @@ import SpotStore
 
 #if canImport(FoundationNetworking)
 import FoundationNetworking
+import SpotMarket
 #endif
 
 /// Replays a price-history CSV (`timestamp,region,az,instance_type,...,spot_price,...`)
@@ -31,7 +32,7 @@ enum Replay {
 
     /// Outage lengths in buckets, drawn so every fill method gets work: a 10-minute gap (one
     /// bucket) 40 %, 15–30 minutes 30 %, 35 minutes – 2.5 hours 25 %, over 4 hours 5 %.
-    static func outageLength(_ rng: inout SeededGenerator) -> Int {
+    static func outageLength(_ rng: inout SplitMix64) -> Int {
         switch Double.random(in: 0..<1, using: &rng) {
         case ..<0.40: 1
         case ..<0.70: Int.random(in: 2...5, using: &rng)
@@ -68,7 +69,7 @@ enum Replay {
     ) async throws {
         let (steps, prices) = try load(csv: csv, rows: rows)
         let pools = Set(prices.values.flatMap(\.keys)).sorted()
-        var rng = SeededGenerator(seed: seed)
+        var rng = SplitMix64(seed: seed)
         // outages per pool: start with a probability that gives the wanted dropped share
         let meanLength = 0.40 * 1 + 0.30 * 3.5 + 0.25 * 18 + 0.05 * 54
         let startChance = dropShare / (meanLength * (1 - dropShare))

@@ -4,6 +4,7 @@ import SpotBus
 import SpotModels
 import SpotRuntime
 import SpotStore
+import SpotMarket
 
 /// Raw rates of the broker and the database this machine gives, measured the way SpotGuard
 /// uses them, so `deploy/bench.sh` can print ingest throughput as a ratio of each.
@@ -112,7 +113,7 @@ await ServiceCommand.main(
                 try await withThrowingTaskGroup(of: Void.self) { group in
                     for lane in 0..<window {
                         group.addTask {
-                            var rng = SeededGenerator(seed: UInt64(lane))
+                            var rng = SplitMix64(seed: UInt64(lane))
                             for _ in stride(from: lane, to: count, by: window) {
                                 let now = Date()
                                 let report = PricingReport(

@@ -5,6 +5,7 @@ import Synchronization
 
 #if canImport(FoundationNetworking)
 import FoundationNetworking
+import SpotMarket
 #endif
 
 /// The price load of the fault suite: one agent's pricing reports over 8 pools every 10 s or less,
@@ -33,8 +34,8 @@ struct ChaosLoad: Sendable {
     /// The same prices, times and shape for every family (`seed` fixed), so two runs compare;
     /// the ids differ by family (a submission id is unique across all of SpotGuard).
     static func make(sends total: Int, family: String, agent: String, base: Date, seed: UInt64 = 20_261_202) -> ChaosLoad {
-        var rng = SeededGenerator(seed: seed)
-        var ids = SeededGenerator(seed: family.utf8.reduce(14_695_981_039_346_656_037) { ($0 ^ UInt64($1)) &* 1_099_511_628_211 })
+        var rng = SplitMix64(seed: seed)
+        var ids = SplitMix64(seed: family.utf8.reduce(14_695_981_039_346_656_037) { ($0 ^ UInt64($1)) &* 1_099_511_628_211 })
         let pools = pools(family)
         var price = Dictionary(uniqueKeysWithValues: pools.enumerated().map { ($0.element, 0.04 + 0.002 * Double($0.offset)) })
         let uniqueTotal = total - total / 10  // a tenth of the sends are resends
@@ -91,7 +92,7 @@ struct ChaosLoad: Sendable {
 
 extension UUID {
     /// A random (version 4) UUID from a seeded generator, so a load is the same every run.
-    init(using rng: inout SeededGenerator) {
+    init(using rng: inout SplitMix64) {
         var bytes = (0..<16).map { _ in UInt8.random(in: 0...255, using: &rng) }
         bytes[6] = (bytes[6] & 0x0F) | 0x40
         bytes[8] = (bytes[8] & 0x3F) | 0x80
