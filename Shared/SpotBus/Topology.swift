@@ -1,3 +1,5 @@
+import SpotModels
+
 /// The exchanges, queues and bindings of SpotGuard. Every connection declares all of it at
 /// start: declarations are idempotent only while they are identical everywhere, so this one
 /// value is the single source.
@@ -36,14 +38,16 @@ public struct Topology: Sendable, Equatable {
 
     /// One durable quorum queue per consuming service; copies of a service compete on it.
     public static let standard = Topology(queues: [
-        Queue(name: "spotguard.sef", bindings: ["pricing.reported", "heartbeat.received"]),
+        Queue(name: "spotguard.sef", bindings: [RoutingKey.pricingReported, RoutingKey.heartbeatReceived]),
         // the replica coordinator answers calls relayed by the HTTP services
-        Queue(name: "spotguard.replicas", bindings: ["rpc.replicas.*"]),
+        Queue(name: "spotguard.replicas", bindings: [ReplicaOperation.routingPrefix + "*"]),
         Queue(name: "spotguard.decisions", bindings: [
-            "pricing.cleaned", "switch.reported", "interruption.rebalance", "interruption.termination", "config.changed",
+            RoutingKey.pricingCleaned, RoutingKey.switchReported, RoutingKey.interruptionRebalance, RoutingKey.interruptionTermination,
+            RoutingKey.configChanged,
         ]),
         Queue(name: "spotguard.notifier", bindings: [
-            "quality.alert", "failover.completed", "failover.failed", "agent.offline", "replica.promoted", "replica.alert", "switch.reported",
+            RoutingKey.qualityAlert, RoutingKey.failoverCompleted, RoutingKey.failoverFailed, RoutingKey.agentOffline, RoutingKey.replicaPromoted,
+            RoutingKey.replicaAlert, RoutingKey.switchReported,
         ]),
     ])
 

@@ -63,7 +63,9 @@ public enum ReplicaOperation: String, Codable, Sendable, CaseIterable {
     case setModes = "set_modes"
     case commandResult = "command_result"
 
-    public var routingKey: String { "rpc.replicas.\(rawValue)" }
+    /// Every call's routing key starts with this.
+    public static let routingPrefix = "rpc.replicas."
+    public var routingKey: String { Self.routingPrefix + rawValue }
 }
 
 /// One relayed API call: who asked (already authenticated and owner-checked), about what,

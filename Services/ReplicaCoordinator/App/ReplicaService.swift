@@ -37,7 +37,7 @@ public struct ReplicaService: Sendable {
     /// itself, so holding the call until the database is back would only answer nobody.
     static func answer(_ delivery: Delivery, coordinator: Coordinator, logger: Logger) async throws -> [UInt8] {
         // an older broker may still route events here; only calls are answered
-        guard delivery.routingKey.hasPrefix("rpc.replicas."), delivery.replyTo != nil else { return [] }
+        guard delivery.routingKey.hasPrefix(ReplicaOperation.routingPrefix), delivery.replyTo != nil else { return [] }
         let reply: APIReply
         do {
             let envelope = try delivery.decode(ReplicaRequest.self)
