@@ -2,8 +2,8 @@ import DecisionCore
 import Foundation
 import SpotMarket
 
-/// `spotguard-bench backtest`: replays a price-history file for N workloads under every
-/// strategy and prints the table the README shows.
+/// `spotguard-decisions backtest`: replays a price-history file for N workloads under every
+/// strategy and prints the table docs/decisions.md shows.
 enum BacktestCommand {
     static func run(csv: String, onDemandFile: String, advisorFile: String, workloads: Int, seed: UInt64, trainHours: Int) throws {
         let history = try PriceHistory.parse(csv: try String(contentsOfFile: csv, encoding: .utf8))
