@@ -188,6 +188,9 @@ extension IntegrationTests {
                     let sim = try await SimProcess.start(ingest: ingest, [
                         "--agents", "5", "--manual-share", "1", "--interruption-scale", "0", "--replace-seconds", "3600", "--hour-seconds", "60",
                         "--seed", "7", "--agent-heartbeat-seconds", "1", "--agent-price-seconds", "2", "--agent-sync-seconds", "1", "--boot-seconds", "1",
+                        // a command reaches an agent at the bus's wake-up, or at the latest when its long-poll
+                        // ends: a whole round was seen 26 s late when the wake-ups were lost under load
+                        "--agent-long-poll-seconds", "5",
                     ])
                     do {
                         var clientId: String?
