@@ -384,8 +384,7 @@ struct PriceRepository: Sendable {
             }
         }
         let disagreeing = values.filter { _, v in
-            let prices = v.map(\.resolved.spotPrice)
-            return prices.count > 1 && prices.max()! > prices.min()! * policy.clientAgreement
+            v.count > 1 && !SharedResolver.agree(v.map(\.resolved.spotPrice), policy.clientAgreement)
         }.map(\.key)
         if !disagreeing.isEmpty {
             for row in try conn.query(

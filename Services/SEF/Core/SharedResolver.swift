@@ -118,7 +118,8 @@ public enum SharedResolver {
         reference > 0 && x >= reference / k && x <= reference * k
     }
 
-    static func agree(_ xs: [Double], _ k: Double) -> Bool {
+    /// Whether the prices agree: the highest at most `k` times the lowest.
+    public static func agree(_ xs: [Double], _ k: Double) -> Bool {
         guard let lo = xs.min(), let hi = xs.max(), lo > 0 else { return false }
         return hi <= lo * k
     }
