@@ -34,6 +34,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio-extras.git", from: "1.35.2"),
         .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
         .package(url: "https://github.com/hummingbird-project/swift-mustache.git", from: "2.1.1"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
     ],
     targets: [
         // C libraries and the shims Swift needs to call them.
@@ -49,6 +50,12 @@ let package = Package(
         .target(
             name: "SpotModels", dependencies: [.product(name: "Crypto", package: "swift-crypto")], path: "Shared/SpotModels",
             swiftSettings: swiftSettings),
+        // Every executable's command line: swift-argument-parser, one-sentence errors, and
+        // `--version` from the git revision the Revision plugin writes before each build.
+        .plugin(name: "Revision", capability: .buildTool(), path: "Plugins/Revision"),
+        .target(
+            name: "SpotCLI", dependencies: [.product(name: "ArgumentParser", package: "swift-argument-parser")], path: "Shared/SpotCLI",
+            swiftSettings: swiftSettings, plugins: ["Revision"]),
         // Spot market data files: price history, Spot Advisor bands, on-demand prices (pure).
         .target(name: "SpotMarket", path: "Shared/SpotMarket", swiftSettings: swiftSettings),
         .target(
@@ -73,7 +80,8 @@ let package = Package(
         .target(
             name: "SpotRuntime",
             dependencies: [
-                "SpotModels", "SpotBus", "SpotStore",
+                "SpotModels", "SpotBus", "SpotStore", "SpotCLI",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -110,7 +118,7 @@ let package = Package(
             ],
             path: "Services/Ingest/App", resources: [.copy("openapi.yaml")], swiftSettings: swiftSettings),
         .executableTarget(
-            name: "Ingest", dependencies: ["IngestApp", "SpotFleet", "SpotRuntime"], path: "Services/Ingest/Main",
+            name: "Ingest", dependencies: ["IngestApp", "SpotFleet", "SpotRuntime", "SpotCLI", .product(name: "ArgumentParser", package: "swift-argument-parser"), .product(name: "Logging", package: "swift-log")], path: "Services/Ingest/Main",
             swiftSettings: swiftSettings),
         .target(
             name: "SEFCore",
@@ -127,7 +135,7 @@ let package = Package(
             ],
             path: "Services/SEF/App", swiftSettings: swiftSettings),
         .executableTarget(
-            name: "SEF", dependencies: ["SEFApp", "SpotRuntime"], path: "Services/SEF/Main",
+            name: "SEF", dependencies: ["SEFApp", "SpotRuntime", "SpotCLI", .product(name: "ArgumentParser", package: "swift-argument-parser"), .product(name: "Logging", package: "swift-log")], path: "Services/SEF/Main",
             swiftSettings: swiftSettings),
         .target(name: "ReplicaCore", dependencies: ["SpotModels"], path: "Services/ReplicaCoordinator/Core", swiftSettings: swiftSettings),
         .target(
@@ -141,7 +149,7 @@ let package = Package(
             ],
             path: "Services/ReplicaCoordinator/App", swiftSettings: swiftSettings),
         .executableTarget(
-            name: "ReplicaCoordinator", dependencies: ["ReplicaApp", "SpotModels", "SpotRuntime"], path: "Services/ReplicaCoordinator/Main",
+            name: "ReplicaCoordinator", dependencies: ["ReplicaApp", "SpotModels", "SpotRuntime", "SpotCLI", .product(name: "ArgumentParser", package: "swift-argument-parser"), .product(name: "Logging", package: "swift-log")], path: "Services/ReplicaCoordinator/Main",
             swiftSettings: swiftSettings),
         .target(name: "DecisionCore", dependencies: ["SpotMarket"], path: "Services/DecisionEngine/Core", swiftSettings: swiftSettings),
         .target(
@@ -154,18 +162,22 @@ let package = Package(
             ],
             path: "Services/DecisionEngine/App", swiftSettings: swiftSettings),
         .executableTarget(
-            name: "DecisionEngine", dependencies: ["DecisionApp", "DecisionCore", "SpotMarket", "SpotModels", "SpotRuntime"],
+            name: "DecisionEngine", dependencies: ["DecisionApp", "DecisionCore", "SpotMarket", "SpotModels", "SpotRuntime", "SpotCLI", .product(name: "ArgumentParser", package: "swift-argument-parser"), .product(name: "Logging", package: "swift-log")],
             path: "Services/DecisionEngine/Main", swiftSettings: swiftSettings),
         // What the tools and the tests share and the services do not: child processes.
         .target(name: "ToolSupport", path: "Tools/Support", swiftSettings: swiftSettings),
         .executableTarget(
-            name: "Bench", dependencies: ["DecisionApp", "SpotFleet", "SpotMarket", "ToolSupport", "SEFApp", "SEFCore", "SpotModels", "SpotBus", "SpotStore", "SpotRuntime", "IMDSMock"], path: "Tools/Bench",
+            name: "Bench",
+            dependencies: [
+                "DecisionApp", "SpotFleet", "SpotMarket", "ToolSupport", "SEFApp", "SEFCore", "SpotModels", "SpotBus", "SpotStore", "SpotRuntime", "IMDSMock", "SpotCLI",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"), .product(name: "Logging", package: "swift-log"),
+            ], path: "Tools/Bench",
             swiftSettings: swiftSettings),
 
         // The EC2 and IMDS clients: Foundation (URLSession, XMLParser) and swift-crypto only, so
         // the agent that runs on customers' instances carries nothing more.
         .target(name: "SpotCloud", dependencies: [.product(name: "Crypto", package: "swift-crypto")], path: "Shared/SpotCloud", swiftSettings: swiftSettings),
-        // The agent on customers' instances: SpotCloud, logging and lifecycle only.
+        // The agent on customers' instances: SpotCloud, logging, lifecycle and the command line only.
         .target(
             name: "AgentApp",
             dependencies: ["SpotCloud", .product(name: "Logging", package: "swift-log")],
@@ -173,7 +185,8 @@ let package = Package(
         .executableTarget(
             name: "Agent",
             dependencies: [
-                "AgentApp", "SpotCloud", .product(name: "Logging", package: "swift-log"),
+                "AgentApp", "SpotCloud", "SpotCLI", .product(name: "Logging", package: "swift-log"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ],
@@ -193,7 +206,11 @@ let package = Package(
             ],
             path: "Services/Simulator/App", swiftSettings: swiftSettings),
         .executableTarget(
-            name: "Simulator", dependencies: ["SimulatorApp", .product(name: "Logging", package: "swift-log")], path: "Services/Simulator/Main",
+            name: "Simulator",
+            dependencies: [
+                "SimulatorApp", "SpotCLI", .product(name: "Logging", package: "swift-log"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ], path: "Services/Simulator/Main",
             swiftSettings: swiftSettings),
         .target(
             name: "NotifierCore", dependencies: ["SpotModels", .product(name: "Crypto", package: "swift-crypto")],
@@ -211,7 +228,7 @@ let package = Package(
                 .product(name: "NIOHTTP1", package: "swift-nio"),
             ],
             path: "Services/Notifier/App", swiftSettings: swiftSettings),
-        .executableTarget(name: "Notifier", dependencies: ["NotifierApp", "SpotRuntime"], path: "Services/Notifier/Main", swiftSettings: swiftSettings),
+        .executableTarget(name: "Notifier", dependencies: ["NotifierApp", "SpotRuntime", "SpotCLI", .product(name: "ArgumentParser", package: "swift-argument-parser"), .product(name: "Logging", package: "swift-log")], path: "Services/Notifier/Main", swiftSettings: swiftSettings),
         .target(
             name: "ConsoleApp",
             dependencies: [
@@ -222,7 +239,7 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
             path: "Services/Console/App", resources: [.copy("Templates"), .copy("openapi.yaml")], swiftSettings: swiftSettings),
-        .executableTarget(name: "Console", dependencies: ["ConsoleApp", "SpotRuntime"], path: "Services/Console/Main", swiftSettings: swiftSettings),
+        .executableTarget(name: "Console", dependencies: ["ConsoleApp", "SpotRuntime", "SpotCLI", .product(name: "ArgumentParser", package: "swift-argument-parser"), .product(name: "Logging", package: "swift-log")], path: "Services/Console/Main", swiftSettings: swiftSettings),
         // One instance's metadata service for the tests and the simulator.
         .target(
             name: "IMDSMock",

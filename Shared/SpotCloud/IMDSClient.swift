@@ -62,7 +62,8 @@ public actor IMDSClient {
         do {
             return try await transport.send(request)
         } catch {
-            throw IMDSError.unreachable("\(error)")
+            // URLSession's errors print as a dump of their user info; its one-line reason is enough
+            throw IMDSError.unreachable((error as NSError).userInfo[NSLocalizedDescriptionKey] as? String ?? "\(error)")
         }
     }
 

@@ -16,6 +16,11 @@ public struct PriceHistory: Sendable {
         public var description: String
     }
 
+    /// The region of the pools (`us-east-1` for `c5.large.us-east-1a`), nil without pools.
+    public var region: String? {
+        types.keys.min().flatMap { $0.split(separator: ".").last.map { String($0.dropLast()) } }
+    }
+
     /// CSV with a header naming at least `timestamp`, `az`, `instance_type` and `spot_price`.
     public static func parse(csv: String) throws -> PriceHistory {
         var lines = csv.split(whereSeparator: \.isNewline).makeIterator()

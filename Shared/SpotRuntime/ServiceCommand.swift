@@ -1,82 +1,102 @@
+import ArgumentParser
 import Foundation
 import Logging
 import SpotBus
 import SpotModels
 import ServiceLifecycle
+import SpotCLI
 import SpotStore
 import UnixSignals
 
-/// The command line every SpotGuard executable shares:
-///
-///     spotguard-<name> [serve]        run the service until SIGTERM/SIGINT
-///     spotguard-<name> migrate        apply database migrations and exit
-///     spotguard-<name> dead-letters list|replay [--id MESSAGE_ID ...]
-///                                     a consuming service's dead letters (see `DeadLetters`)
-///     spotguard-<name> <extra> ...    service-specific commands
-///
-/// Configuration errors print one line naming the variable and exit with status 2.
-public enum ServiceCommand {
-    public typealias Command = @Sendable (_ arguments: [String], _ env: EnvironmentReader, _ logger: Logger) async throws -> Void
+/// A subcommand of a SpotGuard service executable (`spotguard-<name> serve | migrate |
+/// dead-letters | …`, parsed by swift-argument-parser): logging set up from the environment,
+/// errors printed as one sentence with their exit status (see `CommandLineRunner`): 2 for a
+/// configuration a user can fix, 1 for an unreachable database or broker and everything else.
+public protocol ServiceSubcommand: AsyncParsableCommand {
+    func run(env: EnvironmentReader, logger: Logger) async throws
+}
 
-    /// - Parameter consumes: the service's queue, for `dead-letters`.
-    public static func main(
-        executable: String, consumes queue: String? = nil, serve: @escaping Command, extra: [String: (usage: String, run: Command)] = [:]
-    ) async {
-        var extra = extra
-        if let queue {
-            extra["dead-letters"] = (
-                usage: "list | replay [--id MESSAGE_ID ...]: this service's dead letters, one JSON object per line; replay sends them (or those named) back to \(queue)",
-                run: { args, env, logger in try await deadLetters(args, queue: queue, env: env, logger: logger) }
-            )
-        }
-        let args = Array(CommandLine.arguments.dropFirst())
-        let name = args.first ?? "serve"
-        let env = EnvironmentReader()
-        do {
+extension ServiceSubcommand {
+    public func run() async throws {
+        try await CommandLineRunner.run {
+            let env = EnvironmentReader()
             Observability.bootstrap(level: try env.logLevel())
-            let logger = Logger(label: executable)
-            switch name {
-            case "serve": try await serve(Array(args.dropFirst()), env, logger)
-            case "migrate": try await migrate(env: env, logger: logger)
-            case "help", "--help", "-h": printUsage(executable, extra)
-            default:
-                guard let command = extra[name] else {
-                    printUsage(executable, extra)
-                    exit(64)
-                }
-                try await command.run(Array(args.dropFirst()), env, logger)
+            do {
+                try await run(env: env, logger: Logger(label: CommandLineRunner.executable))
+            } catch {
+                throw ServiceCommand.userFacing(error)
             }
-        } catch let error as ConfigurationError {
-            FileHandle.standardError.write(Data("\(executable): \(error)\n".utf8))
-            exit(2)
-        } catch {
-            FileHandle.standardError.write(Data("\(executable): \(error)\n".utf8))
-            exit(1)
         }
     }
+}
 
-    /// The value that follows the option `name` (e.g. `--csv`) in a command's arguments, if any.
-    public static func option(_ name: String, in args: [String]) -> String? {
-        guard let i = args.firstIndex(of: name), args.index(after: i) < args.endIndex else { return nil }
-        return args[args.index(after: i)]
+extension CommandConfiguration {
+    /// A service's `serve` subcommand, its executable's default.
+    public static let serve = CommandConfiguration(commandName: "serve", abstract: "Run the service until SIGTERM or SIGINT (the default).")
+}
+
+extension ConfigurationError: UserFacingError {
+    public var sentence: String { description }
+    public var exitStatus: Int32 { 2 }
+}
+
+/// `migrate`: applies every bundled migration (safe to run from many processes at once).
+public struct Migrate: ServiceSubcommand {
+    public static let configuration = CommandConfiguration(abstract: "Apply database migrations and exit.")
+    public init() {}
+    public func run(env: EnvironmentReader, logger: Logger) async throws { try await ServiceCommand.migrate(env: env, logger: logger) }
+}
+
+/// The queue a consuming service reads, for its `dead-letters` subcommand.
+public protocol ConsumingService: Sendable {
+    static var queue: String { get }
+}
+
+/// `dead-letters list | replay [--id MESSAGE_ID ...]`: a consuming service's dead letters (see
+/// `DeadLetters`), one JSON object per line.
+public struct DeadLettersCommand<Service: ConsumingService>: ServiceSubcommand {
+    public static var configuration: CommandConfiguration {
+        CommandConfiguration(
+            commandName: "dead-letters",
+            abstract: "List this service's dead letters (one JSON object per line), or replay them to \(Service.queue).")
     }
+    public enum Action: String, ExpressibleByArgument, CaseIterable, Sendable { case list, replay }
 
-    static func deadLetters(_ args: [String], queue: String, env: EnvironmentReader, logger: Logger) async throws {
-        var ids: Set<String> = []
-        var rest = args.dropFirst()
-        while let option = rest.popFirst() {
-            guard option == "--id", let id = rest.popFirst() else {
-                throw ConfigurationError(variable: option, problem: "unknown option (dead-letters list | replay [--id MESSAGE_ID ...])")
-            }
-            ids.insert(id)
-        }
+    @Argument(help: "list, or replay (all, or those named with --id)")
+    var action: Action
+    @Option(name: .customLong("id"), help: "A message to replay (repeatable).")
+    var ids: [String] = []
+
+    public init() {}
+
+    public func run(env: EnvironmentReader, logger: Logger) async throws {
         let letters: [DeadLetters.Letter]
-        switch args.first {
-        case "list": letters = try await DeadLetters.list(endpoint: try env.amqp(), queue: queue, logger: logger)
-        case "replay": letters = try await DeadLetters.replay(endpoint: try env.amqp(), queue: queue, ids: ids.isEmpty ? nil : ids, logger: logger)
-        default: throw ConfigurationError(variable: "dead-letters", problem: "say list or replay")
+        switch action {
+        case .list: letters = try await DeadLetters.list(endpoint: try env.amqp(), queue: Service.queue, logger: logger)
+        case .replay:
+            letters = try await DeadLetters.replay(endpoint: try env.amqp(), queue: Service.queue, ids: ids.isEmpty ? nil : Set(ids), logger: logger)
         }
-        for letter in letters { print(String(decoding: try WireJSON.encoder().encode(letter), as: UTF8.self)) }
+        for letter in letters { try ServiceCommand.printJSON(letter) }
+    }
+}
+
+/// What the service executables share around their subcommands: the store, the service group.
+public enum ServiceCommand {
+    /// Prints a command's result as one JSON line (the wire dialect).
+    public static func printJSON<T: Encodable>(_ value: T) throws {
+        print(String(decoding: try WireJSON.encoder().encode(value), as: UTF8.self))
+    }
+
+    /// An unreachable database or broker as one sentence with the fix; other errors unchanged.
+    static func userFacing(_ error: any Error) -> any Error {
+        if let error = error as? PGError, error.isOutage {
+            let reason = error.message.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }.joined(separator: " ")
+            return Unreachable("cannot reach PostgreSQL (\(reason)); start it (make up) or correct SPOTGUARD_DATABASE_URL")
+        }
+        if let error = error as? BusError, error.code == .notConnected {
+            return Unreachable("cannot reach RabbitMQ (\(error)); start it (make up) or correct SPOTGUARD_AMQP_URL")
+        }
+        return error
     }
 
     /// Applies every bundled migration (safe to run from many processes at once).
@@ -130,13 +150,5 @@ public enum ServiceCommand {
         // below the usual orchestrator grace period (30 s) so in-flight work ends before SIGKILL
         configuration.maximumGracefulShutdownDuration = .seconds(25)
         try await ServiceGroup(configuration: configuration).run()
-    }
-
-    private static func printUsage(_ executable: String, _ extra: [String: (usage: String, run: Command)]) {
-        var lines = ["usage: \(executable) [serve | migrate" + extra.keys.sorted().map { " | \($0)" }.joined() + "]"]
-        lines.append("  serve      run the service (default)")
-        lines.append("  migrate    apply database migrations")
-        for (name, c) in extra.sorted(by: { $0.key < $1.key }) { lines.append("  \(name.padding(toLength: 10, withPad: " ", startingAt: 0)) \(c.usage)") }
-        print(lines.joined(separator: "\n"))
     }
 }

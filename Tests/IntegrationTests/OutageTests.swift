@@ -96,7 +96,8 @@ extension IntegrationTests {
                                 #expect(listed.status == 0)
                                 #expect(!listed.lines.contains { line in ids.contains { line.contains($0) } })
                             }
-                            #expect(try await runCommand("spotguard-decisions", ["dead-letters", "resend"]).status == 2)
+                            // an action that does not exist is a bad invocation: refused, exit 64 (EX_USAGE)
+                            #expect(try await runCommand("spotguard-decisions", ["dead-letters", "resend"]).status == 64)
                         }
                     }
                 }

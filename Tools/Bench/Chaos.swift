@@ -1,3 +1,4 @@
+import ArgumentParser
 import Foundation
 import Logging
 import SEFApp
@@ -29,32 +30,29 @@ import ToolSupport
 /// that every dead letter of the run carries a reason. It prints one table and, with `--json`,
 /// the figures; it exits non-zero when a check fails.
 enum ChaosBench {
-    struct Options: Sendable {
+    struct Options: ParsableArguments, Sendable {
+        @Option(help: "Messages the load sends per run (200 to 200000).")
         var sends = 10_000
+        @Option(help: "Concurrent senders (1 to 256).")
         var lanes = 16
+        @Option(help: "The private stack the suite runs on.")
         var stack = "bench"
+        @Option(name: .customLong("stack-script"), help: "The stack script.")
         var stackScript = "deploy/stack.sh"
-        var logs = ".spotguard/bench/chaos"
+        @Option(name: .customLong("logs"), help: "Where each run's service logs go (default: .spotguard/<stack>/chaos).")
+        var logDirectory: String?
+        @Option(help: "Write the figures to this file as JSON.")
         var json: String?
         /// How long the latency and the black hole last.
+        @Option(help: "Seconds the latency and the black hole last (1 to 120).")
         var window: Double = 10
 
-        init(_ args: [String]) throws {
-            func option(_ name: String) -> String? { ServiceCommand.option(name, in: args) }
-            func number(_ name: String, _ range: ClosedRange<Int>) throws -> Int? {
-                guard let raw = option(name) else { return nil }
-                guard let v = Int(raw), range.contains(v) else {
-                    throw ConfigurationError(variable: name, problem: "must be an integer in \(range.lowerBound)...\(range.upperBound)")
-                }
-                return v
-            }
-            sends = try number("--sends", 200...200_000) ?? sends
-            lanes = try number("--lanes", 1...256) ?? lanes
-            window = Double(try number("--window", 1...120) ?? Int(window))
-            stack = option("--stack") ?? stack
-            stackScript = option("--stack-script") ?? stackScript
-            logs = option("--logs") ?? ".spotguard/\(stack)/chaos"
-            json = option("--json")
+        var logs: String { logDirectory ?? ".spotguard/\(stack)/chaos" }
+
+        func validate() throws {
+            guard (200...200_000).contains(sends) else { throw ValidationError("--sends must be 200 to 200000") }
+            guard (1...256).contains(lanes) else { throw ValidationError("--lanes must be 1 to 256") }
+            guard (1...120).contains(window) else { throw ValidationError("--window must be 1 to 120") }
         }
     }
 
@@ -110,8 +108,7 @@ enum ChaosBench {
 
     static let serviceQueues = ["spotguard.sef", "spotguard.replicas", "spotguard.decisions", "spotguard.notifier"]
 
-    static func run(_ args: [String], env: EnvironmentReader, logger: Logger) async throws {
-        let options = try Options(args)
+    static func run(_ options: Options, env: EnvironmentReader, logger: Logger) async throws {
         try FileManager.default.createDirectory(atPath: options.logs, withIntermediateDirectories: true)
         var config = try env.postgres(applicationName: "spotguard-chaos")
         config.poolSize = 2

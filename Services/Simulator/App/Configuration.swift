@@ -58,18 +58,12 @@ public struct SimConfiguration: Sendable {
 
     public struct Invalid: Error, CustomStringConvertible {
         public var description: String
+        public init(description: String) { self.description = description }
     }
 
-    public init(arguments: [String], env: [String: String] = ProcessInfo.processInfo.environment, executable: String = CommandLine.arguments[0]) throws {
-        var options: [String: String] = [:]
-        var i = 0
-        while i < arguments.count {
-            let a = arguments[i]
-            guard a.hasPrefix("--") else { throw Invalid(description: "unexpected argument \(a)") }
-            guard i + 1 < arguments.count else { throw Invalid(description: "\(a) needs a value") }
-            options[String(a.dropFirst(2))] = arguments[i + 1]
-            i += 2
-        }
+    /// - Parameter options: the command line's options by long name (`hour-seconds`), already
+    ///   parsed; each falls back to its environment variable.
+    public init(options: [String: String], env: [String: String] = ProcessInfo.processInfo.environment, executable: String = CommandLine.arguments[0]) throws {
         func value(_ name: String) -> String? {
             options[name] ?? env["SPOTGUARD_SIM_" + name.uppercased().replacingOccurrences(of: "-", with: "_")]
         }
@@ -120,21 +114,4 @@ public struct SimConfiguration: Sendable {
         agentLongPollSeconds = Int(try number("agent-long-poll-seconds", 0...25) ?? Double(agentLongPollSeconds))
         agentLogLevel = value("agent-log-level") ?? agentLogLevel
     }
-
-    public static let usage = """
-        usage: spotguard-sim run [--option value …]     a local cloud with a simulated fleet
-               spotguard-sim drill --agent ID --kind rebalance|termination|loss [--sim URL]
-        run options (environment: SPOTGUARD_SIM_<OPTION>):
-          --ingest URL (SPOTGUARD_INGEST_URL)   --admin-token T (SPOTGUARD_ADMIN_TOKEN)
-          --port N --host H --dir PATH          EC2 endpoint + control API; state folder
-          --seed N                              market, bands, faults
-          --prices FILE --on-demand FILE --advisor FILE --region R   replay a price file
-          --hour-seconds S (5)                  wall seconds per simulated hour
-          --agents N (20) --types a,b --manual-share F (0.5)
-          --interruption-scale F (20) --rebalance-share F (0.5) --capacity-shortage F (0.02)
-          --spare w1,w2                         workloads never interrupted at random (drill targets)
-          --notice-seconds S (120) --rebalance-lead-seconds S (30) --replace-seconds S (15)
-          --sim-hours H --report FILE           stop after H simulated hours, write the report
-          --agent-heartbeat-seconds --agent-price-seconds --agent-sync-seconds --agent-log-level
-        """
 }

@@ -8,33 +8,35 @@ import FoundationNetworking
 /// `spotguard-sim drill --agent ID --kind rebalance|termination|loss [--notice-seconds S] [--sim URL]`:
 /// asks a running simulator for the drill and prints what happened, with timings.
 public enum DrillCommand {
-    public static func run(_ arguments: [String], env: [String: String] = ProcessInfo.processInfo.environment) async throws {
-        var options: [String: String] = [:]
-        var i = 0
-        while i + 1 < arguments.count, arguments[i].hasPrefix("--") {
-            options[String(arguments[i].dropFirst(2))] = arguments[i + 1]
-            i += 2
-        }
-        guard i == arguments.count else { throw SimConfiguration.Invalid(description: "drill: unexpected argument \(arguments[i])") }
-        guard let agent = options["agent"], let kind = options["kind"] else { throw SimConfiguration.Invalid(description: "drill needs --agent and --kind") }
+    /// The simulator does not answer.
+    public struct Unreachable: Error, CustomStringConvertible {
+        public var description: String
+    }
+
+    public static func run(
+        agent: String, kind: String, noticeSeconds: Double?, sim: String?, env: [String: String] = ProcessInfo.processInfo.environment
+    ) async throws {
         let address =
-            options["sim"] ?? env["SPOTGUARD_SIM_URL"]
+            sim ?? env["SPOTGUARD_SIM_URL"]
             ?? env["SPOTGUARD_STACK_DIR"].flatMap { try? String(contentsOfFile: $0 + "/sim/address", encoding: .utf8) }
             ?? (try? String(contentsOfFile: ".spotguard/dev/sim/address", encoding: .utf8))
         guard let base = address?.trimmingCharacters(in: .whitespacesAndNewlines), let url = URL(string: base + "/sim/drills") else {
             throw SimConfiguration.Invalid(description: "no simulator address: pass --sim URL (or run it with make up)")
         }
         var body: [String: Any] = ["agent": agent, "kind": kind]
-        if let s = options["notice-seconds"] {
-            guard let n = Double(s) else { throw SimConfiguration.Invalid(description: "--notice-seconds must be a number") }
-            body["notice_seconds"] = n
-        }
+        if let noticeSeconds { body["notice_seconds"] = noticeSeconds }
         var request = URLRequest(url: url)
         request.httpMethod = "POST"
         request.httpBody = try JSONSerialization.data(withJSONObject: body)
         request.setValue("application/json", forHTTPHeaderField: "Content-Type")
         print("drill: \(kind) for \(agent) via \(base) …")
-        let (status, _, data) = try await URLSessionTransport(timeout: 3700).send(request)
+        let status: Int, data: Data
+        do {
+            (status, _, data) = try await URLSessionTransport(timeout: 3700).send(request)
+        } catch {
+            let reason = (error as NSError).userInfo[NSLocalizedDescriptionKey] as? String ?? "\(error)"
+            throw Unreachable(description: "cannot reach the simulator at \(base) (\(reason)); start it with make up or pass --sim URL")
+        }
         let json = (try? JSONSerialization.jsonObject(with: data) as? [String: Any]) ?? [:]
         guard status == 200 else {
             print("refused (\(status)): \(json["error"] ?? "") \(json["message"] ?? String(decoding: data, as: UTF8.self))")

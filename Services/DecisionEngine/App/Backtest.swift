@@ -1,13 +1,13 @@
 import DecisionCore
 import Foundation
 import SpotMarket
+import SpotRuntime
 
 /// `spotguard-decisions backtest`: replays a price-history file for N workloads under every
 /// strategy and prints the table docs/decisions.md shows.
-enum BacktestCommand {
-    static func run(csv: String, onDemandFile: String, advisorFile: String, workloads: Int, seed: UInt64, trainHours: Int) throws {
-        let history = try PriceHistory.parse(csv: try String(contentsOfFile: csv, encoding: .utf8))
-        let region = String(history.types.keys.first!.split(separator: ".").last!.dropLast())
+public enum BacktestCommand {
+    public static func run(history: PriceHistory, file: String, onDemandFile: String, advisorFile: String, workloads: Int, seed: UInt64, trainHours: Int) throws {
+        guard let region = history.region else { throw ConfigurationError(variable: "--csv", problem: "names no price rows") }
         let onDemand = try OnDemandPrices.read(onDemandFile, region: region)
         let bands = try AdvisorBand.table(json: Data(contentsOf: URL(fileURLWithPath: advisorFile)))[region] ?? [:]
         let types = history.instanceTypes.filter { onDemand[$0] != nil }
@@ -46,7 +46,7 @@ enum BacktestCommand {
             }
             return results
         }
-        _ = table("Real prices (\(URL(fileURLWithPath: csv).lastPathComponent)), hours \(base.evaluateFrom)-\(history.hours - 1); the learned engine trained on the hours before", base)
+        _ = table("Real prices (\(URL(fileURLWithPath: file).lastPathComponent)), hours \(base.evaluateFrom)-\(history.hours - 1); the learned engine trained on the hours before", base)
         if let model {
             print(String(
                 format: "\nLearned model (P of a ≥ %.1f %% rise within %d h): %d samples, %d rises; on the last fifth of its training hours AUC %.3f, log loss %.4f vs %.4f for the base rate",

@@ -1,0 +1,77 @@
+import AgentApp
+import ArgumentParser
+import Foundation
+import Logging
+import ServiceLifecycle
+import SpotCLI
+import SpotCloud
+import UnixSignals
+
+/// `spotguard-agent run`: the agent on this instance until SIGTERM or SIGINT.
+struct AgentService: Service {
+    let agent: Agent
+
+    func run() async throws {
+        try await withGracefulShutdownHandler {
+            try await cancelWhenGracefulShutdown {
+                try await agent.start()
+                await agent.run()
+            }
+        } onGracefulShutdown: {
+            // A request cancelled mid-response can hang in Foundation's URLSession on Linux
+            // (swift-corelibs-foundation#5412); everything unsent is in the spool, so after five
+            // seconds the agent leaves anyway.
+            Thread {
+                Thread.sleep(forTimeInterval: 5)
+                exit(0)
+            }.start()
+        }
+    }
+}
+
+/// `spotguard-agent`: the agent on a customer's instance.
+@main
+struct AgentCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration.spotguard(
+        "spotguard-agent", abstract: "The SpotGuard agent on an EC2 instance: heartbeats, spot prices, interruption notices, commands.",
+        discussion: """
+            Settings come from SPOTGUARD_AGENT_* variables or the JSON file SPOTGUARD_AGENT_CONFIG names; AWS_REGION, \
+            AWS_ENDPOINT_URL_EC2 and AWS_EC2_METADATA_SERVICE_ENDPOINT override what the instance metadata says.
+            """,
+        subcommands: [Run.self])
+
+    struct Run: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Run the agent until SIGTERM or SIGINT.")
+
+        func run() async throws {
+            LoggingSystem.bootstrap { label in
+                var handler = StreamLogHandler.standardError(label: label)
+                handler.logLevel = Logger.Level(rawValue: ProcessInfo.processInfo.environment["SPOTGUARD_LOG_LEVEL"] ?? "info") ?? .info
+                return handler
+            }
+            let logger = Logger(label: "spotguard-agent")
+            try await CommandLineRunner.run {
+                do {
+                    let env = ProcessInfo.processInfo.environment
+                    let configuration = try AgentConfiguration(env: env)
+                    let imds = IMDSClient(env: env)
+                    // the region comes from IMDS when the environment does not name it
+                    var region = env["AWS_REGION"] ?? env["AWS_DEFAULT_REGION"]
+                    if region == nil { region = try await imds.region() }
+                    let ec2 = try EC2Client.fromEnvironment(env, region: region, imds: imds)
+                    let api = AgentAPI(server: configuration.server, token: configuration.token)
+                    let spool = try Spool(directory: configuration.spoolDirectory, api: api, logger: logger)
+                    let agent = Agent(configuration: configuration, imds: imds, ec2: ec2, api: api, spool: spool, logger: logger)
+                    let group = ServiceGroup(
+                        configuration: .init(services: [AgentService(agent: agent)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+                    try await group.run()
+                } catch let error as AgentConfiguration.Invalid {
+                    throw UsageProblem("configuration error: \(error)")
+                } catch IMDSError.unreachable(let why) {
+                    throw Unreachable(
+                        "the instance metadata service does not answer (\(why)); run the agent on an EC2 instance, or set AWS_REGION and AWS_EC2_METADATA_SERVICE_ENDPOINT")
+                }
+            }
+        }
+    }
+}
