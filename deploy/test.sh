@@ -8,6 +8,9 @@ cd "$ROOT"
 deploy/stack.sh deps
 # each table written only by its owner (docs/architecture.md): a second's check before the build
 python3 deploy/check-table-owners.py
+# no source file of the product or its tools over 400 lines: a file that grows past it is split by feature
+LONG="$(find Services Shared Tools Plugins -name '*.swift' -exec wc -l {} + | awk '$2 != "total" && $1 > 400')"
+if [ -n "$LONG" ]; then echo "files over 400 lines:"; echo "$LONG"; exit 1; fi
 deploy/stack.sh down test >/dev/null 2>&1 || true
 rm -rf .spotguard/test
 trap 'deploy/stack.sh down test' EXIT

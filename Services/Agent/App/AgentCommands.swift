@@ -1,0 +1,239 @@
+import Foundation
+import Logging
+import SpotCloud
+import Synchronization
+
+extension Agent {
+    struct Command: Decodable {
+        var commandId: UUID
+        var commandType: String
+        var payload: [String: JSONAny]?
+        var targetInstanceId: String?
+        var targetMode: String?
+        var targetPoolId: String?
+        var terminateWaitSeconds: Int?
+        var replicaId: UUID?
+        /// The command's lease; the agent renews it while it works, so a long switch is not
+        /// handed out a second time.
+        var leaseSeconds: Int?
+    }
+
+    func commandLoop() async {
+        var delay = 1.0
+        while !Task.isCancelled {
+            do {
+                let (agent, identity) = try ids()
+                let answer = try await api.send(
+                    "GET", "/api/agents/\(agent)/pending-commands?instance_id=\(identity.instanceId)&wait=\(configuration.longPollSeconds)")
+                guard answer.status == 200 else { throw Refused(description: "pending-commands answered \(answer.status)") }
+                struct Batch: Decodable { var commands: [Command] }
+                let decoder = JSONDecoder()
+                decoder.keyDecodingStrategy = .convertFromSnakeCase
+                for command in try decoder.decode(Batch.self, from: answer.body).commands {
+                    await execute(command, agent: agent, identity: identity)
+                }
+                delay = 1
+            } catch {
+                if Task.isCancelled { return }
+                logger.warning("command poll failed", metadata: ["error": "\(error)"])
+                try? await Task.sleep(for: .seconds(delay))
+                delay = min(30, delay * 2)
+            }
+        }
+    }
+
+    struct Result: Encodable {
+        var status: String
+        var instanceId: String?
+        var errorMessage: String?
+        var result: [String: String]?
+    }
+
+    func execute(_ command: Command, agent: String, identity: Identity) async {
+        logger.info("command", metadata: ["type": "\(command.commandType)", "command_id": "\(command.commandId)"])
+        let renewal = Task { [api, logger] in
+            let every = Duration.seconds(max(5, (command.leaseSeconds ?? 120) / 3))
+            while !Task.isCancelled {
+                try? await Task.sleep(for: every)
+                guard !Task.isCancelled else { return }
+                if let answer = try? await api.send("POST", "/api/agents/\(agent)/commands/\(command.commandId)/lease"), answer.status == 409 {
+                    logger.warning("the server no longer counts this command as ours", metadata: ["command_id": "\(command.commandId)"])
+                }
+            }
+        }
+        defer { renewal.cancel() }
+        let outcome: Result
+        do {
+            switch command.commandType {
+            case "switch":
+                try await performSwitch(command, agent: agent, identity: identity)
+                return  // the switch report completes the command
+            case "terminate":
+                let target = command.payload?["instance_id"]?.string ?? command.targetInstanceId ?? identity.instanceId
+                let wait = command.terminateWaitSeconds ?? 0
+                if wait > 0 { try await Task.sleep(for: .seconds(wait)) }
+                _ = try await ec2.terminateInstances(ids: [target])
+                outcome = Result(status: "succeeded", instanceId: target)
+            case "snapshot":
+                let image = try await ec2.createImage(instanceId: identity.instanceId, name: "spotguard-\(identity.instanceId)-\(Int(Date().timeIntervalSince1970))")
+                outcome = Result(status: "succeeded", result: ["image_id": image])
+            case "launch_replica":
+                let launched = try await launchReplica(command, agent: agent, identity: identity)
+                outcome = Result(status: "succeeded", instanceId: launched.id)
+            case "check_primary":
+                // this replica's primary went silent: how is its instance, as EC2 sees it?
+                guard let primary = command.payload?["primary_instance_id"]?.string else {
+                    throw Refused(description: "check_primary without a primary_instance_id")
+                }
+                let state: String
+                do {
+                    state = try await ec2.describeInstances(ids: [primary]).first { $0.id == primary }?.state ?? "not-found"
+                } catch let error as EC2Error where error.code == "InvalidInstanceID.NotFound" {
+                    state = "not-found"
+                }
+                outcome = Result(status: "succeeded", instanceId: primary, result: ["primary_state": state])
+            case "promote":
+                // take the primary's last state before taking over from it
+                if let replica = state.withLock({ $0.replicaId }), let file = configuration.stateFile {
+                    let answer = try await api.send("GET", "/api/agents/\(agent)/replicas/\(replica)/state-transfer")
+                    if answer.status == 200 { try StateArchive.unpack(answer.body, to: file) }
+                }
+                state.withLock { $0.replicaId = nil }
+                outcome = Result(status: "succeeded", instanceId: identity.instanceId)
+            default:
+                outcome = Result(status: "failed", errorMessage: "unknown command type \(command.commandType)")
+            }
+        } catch {
+            outcome = Result(status: "failed", errorMessage: "\(error)")
+        }
+        do {
+            try await spool.submit("POST", "/api/agents/\(agent)/commands/\(command.commandId)/result", outcome, urgent: true)
+        } catch {
+            logger.error("command result not spooled", metadata: ["error": "\(error)"])
+        }
+    }
+
+    func launchReplica(_ command: Command, agent: String, identity: Identity) async throws -> EC2Instance {
+        let pool = command.payload?["pool_id"]?.string ?? command.targetPoolId
+        let type = command.payload?["instance_type"]?.string ?? identity.instanceType
+        let az = command.payload?["az"]?.string ?? pool.map { String($0.split(separator: ".").last ?? "") }
+        guard let replica = command.replicaId ?? command.payload?["replica_id"]?.string.flatMap(UUID.init) else {
+            throw Refused(description: "launch_replica without a replica id")
+        }
+        return try await ec2.runInstances(RunInstancesRequest(
+            imageId: identity.amiId ?? "", instanceType: type, market: .spot, availabilityZone: az,
+            userData: userData(agent: agent, replica: replica), tags: ["spotguard:agent": agent, "spotguard:replica": replica.uuidString.lowercased()],
+            clientToken: "replica-\(replica.uuidString.lowercased())"))
+    }
+
+    /// The user data that starts an agent on a new instance (as a replica when `replica` is set).
+    func userData(agent: String, replica: UUID?) -> String {
+        var lines = [
+            "#!/bin/sh", "export SPOTGUARD_AGENT_SERVER='\(configuration.server.absoluteString)'", "export SPOTGUARD_AGENT_TOKEN='\(configuration.token)'",
+            "export SPOTGUARD_AGENT_AGENT_ID='\(agent)'",
+        ]
+        if let logical = configuration.logicalAgentId { lines.append("export SPOTGUARD_AGENT_LOGICAL_AGENT_ID='\(logical)'") }
+        if let replica { lines.append("export SPOTGUARD_AGENT_REPLICA_ID='\(replica.uuidString.lowercased())'") }
+        lines.append("exec spotguard-agent run")
+        return lines.joined(separator: "\n") + "\n"
+    }
+
+    /// seed 004's switch: an image of this instance, an instance from it in the target pool and
+    /// mode, running, then the switch report (which completes the command); the old instance is
+    /// terminated after the command's wait when auto-terminate is on.
+    func performSwitch(_ command: Command, agent: String, identity: Identity) async throws {
+        let initiated = Date()
+        let mode: MarketType = command.targetMode == "ondemand" ? .onDemand : .spot
+        let targetPool = command.targetPoolId
+        let type = targetPool.map { String($0.split(separator: ".").dropLast().joined(separator: ".")) } ?? identity.instanceType
+        let az = targetPool.map { String($0.split(separator: ".").last ?? "") } ?? identity.availabilityZone
+        let image = try await ec2.createImage(instanceId: identity.instanceId, name: "spotguard-switch-\(command.commandId.uuidString.lowercased())")
+        var imageReady: Date?
+        for _ in 0..<120 {
+            if try await ec2.describeImages(ids: [image]).first?.state == "available" {
+                imageReady = Date()
+                break
+            }
+            try await Task.sleep(for: .seconds(5))
+        }
+        guard let imageReady else { throw Refused(description: "image \(image) not available after 10 minutes") }
+        var launched = try await ec2.runInstances(RunInstancesRequest(
+            imageId: image, instanceType: type, market: mode, availabilityZone: az, userData: userData(agent: agent, replica: nil),
+            tags: ["spotguard:agent": agent, "spotguard:switch": command.commandId.uuidString.lowercased()],
+            clientToken: "switch-\(command.commandId.uuidString.lowercased())"))
+        let launchedAt = Date()
+        for _ in 0..<120 where launched.state != "running" {
+            try await Task.sleep(for: .seconds(2))
+            launched = try await ec2.describeInstances(ids: [launched.id]).first ?? launched
+        }
+        guard launched.state == "running" else { throw Refused(description: "instance \(launched.id) not running") }
+        let ready = Date()
+        // auto-terminate: the old instance goes after the command's wait, and only once the switch
+        // report has left its spool (the spool is on this instance's disk: terminating first
+        // would lose the report, and with it the switch from the ledger)
+        let wait = command.terminateWaitSeconds
+        let terminatedAt = wait == 0 ? Date() : nil
+        struct Side: Encodable {
+            var instanceId, instanceType, az, mode: String
+            var poolId: String?
+            var amiId: String?
+        }
+        struct Timing: Encodable {
+            var initiatedAt: Date
+            var amiCreatedAt, instanceLaunchedAt, instanceReadyAt: Date
+            var oldTerminatedAt: Date?
+        }
+        struct Pricing: Encodable { var onDemand: Double? }
+        struct Report: Encodable {
+            var reportId: UUID
+            var commandId: UUID
+            var oldInstance, newInstance: Side
+            var timing: Timing
+            var pricing: Pricing
+        }
+        let report = Report(
+            reportId: UUID(), commandId: command.commandId,
+            oldInstance: Side(
+                instanceId: identity.instanceId, instanceType: identity.instanceType, az: identity.availabilityZone, mode: identity.mode,
+                poolId: identity.mode == "spot" ? identity.poolId : nil, amiId: identity.amiId),
+            newInstance: Side(
+                instanceId: launched.id, instanceType: type, az: az, mode: mode == .spot ? "spot" : "ondemand", poolId: mode == .spot ? "\(type).\(az)" : nil,
+                amiId: image),
+            timing: Timing(initiatedAt: initiated, amiCreatedAt: imageReady, instanceLaunchedAt: launchedAt, instanceReadyAt: ready, oldTerminatedAt: terminatedAt),
+            pricing: Pricing(onDemand: configuration.onDemandPrice))
+        state.withLock { $0.retired = true }
+        try await spool.submit("POST", "/api/agents/\(agent)/switch-report", report)
+        logger.notice("switched", metadata: ["new_instance": "\(launched.id)", "pool": "\(type).\(az)", "mode": "\(mode.rawValue)"])
+        guard let wait else { return }
+        let (ec2, spool, logger, old) = (self.ec2, self.spool, self.logger, identity.instanceId)
+        let retire = {
+            try? await Task.sleep(for: .seconds(wait))
+            await spool.drain()
+            do {
+                _ = try await ec2.terminateInstances(ids: [old])
+            } catch {
+                logger.error("old instance not terminated", metadata: ["instance_id": "\(old)", "error": "\(error)"])
+            }
+        }
+        // at once: before the command is answered; after a wait: in the background
+        if wait == 0 { await retire() } else { Task { await retire() } }
+    }
+}
+
+/// Any JSON value in a command payload, read as text where that makes sense.
+struct JSONAny: Decodable {
+    var string: String?
+
+    init(from decoder: any Decoder) throws {
+        let c = try decoder.singleValueContainer()
+        if let s = try? c.decode(String.self) {
+            string = s
+        } else if let n = try? c.decode(Double.self) {
+            string = String(n)
+        } else if let b = try? c.decode(Bool.self) {
+            string = String(b)
+        } else {
+            string = nil
+        }
+    }
+}

@@ -1,0 +1,257 @@
+import ArgumentParser
+import Foundation
+import Logging
+import SEFApp
+import SpotBus
+import SpotFleet
+import SpotModels
+import SpotRuntime
+import SpotStore
+import Synchronization
+import FoundationNetworking
+import ToolSupport
+
+/// The SpotGuard services of one run as child processes, each copy on its own loopback port.
+actor ChaosFleet {
+    struct Member {
+        var executable: String
+        var port: Int
+        var process: ChildProcess
+    }
+
+    static let services: [(executable: String, portVariable: String)] = [
+        ("spotguard-ingest", "SPOTGUARD_INGEST_PORT"), ("spotguard-sef", "SPOTGUARD_SEF_PORT"),
+        ("spotguard-replicas", "SPOTGUARD_REPLICAS_PORT"), ("spotguard-decisions", "SPOTGUARD_DECISIONS_PORT"),
+        ("spotguard-notifier", "SPOTGUARD_NOTIFIER_PORT"),
+    ]
+
+    nonisolated let binDir: String
+    nonisolated let ingestURL: String
+    private let logDir: String
+    private let environment: [String: String]
+    private let ingestPort: Int
+    private var members: [Member] = []
+
+    init(binDir: String, logDir: String, environment: [String: String]) throws {
+        self.binDir = binDir
+        self.logDir = logDir
+        self.environment = environment
+        try FileManager.default.createDirectory(atPath: logDir, withIntermediateDirectories: true)
+        ingestPort = Int.random(in: 21_000...29_999)
+        ingestURL = "http://127.0.0.1:\(ingestPort)"
+    }
+
+    func startAll(copies: [String: Int]) async throws {
+        for service in Self.services {
+            for i in 0..<copies[service.executable, default: 1] {
+                let port = service.executable == "spotguard-ingest" ? ingestPort : Int.random(in: 21_000...29_999)
+                members.append(try await start(service.executable, port: port, log: "\(service.executable)-\(i)"))
+            }
+        }
+    }
+
+    /// kill -9 of the first copy of `executable`, started again on its port; returns when ready.
+    func kill9(_ executable: String) async throws {
+        guard let i = members.firstIndex(where: { $0.executable == executable }) else { return }
+        members[i].process.signal(SIGKILL)
+        _ = await members[i].process.exitStatus()
+        members[i] = try await start(executable, port: members[i].port, log: "\(executable)-0")
+    }
+
+    func stopAll() async throws {
+        for m in members { m.process.signal(SIGTERM) }
+        var unclean: [String] = []
+        for m in members where await m.process.exitStatus() != 0 { unclean.append(m.executable) }
+        members = []
+        guard unclean.isEmpty else { throw FailoverBench.BenchFailure("no clean exit on SIGTERM: \(unclean)") }
+    }
+
+    private func start(_ executable: String, port: Int, log: String) async throws -> Member {
+        var env = environment
+        env[Self.services.first { $0.executable == executable }!.portVariable] = String(port)
+        let process = try ChildProcess(binDir + "/" + executable, ["serve"], environment: env, output: "\(logDir)/\(log).log", errors: true, appending: true)
+        let url = URL(string: "http://127.0.0.1:\(port)/health/ready")!
+        for _ in 0..<600 {
+            if let (_, r) = try? await URLSession.shared.data(from: url), (r as? HTTPURLResponse)?.statusCode == 200 {
+                return Member(executable: executable, port: port, process: process)
+            }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        process.signal(SIGKILL)
+        throw FailoverBench.BenchFailure("\(executable) on \(port) not ready within 30 s (log: \(logDir)/\(log).log)")
+    }
+}
+
+/// The fault schedule of a run: fault k begins once the k-th of (faults + 1) equal segments of
+/// the sends is done, and the sends of the next segment wait until it has begun; meanwhile the
+/// senders resend (`ChaosSender`), so every fault strikes, and lasts, under load.
+actor FaultSchedule {
+    enum Fault: Sendable {
+        case kill(executable: String)
+        case brokerRestart
+        case databaseCrash
+        /// A proxy fault on both proxies for the window.
+        case network(FaultProxy.Fault)
+        case resetConnections
+        case cutConnectionsMidFrame
+
+        func label(window: Double) -> String {
+            switch self {
+            case .kill(let executable): "kill -9 \(executable)"
+            case .brokerRestart: "broker restart"
+            case .databaseCrash: "database restart (immediate stop)"
+            case .network(.latency(let ms)): "+\(ms) ms latency, \(Int(window)) s"
+            case .network: "black hole, \(Int(window)) s"
+            case .resetConnections: "reset every connection"
+            case .cutConnectionsMidFrame: "cut every connection mid-frame"
+            }
+        }
+    }
+
+    private let faults: [Fault]
+    private let boundaries: [Int]
+    private let window: Double
+    private let options: ChaosBench.Options
+    private var begun = 0
+    private var finished = false
+    private var spans: [(fault: String, start: Double, end: Double)] = []
+
+    init(kind: ChaosBench.Kind, sends: Int, window: Double, stack options: ChaosBench.Options) {
+        let list: [Fault] = switch kind {
+        case .reference, .scale: []
+        case .faults: ChaosFleet.services.map { .kill(executable: $0.executable) } + [.brokerRestart, .databaseCrash]
+        case .network: [.network(.latency(milliseconds: 200)), .network(.blackHole), .resetConnections, .cutConnectionsMidFrame]
+        }
+        faults = list
+        boundaries = (1...max(1, list.count)).map { $0 * sends / (list.count + 1) }
+        self.window = window
+        self.options = options
+    }
+
+    /// Whether send `position` may go; for nil, whether every fault is over.
+    func isOpen(_ position: Int?) -> Bool {
+        guard let position else { return finished }
+        return begun == faults.count || position < boundaries[begun]
+    }
+
+    func run(fleet: ChaosFleet, proxies: (amqp: FaultProxy, postgres: FaultProxy)?, tally: ChaosTally) async throws {
+        defer {  // also when a fault fails: the senders finish instead of resending forever
+            begun = faults.count
+            finished = true
+        }
+        for (k, fault) in faults.enumerated() {
+            while tally.done < boundaries[k] { try await Task.sleep(for: .milliseconds(20)) }
+            let start = tally.now()
+            begun += 1
+            switch fault {
+            case .kill(let executable): try await fleet.kill9(executable)
+            case .brokerRestart: try await stack("broker-restart")
+            case .databaseCrash:
+                try await stack("db-crash")
+                try await stack("db-start")
+            case .network(let proxyFault):
+                for proxy in [proxies?.amqp, proxies?.postgres] { proxy?.fault = proxyFault }
+                try await Task.sleep(for: .seconds(window))
+                for proxy in [proxies?.amqp, proxies?.postgres] { proxy?.fault = .none }
+            case .resetConnections:
+                for proxy in [proxies?.amqp, proxies?.postgres] { proxy?.resetAll() }
+            case .cutConnectionsMidFrame:
+                for proxy in [proxies?.amqp, proxies?.postgres] { proxy?.cutAll(after: 37) }
+            }
+            spans.append((fault.label(window: window), start, tally.now()))
+        }
+    }
+
+    private func stack(_ command: String) async throws {
+        let status = try await ChildProcess(options.stackScript, [command, options.stack], output: "/dev/null").exitStatus()
+        guard status == 0 else { throw FailoverBench.BenchFailure("stack.sh \(command) \(options.stack) exited \(status)") }
+    }
+
+    func figures(tally: ChaosTally) -> [ChaosBench.FaultFigure] {
+        let attempts = tally.attempts
+        return spans.map { span in
+            let during = attempts.filter { $0.start >= span.start && $0.start <= span.end }
+            let first = attempts.filter { $0.start >= span.end && $0.outcome == "202" }.map(\.end).min()
+            return .init(
+                fault: span.fault, seconds: span.end - span.start, non202: during.filter { $0.outcome != "202" }.count,
+                first202AfterSeconds: first.map { $0 - span.start }, requests: during.count,
+                p99Ms: ChaosBench.p99(during.filter { $0.outcome == "202" }))
+        }
+    }
+}
+
+/// A relayed replica call (ingest → bus → coordinator → database) every 200 ms through the
+/// run, so an outage of the coordinator's path shows as failed calls and their longest run.
+final class ReplicaProbe: Sendable {
+    let url: URL
+    let token: String
+    let tally: ChaosTally
+    private let state = Mutex((ok: 0, failed: 0, longest: 0.0, failingSince: Double?.none, stopped: false))
+
+    init(ingest: String, token: String, agent: String, tally: ChaosTally) {
+        url = URL(string: "\(ingest)/api/agents/\(agent)/replicas")!
+        self.token = token
+        self.tally = tally
+    }
+
+    func run() async {
+        var request = URLRequest(url: url)
+        request.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization")
+        while !state.withLock({ $0.stopped }) {
+            let start = tally.now()
+            let ok = (try? await ChaosSender.session.data(for: request)).map { ($0.1 as? HTTPURLResponse)?.statusCode == 200 } ?? false
+            state.withLock { s in
+                if ok {
+                    s.ok += 1
+                    if let since = s.failingSince { s.longest = max(s.longest, tally.now() - since) }
+                    s.failingSince = nil
+                } else {
+                    s.failed += 1
+                    if s.failingSince == nil { s.failingSince = start }
+                }
+            }
+            try? await Task.sleep(for: .milliseconds(200))
+        }
+    }
+
+    /// Ends `run` after the call in hand (at most the session's 10 s request timeout).
+    func stop() { state.withLock { $0.stopped = true } }
+
+    var figures: (Int, Int, Double) { state.withLock { ($0.ok, $0.failed, $0.longest) } }
+}
+
+/// Collects the dead letters of a run (a durable queue of its own on `spotguard.dlx`) and their
+/// reasons: the consumer's `x-spotguard-error`, or the broker's `x-first-death-reason`.
+final class DeadLetterWatch: Sendable {
+    let queue: String
+    let logger: Logger
+    private let reasons = Mutex<[String?]>([])
+    private let task = Mutex<Task<Void, any Error>?>(nil)
+
+    init(logger: Logger) {
+        queue = "spotguard.chaos-dead-letters.\(UUID().uuidString.prefix(8).lowercased())"
+        self.logger = logger
+    }
+
+    func start(env: EnvironmentReader, publisher: BusPublisher) async throws {
+        let topology = Topology.standard.adding(.init(name: queue, bindings: ["#"], exchange: Topology.deadLetterExchange))
+        let consumer = BusConsumer(endpoint: try env.amqp(), topology: topology, configuration: .init(queue: queue), deadLetters: publisher,
+                                   logger: logger) { [self] d in
+            let broker = d.headers["x-first-death-reason"].map { "\(d.headers["x-first-death-queue"] ?? "?") \(d.routingKey), by the broker: \($0)" }
+            let consumer = d.headers["x-spotguard-error"].map { "\(d.headers["x-spotguard-queue"] ?? "?") \(d.routingKey), by the consumer: \($0)" }
+            self.reasons.withLock { $0.append(consumer ?? broker) }
+        }
+        task.withLock { $0 = Task { try await consumer.run() } }
+        for _ in 0..<200 where !consumer.isConnected { try await Task.sleep(for: .milliseconds(50)) }
+        guard consumer.isConnected else { throw FailoverBench.BenchFailure("dead-letter watch did not connect") }
+    }
+
+    /// Stops watching and returns each dead letter's reason (nil: none given).
+    func stop(publisher: BusPublisher) async -> [String?] {
+        let t = task.withLock { t -> Task<Void, any Error>? in defer { t = nil }; return t }
+        t?.cancel()
+        _ = await t?.result
+        try? await publisher.deleteQueue(queue)
+        return reasons.withLock { $0 }
+    }
+}
