@@ -38,7 +38,7 @@ struct Bench: AsyncParsableCommand {
         "spotguard-bench", abstract: "Benchmarks and the fault suite (make bench, make chaos, make replay).",
         subcommands: [
             DecisionsPassCommand.self, FailoverCommand.self, AgentFailoverCommand.self, ReplayCommand.self, ChaosCommand.self,
-            SEFFill.self, Codec.self, Pools.self, Publish.self, Copy.self,
+            SEFFill.self, Codec.self, PoolsBody.self, Publish.self, Copy.self,
         ])
 }
 
@@ -200,8 +200,8 @@ struct Codec: ServiceSubcommand {
     }
 }
 
-struct Pools: ServiceSubcommand {
-    static let configuration = CommandConfiguration(abstract: "Print a pricing-report body with POOLS pools (for load generators).")
+struct PoolsBody: ServiceSubcommand {
+    static let configuration = CommandConfiguration(commandName: "pools", abstract: "Print a pricing-report body with POOLS pools (for load generators).")
     @Argument(help: "Pools in the body.") var count = 10
 
     func run(env: EnvironmentReader, logger: Logger) async throws {

@@ -1,4 +1,5 @@
 import Foundation
+import SpotFleet
 import SpotModels
 import SpotStore
 
@@ -55,19 +56,8 @@ enum FailoverBench {
     static func run(ingest: String, token: String, agents count: Int, store: PostgresStore) async throws {
         let http = HTTP(base: ingest, token: token)
         let pools = ["a": 0.0312, "b": 0.0298, "c": 0.0324].map { ("t3.medium.us-east-1\($0.key)", $0.value) }
-        try await store.transaction { conn in
-            for (pool, price) in pools {
-                _ = try conn.execute(
-                    "INSERT INTO spot_pools (id, pool_name, instance_type, region, az) VALUES ($1, $1, 't3.medium', 'us-east-1', right($1, 10)) ON CONFLICT DO NOTHING",
-                    [pool])
-                _ = try conn.execute(
-                    """
-                    INSERT INTO pricing_snapshots_clean (pool_id, time_bucket, spot_price, confidence_score, data_source, source_type)
-                    VALUES ($1, to_timestamp(floor(extract(epoch FROM now()) / 300) * 300), $2, 1.00, 'measured', 'primary')
-                    ON CONFLICT DO NOTHING
-                    """, [pool, price])
-            }
-        }
+        try await store.transaction { try Pools.ensure(pools.compactMap { PoolID(rawValue: $0.0) }, on: $0) }
+        try await BenchFixtures.currentPrices(pools, store: store)
         let run = UUID().uuidString.prefix(8).lowercased()
 
         // 1. agents with ready replicas

@@ -286,13 +286,9 @@ extension ConsoleController {
         router.delete("\(path)/:webhookId") { request, context in
             let client = try await authenticateClient(request, context)
             let id = try pathUUID("webhookId", context, notFound: "webhook_not_found")
-            // its pending deliveries end with it, so nothing is sent to a removed subscriber
+            // the notifier sends nothing more to an inactive subscription and ends its pending deliveries
             let changed = try await store.transaction { conn in
-                let n = try conn.execute("UPDATE webhook_subscriptions SET is_active = false WHERE id = $1 AND client_id = $2 AND is_active", [id, client])
-                _ = try conn.execute(
-                    "UPDATE webhook_deliveries SET status = 'dead', last_error = 'subscription removed' WHERE subscription_id = $1 AND status = 'pending'",
-                    [id])
-                return n
+                try conn.execute("UPDATE webhook_subscriptions SET is_active = false WHERE id = $1 AND client_id = $2 AND is_active", [id, client])
             }
             guard changed == 1 else { throw APIError(.notFound, code: "webhook_not_found", message: "no such webhook") }
             return Response(status: .noContent)

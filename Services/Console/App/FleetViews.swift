@@ -165,8 +165,11 @@ struct FleetViews: Sendable {
         try await store.read { conn in
             try conn.query(
                 """
-                SELECT id, agent_id, severity, event_type, kind, title, message, occurrences, is_read, delivery_status, created_at, last_occurred_at
-                  FROM notifications WHERE client_id = $1 AND (NOT $2 OR NOT is_read) ORDER BY last_occurred_at DESC LIMIT $3
+                SELECT n.id, n.agent_id, n.severity, n.event_type, n.kind, n.title, n.message, n.occurrences,
+                       coalesce(r.read_at >= n.last_occurred_at, false), n.delivery_status, n.created_at, n.last_occurred_at
+                  FROM notifications n LEFT JOIN notification_reads r ON r.notification_id = n.id
+                 WHERE n.client_id = $1 AND (NOT $2 OR r.read_at IS NULL OR r.read_at < n.last_occurred_at)
+                 ORDER BY n.last_occurred_at DESC LIMIT $3
                 """, [client, unreadOnly, limit]
             ).map { r in
                 NotificationView(
@@ -179,12 +182,17 @@ struct FleetViews: Sendable {
         }
     }
 
-    /// Marks one (or, with nil, every) notification of the client read; false when the client
-    /// has no such notification.
+    /// Marks one (or, with nil, every) notification of the client read as of now (a later
+    /// occurrence makes it unread again); false when the client has no such notification.
     func markRead(_ client: UUID, _ id: UUID?) async throws -> Bool {
-        try await store.read { conn in
+        try await store.transaction { conn in
             let rows = try conn.query(
-                "UPDATE notifications SET is_read = true WHERE client_id = $1 AND ($2::uuid IS NULL OR id = $2) RETURNING id", [client, id])
+                """
+                INSERT INTO notification_reads (notification_id, client_id, read_at)
+                SELECT id, client_id, now() FROM notifications WHERE client_id = $1 AND ($2::uuid IS NULL OR id = $2)
+                    ON CONFLICT (notification_id) DO UPDATE SET read_at = excluded.read_at
+                RETURNING notification_id
+                """, [client, id])
             return id == nil || !rows.isEmpty
         }
     }

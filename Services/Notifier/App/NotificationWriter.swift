@@ -33,8 +33,7 @@ public struct NotificationWriter: Sendable {
                 _ = try conn.query("SELECT pg_advisory_xact_lock(hashtext($1))", [key])
                 if let row = try conn.query(
                     """
-                    UPDATE notifications SET occurrences = occurrences + 1, last_occurred_at = now(), message = $2, details = $3::jsonb,
-                           is_read = false
+                    UPDATE notifications SET occurrences = occurrences + 1, last_occurred_at = now(), message = $2, details = $3::jsonb
                      WHERE id = (SELECT id FROM notifications WHERE collapse_key = $1 AND last_occurred_at > now() - make_interval(secs => $4)
                                   ORDER BY last_occurred_at DESC LIMIT 1)
                     RETURNING id

@@ -75,7 +75,8 @@ public final class WebhookDelivery: Service, Sendable {
     }
 
     /// Claims as many due deliveries as there are free places, none of a client whose places
-    /// are taken, and counts them in.
+    /// are taken, and counts them in. Deliveries of a removed subscription are not sent: they
+    /// end here, dead, with the reason (the console only marks the subscription inactive).
     func claim() async throws -> [Due] {
         let held = inFlight.withLock { counts -> [UUID: Int] in
             counts = counts.filter { $0.value > 0 }
@@ -85,7 +86,13 @@ public final class WebhookDelivery: Service, Sendable {
         guard free > 0 else { return [] }
         let (lease, perClient) = (Double(configuration.lease.components.seconds), configuration.clientConcurrency)
         let batch = try await store.transaction { conn -> [Due] in
-            try conn.query(
+            _ = try conn.execute(
+                """
+                UPDATE webhook_deliveries d SET status = 'dead', last_error = 'subscription removed'
+                  FROM webhook_subscriptions s
+                 WHERE s.id = d.subscription_id AND NOT s.is_active AND d.status = 'pending'
+                """)
+            return try conn.query(
                 """
                 WITH held AS (SELECT * FROM unnest($3::uuid[], $4::int[]) AS h(client_id, n)),
                 candidates AS (
@@ -94,7 +101,7 @@ public final class WebhookDelivery: Service, Sendable {
                                row_number() OVER (PARTITION BY s.client_id ORDER BY d.next_attempt_at) + coalesce(h.n, 0) AS place
                           FROM webhook_deliveries d JOIN webhook_subscriptions s ON s.id = d.subscription_id
                           LEFT JOIN held h ON h.client_id = s.client_id
-                         WHERE d.status = 'pending' AND d.next_attempt_at <= now()) ranked
+                         WHERE d.status = 'pending' AND d.next_attempt_at <= now() AND s.is_active) ranked
                      WHERE place <= $5 ORDER BY next_attempt_at LIMIT 1000),
                 due AS (
                     SELECT id FROM webhook_deliveries WHERE id IN (SELECT id FROM candidates) AND status = 'pending'
