@@ -1,5 +1,5 @@
 # SpotGuard: the whole system on one machine. Scripts live in deploy/.
-.PHONY: help up down test bench chaos replay backtest status build drill screenshots
+.PHONY: help up down test bench chaos replay backtest status build drill screenshots format
 
 help:      ## this list (make with no target)
 	@grep -E '^[a-z]+: +##' $(MAKEFILE_LIST) | sed -E 's/^([a-z]+): +## /  make \1\t/' | expand -t 20
@@ -38,3 +38,6 @@ status:    ## what runs where in the `make up` stack
 
 build:     ## debug build of every executable
 	swift build
+
+format:    ## lay out the Swift sources as .swift-format says (make test fails on any difference)
+	swift format format --in-place --recursive --configuration .swift-format Services Shared Tools Tests Plugins Package.swift

@@ -118,7 +118,11 @@ let package = Package(
             ],
             path: "Services/Ingest/App", resources: [.copy("openapi.yaml")], swiftSettings: swiftSettings),
         .executableTarget(
-            name: "Ingest", dependencies: ["IngestApp", "SpotFleet", "SpotRuntime", "SpotCLI", .product(name: "ArgumentParser", package: "swift-argument-parser"), .product(name: "Logging", package: "swift-log")], path: "Services/Ingest/Main",
+            name: "Ingest",
+            dependencies: [
+                "IngestApp", "SpotFleet", "SpotRuntime", "SpotCLI", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ], path: "Services/Ingest/Main",
             swiftSettings: swiftSettings),
         .target(
             name: "SEFCore",
@@ -135,7 +139,11 @@ let package = Package(
             ],
             path: "Services/SEF/App", swiftSettings: swiftSettings),
         .executableTarget(
-            name: "SEF", dependencies: ["SEFApp", "SpotRuntime", "SpotCLI", .product(name: "ArgumentParser", package: "swift-argument-parser"), .product(name: "Logging", package: "swift-log")], path: "Services/SEF/Main",
+            name: "SEF",
+            dependencies: [
+                "SEFApp", "SpotRuntime", "SpotCLI", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ], path: "Services/SEF/Main",
             swiftSettings: swiftSettings),
         .target(name: "ReplicaCore", dependencies: ["SpotModels"], path: "Services/ReplicaCoordinator/Core", swiftSettings: swiftSettings),
         .target(
@@ -149,7 +157,11 @@ let package = Package(
             ],
             path: "Services/ReplicaCoordinator/App", swiftSettings: swiftSettings),
         .executableTarget(
-            name: "ReplicaCoordinator", dependencies: ["ReplicaApp", "SpotModels", "SpotRuntime", "SpotCLI", .product(name: "ArgumentParser", package: "swift-argument-parser"), .product(name: "Logging", package: "swift-log")], path: "Services/ReplicaCoordinator/Main",
+            name: "ReplicaCoordinator",
+            dependencies: [
+                "ReplicaApp", "SpotModels", "SpotRuntime", "SpotCLI", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ], path: "Services/ReplicaCoordinator/Main",
             swiftSettings: swiftSettings),
         .target(name: "DecisionCore", dependencies: ["SpotMarket"], path: "Services/DecisionEngine/Core", swiftSettings: swiftSettings),
         .target(
@@ -162,14 +174,19 @@ let package = Package(
             ],
             path: "Services/DecisionEngine/App", swiftSettings: swiftSettings),
         .executableTarget(
-            name: "DecisionEngine", dependencies: ["DecisionApp", "DecisionCore", "SpotMarket", "SpotModels", "SpotRuntime", "SpotCLI", .product(name: "ArgumentParser", package: "swift-argument-parser"), .product(name: "Logging", package: "swift-log")],
+            name: "DecisionEngine",
+            dependencies: [
+                "DecisionApp", "DecisionCore", "SpotMarket", "SpotModels", "SpotRuntime", "SpotCLI",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"), .product(name: "Logging", package: "swift-log"),
+            ],
             path: "Services/DecisionEngine/Main", swiftSettings: swiftSettings),
         // What the tools and the tests share and the services do not: child processes.
         .target(name: "ToolSupport", path: "Tools/Support", swiftSettings: swiftSettings),
         .executableTarget(
             name: "Bench",
             dependencies: [
-                "DecisionApp", "SpotFleet", "SpotMarket", "ToolSupport", "SEFApp", "SEFCore", "SpotModels", "SpotBus", "SpotStore", "SpotRuntime", "IMDSMock", "SpotCLI",
+                "DecisionApp", "SpotFleet", "SpotMarket", "ToolSupport", "SEFApp", "SEFCore", "SpotModels", "SpotBus", "SpotStore", "SpotRuntime", "IMDSMock",
+                "SpotCLI",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"), .product(name: "Logging", package: "swift-log"),
             ], path: "Tools/Bench",
             swiftSettings: swiftSettings),
@@ -228,7 +245,12 @@ let package = Package(
                 .product(name: "NIOHTTP1", package: "swift-nio"),
             ],
             path: "Services/Notifier/App", swiftSettings: swiftSettings),
-        .executableTarget(name: "Notifier", dependencies: ["NotifierApp", "SpotRuntime", "SpotCLI", .product(name: "ArgumentParser", package: "swift-argument-parser"), .product(name: "Logging", package: "swift-log")], path: "Services/Notifier/Main", swiftSettings: swiftSettings),
+        .executableTarget(
+            name: "Notifier",
+            dependencies: [
+                "NotifierApp", "SpotRuntime", "SpotCLI", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ], path: "Services/Notifier/Main", swiftSettings: swiftSettings),
         .target(
             name: "ConsoleApp",
             dependencies: [
@@ -239,7 +261,12 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
             path: "Services/Console/App", resources: [.copy("Templates"), .copy("openapi.yaml")], swiftSettings: swiftSettings),
-        .executableTarget(name: "Console", dependencies: ["ConsoleApp", "SpotRuntime", "SpotCLI", .product(name: "ArgumentParser", package: "swift-argument-parser"), .product(name: "Logging", package: "swift-log")], path: "Services/Console/Main", swiftSettings: swiftSettings),
+        .executableTarget(
+            name: "Console",
+            dependencies: [
+                "ConsoleApp", "SpotRuntime", "SpotCLI", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ], path: "Services/Console/Main", swiftSettings: swiftSettings),
         // One instance's metadata service for the tests and the simulator.
         .target(
             name: "IMDSMock",
@@ -261,7 +288,8 @@ let package = Package(
         .testTarget(
             name: "IntegrationTests",
             dependencies: [
-                "SpotModels", "SpotMarket", "SpotBus", "SpotStore", "SpotRuntime", "SpotFleet", "ToolSupport", "SEFApp", "SpotCloud", "IMDSMock", "AgentApp", "NotifierCore", "NotifierApp",
+                "SpotModels", "SpotMarket", "SpotBus", "SpotStore", "SpotRuntime", "SpotFleet", "ToolSupport", "SEFApp", "SpotCloud", "IMDSMock", "AgentApp",
+                "NotifierCore", "NotifierApp",
                 "ReplicaApp",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -11,6 +11,8 @@ python3 deploy/check-table-owners.py
 # no source file of the product or its tools over 400 lines: a file that grows past it is split by feature
 LONG="$(find Services Shared Tools Plugins -name '*.swift' -exec wc -l {} + | awk '$2 != "total" && $1 > 400')"
 if [ -n "$LONG" ]; then echo "files over 400 lines:"; echo "$LONG"; exit 1; fi
+# one layout (.swift-format; `make format` applies it)
+swift format lint --strict --recursive --configuration .swift-format Services Shared Tools Tests Plugins Package.swift
 deploy/stack.sh down test >/dev/null 2>&1 || true
 rm -rf .spotguard/test
 trap 'deploy/stack.sh down test' EXIT

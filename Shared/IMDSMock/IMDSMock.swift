@@ -117,7 +117,9 @@ public final class IMDSMock: Sendable {
     }
 
     /// An application serving this mock on `host:port` (port 0: any free port, reported to `onRunning`).
-    public func application(host: String = "127.0.0.1", port: Int = 0, onRunning: @escaping @Sendable (Int) async -> Void = { _ in })
+    public func application(
+        host: String = "127.0.0.1", port: Int = 0, onRunning: @escaping @Sendable (Int) async -> Void = { _ in }
+    )
         -> some ApplicationProtocol
     {
         var logger = Logger(label: "spotguard.imds-mock")

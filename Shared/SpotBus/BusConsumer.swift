@@ -175,7 +175,7 @@ public final class BusConsumer: Service, Sendable {
                     logger.notice("dependency back; held messages handled", metadata: ["bus.queue": "\(configuration.queue)"])
                 }
                 return nil
-            } catch where error.isTransientFailure {
+            } catch  where error.isTransientFailure {
                 if Task.isShuttingDownGracefully || Task.isCancelled { return .shutdown }
                 if !held {
                     logger.warning(

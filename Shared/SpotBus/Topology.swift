@@ -41,14 +41,18 @@ public struct Topology: Sendable, Equatable {
         Queue(name: "spotguard.sef", bindings: [RoutingKey.pricingReported, RoutingKey.heartbeatReceived]),
         // the replica coordinator answers calls relayed by the HTTP services
         Queue(name: "spotguard.replicas", bindings: [ReplicaOperation.routingPrefix + "*"]),
-        Queue(name: "spotguard.decisions", bindings: [
-            RoutingKey.pricingCleaned, RoutingKey.switchReported, RoutingKey.interruptionRebalance, RoutingKey.interruptionTermination,
-            RoutingKey.configChanged,
-        ]),
-        Queue(name: "spotguard.notifier", bindings: [
-            RoutingKey.qualityAlert, RoutingKey.failoverCompleted, RoutingKey.failoverFailed, RoutingKey.agentOffline, RoutingKey.replicaPromoted,
-            RoutingKey.replicaAlert, RoutingKey.switchReported,
-        ]),
+        Queue(
+            name: "spotguard.decisions",
+            bindings: [
+                RoutingKey.pricingCleaned, RoutingKey.switchReported, RoutingKey.interruptionRebalance, RoutingKey.interruptionTermination,
+                RoutingKey.configChanged,
+            ]),
+        Queue(
+            name: "spotguard.notifier",
+            bindings: [
+                RoutingKey.qualityAlert, RoutingKey.failoverCompleted, RoutingKey.failoverFailed, RoutingKey.agentOffline, RoutingKey.replicaPromoted,
+                RoutingKey.replicaAlert, RoutingKey.switchReported,
+            ]),
     ])
 
     public func adding(_ queue: Queue) -> Topology {

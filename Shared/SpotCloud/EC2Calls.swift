@@ -162,7 +162,9 @@ extension EC2Client {
     /// Terminates; answers each instance's state after the call (`shutting-down`, `terminated`).
     public func terminateInstances(ids: [String]) async throws -> [String: String] {
         let answer = try await call("TerminateInstances", Self.list("InstanceId", ids))
-        return Dictionary(answer.items("instancesSet").compactMap { x in x.value("instanceId").map { ($0, x.value("currentState", "name") ?? "") } }) { a, _ in a }
+        return Dictionary(answer.items("instancesSet").compactMap { x in x.value("instanceId").map { ($0, x.value("currentState", "name") ?? "") } }) { a, _ in
+            a
+        }
     }
 
     public func createTags(resources: [String], tags: [String: String]) async throws {

@@ -62,7 +62,9 @@ public struct EC2Client: Sendable {
 
     /// From the standard environment: `AWS_REGION` (or `AWS_DEFAULT_REGION`), the endpoint
     /// override `AWS_ENDPOINT_URL_EC2` (or `AWS_ENDPOINT_URL`), credentials as `DefaultCredentials`.
-    public static func fromEnvironment(_ env: [String: String] = ProcessInfo.processInfo.environment, region fallback: String? = nil, imds: IMDSClient? = nil)
+    public static func fromEnvironment(
+        _ env: [String: String] = ProcessInfo.processInfo.environment, region fallback: String? = nil, imds: IMDSClient? = nil
+    )
         throws -> EC2Client
     {
         guard let region = env["AWS_REGION"] ?? env["AWS_DEFAULT_REGION"] ?? fallback else {
@@ -103,7 +105,9 @@ public struct EC2Client: Sendable {
                         status: status, code: code, message: error.value("Message") ?? "",
                         requestId: xml?.value("RequestID") ?? xml?.value("RequestId") ?? xml?.value("requestId"))
                     guard EC2Error.throttlingCodes.contains(code) || status >= 500 else { throw refused }
-                    retryable = EC2Error.throttlingCodes.contains(code) ? .throttled(code: code, attempts: attempt) : .server(status: status, body: code, attempts: attempt)
+                    retryable =
+                        EC2Error.throttlingCodes.contains(code)
+                        ? .throttled(code: code, attempts: attempt) : .server(status: status, body: code, attempts: attempt)
                 } else if status >= 500 || status == 429 {
                     retryable = .server(status: status, body: String(decoding: data.prefix(500), as: UTF8.self), attempts: attempt)
                 } else {

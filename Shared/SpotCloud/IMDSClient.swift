@@ -34,7 +34,8 @@ public actor IMDSClient {
     let tokenTTL: Int
     var token: (value: String, renewAt: Date)?
 
-    public init(endpoint: URL = URL(string: "http://169.254.169.254")!, tokenTTL: Int = 21_600, transport: any HTTPTransport = URLSessionTransport(timeout: 2)) {
+    public init(endpoint: URL = URL(string: "http://169.254.169.254")!, tokenTTL: Int = 21_600, transport: any HTTPTransport = URLSessionTransport(timeout: 2))
+    {
         self.endpoint = endpoint
         self.tokenTTL = tokenTTL
         self.transport = transport

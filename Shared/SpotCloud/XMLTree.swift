@@ -48,7 +48,8 @@ public struct XMLNode: Sendable, Equatable {
         var stack: [XMLNode] = []
         var root: XMLNode?
 
-        func parser(_ parser: XMLParser, didStartElement elementName: String, namespaceURI: String?, qualifiedName: String?, attributes: [String: String] = [:]) {
+        func parser(_ parser: XMLParser, didStartElement elementName: String, namespaceURI: String?, qualifiedName: String?, attributes: [String: String] = [:])
+        {
             let local = elementName.split(separator: ":").last.map(String.init) ?? elementName
             stack.append(XMLNode(name: local, text: "", children: []))
         }

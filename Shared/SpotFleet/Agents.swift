@@ -13,7 +13,8 @@ public enum Agents {
         public var autoReplica: Bool?
         public var terminateWaitSeconds: Int?
 
-        public init(manualReplica: Bool? = nil, autoSwitch: Bool? = nil, autoTerminate: Bool? = nil, autoReplica: Bool? = nil, terminateWaitSeconds: Int? = nil) {
+        public init(manualReplica: Bool? = nil, autoSwitch: Bool? = nil, autoTerminate: Bool? = nil, autoReplica: Bool? = nil, terminateWaitSeconds: Int? = nil)
+        {
             self.manualReplica = manualReplica
             self.autoSwitch = autoSwitch
             self.autoTerminate = autoTerminate

@@ -5,7 +5,6 @@ import ServiceLifecycle
 import SpotBus
 import SpotModels
 import SpotRuntime
-
 import SpotStore
 import Synchronization
 
@@ -152,9 +151,11 @@ public final class ClientDirectory: Sendable {
     public func rotateToken(of clientId: UUID) async throws -> (String, ClientToken)? {
         let token = ClientToken.generate()
         let name = try await store.transaction { conn -> String? in
-            guard let row = try conn.query(
-                "UPDATE clients SET token_key_id = $2, token_hash = $3 WHERE id = $1 RETURNING name", [clientId, token.keyId, PGBytes(token.secretDigest)]
-            ).first else { return nil }
+            guard
+                let row = try conn.query(
+                    "UPDATE clients SET token_key_id = $2, token_hash = $3 WHERE id = $1 RETURNING name", [clientId, token.keyId, PGBytes(token.secretDigest)]
+                ).first
+            else { return nil }
             try Self.accessChanged(.init(change: .tokenRotated, clientId: clientId), "client token rotated", on: conn)
             return try row.decode(String.self, at: 0)
         }
@@ -186,9 +187,11 @@ public final class ClientDirectory: Sendable {
     public func deleteAgent(_ agentId: UUID, of clientId: UUID) async throws -> Bool {
         let change = AccessChanged(change: .agentDeleted, clientId: clientId, agentId: agentId)
         let found = try await store.transaction { conn -> Bool in
-            guard try conn.query(
-                "SELECT 1 FROM agents WHERE id = $1 AND client_id = $2 AND status <> 'deleted' FOR UPDATE", [agentId, clientId]
-            ).first != nil else { return false }
+            guard
+                try conn.query(
+                    "SELECT 1 FROM agents WHERE id = $1 AND client_id = $2 AND status <> 'deleted' FOR UPDATE", [agentId, clientId]
+                ).first != nil
+            else { return false }
             if try conn.query("SELECT 1 FROM replica_instances WHERE agent_id = $1 AND is_active LIMIT 1", [agentId]).first != nil {
                 throw APIError(.conflict, code: "agent_has_replicas", message: "delete the agent's replicas first")
             }

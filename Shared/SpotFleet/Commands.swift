@@ -83,7 +83,8 @@ public enum Commands {
     }
 
     /// The lease of a command of this kind, in seconds, as SQL over `commands` columns.
-    static let leaseSeconds = "(CASE command_type "
+    static let leaseSeconds =
+        "(CASE command_type "
         + CommandKind.allCases.map { "WHEN '\($0.rawValue)' THEN \($0.lease.components.seconds) " }.joined()
         + "ELSE 120 END + CASE WHEN command_type = 'terminate' THEN coalesce(terminate_wait_seconds, 0) ELSE 0 END)"
 

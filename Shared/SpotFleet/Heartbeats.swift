@@ -26,7 +26,9 @@ public enum Heartbeats {
             return !replaced.contains(h.agentId.uuidString.lowercased() + instance.rawValue)
         }
         // the newest heartbeat per agent; agents locked in id order (no deadlocks between workers)
-        let latest = Dictionary(grouping: heartbeats, by: \.agentId).compactMapValues { $0.max { ($0.observedAt, $0.heartbeatId.uuidString) < ($1.observedAt, $1.heartbeatId.uuidString) } }
+        let latest = Dictionary(grouping: heartbeats, by: \.agentId).compactMapValues {
+            $0.max { ($0.observedAt, $0.heartbeatId.uuidString) < ($1.observedAt, $1.heartbeatId.uuidString) }
+        }
         guard !latest.isEmpty else { return 0 }
         let ids = latest.keys.sorted { $0.uuidString < $1.uuidString }
         var current: [UUID: (status: String, last: Date?)] = [:]

@@ -41,7 +41,8 @@ public enum SystemEvents {
             INSERT INTO system_events (event_type, severity, component, client_id, agent_id, message, details, dedup_key)
             VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8)
             ON CONFLICT (dedup_key) DO NOTHING RETURNING id
-            """, [e.type, e.severity, e.component, e.clientId, e.agentId, e.message, e.details?.text, e.dedupKey]).isEmpty)
+            """, [e.type, e.severity, e.component, e.clientId, e.agentId, e.message, e.details?.text, e.dedupKey]
+        ).isEmpty)
     }
 
     /// Whether an event with this key was recorded.

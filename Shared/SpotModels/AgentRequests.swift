@@ -87,8 +87,9 @@ public struct PricingReportRequest: Decodable, Sendable {
             throw ValidationError(code: "invalid_value", field: "pools", message: "pools must list at least one pool")
         }
         guard pools.count <= check.limits.maxPoolsPerReport else {
-            throw ValidationError(code: "too_many_items", field: "pools",
-                                  message: "pools lists more than \(check.limits.maxPoolsPerReport) pools")
+            throw ValidationError(
+                code: "too_many_items", field: "pools",
+                message: "pools lists more than \(check.limits.maxPoolsPerReport) pools")
         }
         var seen = Set<PoolID>()
         var prices: [PoolPrice] = []
@@ -139,17 +140,20 @@ public struct PricingSubmitRequest: Decodable, Sendable {
             pool: pool,
             instanceType: try check.parsed(instanceType, "instance_type", as: InstanceType.self, what: "instance type"))
         if let claimed = try check.uuid(clientId, "client_id"), claimed != tokenClient {
-            throw ValidationError(code: "client_mismatch", field: "client_id",
-                                  message: "client_id does not match the client of the bearer token")
+            throw ValidationError(
+                code: "client_mismatch", field: "client_id",
+                message: "client_id does not match the client of the bearer token")
         }
         let source = try check.required(check.oneOf(sourceType, "source_type", PriceSourceType.self), "source_type")
         guard source != .interpolated else {
-            throw ValidationError(code: "invalid_enum", field: "source_type",
-                                  message: "source_type 'interpolated' is reserved for prices SpotGuard computes")
+            throw ValidationError(
+                code: "invalid_enum", field: "source_type",
+                message: "source_type 'interpolated' is reserved for prices SpotGuard computes")
         }
         if ondemandPrice != nil, onDemandPrice != nil {
-            throw ValidationError(code: "ambiguous_field", field: "on_demand_price",
-                                  message: "send on_demand_price or ondemand_price, not both")
+            throw ValidationError(
+                code: "ambiguous_field", field: "on_demand_price",
+                message: "send on_demand_price or ondemand_price, not both")
         }
         return PricingSubmission(
             submissionId: try check.required(check.uuid(submissionId, "submission_id"), "submission_id"),
@@ -179,8 +183,9 @@ enum Consistency {
             throw ValidationError(code: "inconsistent_location", field: "pool_id", message: "pool \(pool) is not in region \(region.rawValue)")
         }
         if let pool, let instanceType, pool.instanceType != instanceType {
-            throw ValidationError(code: "inconsistent_instance_type", field: "pool_id",
-                                  message: "pool \(pool) is not of instance type \(instanceType.rawValue)")
+            throw ValidationError(
+                code: "inconsistent_instance_type", field: "pool_id",
+                message: "pool \(pool) is not of instance type \(instanceType.rawValue)")
         }
     }
 }
@@ -228,7 +233,8 @@ public struct SwitchReportRequest: Decodable, Sendable {
             let az = try check.parsed(i.az, "\(name).az", as: AvailabilityZone.self, what: "availability zone")
             try Consistency.check(region: nil, az: az, pool: pool, instanceType: type)
             return SwitchReported.Side(
-                instanceId: try check.required(check.parsed(i.instanceId, "\(name).instance_id", as: InstanceID.self, what: "instance id"), "\(name).instance_id"),
+                instanceId: try check.required(
+                    check.parsed(i.instanceId, "\(name).instance_id", as: InstanceID.self, what: "instance id"), "\(name).instance_id"),
                 instanceType: type ?? pool?.instanceType, az: az ?? pool?.az, mode: mode, poolId: mode == .spot ? pool : nil,
                 amiId: try check.identifier(i.amiId, "\(name).ami_id", maxLength: 64))
         }

@@ -60,8 +60,9 @@ public struct FieldChecker: Sendable {
     where T.RawValue == String {
         guard let value else { return nil }
         guard let parsed = T(rawValue: value) else {
-            throw ValidationError(code: "invalid_\(what.replacingOccurrences(of: " ", with: "_"))", field: field,
-                                  message: "\(field) is not a valid \(what): '\(value.prefix(80))'")
+            throw ValidationError(
+                code: "invalid_\(what.replacingOccurrences(of: " ", with: "_"))", field: field,
+                message: "\(field) is not a valid \(what): '\(value.prefix(80))'")
         }
         return parsed
     }
@@ -94,8 +95,9 @@ public struct FieldChecker: Sendable {
             throw ValidationError(code: "timestamp_in_future", field: field, message: "\(field) is in the future")
         }
         if now.timeIntervalSince(value) > limits.maxAge {
-            throw ValidationError(code: "timestamp_too_old", field: field,
-                                  message: "\(field) is older than \(Int(limits.maxAge / 86_400)) days")
+            throw ValidationError(
+                code: "timestamp_too_old", field: field,
+                message: "\(field) is older than \(Int(limits.maxAge / 86_400)) days")
         }
         return value
     }

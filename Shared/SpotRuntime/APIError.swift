@@ -1,7 +1,7 @@
 import Crypto
 import Foundation
-import Logging
 import Hummingbird
+import Logging
 import SpotBus
 import SpotModels
 
@@ -78,8 +78,9 @@ public struct ErrorMiddleware<Context: RequestContext>: RouterMiddleware {
         } catch let error as APIError {
             throw error
         } catch let error as HTTPError {
-            throw APIError(error.status, code: error.status == .notFound ? "not_found" : "http_\(error.status.code)",
-                           message: error.body ?? error.status.reasonPhrase)
+            throw APIError(
+                error.status, code: error.status == .notFound ? "not_found" : "http_\(error.status.code)",
+                message: error.body ?? error.status.reasonPhrase)
         } catch {
             context.logger.error("request failed", metadata: ["error": "\(String(reflecting: error))"])
             throw APIError.internalError

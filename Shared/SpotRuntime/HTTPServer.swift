@@ -32,9 +32,10 @@ public struct HTTPSettings: Sendable {
     /// The HTTP/1.1 server every SpotGuard service runs.
     public var server: HTTPServerBuilder {
         let read = TimeAmount.nanoseconds(Int64(requestRead / .nanoseconds(1)))
-        return .http1(configuration: .init(
-            additionalChannelHandlers: [RequestReadDeadline(limit: read)],
-            idleTimeout: .nanoseconds(Int64(idle / .nanoseconds(1)))))
+        return .http1(
+            configuration: .init(
+                additionalChannelHandlers: [RequestReadDeadline(limit: read)],
+                idleTimeout: .nanoseconds(Int64(idle / .nanoseconds(1)))))
     }
 }
 

@@ -100,7 +100,11 @@ public final class OutboxRelay: Service, Sendable {
                                ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED)
                 RETURNING id, message_id, routing_key, body
                 """, [limit, leaseSeconds, name]
-            ).map { Row(id: try $0.decode(Int64.self, at: 0), messageId: try $0.decode(String.self, at: 1), routingKey: try $0.decode(String.self, at: 2), body: try $0.decode(String.self, at: 3)) }
+            ).map {
+                Row(
+                    id: try $0.decode(Int64.self, at: 0), messageId: try $0.decode(String.self, at: 1), routingKey: try $0.decode(String.self, at: 2),
+                    body: try $0.decode(String.self, at: 3))
+            }
         }
         guard !rows.isEmpty else { return 0 }
         let published = await withTaskGroup(of: Int64?.self) { group in

@@ -1,10 +1,10 @@
 import ArgumentParser
 import Foundation
 import Logging
-import SpotBus
-import SpotModels
 import ServiceLifecycle
+import SpotBus
 import SpotCLI
+import SpotModels
 import SpotStore
 import UnixSignals
 

@@ -10,11 +10,14 @@ public func workerApplication(
     name: String, host: String, port: Int, http: HTTPSettings, brokerConnected: @escaping @Sendable () -> Bool, store: PostgresStore,
     services: [any Service], logger: Logger, configure: (Router<ServiceRequestContext>) -> Void = { _ in }
 ) -> some ApplicationProtocol {
-    let router = Router.service(authFailures: http.authFailures, readiness: [
-        ReadinessCheck(name: "broker") { brokerConnected() },
-        ReadinessCheck(name: "database") { await store.ping() },
-    ])
+    let router = Router.service(
+        authFailures: http.authFailures,
+        readiness: [
+            ReadinessCheck(name: "broker") { brokerConnected() },
+            ReadinessCheck(name: "database") { await store.ping() },
+        ])
     configure(router)
     return Application(
-        router: router, server: http.server, configuration: .init(address: .hostname(host, port: port), serverName: name), services: services + [AuthFailureSharing(limiter: http.authFailures, store: store, logger: logger)], logger: logger)
+        router: router, server: http.server, configuration: .init(address: .hostname(host, port: port), serverName: name),
+        services: services + [AuthFailureSharing(limiter: http.authFailures, store: store, logger: logger)], logger: logger)
 }

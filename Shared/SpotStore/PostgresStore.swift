@@ -42,7 +42,10 @@ public struct PostgresConfiguration: Sendable {
             ("connect_timeout", String(connectTimeoutSeconds)), ("application_name", applicationName),
             // JIT compiles every plan above a cost threshold: half a second of LLVM for queries
             // that run in milliseconds (the decision pass: 527 of 823 ms), so it is off
-            ("options", "-c statement_timeout=\(statementTimeoutMs) -c idle_in_transaction_session_timeout=\(idleInTransactionTimeoutMs) -c TimeZone=UTC -c jit=off"),
+            (
+                "options",
+                "-c statement_timeout=\(statementTimeoutMs) -c idle_in_transaction_session_timeout=\(idleInTransactionTimeoutMs) -c TimeZone=UTC -c jit=off"
+            ),
             ("keepalives", "1"), ("keepalives_idle", "10"), ("keepalives_interval", "5"), ("keepalives_count", "3"),
             ("tcp_user_timeout", "30000"),
         ]

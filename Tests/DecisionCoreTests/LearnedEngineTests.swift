@@ -72,7 +72,8 @@ import Testing
 
     @Test func changeEventsBecomeAnHourlyGrid() throws {
         let t0 = Date(timeIntervalSince1970: 1_704_067_200)
-        let history = try #require(PriceHistory(events: [(t0, "x1.large.us-east-1a", 0.1), (t0.addingTimeInterval(3 * 3600 + 60), "x1.large.us-east-1a", 0.2)]))
+        let history = try #require(
+            PriceHistory(events: [(t0, "x1.large.us-east-1a", 0.1), (t0.addingTimeInterval(3 * 3600 + 60), "x1.large.us-east-1a", 0.2)]))
         #expect(history.hours == 4)
         #expect(history.prices["x1.large.us-east-1a"]! == [0.1, 0.1, 0.1, 0.1], "a change at 03:01 holds from 04:00")
         #expect(history.types["x1.large.us-east-1a"] == "x1.large")

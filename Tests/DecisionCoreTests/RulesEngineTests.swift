@@ -129,14 +129,15 @@ import Testing
         #expect(hourly.hours == 3)
         #expect(hourly.prices["c5.large.us-east-1a"]! == [0.040, 0.041, 0.042])
         #expect(hourly.prices["c5.large.us-east-1b"]! == [0.050, 0.050, 0.030], "a missing (-1) price holds the last one")
-        let events = try PriceHistory.parse(csv: """
-            timestamp,az,instance_type,spot_price
-            2023-12-31T23:10:00Z,us-east-1b,c5.large,0.050
-            2024-01-01T00:00:00Z,us-east-1a,c5.large,0.040
-            2024-01-01T00:40:00Z,us-east-1a,c5.large,0.041
-            2024-01-01T01:59:00Z,us-east-1b,c5.large,0.030
-            2024-01-01T02:00:00Z,us-east-1a,c5.large,0.042
-            """)
+        let events = try PriceHistory.parse(
+            csv: """
+                timestamp,az,instance_type,spot_price
+                2023-12-31T23:10:00Z,us-east-1b,c5.large,0.050
+                2024-01-01T00:00:00Z,us-east-1a,c5.large,0.040
+                2024-01-01T00:40:00Z,us-east-1a,c5.large,0.041
+                2024-01-01T01:59:00Z,us-east-1b,c5.large,0.030
+                2024-01-01T02:00:00Z,us-east-1a,c5.large,0.042
+                """)
         #expect(events.start == Date(timeIntervalSince1970: 1_704_063_600))  // 2023-12-31T23:00Z
         #expect(events.prices["c5.large.us-east-1a"]! == [nil, 0.040, 0.041, 0.042])
         #expect(events.prices["c5.large.us-east-1b"]! == [nil, 0.050, 0.050, 0.030])

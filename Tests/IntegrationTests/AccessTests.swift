@@ -63,7 +63,8 @@ extension IntegrationTests {
                 let b = try await ServiceProcess.start("spotguard-console", portVariable: "SPOTGUARD_CONSOLE_PORT", environment: Self.insecureCookies)
                 try await ServiceProcess.with(a) { a in
                     try await ServiceProcess.with(b) { b in
-                        let clientId = try #require(try await b.send("GET", "/api/admin/clients", token: admin).json["items"] as? [[String: Any]])
+                        let clientId =
+                            try #require(try await b.send("GET", "/api/admin/clients", token: admin).json["items"] as? [[String: Any]])
                             .first { ($0["name"] as? String) == "SEF \(fleet.family)" }?["client_id"] as? String
                         let client = try #require(clientId)
                         func heartbeat(_ token: String) async throws -> Int {
@@ -102,7 +103,8 @@ extension IntegrationTests {
                         #expect(deleted.status == 200 && deleted.json["status"] as? String == "deleted")
                         #expect(await soon { try await heartbeat(token) == 404 }, "ingest still took a deleted agent's reports")
                         #expect(try await a.send("DELETE", "/api/client/agents/\(fleet.agent)", token: token).status == 404)
-                        let again = try await ingest.send("POST", "/api/agents/register", token: token, json: #"{"logical_agent_id": "agent-\#(fleet.family)"}"#)
+                        let again = try await ingest.send(
+                            "POST", "/api/agents/register", token: token, json: #"{"logical_agent_id": "agent-\#(fleet.family)"}"#)
                         #expect(again.status == 409 && again.errorCode == "agent_deleted")
                     }
                 }

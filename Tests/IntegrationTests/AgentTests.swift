@@ -1,5 +1,5 @@
-import Foundation
 import AgentApp
+import Foundation
 import IMDSMock
 import SpotCloud
 import SpotRuntime
@@ -77,24 +77,30 @@ extension IntegrationTests {
                         let token = try await client(ingest, "Agent owner")
                         try await imds.serving { url in
                             try await harness.withAgent(ingest: ingest, token: token, imds: url, logical: logical) {
-                                #expect(try await TestStack.eventually {
-                                    try await SEFQuery.count(
-                                        store, "SELECT count(*) FROM agents WHERE logical_agent_id = $1 AND instance_id = $2 AND last_heartbeat_at IS NOT NULL",
-                                        [logical, primary]) == 1
-                                })
-                                let agent = try #require(try await ReplicaQuery.one(store, "SELECT id::text FROM agents WHERE logical_agent_id = $1", [logical]).first ?? nil)
+                                #expect(
+                                    try await TestStack.eventually {
+                                        try await SEFQuery.count(
+                                            store,
+                                            "SELECT count(*) FROM agents WHERE logical_agent_id = $1 AND instance_id = $2 AND last_heartbeat_at IS NOT NULL",
+                                            [logical, primary]) == 1
+                                    })
+                                let agent = try #require(
+                                    try await ReplicaQuery.one(store, "SELECT id::text FROM agents WHERE logical_agent_id = $1", [logical]).first ?? nil)
                                 let zones = Set(try await harness.ec2.describeSpotPriceHistory(instanceTypes: ["m5.large"]).map(\.availabilityZone))
                                 #expect(zones.count >= 5)
-                                #expect(try await TestStack.eventually {
-                                    try await SEFQuery.count(
-                                        store, "SELECT count(DISTINCT pool_id) FROM pricing_submissions_raw WHERE source_agent_id = $1::uuid AND pool_id LIKE 'm5.large.us-east-1%'",
-                                        [agent]) == zones.count
-                                }, "a price for every zone EC2 offers the type in")
+                                #expect(
+                                    try await TestStack.eventually {
+                                        try await SEFQuery.count(
+                                            store,
+                                            "SELECT count(DISTINCT pool_id) FROM pricing_submissions_raw WHERE source_agent_id = $1::uuid AND pool_id LIKE 'm5.large.us-east-1%'",
+                                            [agent]) == zones.count
+                                    }, "a price for every zone EC2 offers the type in")
 
                                 // a switch to zone c, terminating the old instance at once
                                 try await store.transaction { conn in
                                     try conn.execute(
-                                        "INSERT INTO spot_pools (id, pool_name, instance_type, region, az) VALUES ('m5.large.us-east-1c', 'm5.large.us-east-1c', 'm5.large', 'us-east-1', 'us-east-1c') ON CONFLICT DO NOTHING")
+                                        "INSERT INTO spot_pools (id, pool_name, instance_type, region, az) VALUES ('m5.large.us-east-1c', 'm5.large.us-east-1c', 'm5.large', 'us-east-1', 'us-east-1c') ON CONFLICT DO NOTHING"
+                                    )
                                     try conn.execute(
                                         """
                                         INSERT INTO commands (client_id, agent_id, command_type, target_mode, target_pool_id, terminate_wait_seconds, issued_by,
@@ -102,9 +108,11 @@ extension IntegrationTests {
                                         SELECT client_id, id, 'switch', 'spot', 'm5.large.us-east-1c', 0, 'decisions', $2 FROM agents WHERE id = $1::uuid
                                         """, [agent, primary])
                                 }
-                                #expect(try await TestStack.eventually(timeout: .seconds(30)) {
-                                    try await SEFQuery.count(store, "SELECT count(*) FROM switches WHERE agent_id = $1::uuid AND old_instance_id = $2", [agent, primary]) == 1
-                                })
+                                #expect(
+                                    try await TestStack.eventually(timeout: .seconds(30)) {
+                                        try await SEFQuery.count(
+                                            store, "SELECT count(*) FROM switches WHERE agent_id = $1::uuid AND old_instance_id = $2", [agent, primary]) == 1
+                                    })
                                 let row = try await ReplicaQuery.one(
                                     store,
                                     """
@@ -115,7 +123,10 @@ extension IntegrationTests {
                                 let newInstance = try #require(row.first ?? nil)
                                 #expect(Array(row.dropFirst()) == ["m5.large.us-east-1c", "auto_switch", "true", newInstance, "succeeded"])
                                 let inMoto = try await harness.ec2.describeInstances(ids: [primary, newInstance])
-                                #expect(inMoto.first { $0.id == newInstance }.map { [$0.state, $0.availabilityZone, $0.lifecycle] } == ["running", "us-east-1c", "spot"])
+                                #expect(
+                                    inMoto.first { $0.id == newInstance }.map { [$0.state, $0.availabilityZone, $0.lifecycle] } == [
+                                        "running", "us-east-1c", "spot",
+                                    ])
                                 // the old instance goes once the report has left its spool: just after the report
                                 let terminated = try await TestStack.eventually(timeout: .seconds(10)) {
                                     try await harness.ec2.describeInstances(ids: [primary]).first?.state == "terminated"
@@ -145,43 +156,57 @@ extension IntegrationTests {
                     let token = try await client(ingest, "Agent interruptions")
                     try await imds.serving { url in
                         try await harness.withAgent(ingest: ingest, token: token, imds: url, logical: logical) {
-                            #expect(try await TestStack.eventually {
-                                try await SEFQuery.count(
-                                    store,
-                                    """
-                                    SELECT count(*) FROM agents a WHERE logical_agent_id = $1
-                                       AND EXISTS (SELECT 1 FROM pricing_snapshots_clean c WHERE c.pool_id LIKE 'm5.large.us-east-1%' AND c.time_bucket > now() - interval '1 hour')
-                                    """, [logical]) == 1
-                            })
-                            let agent = try #require(try await ReplicaQuery.one(store, "SELECT id::text FROM agents WHERE logical_agent_id = $1", [logical]).first ?? nil)
+                            #expect(
+                                try await TestStack.eventually {
+                                    try await SEFQuery.count(
+                                        store,
+                                        """
+                                        SELECT count(*) FROM agents a WHERE logical_agent_id = $1
+                                           AND EXISTS (SELECT 1 FROM pricing_snapshots_clean c WHERE c.pool_id LIKE 'm5.large.us-east-1%' AND c.time_bucket > now() - interval '1 hour')
+                                        """, [logical]) == 1
+                                })
+                            let agent = try #require(
+                                try await ReplicaQuery.one(store, "SELECT id::text FROM agents WHERE logical_agent_id = $1", [logical]).first ?? nil)
 
                             imds.armRebalance()
-                            #expect(try await TestStack.eventually(timeout: .seconds(20)) {
-                                try await SEFQuery.count(
-                                    store, "SELECT count(*) FROM replica_instances WHERE agent_id = $1::uuid AND replica_type = 'automatic-rebalance' AND instance_id IS NOT NULL",
-                                    [agent]) == 1
-                            }, "the replica was launched by the agent and its instance reported")
-                            #expect(try await SEFQuery.count(
-                                store, "SELECT count(*) FROM spot_interruption_events WHERE agent_id = $1::uuid AND signal_type = 'rebalance-recommendation'", [agent]) == 1)
-                            let replica = try #require(try await ReplicaQuery.one(
-                                store, "SELECT instance_id FROM replica_instances WHERE agent_id = $1::uuid", [agent]).first ?? nil)
-                            let launched = try await harness.ec2.describeInstances(ids: [replica])
-                            #expect(launched.first?.lifecycle == "spot" && launched.first?.availabilityZone != "us-east-1b", "a spot replica outside the primary's zone")
-
-                            imds.armInterruption()
-                            #expect(try await TestStack.eventually(timeout: .seconds(20)) {
+                            #expect(
+                                try await TestStack.eventually(timeout: .seconds(20)) {
+                                    try await SEFQuery.count(
+                                        store,
+                                        "SELECT count(*) FROM replica_instances WHERE agent_id = $1::uuid AND replica_type = 'automatic-rebalance' AND instance_id IS NOT NULL",
+                                        [agent]) == 1
+                                }, "the replica was launched by the agent and its instance reported")
+                            #expect(
                                 try await SEFQuery.count(
                                     store,
-                                    """
-                                    SELECT count(*) FROM spot_interruption_events WHERE agent_id = $1::uuid AND signal_type = 'termination-notice'
-                                       AND instance_id = $2 AND response_action = 'emergency_snapshot_required'
-                                    """, [agent, primary]) == 1
-                            }, "the replica never became ready, so the notice asks for an emergency image")
-                            #expect(try await TestStack.eventually(timeout: .seconds(20)) {
-                                try await SEFQuery.count(
-                                    store, "SELECT count(*) FROM commands WHERE agent_id = $1::uuid AND command_type = 'snapshot' AND status = 'succeeded' AND result ? 'image_id'",
-                                    [agent]) == 1
-                            }, "the agent took the image")
+                                    "SELECT count(*) FROM spot_interruption_events WHERE agent_id = $1::uuid AND signal_type = 'rebalance-recommendation'",
+                                    [agent]) == 1)
+                            let replica = try #require(
+                                try await ReplicaQuery.one(
+                                    store, "SELECT instance_id FROM replica_instances WHERE agent_id = $1::uuid", [agent]
+                                ).first ?? nil)
+                            let launched = try await harness.ec2.describeInstances(ids: [replica])
+                            #expect(
+                                launched.first?.lifecycle == "spot" && launched.first?.availabilityZone != "us-east-1b",
+                                "a spot replica outside the primary's zone")
+
+                            imds.armInterruption()
+                            #expect(
+                                try await TestStack.eventually(timeout: .seconds(20)) {
+                                    try await SEFQuery.count(
+                                        store,
+                                        """
+                                        SELECT count(*) FROM spot_interruption_events WHERE agent_id = $1::uuid AND signal_type = 'termination-notice'
+                                           AND instance_id = $2 AND response_action = 'emergency_snapshot_required'
+                                        """, [agent, primary]) == 1
+                                }, "the replica never became ready, so the notice asks for an emergency image")
+                            #expect(
+                                try await TestStack.eventually(timeout: .seconds(20)) {
+                                    try await SEFQuery.count(
+                                        store,
+                                        "SELECT count(*) FROM commands WHERE agent_id = $1::uuid AND command_type = 'snapshot' AND status = 'succeeded' AND result ? 'image_id'",
+                                        [agent]) == 1
+                                }, "the agent took the image")
                         }
                     }
                 }
@@ -210,22 +235,31 @@ extension IntegrationTests {
                 try await withSEF {
                     let token = try await client(ingest, "Agent failover")
                     try await primaryIMDS.serving { primaryURL in
-                        try await harness.withAgent(ingest: ingest, token: token, imds: primaryURL, logical: logical, environment: ["SPOTGUARD_AGENT_STATE_FILE": primaryState]) {
-                            #expect(try await TestStack.eventually {
-                                try await SEFQuery.count(
-                                    store,
-                                    """
-                                    SELECT count(*) FROM agents WHERE logical_agent_id = $1
-                                       AND EXISTS (SELECT 1 FROM pricing_snapshots_clean c WHERE c.pool_id LIKE 'm5.large.us-east-1%' AND c.time_bucket > now() - interval '1 hour')
-                                    """, [logical]) == 1
-                            })
-                            let agent = try #require(try await ReplicaQuery.one(store, "SELECT id::text FROM agents WHERE logical_agent_id = $1", [logical]).first ?? nil)
+                        try await harness.withAgent(
+                            ingest: ingest, token: token, imds: primaryURL, logical: logical, environment: ["SPOTGUARD_AGENT_STATE_FILE": primaryState]
+                        ) {
+                            #expect(
+                                try await TestStack.eventually {
+                                    try await SEFQuery.count(
+                                        store,
+                                        """
+                                        SELECT count(*) FROM agents WHERE logical_agent_id = $1
+                                           AND EXISTS (SELECT 1 FROM pricing_snapshots_clean c WHERE c.pool_id LIKE 'm5.large.us-east-1%' AND c.time_bucket > now() - interval '1 hour')
+                                        """, [logical]) == 1
+                                })
+                            let agent = try #require(
+                                try await ReplicaQuery.one(store, "SELECT id::text FROM agents WHERE logical_agent_id = $1", [logical]).first ?? nil)
                             primaryIMDS.armRebalance()
-                            #expect(try await TestStack.eventually(timeout: .seconds(20)) {
-                                try await SEFQuery.count(store, "SELECT count(*) FROM replica_instances WHERE agent_id = $1::uuid AND instance_id IS NOT NULL", [agent]) == 1
-                            })
-                            let replicaRow = try await ReplicaQuery.one(store, "SELECT id::text, instance_id, az FROM replica_instances WHERE agent_id = $1::uuid", [agent])
-                            let (replicaId, replicaInstance, replicaZone) = (try #require(replicaRow[0]), try #require(replicaRow[1]), try #require(replicaRow[2]))
+                            #expect(
+                                try await TestStack.eventually(timeout: .seconds(20)) {
+                                    try await SEFQuery.count(
+                                        store, "SELECT count(*) FROM replica_instances WHERE agent_id = $1::uuid AND instance_id IS NOT NULL", [agent]) == 1
+                                })
+                            let replicaRow = try await ReplicaQuery.one(
+                                store, "SELECT id::text, instance_id, az FROM replica_instances WHERE agent_id = $1::uuid", [agent])
+                            let (replicaId, replicaInstance, replicaZone) = (
+                                try #require(replicaRow[0]), try #require(replicaRow[1]), try #require(replicaRow[2])
+                            )
                             let replicaIMDS = IMDSMock(identity: .init(instanceId: replicaInstance, instanceType: "m5.large", availabilityZone: replicaZone))
                             try await replicaIMDS.serving { (replicaURL: URL) async throws -> Void in
                                 try await harness.withAgent(
@@ -235,39 +269,51 @@ extension IntegrationTests {
                                         "SPOTGUARD_AGENT_STATE_FILE": replicaState, "SPOTGUARD_AGENT_REPLICA_TYPE": "automatic-rebalance",
                                     ]
                                 ) { () async throws -> Void in
-                                    #expect(try await TestStack.eventually(timeout: .seconds(20)) {
-                                        try await ReplicaQuery.one(store, "SELECT status, sync_status FROM replica_instances WHERE id = $1::uuid", [replicaId]) == ["ready", "synced"]
-                                    }, "sync reports made the replica ready")
-                                    #expect(try await TestStack.eventually {
-                                        try await SEFQuery.count(
-                                            store, "SELECT count(*) FROM pricing_submissions_raw WHERE source_instance_id = $1 AND source_type = 'replica-automatic'",
-                                            [replicaInstance]) > 0
-                                    }, "the replica's prices are marked as a replica source")
+                                    #expect(
+                                        try await TestStack.eventually(timeout: .seconds(20)) {
+                                            try await ReplicaQuery.one(
+                                                store, "SELECT status, sync_status FROM replica_instances WHERE id = $1::uuid", [replicaId]) == [
+                                                    "ready", "synced",
+                                                ]
+                                        }, "sync reports made the replica ready")
+                                    #expect(
+                                        try await TestStack.eventually {
+                                            try await SEFQuery.count(
+                                                store,
+                                                "SELECT count(*) FROM pricing_submissions_raw WHERE source_instance_id = $1 AND source_type = 'replica-automatic'",
+                                                [replicaInstance]) > 0
+                                        }, "the replica's prices are marked as a replica source")
 
                                     primaryIMDS.armInterruption()
-                                    #expect(try await TestStack.eventually(timeout: .seconds(20)) {
-                                        try await SEFQuery.count(
-                                            store,
-                                            """
-                                            SELECT count(*) FROM spot_interruption_events WHERE agent_id = $1::uuid AND signal_type = 'termination-notice'
-                                               AND instance_id = $2 AND response_action = 'replica_promoted' AND failover_completed
-                                            """, [agent, primary]) == 1
-                                    }, "the termination notice promoted the ready replica")
-                                    #expect(try await ReplicaQuery.one(store, "SELECT instance_id FROM agents WHERE id = $1::uuid", [agent]) == [replicaInstance])
-                                    #expect(try await TestStack.eventually(timeout: .seconds(20)) {
-                                        (try? Data(contentsOf: URL(fileURLWithPath: replicaState))) == state
-                                    }, "the replica holds the primary's state, byte for byte")
-                                    #expect(try await TestStack.eventually(timeout: .seconds(20)) {
-                                        try await SEFQuery.count(
-                                            store, "SELECT count(*) FROM commands WHERE agent_id = $1::uuid AND command_type = 'promote' AND status = 'succeeded'",
-                                            [agent]) == 1
-                                    }, "the replica agent executed its promotion")
+                                    #expect(
+                                        try await TestStack.eventually(timeout: .seconds(20)) {
+                                            try await SEFQuery.count(
+                                                store,
+                                                """
+                                                SELECT count(*) FROM spot_interruption_events WHERE agent_id = $1::uuid AND signal_type = 'termination-notice'
+                                                   AND instance_id = $2 AND response_action = 'replica_promoted' AND failover_completed
+                                                """, [agent, primary]) == 1
+                                        }, "the termination notice promoted the ready replica")
+                                    #expect(
+                                        try await ReplicaQuery.one(store, "SELECT instance_id FROM agents WHERE id = $1::uuid", [agent]) == [replicaInstance])
+                                    #expect(
+                                        try await TestStack.eventually(timeout: .seconds(20)) {
+                                            (try? Data(contentsOf: URL(fileURLWithPath: replicaState))) == state
+                                        }, "the replica holds the primary's state, byte for byte")
+                                    #expect(
+                                        try await TestStack.eventually(timeout: .seconds(20)) {
+                                            try await SEFQuery.count(
+                                                store,
+                                                "SELECT count(*) FROM commands WHERE agent_id = $1::uuid AND command_type = 'promote' AND status = 'succeeded'",
+                                                [agent]) == 1
+                                        }, "the replica agent executed its promotion")
                                     let promoted = Date()
-                                    #expect(try await TestStack.eventually(timeout: .seconds(10)) {
-                                        try await SEFQuery.count(
-                                            store, "SELECT count(*) FROM agents WHERE id = $1::uuid AND instance_id = $2 AND last_heartbeat_at > $3",
-                                            [agent, replicaInstance, promoted]) == 1
-                                    }, "the promoted replica heartbeats as the primary, and the old one no longer does")
+                                    #expect(
+                                        try await TestStack.eventually(timeout: .seconds(10)) {
+                                            try await SEFQuery.count(
+                                                store, "SELECT count(*) FROM agents WHERE id = $1::uuid AND instance_id = $2 AND last_heartbeat_at > $3",
+                                                [agent, replicaInstance, promoted]) == 1
+                                        }, "the promoted replica heartbeats as the primary, and the old one no longer does")
                                 }
                             }
                         }
@@ -307,9 +353,10 @@ extension IntegrationTests {
                     #expect(after.pending.count == 3)
                     #expect(await after.flush())
                     #expect(after.pending.isEmpty)
-                    #expect(try await TestStack.eventually {
-                        try await SEFQuery.count(store, "SELECT count(*) FROM agents WHERE id = $1::uuid AND last_heartbeat_at IS NOT NULL", [agent]) == 1
-                    })
+                    #expect(
+                        try await TestStack.eventually {
+                            try await SEFQuery.count(store, "SELECT count(*) FROM agents WHERE id = $1::uuid AND last_heartbeat_at IS NOT NULL", [agent]) == 1
+                        })
                 }
             }
             await store.shutdown()
@@ -323,7 +370,8 @@ extension IntegrationTests {
             defer { try? FileManager.default.removeItem(atPath: dir) }
             try await ServiceProcess.withIngest { ingest in
                 let token = try await client(ingest, "Spool refusals")
-                let reg = try await ingest.send("POST", "/api/agents/register", token: token, json: #"{"logical_agent_id": "\#(TestStack.uniqueName("refused"))"}"#)
+                let reg = try await ingest.send(
+                    "POST", "/api/agents/register", token: token, json: #"{"logical_agent_id": "\#(TestStack.uniqueName("refused"))"}"#)
                 let agent = try #require(reg.id("agent_id"))
                 struct Heartbeat: Encodable {
                     var status: String

@@ -20,8 +20,9 @@ extension IntegrationTests {
         func consumer(_ inbox: Inbox, publisher: BusPublisher, handler: BusConsumer.Handler? = nil) throws -> BusConsumer {
             var config = BusConsumer.Configuration(queue: queue)
             config.retryBackoff = .milliseconds(10)
-            return BusConsumer(endpoint: try TestStack.amqp, topology: topology, configuration: config, deadLetters: publisher,
-                               logger: TestStack.logger, handler: handler ?? { inbox.append($0) })
+            return BusConsumer(
+                endpoint: try TestStack.amqp, topology: topology, configuration: config, deadLetters: publisher,
+                logger: TestStack.logger, handler: handler ?? { inbox.append($0) })
         }
 
         @Test func confirmedMessageArrivesWithItsIdAndBody() async throws {
@@ -106,8 +107,10 @@ extension IntegrationTests {
             let handled = Inbox()
             var config = BusConsumer.Configuration(queue: queue)
             config.retryBackoff = .milliseconds(10)
-            let failing = BusConsumer(endpoint: try TestStack.amqp, topology: topology, configuration: config, deadLetters: publisher,
-                                      logger: TestStack.logger) { d in
+            let failing = BusConsumer(
+                endpoint: try TestStack.amqp, topology: topology, configuration: config, deadLetters: publisher,
+                logger: TestStack.logger
+            ) { d in
                 if String(decoding: d.body, as: UTF8.self) == "poison" {
                     attempts.increment()
                     throw Boom()
@@ -115,8 +118,10 @@ extension IntegrationTests {
                 handled.append(d)
             }
             let dead = Inbox()
-            let deadConsumer = BusConsumer(endpoint: try TestStack.amqp, topology: topology, configuration: .init(queue: deadQueue),
-                                           deadLetters: publisher, logger: TestStack.logger) { dead.append($0) }
+            let deadConsumer = BusConsumer(
+                endpoint: try TestStack.amqp, topology: topology, configuration: .init(queue: deadQueue),
+                deadLetters: publisher, logger: TestStack.logger
+            ) { dead.append($0) }
             try await withConsumer(failing) {
                 try await withConsumer(deadConsumer) {
                     #expect(await TestStack.eventually { dead.count == 1 })
@@ -172,8 +177,10 @@ extension IntegrationTests {
             try await withPublisher(topology: topology) { publisher in
                 try await publisher.publish(message(1, body: #"{"price": "a lot"}"#))
                 let tries = Counter()
-                let strict = BusConsumer(endpoint: try TestStack.amqp, topology: topology, configuration: .init(queue: queue),
-                                         deadLetters: publisher, logger: TestStack.logger) { d in
+                let strict = BusConsumer(
+                    endpoint: try TestStack.amqp, topology: topology, configuration: .init(queue: queue),
+                    deadLetters: publisher, logger: TestStack.logger
+                ) { d in
                     tries.increment()
                     _ = try WireJSON.decoder().decode(Price.self, from: Data(d.body))
                 }

@@ -15,9 +15,11 @@ extension IntegrationTests {
             let output = dir.appendingPathComponent("chaos.txt").path
             let driver = try ChildProcess(
                 try TestStack.binDir + "/spotguard-bench",
-                ["chaos", "--stack", "test", "--stack-script", TestStack.repoRoot.appendingPathComponent("deploy/stack.sh").path,
-                 "--sends", "1200", "--window", "4", "--logs", TestStack.repoRoot.appendingPathComponent(".spotguard/test/chaos").path,
-                 "--json", json],
+                [
+                    "chaos", "--stack", "test", "--stack-script", TestStack.repoRoot.appendingPathComponent("deploy/stack.sh").path,
+                    "--sends", "1200", "--window", "4", "--logs", TestStack.repoRoot.appendingPathComponent(".spotguard/test/chaos").path,
+                    "--json", json,
+                ],
                 output: output, errors: true)
             // a hung suite fails here instead of holding CI: it takes about 75 s
             let watchdog = Task {

@@ -62,39 +62,52 @@ import ToolSupport
     }
 
     static let badInvocations: [Bad] = [
-        Bad(executable: "spotguard-sim", arguments: ["run", "--agent", "40"], status: 64,
+        Bad(
+            executable: "spotguard-sim", arguments: ["run", "--agent", "40"], status: 64,
             firstLine: "Error: Unknown option '--agent'. Did you mean '--agents'?"),
-        Bad(executable: "spotguard-sim", arguments: ["drill", "--agent", "sim-01", "--kind", "explode"], status: 64,
+        Bad(
+            executable: "spotguard-sim", arguments: ["drill", "--agent", "sim-01", "--kind", "explode"], status: 64,
             firstLine: "Error: The value 'explode' is invalid for '--kind <kind>'"),
-        Bad(executable: "spotguard-sim", arguments: ["run", "--ingest", "http://127.0.0.1:1", "--admin-token", "t", "--hour-seconds", "fast"],
+        Bad(
+            executable: "spotguard-sim", arguments: ["run", "--ingest", "http://127.0.0.1:1", "--admin-token", "t", "--hour-seconds", "fast"],
             status: 2, firstLine: "spotguard-sim: --hour-seconds must be a number in 0.05…3600.0"),
-        Bad(executable: "spotguard-sim", arguments: ["drill", "--agent", "sim-01", "--kind", "loss", "--sim", "http://127.0.0.1:9"], status: 1,
+        Bad(
+            executable: "spotguard-sim", arguments: ["drill", "--agent", "sim-01", "--kind", "loss", "--sim", "http://127.0.0.1:9"], status: 1,
             firstLine: "spotguard-sim: cannot reach the simulator at http://127.0.0.1:9"),
         Bad(executable: "spotguard-sef", arguments: ["gap-fill"], status: 64, firstLine: "Error: Unexpected argument 'gap-fill'"),
-        Bad(executable: "spotguard-notifier", arguments: ["dead-letters", "purge"], status: 64,
+        Bad(
+            executable: "spotguard-notifier", arguments: ["dead-letters", "purge"], status: 64,
             firstLine: "Error: The value 'purge' is invalid for '<action>'"),
         Bad(executable: "spotguard-ingest", arguments: ["create-client"], status: 64, firstLine: "Error: Missing expected argument '--name <name>'"),
         Bad(executable: "spotguard-decisions", arguments: ["train", "--days", "1"], status: 64, firstLine: "Error: --days must be 2 to 365"),
-        Bad(executable: "spotguard-decisions", arguments: ["savings", "--from", "yesterday"], status: 64,
+        Bad(
+            executable: "spotguard-decisions", arguments: ["savings", "--from", "yesterday"], status: 64,
             firstLine: "Error: --from must be a date like 2026-01-31"),
-        Bad(executable: "spotguard-decisions", arguments: ["train", "--csv", "/nonexistent/prices.csv"], status: 2,
+        Bad(
+            executable: "spotguard-decisions", arguments: ["train", "--csv", "/nonexistent/prices.csv"], status: 2,
             firstLine: "spotguard-decisions: cannot read /nonexistent/prices.csv: no such file; check the path"),
-        Bad(executable: "spotguard-decisions", arguments: ["backtest", "--csv", "/etc/hostname"], status: 2,
+        Bad(
+            executable: "spotguard-decisions", arguments: ["backtest", "--csv", "/etc/hostname"], status: 2,
             firstLine: "spotguard-decisions: cannot read /etc/hostname as a price history (no timestamp column)"),
-        Bad(executable: "spotguard-sef", arguments: ["review"],
+        Bad(
+            executable: "spotguard-sef", arguments: ["review"],
             environment: ["SPOTGUARD_DATABASE_URL": "postgresql://spotguard@127.0.0.1:1/spotguard", "SPOTGUARD_LOG_LEVEL": "error"], status: 1,
             firstLine: "spotguard-sef: cannot reach PostgreSQL (connection to server at \"127.0.0.1\", port 1 failed: Connection refused"),
-        Bad(executable: "spotguard-console", arguments: ["serve"], environment: ["SPOTGUARD_AMQP_URL": "rabbit://nowhere"], status: 2,
+        Bad(
+            executable: "spotguard-console", arguments: ["serve"], environment: ["SPOTGUARD_AMQP_URL": "rabbit://nowhere"], status: 2,
             firstLine: "spotguard-console: configuration error: SPOTGUARD_AMQP_URL must look like amqp://"),
-        Bad(executable: "spotguard-agent", arguments: ["run"], environment: ["SPOTGUARD_AGENT_SERVER": "", "SPOTGUARD_AGENT_CONFIG": ""], status: 2,
+        Bad(
+            executable: "spotguard-agent", arguments: ["run"], environment: ["SPOTGUARD_AGENT_SERVER": "", "SPOTGUARD_AGENT_CONFIG": ""], status: 2,
             firstLine: "spotguard-agent: configuration error: server is required (SPOTGUARD_AGENT_SERVER)"),
-        Bad(executable: "spotguard-agent", arguments: ["run"],
+        Bad(
+            executable: "spotguard-agent", arguments: ["run"],
             environment: [
                 "SPOTGUARD_AGENT_SERVER": "http://127.0.0.1:1", "SPOTGUARD_AGENT_TOKEN": "t", "SPOTGUARD_AGENT_CONFIG": "", "AWS_REGION": "",
                 "AWS_DEFAULT_REGION": "", "AWS_EC2_METADATA_SERVICE_ENDPOINT": "http://127.0.0.1:9",
             ], status: 1,
             firstLine: "spotguard-agent: the instance metadata service does not answer"),
-        Bad(executable: "spotguard-bench", arguments: ["decisions-pass", "3", "1"], status: 64,
+        Bad(
+            executable: "spotguard-bench", arguments: ["decisions-pass", "3", "1"], status: 64,
             firstLine: "Error: needs POOLS (at least 5) and AGENTS (at least 1)"),
     ]
 

@@ -48,7 +48,8 @@ struct Tenant {
                        CASE WHEN p.pool = $1 AND b BETWEEN 100 AND 124 THEN 'linear' END
                   FROM (VALUES ($1, 0.031), ($2, 0.027), ($3, 0.035)) p(pool, base), generate_series(0, 575) b
                 """, [pools[0], pools[1], pools[2]])
-            try conn.execute("INSERT INTO pool_risk_analysis (pool_id, analyzed_at, risk_score) VALUES ($1, now(), 0.12), ($2, now(), 0.55)", [pools[0], pools[1]])
+            try conn.execute(
+                "INSERT INTO pool_risk_analysis (pool_id, analyzed_at, risk_score) VALUES ($1, now(), 0.12), ($2, now(), 0.55)", [pools[0], pools[1]])
             let auto = try conn.query(
                 """
                 INSERT INTO agents (client_id, logical_agent_id, instance_id, instance_type, region, az, current_pool_id, current_mode,
@@ -178,7 +179,8 @@ extension IntegrationTests {
 
                 // admin routes refuse client tokens
                 let admin = try TestStack.env.require("SPOTGUARD_ADMIN_TOKEN")
-                for (method, path) in [("GET", "/api/admin/system-health"), ("GET", "/api/admin/clients"), ("POST", "/api/admin/clients/\(a.id)/rotate-token")] {
+                for (method, path) in [("GET", "/api/admin/system-health"), ("GET", "/api/admin/clients"), ("POST", "/api/admin/clients/\(a.id)/rotate-token")]
+                {
                     #expect(try await console.send(method, path, token: a.token).status == 401, "\(path) with a client token")
                 }
                 let health = try await console.send("GET", "/api/admin/system-health", token: admin)
@@ -202,11 +204,13 @@ extension IntegrationTests {
             try await Self.withConsole { console in
                 let t = try await Tenant.seed("Console modes", console: console, store: store)
                 let auto = "/api/client/agents/\(t.autoAgent)"
-                let both = try await console.send("POST", "\(auto)/config", token: t.token, json: #"{"manual_replica_enabled": true, "auto_switch_enabled": true}"#)
+                let both = try await console.send(
+                    "POST", "\(auto)/config", token: t.token, json: #"{"manual_replica_enabled": true, "auto_switch_enabled": true}"#)
                 #expect(both.status == 409 && both.errorCode == "modes_exclusive")
                 let manualOnAuto = try await console.send("POST", "\(auto)/config", token: t.token, json: #"{"manual_replica_enabled": true}"#)
                 #expect(manualOnAuto.status == 409 && manualOnAuto.errorCode == "auto_mode_active", "\(manualOnAuto.status) \(manualOnAuto.errorCode ?? "")")
-                let off = try await console.send("POST", "\(auto)/config", token: t.token, json: #"{"auto_switch_enabled": false, "auto_terminate_enabled": true}"#)
+                let off = try await console.send(
+                    "POST", "\(auto)/config", token: t.token, json: #"{"auto_switch_enabled": false, "auto_terminate_enabled": true}"#)
                 #expect(off.status == 200 && off.json["auto_switch_enabled"] as? Bool == false && off.json["auto_terminate_enabled"] as? Bool == true)
                 let badWait = try await console.send("POST", "\(auto)/config", token: t.token, json: #"{"terminate_wait_seconds": -1}"#)
                 #expect(badWait.status == 400 && badWait.errorField == "terminate_wait_seconds")
@@ -223,7 +227,8 @@ extension IntegrationTests {
                 #expect(try await console.send("POST", "\(auto)/force-switch", token: t.token, json: #"{"target_mode": "ondemand"}"#).status == 202)
                 for (body, code) in [
                     (#"{"target_pool_id": "nonsense"}"#, "invalid_pool_id"), (#"{"target_pool_id": "m5.large.eu-west-1a"}"#, "pool_not_eligible"),
-                    (#"{"target_mode": "reserved"}"#, "invalid_mode"), (#"{"target_mode": "spot"}"#, "missing_field"), (#"{"target": "moon"}"#, "invalid_value"),
+                    (#"{"target_mode": "reserved"}"#, "invalid_mode"), (#"{"target_mode": "spot"}"#, "missing_field"),
+                    (#"{"target": "moon"}"#, "invalid_value"),
                 ] {
                     let r = try await console.send("POST", "\(auto)/force-switch", token: t.token, json: body)
                     #expect(r.status == 400 && r.errorCode == code, "\(body): \(r.status) \(r.errorCode ?? "")")
@@ -241,7 +246,8 @@ extension IntegrationTests {
                 #expect(huge.status == 413)
                 for (body, code) in [
                     (#"{"url": "ftp://x"}"#, "invalid_url"), (#"{"url": "http://ok.example/x", "events": ["Failover!"]}"#, "invalid_event_filter"),
-                    (#"{"url": "http://ok.example/x", "secret": "short"}"#, "invalid_secret"), (#"{"url": "http://ok.example/x", "format": "xml"}"#, "invalid_value"),
+                    (#"{"url": "http://ok.example/x", "secret": "short"}"#, "invalid_secret"),
+                    (#"{"url": "http://ok.example/x", "format": "xml"}"#, "invalid_value"),
                 ] {
                     let r = try await console.send("POST", "/api/client/\(t.id)/webhooks", token: t.token, json: body)
                     #expect(r.status == 400 && r.errorCode == code, "\(body): \(r.status) \(r.errorCode ?? "")")
@@ -294,7 +300,8 @@ extension IntegrationTests {
                     "overview=/overview", "agents=/agents", "agent=/agents/\(t.autoAgent)", "switches=/switches", "prices=/prices",
                     "notifications=/notifications",
                 ]
-                let arguments = [script, "--chromium", chromium, "--base", console.base, "--token", t.token, "--out", out]
+                let arguments =
+                    [script, "--chromium", chromium, "--base", console.base, "--token", t.token, "--out", out]
                     + pages.flatMap { ["--page", $0] }
                     + ["--click", "refused=/agents=#agent-\(t.autoAgent) .modes form:nth-of-type(3) button"]
                     + ["--mobile", "mobile=/agents"]

@@ -30,9 +30,11 @@ extension IntegrationTests {
                     // PriceFleet's agent runs in pool a with auto-switch on (the default); a second one in manual mode
                     let autoAgent = fleet.agent.lowercased()
                     let instance = "i-0a1b2c3d4e5f60718"
-                    let reg = try await ingest.send("POST", "/api/agents/register", token: fleet.token, json: """
-                        {"logical_agent_id": "manual-\(fleet.family)", "instance_id": "\(ReplicaAgent.randomInstance())", "pool_id": "\(fleet.pool("a"))", "mode": "spot"}
-                        """)
+                    let reg = try await ingest.send(
+                        "POST", "/api/agents/register", token: fleet.token,
+                        json: """
+                            {"logical_agent_id": "manual-\(fleet.family)", "instance_id": "\(ReplicaAgent.randomInstance())", "pool_id": "\(fleet.pool("a"))", "mode": "spot"}
+                            """)
                     let manual = try #require(reg.id("agent_id"))
                     _ = try await store.withConnection { conn in
                         try conn.execute(
@@ -42,7 +44,8 @@ extension IntegrationTests {
                     func clean(_ az: String) async throws -> String? {
                         try await ReplicaQuery.one(
                             store, "SELECT spot_price::text FROM pricing_snapshots_clean WHERE pool_id = $1 ORDER BY time_bucket DESC LIMIT 1",
-                            [fleet.pool(az)]).first ?? nil
+                            [fleet.pool(az)]
+                        ).first ?? nil
                     }
                     func commands(_ agent: String) async throws -> Int {
                         try await SEFQuery.count(store, "SELECT count(*) FROM commands WHERE agent_id = $1::uuid AND command_type = 'switch'", [agent])
@@ -63,11 +66,13 @@ extension IntegrationTests {
                     let summaries = try await [first, second, third]
                     #expect(summaries.map { $0["switches"] as? Int ?? 0 }.reduce(0, +) >= 1)
                     #expect(try await commands(autoAgent) == 1)
-                    #expect(try await SEFQuery.count(
-                        store, "SELECT count(*) FROM agent_decision_history WHERE agent_id = $1::uuid AND decision = 'switch_pool'", [autoAgent]) == 1)
+                    #expect(
+                        try await SEFQuery.count(
+                            store, "SELECT count(*) FROM agent_decision_history WHERE agent_id = $1::uuid AND decision = 'switch_pool'", [autoAgent]) == 1)
                     #expect(try await commands(manual) == 0, "manual-mode agents are never switched automatically")
                     let command = try await ReplicaQuery.one(
-                        store, "SELECT id::text, target_pool_id, target_mode, target_instance_id FROM commands WHERE agent_id = $1::uuid AND command_type = 'switch'",
+                        store,
+                        "SELECT id::text, target_pool_id, target_mode, target_instance_id FROM commands WHERE agent_id = $1::uuid AND command_type = 'switch'",
                         [autoAgent])
                     #expect(Array(command.dropFirst()) == [fleet.pool("b"), "spot", instance])
                     let ledger = try await ReplicaQuery.one(
@@ -80,8 +85,9 @@ extension IntegrationTests {
                     #expect(ledger == ["rules", "switch_pool", fleet.pool("a"), fleet.pool("b"), command.first ?? nil, "true", "true"])
                     let reason = try await ReplicaQuery.one(store, "SELECT reason FROM agent_decision_history WHERE agent_id = $1::uuid", [autoAgent])
                     #expect(reason.first??.contains(fleet.pool("b")) == true)
-                    #expect(try await SEFQuery.count(
-                        store, "SELECT count(*) FROM pool_risk_analysis WHERE pool_id LIKE $1 || '.%'", [fleet.family]) >= 3)
+                    #expect(
+                        try await SEFQuery.count(
+                            store, "SELECT count(*) FROM pool_risk_analysis WHERE pool_id LIKE $1 || '.%'", [fleet.family]) >= 3)
 
                     // a second pass while the switch is pending issues nothing more
                     let again = try await decisionPass()
@@ -110,9 +116,10 @@ extension IntegrationTests {
                         #expect(bad.status == 400 && bad.errorField == "new_instance.instance_id")
                         let sent = try await ingest.send("POST", "/api/agents/\(autoAgent)/switch-report", token: fleet.token, json: report(newInstance))
                         #expect(sent.status == 202)
-                        #expect(try await TestStack.eventually {
-                            try await SEFQuery.count(store, "SELECT count(*) FROM switches WHERE agent_id = $1::uuid", [autoAgent]) == 1
-                        })
+                        #expect(
+                            try await TestStack.eventually {
+                                try await SEFQuery.count(store, "SELECT count(*) FROM switches WHERE agent_id = $1::uuid", [autoAgent]) == 1
+                            })
                         let row = try await ReplicaQuery.one(
                             store,
                             """
@@ -176,12 +183,15 @@ extension IntegrationTests {
             let model = try #require(trained["id"] as? Int)
             #expect((trained["samples"] as? Int ?? 0) >= 3 * (240 - 30), "every pool-hour with a day behind it and 6 h ahead is an example")
             #expect((trained["holdout_auc"] as? Double ?? 0) > 0.6, "the wave is learnable")
-            #expect(try await SEFQuery.count(store, "SELECT count(*) FROM decision_models WHERE id = $1 AND jsonb_array_length(params->'weights') = 9", [model]) == 1)
+            #expect(
+                try await SEFQuery.count(store, "SELECT count(*) FROM decision_models WHERE id = $1 AND jsonb_array_length(params->'weights') = 9", [model])
+                    == 1)
 
             let summary = try await decisionPass()
             #expect(summary["model"] as? Int == model)
             let ledger = try await ReplicaQuery.one(
-                store, "SELECT engine, decision, target_pool_id, reason, (scores ? 'rise_probability_current')::text FROM agent_decision_history WHERE agent_id = $1::uuid",
+                store,
+                "SELECT engine, decision, target_pool_id, reason, (scores ? 'rise_probability_current')::text FROM agent_decision_history WHERE agent_id = $1::uuid",
                 [agent])
             #expect(ledger.prefix(3) == ["learned", "switch_pool", pools[1]])
             #expect(ledger.count == 5 && ledger[3]?.contains("model: chance of a ≥") == true && ledger[4] == "true")

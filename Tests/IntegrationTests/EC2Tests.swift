@@ -21,11 +21,13 @@ extension IntegrationTests {
             #expect(zones.contains { $0.name == "us-east-1b" && $0.id == "use1-az1" && $0.state == "available" })
 
             let tag = UUID().uuidString
-            let spot = try await ec2.runInstances(RunInstancesRequest(
-                imageId: "ami-12c6146b", instanceType: "m5.large", market: .spot, availabilityZone: "us-east-1b",
-                userData: "#!/bin/sh\nspotguard-agent --replica\n", tags: ["spotguard:test": tag, "Name": "primary"]))
-            let onDemand = try await ec2.runInstances(RunInstancesRequest(
-                imageId: "ami-12c6146b", instanceType: "m5.large", market: .onDemand, availabilityZone: "us-east-1c", tags: ["spotguard:test": tag]))
+            let spot = try await ec2.runInstances(
+                RunInstancesRequest(
+                    imageId: "ami-12c6146b", instanceType: "m5.large", market: .spot, availabilityZone: "us-east-1b",
+                    userData: "#!/bin/sh\nspotguard-agent --replica\n", tags: ["spotguard:test": tag, "Name": "primary"]))
+            let onDemand = try await ec2.runInstances(
+                RunInstancesRequest(
+                    imageId: "ami-12c6146b", instanceType: "m5.large", market: .onDemand, availabilityZone: "us-east-1c", tags: ["spotguard:test": tag]))
             #expect(spot.id.hasPrefix("i-") && spot.lifecycle == "spot" && spot.availabilityZone == "us-east-1b")
             #expect(onDemand.lifecycle == nil && onDemand.availabilityZone == "us-east-1c")
 

@@ -46,7 +46,8 @@ extension IntegrationTests {
 
         @Test func ingestAndConsoleAnswerEveryGeneratedRequestAsDocumented() async throws {
             // a long poll answers an idle agent after 1 s instead of 25 (schemathesis times out at 20)
-            let ingest = try await ServiceProcess.start("spotguard-ingest", portVariable: "SPOTGUARD_INGEST_PORT", environment: ["SPOTGUARD_LONG_POLL_SECONDS": "1"])
+            let ingest = try await ServiceProcess.start(
+                "spotguard-ingest", portVariable: "SPOTGUARD_INGEST_PORT", environment: ["SPOTGUARD_LONG_POLL_SECONDS": "1"])
             let services = [
                 ingest, try await ServiceProcess.start("spotguard-replicas", portVariable: "SPOTGUARD_REPLICAS_PORT"), try await ServiceProcess.console(),
             ]

@@ -63,8 +63,10 @@ final class ServiceProcess: Sendable {
         var errorField: String? { (json["error"] as? [String: Any])?["field"] as? String }
     }
 
-    func send(_ method: String, _ path: String, token: String? = nil, json: String? = nil, contentType: String = "application/json",
-              body: Data? = nil) async throws -> Reply {
+    func send(
+        _ method: String, _ path: String, token: String? = nil, json: String? = nil, contentType: String = "application/json",
+        body: Data? = nil
+    ) async throws -> Reply {
         var request = URLRequest(url: URL(string: base + path)!)
         request.httpMethod = method
         request.timeoutInterval = 15
@@ -118,18 +120,22 @@ extension IntegrationTests {
         }
 
         func register(_ ingest: ServiceProcess, token: String, logical: String) async throws -> ServiceProcess.Reply {
-            try await ingest.send("POST", "/api/agents/register", token: token, json: """
-                {"logical_agent_id": "\(logical)", "instance_id": "i-0123456789abcdef0", "pool_id": "t3.medium.us-east-1a",
-                 "mode": "spot", "agent_version": "1.0.0", "private_ip": "10.0.0.12"}
-                """)
+            try await ingest.send(
+                "POST", "/api/agents/register", token: token,
+                json: """
+                    {"logical_agent_id": "\(logical)", "instance_id": "i-0123456789abcdef0", "pool_id": "t3.medium.us-east-1a",
+                     "mode": "spot", "agent_version": "1.0.0", "private_ip": "10.0.0.12"}
+                    """)
         }
 
         /// Messages on the test queue: read until `count` arrived and nothing more came for 300 ms.
         /// Ingest answered 202 only after the broker confirmed, so all are already queued.
         func received(_ count: Int, publisher: BusPublisher) async throws -> [Delivery] {
             let inbox = Inbox()
-            let consumer = BusConsumer(endpoint: try TestStack.amqp, topology: topology, configuration: .init(queue: queue),
-                                       deadLetters: publisher, logger: TestStack.logger) { inbox.append($0) }
+            let consumer = BusConsumer(
+                endpoint: try TestStack.amqp, topology: topology, configuration: .init(queue: queue),
+                deadLetters: publisher, logger: TestStack.logger
+            ) { inbox.append($0) }
             try await withConsumer(consumer) {
                 _ = await TestStack.eventually { inbox.count >= count }
                 var seen = -1
@@ -156,20 +162,25 @@ extension IntegrationTests {
                     #expect(again.status == 200)
                     #expect(again.json["agent_id"] as? String == agent)
 
-                    let hb = try await ingest.send("POST", "/api/agents/\(agent)/heartbeat", token: client.token,
-                                                   json: #"{"status": "online", "instance_id": "i-0123456789abcdef0", "mode": "spot", "pool_id": "t3.medium.us-east-1a"}"#)
+                    let hb = try await ingest.send(
+                        "POST", "/api/agents/\(agent)/heartbeat", token: client.token,
+                        json: #"{"status": "online", "instance_id": "i-0123456789abcdef0", "mode": "spot", "pool_id": "t3.medium.us-east-1a"}"#)
                     #expect(hb.status == 202)
-                    let report = try await ingest.send("POST", "/api/agents/\(agent)/pricing-report", token: client.token, json: """
-                        {"pools": [{"id": "t3.medium.us-east-1a", "price": 0.0312}, {"id": "t3.medium.us-east-1b", "price": 0.0298}],
-                         "on_demand_price": 0.0416}
-                        """)
+                    let report = try await ingest.send(
+                        "POST", "/api/agents/\(agent)/pricing-report", token: client.token,
+                        json: """
+                            {"pools": [{"id": "t3.medium.us-east-1a", "price": 0.0312}, {"id": "t3.medium.us-east-1b", "price": 0.0298}],
+                             "on_demand_price": 0.0416}
+                            """)
                     #expect(report.status == 202)
                     let submissionId = UUID().uuidString.lowercased()
-                    let submit = try await ingest.send("POST", "/api/pricing/submit", token: client.token, json: """
-                        {"submission_id": "\(submissionId)", "source_agent_id": "\(agent)", "source_instance_id": "i-0123456789abcdef0",
-                         "source_type": "primary", "pool_id": "t3.medium.us-east-1a", "spot_price": 0.0456,
-                         "observed_at": "\(Timestamp.format(Date()))"}
-                        """)
+                    let submit = try await ingest.send(
+                        "POST", "/api/pricing/submit", token: client.token,
+                        json: """
+                            {"submission_id": "\(submissionId)", "source_agent_id": "\(agent)", "source_instance_id": "i-0123456789abcdef0",
+                             "source_type": "primary", "pool_id": "t3.medium.us-east-1a", "spot_price": 0.0456,
+                             "observed_at": "\(Timestamp.format(Date()))"}
+                            """)
                     #expect(submit.status == 202)
 
                     let messages = try await received(3, publisher: publisher)
@@ -184,10 +195,10 @@ extension IntegrationTests {
                     guard case .report(let r)? = pricing.first(where: { if case .report = $0 { true } else { false } }) else {
                         Issue.record("no pricing report on the bus")
                         return
-                }
-                #expect(r.pools.map(\.price) == [0.0312, 0.0298])
-                #expect(r.onDemandPrice == 0.0416)
-                #expect(pricing.contains(where: { $0.messageId.uuidString.lowercased() == submissionId }))
+                    }
+                    #expect(r.pools.map(\.price) == [0.0312, 0.0298])
+                    #expect(r.onDemandPrice == 0.0416)
+                    #expect(pricing.contains(where: { $0.messageId.uuidString.lowercased() == submissionId }))
                 }
                 try await publisher.deleteQueue(queue)
             }
@@ -212,7 +223,10 @@ extension IntegrationTests {
                         ("missing pools", report, a.token, #"{"on_demand_price": 0.04}"#, 400, "missing_field"),
                         ("malformed json", report, a.token, #"{"pools": ["#, 400, "invalid_json"),
                         ("wrong type", report, a.token, #"{"pools": "all"}"#, 400, "invalid_type"),
-                        ("future time", report, a.token, #"{"pools": [{"id": "t3.medium.us-east-1a", "price": 0.03}], "observed_at": "2099-01-01T00:00:00Z"}"#, 400, "timestamp_in_future"),
+                        (
+                            "future time", report, a.token,
+                            #"{"pools": [{"id": "t3.medium.us-east-1a", "price": 0.03}], "observed_at": "2099-01-01T00:00:00Z"}"#, 400, "timestamp_in_future"
+                        ),
                         ("heartbeat status", "/api/agents/\(agent)/heartbeat", a.token, #"{"status": "sleepy"}"#, 400, "invalid_enum"),
                         ("too large", report, a.token, huge, 413, "body_too_large"),
                         ("no token", report, nil, goodReport, 401, "unauthorized"),
@@ -228,19 +242,19 @@ extension IntegrationTests {
                         let reply = try await ingest.send("POST", path!, token: token, json: json)
                         #expect(reply.status == status, "\(name)")
                         #expect(reply.errorCode == code, "\(name)")
-                }
-                let negative = try await ingest.send("POST", report, token: a.token, json: #"{"pools": [{"id": "t3.medium.us-east-1a", "price": -1}]}"#)
-                #expect(negative.errorField == "pools[0].price")
-                let form = try await ingest.send("POST", report, token: a.token, json: goodReport, contentType: "text/plain")
-                #expect(form.status == 415)
-                #expect(form.errorCode == "unsupported_media_type")
-                let unauthorized = try await ingest.send("POST", report, token: nil, json: goodReport)
-                #expect(unauthorized.headers["www-authenticate"] == "Bearer")
+                    }
+                    let negative = try await ingest.send("POST", report, token: a.token, json: #"{"pools": [{"id": "t3.medium.us-east-1a", "price": -1}]}"#)
+                    #expect(negative.errorField == "pools[0].price")
+                    let form = try await ingest.send("POST", report, token: a.token, json: goodReport, contentType: "text/plain")
+                    #expect(form.status == 415)
+                    #expect(form.errorCode == "unsupported_media_type")
+                    let unauthorized = try await ingest.send("POST", report, token: nil, json: goodReport)
+                    #expect(unauthorized.headers["www-authenticate"] == "Bearer")
 
-                // one good report after all the bad ones: it is the only message on the bus
-                #expect(try await ingest.send("POST", report, token: a.token, json: goodReport).status == 202)
-                let messages = try await received(1, publisher: publisher)
-                #expect(messages.count == 1)
+                    // one good report after all the bad ones: it is the only message on the bus
+                    #expect(try await ingest.send("POST", report, token: a.token, json: goodReport).status == 202)
+                    let messages = try await received(1, publisher: publisher)
+                    #expect(messages.count == 1)
                 }
                 try await publisher.deleteQueue(queue)
             }
@@ -252,8 +266,10 @@ extension IntegrationTests {
             let topology = Topology.standard.adding(.init(name: alerts, bindings: [RoutingKey.qualityAlert]))
             try await withPublisher(topology: topology) { publisher in
                 let inbox = Inbox()
-                let consumer = BusConsumer(endpoint: try TestStack.amqp, topology: topology, configuration: .init(queue: alerts),
-                                           deadLetters: publisher, logger: TestStack.logger) { inbox.append($0) }
+                let consumer = BusConsumer(
+                    endpoint: try TestStack.amqp, topology: topology, configuration: .init(queue: alerts),
+                    deadLetters: publisher, logger: TestStack.logger
+                ) { inbox.append($0) }
                 try await withConsumer(consumer) {
                     let ingest = try await ServiceProcess.start(
                         "spotguard-ingest", portVariable: "SPOTGUARD_INGEST_PORT", environment: ["SPOTGUARD_REJECTED_ALERT_PER_MINUTE": "5"])
@@ -263,8 +279,9 @@ extension IntegrationTests {
                         // nine rejections: however a minute boundary splits them, exactly one
                         // window reaches five
                         for _ in 0..<9 {
-                            let r = try await ingest.send("POST", "/api/agents/\(agent)/pricing-report", token: client.token,
-                                                          json: #"{"pools": [{"id": "t3.medium.us-east-1a", "price": -1}]}"#)
+                            let r = try await ingest.send(
+                                "POST", "/api/agents/\(agent)/pricing-report", token: client.token,
+                                json: #"{"pools": [{"id": "t3.medium.us-east-1a", "price": -1}]}"#)
                             #expect(r.status == 400)
                         }
                         #expect(await TestStack.eventually { inbox.count >= 1 })
@@ -300,12 +317,15 @@ extension IntegrationTests {
                 for _ in 0..<10 where refused == nil {
                     let out = FileManager.default.temporaryDirectory.appendingPathComponent("curl-\(UUID()).txt").path
                     defer { try? FileManager.default.removeItem(atPath: out) }
-                    let slow = try ChildProcess("/usr/bin/curl", [
-                        "-s", "-o", "/dev/null", "-w", "%{http_code}", "--limit-rate", "100k", "-H", "Authorization: Bearer \(token)",
-                        "-H", "Content-Type: application/gzip", "--data-binary", "@\(file)", ingest.base + path,
-                    ], output: out)
+                    let slow = try ChildProcess(
+                        "/usr/bin/curl",
+                        [
+                            "-s", "-o", "/dev/null", "-w", "%{http_code}", "--limit-rate", "100k", "-H", "Authorization: Bearer \(token)",
+                            "-H", "Content-Type: application/gzip", "--data-binary", "@\(file)", ingest.base + path,
+                        ], output: out)
                     _ = await TestStack.eventually(timeout: .seconds(4)) {
-                        let r = try? await ingest.send("POST", path, token: token, contentType: "application/gzip", body: Data([0x1f, 0x8b] + Array(repeating: 0, count: 16)))
+                        let r = try? await ingest.send(
+                            "POST", path, token: token, contentType: "application/gzip", body: Data([0x1f, 0x8b] + Array(repeating: 0, count: 16)))
                         if r?.status == 503 { refused = r }
                         return refused != nil || !((try? String(contentsOfFile: out, encoding: .utf8)) ?? "").isEmpty
                     }
@@ -316,7 +336,8 @@ extension IntegrationTests {
                 // the slow one itself went through to the handler (no such replica)
                 #expect(slowStatus == "404")
                 // the place is free again: this one reaches the handler (no such replica)
-                let after = try await ingest.send("POST", path, token: token, contentType: "application/gzip", body: Data([0x1f, 0x8b] + Array(repeating: 0, count: 16)))
+                let after = try await ingest.send(
+                    "POST", path, token: token, contentType: "application/gzip", body: Data([0x1f, 0x8b] + Array(repeating: 0, count: 16)))
                 #expect(after.status == 404)
             }
         }
@@ -325,7 +346,8 @@ extension IntegrationTests {
         /// (here after 2 s idle, 2 s to receive a request) instead of holding the connection.
         @Test func slowClientsAreDisconnected() async throws {
             let ingest = try await ServiceProcess.start(
-                "spotguard-ingest", portVariable: "SPOTGUARD_INGEST_PORT", environment: ["SPOTGUARD_HTTP_IDLE_SECONDS": "2", "SPOTGUARD_HTTP_READ_SECONDS": "2"])
+                "spotguard-ingest", portVariable: "SPOTGUARD_INGEST_PORT",
+                environment: ["SPOTGUARD_HTTP_IDLE_SECONDS": "2", "SPOTGUARD_HTTP_READ_SECONDS": "2"])
             try await ServiceProcess.with(ingest) { ingest in
                 let script = TestStack.repoRoot.appendingPathComponent("Tests/Peers/slow_client.py").path
                 for mode in ["silent", "trickle-head", "trickle-body"] {

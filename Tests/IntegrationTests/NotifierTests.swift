@@ -1,6 +1,5 @@
 import Foundation
 import NotifierCore
-@testable import NotifierApp
 import SpotBus
 import SpotFleet
 import SpotModels
@@ -8,6 +7,8 @@ import SpotRuntime
 import SpotStore
 import Testing
 import ToolSupport
+
+@testable import NotifierApp
 
 extension IntegrationTests {
     @Suite struct NotifierTests {
@@ -60,9 +61,11 @@ extension IntegrationTests {
                     try await publisher.publish(failover)
                     try await publisher.publish(failover)  // a redelivery: same message id
                     for i in 0..<3 {
-                        try await publisher.publish(Envelope(
-                            type: RoutingKey.agentOffline, producer: "test",
-                            payload: AgentAlert(kind: "agent_offline", clientId: client, agentId: agent, replicaId: nil, message: "silent \(i)", since: nil)))
+                        try await publisher.publish(
+                            Envelope(
+                                type: RoutingKey.agentOffline, producer: "test",
+                                payload: AgentAlert(kind: "agent_offline", clientId: client, agentId: agent, replicaId: nil, message: "silent \(i)", since: nil)
+                            ))
                     }
                 }
                 struct Row: Sendable, Equatable {
@@ -95,12 +98,16 @@ extension IntegrationTests {
                 }
                 let d = try await deliveries()
                 #expect(settled, "deliveries did not settle: \(d)")
-                #expect(try await notifications() == [Row(kind: "agent_offline", occurrences: 3, status: "delivered"), Row(kind: "failover_completed", occurrences: 1, status: "failed")])
+                #expect(
+                    try await notifications() == [
+                        Row(kind: "agent_offline", occurrences: 3, status: "delivered"), Row(kind: "failover_completed", occurrences: 1, status: "failed"),
+                    ])
                 #expect(d[flaky]?.1 == 3, "two failures, then delivered on the third attempt")
                 #expect(d[down]?.1 == 3, "dead after the last of three attempts")
                 #expect(d[switchesOnly] == nil, "a subscription filtered to switches got a failover")
                 let dead = try await store.withConnection {
-                    try $0.query("SELECT count(*)::int FROM system_events WHERE client_id = $1 AND event_type = 'webhook.dead_lettered'", [client])[0].decode(Int.self, at: 0)
+                    try $0.query("SELECT count(*)::int FROM system_events WHERE client_id = $1 AND event_type = 'webhook.dead_lettered'", [client])[0].decode(
+                        Int.self, at: 0)
                 }
                 #expect(dead == 1)
 
@@ -123,7 +130,9 @@ extension IntegrationTests {
                     #expect(json?["event_type"] as? String == "failover.completed" && (json?["message"] as? String)?.contains("640 ms") == true)
                 }
                 // every attempt of one delivery carries the same delivery id, for receivers to de-duplicate
-                #expect(Set(flakyRequests.compactMap { ($0["headers"] as? [String: String])?.first { $0.key.lowercased() == "x-spotguard-delivery" }?.value }).count == 1)
+                #expect(
+                    Set(flakyRequests.compactMap { ($0["headers"] as? [String: String])?.first { $0.key.lowercased() == "x-spotguard-delivery" }?.value }).count
+                        == 1)
                 let slackBodies = requests.filter { $0["path"] as? String == "/slack" }
                 #expect(slackBodies.count == 1, "collapsed repeats send nothing new")
                 let slackJSON = try JSONSerialization.jsonObject(with: Data((slackBodies.first?["body"] as? String ?? "{}").utf8)) as? [String: Any]
@@ -205,11 +214,12 @@ extension IntegrationTests {
                         "SELECT count(*) FROM webhook_deliveries d JOIN webhook_subscriptions s ON s.id = d.subscription_id WHERE s.client_id = $1 AND d.status = 'delivered'",
                         [client])
                 }
-                #expect(await TestStack.eventually(timeout: .seconds(30)) {
-                    var total = 0
-                    for c in others { total += (try? await delivered(c)) ?? 0 }
-                    return total == 60
-                })
+                #expect(
+                    await TestStack.eventually(timeout: .seconds(30)) {
+                        var total = 0
+                        for c in others { total += (try? await delivered(c)) ?? 0 }
+                        return total == 60
+                    })
                 // every neighbour delivery within 5 s of being due (all were due at the start)
                 let latest = try await store.withConnection { conn in
                     try conn.query(
@@ -234,7 +244,8 @@ extension IntegrationTests {
                 #expect(await TestStack.eventually(timeout: .seconds(60)) { ((try? await refused()) ?? []).allSatisfy { $0.0 == "dead" } })
                 let settled = try await refused()
                 #expect(settled.count == 40 && settled.allSatisfy { $0.0 == "dead" && $0.1 == 1 && $0.2.contains("internal address") }, "\(settled.prefix(3))")
-                let rss = try String(contentsOfFile: "/proc/\(notifier.process.pid)/status", encoding: .utf8).split(separator: "\n")
+                let rss =
+                    try String(contentsOfFile: "/proc/\(notifier.process.pid)/status", encoding: .utf8).split(separator: "\n")
                     .first { $0.hasPrefix("VmHWM:") }.flatMap { Int($0.split(whereSeparator: \.isWhitespace)[1]) } ?? 0
                 #expect(rss > 0 && rss < 200 * 1024, "notifier peak RSS \(rss) KiB")
                 print("[webhooks] neighbours' last delivery \(latest) s after due; notifier peak RSS \(rss / 1024) MiB")
@@ -268,7 +279,9 @@ extension IntegrationTests {
             #expect(lookups.current == 1)
             #expect(((try? String(contentsOfFile: outsideLog, encoding: .utf8)) ?? "").contains("/rebind"))
             // asked again, the name now answers the internal address first: refused, nothing sent
-            #expect(await sender.post(url: "http://rebinding.example:\(outsidePort)/rebind", headers: [], body: []) == .refused("the URL leads to an internal address"))
+            #expect(
+                await sender.post(url: "http://rebinding.example:\(outsidePort)/rebind", headers: [], body: [])
+                    == .refused("the URL leads to an internal address"))
             #expect(((try? String(contentsOfFile: insideLog, encoding: .utf8)) ?? "").isEmpty)
         }
     }

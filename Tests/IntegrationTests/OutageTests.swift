@@ -37,12 +37,15 @@ extension IntegrationTests {
                                 let next = ReplicaAgent.randomInstance()
                                 let id = UUID()
                                 let now = Date()
-                                let status = try await ingest.send("POST", "/api/agents/\(fleet.agent)/switch-report", token: fleet.token, json: """
-                                    {"report_id": "\(id)", "old_instance": {"instance_id": "\(instance)", "mode": "spot", "pool_id": "\(fleet.pool("a"))"},
-                                     "new_instance": {"instance_id": "\(next)", "mode": "spot", "pool_id": "\(fleet.pool("b"))"},
-                                     "timing": {"initiated_at": "\(Timestamp.format(now - 60))", "instance_ready_at": "\(Timestamp.format(now))"},
-                                     "pricing": {"on_demand": 0.096, "old_spot": 0.040, "new_spot": 0.030}}
-                                    """).status
+                                let status = try await ingest.send(
+                                    "POST", "/api/agents/\(fleet.agent)/switch-report", token: fleet.token,
+                                    json: """
+                                        {"report_id": "\(id)", "old_instance": {"instance_id": "\(instance)", "mode": "spot", "pool_id": "\(fleet.pool("a"))"},
+                                         "new_instance": {"instance_id": "\(next)", "mode": "spot", "pool_id": "\(fleet.pool("b"))"},
+                                         "timing": {"initiated_at": "\(Timestamp.format(now - 60))", "instance_ready_at": "\(Timestamp.format(now))"},
+                                         "pricing": {"on_demand": 0.096, "old_spot": 0.040, "new_spot": 0.030}}
+                                        """
+                                ).status
                                 if status == 202 {
                                     reportIds.append(id)
                                     instance = next
@@ -81,9 +84,10 @@ extension IntegrationTests {
                             let sent = reportIds.count
                             #expect(sent > 20)
                             // the test's own pooled connections died with the server: the first reads may fail
-                            #expect(await TestStack.eventually(timeout: .seconds(60)) {
-                                ((try? await recorded()) ?? -1, (try? await notified()) ?? -1) == (sent, sent)
-                            })
+                            #expect(
+                                await TestStack.eventually(timeout: .seconds(60)) {
+                                    ((try? await recorded()) ?? -1, (try? await notified()) ?? -1) == (sent, sent)
+                                })
                             #expect(try await recorded() == sent, "each switch report in the ledger once")
                             #expect(try await notified() == sent, "each switch report notified once")
                             let ids = Set(reportIds.map { $0.uuidString.lowercased() })
@@ -132,7 +136,9 @@ extension IntegrationTests {
                             let started = ContinuousClock.now
                             let status = (try? await fleet.report([("a", price), ("b", price + 0.001)], at: Date(), id: id)) ?? -1
                             let took = ContinuousClock.now - started
-                            log.append(Outcome(phase: now, status: status, seconds: Double(took.components.seconds) + Double(took.components.attoseconds) / 1e18, id: id))
+                            log.append(
+                                Outcome(
+                                    phase: now, status: status, seconds: Double(took.components.seconds) + Double(took.components.attoseconds) / 1e18, id: id))
                             price += 0.000001
                             if status != 202 { try? await Task.sleep(for: .milliseconds(200)) }
                         }
@@ -165,7 +171,9 @@ extension IntegrationTests {
                     #expect(all.contains { $0.phase == "paused" && $0.status == 503 })
                     // while the broker blocks publishing, ingest says so at once
                     let alarmed = all.filter { $0.phase == "alarm" && $0.status == 503 }.map(\.seconds).sorted()
-                    #expect(alarmed.count > 20 && alarmed[alarmed.count / 2] < 1, "alarm answers: \(alarmed.count), median \(alarmed.isEmpty ? -1 : alarmed[alarmed.count / 2]) s")
+                    #expect(
+                        alarmed.count > 20 && alarmed[alarmed.count / 2] < 1,
+                        "alarm answers: \(alarmed.count), median \(alarmed.isEmpty ? -1 : alarmed[alarmed.count / 2]) s")
                     // nothing answered 202 is lost
                     let accepted = Set(all.filter { $0.status == 202 }.map(\.id))
                     func stored() async throws -> Int {
@@ -174,7 +182,9 @@ extension IntegrationTests {
                     }
                     #expect(await TestStack.eventually(timeout: .seconds(60)) { ((try? await stored()) ?? 0) == accepted.count })
                     let slow = all.sorted { a, b in a.seconds > b.seconds }.prefix(8).map { o in "\(o.phase) \(o.status) \(o.seconds)" }
-                    print("[outage] broker pause and alarm: \(all.count) requests, \(accepted.count) accepted, slowest \(slowest) s, alarm median \(alarmed.isEmpty ? -1 : alarmed[alarmed.count / 2]) s; over 5 s: \(slow)")
+                    print(
+                        "[outage] broker pause and alarm: \(all.count) requests, \(accepted.count) accepted, slowest \(slowest) s, alarm median \(alarmed.isEmpty ? -1 : alarmed[alarmed.count / 2]) s; over 5 s: \(slow)"
+                    )
                 }
             }
             await store.shutdown()

@@ -19,7 +19,9 @@ struct ReplicaAgent {
         "i-" + String((0..<17).map { _ in "0123456789abcdef".randomElement()! })
     }
 
-    static func make(_ ingest: ServiceProcess, store: PostgresStore, prices: [String: Double] = ["a": 0.010, "b": 0.031, "c": 0.029])
+    static func make(
+        _ ingest: ServiceProcess, store: PostgresStore, prices: [String: Double] = ["a": 0.010, "b": 0.031, "c": 0.029]
+    )
         async throws -> ReplicaAgent
     {
         let family = "sg" + String((0..<6).map { _ in "abcdefghijklmnopqrstuvwxyz".randomElement()! })
@@ -27,11 +29,14 @@ struct ReplicaAgent {
         let client = try await ingest.send("POST", "/api/admin/clients", token: admin, json: #"{"name": "replicas \#(family)"}"#)
         let token = try #require(client.json["token"] as? String)
         let instance = randomInstance()
-        let reg = try await ingest.send("POST", "/api/agents/register", token: token, json: """
-            {"logical_agent_id": "agent-\(family)", "instance_id": "\(instance)", "pool_id": "\(family).large.us-east-1a",
-             "mode": "spot", "agent_version": "1.0.0"}
-            """)
-        let agent = ReplicaAgent(ingest: ingest, token: token, id: try #require(reg.json["agent_id"] as? String).lowercased(), family: family, instance: instance)
+        let reg = try await ingest.send(
+            "POST", "/api/agents/register", token: token,
+            json: """
+                {"logical_agent_id": "agent-\(family)", "instance_id": "\(instance)", "pool_id": "\(family).large.us-east-1a",
+                 "mode": "spot", "agent_version": "1.0.0"}
+                """)
+        let agent = ReplicaAgent(
+            ingest: ingest, token: token, id: try #require(reg.json["agent_id"] as? String).lowercased(), family: family, instance: instance)
         try await agent.seedPrices(store, prices)
         return agent
     }
@@ -74,7 +79,8 @@ struct ReplicaAgent {
     /// Plays the primary's agent launching the replica: fetch `launch_replica`, report the instance.
     func launchReplica(_ replicaId: String) async throws -> String {
         let commands = try await poll(instance)
-        let launch = try #require(commands.first { $0["command_type"] as? String == "launch_replica" && ($0["replica_id"] as? String)?.lowercased() == replicaId })
+        let launch = try #require(
+            commands.first { $0["command_type"] as? String == "launch_replica" && ($0["replica_id"] as? String)?.lowercased() == replicaId })
         let replicaInstance = Self.randomInstance()
         let result = try await call(
             "POST", "/commands/\(launch["command_id"] as! String)/result", #"{"status": "succeeded", "instance_id": "\#(replicaInstance)"}"#)
@@ -297,7 +303,8 @@ extension IntegrationTests {
                     #expect(old == ["false"])
 
                     // a repeated notice answers the same and promotes nothing more
-                    let noticeAgain = try await agent.call("POST", "/interruption", #"{"signal_type": "termination-notice", "instance_id": "\#(agent.instance)"}"#)
+                    let noticeAgain = try await agent.call(
+                        "POST", "/interruption", #"{"signal_type": "termination-notice", "instance_id": "\#(agent.instance)"}"#)
                     #expect(noticeAgain.status == 200 && noticeAgain.json["new_instance_id"] as? String == replicaInstance)
                     #expect(noticeAgain.json["failover_time_ms"] as? Int == ms)
                     #expect(try await SEFQuery.count(store, "SELECT count(*) FROM switches WHERE agent_id = $1::uuid", [agent.id]) == 1)
@@ -344,7 +351,8 @@ extension IntegrationTests {
                             """
                             SELECT agent_id::text, count(*)::int FROM replica_instances
                              WHERE agent_id = ANY($1::uuid[]) AND replica_type = 'manual' AND is_active GROUP BY agent_id
-                            """, [PGArray(ids)]) { out[try row.decode(String.self, at: 0)] = try row.decode(Int.self, at: 1) }
+                            """, [PGArray(ids)])
+                        { out[try row.decode(String.self, at: 0)] = try row.decode(Int.self, at: 1) }
                         return out
                     }
                 }
@@ -363,7 +371,8 @@ extension IntegrationTests {
                 // several more passes change nothing
                 let settled = try await created()
                 #expect(settled == ids.count)
-                let cycles = try await SEFQuery.count(store, "SELECT count(*) FROM system_events WHERE event_type = 'replica.launching' AND agent_id = ANY($1::uuid[])", [PGArray(ids)])
+                let cycles = try await SEFQuery.count(
+                    store, "SELECT count(*) FROM system_events WHERE event_type = 'replica.launching' AND agent_id = ANY($1::uuid[])", [PGArray(ids)])
                 #expect(cycles == ids.count)
                 #expect(try await ReplicaQuery.awaitCycles(coordinators, 3))
                 let afterCycles = try await created()
@@ -372,8 +381,10 @@ extension IntegrationTests {
 
                 // switching to the ready replica gets the new primary a new replica at once
                 let first = agents[0]
-                let replicaId = try #require(try await ReplicaQuery.one(
-                    store, "SELECT id::text FROM replica_instances WHERE agent_id = $1::uuid AND is_active", [first.id]).first ?? nil)
+                let replicaId = try #require(
+                    try await ReplicaQuery.one(
+                        store, "SELECT id::text FROM replica_instances WHERE agent_id = $1::uuid AND is_active", [first.id]
+                    ).first ?? nil)
                 let notReady = try await first.call("POST", "/manual-switch")
                 #expect(notReady.status == 409 && notReady.errorCode == "replica_not_ready")
                 let replicaInstance = try await first.launchReplica(replicaId)
@@ -493,8 +504,10 @@ extension IntegrationTests {
                     let agent = try await ReplicaAgent.make(ingest, store: store)
                     let created = try await agent.call("POST", "/replicas")
                     let replicaId = try #require(created.id("replica_id"))
-                    let rebalance = try #require(try await agent.call(
-                        "POST", "/create-emergency-replica", #"{"signal_type": "rebalance-recommendation"}"#).id("replica_id"))
+                    let rebalance = try #require(
+                        try await agent.call(
+                            "POST", "/create-emergency-replica", #"{"signal_type": "rebalance-recommendation"}"#
+                        ).id("replica_id"))
                     _ = try await store.withConnection { conn in
                         _ = try conn.execute("UPDATE agents SET last_heartbeat_at = now() - interval '11 minutes' WHERE id = $1::uuid", [agent.id])
                         _ = try conn.execute(

@@ -1,10 +1,10 @@
 import Foundation
 import SEFApp
+import SpotMarket
 import SpotModels
 import SpotRuntime
 import SpotStore
 import Testing
-import SpotMarket
 import ToolSupport
 
 /// One message of the determinism data set.
@@ -81,9 +81,10 @@ extension IntegrationTests {
             let expectedRows = reference.reduce(0) { $0 + $1.rows }
 
             func settle(_ fleet: PriceFleet) async throws -> DerivedPrices {
-                #expect(try await TestStack.eventually(timeout: .seconds(60)) {
-                    try await SEFQuery.rawCount(store, family: fleet.family) == expectedRows
-                })
+                #expect(
+                    try await TestStack.eventually(timeout: .seconds(60)) {
+                        try await SEFQuery.rawCount(store, family: fleet.family) == expectedRows
+                    })
                 _ = try await sefCommand("gap-scan")
                 return try await DerivedPrices.read(store, family: fleet.family)
             }
@@ -168,14 +169,16 @@ extension IntegrationTests.SEFDeterminismTests {
                 // ingest keeps accepting from its caches; the SEF cannot commit
                 for m in renewed[half...] { #expect(try await m.send(fleet, base: base) == 202) }
                 // the SEF holds its batch and waits for the database instead of handing it back
-                #expect(await TestStack.eventually(timeout: .seconds(15)) {
-                    let metrics = try? await sef.send("GET", "/metrics")
-                    return String(decoding: metrics?.body ?? Data(), as: UTF8.self).contains("spotguard_bus_outage_retries_total")
-                })
+                #expect(
+                    await TestStack.eventually(timeout: .seconds(15)) {
+                        let metrics = try? await sef.send("GET", "/metrics")
+                        return String(decoding: metrics?.body ?? Data(), as: UTF8.self).contains("spotguard_bus_outage_retries_total")
+                    })
                 try await TestStack.stack("db-start")
-                #expect(await TestStack.eventually(timeout: .seconds(60)) {
-                    ((try? await SEFQuery.rawCount(store, family: fleet.family)) ?? 0) == expectedRows
-                })
+                #expect(
+                    await TestStack.eventually(timeout: .seconds(60)) {
+                        ((try? await SEFQuery.rawCount(store, family: fleet.family)) ?? 0) == expectedRows
+                    })
                 _ = try await sefCommand("gap-scan")
             }
             #expect(try await SEFQuery.clean(store, family: fleet.family).map(\.description) == expected)

@@ -20,10 +20,12 @@ struct PriceFleet {
         let admin = try TestStack.env.require("SPOTGUARD_ADMIN_TOKEN")
         let client = try await ingest.send("POST", "/api/admin/clients", token: admin, json: #"{"name": "SEF \#(family)"}"#)
         let token = try #require(client.json["token"] as? String)
-        let reg = try await ingest.send("POST", "/api/agents/register", token: token, json: """
-            {"logical_agent_id": "agent-\(family)", "instance_id": "i-0a1b2c3d4e5f60718", "pool_id": "\(family).large.us-east-1a",
-             "mode": "spot", "agent_version": "1.0.0"}
-            """)
+        let reg = try await ingest.send(
+            "POST", "/api/agents/register", token: token,
+            json: """
+                {"logical_agent_id": "agent-\(family)", "instance_id": "i-0a1b2c3d4e5f60718", "pool_id": "\(family).large.us-east-1a",
+                 "mode": "spot", "agent_version": "1.0.0"}
+                """)
         let agent = try #require(reg.json["agent_id"] as? String)
         return PriceFleet(ingest: ingest, token: token, agent: agent, family: family)
     }
@@ -34,19 +36,25 @@ struct PriceFleet {
     @discardableResult
     func submit(_ az: String, _ price: Double, at: Date, source: String = "primary", id: UUID = UUID(), onDemand: Double? = nil) async throws -> Int {
         let od = onDemand.map { #", "ondemand_price": \#($0)"# } ?? ""
-        return try await ingest.send("POST", "/api/pricing/submit", token: token, json: """
-            {"submission_id": "\(id)", "source_agent_id": "\(agent)", "source_instance_id": "i-0a1b2c3d4e5f60718",
-             "source_type": "\(source)", "pool_id": "\(pool(az))", "spot_price": \(price), "observed_at": "\(Timestamp.format(at))"\(od)}
-            """).status
+        return try await ingest.send(
+            "POST", "/api/pricing/submit", token: token,
+            json: """
+                {"submission_id": "\(id)", "source_agent_id": "\(agent)", "source_instance_id": "i-0a1b2c3d4e5f60718",
+                 "source_type": "\(source)", "pool_id": "\(pool(az))", "spot_price": \(price), "observed_at": "\(Timestamp.format(at))"\(od)}
+                """
+        ).status
     }
 
     /// `POST /api/agents/{id}/pricing-report` with one price per AZ.
     @discardableResult
     func report(_ prices: [(String, Double)], at: Date, id: UUID = UUID()) async throws -> Int {
         let pools = prices.map { #"{"id": "\#(pool($0.0))", "price": \#($0.1)}"# }.joined(separator: ", ")
-        return try await ingest.send("POST", "/api/agents/\(agent)/pricing-report", token: token, json: """
-            {"report_id": "\(id)", "pools": [\(pools)], "on_demand_price": 0.096, "observed_at": "\(Timestamp.format(at))"}
-            """).status
+        return try await ingest.send(
+            "POST", "/api/agents/\(agent)/pricing-report", token: token,
+            json: """
+                {"report_id": "\(id)", "pools": [\(pools)], "on_demand_price": 0.096, "observed_at": "\(Timestamp.format(at))"}
+                """
+        ).status
     }
 }
 
@@ -147,8 +155,9 @@ extension IntegrationTests {
                     let duplicates = try await SEFQuery.count(
                         store, "SELECT count(*) FROM pricing_submissions_raw WHERE pool_id = $1 AND is_duplicate", [fleet.pool("a")])
                     #expect(duplicates == 1)
-                    #expect(try await SEFQuery.count(
-                        store, "SELECT count(*) FROM pricing_submissions_raw WHERE submission_id = $1", [first]) == 1)
+                    #expect(
+                        try await SEFQuery.count(
+                            store, "SELECT count(*) FROM pricing_submissions_raw WHERE submission_id = $1", [first]) == 1)
 
                     // 3. replica data: accepted with confidence 0.95 in a bucket of its own...
                     #expect(try await fleet.submit("b", 0.041, at: t0 + 20, source: "replica-manual") == 202)
@@ -182,17 +191,23 @@ extension IntegrationTests {
                             SELECT interpolation_method, price_before::text, price_after::text, interpolated_price::text, confidence_score < 1
                               FROM pricing_snapshots_interpolated WHERE pool_id = $1 ORDER BY time_bucket
                             """, [fleet.pool("a")]
-                        ).map { [try $0.decode(String.self, at: 0), try $0.decode(String.self, at: 1), try $0.decode(String.self, at: 2),
-                                 try $0.decode(String.self, at: 3), try $0.decode(String.self, at: 4)] }
+                        ).map {
+                            [
+                                try $0.decode(String.self, at: 0), try $0.decode(String.self, at: 1), try $0.decode(String.self, at: 2),
+                                try $0.decode(String.self, at: 3), try $0.decode(String.self, at: 4),
+                            ]
+                        }
                     }
-                    #expect(records == [
-                        ["weighted-average", "0.050000", "0.060000", "0.052500", "t"],
-                        ["weighted-average", "0.050000", "0.060000", "0.055000", "t"],
-                        ["weighted-average", "0.050000", "0.060000", "0.057500", "t"],
-                    ])
-                    #expect(try await SEFQuery.count(
-                        store, "SELECT count(*) FROM pricing_gaps WHERE pool_id = $1 AND status = 'filled' AND duration_seconds = 1200",
-                        [fleet.pool("a")]) == 1)
+                    #expect(
+                        records == [
+                            ["weighted-average", "0.050000", "0.060000", "0.052500", "t"],
+                            ["weighted-average", "0.050000", "0.060000", "0.055000", "t"],
+                            ["weighted-average", "0.050000", "0.060000", "0.057500", "t"],
+                        ])
+                    #expect(
+                        try await SEFQuery.count(
+                            store, "SELECT count(*) FROM pricing_gaps WHERE pool_id = $1 AND status = 'filled' AND duration_seconds = 1200",
+                            [fleet.pool("a")]) == 1)
 
                     // a late measured value replaces its fill; the fills beside it are recomputed
                     #expect(try await fleet.submit("a", 0.058, at: t0 + 600) == 202)
@@ -200,8 +215,9 @@ extension IntegrationTests {
                     #expect(try await row("a", t0 + 300)?.price == "0.054000")
                     #expect(try await row("a", t0 + 300)?.method == "linear")
                     #expect(try await row("a", t0 + 900)?.price == "0.059000")
-                    #expect(try await SEFQuery.count(
-                        store, "SELECT count(*) FROM pricing_snapshots_interpolated WHERE pool_id = $1", [fleet.pool("a")]) == 2)
+                    #expect(
+                        try await SEFQuery.count(
+                            store, "SELECT count(*) FROM pricing_snapshots_interpolated WHERE pool_id = $1", [fleet.pool("a")]) == 2)
                     // both halves are 10 minutes, below the 10-minute flag; what remains is the
                     // trailing gap the scan saw open since the last price
                     let gaps = try await store.withConnection { conn in
@@ -214,8 +230,11 @@ extension IntegrationTests {
                     let ml = try await sefCommand("refresh-ml")
                     #expect((ml["rows"] as? Int ?? 0) >= 3)
                     let confidences = try await store.withConnection { conn in
-                        try conn.query("SELECT right(pool_id, 1), confidence_score::text FROM pricing_snapshots_ml WHERE pool_id LIKE $1 || '.%' ORDER BY 1, time_bucket", [fleet.family])
-                            .map { "\(try $0.decode(String.self, at: 0)):\(try $0.decode(String.self, at: 1))" }
+                        try conn.query(
+                            "SELECT right(pool_id, 1), confidence_score::text FROM pricing_snapshots_ml WHERE pool_id LIKE $1 || '.%' ORDER BY 1, time_bucket",
+                            [fleet.family]
+                        )
+                        .map { "\(try $0.decode(String.self, at: 0)):\(try $0.decode(String.self, at: 1))" }
                     }
                     #expect(confidences == ["a:1.00", "a:1.00", "a:1.00", "b:0.95"])
                 }
@@ -232,7 +251,8 @@ extension IntegrationTests {
                 let inbox = Inbox()
                 let consumer = BusConsumer(
                     endpoint: try TestStack.amqp, topology: topology, configuration: .init(queue: queue), deadLetters: publisher,
-                    logger: TestStack.logger) { inbox.append($0) }
+                    logger: TestStack.logger
+                ) { inbox.append($0) }
                 try await withConsumer(consumer) {
                     try await ServiceProcess.withIngest { ingest in
                         try await withSEF {
@@ -243,17 +263,19 @@ extension IntegrationTests {
                             #expect(try await fleet.submit("a", 0.04, at: t0 + 3000) == 202)
                             // more than 4 hours: blackout
                             #expect(try await fleet.submit("a", 0.05, at: t0 + 3000 + 15_000) == 202)
-                            #expect(try await TestStack.eventually {
-                                try await SEFQuery.count(store, "SELECT count(*) FROM pricing_gaps WHERE pool_id = $1", [fleet.pool("a")]) == 2
-                            })
+                            #expect(
+                                try await TestStack.eventually {
+                                    try await SEFQuery.count(store, "SELECT count(*) FROM pricing_gaps WHERE pool_id = $1", [fleet.pool("a")]) == 2
+                                })
                             let reasons = try await store.withConnection { conn in
                                 try conn.query("SELECT status, unfilled_reason FROM pricing_gaps WHERE pool_id = $1 ORDER BY gap_start", [fleet.pool("a")])
                                     .map { "\(try $0.decode(String.self, at: 0))/\(try $0.decode(String.self, at: 1))" }
                             }
                             #expect(reasons == ["unfilled/no_peer_data", "unfilled/blackout"])
-                            #expect(try await SEFQuery.count(
-                                store, "SELECT count(*) FROM pricing_snapshots_clean WHERE pool_id = $1 AND data_source = 'interpolated'",
-                                [fleet.pool("a")]) == 0)
+                            #expect(
+                                try await SEFQuery.count(
+                                    store, "SELECT count(*) FROM pricing_snapshots_clean WHERE pool_id = $1 AND data_source = 'interpolated'",
+                                    [fleet.pool("a")]) == 0)
                             // each alerted once on the bus, even after a rescan
                             _ = try await sefCommand("gap-scan")
                             func alerts() -> [QualityAlert] {
@@ -308,23 +330,30 @@ extension IntegrationTests {
                     let now = Date()
                     let instance = "i-" + String(UUID().uuidString.lowercased().filter(\.isHexDigit).prefix(17))
                     func beat(_ status: String, at: Date) async throws -> Int {
-                        try await ingest.send("POST", "/api/agents/\(fleet.agent)/heartbeat", token: fleet.token, json: """
-                            {"status": "\(status)", "instance_id": "\(instance)", "mode": "spot", "pool_id": "\(fleet.pool("b"))",
-                             "observed_at": "\(Timestamp.format(at))"}
-                            """).status
+                        try await ingest.send(
+                            "POST", "/api/agents/\(fleet.agent)/heartbeat", token: fleet.token,
+                            json: """
+                                {"status": "\(status)", "instance_id": "\(instance)", "mode": "spot", "pool_id": "\(fleet.pool("b"))",
+                                 "observed_at": "\(Timestamp.format(at))"}
+                                """
+                        ).status
                     }
                     func agent() async throws -> [String] {
                         try await store.withConnection { conn in
-                            try conn.query("SELECT status, coalesce(instance_id, '-'), coalesce(current_pool_id, '-'), coalesce(last_heartbeat_at::text, '-') FROM agents WHERE id = $1::uuid", [fleet.agent])
-                                .first.map { row in try (0..<4).map { try row.decode(String.self, at: $0) } } ?? []
+                            try conn.query(
+                                "SELECT status, coalesce(instance_id, '-'), coalesce(current_pool_id, '-'), coalesce(last_heartbeat_at::text, '-') FROM agents WHERE id = $1::uuid",
+                                [fleet.agent]
+                            )
+                            .first.map { row in try (0..<4).map { try row.decode(String.self, at: $0) } } ?? []
                         }
                     }
                     #expect(try await beat("switching", at: now - 60) == 202)
                     #expect(try await TestStack.eventually { try await agent().first == "switching" })
                     #expect(try await agent()[1...2] == [instance, fleet.pool("b")])
-                    #expect(try await SEFQuery.count(
-                        store, "SELECT count(*) FROM instances WHERE id = $3 AND agent_id = $1::uuid AND current_pool_id = $2",
-                        [fleet.agent, fleet.pool("b"), instance]) == 1)
+                    #expect(
+                        try await SEFQuery.count(
+                            store, "SELECT count(*) FROM instances WHERE id = $3 AND agent_id = $1::uuid AND current_pool_id = $2",
+                            [fleet.agent, fleet.pool("b"), instance]) == 1)
                     // an older heartbeat arriving late changes nothing
                     #expect(try await beat("offline", at: now - 120) == 202)
                     #expect(try await beat("online", at: now - 30) == 202)
@@ -349,16 +378,22 @@ extension IntegrationTests {
                     }
                     func beatAs(_ instance: String?, at: Date) async throws -> Int {
                         let field = instance.map { #""instance_id": "\#($0)", "# } ?? ""
-                        return try await ingest.send("POST", "/api/agents/\(fleet.agent)/heartbeat", token: fleet.token, json: """
-                            {\(field)"status": "online", "observed_at": "\(Timestamp.format(at))"}
-                            """).status
+                        return try await ingest.send(
+                            "POST", "/api/agents/\(fleet.agent)/heartbeat", token: fleet.token,
+                            json: """
+                                {\(field)"status": "online", "observed_at": "\(Timestamp.format(at))"}
+                                """
+                        ).status
                     }
                     #expect(try await beatAs(replacement, at: now - 10) == 202)
                     #expect(try await TestStack.eventually { try await agent()[1] == replacement })
                     #expect(try await beatAs(instance, at: now - 5) == 202)  // the dying primary, newer
                     #expect(try await beatAs(nil, at: now - 2) == 202)  // the new primary, without its id
-                    #expect(try await TestStack.eventually { try await SEFQuery.count(
-                        store, "SELECT count(*) FROM agents WHERE id = $1::uuid AND last_heartbeat_at >= $2", [fleet.agent, now - 3]) == 1 })
+                    #expect(
+                        try await TestStack.eventually {
+                            try await SEFQuery.count(
+                                store, "SELECT count(*) FROM agents WHERE id = $1::uuid AND last_heartbeat_at >= $2", [fleet.agent, now - 3]) == 1
+                        })
                     #expect(try await agent()[1] == replacement, "the replaced instance's heartbeat did not map the agent back")
                 }
             }

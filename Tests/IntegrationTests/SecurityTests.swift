@@ -24,7 +24,8 @@ extension IntegrationTests {
         init() throws { admin = try TestStack.env.require("SPOTGUARD_ADMIN_TOKEN") }
 
         func client(_ service: ServiceProcess, _ name: String) async throws -> (id: String, token: String) {
-            let reply = try await service.send("POST", "/api/admin/clients", token: admin, json: try String(decoding: JSONSerialization.data(withJSONObject: ["name": name]), as: UTF8.self))
+            let reply = try await service.send(
+                "POST", "/api/admin/clients", token: admin, json: try String(decoding: JSONSerialization.data(withJSONObject: ["name": name]), as: UTF8.self))
             try #require(reply.status == 201, "creating a client answered \(reply.status)")
             return (try #require(reply.json["client_id"] as? String), try #require(reply.json["token"] as? String))
         }
@@ -44,12 +45,16 @@ extension IntegrationTests {
                     let a = try await client(ingest, "Hammering")
                     let b = try await client(ingest, "Neighbour")
                     let forged = String(a.token.dropLast(8)) + "00000000"
-                    let agentB = try #require(try await ingest.send("POST", "/api/agents/register", token: b.token, json: #"{"logical_agent_id": "neighbour-1"}"#).json["agent_id"] as? String)
+                    let agentB = try #require(
+                        try await ingest.send("POST", "/api/agents/register", token: b.token, json: #"{"logical_agent_id": "neighbour-1"}"#).json["agent_id"]
+                            as? String)
                     let statuses = try await withThrowingTaskGroup(of: (String, Int).self) { group in
                         for i in 0..<200 {
                             group.addTask {
                                 if i % 2 == 0 {
-                                    return ("a", try await ingest.send("POST", "/api/agents/register", token: forged, json: #"{"logical_agent_id": "x"}"#).status)
+                                    return (
+                                        "a", try await ingest.send("POST", "/api/agents/register", token: forged, json: #"{"logical_agent_id": "x"}"#).status
+                                    )
                                 }
                                 let beat = #"{"status": "online", "observed_at": "\#(Timestamp.format(Date() - Double(i)))"}"#
                                 return ("b", try await ingest.send("POST", "/api/agents/\(agentB)/heartbeat", token: b.token, json: beat).status)
@@ -65,9 +70,10 @@ extension IntegrationTests {
                     #expect(blocked.errorCode == "too_many_failed_attempts")
                     #expect(blocked.headers["retry-after"].flatMap(Int.init).map { (1...60).contains($0) } == true)
                     // the other copy has the shared count (within its one-second sharing)
-                    #expect(await TestStack.eventually(timeout: .seconds(5)) {
-                        (try? await copy.send("POST", "/api/agents/register", token: forged, json: #"{"logical_agent_id": "x"}"#))?.status == 429
-                    })
+                    #expect(
+                        await TestStack.eventually(timeout: .seconds(5)) {
+                            (try? await copy.send("POST", "/api/agents/register", token: forged, json: #"{"logical_agent_id": "x"}"#))?.status == 429
+                        })
                     #expect(try await ingest.send("GET", "/health/ready").status == 200)
 
                     // from the trusted proxy 127.0.0.3, X-Forwarded-For is the address: one is blocked
@@ -116,10 +122,13 @@ extension IntegrationTests {
                     let a = try await client(ingest, "Secretive")
                     secrets.append(a.token)
                     let agent = try #require(
-                        try await ingest.send("POST", "/api/agents/register", token: a.token, json: #"{"logical_agent_id": "secretive-1"}"#).json["agent_id"] as? String)
+                        try await ingest.send("POST", "/api/agents/register", token: a.token, json: #"{"logical_agent_id": "secretive-1"}"#).json["agent_id"]
+                            as? String)
                     let beat = try await ingest.send("POST", "/api/agents/\(agent)/heartbeat", token: a.token, json: #"{"status": "online"}"#)
                     #expect(beat.status == 202, "heartbeat: \(beat.status) \(beat.json)")
-                    #expect(try await ingest.send("POST", "/api/agents/\(agent)/heartbeat", token: String(a.token.dropLast(8)) + "00000000", json: "{}").status == 401)
+                    #expect(
+                        try await ingest.send("POST", "/api/agents/\(agent)/heartbeat", token: String(a.token.dropLast(8)) + "00000000", json: "{}").status
+                            == 401)
                     let rotated = try await console.send("POST", "/api/admin/clients/\(a.id)/rotate-token", token: admin)
                     let fresh = try #require(rotated.json["token"] as? String)
                     secrets.append(fresh)
@@ -160,7 +169,8 @@ extension IntegrationTests {
                 try await ServiceProcess.with(ingest) { ingest in
                     let owner = try await client(ingest, "Injection target")
                     let agent = try #require(
-                        try await ingest.send("POST", "/api/agents/register", token: owner.token, json: #"{"logical_agent_id": "inj-1"}"#).json["agent_id"] as? String)
+                        try await ingest.send("POST", "/api/agents/register", token: owner.token, json: #"{"logical_agent_id": "inj-1"}"#).json["agent_id"]
+                            as? String)
                     for payload in payloads {
                         let json = { (object: [String: Any]) in String(decoding: try! JSONSerialization.data(withJSONObject: object), as: UTF8.self) }
                         let escaped = payload.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? ""
@@ -168,19 +178,24 @@ extension IntegrationTests {
                         let created = try await ingest.send("POST", "/api/admin/clients", token: admin, json: json(["name": payload]))
                         #expect(created.status == 201, "\(payload)")
                         let id = try #require(created.json["client_id"] as? String)
-                        let stored = try await store.withConnection { try $0.query("SELECT name FROM clients WHERE id = $1::uuid", [id]).first?.decode(String.self, at: 0) }
+                        let stored = try await store.withConnection {
+                            try $0.query("SELECT name FROM clients WHERE id = $1::uuid", [id]).first?.decode(String.self, at: 0)
+                        }
                         #expect(stored == payload)
                         // identifiers and typed fields: refused with a reason
                         let replies = [
                             try await ingest.send("POST", "/api/agents/register", token: owner.token, json: json(["logical_agent_id": payload])),
-                            try await ingest.send("POST", "/api/agents/register", token: owner.token, json: json(["logical_agent_id": "inj-1", "private_ip": payload])),
-                            try await ingest.send("POST", "/api/agents/\(agent)/pricing-report", token: owner.token, json: json(["pools": [["id": payload, "price": 0.03]]])),
+                            try await ingest.send(
+                                "POST", "/api/agents/register", token: owner.token, json: json(["logical_agent_id": "inj-1", "private_ip": payload])),
+                            try await ingest.send(
+                                "POST", "/api/agents/\(agent)/pricing-report", token: owner.token, json: json(["pools": [["id": payload, "price": 0.03]]])),
                             try await ingest.send("POST", "/api/agents/\(escaped)/heartbeat", token: owner.token, json: "{}"),
                             try await console.send("GET", "/api/client/\(owner.id)/switches?before=\(escaped)", token: owner.token),
                             try await console.send("GET", "/api/client/\(owner.id)/prices?pool_id=\(escaped)", token: owner.token),
                             try await console.send("GET", "/api/client/\(owner.id)/savings?from=\(escaped)", token: owner.token),
                             try await console.send("GET", "/api/client/\(escaped)/agents", token: owner.token),
-                            try await console.send("POST", "/api/client/\(owner.id)/webhooks", token: owner.token, json: json(["url": payload, "secret": "s3cret-s3cret-s3cret"])),
+                            try await console.send(
+                                "POST", "/api/client/\(owner.id)/webhooks", token: owner.token, json: json(["url": payload, "secret": "s3cret-s3cret-s3cret"])),
                         ]
                         for (i, reply) in replies.enumerated() {
                             #expect((400..<500).contains(reply.status), "probe \(i) with \(payload) answered \(reply.status)")

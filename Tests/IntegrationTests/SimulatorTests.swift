@@ -76,7 +76,9 @@ extension IntegrationTests {
                     let python = ProcessInfo.processInfo.environment["SPOTGUARD_TEST_PYTHON"] ?? "python3"
                     let out = FileManager.default.temporaryDirectory.appendingPathComponent("boto3-\(UUID()).json").path
                     defer { try? FileManager.default.removeItem(atPath: out) }
-                    let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("Peers/boto3_ec2_check.py").path
+                    let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent(
+                        "Peers/boto3_ec2_check.py"
+                    ).path
                     let status = try await ChildProcess(python, [script, sim.base, "spotguard-sim", "spotguard-sim-secret"], output: out).exitStatus()
                     #expect(status == 0, "boto3 check exited \(status)")
                     let boto = (try? JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: out)))) as? [String: Any] ?? [:]
@@ -100,9 +102,11 @@ extension IntegrationTests {
                         credentials: StaticCredentials(AWSCredentials(accessKeyId: "spotguard-sim", secretAccessKey: "spotguard-sim-secret")))
                     let prices = try await ec2.describeSpotPriceHistory(instanceTypes: ["c5.large"], startTime: Date().addingTimeInterval(-60))
                     #expect(Set(prices.map(\.availabilityZone)) == Set(zones))
-                    let launched = try await ec2.runInstances(RunInstancesRequest(imageId: "ami-0a5c3558529277641", instanceType: "c5.large", market: .onDemand, availabilityZone: "us-east-1d"))
+                    let launched = try await ec2.runInstances(
+                        RunInstancesRequest(imageId: "ami-0a5c3558529277641", instanceType: "c5.large", market: .onDemand, availabilityZone: "us-east-1d"))
                     #expect(launched.state == "pending" && launched.lifecycle == nil)
-                    #expect(await TestStack.eventually(timeout: .seconds(10)) { (try? await ec2.describeInstances(ids: [launched.id]).first?.state) == "running" })
+                    #expect(
+                        await TestStack.eventually(timeout: .seconds(10)) { (try? await ec2.describeInstances(ids: [launched.id]).first?.state) == "running" })
                     #expect(try await ec2.terminateInstances(ids: [launched.id]) == [launched.id: "shutting-down"])
                     await #expect {
                         try await ec2.createImage(instanceId: "i-0000000000000000f", name: "nothing")
@@ -139,7 +143,8 @@ extension IntegrationTests {
                                 // pools, and the SEF does not take one client's price far from the others'
                                 "--region", "eu-west-3",
                                 "--agents", "8", "--hour-seconds", "4", "--sim-hours", "24", "--seed", "11", "--interruption-scale", "250",
-                                "--notice-seconds", "20", "--rebalance-lead-seconds", "4", "--spare", drilled, "--replace-seconds", "5", "--agent-price-seconds", "2",
+                                "--notice-seconds", "20", "--rebalance-lead-seconds", "4", "--spare", drilled, "--replace-seconds", "5",
+                                "--agent-price-seconds", "2",
                                 "--agent-heartbeat-seconds", "3", "--agent-sync-seconds", "2", "--report", report.path,
                             ])
                         do {
@@ -152,7 +157,8 @@ extension IntegrationTests {
                                 .filter { $0.hasSuffix("client.json") || $0.hasSuffix("user-data") }
                             #expect(secrets.count > 1)
                             for file in secrets {
-                                let mode = try FileManager.default.attributesOfItem(atPath: sim.directory.appendingPathComponent(file).path)[.posixPermissions] as? Int
+                                let mode =
+                                    try FileManager.default.attributesOfItem(atPath: sim.directory.appendingPathComponent(file).path)[.posixPermissions] as? Int
                                 #expect(mode == 0o600, "\(file) has mode \(String(mode ?? 0, radix: 8))")
                             }
                             try await check(report: report, events: sim.directory.appendingPathComponent("events.jsonl"), store: store, since: started)
@@ -185,13 +191,15 @@ extension IntegrationTests {
                 "SPOTGUARD_REPLICAS_LEASE_SECONDS": "15",
             ]) { ingest, _ in
                 try await withSEF {
-                    let sim = try await SimProcess.start(ingest: ingest, [
-                        "--agents", "5", "--manual-share", "1", "--interruption-scale", "0", "--replace-seconds", "3600", "--hour-seconds", "60",
-                        "--seed", "7", "--agent-heartbeat-seconds", "1", "--agent-price-seconds", "2", "--agent-sync-seconds", "1", "--boot-seconds", "1",
-                        // a command reaches an agent at the bus's wake-up, or at the latest when its long-poll
-                        // ends: a whole round was seen 26 s late when the wake-ups were lost under load
-                        "--agent-long-poll-seconds", "5",
-                    ])
+                    let sim = try await SimProcess.start(
+                        ingest: ingest,
+                        [
+                            "--agents", "5", "--manual-share", "1", "--interruption-scale", "0", "--replace-seconds", "3600", "--hour-seconds", "60",
+                            "--seed", "7", "--agent-heartbeat-seconds", "1", "--agent-price-seconds", "2", "--agent-sync-seconds", "1", "--boot-seconds", "1",
+                            // a command reaches an agent at the bus's wake-up, or at the latest when its long-poll
+                            // ends: a whole round was seen 26 s late when the wake-ups were lost under load
+                            "--agent-long-poll-seconds", "5",
+                        ])
                     do {
                         var clientId: String?
                         _ = await TestStack.eventually(timeout: .seconds(30)) {
@@ -216,12 +224,16 @@ extension IntegrationTests {
                         }
                         var times: [Double] = []
                         for round in 1...4 {
-                            #expect(await TestStack.eventually(timeout: .seconds(120)) { await readyEverywhere() }, "round \(round): not every workload had a ready replica")
+                            #expect(
+                                await TestStack.eventually(timeout: .seconds(120)) { await readyEverywhere() },
+                                "round \(round): not every workload had a ready replica")
                             // (outcome, promoted_ms) of each workload's loss, all at once
                             let outcomes = try await withThrowingTaskGroup(of: (String, Double?).self) { group in
                                 for w in workloads {
                                     group.addTask {
-                                        let o = try await sim.json("POST", "/sim/drills", body: ["agent": w, "kind": "loss", "notice_seconds": 60], timeout: 90).1
+                                        let o = try await sim.json(
+                                            "POST", "/sim/drills", body: ["agent": w, "kind": "loss", "notice_seconds": 60], timeout: 90
+                                        ).1
                                         return ("\(w): \(o["outcome"] as? String ?? "\(o)")", o["promoted_ms"] as? Double)
                                     }
                                 }
@@ -234,10 +246,13 @@ extension IntegrationTests {
                         }
                         #expect(times.count == 20 && times.allSatisfy { $0 < bound }, "promoted after \(times.map { Int($0) }) ms")
                         let sorted = times.sorted()
-                        print("[loss] \(times.count) primaries lost without a notice: promoted after p50 \(Int(sorted[sorted.count / 2])) ms, max \(Int(sorted.last ?? 0)) ms (bound \(Int(bound)) ms)")
+                        print(
+                            "[loss] \(times.count) primaries lost without a notice: promoted after p50 \(Int(sorted[sorted.count / 2])) ms, max \(Int(sorted.last ?? 0)) ms (bound \(Int(bound)) ms)"
+                        )
                         // one primary per agent, and it is the promoted replica's instance
                         let lost = try await SEFQuery.count(
-                            store, "SELECT count(*) FROM spot_interruption_events WHERE client_id = $1::uuid AND signal_type = 'instance-lost' AND success", [client])
+                            store, "SELECT count(*) FROM spot_interruption_events WHERE client_id = $1::uuid AND signal_type = 'instance-lost' AND success",
+                            [client])
                         #expect(lost == 20)
                         _ = await sim.stop()
                     } catch {
@@ -276,7 +291,8 @@ extension IntegrationTests {
                 print((try? String(contentsOf: sim.directory.appendingPathComponent("events.jsonl"), encoding: .utf8))?.suffix(3000) ?? "none")
             }
             try #require(ready, "the spared workload's replica became ready")
-            let (code, outcome) = try await sim.json("POST", "/sim/drills", body: ["agent": workload, "kind": "termination", "notice_seconds": 20], timeout: 60)
+            let (code, outcome) = try await sim.json(
+                "POST", "/sim/drills", body: ["agent": workload, "kind": "termination", "notice_seconds": 20], timeout: 60)
             print("drill on \(workload): \(outcome)")
             #expect(code == 200)
             if outcome["outcome"] as? String != "failed_over" || (outcome["promoted_ms"] as? Double ?? 0) > 20000, let id = outcome["instance_id"] as? String {
@@ -399,10 +415,13 @@ extension IntegrationTests {
             // the bill
             let bill = try #require(report["bill"] as? [String: Any])
             let savings = try #require(report["savings_percent"] as? Double)
-            print(String(
-                format: "simulated day: spot $%.4f + on-demand $%.4f (replicas $%.4f) against $%.4f all on-demand: %.1f %% saved; %d notices, %d failed over",
-                bill["spot"] as? Double ?? 0, bill["on_demand"] as? Double ?? 0, bill["replicas"] as? Double ?? 0, bill["baseline"] as? Double ?? 0, savings,
-                notices.count, notices.filter { $0["outcome"] as? String == "failed_over" }.count))
+            print(
+                String(
+                    format:
+                        "simulated day: spot $%.4f + on-demand $%.4f (replicas $%.4f) against $%.4f all on-demand: %.1f %% saved; %d notices, %d failed over",
+                    bill["spot"] as? Double ?? 0, bill["on_demand"] as? Double ?? 0, bill["replicas"] as? Double ?? 0, bill["baseline"] as? Double ?? 0,
+                    savings,
+                    notices.count, notices.filter { $0["outcome"] as? String == "failed_over" }.count))
             #expect(savings > 20, "a fleet on spot in a 55–75 % discount market saves")
         }
     }

@@ -1,7 +1,7 @@
 import Foundation
-import SpotRuntime
 import SpotFleet
 import SpotModels
+import SpotRuntime
 import SpotStore
 import Testing
 import ToolSupport
@@ -113,8 +113,9 @@ extension IntegrationTests {
             let when = Date(timeIntervalSince1970: 1_763_892_000.123456)
             let injection = "x'); DELETE FROM clients; --"
             let row = try await store.withConnection { conn in
-                try conn.query("SELECT $1::uuid, $2::timestamptz, $3::text, $4::bytea, $5::boolean, $6::text",
-                               [id, when, injection, PGBytes([0, 1, 254, 255]), true, nil])[0]
+                try conn.query(
+                    "SELECT $1::uuid, $2::timestamptz, $3::text, $4::bytea, $5::boolean, $6::text",
+                    [id, when, injection, PGBytes([0, 1, 254, 255]), true, nil])[0]
             }
             #expect(try row.decode(UUID.self, at: 0) == id)
             #expect(abs(try row.decode(Date.self, at: 1).timeIntervalSince(when)) < 0.000_001)
@@ -183,10 +184,11 @@ extension IntegrationTests {
                 }
                 return out
             }
-            #expect(statuses == [
-                "pending": "expired", "at work": "delivered", "lease lapsed": "expired", "not yet due": "delivered",
-                "long switch": "delivered", "dead agent": "delivered",
-            ])
+            #expect(
+                statuses == [
+                    "pending": "expired", "at work": "delivered", "lease lapsed": "expired", "not yet due": "delivered",
+                    "long switch": "delivered", "dead agent": "delivered",
+                ])
             await store.shutdown()
         }
 

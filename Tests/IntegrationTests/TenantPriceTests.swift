@@ -20,11 +20,18 @@ extension IntegrationTests {
                     let base = IntegrationTests.SEFTests.base(hoursAgo: 3)
                     // B's agent on an instance of its own, which ran in pool a for those hours (its savings)
                     let instance = ReplicaAgent.randomInstance()
-                    #expect(try await ingest.send("POST", "/api/agents/register", token: b.token, json: """
-                        {"logical_agent_id": "agent-\(b.family)", "instance_id": "\(instance)", "pool_id": "\(b.pool("a"))", "mode": "spot"}
-                        """).status == 200)
-                    _ = try await store.withConnection { try $0.execute("UPDATE instances SET installed_at = $2, terminated_at = $3, is_active = false, on_demand_price = 0.096 WHERE id = $1",
-                        [instance, base, base + 170 * 60]) }
+                    #expect(
+                        try await ingest.send(
+                            "POST", "/api/agents/register", token: b.token,
+                            json: """
+                                {"logical_agent_id": "agent-\(b.family)", "instance_id": "\(instance)", "pool_id": "\(b.pool("a"))", "mode": "spot"}
+                                """
+                        ).status == 200)
+                    _ = try await store.withConnection {
+                        try $0.execute(
+                            "UPDATE instances SET installed_at = $2, terminated_at = $3, is_active = false, on_demand_price = 0.096 WHERE id = $1",
+                            [instance, base, base + 170 * 60])
+                    }
                     let buckets = (0..<36).filter { !(20...22).contains($0) }  // B's gap: three buckets
                     let prices = [("a", 0.040), ("b", 0.041), ("c", 0.043)]
                     for i in buckets {
@@ -77,7 +84,9 @@ extension IntegrationTests {
                     _ = try await sefCommand("gap-scan")
                     // the same prices; where A disagreed, the bucket is marked disputed for review
                     func values(_ rows: [CleanRow]) -> [String] {
-                        rows.map { r in var r = r; r.flag = nil; return r.description }
+                        rows.map { r in
+                            var r = r; r.flag = nil; return r.description
+                        }
                     }
                     let cleanAfter = try await SEFQuery.clean(store, family: b.family)
                     #expect(values(cleanAfter) == values(cleanBefore), "\(Set(values(cleanAfter)).symmetricDifference(values(cleanBefore)).sorted().prefix(6))")
@@ -97,8 +106,9 @@ extension IntegrationTests {
                     _ = try await sefCommand("gap-scan")
                     let shared = try await SEFQuery.clean(store, family: b.family).first { $0.az == "a" && $0.bucket == last }
                     #expect(shared?.price == "0.041200")
-                    #expect(values(try await SEFQuery.clean(store, family: b.family).filter { $0.az != "a" || $0.bucket != last })
-                        == values(cleanBefore.filter { $0.az != "a" || $0.bucket != last }))
+                    #expect(
+                        values(try await SEFQuery.clean(store, family: b.family).filter { $0.az != "a" || $0.bucket != last })
+                            == values(cleanBefore.filter { $0.az != "a" || $0.bucket != last }))
                     _ = try await decisionPass()
                     #expect(try await switches() == 0)
                 }

@@ -109,7 +109,11 @@ final class Marks: Sendable {
 final class Counter: Sendable {
     private let value = Mutex(0)
     @discardableResult
-    func increment() -> Int { value.withLock { $0 += 1; return $0 } }
+    func increment() -> Int {
+        value.withLock {
+            $0 += 1; return $0
+        }
+    }
     var current: Int { value.withLock { $0 } }
 }
 
@@ -155,7 +159,8 @@ func withInbox(_ bindings: [String], _ body: (Inbox) async throws -> Void) async
     try await withPublisher(topology: topology) { publisher in
         let consumer = BusConsumer(
             endpoint: try TestStack.amqp, topology: topology, configuration: .init(queue: queue), deadLetters: publisher,
-            logger: TestStack.logger) { inbox.append($0) }
+            logger: TestStack.logger
+        ) { inbox.append($0) }
         try await withConsumer(consumer) { try await body(inbox) }
     }
 }

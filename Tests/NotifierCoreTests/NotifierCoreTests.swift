@@ -38,8 +38,9 @@ import Testing
         #expect(a.collapseKey != nil && a.collapseKey == b.collapseKey)
         let other = AgentAlert(kind: "agent_offline", clientId: client, agentId: UUID(), replicaId: nil, message: "silent", since: nil)
         #expect(try NotificationDraft.of(routingKey: "agent.offline", body: body("agent.offline", other))?.collapseKey != a.collapseKey)
-        let quality = QualityAlert(kind: .gapUnfilled, severity: "warning", clientId: nil, poolId: PoolID(rawValue: "m5.large.us-east-1a"),
-                                   message: "gap", detectedAt: Date())
+        let quality = QualityAlert(
+            kind: .gapUnfilled, severity: "warning", clientId: nil, poolId: PoolID(rawValue: "m5.large.us-east-1a"),
+            message: "gap", detectedAt: Date())
         let q = try #require(try NotificationDraft.of(routingKey: "quality.alert", body: body("quality.alert", quality)))
         #expect(q.clientId == nil && q.details["pool_id"] == "m5.large.us-east-1a" && q.collapseKey?.hasPrefix("quality:gap_unfilled") == true)
         #expect(try NotificationDraft.of(routingKey: "pricing.cleaned", body: Data("{}".utf8)) == nil)

@@ -1,8 +1,8 @@
 import Foundation
 import SEFCore
+import SpotMarket
 import SpotModels
 import Testing
-import SpotMarket
 
 @Suite struct BucketResolverTests {
     let policy = SEFPolicy()
@@ -98,7 +98,8 @@ import SpotMarket
         var rng = SplitMix64(seed: 3)
         for _ in 0..<200 {
             let subs = (0..<Int.random(in: 1...12, using: &rng)).map { _ in
-                sub([.primary, .replicaAutomatic, .replicaManual].randomElement(using: &rng)!,
+                sub(
+                    [.primary, .replicaAutomatic, .replicaManual].randomElement(using: &rng)!,
                     Double(Int.random(in: 400...520, using: &rng)) / 10_000, at: TimeInterval(Int.random(in: 0...4, using: &rng) * 60),
                     od: Bool.random(using: &rng) ? 0.1 : nil)
             }

@@ -122,9 +122,14 @@ let sharedData = URL(fileURLWithPath: #filePath).deletingLastPathComponent().del
 
     @Test func answersAreAWSDocuments() {
         let doc = EC2Answer.document(action: "CreateTags", requestId: "r-1", [.text("return", "true")])
-        #expect(doc.hasSuffix(#"<CreateTagsResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/"><requestId>r-1</requestId><return>true</return></CreateTagsResponse>"#))
+        #expect(
+            doc.hasSuffix(
+                #"<CreateTagsResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/"><requestId>r-1</requestId><return>true</return></CreateTagsResponse>"#))
         let error = EC2Answer.error(code: "InvalidInstanceID.NotFound", message: "The instance ID 'i-<x>' & more", requestId: "r-2")
-        #expect(error.contains("<Response><Errors><Error><Code>InvalidInstanceID.NotFound</Code><Message>The instance ID &apos;i-&lt;x&gt;&apos; &amp; more</Message></Error></Errors><RequestID>r-2</RequestID></Response>"))
+        #expect(
+            error.contains(
+                "<Response><Errors><Error><Code>InvalidInstanceID.NotFound</Code><Message>The instance ID &apos;i-&lt;x&gt;&apos; &amp; more</Message></Error></Errors><RequestID>r-2</RequestID></Response>"
+            ))
         #expect(XMLElement.set("s", [[.text("a", "1")], [.text("a", "2")]]).rendered == "<s><item><a>1</a></item><item><a>2</a></item></s>")
     }
 

@@ -24,9 +24,10 @@ final class ScriptedTransport: HTTPTransport {
     func send(_ request: URLRequest) async throws -> (status: Int, headers: [String: String], body: Data) {
         let headers = Dictionary((request.allHTTPHeaderFields ?? [:]).map { ($0.key.lowercased(), $0.value) }) { a, _ in a }
         seen.withLock {
-            $0.append(Seen(
-                method: request.httpMethod ?? "GET", path: request.url?.path ?? "", headers: headers,
-                body: String(decoding: request.httpBody ?? Data(), as: UTF8.self)))
+            $0.append(
+                Seen(
+                    method: request.httpMethod ?? "GET", path: request.url?.path ?? "", headers: headers,
+                    body: String(decoding: request.httpBody ?? Data(), as: UTF8.self)))
         }
         guard let next = answers.withLock({ $0.isEmpty ? nil : $0.removeFirst() }) else { throw URLError(.cannotConnectToHost) }
         return (next.0, [:], Data(next.1.utf8))
@@ -45,8 +46,10 @@ final class ScriptedTransport: HTTPTransport {
         return c
     }
 
-    static let throttled = #"<Response><Errors><Error><Code>RequestLimitExceeded</Code><Message>Request limit exceeded.</Message></Error></Errors><RequestID>r1</RequestID></Response>"#
-    static let zones = #"<DescribeAvailabilityZonesResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/"><availabilityZoneInfo><item><zoneName>us-east-1a</zoneName><zoneId>use1-az6</zoneId><zoneState>available</zoneState><regionName>us-east-1</regionName></item></availabilityZoneInfo></DescribeAvailabilityZonesResponse>"#
+    static let throttled =
+        #"<Response><Errors><Error><Code>RequestLimitExceeded</Code><Message>Request limit exceeded.</Message></Error></Errors><RequestID>r1</RequestID></Response>"#
+    static let zones =
+        #"<DescribeAvailabilityZonesResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/"><availabilityZoneInfo><item><zoneName>us-east-1a</zoneName><zoneId>use1-az6</zoneId><zoneState>available</zoneState><regionName>us-east-1</regionName></item></availabilityZoneInfo></DescribeAvailabilityZonesResponse>"#
 
     @Test func signsFormEncodedPostsAndRetriesThrottling() async throws {
         let transport = ScriptedTransport([(503, Self.throttled), (400, Self.throttled), (200, Self.zones)])
@@ -71,8 +74,15 @@ final class ScriptedTransport: HTTPTransport {
         } catch let EC2Error.server(status, _, attempts) {
             #expect(status == 500 && attempts == 4)
         }
-        let missing = ScriptedTransport([(400, #"<Response><Errors><Error><Code>InvalidInstanceID.NotFound</Code><Message>The instance ID 'i-1' does not exist</Message></Error></Errors><RequestID>req-9</RequestID></Response>"#)])
-        await #expect(throws: EC2Error.refused(status: 400, code: "InvalidInstanceID.NotFound", message: "The instance ID 'i-1' does not exist", requestId: "req-9")) {
+        let missing = ScriptedTransport([
+            (
+                400,
+                #"<Response><Errors><Error><Code>InvalidInstanceID.NotFound</Code><Message>The instance ID 'i-1' does not exist</Message></Error></Errors><RequestID>req-9</RequestID></Response>"#
+            )
+        ])
+        await #expect(
+            throws: EC2Error.refused(status: 400, code: "InvalidInstanceID.NotFound", message: "The instance ID 'i-1' does not exist", requestId: "req-9")
+        ) {
             try await client(missing).terminateInstances(ids: ["i-1"])
         }
         #expect(missing.requests.count == 1, "a refusal is not retried")
@@ -80,12 +90,15 @@ final class ScriptedTransport: HTTPTransport {
 
     @Test func followsNextTokens() async throws {
         func page(_ price: String, _ token: String?) -> (Int, String) {
-            (200, """
+            (
+                200,
+                """
                 <DescribeSpotPriceHistoryResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15"><spotPriceHistorySet><item>\
                 <availabilityZone>us-east-1a</availabilityZone><instanceType>m5.large</instanceType><productDescription>Linux/UNIX</productDescription>\
                 <spotPrice>\(price)</spotPrice><timestamp>2024-01-01T00:00:00.000Z</timestamp></item></spotPriceHistorySet>\
                 \(token.map { "<nextToken>\($0)</nextToken>" } ?? "<nextToken/>")</DescribeSpotPriceHistoryResponse>
-                """)
+                """
+            )
         }
         let transport = ScriptedTransport([page("0.0312", "t1"), page("0.0313", "t2"), page("0.0314", nil)])
         let prices = try await client(transport).describeSpotPriceHistory(instanceTypes: ["m5.large"])

@@ -9,7 +9,8 @@ import FoundationNetworking
 #endif
 
 @Suite struct IMDSMockTests {
-    static let identity = IMDSMock.Identity(instanceId: "i-0abc123def4567890", instanceType: "m5.large", availabilityZone: "us-east-1b", availabilityZoneId: "use1-az1")
+    static let identity = IMDSMock.Identity(
+        instanceId: "i-0abc123def4567890", instanceType: "m5.large", availabilityZone: "us-east-1b", availabilityZoneId: "use1-az1")
 
     func raw(_ url: URL, _ method: String, _ path: String, headers: [String: String] = [:]) async throws -> (Int, String) {
         var request = URLRequest(url: url.appendingPathComponent(path))
@@ -67,7 +68,10 @@ import FoundationNetworking
             #expect(first?.action == "terminate" && first?.time == notice)
 
             let credentials = try await imds.instanceProfileCredentials()
-            #expect(credentials == AWSCredentials(accessKeyId: "ASIATEST", secretAccessKey: "secret", sessionToken: "session", expiration: Date(timeIntervalSince1970: 1_800_003_600)))
+            #expect(
+                credentials
+                    == AWSCredentials(
+                        accessKeyId: "ASIATEST", secretAccessKey: "secret", sessionToken: "session", expiration: Date(timeIntervalSince1970: 1_800_003_600)))
             let chain = DefaultCredentials(env: [:], imds: imds)
             #expect(try await chain.credentials().accessKeyId == "ASIATEST")
             let fromEnv = DefaultCredentials(env: ["AWS_ACCESS_KEY_ID": "AKIDENV", "AWS_SECRET_ACCESS_KEY": "s"], imds: imds)

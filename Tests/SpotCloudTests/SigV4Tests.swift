@@ -26,8 +26,9 @@ import Testing
     func publishedVectors(name: String, method: String, target: String, signature: String) {
         let signed = sign(method, target)
         #expect(signed.signature == signature, "\(name)")
-        #expect(signed.headers.first { $0.0 == "Authorization" }?.1
-            == "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/service/aws4_request, SignedHeaders=host;x-amz-date, Signature=\(signature)")
+        #expect(
+            signed.headers.first { $0.0 == "Authorization" }?.1
+                == "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/service/aws4_request, SignedHeaders=host;x-amz-date, Signature=\(signature)")
         #expect(signed.headers.contains { $0 == ("X-Amz-Date", "20150830T123600Z") })
     }
 
@@ -35,17 +36,18 @@ import Testing
     /// request and string to sign.
     @Test func formBody() {
         let signed = sign("POST", "/", headers: [("Content-Type", "application/x-www-form-urlencoded")], body: "Param1=value1")
-        #expect(signed.canonicalRequest == """
-            POST
-            /
+        #expect(
+            signed.canonicalRequest == """
+                POST
+                /
 
-            content-type:application/x-www-form-urlencoded
-            host:example.amazonaws.com
-            x-amz-date:20150830T123600Z
+                content-type:application/x-www-form-urlencoded
+                host:example.amazonaws.com
+                x-amz-date:20150830T123600Z
 
-            content-type;host;x-amz-date
-            9095672bbd1f56dfc5b65f3e153adc8731a4a654192329106275f4c7b24d0b6e
-            """)
+                content-type;host;x-amz-date
+                9095672bbd1f56dfc5b65f3e153adc8731a4a654192329106275f4c7b24d0b6e
+                """)
         #expect(signed.stringToSign.hasSuffix("\n42a5e5bb34198acb3e84da4f085bb7927f2bc277ca766e6d19c73c2154021281"))
         #expect(signed.signature == "ff11897932ad3f4e8b18135d722051e5ac45fc38421b1da7b9d196a0fe09473a")
     }
@@ -53,7 +55,8 @@ import Testing
     @Test func sessionTokensAreSignedAndSent() {
         var temporary = credentials
         temporary.sessionToken = "token-1"
-        let signed = signer.sign(method: "GET", url: URL(string: "https://example.amazonaws.com/")!, headers: [], body: Data(), credentials: temporary, date: date)
+        let signed = signer.sign(
+            method: "GET", url: URL(string: "https://example.amazonaws.com/")!, headers: [], body: Data(), credentials: temporary, date: date)
         #expect(signed.headers.contains { $0 == ("X-Amz-Security-Token", "token-1") })
         #expect(signed.canonicalRequest.contains("\nhost;x-amz-date;x-amz-security-token\n"))
     }

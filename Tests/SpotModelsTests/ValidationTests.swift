@@ -39,8 +39,10 @@ private func validationError(_ body: () throws -> Void) -> ValidationError? {
         #expect(pool.region.rawValue == region)
     }
 
-    @Test(arguments: ["", "t3.medium", "t3.medium.us-east-1", "T3.medium.us-east-1a", "t3.medium.us-east-1A", "t3..us-east-1a", "t3.medium.useast1a",
-                      "t3.medium.us-east-1a; DROP TABLE agents"])
+    @Test(arguments: [
+        "", "t3.medium", "t3.medium.us-east-1", "T3.medium.us-east-1a", "t3.medium.us-east-1A", "t3..us-east-1a", "t3.medium.useast1a",
+        "t3.medium.us-east-1a; DROP TABLE agents",
+    ])
     func rejectsMalformed(raw: String) {
         #expect(PoolID(rawValue: raw) == nil)
     }
@@ -93,7 +95,9 @@ private func validationError(_ body: () throws -> Void) -> ValidationError? {
 
 @Suite struct PricingReportValidationTests {
     @Test func seedExampleIsAccepted() throws {
-        let body = try decode(PricingReportRequest.self, """
+        let body = try decode(
+            PricingReportRequest.self,
+            """
             {"pools": [{"id": "t3.medium.ap-south-1a", "price": 0.0312}, {"id": "t3.medium.ap-south-1b", "price": 0.0298},
                        {"id": "t3.medium.ap-south-1c", "price": 0.0324}], "on_demand_price": 0.0416}
             """)
@@ -110,25 +114,26 @@ private func validationError(_ body: () throws -> Void) -> ValidationError? {
         #expect(try body.validated(check, clientId: client, agentId: agent).reportId == id)
     }
 
-    @Test(arguments: [
-        (#"{"pools": [{"id": "t3.medium.us-east-1a", "price": -0.03}]}"#, "invalid_price", "pools[0].price"),
-        (#"{"pools": [{"id": "t3.medium.us-east-1a", "price": 0}]}"#, "invalid_price", "pools[0].price"),
-        (#"{"pools": [{"id": "t3.medium.us-east-1a", "price": 1e308}]}"#, "invalid_price", "pools[0].price"),
-        (#"{"pools": [{"id": "t3.medium.us-east-1a", "price": 0.03}], "on_demand_price": -1}"#, "invalid_price", "on_demand_price"),
-        (#"{"pools": [{"id": "t3.medium.us-east-1a"}]}"#, "missing_field", "pools[0].price"),
-        (#"{"pools": [{"id": "t3.medium.us-east-1a", "price": "cheap"}]}"#, "invalid_type", "pools[0].price"),
-        (#"{"pools": [{"id": "nowhere", "price": 0.03}]}"#, "invalid_pool_id", "pools[0].id"),
-        (#"{"pools": []}"#, "invalid_value", "pools"),
-        (#"{}"#, "missing_field", "pools"),
-        (#"{"pools": [{"id": "t3.medium.us-east-1a", "price": 0.03}, {"id": "t3.medium.us-east-1a", "price": 0.04}]}"#, "duplicate_pool", "pools[1].id"),
-        (#"{"pools": [{"id": "t3.medium.us-east-1a", "price": 0.03}], "observed_at": "2035-01-01T00:00:00Z"}"#, "timestamp_in_future", "observed_at"),
-        (#"{"pools": [{"id": "t3.medium.us-east-1a", "price": 0.03}], "observed_at": "2015-01-01T00:00:00Z"}"#, "timestamp_too_old", "observed_at"),
-        (#"{"pools": [{"id": "t3.medium.us-east-1a", "price": 0.03}], "observed_at": "2025-11-23T10:00:00"}"#, "invalid_value", "observed_at"),
-        (#"{"pools": [{"id": "t3.medium.us-east-1a", "price": 0.03}], "report_id": "not-a-uuid"}"#, "invalid_uuid", "report_id"),
-        (#"{"pools": [{"id": "t3.medium.us-east-1a", "price": 0.03}], "instance_id": "vm-1"}"#, "invalid_instance_id", "instance_id"),
-        (#"[1, 2]"#, "invalid_type", "body"),
-        (#"{"pools": [{"id": "t3.medium.us-east-1a", "price": 0.03}"#, "invalid_json", nil),
-    ] as [(String, String, String?)])
+    @Test(
+        arguments: [
+            (#"{"pools": [{"id": "t3.medium.us-east-1a", "price": -0.03}]}"#, "invalid_price", "pools[0].price"),
+            (#"{"pools": [{"id": "t3.medium.us-east-1a", "price": 0}]}"#, "invalid_price", "pools[0].price"),
+            (#"{"pools": [{"id": "t3.medium.us-east-1a", "price": 1e308}]}"#, "invalid_price", "pools[0].price"),
+            (#"{"pools": [{"id": "t3.medium.us-east-1a", "price": 0.03}], "on_demand_price": -1}"#, "invalid_price", "on_demand_price"),
+            (#"{"pools": [{"id": "t3.medium.us-east-1a"}]}"#, "missing_field", "pools[0].price"),
+            (#"{"pools": [{"id": "t3.medium.us-east-1a", "price": "cheap"}]}"#, "invalid_type", "pools[0].price"),
+            (#"{"pools": [{"id": "nowhere", "price": 0.03}]}"#, "invalid_pool_id", "pools[0].id"),
+            (#"{"pools": []}"#, "invalid_value", "pools"),
+            (#"{}"#, "missing_field", "pools"),
+            (#"{"pools": [{"id": "t3.medium.us-east-1a", "price": 0.03}, {"id": "t3.medium.us-east-1a", "price": 0.04}]}"#, "duplicate_pool", "pools[1].id"),
+            (#"{"pools": [{"id": "t3.medium.us-east-1a", "price": 0.03}], "observed_at": "2035-01-01T00:00:00Z"}"#, "timestamp_in_future", "observed_at"),
+            (#"{"pools": [{"id": "t3.medium.us-east-1a", "price": 0.03}], "observed_at": "2015-01-01T00:00:00Z"}"#, "timestamp_too_old", "observed_at"),
+            (#"{"pools": [{"id": "t3.medium.us-east-1a", "price": 0.03}], "observed_at": "2025-11-23T10:00:00"}"#, "invalid_value", "observed_at"),
+            (#"{"pools": [{"id": "t3.medium.us-east-1a", "price": 0.03}], "report_id": "not-a-uuid"}"#, "invalid_uuid", "report_id"),
+            (#"{"pools": [{"id": "t3.medium.us-east-1a", "price": 0.03}], "instance_id": "vm-1"}"#, "invalid_instance_id", "instance_id"),
+            (#"[1, 2]"#, "invalid_type", "body"),
+            (#"{"pools": [{"id": "t3.medium.us-east-1a", "price": 0.03}"#, "invalid_json", nil),
+        ] as [(String, String, String?)])
     func rejectsWithCodeAndField(json: String, code: String, field: String?) {
         let error = validationError {
             _ = try decode(PricingReportRequest.self, json).validated(check, clientId: client, agentId: agent)
@@ -197,19 +202,22 @@ private func validationError(_ body: () throws -> Void) -> ValidationError? {
 
 @Suite struct HeartbeatAndRegisterValidationTests {
     @Test func heartbeatSeedPattern() throws {
-        let hb = try decode(HeartbeatRequest.self, #"{"status": "online", "instance_id": "i-123456789abcdef01", "mode": "spot", "pool_id": "t3.medium.ap-south-1a"}"#)
-            .validated(check, clientId: client, agentId: agent)
+        let hb = try decode(
+            HeartbeatRequest.self, #"{"status": "online", "instance_id": "i-123456789abcdef01", "mode": "spot", "pool_id": "t3.medium.ap-south-1a"}"#
+        )
+        .validated(check, clientId: client, agentId: agent)
         #expect(hb.status == .online)
         #expect(hb.mode == .spot)
         #expect(hb.poolId?.az.rawValue == "ap-south-1a")
     }
 
-    @Test(arguments: [
-        (#"{}"#, "missing_field", "status"),
-        (#"{"status": "deleted"}"#, "invalid_enum", "status"),
-        (#"{"status": "online", "mode": "reserved"}"#, "invalid_enum", "mode"),
-        (#"{"status": 1}"#, "invalid_type", "status"),
-    ] as [(String, String, String)])
+    @Test(
+        arguments: [
+            (#"{}"#, "missing_field", "status"),
+            (#"{"status": "deleted"}"#, "invalid_enum", "status"),
+            (#"{"status": "online", "mode": "reserved"}"#, "invalid_enum", "mode"),
+            (#"{"status": 1}"#, "invalid_type", "status"),
+        ] as [(String, String, String)])
     func heartbeatRejects(json: String, code: String, field: String) {
         let error = validationError { _ = try decode(HeartbeatRequest.self, json).validated(check, clientId: client, agentId: agent) }
         #expect(error?.code == code)
@@ -224,14 +232,15 @@ private func validationError(_ body: () throws -> Void) -> ValidationError? {
         #expect(r.region?.rawValue == "eu-west-3")
     }
 
-    @Test(arguments: [
-        (#"{}"#, "missing_field", "logical_agent_id"),
-        (#"{"logical_agent_id": ""}"#, "invalid_value", "logical_agent_id"),
-        (#"{"logical_agent_id": "web 1"}"#, "invalid_value", "logical_agent_id"),
-        (#"{"logical_agent_id": "web-1", "private_ip": "999.1.1.1"}"#, "invalid_ip", "private_ip"),
-        (#"{"logical_agent_id": "web-1", "hostname": "a\u0000b"}"#, "invalid_value", "hostname"),
-        (#"{"logical_agent_id": "web-1", "region": "us-east-1", "az": "eu-west-1a"}"#, "inconsistent_location", "az"),
-    ] as [(String, String, String)])
+    @Test(
+        arguments: [
+            (#"{}"#, "missing_field", "logical_agent_id"),
+            (#"{"logical_agent_id": ""}"#, "invalid_value", "logical_agent_id"),
+            (#"{"logical_agent_id": "web 1"}"#, "invalid_value", "logical_agent_id"),
+            (#"{"logical_agent_id": "web-1", "private_ip": "999.1.1.1"}"#, "invalid_ip", "private_ip"),
+            (#"{"logical_agent_id": "web-1", "hostname": "a\u0000b"}"#, "invalid_value", "hostname"),
+            (#"{"logical_agent_id": "web-1", "region": "us-east-1", "az": "eu-west-1a"}"#, "inconsistent_location", "az"),
+        ] as [(String, String, String)])
     func registerRejects(json: String, code: String, field: String) {
         let error = validationError { _ = try decode(RegisterRequest.self, json).validated(check) }
         #expect(error?.code == code)

@@ -44,7 +44,9 @@ enum AgentFailoverBench {
         }
         let sorted = latencies.sorted()
         func pct(_ p: Double) -> String { String(format: "%.1f", sorted[min(sorted.count - 1, Int((Double(sorted.count) * p).rounded(.up)) - 1)]) }
-        print("agent_notice_p50_ms=\(pct(0.5)) agent_notice_p99_ms=\(pct(0.99)) agent_notice_max_ms=\(String(format: "%.1f", sorted.last ?? -1)) agent_notice_count=\(sorted.count)")
+        print(
+            "agent_notice_p50_ms=\(pct(0.5)) agent_notice_p99_ms=\(pct(0.99)) agent_notice_max_ms=\(String(format: "%.1f", sorted.last ?? -1)) agent_notice_count=\(sorted.count)"
+        )
     }
 
     /// SIGTERM, then up to 30 s for a clean exit (the agent finishes its long-poll), then SIGKILL;

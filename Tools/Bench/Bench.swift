@@ -2,11 +2,11 @@ import ArgumentParser
 import Foundation
 import Logging
 import SpotBus
+import SpotCLI
+import SpotMarket
 import SpotModels
 import SpotRuntime
 import SpotStore
-import SpotCLI
-import SpotMarket
 
 /// Raw rates of the broker and the database this machine gives, measured the way SpotGuard
 /// uses them, so `deploy/bench.sh` can print ingest throughput as a ratio of each.
@@ -145,31 +145,32 @@ struct SEFFill: ServiceSubcommand {
 
     func run(env: EnvironmentReader, logger: Logger) async throws {
         let (client, agent, count, poolCount) = (UUID(uuidString: client)!, UUID(uuidString: agent)!, reports, pools)
-            let pools = benchPools(poolCount)
-            let publisher = BusPublisher(endpoint: try env.amqp(), logger: logger)
-            publisher.start()
-            while !publisher.isConnected { try await Task.sleep(for: .milliseconds(20)) }
-            let window = 200
-            try await withThrowingTaskGroup(of: Void.self) { group in
-                for lane in 0..<window {
-                    group.addTask {
-                        var rng = SplitMix64(seed: UInt64(lane))
-                        for _ in stride(from: lane, to: count, by: window) {
-                            let now = Date()
-                            let report = PricingReport(
-                                reportId: UUID(), clientId: client, agentId: agent, instanceId: nil,
-                                pools: pools.map { PoolPrice(poolId: $0, price: Double(Int.random(in: 300...340, using: &rng)) / 10_000) },
-                                onDemandPrice: 0.0416, observedAt: now, receivedAt: now)
-                            try await publisher.publish(
-                                Envelope(id: report.reportId, type: RoutingKey.pricingReported, producer: "spotguard-bench",
-                                         payload: PricingReported.report(report)))
-                        }
+        let pools = benchPools(poolCount)
+        let publisher = BusPublisher(endpoint: try env.amqp(), logger: logger)
+        publisher.start()
+        while !publisher.isConnected { try await Task.sleep(for: .milliseconds(20)) }
+        let window = 200
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for lane in 0..<window {
+                group.addTask {
+                    var rng = SplitMix64(seed: UInt64(lane))
+                    for _ in stride(from: lane, to: count, by: window) {
+                        let now = Date()
+                        let report = PricingReport(
+                            reportId: UUID(), clientId: client, agentId: agent, instanceId: nil,
+                            pools: pools.map { PoolPrice(poolId: $0, price: Double(Int.random(in: 300...340, using: &rng)) / 10_000) },
+                            onDemandPrice: 0.0416, observedAt: now, receivedAt: now)
+                        try await publisher.publish(
+                            Envelope(
+                                id: report.reportId, type: RoutingKey.pricingReported, producer: "spotguard-bench",
+                                payload: PricingReported.report(report)))
                     }
                 }
-                try await group.waitForAll()
             }
-            print("queued_reports=\(count) points=\(count * pools.count)")
-            await publisher.shutdown()
+            try await group.waitForAll()
+        }
+        print("queued_reports=\(count) points=\(count * pools.count)")
+        await publisher.shutdown()
     }
 }
 
@@ -180,23 +181,23 @@ struct Codec: ServiceSubcommand {
 
     func run(env: EnvironmentReader, logger: Logger) async throws {
         let n = self.n
-            let now = Date()
-            let report = PricingReport(
-                reportId: UUID(), clientId: UUID(), agentId: UUID(), instanceId: nil,
-                pools: benchPools(10).map { PoolPrice(poolId: $0, price: 0.0312) }, onDemandPrice: 0.0416,
-                observedAt: now, receivedAt: now)
-            let envelope = Envelope(type: RoutingKey.pricingReported, producer: "bench", payload: PricingReported.report(report))
-            func time(_ label: String, _ body: () throws -> Void) rethrows {
-                let start = ContinuousClock.now
-                for _ in 0..<n { try body() }
-                print(String(format: "%@_us=%.1f", label, (ContinuousClock.now - start).seconds * 1e6 / Double(n)))
-            }
-            let data = try WireJSON.encoder().encode(envelope)
-            try time("encode") { _ = try WireJSON.encoder().encode(envelope) }
-            try time("decode") { _ = try WireJSON.decoder().decode(Envelope<PricingReported>.self, from: data) }
-            time("timestamp_format") { _ = Timestamp.format(now) }
-            time("timestamp_parse") { _ = Timestamp.parse("2026-11-23T06:20:00.123Z") }
-            time("sql_timestamp") { _ = now.pgText }
+        let now = Date()
+        let report = PricingReport(
+            reportId: UUID(), clientId: UUID(), agentId: UUID(), instanceId: nil,
+            pools: benchPools(10).map { PoolPrice(poolId: $0, price: 0.0312) }, onDemandPrice: 0.0416,
+            observedAt: now, receivedAt: now)
+        let envelope = Envelope(type: RoutingKey.pricingReported, producer: "bench", payload: PricingReported.report(report))
+        func time(_ label: String, _ body: () throws -> Void) rethrows {
+            let start = ContinuousClock.now
+            for _ in 0..<n { try body() }
+            print(String(format: "%@_us=%.1f", label, (ContinuousClock.now - start).seconds * 1e6 / Double(n)))
+        }
+        let data = try WireJSON.encoder().encode(envelope)
+        try time("encode") { _ = try WireJSON.encoder().encode(envelope) }
+        try time("decode") { _ = try WireJSON.decoder().decode(Envelope<PricingReported>.self, from: data) }
+        time("timestamp_format") { _ = Timestamp.format(now) }
+        time("timestamp_parse") { _ = Timestamp.parse("2026-11-23T06:20:00.123Z") }
+        time("sql_timestamp") { _ = now.pgText }
     }
 }
 
@@ -217,30 +218,30 @@ struct Publish: ServiceSubcommand {
 
     func run(env: EnvironmentReader, logger: Logger) async throws {
         let (messages, window) = (self.messages, self.window)
-            let queue = "spotguard.bench.\(UUID().uuidString.prefix(8).lowercased())"
-            let publisher = BusPublisher(
-                endpoint: try env.amqp(), topology: .standard.adding(.init(name: queue, bindings: ["bench.#"])), logger: logger)
-            publisher.start()
-            while !publisher.isConnected { try await Task.sleep(for: .milliseconds(20)) }
-            // a body the size of a three-pool pricing report envelope
-            let body = Array(String(repeating: "x", count: 520).utf8)
-            let started = ContinuousClock.now
-            try await withThrowingTaskGroup(of: Void.self) { group in
-                for lane in 0..<window {
-                    group.addTask {
-                        var i = lane
-                        while i < messages {
-                            try await publisher.publish(OutgoingMessage(routingKey: "bench.price", body: body, messageId: "\(queue)-\(i)"))
-                            i += window
-                        }
+        let queue = "spotguard.bench.\(UUID().uuidString.prefix(8).lowercased())"
+        let publisher = BusPublisher(
+            endpoint: try env.amqp(), topology: .standard.adding(.init(name: queue, bindings: ["bench.#"])), logger: logger)
+        publisher.start()
+        while !publisher.isConnected { try await Task.sleep(for: .milliseconds(20)) }
+        // a body the size of a three-pool pricing report envelope
+        let body = Array(String(repeating: "x", count: 520).utf8)
+        let started = ContinuousClock.now
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for lane in 0..<window {
+                group.addTask {
+                    var i = lane
+                    while i < messages {
+                        try await publisher.publish(OutgoingMessage(routingKey: "bench.price", body: body, messageId: "\(queue)-\(i)"))
+                        i += window
                     }
                 }
-                try await group.waitForAll()
             }
-            let seconds = (ContinuousClock.now - started).seconds
-            print(String(format: "publish_confirmed_per_second=%.0f messages=%d window=%d", Double(messages) / seconds, messages, window))
-            try await publisher.deleteQueue(queue)
-            await publisher.shutdown()
+            try await group.waitForAll()
+        }
+        let seconds = (ContinuousClock.now - started).seconds
+        print(String(format: "publish_confirmed_per_second=%.0f messages=%d window=%d", Double(messages) / seconds, messages, window))
+        try await publisher.deleteQueue(queue)
+        await publisher.shutdown()
     }
 }
 
@@ -250,34 +251,33 @@ struct Copy: ServiceSubcommand {
 
     func run(env: EnvironmentReader, logger: Logger) async throws {
         let rows = self.rows
-            try await ServiceCommand.withStore(env: env, applicationName: "spotguard-bench", logger: logger) { store in
-                let table = "bench_copy_\(UInt32.random(in: 0...UInt32.max))"
-                try await store.withConnection {
-                    try $0.executeScript(
-                        """
-                        CREATE TABLE \(table) (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, pool_id text NOT NULL,
-                            price numeric(12,6) NOT NULL, captured_at timestamptz NOT NULL, report_id uuid NOT NULL,
-                            UNIQUE (report_id, pool_id))
-                        """)
-                }
-                let start = Date()
-                var batch: [[(any PGEncodable)?]] = []
-                batch.reserveCapacity(rows)
-                for i in 0..<rows {
-                    batch.append(["t3.medium.us-east-1\(["a", "b", "c"][i % 3])", 0.03 + Double(i % 100) / 10_000, start, UUID()])
-                }
-                let all = batch
-                let started = ContinuousClock.now
-                let written = try await store.withConnection {
-                    try $0.copy(into: table, columns: ["pool_id", "price", "captured_at", "report_id"], rows: all)
-                }
-                let seconds = (ContinuousClock.now - started).seconds
-                print(String(format: "copy_rows_per_second=%.0f rows=%d", Double(written) / seconds, written))
-                try await store.withConnection { try $0.executeScript("DROP TABLE \(table)") }
+        try await ServiceCommand.withStore(env: env, applicationName: "spotguard-bench", logger: logger) { store in
+            let table = "bench_copy_\(UInt32.random(in: 0...UInt32.max))"
+            try await store.withConnection {
+                try $0.executeScript(
+                    """
+                    CREATE TABLE \(table) (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, pool_id text NOT NULL,
+                        price numeric(12,6) NOT NULL, captured_at timestamptz NOT NULL, report_id uuid NOT NULL,
+                        UNIQUE (report_id, pool_id))
+                    """)
             }
+            let start = Date()
+            var batch: [[(any PGEncodable)?]] = []
+            batch.reserveCapacity(rows)
+            for i in 0..<rows {
+                batch.append(["t3.medium.us-east-1\(["a", "b", "c"][i % 3])", 0.03 + Double(i % 100) / 10_000, start, UUID()])
+            }
+            let all = batch
+            let started = ContinuousClock.now
+            let written = try await store.withConnection {
+                try $0.copy(into: table, columns: ["pool_id", "price", "captured_at", "report_id"], rows: all)
+            }
+            let seconds = (ContinuousClock.now - started).seconds
+            print(String(format: "copy_rows_per_second=%.0f rows=%d", Double(written) / seconds, written))
+            try await store.withConnection { try $0.executeScript("DROP TABLE \(table)") }
+        }
     }
 }
-
 
 /// Up to 30 pools: five us-east-1 zones of six instance types, as an agent reporting its own
 /// type and alternatives would send.

@@ -159,8 +159,12 @@ enum ChaosBench {
     ) async throws -> (Outcome, DerivedPrices) {
         let family = "cx" + String((0..<6).map { _ in "abcdefghijklmnopqrstuvwxyz".randomElement()! })
         let token = try await ClientDirectory(store: store, ttl: .seconds(0)).createClient(name: "chaos \(kind.rawValue) \(family)", email: nil).1.text
-        let proxies = kind == .network
-            ? (amqp: try FaultProxy(upstreamPort: try env.amqp().port), postgres: try FaultProxy(upstreamPort: try env.postgres(applicationName: "spotguard-chaos").port))
+        let proxies =
+            kind == .network
+            ? (
+                amqp: try FaultProxy(upstreamPort: try env.amqp().port),
+                postgres: try FaultProxy(upstreamPort: try env.postgres(applicationName: "spotguard-chaos").port)
+            )
             : nil
         defer {
             proxies?.amqp.stop()
@@ -241,7 +245,9 @@ enum ChaosBench {
 
     static func register(_ ingest: String, token: String, family: String) async throws -> String {
         let http = FailoverBench.HTTP(base: ingest, token: token)
-        let body = try await http.expect(201, "POST", "/api/agents/register", """
+        let body = try await http.expect(
+            201, "POST", "/api/agents/register",
+            """
             {"logical_agent_id": "chaos-\(family)", "instance_id": "i-0a1b2c3d4e5f60718", "pool_id": "\(family).large.us-east-1a",
              "mode": "spot", "agent_version": "1.0.0"}
             """)
@@ -341,8 +347,10 @@ enum ChaosBench {
     static func table(_ outcomes: [Outcome]) -> String {
         func f(_ v: Double, _ digits: Int = 1) -> String { String(format: "%.\(digits)f", v) }
         var lines = ["", "SpotGuard fault suite (\(Timestamp.format(Date())), \(ProcessInfo.processInfo.activeProcessorCount) cores)"]
-        let header = ["run", "sends", "+resends", "accepted", "202 again", "not 202", "rows/expected", "lost", "doubled", "unexpected",
-                      "clean", "identical", "points/s", "p99 ms", "queues", "dead letters"]
+        let header = [
+            "run", "sends", "+resends", "accepted", "202 again", "not 202", "rows/expected", "lost", "doubled", "unexpected",
+            "clean", "identical", "points/s", "p99 ms", "queues", "dead letters",
+        ]
         var rows = [header]
         for o in outcomes {
             let non202 = o.answers.filter { $0.key != "202" }.values.reduce(0, +)
@@ -358,17 +366,21 @@ enum ChaosBench {
             lines.append(row.enumerated().map { $0.element.padding(toLength: widths[$0.offset], withPad: " ", startingAt: 0) }.joined(separator: "  "))
         }
         if let one = outcomes.first(where: { $0.kind == "reference" }), let three = outcomes.first(where: { $0.kind == "scale" }) {
-            lines.append("three copies of sef, replicas, decisions against one: \(f(three.pointsPerSecond, 0)) / \(f(one.pointsPerSecond, 0)) points/s = \(f(three.pointsPerSecond / max(one.pointsPerSecond, 1), 2))")
+            lines.append(
+                "three copies of sef, replicas, decisions against one: \(f(three.pointsPerSecond, 0)) / \(f(one.pointsPerSecond, 0)) points/s = \(f(three.pointsPerSecond / max(one.pointsPerSecond, 1), 2))"
+            )
         }
         for o in outcomes {
             for (reason, n) in o.deadLetterReasons.sorted(by: { $0.key < $1.key }) { lines.append("\(o.kind): dead letter ×\(n): \(reason)") }
         }
         for o in outcomes where !o.faults.isEmpty {
-            lines.append("\(o.kind): replica calls relayed ok \(o.replicaCallsOk), failed \(o.replicaCallsFailed), longest outage \(f(o.replicaLongestOutageSeconds)) s")
+            lines.append(
+                "\(o.kind): replica calls relayed ok \(o.replicaCallsOk), failed \(o.replicaCallsFailed), longest outage \(f(o.replicaLongestOutageSeconds)) s")
             for x in o.faults {
-                lines.append("  \(x.fault.padding(toLength: 34, withPad: " ", startingAt: 0)) back after \(f(x.seconds, 2)) s; meanwhile \(x.requests) requests, \(x.non202) not 202"
-                    + (x.p99Ms.map { ", p99 of 202s \(f($0)) ms" } ?? "")
-                    + (x.first202AfterSeconds.map { "; first 202 begun after it \(f($0, 2)) s" } ?? ""))
+                lines.append(
+                    "  \(x.fault.padding(toLength: 34, withPad: " ", startingAt: 0)) back after \(f(x.seconds, 2)) s; meanwhile \(x.requests) requests, \(x.non202) not 202"
+                        + (x.p99Ms.map { ", p99 of 202s \(f($0)) ms" } ?? "")
+                        + (x.first202AfterSeconds.map { "; first 202 begun after it \(f($0, 2)) s" } ?? ""))
             }
         }
         return lines.joined(separator: "\n")

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import FoundationNetworking
 import Logging
 import SEFApp
 import SpotBus
@@ -8,7 +9,6 @@ import SpotModels
 import SpotRuntime
 import SpotStore
 import Synchronization
-import FoundationNetworking
 import ToolSupport
 
 /// The SpotGuard services of one run as child processes, each copy on its own loopback port.
@@ -117,11 +117,12 @@ actor FaultSchedule {
     private var spans: [(fault: String, start: Double, end: Double)] = []
 
     init(kind: ChaosBench.Kind, sends: Int, window: Double, stack options: ChaosBench.Options) {
-        let list: [Fault] = switch kind {
-        case .reference, .scale: []
-        case .faults: ChaosFleet.services.map { .kill(executable: $0.executable) } + [.brokerRestart, .databaseCrash]
-        case .network: [.network(.latency(milliseconds: 200)), .network(.blackHole), .resetConnections, .cutConnectionsMidFrame]
-        }
+        let list: [Fault] =
+            switch kind {
+            case .reference, .scale: []
+            case .faults: ChaosFleet.services.map { .kill(executable: $0.executable) } + [.brokerRestart, .databaseCrash]
+            case .network: [.network(.latency(milliseconds: 200)), .network(.blackHole), .resetConnections, .cutConnectionsMidFrame]
+            }
         faults = list
         boundaries = (1...max(1, list.count)).map { $0 * sends / (list.count + 1) }
         self.window = window
@@ -235,8 +236,10 @@ final class DeadLetterWatch: Sendable {
 
     func start(env: EnvironmentReader, publisher: BusPublisher) async throws {
         let topology = Topology.standard.adding(.init(name: queue, bindings: ["#"], exchange: Topology.deadLetterExchange))
-        let consumer = BusConsumer(endpoint: try env.amqp(), topology: topology, configuration: .init(queue: queue), deadLetters: publisher,
-                                   logger: logger) { [self] d in
+        let consumer = BusConsumer(
+            endpoint: try env.amqp(), topology: topology, configuration: .init(queue: queue), deadLetters: publisher,
+            logger: logger
+        ) { [self] d in
             let broker = d.headers["x-first-death-reason"].map { "\(d.headers["x-first-death-queue"] ?? "?") \(d.routingKey), by the broker: \($0)" }
             let consumer = d.headers["x-spotguard-error"].map { "\(d.headers["x-spotguard-queue"] ?? "?") \(d.routingKey), by the consumer: \($0)" }
             self.reasons.withLock { $0.append(consumer ?? broker) }
@@ -248,7 +251,9 @@ final class DeadLetterWatch: Sendable {
 
     /// Stops watching and returns each dead letter's reason (nil: none given).
     func stop(publisher: BusPublisher) async -> [String?] {
-        let t = task.withLock { t -> Task<Void, any Error>? in defer { t = nil }; return t }
+        let t = task.withLock { t -> Task<Void, any Error>? in
+            defer { t = nil }; return t
+        }
         t?.cancel()
         _ = await t?.result
         try? await publisher.deleteQueue(queue)

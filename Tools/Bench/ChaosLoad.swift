@@ -52,23 +52,27 @@ struct ChaosLoad: Sendable {
             let report = PricingReport(
                 reportId: reportId, clientId: reportId, agentId: reportId, instanceId: nil, pools: [], onDemandPrice: nil, observedAt: t, receivedAt: t)
             let entries = present.map { #"{"id": "\#($0)", "price": \#(price[$0]!)}"# }.joined(separator: ", ")
-            messages.append(Message(
-                path: "/api/agents/\(agent)/pricing-report",
-                body: Data(#"{"report_id": "\#(reportId)", "pools": [\#(entries)], "on_demand_price": 0.096, "observed_at": "\#(Timestamp.format(t))"}"#.utf8),
-                rows: present.map { report.submissionId(for: PoolID(rawValue: $0)!) }))
+            messages.append(
+                Message(
+                    path: "/api/agents/\(agent)/pricing-report",
+                    body: Data(
+                        #"{"report_id": "\#(reportId)", "pools": [\#(entries)], "on_demand_price": 0.096, "observed_at": "\#(Timestamp.format(t))"}"#.utf8),
+                    rows: present.map { report.submissionId(for: PoolID(rawValue: $0)!) }))
             if k % 9 == 4, messages.count < uniqueTotal {  // a replica's reading: agreeing, or 2 % off
                 let pool = present[Int.random(in: 0..<present.count, using: &rng)]
                 let off = Bool.random(using: &rng) ? 1.0 : 1.02
                 let id = UUID(using: &ids)
                 let source = Bool.random(using: &rng) ? "replica-automatic" : "replica-manual"
-                messages.append(Message(
-                    path: "/api/pricing/submit",
-                    body: Data("""
-                        {"submission_id": "\(id)", "source_agent_id": "\(agent)", "source_instance_id": "i-0a1b2c3d4e5f60718",
-                         "source_type": "\(source)", "pool_id": "\(pool)", "spot_price": \((price[pool]! * off * 10_000).rounded() / 10_000),
-                         "observed_at": "\(Timestamp.format(t.addingTimeInterval(3)))"}
-                        """.utf8),
-                    rows: [id]))
+                messages.append(
+                    Message(
+                        path: "/api/pricing/submit",
+                        body: Data(
+                            """
+                            {"submission_id": "\(id)", "source_agent_id": "\(agent)", "source_instance_id": "i-0a1b2c3d4e5f60718",
+                             "source_type": "\(source)", "pool_id": "\(pool)", "spot_price": \((price[pool]! * off * 10_000).rounded() / 10_000),
+                             "observed_at": "\(Timestamp.format(t.addingTimeInterval(3)))"}
+                            """.utf8),
+                        rows: [id]))
             }
             k += 1
         }

@@ -1,7 +1,7 @@
 import DecisionApp
 import Foundation
-import SpotModels
 import SpotFleet
+import SpotModels
 import SpotRuntime
 import SpotStore
 

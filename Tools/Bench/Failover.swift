@@ -109,7 +109,9 @@ enum FailoverBench {
     /// the agent over HTTP (the emergency replica, its launch command fetched and answered, two
     /// sync reports).
     static func readyAgent(_ http: HTTP, logical: String, instance: String) async throws -> Agent {
-        let reg = try await http.expect(201, "POST", "/api/agents/register", """
+        let reg = try await http.expect(
+            201, "POST", "/api/agents/register",
+            """
             {"logical_agent_id": "\(logical)", "instance_id": "\(instance)", "pool_id": "t3.medium.us-east-1a", "mode": "spot"}
             """)
         var agent = Agent(id: (reg["agent_id"] as! String).lowercased(), instance: instance)
@@ -120,7 +122,8 @@ enum FailoverBench {
             throw BenchFailure("no launch command for \(agent.id)")
         }
         agent.replicaInstance = randomInstance()
-        _ = try await http.expect(200, "POST", "/api/agents/\(agent.id)/commands/\(commandId)/result", #"{"status": "succeeded", "instance_id": "\#(agent.replicaInstance)"}"#)
+        _ = try await http.expect(
+            200, "POST", "/api/agents/\(agent.id)/commands/\(commandId)/result", #"{"status": "succeeded", "instance_id": "\#(agent.replicaInstance)"}"#)
         _ = try await http.expect(200, "POST", "/api/agents/\(agent.id)/replicas/\(replicaId)/sync-status", #"{"sync_status": "syncing"}"#)
         _ = try await http.expect(200, "POST", "/api/agents/\(agent.id)/replicas/\(replicaId)/sync-status", #"{"sync_status": "synced", "status": "ready"}"#)
         return agent

@@ -105,18 +105,20 @@ enum Replay {
                     truth.sentPoints += 1
                     if Double.random(in: 0..<1, using: &rng) < replicaShare {
                         let replicaObserved = Timestamp.format(Date(timeIntervalSince1970: TimeInterval(bucket + 90)))
-                        requests.append((
-                            "/api/pricing/submit",
-                            #"{"submission_id": "\#(UUID())", "source_agent_id": "\#(agent)", "source_type": "replica-automatic", "pool_id": "\#(pool)", "spot_price": \#(price), "observed_at": "\#(replicaObserved)"}"#
-                        ))
+                        requests.append(
+                            (
+                                "/api/pricing/submit",
+                                #"{"submission_id": "\#(UUID())", "source_agent_id": "\#(agent)", "source_type": "replica-automatic", "pool_id": "\#(pool)", "spot_price": \#(price), "observed_at": "\#(replicaObserved)"}"#
+                            ))
                         truth.sentPoints += 1
                     }
                 }
                 guard !kept.isEmpty else { continue }
-                requests.append((
-                    "/api/agents/\(agent)/pricing-report",
-                    #"{"report_id": "\#(UUID())", "pools": [\#(kept.joined(separator: ", "))], "observed_at": "\#(observed)"}"#
-                ))
+                requests.append(
+                    (
+                        "/api/agents/\(agent)/pricing-report",
+                        #"{"report_id": "\#(UUID())", "pools": [\#(kept.joined(separator: ", "))], "observed_at": "\#(observed)"}"#
+                    ))
             }
         }
         // eight senders in parallel, each in order; retried on 503 like an agent would
@@ -208,8 +210,10 @@ enum Replay {
         }
         func mape(_ v: [Double]) -> String { v.isEmpty ? "-" : String(format: "%.2f %%", 100 * v.reduce(0, +) / Double(v.count)) }
         func row(_ cells: [String]) -> String {
-            zip(cells, [18, 10, 12, 24]).map { c, w in c.count >= w ? c : (c == cells[0] ? c.padding(toLength: w, withPad: " ", startingAt: 0) : String(repeating: " ", count: w - c.count) + c) }
-                .joined(separator: " ")
+            zip(cells, [18, 10, 12, 24]).map { c, w in
+                c.count >= w ? c : (c == cells[0] ? c.padding(toLength: w, withPad: " ", startingAt: 0) : String(repeating: " ", count: w - c.count) + c)
+            }
+            .joined(separator: " ")
         }
         print(row(["method", "buckets", "MAPE", "linear, same buckets"]))
         for method in InterpolationMethod.allCases.map(\.rawValue) {
@@ -217,8 +221,10 @@ enum Replay {
             print(row([method, String(e.count), mape(e), mape(linearErrors[method] ?? [])]))
         }
         print(row(["not filled", String(unfilled), "", ""]))
-        print(String(format: "dropped points: %d of %d (%.1f %%); interpolated share of clean rows: %.1f %% (%d of %d)",
-                     truth.dropped.count, truth.dropped.count + truth.sentPoints, 100 * Double(truth.dropped.count) / Double(truth.dropped.count + truth.sentPoints),
-                     100 * Double(totals.interpolated) / Double(max(1, totals.clean)), totals.interpolated, totals.clean))
+        print(
+            String(
+                format: "dropped points: %d of %d (%.1f %%); interpolated share of clean rows: %.1f %% (%d of %d)",
+                truth.dropped.count, truth.dropped.count + truth.sentPoints, 100 * Double(truth.dropped.count) / Double(truth.dropped.count + truth.sentPoints),
+                100 * Double(totals.interpolated) / Double(max(1, totals.clean)), totals.interpolated, totals.clean))
     }
 }

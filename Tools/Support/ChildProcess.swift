@@ -12,8 +12,10 @@ public final class ChildProcess: Sendable {
 
     /// - Parameter output: a file that receives the child's standard output (and its standard
     ///   error too with `errors`), emptied first unless `appending`.
-    public init(_ executable: String, _ arguments: [String], environment: [String: String] = ProcessInfo.processInfo.environment,
-                output: String? = nil, errors: Bool = false, appending: Bool = false) throws {
+    public init(
+        _ executable: String, _ arguments: [String], environment: [String: String] = ProcessInfo.processInfo.environment,
+        output: String? = nil, errors: Bool = false, appending: Bool = false
+    ) throws {
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }

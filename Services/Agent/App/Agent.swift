@@ -232,7 +232,8 @@ public final class Agent: Sendable {
             defer { s.syncReports += 1 }
             return s.syncReports == 0
         }
-        let body = first
+        let body =
+            first
             ? Sync(syncStatus: "syncing", status: nil, stateTransferProgress: 0, syncLatencyMs: latency, instanceId: identity.instanceId)
             : Sync(syncStatus: "synced", status: "ready", stateTransferProgress: 100, syncLatencyMs: latency, instanceId: identity.instanceId)
         // not spooled: the next tick reports the state as it is then, and stale reports queued
@@ -257,11 +258,14 @@ public final class Agent: Sendable {
                 let listed = try await api.send("GET", "/api/agents/\(agent)/replicas")
                 if listed.status < 500 {
                     let replicas = (listed.json()["replicas"] as? [[String: Any]]) ?? []
-                    guard let ready = replicas.first(where: { $0["status"] as? String == "ready" }), let id = (ready["id"] ?? ready["replica_id"]) as? String else {
-                        logger.warning("no ready replica to send the state to", metadata: ["replicas": "\(listed.status) \(replicas.map { $0["status"] ?? "-" })"])
+                    guard let ready = replicas.first(where: { $0["status"] as? String == "ready" }), let id = (ready["id"] ?? ready["replica_id"]) as? String
+                    else {
+                        logger.warning(
+                            "no ready replica to send the state to", metadata: ["replicas": "\(listed.status) \(replicas.map { $0["status"] ?? "-" })"])
                         return
                     }
-                    let answer = try await api.send("POST", "/api/agents/\(agent)/replicas/\(id.lowercased())/state-transfer", gzip: try StateArchive.pack(file))
+                    let answer = try await api.send(
+                        "POST", "/api/agents/\(agent)/replicas/\(id.lowercased())/state-transfer", gzip: try StateArchive.pack(file))
                     if answer.status == 201 {
                         logger.notice("state sent to the replica", metadata: ["replica_id": "\(id)"])
                         return

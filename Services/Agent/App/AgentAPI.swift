@@ -104,8 +104,11 @@ public final class Spool: Sendable {
     public func submit<T: Encodable>(_ method: String, _ path: String, _ value: T, urgent: Bool = false) async throws {
         let entry = Entry(method: method, path: path, body: try AgentAPI.encoder().encode(value))
         // "0-…" sorts before the plain time-stamped names ("00…")
-        let name = (urgent ? "0-" : "") + String(
-            format: "%015.0f-%06d-%@.json", Date().timeIntervalSince1970 * 1000, sequence.add(1, ordering: .relaxed).newValue % 1_000_000, UUID().uuidString)
+        let name =
+            (urgent ? "0-" : "")
+            + String(
+                format: "%015.0f-%06d-%@.json", Date().timeIntervalSince1970 * 1000, sequence.add(1, ordering: .relaxed).newValue % 1_000_000, UUID().uuidString
+            )
         try JSONEncoder().encode(entry).write(to: directory.appendingPathComponent(name), options: .atomic)
         _ = await flush()
     }
@@ -113,11 +116,13 @@ public final class Spool: Sendable {
     /// Sends what waits, in order, until one fails; answers whether the spool is empty.
     @discardableResult
     public func flush() async -> Bool {
-        guard flushing.withLock({ busy in
-            if busy { return false }
-            busy = true
-            return true
-        }) else { return false }
+        guard
+            flushing.withLock({ busy in
+                if busy { return false }
+                busy = true
+                return true
+            })
+        else { return false }
         defer { flushing.withLock { $0 = false } }
         for file in pending {
             guard let data = try? Data(contentsOf: file), let entry = try? JSONDecoder().decode(Entry.self, from: data) else {
@@ -131,7 +136,8 @@ public final class Spool: Sendable {
                 case 200..<300:
                     try? FileManager.default.removeItem(at: file)
                     continue
-                case 401, 403, 404 where answer.status != 404 || answer.errorCode == "agent_not_found":
+                case 401, 403,
+                    404 where answer.status != 404 || answer.errorCode == "agent_not_found":
                     logger.error(
                         "the server refuses this agent; reports are kept until its token or registration is fixed",
                         metadata: ["status": "\(answer.status)", "code": "\(answer.errorCode ?? "-")", "waiting": "\(pending.count)"])

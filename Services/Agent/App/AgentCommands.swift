@@ -75,7 +75,8 @@ extension Agent {
                 _ = try await ec2.terminateInstances(ids: [target])
                 outcome = Result(status: "succeeded", instanceId: target)
             case "snapshot":
-                let image = try await ec2.createImage(instanceId: identity.instanceId, name: "spotguard-\(identity.instanceId)-\(Int(Date().timeIntervalSince1970))")
+                let image = try await ec2.createImage(
+                    instanceId: identity.instanceId, name: "spotguard-\(identity.instanceId)-\(Int(Date().timeIntervalSince1970))")
                 outcome = Result(status: "succeeded", result: ["image_id": image])
             case "launch_replica":
                 let launched = try await launchReplica(command, agent: agent, identity: identity)
@@ -120,10 +121,11 @@ extension Agent {
         guard let replica = command.replicaId ?? command.payload?["replica_id"]?.string.flatMap(UUID.init) else {
             throw Refused(description: "launch_replica without a replica id")
         }
-        return try await ec2.runInstances(RunInstancesRequest(
-            imageId: identity.amiId ?? "", instanceType: type, market: .spot, availabilityZone: az,
-            userData: userData(agent: agent, replica: replica), tags: ["spotguard:agent": agent, "spotguard:replica": replica.uuidString.lowercased()],
-            clientToken: "replica-\(replica.uuidString.lowercased())"))
+        return try await ec2.runInstances(
+            RunInstancesRequest(
+                imageId: identity.amiId ?? "", instanceType: type, market: .spot, availabilityZone: az,
+                userData: userData(agent: agent, replica: replica), tags: ["spotguard:agent": agent, "spotguard:replica": replica.uuidString.lowercased()],
+                clientToken: "replica-\(replica.uuidString.lowercased())"))
     }
 
     /// The user data that starts an agent on a new instance (as a replica when `replica` is set).
@@ -157,10 +159,11 @@ extension Agent {
             try await Task.sleep(for: .seconds(5))
         }
         guard let imageReady else { throw Refused(description: "image \(image) not available after 10 minutes") }
-        var launched = try await ec2.runInstances(RunInstancesRequest(
-            imageId: image, instanceType: type, market: mode, availabilityZone: az, userData: userData(agent: agent, replica: nil),
-            tags: ["spotguard:agent": agent, "spotguard:switch": command.commandId.uuidString.lowercased()],
-            clientToken: "switch-\(command.commandId.uuidString.lowercased())"))
+        var launched = try await ec2.runInstances(
+            RunInstancesRequest(
+                imageId: image, instanceType: type, market: mode, availabilityZone: az, userData: userData(agent: agent, replica: nil),
+                tags: ["spotguard:agent": agent, "spotguard:switch": command.commandId.uuidString.lowercased()],
+                clientToken: "switch-\(command.commandId.uuidString.lowercased())"))
         let launchedAt = Date()
         for _ in 0..<120 where launched.state != "running" {
             try await Task.sleep(for: .seconds(2))
@@ -199,7 +202,8 @@ extension Agent {
             newInstance: Side(
                 instanceId: launched.id, instanceType: type, az: az, mode: mode == .spot ? "spot" : "ondemand", poolId: mode == .spot ? "\(type).\(az)" : nil,
                 amiId: image),
-            timing: Timing(initiatedAt: initiated, amiCreatedAt: imageReady, instanceLaunchedAt: launchedAt, instanceReadyAt: ready, oldTerminatedAt: terminatedAt),
+            timing: Timing(
+                initiatedAt: initiated, amiCreatedAt: imageReady, instanceLaunchedAt: launchedAt, instanceReadyAt: ready, oldTerminatedAt: terminatedAt),
             pricing: Pricing(onDemand: configuration.onDemandPrice))
         state.withLock { $0.retired = true }
         try await spool.submit("POST", "/api/agents/\(agent)/switch-report", report)

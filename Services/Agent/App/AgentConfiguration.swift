@@ -68,10 +68,11 @@ public struct AgentConfiguration: Sendable, Equatable {
         }
         func value(_ key: String) -> String? { env["SPOTGUARD_AGENT_\(key.uppercased())"].flatMap { $0.isEmpty ? nil : $0 } }
         func number(_ key: String, _ fallback: Double?, default d: Double, range: ClosedRange<Double>) throws -> Double {
-            let n = try value(key).map { raw -> Double in
-                guard let n = Double(raw) else { throw Invalid(description: "SPOTGUARD_AGENT_\(key.uppercased()) is not a number") }
-                return n
-            } ?? fallback ?? d
+            let n =
+                try value(key).map { raw -> Double in
+                    guard let n = Double(raw) else { throw Invalid(description: "SPOTGUARD_AGENT_\(key.uppercased()) is not a number") }
+                    return n
+                } ?? fallback ?? d
             guard range.contains(n) else { throw Invalid(description: "\(key) must be \(range.lowerBound)…\(range.upperBound)") }
             return n
         }
@@ -86,11 +87,13 @@ public struct AgentConfiguration: Sendable, Equatable {
         heartbeatSeconds = try number("heartbeat_seconds", file.heartbeatSeconds, default: 60, range: 0.05...3600)
         priceSeconds = try number("price_seconds", file.priceSeconds, default: 60, range: 0.05...3600)
         watchSeconds = try number("watch_seconds", file.watchSeconds, default: 1, range: 0.01...60)
-        alternativeTypes = value("alternative_types").map { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } } ?? file.alternativeTypes ?? []
-        onDemandPrice = try value("on_demand_price").map { raw in
-            guard let p = Double(raw), p > 0 else { throw Invalid(description: "on_demand_price must be a positive number") }
-            return p
-        } ?? file.onDemandPrice
+        alternativeTypes =
+            value("alternative_types").map { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } } ?? file.alternativeTypes ?? []
+        onDemandPrice =
+            try value("on_demand_price").map { raw in
+                guard let p = Double(raw), p > 0 else { throw Invalid(description: "on_demand_price must be a positive number") }
+                return p
+            } ?? file.onDemandPrice
         if let raw = value("replica_id") ?? file.replicaId {
             guard let id = UUID(uuidString: raw) else { throw Invalid(description: "replica_id must be a UUID") }
             replicaId = id

@@ -69,7 +69,8 @@ struct AgentCommand: AsyncParsableCommand {
                     throw UsageProblem("configuration error: \(error)")
                 } catch IMDSError.unreachable(let why) {
                     throw Unreachable(
-                        "the instance metadata service does not answer (\(why)); run the agent on an EC2 instance, or set AWS_REGION and AWS_EC2_METADATA_SERVICE_ENDPOINT")
+                        "the instance metadata service does not answer (\(why)); run the agent on an EC2 instance, or set AWS_REGION and AWS_EC2_METADATA_SERVICE_ENDPOINT"
+                    )
                 }
             }
         }

@@ -1,7 +1,7 @@
 import Foundation
 import Hummingbird
-import SpotModels
 import SpotFleet
+import SpotModels
 import SpotRuntime
 import SpotStore
 

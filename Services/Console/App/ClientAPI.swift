@@ -2,8 +2,8 @@ import Crypto
 import Foundation
 import Hummingbird
 import NIOCore
-import SpotModels
 import SpotFleet
+import SpotModels
 import SpotRuntime
 import SpotStore
 
@@ -90,12 +90,14 @@ extension ConsoleController {
         router.post("\(agent)/replicas/:replicaId/promote") { request, context in
             let (client, agent) = try await authenticateAgent(request, context)
             let replica = try pathUUID("replicaId", context, notFound: "replica_not_found")
-            return try Self.response(try await replicas.call(ReplicaRequest(operation: .promoteReplica, clientId: client, agentId: agent.id, replicaId: replica)))
+            return try Self.response(
+                try await replicas.call(ReplicaRequest(operation: .promoteReplica, clientId: client, agentId: agent.id, replicaId: replica)))
         }
         router.delete("\(agent)/replicas/:replicaId") { request, context in
             let (client, agent) = try await authenticateAgent(request, context)
             let replica = try pathUUID("replicaId", context, notFound: "replica_not_found")
-            return try Self.response(try await replicas.call(ReplicaRequest(operation: .deleteReplica, clientId: client, agentId: agent.id, replicaId: replica)))
+            return try Self.response(
+                try await replicas.call(ReplicaRequest(operation: .deleteReplica, clientId: client, agentId: agent.id, replicaId: replica)))
         }
     }
 
@@ -272,8 +274,9 @@ extension ConsoleController {
             }
             let filter = JSONValue.array(events.map { .string($0) }).text
             let id = try await store.transaction { conn in
-                guard try conn.query("SELECT count(*)::int FROM webhook_subscriptions WHERE client_id = $1 AND is_active", [client])[0]
-                    .decode(Int.self, at: 0) < 20
+                guard
+                    try conn.query("SELECT count(*)::int FROM webhook_subscriptions WHERE client_id = $1 AND is_active", [client])[0]
+                        .decode(Int.self, at: 0) < 20
                 else { throw APIError(.conflict, code: "too_many_webhooks", message: "at most 20 active webhooks per client") }
                 return try conn.query(
                     "INSERT INTO webhook_subscriptions (client_id, url, secret, event_filter, payload_format) VALUES ($1, $2, $3, $4::jsonb, $5) RETURNING id",

@@ -18,10 +18,12 @@ public func buildConsoleApplication(
     let relay = OutboxRelay(store: store, publisher: publisher, logger: logger, name: "spotguard-console-\(ProcessInfo.processInfo.processIdentifier)")
     let directory = ClientDirectory(store: store, ttl: configuration.tokenCacheTTL, changed: { relay.notify() })
     let access = AccessUpdates(endpoint: amqp, directory: directory, publisher: publisher, logger: logger)
-    let router = Router.service(authFailures: configuration.http.authFailures, readiness: [
-        ReadinessCheck(name: "broker") { requester.isConnected && publisher.isConnected && access.isConnected },
-        ReadinessCheck(name: "database") { await store.ping() },
-    ])
+    let router = Router.service(
+        authFailures: configuration.http.authFailures,
+        readiness: [
+            ReadinessCheck(name: "broker") { requester.isConnected && publisher.isConnected && access.isConnected },
+            ReadinessCheck(name: "database") { await store.ping() },
+        ])
     ConsoleController(
         store: store, directory: directory,
         replicas: ReplicaRelay(requester: requester, timeout: configuration.relayTimeout, producer: "spotguard-console"),
@@ -32,7 +34,8 @@ public func buildConsoleApplication(
     return Application(
         router: router, server: configuration.http.server,
         configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "spotguard-console"),
-        services: [publisher, requester, relay, access, AuthFailureSharing(limiter: configuration.http.authFailures, store: store, logger: logger)], logger: logger)
+        services: [publisher, requester, relay, access, AuthFailureSharing(limiter: configuration.http.authFailures, store: store, logger: logger)],
+        logger: logger)
 }
 
 /// The dashboard's Mustache templates, from the console's resource bundle.

@@ -3,8 +3,8 @@ import HTTPTypes
 import Hummingbird
 import Mustache
 import NIOCore
-import SpotModels
 import SpotFleet
+import SpotModels
 import SpotRuntime
 import SpotStore
 
@@ -97,7 +97,9 @@ extension ConsoleController {
             try await withSession(request, form: true) { session, form in
                 let agent = try await fleet.agent(try pathUUID("agentId", context, notFound: "agent_not_found"), of: session.clientId)
                 let body = ForceSwitch(target: form["target"], targetMode: form["target_mode"], targetPoolId: form["target_pool_id"])
-                return try await afterAction(try await forceSwitch(body, client: session.clientId, agent: agent), session, back: "/agents/\(agent.id.lowercased)") {
+                return try await afterAction(
+                    try await forceSwitch(body, client: session.clientId, agent: agent), session, back: "/agents/\(agent.id.lowercased)"
+                ) {
                     try await agentPage(agent, client: session.clientId, alert: $0)
                 }
             }

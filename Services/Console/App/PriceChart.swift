@@ -60,10 +60,12 @@ enum PriceChart {
             let t = from.addingTimeInterval(Double(d) * 86_400)
             guard t <= to else { break }
             guard x(t) < left + w - 24 else { continue }  // no label clipped at the right edge
-            out += "<text x=\"\(f(x(t)))\" y=\"\(height - 8)\" text-anchor=\"middle\" class=\"axis\">\(months[utc.component(.month, from: t) - 1]) \(utc.component(.day, from: t))</text>"
+            out +=
+                "<text x=\"\(f(x(t)))\" y=\"\(height - 8)\" text-anchor=\"middle\" class=\"axis\">\(months[utc.component(.month, from: t) - 1]) \(utc.component(.day, from: t))</text>"
         }
         if let onDemand {
-            out += "<line x1=\"\(f(left))\" x2=\"\(f(left + w))\" y1=\"\(f(y(onDemand)))\" y2=\"\(f(y(onDemand)))\" class=\"ondemand\"><title>on-demand \(String(format: "%.4f", onDemand))</title></line>"
+            out +=
+                "<line x1=\"\(f(left))\" x2=\"\(f(left + w))\" y1=\"\(f(y(onDemand)))\" y2=\"\(f(y(onDemand)))\" class=\"ondemand\"><title>on-demand \(String(format: "%.4f", onDemand))</title></line>"
         }
         for run in runs {
             let kind = run.interpolated ? "interpolated" : "measured"

@@ -1,8 +1,8 @@
 import DecisionCore
 import Foundation
-import SpotMarket
 import Logging
 import SpotFleet
+import SpotMarket
 import SpotModels
 import SpotRuntime
 import SpotStore
@@ -122,14 +122,16 @@ public struct DecisionPass: Sendable {
             var byHour = Array(repeating: 0, count: 24)
             for h in try r.decode(String.self, at: 6).split(separator: ",").compactMap({ Int($0) }) where (0..<24).contains(h) { byHour[h] += 1 }
             let interruptions = try r.decode(Int.self, at: 5)
-            let score = risk.score(.init(
-                band: bands[region]?[type], interruptions: interruptions, instanceHours: try r.decode(Double.self, at: 7),
-                priceVolatility: PoolRiskModel.robustVolatility(hourly), instanceAgeHours: try r.decode(Double.self, at: 8),
-                interruptionsByHour: byHour, hourOfDay: hour))
-            pools.append(PoolFacts(
-                id: id, type: type, region: region, price: price, onDemand: try r.decodeIfPresent(Double.self, at: 4),
-                hourly: dayToNow, recentMean: recent.isEmpty ? price : recent.reduce(0, +) / Double(recent.count), interruptions: interruptions,
-                score: score))
+            let score = risk.score(
+                .init(
+                    band: bands[region]?[type], interruptions: interruptions, instanceHours: try r.decode(Double.self, at: 7),
+                    priceVolatility: PoolRiskModel.robustVolatility(hourly), instanceAgeHours: try r.decode(Double.self, at: 8),
+                    interruptionsByHour: byHour, hourOfDay: hour))
+            pools.append(
+                PoolFacts(
+                    id: id, type: type, region: region, price: price, onDemand: try r.decodeIfPresent(Double.self, at: 4),
+                    hourly: dayToNow, recentMean: recent.isEmpty ? price : recent.reduce(0, +) / Double(recent.count), interruptions: interruptions,
+                    score: score))
         }
         summary.pools = pools.count
         phase("read_pools")
@@ -228,12 +230,13 @@ public struct DecisionPass: Sendable {
             let inputs = JSONValue.object([
                 "current": .string(current.description), "on_demand_price": .number(onDemand),
                 "hours_since_switch": input.hoursSinceSwitch.isFinite ? .number(input.hoursSinceSwitch) : .null,
-                "pools": .array(input.pools.map {
-                    .object([
-                        "pool": .string($0.pool), "price": .number($0.price), "recent_mean": .number($0.recentMean), "risk": .number($0.risk),
-                        "price_source": .string(mine[$0.pool] == nil ? "shared" : "own"),
-                    ])
-                }),
+                "pools": .array(
+                    input.pools.map {
+                        .object([
+                            "pool": .string($0.pool), "price": .number($0.price), "recent_mean": .number($0.recentMean), "risk": .number($0.risk),
+                            "price_source": .string(mine[$0.pool] == nil ? "shared" : "own"),
+                        ])
+                    }),
             ])
             _ = try conn.execute(
                 """

@@ -1,14 +1,14 @@
 import DecisionCore
 import Foundation
-import SpotMarket
 import Hummingbird
 import Logging
 import ServiceLifecycle
-import Synchronization
 import SpotBus
+import SpotMarket
 import SpotModels
 import SpotRuntime
 import SpotStore
+import Synchronization
 
 /// Everything one `spotguard-decisions` process runs: the pass loop, the consumer of
 /// `spotguard.decisions`, the outbox relay (command wake-ups) and health/metrics over HTTP.

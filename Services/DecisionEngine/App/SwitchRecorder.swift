@@ -17,26 +17,34 @@ struct SwitchRecorder: Sendable {
     }
 
     func apply(_ r: SwitchReported, on conn: PGConnection) throws {
-        guard let agent = try conn.query(
-            "SELECT auto_terminate_enabled FROM agents WHERE id = $1 AND client_id = $2 FOR UPDATE", [r.agentId, r.clientId]
-        ).first else { return }  // ingest checked the agent; a deleted one is not revived
+        guard
+            let agent = try conn.query(
+                "SELECT auto_terminate_enabled FROM agents WHERE id = $1 AND client_id = $2 FOR UPDATE", [r.agentId, r.clientId]
+            ).first
+        else { return }  // ingest checked the agent; a deleted one is not revived
         let autoTerminate = try agent.decode(Bool.self, at: 0)
         var trigger = "manual"
-        if let command = r.commandId, let issuer = try conn.query(
-            "SELECT issued_by FROM commands WHERE id = $1 AND agent_id = $2", [command, r.agentId]
-        ).first?.decode(String.self, at: 0) {
+        if let command = r.commandId,
+            let issuer = try conn.query(
+                "SELECT issued_by FROM commands WHERE id = $1 AND agent_id = $2", [command, r.agentId]
+            ).first?.decode(String.self, at: 0)
+        {
             trigger = issuer == "decisions" ? "auto_switch" : issuer == "replicas" ? "failover" : "manual"
         }
         try Pools.ensure([r.old.poolId, r.new.poolId].compactMap { $0 }, on: conn)
         func price(_ side: SwitchReported.Side, reported: Double?) throws -> Price {
-            if side.mode == .onDemand { return Price(value: r.onDemandPrice, confidence: r.onDemandPrice == nil ? nil : 1, source: r.onDemandPrice == nil ? nil : "reported") }
+            if side.mode == .onDemand {
+                return Price(value: r.onDemandPrice, confidence: r.onDemandPrice == nil ? nil : 1, source: r.onDemandPrice == nil ? nil : "reported")
+            }
             if let reported { return Price(value: reported, confidence: 1, source: "reported") }
-            guard let pool = side.poolId, let row = try conn.query(
-                """
-                SELECT spot_price::float8, confidence_score::float8, data_source FROM pricing_snapshots_clean
-                 WHERE pool_id = $1 AND time_bucket <= $2 ORDER BY time_bucket DESC LIMIT 1
-                """, [pool.rawValue, r.initiatedAt]
-            ).first else { return Price() }
+            guard let pool = side.poolId,
+                let row = try conn.query(
+                    """
+                    SELECT spot_price::float8, confidence_score::float8, data_source FROM pricing_snapshots_clean
+                     WHERE pool_id = $1 AND time_bucket <= $2 ORDER BY time_bucket DESC LIMIT 1
+                    """, [pool.rawValue, r.initiatedAt]
+                ).first
+            else { return Price() }
             return Price(value: try row.decode(Double.self, at: 0), confidence: try row.decode(Double.self, at: 1), source: try row.decode(String.self, at: 2))
         }
         let old = try price(r.old, reported: r.oldSpotPrice)
@@ -50,16 +58,18 @@ struct SwitchRecorder: Sendable {
                 mode: s.mode.rawValue, poolId: s.poolId?.rawValue, amiId: s.amiId, spotPrice: s.mode == .spot ? price.value : nil,
                 priceConfidence: price.confidence, priceDataSource: price.source)
         }
-        guard let switchId = try Switches.record(
-            Switches.Record(
-                clientId: r.clientId, agentId: r.agentId, commandId: r.commandId, reportId: r.reportId, old: side(r.old, old), new: side(r.new, new),
-                onDemandPrice: r.onDemandPrice, savingsImpact: impact, savingsConfidence: confidence, trigger: trigger, initiatedAt: r.initiatedAt,
-                amiCreatedAt: r.amiCreatedAt, instanceLaunchedAt: r.instanceLaunchedAt, instanceReadyAt: r.instanceReadyAt,
-                oldTerminatedAt: oldTerminated),
-            on: conn)
+        guard
+            let switchId = try Switches.record(
+                Switches.Record(
+                    clientId: r.clientId, agentId: r.agentId, commandId: r.commandId, reportId: r.reportId, old: side(r.old, old), new: side(r.new, new),
+                    onDemandPrice: r.onDemandPrice, savingsImpact: impact, savingsConfidence: confidence, trigger: trigger, initiatedAt: r.initiatedAt,
+                    amiCreatedAt: r.amiCreatedAt, instanceLaunchedAt: r.instanceLaunchedAt, instanceReadyAt: r.instanceReadyAt,
+                    oldTerminatedAt: oldTerminated),
+                on: conn)
         else { return }  // a redelivery
         if let command = r.commandId {
-            try Commands.complete(command, agentId: r.agentId, status: "succeeded", result: .object(["switch_id": .string(switchId.uuidString.lowercased())]), on: conn)
+            try Commands.complete(
+                command, agentId: r.agentId, status: "succeeded", result: .object(["switch_id": .string(switchId.uuidString.lowercased())]), on: conn)
         }
     }
 }

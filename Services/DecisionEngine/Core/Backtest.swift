@@ -104,7 +104,8 @@ public enum Backtest {
         let overlap = (engine as? RulesEngine ?? (engine as? LearnedEngine)?.rules)?.switchOverlapHours ?? RulesEngine().switchOverlapHours
 
         for t in 0..<h.hours {
-            let hourOfDay = Calendar(identifier: .gregorian).dateComponents(in: TimeZone(identifier: "UTC")!, from: h.start.addingTimeInterval(Double(t) * 3600)).hour ?? 0
+            let hourOfDay =
+                Calendar(identifier: .gregorian).dateComponents(in: TimeZone(identifier: "UTC")!, from: h.start.addingTimeInterval(Double(t) * 3600)).hour ?? 0
             for w in workloads.indices {
                 var wl = workloads[w]
                 let od = s.onDemand[wl.type]!
@@ -128,10 +129,11 @@ public enum Backtest {
                         let states = pools.map { pool -> PoolState in
                             let window = h.prices[pool]![max(0, t - s.meanWindow + 1)...t].compactMap { $0 }
                             let day = h.prices[pool]![max(0, t - 23)...t].compactMap { $0 }
-                            let score = s.risk.score(.init(
-                                band: s.bands[wl.type], interruptions: interruptions[pool, default: 0], instanceHours: exposure[pool, default: 0],
-                                priceVolatility: PoolRiskModel.robustVolatility(day), instanceAgeHours: 0,
-                                interruptionsByHour: byHour[pool] ?? [], hourOfDay: hourOfDay))
+                            let score = s.risk.score(
+                                .init(
+                                    band: s.bands[wl.type], interruptions: interruptions[pool, default: 0], instanceHours: exposure[pool, default: 0],
+                                    priceVolatility: PoolRiskModel.robustVolatility(day), instanceAgeHours: 0,
+                                    interruptionsByHour: byHour[pool] ?? [], hourOfDay: hourOfDay))
                             return PoolState(
                                 pool: pool, price: h.prices[pool]![t]!, recentMean: window.reduce(0, +) / Double(window.count), risk: score.total,
                                 hourly: day)
@@ -173,7 +175,8 @@ public enum Backtest {
                         } else {
                             if counted { result.interruptionsWithoutReplica += 1 }
                             // relaunched: the same pool for the stay baseline, else the cheapest other
-                            if case .stayInFirstPool = strategy {} else {
+                            if case .stayInFirstPool = strategy {
+                            } else {
                                 wl.placement = cheapest(excluding: pool).map(Placement.spot) ?? .onDemand
                             }
                         }

@@ -162,7 +162,8 @@ public struct RulesEngine: DecisionEngine {
             if !qualifies(here, onDemand: od) {
                 guard mayMove else { return decision(.stay, .spot(pool), 0, "\(pool) no longer qualifies; minimum time between switches not over") }
                 if let best {
-                    return decision(.switchPool, .spot(best.pool), here.price - best.price, "\(pool) no longer qualifies (risk \(here.risk)); \(best.pool) does")
+                    return decision(
+                        .switchPool, .spot(best.pool), here.price - best.price, "\(pool) no longer qualifies (risk \(here.risk)); \(best.pool) does")
                 }
                 return decision(.toOnDemand, .onDemand, here.price - od, "\(pool) no longer qualifies (risk \(here.risk)) and no other pool does")
             }

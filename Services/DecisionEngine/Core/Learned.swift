@@ -110,10 +110,11 @@ public struct RiseModel: Codable, Sendable, Equatable {
                     let history = series[max(0, t - 23)...t].compactMap { $0 }
                     let future = series[(t + 1)...(t + horizon)].compactMap { $0 }
                     guard history.count >= 24, future.count == horizon else { continue }
-                    out.append(Sample(
-                        x: PriceFeatures.vector(hourly: history, onDemand: od, rank: rank, marketSize: now.count, hourOfDay: hourOfDay),
-                        maxRise: (future.max() ?? price) / price - 1,
-                        futureChange: future.reduce(0, +) / Double(future.count) / price - 1, hour: t))
+                    out.append(
+                        Sample(
+                            x: PriceFeatures.vector(hourly: history, onDemand: od, rank: rank, marketSize: now.count, hourOfDay: hourOfDay),
+                            maxRise: (future.max() ?? price) / price - 1,
+                            futureChange: future.reduce(0, +) / Double(future.count) / price - 1, hour: t))
                 }
             }
         }
@@ -253,8 +254,9 @@ public struct LearnedEngine: DecisionEngine {
         var out: [String: Double] = [:]
         for (rank, p) in ranked.enumerated() {
             let hourly = p.hourly.isEmpty ? [p.price] : p.hourly
-            out[p.pool] = model.probability(PriceFeatures.vector(
-                hourly: hourly, onDemand: input.onDemandPrice, rank: rank, marketSize: ranked.count, hourOfDay: input.hourOfDay))
+            out[p.pool] = model.probability(
+                PriceFeatures.vector(
+                    hourly: hourly, onDemand: input.onDemandPrice, rank: rank, marketSize: ranked.count, hourOfDay: input.hourOfDay))
         }
         return out
     }

@@ -17,10 +17,12 @@ public func buildIngestApplication(
     let wakeUps = CommandWakeUps(endpoint: amqp, mailbox: mailbox, publisher: publisher, logger: logger)
     let directory = ClientDirectory(store: store, ttl: configuration.tokenCacheTTL)
     let access = AccessUpdates(endpoint: amqp, directory: directory, publisher: publisher, logger: logger)
-    let router = Router.service(authFailures: configuration.http.authFailures, readiness: [
-        ReadinessCheck(name: "broker") { publisher.isConnected && requester.isConnected && wakeUps.isConnected && access.isConnected },
-        ReadinessCheck(name: "database") { await store.ping() },
-    ])
+    let router = Router.service(
+        authFailures: configuration.http.authFailures,
+        readiness: [
+            ReadinessCheck(name: "broker") { publisher.isConnected && requester.isConnected && wakeUps.isConnected && access.isConnected },
+            ReadinessCheck(name: "database") { await store.ping() },
+        ])
     let rejections = RejectionMonitor(threshold: configuration.rejectedAlertPerMinute, publisher: publisher, logger: logger)
     IngestController(
         directory: directory, publisher: publisher, configuration: configuration, rejections: rejections,

@@ -42,17 +42,20 @@ extension IngestController {
     func relay(_ operation: ReplicaOperation, _ request: Request, _ context: ServiceRequestContext) async throws -> Response {
         let receivedAt = Date()
         let (client, agent) = try await authenticateAgent(request, context)
-        return try await replicas.respond(ReplicaRequest(
-            operation: operation, clientId: client, agentId: agent, replicaId: try uuid("replicaId", context),
-            commandId: try uuid("commandId", context), query: Dictionary(request.uri.queryParameters.map { (String($0.key), String($0.value)) }) { $1 },
-            body: try await jsonBody(request).map { String(decoding: $0, as: UTF8.self) }, receivedAt: receivedAt))
+        return try await replicas.respond(
+            ReplicaRequest(
+                operation: operation, clientId: client, agentId: agent, replicaId: try uuid("replicaId", context),
+                commandId: try uuid("commandId", context), query: Dictionary(request.uri.queryParameters.map { (String($0.key), String($0.value)) }) { $1 },
+                body: try await jsonBody(request).map { String(decoding: $0, as: UTF8.self) }, receivedAt: receivedAt))
     }
 
     /// A UUID path parameter, if the route has one; a malformed one is 404 like a missing one.
     func uuid(_ name: String, _ context: ServiceRequestContext) throws -> UUID? {
         guard let raw = context.parameters.get(name) else { return nil }
         guard let id = UUID(uuidString: raw) else {
-            throw APIError(.notFound, code: name == "commandId" ? "command_not_found" : "replica_not_found", message: "no such \(name == "commandId" ? "command" : "replica")")
+            throw APIError(
+                .notFound, code: name == "commandId" ? "command_not_found" : "replica_not_found",
+                message: "no such \(name == "commandId" ? "command" : "replica")")
         }
         return id
     }
@@ -197,7 +200,9 @@ extension IngestController {
         let digest = try row.decode(PGBytes.self, at: 1).bytes.map { String(format: "%02x", $0) }.joined()
         return Response(
             status: .ok,
-            headers: [.contentType: "application/gzip", .eTag: "\"\(digest)\"", HTTPField.Name("X-SpotGuard-Sequence")!: String(try row.decode(Int.self, at: 2))],
+            headers: [
+                .contentType: "application/gzip", .eTag: "\"\(digest)\"", HTTPField.Name("X-SpotGuard-Sequence")!: String(try row.decode(Int.self, at: 2)),
+            ],
             body: .init(byteBuffer: ByteBuffer(bytes: content)))
     }
 }

@@ -44,14 +44,15 @@ public struct NotificationWriter: Sendable {
                     return .collapsed(into: id)
                 }
             }
-            let subscriptions = try draft.clientId.map { client in
-                try conn.query("SELECT id, event_filter::text FROM webhook_subscriptions WHERE client_id = $1 AND is_active", [client])
-                    .filter { row in
-                        let patterns = (JSONValue.parse(try row.decode(String.self, at: 1)).flatMap(\.array) ?? []).compactMap(\.string)
-                        return EventFilter.matches(patterns, draft.eventType)
-                    }
-                    .map { try $0.decode(UUID.self, at: 0) }
-            } ?? []
+            let subscriptions =
+                try draft.clientId.map { client in
+                    try conn.query("SELECT id, event_filter::text FROM webhook_subscriptions WHERE client_id = $1 AND is_active", [client])
+                        .filter { row in
+                            let patterns = (JSONValue.parse(try row.decode(String.self, at: 1)).flatMap(\.array) ?? []).compactMap(\.string)
+                            return EventFilter.matches(patterns, draft.eventType)
+                        }
+                        .map { try $0.decode(UUID.self, at: 0) }
+                } ?? []
             let id = try conn.query(
                 """
                 INSERT INTO notifications (client_id, agent_id, severity, kind, title, message, dedup_key, event_type, collapse_key,

@@ -7,7 +7,6 @@ import SpotModels
 import SpotStore
 import Synchronization
 
-
 /// Sends due webhook deliveries: claims them with a lease (`FOR UPDATE SKIP LOCKED`, so copies
 /// share the work and a dead copy's claims come back after the lease), POSTs each signed body
 /// (`WebhookSender`: never to an internal address, one deadline per attempt), and records the
@@ -113,10 +112,11 @@ public final class WebhookDelivery: Service, Sendable {
                           n.severity, n.title, n.message, n.occurrences, n.details::text, n.created_at
                 """, [free, lease, PGArray(Array(held.keys)), PGArray(Array(held.values)), perClient]
             ).map { r in
-                let details = (JSONValue.parse(try r.decode(String.self, at: 14)).flatMap { v -> [String: String]? in
-                    guard case .object(let o) = v else { return nil }
-                    return o.compactMapValues(\.string)
-                }) ?? [:]
+                let details =
+                    (JSONValue.parse(try r.decode(String.self, at: 14)).flatMap { v -> [String: String]? in
+                        guard case .object(let o) = v else { return nil }
+                        return o.compactMapValues(\.string)
+                    }) ?? [:]
                 let client = try r.decode(UUID.self, at: 6)
                 return Due(
                     id: try r.decode(UUID.self, at: 0), clientId: client, attempt: try r.decode(Int.self, at: 1), url: try r.decode(String.self, at: 2),

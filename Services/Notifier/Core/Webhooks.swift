@@ -133,9 +133,10 @@ public enum WebhookPayload {
     public static func body(_ n: Notification, deliveryId: UUID, format: Format) throws -> Data {
         switch format {
         case .json:
-            return try WireJSON.encoder().encode(JSONBody(
-                deliveryId: deliveryId, notificationId: n.id, eventType: n.eventType, kind: n.kind, severity: n.severity, clientId: n.clientId,
-                agentId: n.agentId, title: n.title, message: n.message, occurrences: n.occurrences, details: n.details, createdAt: n.createdAt))
+            return try WireJSON.encoder().encode(
+                JSONBody(
+                    deliveryId: deliveryId, notificationId: n.id, eventType: n.eventType, kind: n.kind, severity: n.severity, clientId: n.clientId,
+                    agentId: n.agentId, title: n.title, message: n.message, occurrences: n.occurrences, details: n.details, createdAt: n.createdAt))
         case .slack:
             let icon = ["critical": ":rotating_light:", "warning": ":warning:"][n.severity] ?? ":information_source:"
             let text = "\(icon) *\(slackEscaped(n.title))*: \(slackEscaped(n.message))"

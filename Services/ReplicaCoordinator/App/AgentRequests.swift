@@ -19,7 +19,8 @@ extension Coordinator {
         var changes = flags.mapValues { JSONValue.bool($0) }
         if let waitSeconds { changes["terminate_wait_seconds"] = .number(Double(waitSeconds)) }
         try Outbox.append(
-            Envelope(type: RoutingKey.configChanged, producer: Self.producer, payload: ConfigChanged(agentId: agent.id, clientId: agent.clientId, changes: changes)),
+            Envelope(
+                type: RoutingKey.configChanged, producer: Self.producer, payload: ConfigChanged(agentId: agent.id, clientId: agent.clientId, changes: changes)),
             on: conn)
         try event("agent.config_changed", agent: agent, replica: nil, "modes changed: \(JSONValue.object(changes).text)", on: conn)
     }
@@ -53,8 +54,10 @@ extension Coordinator {
         let old = agent.instanceId
         try promote(&replica, agent: &agent, trigger: "manual", initiatedAt: r.receivedAt, terminateOld: true, oldTerminatedAt: nil, on: conn)
         let next = try replaceManualReplica(agent, on: conn)
-        return try .json(200, Switched(
-            oldInstanceId: old, newInstanceId: replica.instanceId, promotedReplicaId: replica.id, newReplicaId: next?.id))
+        return try .json(
+            200,
+            Switched(
+                oldInstanceId: old, newInstanceId: replica.instanceId, promotedReplicaId: replica.id, newReplicaId: next?.id))
     }
 
     // MARK: commands
@@ -68,9 +71,11 @@ extension Coordinator {
             throw ReplicaRefusal(400, "too_long", "error_message is longer than 2000 characters", field: "error_message")
         }
         let commandId = try require(r.commandId)
-        guard let row = try conn.query(
-            "SELECT command_type, status, replica_id FROM commands WHERE id = $1 AND agent_id = $2 FOR UPDATE", [commandId, agent.id]
-        ).first else { throw ReplicaRefusal(404, "command_not_found", "no such command for this agent") }
+        guard
+            let row = try conn.query(
+                "SELECT command_type, status, replica_id FROM commands WHERE id = $1 AND agent_id = $2 FOR UPDATE", [commandId, agent.id]
+            ).first
+        else { throw ReplicaRefusal(404, "command_not_found", "no such command for this agent") }
         let kind = CommandKind(rawValue: try row.decode(String.self, at: 0))
         let current = try row.decode(String.self, at: 1)
         let replicaId = try row.decodeIfPresent(UUID.self, at: 2)
@@ -97,7 +102,9 @@ extension Coordinator {
                 if try replica.lifecycle.move(to: .failed) {
                     try replica.saveLifecycle(on: conn, failureReason: "launch failed: \(body.errorMessage ?? "no reason given")")
                     try Agents.refreshReplicaSummary(agent.id, on: conn)
-                    try alert("replica_launch_failed", agent: agent, replica: replica.id, body.errorMessage ?? "the agent could not launch the replica", dedupKey: nil, on: conn)
+                    try alert(
+                        "replica_launch_failed", agent: agent, replica: replica.id, body.errorMessage ?? "the agent could not launch the replica",
+                        dedupKey: nil, on: conn)
                     try replaceManualReplica(agent, on: conn)
                 }
             } else if let launched {
@@ -133,9 +140,11 @@ extension Coordinator {
                 failoverTimeMs: try $0.decodeIfPresent(Int.self, at: 4), success: try $0.decodeIfPresent(Bool.self, at: 5))
         }
         let price = try PriceBook.latest(pool: agent.poolId, on: conn)
-        return try .json(200, SEFStatus(
-            agentId: agent.id, instanceId: agent.instanceId, poolId: agent.poolId, status: agent.status, modes: ModesView(agent),
-            replicas: replicas, lastInterruption: last, lastFailoverAt: agent.lastFailoverAt,
-            currentPrice: price.map { PriceView(spotPrice: $0.price, confidence: $0.confidence, dataSource: $0.dataSource) }))
+        return try .json(
+            200,
+            SEFStatus(
+                agentId: agent.id, instanceId: agent.instanceId, poolId: agent.poolId, status: agent.status, modes: ModesView(agent),
+                replicas: replicas, lastInterruption: last, lastFailoverAt: agent.lastFailoverAt,
+                currentPrice: price.map { PriceView(spotPrice: $0.price, confidence: $0.confidence, dataSource: $0.dataSource) }))
     }
 }

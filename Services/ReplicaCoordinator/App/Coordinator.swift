@@ -201,7 +201,8 @@ public struct Coordinator: Sendable {
         guard let chosen else {
             throw ReplicaRefusal(
                 409, "no_candidate_pool",
-                "no \(instanceType.rawValue) pool in \(az.region.rawValue) outside \(az.rawValue) has a clean price from the last \(configuration.priceWindow.components.seconds / 60) minutes within the limits")
+                "no \(instanceType.rawValue) pool in \(az.region.rawValue) outside \(az.rawValue) has a clean price from the last \(configuration.priceWindow.components.seconds / 60) minutes within the limits"
+            )
         }
         let cost: Double? = chosen.price > 0 ? chosen.price : nil
         let rows = try conn.query(
@@ -276,12 +277,13 @@ public struct Coordinator: Sendable {
         let active = try ReplicaRecord.list(agent: agent.id, activeOnly: true, on: conn)
         if let manual = active.first(where: { $0.type == .manual }) { return manual }
         guard agent.manualReplicaEnabled else { return nil }
-        let failed = try conn.query(
-            """
-            SELECT count(*)::int FROM replica_instances
-             WHERE agent_id = $1 AND replica_type = 'manual' AND status = 'failed' AND terminated_at > now() - interval '10 minutes'
-            """, [agent.id]
-        ).first?.decode(Int.self, at: 0) ?? 0
+        let failed =
+            try conn.query(
+                """
+                SELECT count(*)::int FROM replica_instances
+                 WHERE agent_id = $1 AND replica_type = 'manual' AND status = 'failed' AND terminated_at > now() - interval '10 minutes'
+                """, [agent.id]
+            ).first?.decode(Int.self, at: 0) ?? 0
         guard failed < configuration.relaunchLimit else {
             try alert(
                 "replica_relaunch_limit", agent: agent, replica: nil,
@@ -325,7 +327,8 @@ public struct Coordinator: Sendable {
             """, [replica.id, body.syncLatencyMs, body.stateTransferProgress])
         if before != replica.status {
             try Agents.refreshReplicaSummary(agent.id, on: conn)
-            try event("replica.\(replica.status.rawValue)", agent: agent, replica: replica.id, "replica \(before.rawValue) -> \(replica.status.rawValue)", on: conn)
+            try event(
+                "replica.\(replica.status.rawValue)", agent: agent, replica: replica.id, "replica \(before.rawValue) -> \(replica.status.rawValue)", on: conn)
         }
         return try .json(200, SyncAnswer(replicaId: replica.id, status: replica.status.rawValue, syncStatus: sync.rawValue))
     }
@@ -353,7 +356,9 @@ public struct Coordinator: Sendable {
         return id.rawValue
     }
 
-    func event(_ type: String, agent: AgentRecord, replica: UUID?, _ message: String, severity: String = "info", dedupKey: String? = nil, on conn: PGConnection) throws {
+    func event(
+        _ type: String, agent: AgentRecord, replica: UUID?, _ message: String, severity: String = "info", dedupKey: String? = nil, on conn: PGConnection
+    ) throws {
         try SystemEvents.record(
             .init(
                 type, severity: severity, component: "spotguard-replicas", clientId: agent.clientId, agentId: agent.id, message: message,
@@ -366,8 +371,10 @@ public struct Coordinator: Sendable {
         if let dedupKey, try SystemEvents.exists(dedupKey: dedupKey, on: conn) { return }
         try event("replica.alert", agent: agent, replica: replica, message, severity: "warning", dedupKey: dedupKey, on: conn)
         try Outbox.append(
-            Envelope(type: RoutingKey.replicaAlert, producer: Self.producer, payload: AgentAlert(
-                kind: kind, clientId: agent.clientId, agentId: agent.id, replicaId: replica, message: message, since: nil)),
+            Envelope(
+                type: RoutingKey.replicaAlert, producer: Self.producer,
+                payload: AgentAlert(
+                    kind: kind, clientId: agent.clientId, agentId: agent.id, replicaId: replica, message: message, since: nil)),
             on: conn)
     }
 }

@@ -131,14 +131,18 @@ extension Coordinator {
              WHERE agent_id = $1 AND instance_id = $2 AND signal_type = 'termination-notice' FOR UPDATE
             """, [agent.id, instance]
         ).first.map { r in
-            (id: try r.decode(UUID.self, at: 0), action: try r.decodeIfPresent(String.self, at: 1),
-             replica: try r.decodeIfPresent(UUID.self, at: 2), ms: try r.decodeIfPresent(Int.self, at: 3),
-             newInstance: try r.decodeIfPresent(String.self, at: 4))
+            (
+                id: try r.decode(UUID.self, at: 0), action: try r.decodeIfPresent(String.self, at: 1),
+                replica: try r.decodeIfPresent(UUID.self, at: 2), ms: try r.decodeIfPresent(Int.self, at: 3),
+                newInstance: try r.decodeIfPresent(String.self, at: 4)
+            )
         }
         if let done = recorded, done.action == "replica_promoted" {
-            return try .json(200, FailoverAnswer(
-                newInstanceId: done.newInstance, oldInstanceId: instance, replicaId: done.replica, failoverTimeMs: done.ms,
-                eventId: done.id))
+            return try .json(
+                200,
+                FailoverAnswer(
+                    newInstanceId: done.newInstance, oldInstanceId: instance, replicaId: done.replica, failoverTimeMs: done.ms,
+                    eventId: done.id))
         }
         if recorded == nil, instance != agent.instanceId {
             // a replica's instance being reclaimed is a lost replica, not a failover
@@ -189,12 +193,17 @@ extension Coordinator {
                        failover_completed = true, failover_completed_at = now(), failover_time_ms = $4, success = true
                  WHERE id = $1
                 """, [eventId, replica.id, replica.instanceId, ms])
-            try Outbox.append(Envelope(type: RoutingKey.interruptionTermination, producer: Self.producer, payload: InterruptionRecorded(
-                eventId: eventId, clientId: agent.clientId, agentId: agent.id, instanceId: instance, poolId: nil,
-                signalType: .terminationNotice, riskScore: nil, action: "replica_promoted")), on: conn)
+            try Outbox.append(
+                Envelope(
+                    type: RoutingKey.interruptionTermination, producer: Self.producer,
+                    payload: InterruptionRecorded(
+                        eventId: eventId, clientId: agent.clientId, agentId: agent.id, instanceId: instance, poolId: nil,
+                        signalType: .terminationNotice, riskScore: nil, action: "replica_promoted")), on: conn)
             try replaceManualReplica(agent, on: conn)
-            return try .json(200, FailoverAnswer(
-                newInstanceId: replica.instanceId, oldInstanceId: instance, replicaId: replica.id, failoverTimeMs: ms, eventId: eventId))
+            return try .json(
+                200,
+                FailoverAnswer(
+                    newInstanceId: replica.instanceId, oldInstanceId: instance, replicaId: replica.id, failoverTimeMs: ms, eventId: eventId))
         }
         // no ready replica: the first notice launches one (a repeat finds it in `active`)
         var emergency = active.first { $0.type == .automaticTermination }?.id ?? recorded!.replica
@@ -226,10 +235,14 @@ extension Coordinator {
                 clientId: agent.clientId, agentId: agent.id, eventId: eventId, replicaId: emergency, oldInstanceId: instance,
                 newInstanceId: nil, trigger: "failover", failoverTimeMs: nil, reason: "no ready replica")
             try Outbox.append(Envelope(type: RoutingKey.failoverFailed, producer: Self.producer, payload: report), on: conn)
-            try Outbox.append(Envelope(type: RoutingKey.interruptionTermination, producer: Self.producer, payload: InterruptionRecorded(
-                eventId: eventId, clientId: agent.clientId, agentId: agent.id, instanceId: instance, poolId: agent.poolId,
-                signalType: .terminationNotice, riskScore: nil, action: "emergency_snapshot_required")), on: conn)
-            try event("failover.failed", agent: agent, replica: emergency, "termination notice for \(instance) without a ready replica", severity: "error", on: conn)
+            try Outbox.append(
+                Envelope(
+                    type: RoutingKey.interruptionTermination, producer: Self.producer,
+                    payload: InterruptionRecorded(
+                        eventId: eventId, clientId: agent.clientId, agentId: agent.id, instanceId: instance, poolId: agent.poolId,
+                        signalType: .terminationNotice, riskScore: nil, action: "emergency_snapshot_required")), on: conn)
+            try event(
+                "failover.failed", agent: agent, replica: emergency, "termination notice for \(instance) without a ready replica", severity: "error", on: conn)
         }
         return try .json(409, NoReplicaAnswer(emergencyReplicaId: emergency, eventId: eventId))
     }
@@ -249,8 +262,9 @@ extension Coordinator {
         guard case .object(let fields)? = result, let state = fields["primary_state"]?.string else {
             throw ReplicaRefusal(400, "missing_field", "a succeeded check_primary reports result.primary_state", field: "result.primary_state")
         }
-        guard let checked = try conn.query("SELECT payload->>'primary_instance_id' FROM commands WHERE id = $1", [commandId]).first?
-            .decodeIfPresent(String.self, at: 0), checked == agent.instanceId
+        guard
+            let checked = try conn.query("SELECT payload->>'primary_instance_id' FROM commands WHERE id = $1", [commandId]).first?
+                .decodeIfPresent(String.self, at: 0), checked == agent.instanceId
         else { return }  // the agent has another primary by now
         let silent = agent.lastHeartbeatAt.map { Date().timeIntervalSince($0) >= Double(configuration.silenceBeforeCheck.components.seconds) } ?? true
         guard Self.lostStates.contains(state) else {

@@ -74,11 +74,12 @@ public final class Leadership: Sendable {
     /// The fencing check at the start of a reconciler transaction (see the type's comment).
     public func fence(on conn: PGConnection) throws {
         let mine = current
-        let valid = try mine.map { epoch in
-            try !conn.query(
-                "SELECT 1 FROM coordinator_leadership WHERE id = 1 AND epoch = $1 AND holder = $2 AND expires_at > now() FOR SHARE", [epoch, holder]
-            ).isEmpty
-        } ?? false
+        let valid =
+            try mine.map { epoch in
+                try !conn.query(
+                    "SELECT 1 FROM coordinator_leadership WHERE id = 1 AND epoch = $1 AND holder = $2 AND expires_at > now() FOR SHARE", [epoch, holder]
+                ).isEmpty
+            } ?? false
         guard valid else {
             epoch.withLock { $0 = nil }
             Counter(label: "spotguard_replicas_fenced_writes_total").increment()

@@ -46,11 +46,13 @@ extension Coordinator {
             """, [agent.id, signalTime]
         ).first {
             let components = try JSONDecoder().decode(RiskModel.Score.self, from: Data((try existing.decodeIfPresent(String.self, at: 4) ?? "{}").utf8))
-            return try .json(200, RebalanceAnswer(
-                eventId: try existing.decode(UUID.self, at: 0), riskScore: try existing.decodeIfPresent(Double.self, at: 1) ?? 0,
-                riskComponents: components, threshold: configuration.risk.threshold,
-                action: try existing.decodeIfPresent(String.self, at: 2) ?? "recorded", reason: "already recorded",
-                replicaId: try existing.decodeIfPresent(UUID.self, at: 3)))
+            return try .json(
+                200,
+                RebalanceAnswer(
+                    eventId: try existing.decode(UUID.self, at: 0), riskScore: try existing.decodeIfPresent(Double.self, at: 1) ?? 0,
+                    riskComponents: components, threshold: configuration.risk.threshold,
+                    action: try existing.decodeIfPresent(String.self, at: 2) ?? "recorded", reason: "already recorded",
+                    replicaId: try existing.decodeIfPresent(UUID.self, at: 3)))
         }
         let inputs = try conn.query(
             """
@@ -61,9 +63,10 @@ extension Coordinator {
                      WHERE pool_id = $1 AND time_bucket > now() - interval '6 hours')::float8
             """, [agent.poolId, instance]
         )[0]
-        let score = configuration.risk.score(.init(
-            poolTerminations30d: try inputs.decode(Int.self, at: 0), instanceAgeHours: try inputs.decodeIfPresent(Double.self, at: 1) ?? 0,
-            priceVolatility: try inputs.decodeIfPresent(Double.self, at: 2) ?? 0))
+        let score = configuration.risk.score(
+            .init(
+                poolTerminations30d: try inputs.decode(Int.self, at: 0), instanceAgeHours: try inputs.decodeIfPresent(Double.self, at: 1) ?? 0,
+                priceVolatility: try inputs.decodeIfPresent(Double.self, at: 2) ?? 0))
         let active = try ReplicaRecord.list(agent: agent.id, activeOnly: true, on: conn)
         var action = "recorded"
         var reason: String
@@ -96,11 +99,16 @@ extension Coordinator {
             """, [agent.id, agent.clientId, instance, agent.poolId, signalTime, score.total, components, action, replicaId, r.receivedAt]
         )[0].decode(UUID.self, at: 0)
         try Agents.recordSignal(agent.id, "rebalance-recommendation", on: conn)
-        try Outbox.append(Envelope(type: RoutingKey.interruptionRebalance, producer: Self.producer, payload: InterruptionRecorded(
-            eventId: eventId, clientId: agent.clientId, agentId: agent.id, instanceId: instance, poolId: agent.poolId,
-            signalType: .rebalanceRecommendation, riskScore: score.total, action: action)), on: conn)
-        return try .json(200, RebalanceAnswer(
-            eventId: eventId, riskScore: score.total, riskComponents: score, threshold: configuration.risk.threshold, action: action,
-            reason: reason, replicaId: replicaId))
+        try Outbox.append(
+            Envelope(
+                type: RoutingKey.interruptionRebalance, producer: Self.producer,
+                payload: InterruptionRecorded(
+                    eventId: eventId, clientId: agent.clientId, agentId: agent.id, instanceId: instance, poolId: agent.poolId,
+                    signalType: .rebalanceRecommendation, riskScore: score.total, action: action)), on: conn)
+        return try .json(
+            200,
+            RebalanceAnswer(
+                eventId: eventId, riskScore: score.total, riskComponents: score, threshold: configuration.risk.threshold, action: action,
+                reason: reason, replicaId: replicaId))
     }
 }

@@ -43,7 +43,9 @@ public final class Reconciler: Service, Sendable {
             do {
                 let leads = await leadership?.renew() ?? true
                 if leads != led, let leadership {
-                    logger.notice(leads ? "leading the reconciler" : "another copy leads the reconciler", metadata: ["epoch": "\(leadership.current.map(String.init) ?? "-")"])
+                    logger.notice(
+                        leads ? "leading the reconciler" : "another copy leads the reconciler",
+                        metadata: ["epoch": "\(leadership.current.map(String.init) ?? "-")"])
                 }
                 led = leads
                 if leads {
@@ -187,8 +189,12 @@ public final class Reconciler: Service, Sendable {
                                     AND (c.status IN ('pending', 'delivered') OR c.completed_at > now() - make_interval(secs => $1 / 3)))
                  ORDER BY a.id LIMIT 50 FOR UPDATE OF a SKIP LOCKED
                 """, [silence]
-            ).map { (try $0.decode(UUID.self, at: 0), try $0.decode(UUID.self, at: 1), try $0.decode(String.self, at: 2),
-                     try $0.decode(UUID.self, at: 3), try $0.decode(String.self, at: 4)) }
+            ).map {
+                (
+                    try $0.decode(UUID.self, at: 0), try $0.decode(UUID.self, at: 1), try $0.decode(String.self, at: 2),
+                    try $0.decode(UUID.self, at: 3), try $0.decode(String.self, at: 4)
+                )
+            }
             for (agent, client, primary, replica, replicaInstance) in due {
                 try Commands.issue(
                     try .init(
@@ -213,8 +219,10 @@ public final class Reconciler: Service, Sendable {
                         dedupKey: "offline:\(agent.uuidString.lowercased()):\(Timestamp.format(last))"),
                     on: conn)
                 try Outbox.append(
-                    Envelope(type: RoutingKey.agentOffline, producer: Coordinator.producer, payload: AgentAlert(
-                        kind: "agent_offline", clientId: client, agentId: agent, replicaId: nil, message: message, since: last)),
+                    Envelope(
+                        type: RoutingKey.agentOffline, producer: Coordinator.producer,
+                        payload: AgentAlert(
+                            kind: "agent_offline", clientId: client, agentId: agent, replicaId: nil, message: message, since: last)),
                     on: conn)
             }
             return rows.count

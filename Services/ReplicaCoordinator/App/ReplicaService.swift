@@ -45,7 +45,7 @@ public struct ReplicaService: Sendable {
         } catch is DecodingError {
             logger.warning("undecodable call", metadata: ["bus.routing_key": "\(delivery.routingKey)"])
             reply = APIReply(status: 400, body: ErrorBody(code: "bad_request", message: "the relayed call could not be decoded").json)
-        } catch where error.isTransientFailure {
+        } catch  where error.isTransientFailure {
             let e = APIError.databaseUnavailable
             reply = APIReply(status: Int(e.status.code), body: ErrorBody(code: e.code, message: e.message).json)
         }

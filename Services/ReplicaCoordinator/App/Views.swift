@@ -174,7 +174,8 @@ struct Created: Encodable {
         hourlyCost = r.hourlyCost
         status = r.status.rawValue
         replicaType = r.type.rawValue
-        message = r.type == .manual
+        message =
+            r.type == .manual
             ? "Replica is launching. Connect your agent to establish sync."
             : "Emergency replica created. Connect immediately for state sync."
         self.urgency = urgency

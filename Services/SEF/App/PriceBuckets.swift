@@ -246,7 +246,8 @@ extension PriceRepository {
             }
             for key in disagreeing {
                 let clients = Set((values[key] ?? []).map(\.clientId))
-                contexts[key, default: SharedContext()].incumbent = (first[key.pool] ?? []).filter { clients.contains($0.0) }
+                contexts[key, default: SharedContext()].incumbent =
+                    (first[key.pool] ?? []).filter { clients.contains($0.0) }
                     .min { ($0.1, $0.0.uuidString) < ($1.1, $1.0.uuidString) }?.0
             }
         }

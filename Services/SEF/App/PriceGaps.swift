@@ -73,9 +73,10 @@ extension PriceRepository {
                        (SELECT extract(epoch FROM time_bucket)::bigint FROM pricing_snapshots_clean
                          WHERE pool_id = $1 AND data_source = 'measured' AND time_bucket > $3 ORDER BY time_bucket LIMIT 1)
                 """, [pool, Date(timeIntervalSince1970: TimeInterval(lo)), Date(timeIntervalSince1970: TimeInterval(hi))])[0]
-            report.merge(try recomputeGaps(
-                pool: PoolID(rawValue: pool)!, from: try around.decodeIfPresent(Int64.self, at: 0) ?? lo,
-                to: try around.decodeIfPresent(Int64.self, at: 1) ?? hi, on: conn))
+            report.merge(
+                try recomputeGaps(
+                    pool: PoolID(rawValue: pool)!, from: try around.decodeIfPresent(Int64.self, at: 0) ?? lo,
+                    to: try around.decodeIfPresent(Int64.self, at: 1) ?? hi, on: conn))
         }
         return report
     }
@@ -177,7 +178,9 @@ extension PriceRepository {
 
     /// Rewrites the `pricing_gaps` rows that start in [from, to) and alerts once per gap
     /// left unfilled beyond the alert threshold.
-    private func recordGaps(pool: PoolID, from: Int64, to: Int64, _ records: [(Gap, GapOutcome)], on conn: PGConnection) throws
+    private func recordGaps(
+        pool: PoolID, from: Int64, to: Int64, _ records: [(Gap, GapOutcome)], on conn: PGConnection
+    ) throws
         -> [QualityAlert]
     {
         _ = try conn.execute(
@@ -245,7 +248,8 @@ extension PriceRepository {
              WHERE pool_id = $1 AND data_source = 'measured' AND time_bucket BETWEEN $2 AND $3 ORDER BY time_bucket
             """, [pool, Date(timeIntervalSince1970: TimeInterval(from)), Date(timeIntervalSince1970: TimeInterval(to))]
         ).map {
-            MeasuredPoint(bucket: try $0.decode(Int64.self, at: 0), price: try $0.decode(Double.self, at: 1), onDemandPrice: try $0.decodeIfPresent(Double.self, at: 2))
+            MeasuredPoint(
+                bucket: try $0.decode(Int64.self, at: 0), price: try $0.decode(Double.self, at: 1), onDemandPrice: try $0.decodeIfPresent(Double.self, at: 2))
         }
     }
 
@@ -298,7 +302,8 @@ extension PriceRepository {
         report.merge(try recomputeGaps(pool: pool, from: first, to: last, on: conn))
         let trailing = end - last
         _ = try conn.execute(
-            "DELETE FROM pricing_gaps WHERE pool_id = $1 AND status = 'open' AND gap_start <> $2", [pool.rawValue, Date(timeIntervalSince1970: TimeInterval(last))])
+            "DELETE FROM pricing_gaps WHERE pool_id = $1 AND status = 'open' AND gap_start <> $2",
+            [pool.rawValue, Date(timeIntervalSince1970: TimeInterval(last))])
         if trailing > policy.flagGapsOver {
             _ = try conn.execute(
                 """

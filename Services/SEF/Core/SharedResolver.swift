@@ -82,7 +82,9 @@ public enum SharedResolver {
             if let reference = context.history {
                 // the one closest to the pool's last price
                 winner = candidates.min {
-                    (abs(log($0.resolved.spotPrice / reference)), $0.clientId.uuidString) < (abs(log($1.resolved.spotPrice / reference)), $1.clientId.uuidString)
+                    (abs(log($0.resolved.spotPrice / reference)), $0.clientId.uuidString) < (
+                        abs(log($1.resolved.spotPrice / reference)), $1.clientId.uuidString
+                    )
                 }!
             } else if let incumbent = context.incumbent, let value = candidates.first(where: { $0.clientId == incumbent }) {
                 winner = value

@@ -224,7 +224,8 @@ actor Cloud {
             throw EC2Fault(
                 status: 500, code: "InsufficientInstanceCapacity",
                 message:
-                    "We currently do not have sufficient \(r.type) capacity in the Availability Zone you requested (\(zone)). Our system will be working on provisioning additional capacity. You can currently get \(r.type) capacity by not specifying an Availability Zone in your request or choosing \(others.joined(separator: ", ")).")
+                    "We currently do not have sufficient \(r.type) capacity in the Availability Zone you requested (\(zone)). Our system will be working on provisioning additional capacity. You can currently get \(r.type) capacity by not specifying an Availability Zone in your request or choosing \(others.joined(separator: ", "))."
+            )
         }
         let exports = r.userData.map(UserData.exports) ?? [:]
         let reservation = Self.hexId("r-")

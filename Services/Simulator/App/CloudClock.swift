@@ -118,7 +118,8 @@ extension Cloud {
         } catch {
             throw EC2Fault(status: 500, code: "InternalError", message: "An internal error has occurred")
         }
-        images[id] = Image(id: id, name: name, sourceInstance: instanceId, created: now, availableAt: now.addingTimeInterval(configuration.imageSeconds), disk: disk)
+        images[id] = Image(
+            id: id, name: name, sourceInstance: instanceId, created: now, availableAt: now.addingTimeInterval(configuration.imageSeconds), disk: disk)
         record("image", instance, "\(id) \(name)", at: now)
         return id
     }
@@ -142,7 +143,9 @@ extension Cloud {
     /// Spot price entries, newest first: the price in effect at `start` (with the time it took
     /// effect) and every change up to `end`, for the matching pools. History reaches back 90
     /// simulated days at most, and not before the simulated market opened.
-    func spotPriceHistory(types: Set<String>, zones: Set<String>, start: Date?, end: Date?, now: Date = Date())
+    func spotPriceHistory(
+        types: Set<String>, zones: Set<String>, start: Date?, end: Date?, now: Date = Date()
+    )
         -> [(type: String, zone: String, price: Double, at: Date)]
     {
         let endWall = min(end ?? now, now)

@@ -69,7 +69,9 @@ public struct SimConfiguration: Sendable {
         }
         func number(_ name: String, _ range: ClosedRange<Double>) throws -> Double? {
             guard let raw = value(name) else { return nil }
-            guard let n = Double(raw), range.contains(n) else { throw Invalid(description: "--\(name) must be a number in \(range.lowerBound)…\(range.upperBound)") }
+            guard let n = Double(raw), range.contains(n) else {
+                throw Invalid(description: "--\(name) must be a number in \(range.lowerBound)…\(range.upperBound)")
+            }
             return n
         }
         guard let ingestText = value("ingest") ?? env["SPOTGUARD_INGEST_URL"], let ingest = URL(string: ingestText) else {

@@ -48,7 +48,8 @@ struct Control: Sendable {
             let mine = instances.filter { $0.workload == w["logical_agent_id"] && $0.state != .terminated }
             var entry: [String: Any] = w
             entry["instances"] = mine.map {
-                ["instance_id": $0.id, "pool": $0.pool, "state": $0.state.rawValue, "role": $0.primary ? "primary" : "replica", "spot": $0.spot] as [String: Any]
+                ["instance_id": $0.id, "pool": $0.pool, "state": $0.state.rawValue, "role": $0.primary ? "primary" : "replica", "spot": $0.spot]
+                    as [String: Any]
             }
             workloads.append(entry)
         }
@@ -56,10 +57,12 @@ struct Control: Sendable {
         for i in instances { states[i.state.rawValue, default: 0] += 1 }
         return Self.json([
             "clock": [
-                "sim_time": cloud.clock.sim(now).formatted(.iso8601), "simulated_hours": cloud.clock.simHours(now), "wall_seconds_per_hour": cloud.clock.hourSeconds,
+                "sim_time": cloud.clock.sim(now).formatted(.iso8601), "simulated_hours": cloud.clock.simHours(now),
+                "wall_seconds_per_hour": cloud.clock.hourSeconds,
             ],
             // null while the fleet's client is being created
-            "client_id": summary.clientId.isEmpty ? NSNull() : summary.clientId as Any, "instances": states, "workloads": workloads, "counters": await cloud.counters,
+            "client_id": summary.clientId.isEmpty ? NSNull() : summary.clientId as Any, "instances": states, "workloads": workloads,
+            "counters": await cloud.counters,
             "bill": [
                 "spot": bill.spot, "on_demand": bill.onDemand, "replicas": bill.replicas, "baseline_on_demand": bill.baseline,
                 "savings_percent": bill.savingsPercent.map { $0 as Any } ?? NSNull(),
@@ -78,7 +81,9 @@ struct Control: Sendable {
         let body = Data(try await request.body.collect(upTo: 64 * 1024).readableBytesView)
         let decoder = JSONDecoder()
         decoder.keyDecodingStrategy = .convertFromSnakeCase
-        guard let r = try? decoder.decode(DrillRequest.self, from: body) else { return Self.refuse(.badRequest, "invalid_json", "the body must be a JSON object") }
+        guard let r = try? decoder.decode(DrillRequest.self, from: body) else {
+            return Self.refuse(.badRequest, "invalid_json", "the body must be a JSON object")
+        }
         guard let kind = r.kind, ["rebalance", "termination", "loss"].contains(kind) else {
             return Self.refuse(.badRequest, "invalid_kind", "kind must be rebalance, termination or loss")
         }
@@ -93,8 +98,9 @@ struct Control: Sendable {
             let ready = await fleet.replicas(agentId).contains { $0.status == "ready" }
             let lostAt = Date()
             await cloud.lose(primary.id, now: lostAt)
-            return Self.encoded(await fleet.watchLoss(
-                primary.id, workload: workload, agentId: agentId, lostAt: lostAt, readyReplica: ready, within: .seconds(r.noticeSeconds ?? 180)))
+            return Self.encoded(
+                await fleet.watchLoss(
+                    primary.id, workload: workload, agentId: agentId, lostAt: lostAt, readyReplica: ready, within: .seconds(r.noticeSeconds ?? 180)))
         }
         if kind == "termination" {
             guard let notice = await cloud.armNotice(primary.id, seconds: r.noticeSeconds, drill: true) else {

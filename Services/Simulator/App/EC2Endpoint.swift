@@ -65,7 +65,8 @@ struct RequestAuthenticator: Sendable {
     /// `20150830T123600Z`
     static func date(_ s: String) -> Date? {
         guard s.count == 16 else { return nil }
-        let iso = "\(s.prefix(4))-\(s.dropFirst(4).prefix(2))-\(s.dropFirst(6).prefix(2))T\(s.dropFirst(9).prefix(2)):\(s.dropFirst(11).prefix(2)):\(s.dropFirst(13).prefix(2))Z"
+        let iso =
+            "\(s.prefix(4))-\(s.dropFirst(4).prefix(2))-\(s.dropFirst(6).prefix(2))T\(s.dropFirst(9).prefix(2)):\(s.dropFirst(11).prefix(2)):\(s.dropFirst(13).prefix(2))Z"
         return try? Date(iso, strategy: .iso8601)
     }
 }
@@ -192,7 +193,8 @@ struct EC2Endpoint: Sendable {
         var instances = await cloud.allInstances
         if !ids.isEmpty {
             for id in ids where !instances.contains(where: { $0.id == id }) {
-                throw EC2Fault.invalid(id.hasPrefix("i-") ? "InvalidInstanceID.NotFound" : "InvalidInstanceID.Malformed", "The instance ID '\(id)' does not exist")
+                throw EC2Fault.invalid(
+                    id.hasPrefix("i-") ? "InvalidInstanceID.NotFound" : "InvalidInstanceID.Malformed", "The instance ID '\(id)' does not exist")
             }
             instances = instances.filter { ids.contains($0.id) }
         }
@@ -251,7 +253,9 @@ struct EC2Endpoint: Sendable {
         guard let minCount = Int(r["MinCount"] ?? ""), let maxCount = Int(r["MaxCount"] ?? ""), minCount >= 1, maxCount >= minCount else {
             throw EC2Fault.invalid("InvalidParameterValue", "MinCount and MaxCount must be whole numbers with 1 ≤ MinCount ≤ MaxCount")
         }
-        guard maxCount <= 20 else { throw EC2Fault.invalid("InstanceLimitExceeded", "You have requested more instances (\(maxCount)) than your current instance limit of 20 allows") }
+        guard maxCount <= 20 else {
+            throw EC2Fault.invalid("InstanceLimitExceeded", "You have requested more instances (\(maxCount)) than your current instance limit of 20 allows")
+        }
         let market = r["InstanceMarketOptions.MarketType"]
         guard market == nil || market == "spot" else { throw EC2Fault.invalid("InvalidParameterValue", "Invalid value '\(market!)' for MarketType") }
         var userData: String?

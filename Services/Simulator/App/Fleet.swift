@@ -237,10 +237,13 @@ actor Fleet {
     }
 
     func replicas(_ agentId: String) async -> [Replica] {
-        let listed = (try? await api.send("GET", "/api/agents/\(agentId)/replicas?include_terminated=true", token: token).json["replicas"] as? [[String: Any]]) ?? []
+        let listed =
+            (try? await api.send("GET", "/api/agents/\(agentId)/replicas?include_terminated=true", token: token).json["replicas"] as? [[String: Any]]) ?? []
         return listed.compactMap { r in
             guard let id = r["id"] as? String, let status = r["status"] as? String else { return nil }
-            return Replica(id: id.lowercased(), status: status, instanceId: r["instance_id"] as? String, promotedAt: (r["promoted_at"] as? String).flatMap(EC2Answer.parseTime))
+            return Replica(
+                id: id.lowercased(), status: status, instanceId: r["instance_id"] as? String,
+                promotedAt: (r["promoted_at"] as? String).flatMap(EC2Answer.parseTime))
         }
     }
 

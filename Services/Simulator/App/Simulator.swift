@@ -29,7 +29,8 @@ public enum Simulator {
         let cloud = try Cloud(configuration: configuration, market: market, clock: clock, logger: logger)
         let fleet = Fleet(cloud: cloud, configuration: configuration, logger: logger)
         let authenticator = RequestAuthenticator(keys: [
-            configuration.accessKeyId: (configuration.secretAccessKey, nil), cloud.instanceRole.accessKeyId: (cloud.instanceRole.secretAccessKey, cloud.instanceRole.token),
+            configuration.accessKeyId: (configuration.secretAccessKey, nil),
+            cloud.instanceRole.accessKeyId: (cloud.instanceRole.secretAccessKey, cloud.instanceRole.token),
         ])
         let router = Router()
         EC2Endpoint(cloud: cloud, authenticator: authenticator).addRoutes(to: router)
@@ -44,7 +45,8 @@ public enum Simulator {
         let group = ServiceGroup(
             configuration: .init(
                 services: [
-                    .init(service: app), .init(service: loop, successTerminationBehavior: .gracefullyShutdownGroup, failureTerminationBehavior: .gracefullyShutdownGroup),
+                    .init(service: app),
+                    .init(service: loop, successTerminationBehavior: .gracefullyShutdownGroup, failureTerminationBehavior: .gracefullyShutdownGroup),
                 ], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()
         if let failure = loop.failure.withLock({ $0 }) { throw failure }
@@ -97,7 +99,9 @@ final class SimLoop: Service, Sendable {
         say("spotguard-sim: EC2 endpoint and control API on \(url) (status: \(url)/sim/status)")
         try await fleet.bootstrap(types: types)
         let summary = await fleet.summary
-        say("spotguard-sim: fleet of \(summary.workloads.count) workloads (\(types.joined(separator: ", "))) for client \(summary.clientId); one simulated hour every \(configuration.hourSeconds) s")
+        say(
+            "spotguard-sim: fleet of \(summary.workloads.count) workloads (\(types.joined(separator: ", "))) for client \(summary.clientId); one simulated hour every \(configuration.hourSeconds) s"
+        )
         var lastMaintain = Date()
         while !Task.isCancelled {
             let now = Date()
@@ -160,7 +164,8 @@ struct Report: Codable, Sendable {
         let bill = await cloud.bill
         return Report(
             seed: cloud.configuration.seed, hourSeconds: cloud.clock.hourSeconds, simulatedHours: cloud.clock.simHours(now), wallStart: cloud.clock.wallStart,
-            wallEnd: now, pools: cloud.market.pools, bill: bill, savingsPercent: bill.savingsPercent, counters: await cloud.counters, fleet: await fleet.summary)
+            wallEnd: now, pools: cloud.market.pools, bill: bill, savingsPercent: bill.savingsPercent, counters: await cloud.counters, fleet: await fleet.summary
+        )
     }
 
     var text: String {

@@ -30,10 +30,12 @@ public struct EC2Request: Sendable, Equatable {
     /// The numbers N of keys `prefix.N` or `prefix.N.…`, ascending.
     public func indices(_ prefix: String) -> [Int] {
         let head = prefix + "."
-        return Set(parameters.keys.compactMap { key -> Int? in
-            guard key.hasPrefix(head) else { return nil }
-            return Int(key.dropFirst(head.count).prefix { $0 != "." })
-        }).sorted()
+        return Set(
+            parameters.keys.compactMap { key -> Int? in
+                guard key.hasPrefix(head) else { return nil }
+                return Int(key.dropFirst(head.count).prefix { $0 != "." })
+            }
+        ).sorted()
     }
 
     /// `Filter.N.Name` / `Filter.N.Value.M` as name → values.
