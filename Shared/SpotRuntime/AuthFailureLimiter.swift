@@ -208,14 +208,13 @@ public struct AuthFailureSharing: Service {
 
     public func run() async throws {
         guard limiter.limit > 0 else { return try await gracefulShutdown() }
-        while !Task.isShuttingDownGracefully && !Task.isCancelled {
+        let (limiter, store) = (self.limiter, self.store)
+        await PeriodicWorker("auth-failure-sharing", every: .seconds(1)).run {
             do {
-                let limiter = self.limiter
                 try await store.withConnection { try limiter.share(on: $0) }
             } catch {
                 logger.debug("sharing failed-authentication counts failed", metadata: ["error": "\(error)"])
             }
-            try? await cancelWhenGracefulShutdown { try await Task.sleep(for: .seconds(1)) }
         }
     }
 }

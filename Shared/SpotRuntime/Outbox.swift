@@ -28,11 +28,10 @@ public final class OutboxRelay: Service, Sendable {
     let publisher: BusPublisher
     let logger: Logger
     let batchSize: Int
-    let pollInterval: Duration
     let lease: Duration
     let name: String
-    private let wakeUp: AsyncStream<Void>.Continuation
-    private let wakeUps: AsyncStream<Void>
+    /// A look at least every poll interval even without notifications: leases expire, other copies commit.
+    let worker: PeriodicWorker
 
     public init(
         store: PostgresStore, publisher: BusPublisher, logger: Logger, name: String, batchSize: Int = 200,
@@ -43,28 +42,15 @@ public final class OutboxRelay: Service, Sendable {
         self.logger = logger
         self.name = name
         self.batchSize = batchSize
-        self.pollInterval = pollInterval
         self.lease = lease
-        (wakeUps, wakeUp) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+        worker = PeriodicWorker("outbox-relay", every: pollInterval)
     }
 
     /// Asks the relay to look now (after a commit that wrote outbox rows).
-    public func notify() { wakeUp.yield() }
+    public func notify() { worker.wake() }
 
     public func run() async throws {
-        await withTaskGroup(of: Void.self) { group in
-            group.addTask {
-                // a tick even without notifications: leases expire, other copies commit
-                while !Task.isCancelled {
-                    try? await Task.sleep(for: self.pollInterval)
-                    self.wakeUp.yield()
-                }
-            }
-            for await _ in wakeUps.cancelOnGracefulShutdown() {
-                await drain()
-            }
-            group.cancelAll()
-        }
+        await worker.run { await drain() }
     }
 
     /// Publishes until the outbox is empty or publishing fails; returns how many were sent.

@@ -59,55 +59,43 @@ public struct DecisionService: Sendable {
 final class PassLoop: Service, Sendable {
     let pass: DecisionPass
     let savings: SavingsAccounting
-    let tick: Duration
     let notify: @Sendable () -> Void
     let logger: Logger
-    private let wakeUps: AsyncStream<Void>
-    private let wakeUp: AsyncStream<Void>.Continuation
+    let worker: PeriodicWorker
     /// Set by `wake()`: the next pass runs even if not due (waiting for a copy running one).
     private let forceNext = Atomic<Bool>(false)
 
     init(pass: DecisionPass, savings: SavingsAccounting, tick: Duration, notify: @escaping @Sendable () -> Void, logger: Logger) {
         self.pass = pass
         self.savings = savings
-        self.tick = tick
         self.notify = notify
         self.logger = logger
-        (wakeUps, wakeUp) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+        worker = PeriodicWorker("decision-pass", every: tick, runAtStart: false)
     }
 
     func wake() {
         forceNext.store(true, ordering: .relaxed)
-        wakeUp.yield()
+        worker.wake()
     }
 
     func run() async throws {
-        await withTaskGroup(of: Void.self) { group in
-            group.addTask {
-                while !Task.isCancelled {
-                    try? await Task.sleep(for: self.tick)
-                    self.wakeUp.yield()
+        await worker.run {
+            do {
+                let force = forceNext.exchange(false, ordering: .relaxed)
+                if let summary = try await pass.run(force: force), summary.switches > 0 {
+                    notify()
+                    logger.info("decision pass", metadata: ["switches": "\(summary.switches)", "agents": "\(summary.agents)", "pools": "\(summary.pools)"])
                 }
+            } catch {
+                logger.warning("decision pass failed", metadata: ["error": "\(error)"])
             }
-            for await _ in wakeUps.cancelOnGracefulShutdown() {
-                do {
-                    let force = forceNext.exchange(false, ordering: .relaxed)
-                    if let summary = try await pass.run(force: force), summary.switches > 0 {
-                        notify()
-                        logger.info("decision pass", metadata: ["switches": "\(summary.switches)", "agents": "\(summary.agents)", "pools": "\(summary.pools)"])
-                    }
-                } catch {
-                    logger.warning("decision pass failed", metadata: ["error": "\(error)"])
+            do {
+                if let summary = try await savings.run(force: false), summary.unpricedHours > 0 {
+                    logger.notice("savings: hours without a price left out", metadata: ["hours": "\(summary.unpricedHours)"])
                 }
-                do {
-                    if let summary = try await savings.run(force: false), summary.unpricedHours > 0 {
-                        logger.notice("savings: hours without a price left out", metadata: ["hours": "\(summary.unpricedHours)"])
-                    }
-                } catch {
-                    logger.warning("savings accounting failed", metadata: ["error": "\(error)"])
-                }
+            } catch {
+                logger.warning("savings accounting failed", metadata: ["error": "\(error)"])
             }
-            group.cancelAll()
         }
     }
 }

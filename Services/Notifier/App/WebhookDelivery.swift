@@ -4,6 +4,7 @@ import NotifierCore
 import ServiceLifecycle
 import SpotFleet
 import SpotModels
+import SpotRuntime
 import SpotStore
 import Synchronization
 
@@ -32,8 +33,7 @@ public final class WebhookDelivery: Service, Sendable {
     let configuration: NotifierConfiguration
     let logger: Logger
     let sender: WebhookSender
-    private let wakeUps: AsyncStream<Void>
-    private let wakeUp: AsyncStream<Void>.Continuation
+    let worker: PeriodicWorker
     /// Deliveries at work in this process, per client.
     private let inFlight = Mutex<[UUID: Int]>([:])
 
@@ -42,27 +42,21 @@ public final class WebhookDelivery: Service, Sendable {
         self.configuration = configuration
         self.logger = logger
         sender = WebhookSender(allowed: configuration.allowedNetworks, deadline: configuration.timeout)
-        (wakeUps, wakeUp) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+        worker = PeriodicWorker("webhook-delivery", every: configuration.poll)
     }
 
     /// Look for due deliveries now (a notification with subscribers was just written).
-    public func wake() { wakeUp.yield() }
+    public func wake() { worker.wake() }
 
     public func run() async throws {
         await withDiscardingTaskGroup { group in
-            group.addTask {
-                while !Task.isCancelled {
-                    try? await Task.sleep(for: self.configuration.poll)
-                    self.wakeUp.yield()
-                }
-            }
-            for await _ in wakeUps.cancelOnGracefulShutdown() {
+            await worker.run {
                 do {
                     for due in try await claim() {
                         group.addTask {
                             await self.deliver(due)
                             self.inFlight.withLock { $0[due.clientId, default: 1] -= 1 }
-                            self.wakeUp.yield()  // a place is free
+                            self.worker.wake()  // a place is free
                         }
                     }
                 } catch {

@@ -39,7 +39,7 @@ public final class Reconciler: Service, Sendable {
 
     public func run() async throws {
         var led = false
-        while !Task.isShuttingDownGracefully && !Task.isCancelled {
+        await PeriodicWorker("reconciler", every: configuration.reconcileInterval).run {
             do {
                 let leads = await leadership?.renew() ?? true
                 if leads != led, let leadership {
@@ -58,8 +58,6 @@ public final class Reconciler: Service, Sendable {
             } catch {
                 logger.warning("reconcile cycle failed", metadata: ["error": "\(error)"])
             }
-            let pause = configuration.reconcileInterval
-            _ = try? await cancelWhenGracefulShutdown { try await Task.sleep(for: pause) }
         }
         await leadership?.resign()
     }

@@ -18,6 +18,7 @@ public final class Maintenance: Service, Sendable {
     let notify: @Sendable () -> Void
     let configuration: SEFConfiguration
     let logger: Logger
+    let worker: PeriodicWorker
 
     /// A maintenance runner on `store`, as the service and the operator commands build it.
     public convenience init(store: PostgresStore, configuration: SEFConfiguration, logger: Logger) {
@@ -32,10 +33,11 @@ public final class Maintenance: Service, Sendable {
         self.notify = notify
         self.configuration = configuration
         self.logger = logger
+        worker = PeriodicWorker("sef-maintenance", every: configuration.tick)
     }
 
     public func run() async throws {
-        while !Task.isShuttingDownGracefully && !Task.isCancelled {
+        await worker.run {
             do {
                 _ = try await scanDuePools()
                 _ = try await refreshMLDataset(force: false)
@@ -43,8 +45,6 @@ public final class Maintenance: Service, Sendable {
             } catch {
                 logger.warning("maintenance round failed", metadata: ["sef.error": "\(error)"])
             }
-            let tick = configuration.tick
-            _ = try? await cancelWhenGracefulShutdown { try await Task.sleep(for: tick) }
         }
     }
 
