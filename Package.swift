@@ -9,6 +9,38 @@ var swiftSettings: [SwiftSetting] {
     ]
 }
 
+// The outside products the targets use, by the names the code imports.
+let argumentParser = Target.Dependency.product(name: "ArgumentParser", package: "swift-argument-parser")
+let asyncHTTPClient = Target.Dependency.product(name: "AsyncHTTPClient", package: "async-http-client")
+let crypto = Target.Dependency.product(name: "Crypto", package: "swift-crypto")
+let hummingbird = Target.Dependency.product(name: "Hummingbird", package: "hummingbird")
+let logging = Target.Dependency.product(name: "Logging", package: "swift-log")
+let metrics = Target.Dependency.product(name: "Metrics", package: "swift-metrics")
+let mustache = Target.Dependency.product(name: "Mustache", package: "swift-mustache")
+let nioCore = Target.Dependency.product(name: "NIOCore", package: "swift-nio")
+let nioHTTP1 = Target.Dependency.product(name: "NIOHTTP1", package: "swift-nio")
+let nioHTTPTypes = Target.Dependency.product(name: "NIOHTTPTypes", package: "swift-nio-extras")
+let prometheus = Target.Dependency.product(name: "Prometheus", package: "swift-prometheus")
+let serviceLifecycle = Target.Dependency.product(name: "ServiceLifecycle", package: "swift-service-lifecycle")
+let unixSignals = Target.Dependency.product(name: "UnixSignals", package: "swift-service-lifecycle")
+
+/// A library target in `path` with the package's Swift settings.
+@MainActor func library(
+    _ name: String, _ path: String, _ dependencies: [Target.Dependency] = [], resources: [Resource]? = nil,
+    plugins: [Target.PluginUsage]? = nil
+) -> Target {
+    .target(name: name, dependencies: dependencies, path: path, resources: resources, swiftSettings: swiftSettings, plugins: plugins)
+}
+
+/// An executable's thin `Main`: its command line (SpotCLI) over the library that does the work.
+@MainActor func executable(_ name: String, _ path: String, _ dependencies: [Target.Dependency]) -> Target {
+    .executableTarget(name: name, dependencies: dependencies + ["SpotCLI", argumentParser, logging], path: path, swiftSettings: swiftSettings)
+}
+
+@MainActor func tests(_ name: String, _ dependencies: [Target.Dependency]) -> Target {
+    .testTarget(name: name, dependencies: dependencies, swiftSettings: swiftSettings)
+}
+
 let package = Package(
     name: "SpotGuard",
     platforms: [.macOS(.v15)],
@@ -47,253 +79,102 @@ let package = Package(
             providers: [.apt(["libpq-dev"]), .brew(["libpq"])]),
 
         // Shared modules: every arrow points down, services never import each other.
-        .target(
-            name: "SpotModels", dependencies: [.product(name: "Crypto", package: "swift-crypto")], path: "Shared/SpotModels",
-            swiftSettings: swiftSettings),
+        library("SpotModels", "Shared/SpotModels", [crypto]),
         // Every executable's command line: swift-argument-parser, one-sentence errors, and
         // `--version` from the git revision the Revision plugin writes before each build.
         .plugin(name: "Revision", capability: .buildTool(), path: "Plugins/Revision"),
-        .target(
-            name: "SpotCLI", dependencies: [.product(name: "ArgumentParser", package: "swift-argument-parser")], path: "Shared/SpotCLI",
-            swiftSettings: swiftSettings, plugins: ["Revision"]),
+        library("SpotCLI", "Shared/SpotCLI", [argumentParser], plugins: ["Revision"]),
         // Spot market data files: price history, Spot Advisor bands, on-demand prices (pure).
-        .target(name: "SpotMarket", path: "Shared/SpotMarket", swiftSettings: swiftSettings),
-        .target(
-            name: "SpotBus",
-            dependencies: [
-                "SpotModels", "CRabbitMQ", "CRabbitMQShims",
-                .product(name: "Logging", package: "swift-log"),
-                .product(name: "Metrics", package: "swift-metrics"),
-                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-            ],
-            path: "Shared/SpotBus", swiftSettings: swiftSettings),
-        .target(
-            name: "SpotStore",
-            dependencies: [
-                "CLibPQ", "SpotModels",
-                .product(name: "Logging", package: "swift-log"),
-                .product(name: "Metrics", package: "swift-metrics"),
-            ],
-            path: "Shared/SpotStore",
-            resources: [.copy("Migrations")],
-            swiftSettings: swiftSettings),
-        .target(
-            name: "SpotRuntime",
-            dependencies: [
-                "SpotModels", "SpotBus", "SpotStore", "SpotCLI",
-                .product(name: "ArgumentParser", package: "swift-argument-parser"),
-                .product(name: "Hummingbird", package: "hummingbird"),
-                .product(name: "Logging", package: "swift-log"),
-                .product(name: "Metrics", package: "swift-metrics"),
-                .product(name: "Prometheus", package: "swift-prometheus"),
-                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
-                .product(name: "Crypto", package: "swift-crypto"),
-                .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),
-            ],
-            path: "Shared/SpotRuntime", swiftSettings: swiftSettings),
-
+        library("SpotMarket", "Shared/SpotMarket"),
+        library("SpotBus", "Shared/SpotBus", ["SpotModels", "CRabbitMQ", "CRabbitMQShims", logging, metrics, serviceLifecycle]),
+        library("SpotStore", "Shared/SpotStore", ["CLibPQ", "SpotModels", logging, metrics], resources: [.copy("Migrations")]),
+        library(
+            "SpotRuntime", "Shared/SpotRuntime",
+            [
+                "SpotModels", "SpotBus", "SpotStore", "SpotCLI", argumentParser, hummingbird, logging, metrics, prometheus, serviceLifecycle,
+                unixSignals, crypto, nioCore, nioHTTPTypes,
+            ]),
         // The fleet's tables (clients and agents, instances, switches, commands, system events):
         // the one module that writes them, with each rule written once.
-        .target(
-            name: "SpotFleet",
-            dependencies: [
-                "SpotModels", "SpotBus", "SpotStore", "SpotRuntime",
-                .product(name: "Logging", package: "swift-log"),
-                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-                .product(name: "Hummingbird", package: "hummingbird"),
-            ],
-            path: "Shared/SpotFleet", swiftSettings: swiftSettings),
-
-        // Services: a library with the logic (tested) and a thin executable.
-        .target(
-            name: "IngestApp",
-            dependencies: [
-                "SpotFleet", "SpotModels", "SpotBus", "SpotStore", "SpotRuntime",
-                .product(name: "Hummingbird", package: "hummingbird"),
-                .product(name: "Metrics", package: "swift-metrics"),
-                .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "Crypto", package: "swift-crypto"),
-            ],
-            path: "Services/Ingest/App", resources: [.copy("openapi.yaml")], swiftSettings: swiftSettings),
-        .executableTarget(
-            name: "Ingest",
-            dependencies: [
-                "IngestApp", "SpotFleet", "SpotRuntime", "SpotCLI", .product(name: "ArgumentParser", package: "swift-argument-parser"),
-                .product(name: "Logging", package: "swift-log"),
-            ], path: "Services/Ingest/Main",
-            swiftSettings: swiftSettings),
-        .target(
-            name: "SEFCore",
-            dependencies: ["SpotModels", .product(name: "Crypto", package: "swift-crypto")],
-            path: "Services/SEF/Core", swiftSettings: swiftSettings),
-        .target(
-            name: "SEFApp",
-            dependencies: [
-                "SpotFleet", "SEFCore", "SpotModels", "SpotBus", "SpotStore", "SpotRuntime",
-                .product(name: "Hummingbird", package: "hummingbird"),
-                .product(name: "Logging", package: "swift-log"),
-                .product(name: "Metrics", package: "swift-metrics"),
-                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-            ],
-            path: "Services/SEF/App", swiftSettings: swiftSettings),
-        .executableTarget(
-            name: "SEF",
-            dependencies: [
-                "SEFApp", "SpotRuntime", "SpotCLI", .product(name: "ArgumentParser", package: "swift-argument-parser"),
-                .product(name: "Logging", package: "swift-log"),
-            ], path: "Services/SEF/Main",
-            swiftSettings: swiftSettings),
-        .target(name: "ReplicaCore", dependencies: ["SpotModels"], path: "Services/ReplicaCoordinator/Core", swiftSettings: swiftSettings),
-        .target(
-            name: "ReplicaApp",
-            dependencies: [
-                "SpotFleet", "ReplicaCore", "SpotModels", "SpotBus", "SpotStore", "SpotRuntime",
-                .product(name: "Hummingbird", package: "hummingbird"),
-                .product(name: "Logging", package: "swift-log"),
-                .product(name: "Metrics", package: "swift-metrics"),
-                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-            ],
-            path: "Services/ReplicaCoordinator/App", swiftSettings: swiftSettings),
-        .executableTarget(
-            name: "ReplicaCoordinator",
-            dependencies: [
-                "ReplicaApp", "SpotModels", "SpotRuntime", "SpotCLI", .product(name: "ArgumentParser", package: "swift-argument-parser"),
-                .product(name: "Logging", package: "swift-log"),
-            ], path: "Services/ReplicaCoordinator/Main",
-            swiftSettings: swiftSettings),
-        .target(name: "DecisionCore", dependencies: ["SpotMarket"], path: "Services/DecisionEngine/Core", swiftSettings: swiftSettings),
-        .target(
-            name: "DecisionApp",
-            dependencies: [
-                "SpotFleet", "DecisionCore", "SpotMarket", "SpotModels", "SpotBus", "SpotStore", "SpotRuntime",
-                .product(name: "Hummingbird", package: "hummingbird"),
-                .product(name: "Logging", package: "swift-log"),
-                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-            ],
-            path: "Services/DecisionEngine/App", swiftSettings: swiftSettings),
-        .executableTarget(
-            name: "DecisionEngine",
-            dependencies: [
-                "DecisionApp", "DecisionCore", "SpotMarket", "SpotModels", "SpotRuntime", "SpotCLI",
-                .product(name: "ArgumentParser", package: "swift-argument-parser"), .product(name: "Logging", package: "swift-log"),
-            ],
-            path: "Services/DecisionEngine/Main", swiftSettings: swiftSettings),
-        // What the tools and the tests share and the services do not: child processes.
-        .target(name: "ToolSupport", path: "Tools/Support", swiftSettings: swiftSettings),
-        .executableTarget(
-            name: "Bench",
-            dependencies: [
-                "DecisionApp", "SpotFleet", "SpotMarket", "ToolSupport", "SEFApp", "SEFCore", "SpotModels", "SpotBus", "SpotStore", "SpotRuntime", "IMDSMock",
-                "SpotCLI",
-                .product(name: "ArgumentParser", package: "swift-argument-parser"), .product(name: "Logging", package: "swift-log"),
-            ], path: "Tools/Bench",
-            swiftSettings: swiftSettings),
-
+        library("SpotFleet", "Shared/SpotFleet", ["SpotModels", "SpotBus", "SpotStore", "SpotRuntime", logging, serviceLifecycle, hummingbird]),
         // The EC2 and IMDS clients: Foundation (URLSession, XMLParser) and swift-crypto only, so
         // the agent that runs on customers' instances carries nothing more.
-        .target(name: "SpotCloud", dependencies: [.product(name: "Crypto", package: "swift-crypto")], path: "Shared/SpotCloud", swiftSettings: swiftSettings),
+        library("SpotCloud", "Shared/SpotCloud", [crypto]),
+        // One instance's metadata service for the tests and the simulator.
+        library("IMDSMock", "Shared/IMDSMock", [hummingbird, serviceLifecycle, logging]),
+
+        // Services: pure cores that decide, a library with the shell (tested), a thin executable.
+        library(
+            "IngestApp", "Services/Ingest/App", ["SpotFleet", "SpotModels", "SpotBus", "SpotStore", "SpotRuntime", hummingbird, metrics, nioCore, crypto],
+            resources: [.copy("openapi.yaml")]),
+        executable("Ingest", "Services/Ingest/Main", ["IngestApp", "SpotFleet", "SpotRuntime"]),
+
+        library("SEFCore", "Services/SEF/Core", ["SpotModels", crypto]),
+        library(
+            "SEFApp", "Services/SEF/App",
+            ["SpotFleet", "SEFCore", "SpotModels", "SpotBus", "SpotStore", "SpotRuntime", hummingbird, logging, metrics, serviceLifecycle]),
+        executable("SEF", "Services/SEF/Main", ["SEFApp", "SpotRuntime"]),
+
+        library("ReplicaCore", "Services/ReplicaCoordinator/Core", ["SpotModels"]),
+        library(
+            "ReplicaApp", "Services/ReplicaCoordinator/App",
+            ["SpotFleet", "ReplicaCore", "SpotModels", "SpotBus", "SpotStore", "SpotRuntime", hummingbird, logging, metrics, serviceLifecycle]),
+        executable("ReplicaCoordinator", "Services/ReplicaCoordinator/Main", ["ReplicaApp", "SpotModels", "SpotRuntime"]),
+
+        library("DecisionCore", "Services/DecisionEngine/Core", ["SpotMarket"]),
+        library(
+            "DecisionApp", "Services/DecisionEngine/App",
+            ["SpotFleet", "DecisionCore", "SpotMarket", "SpotModels", "SpotBus", "SpotStore", "SpotRuntime", hummingbird, logging, serviceLifecycle]),
+        executable("DecisionEngine", "Services/DecisionEngine/Main", ["DecisionApp", "DecisionCore", "SpotMarket", "SpotModels", "SpotRuntime"]),
+
+        library("NotifierCore", "Services/Notifier/Core", ["SpotModels", crypto]),
+        library(
+            "NotifierApp", "Services/Notifier/App",
+            [
+                "SpotFleet", "NotifierCore", "SpotModels", "SpotBus", "SpotStore", "SpotRuntime", hummingbird, logging, serviceLifecycle,
+                // webhooks to customers' URLs: TLS, one deadline, and the connection made to the address checked
+                asyncHTTPClient, nioCore, nioHTTP1,
+            ]),
+        executable("Notifier", "Services/Notifier/Main", ["NotifierApp", "SpotRuntime"]),
+
+        library(
+            "ConsoleApp", "Services/Console/App", ["SpotFleet", "SpotModels", "SpotBus", "SpotStore", "SpotRuntime", hummingbird, mustache, logging, crypto],
+            resources: [.copy("Templates"), .copy("openapi.yaml")]),
+        executable("Console", "Services/Console/Main", ["ConsoleApp", "SpotRuntime"]),
+
         // The agent on customers' instances: SpotCloud, logging, lifecycle and the command line only.
-        .target(
-            name: "AgentApp",
-            dependencies: ["SpotCloud", .product(name: "Logging", package: "swift-log")],
-            path: "Services/Agent/App", swiftSettings: swiftSettings),
-        .executableTarget(
-            name: "Agent",
-            dependencies: [
-                "AgentApp", "SpotCloud", "SpotCLI", .product(name: "Logging", package: "swift-log"),
-                .product(name: "ArgumentParser", package: "swift-argument-parser"),
-                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
-            ],
-            path: "Services/Agent/Main", swiftSettings: swiftSettings),
+        library("AgentApp", "Services/Agent/App", ["SpotCloud", logging]),
+        executable("Agent", "Services/Agent/Main", ["AgentApp", "SpotCloud", serviceLifecycle, unixSignals]),
+
         // The local cloud: market, faults and the EC2 wire format (pure), then the region with
         // its instances running real agents.
-        .target(name: "SimulatorCore", dependencies: ["SpotMarket"], path: "Services/Simulator/Core", swiftSettings: swiftSettings),
-        .target(
-            name: "SimulatorApp",
-            dependencies: [
-                "SimulatorCore", "SpotMarket", "SpotCloud", "IMDSMock",
-                .product(name: "Hummingbird", package: "hummingbird"),
-                .product(name: "Logging", package: "swift-log"),
-                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
-                .product(name: "NIOCore", package: "swift-nio"),
-            ],
-            path: "Services/Simulator/App", swiftSettings: swiftSettings),
-        .executableTarget(
-            name: "Simulator",
-            dependencies: [
-                "SimulatorApp", "SpotCLI", .product(name: "Logging", package: "swift-log"),
-                .product(name: "ArgumentParser", package: "swift-argument-parser"),
-            ], path: "Services/Simulator/Main",
-            swiftSettings: swiftSettings),
-        .target(
-            name: "NotifierCore", dependencies: ["SpotModels", .product(name: "Crypto", package: "swift-crypto")],
-            path: "Services/Notifier/Core", swiftSettings: swiftSettings),
-        .target(
-            name: "NotifierApp",
-            dependencies: [
-                "SpotFleet", "NotifierCore", "SpotModels", "SpotBus", "SpotStore", "SpotRuntime",
-                .product(name: "Hummingbird", package: "hummingbird"),
-                .product(name: "Logging", package: "swift-log"),
-                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-                // webhooks to customers' URLs: TLS, one deadline, and the connection made to the address checked
-                .product(name: "AsyncHTTPClient", package: "async-http-client"),
-                .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOHTTP1", package: "swift-nio"),
-            ],
-            path: "Services/Notifier/App", swiftSettings: swiftSettings),
-        .executableTarget(
-            name: "Notifier",
-            dependencies: [
-                "NotifierApp", "SpotRuntime", "SpotCLI", .product(name: "ArgumentParser", package: "swift-argument-parser"),
-                .product(name: "Logging", package: "swift-log"),
-            ], path: "Services/Notifier/Main", swiftSettings: swiftSettings),
-        .target(
-            name: "ConsoleApp",
-            dependencies: [
-                "SpotFleet", "SpotModels", "SpotBus", "SpotStore", "SpotRuntime",
-                .product(name: "Hummingbird", package: "hummingbird"),
-                .product(name: "Mustache", package: "swift-mustache"),
-                .product(name: "Logging", package: "swift-log"),
-                .product(name: "Crypto", package: "swift-crypto"),
-            ],
-            path: "Services/Console/App", resources: [.copy("Templates"), .copy("openapi.yaml")], swiftSettings: swiftSettings),
-        .executableTarget(
-            name: "Console",
-            dependencies: [
-                "ConsoleApp", "SpotRuntime", "SpotCLI", .product(name: "ArgumentParser", package: "swift-argument-parser"),
-                .product(name: "Logging", package: "swift-log"),
-            ], path: "Services/Console/Main", swiftSettings: swiftSettings),
-        // One instance's metadata service for the tests and the simulator.
-        .target(
-            name: "IMDSMock",
-            dependencies: [
-                .product(name: "Hummingbird", package: "hummingbird"), .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-                .product(name: "Logging", package: "swift-log"),
-            ], path: "Shared/IMDSMock",
-            swiftSettings: swiftSettings),
-        .testTarget(
-            name: "SpotCloudTests",
-            dependencies: ["SpotCloud", "IMDSMock"],
-            swiftSettings: swiftSettings),
-        .testTarget(name: "SpotModelsTests", dependencies: ["SpotModels"], swiftSettings: swiftSettings),
-        .testTarget(name: "SEFCoreTests", dependencies: ["SEFCore", "SpotModels", "SpotMarket"], swiftSettings: swiftSettings),
-        .testTarget(name: "NotifierCoreTests", dependencies: ["NotifierCore", "SpotModels"], swiftSettings: swiftSettings),
-        .testTarget(name: "SimulatorCoreTests", dependencies: ["SimulatorCore", "SpotMarket"], swiftSettings: swiftSettings),
-        .testTarget(name: "DecisionCoreTests", dependencies: ["DecisionCore", "SpotMarket"], swiftSettings: swiftSettings),
-        .testTarget(name: "ReplicaCoreTests", dependencies: ["ReplicaCore", "SpotModels"], swiftSettings: swiftSettings),
-        .testTarget(
-            name: "IntegrationTests",
-            dependencies: [
-                "SpotModels", "SpotMarket", "SpotBus", "SpotStore", "SpotRuntime", "SpotFleet", "ToolSupport", "SEFApp", "SpotCloud", "IMDSMock", "AgentApp",
-                "NotifierCore", "NotifierApp",
-                "ReplicaApp",
-                .product(name: "Logging", package: "swift-log"),
-                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-            ],
-            swiftSettings: swiftSettings),
+        library("SimulatorCore", "Services/Simulator/Core", ["SpotMarket"]),
+        library(
+            "SimulatorApp", "Services/Simulator/App",
+            ["SimulatorCore", "SpotMarket", "SpotCloud", "IMDSMock", hummingbird, logging, serviceLifecycle, unixSignals, nioCore]),
+        executable("Simulator", "Services/Simulator/Main", ["SimulatorApp"]),
+
+        // What the tools and the tests share and the services do not: child processes.
+        library("ToolSupport", "Tools/Support"),
+        executable(
+            "Bench", "Tools/Bench",
+            [
+                "DecisionApp", "SpotFleet", "SpotMarket", "ToolSupport", "SEFApp", "SEFCore", "SpotModels", "SpotBus", "SpotStore", "SpotRuntime",
+                "IMDSMock",
+            ]),
+
+        tests("SpotCloudTests", ["SpotCloud", "IMDSMock"]),
+        tests("SpotModelsTests", ["SpotModels"]),
+        tests("SEFCoreTests", ["SEFCore", "SpotModels", "SpotMarket"]),
+        tests("NotifierCoreTests", ["NotifierCore", "SpotModels"]),
+        tests("SimulatorCoreTests", ["SimulatorCore", "SpotMarket"]),
+        tests("DecisionCoreTests", ["DecisionCore", "SpotMarket"]),
+        tests("ReplicaCoreTests", ["ReplicaCore", "SpotModels"]),
+        tests(
+            "IntegrationTests",
+            [
+                "SpotModels", "SpotMarket", "SpotBus", "SpotStore", "SpotRuntime", "SpotFleet", "ToolSupport", "SEFApp", "SpotCloud", "IMDSMock",
+                "AgentApp", "NotifierCore", "NotifierApp", "ReplicaApp", logging, serviceLifecycle,
+            ]),
     ]
 )
