@@ -139,7 +139,7 @@ public enum Commands {
     /// when it was closed already or is not this agent's.
     @discardableResult
     public static func complete(
-        _ commandId: UUID, agentId: UUID, status: String, result: JSONValue, errorMessage: String? = nil, on conn: PGConnection
+        _ commandId: UUID, agentId: UUID, status: CommandStatus, result: JSONValue, errorMessage: String? = nil, on conn: PGConnection
     ) throws -> Bool {
         try conn.execute(
             """
@@ -152,8 +152,8 @@ public enum Commands {
     public static func cancelPending(_ kind: CommandKind, replicaId: UUID, on conn: PGConnection) throws {
         _ = try conn.execute(
             """
-            UPDATE commands SET status = 'cancelled', completed_at = now()
-             WHERE replica_id = $1 AND command_type = $2 AND status = 'pending'
-            """, [replicaId, kind.rawValue])
+            UPDATE commands SET status = $3, completed_at = now()
+             WHERE replica_id = $1 AND command_type = $2 AND status = $4
+            """, [replicaId, kind.rawValue, CommandStatus.cancelled, CommandStatus.pending])
     }
 }

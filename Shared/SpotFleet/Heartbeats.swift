@@ -31,14 +31,14 @@ public enum Heartbeats {
         }
         guard !latest.isEmpty else { return 0 }
         let ids = latest.keys.sorted { $0.uuidString < $1.uuidString }
-        var current: [UUID: (status: String, last: Date?)] = [:]
+        var current: [UUID: (status: AgentStatus, last: Date?)] = [:]
         for row in try conn.query(
             """
             SELECT id, status, last_heartbeat_at FROM agents
-             WHERE id = ANY($1::uuid[]) AND status <> 'deleted' ORDER BY id FOR NO KEY UPDATE
-            """, [PGArray(ids)])
+             WHERE id = ANY($1::uuid[]) AND status <> $2 ORDER BY id FOR NO KEY UPDATE
+            """, [PGArray(ids), AgentStatus.deleted])
         {
-            current[try row.decode(UUID.self, at: 0)] = (try row.decode(String.self, at: 1), try row.decodeIfPresent(Date.self, at: 2))
+            current[try row.decode(UUID.self, at: 0)] = (try row.decode(AgentStatus.self, at: 1), try row.decodeIfPresent(Date.self, at: 2))
         }
         let applicable = ids.compactMap { id -> HeartbeatReceived? in
             guard let h = latest[id], let now = current[id] else { return nil }
@@ -84,13 +84,13 @@ public enum Heartbeats {
                 current_pool_id = coalesce(EXCLUDED.current_pool_id, i.current_pool_id)
              WHERE i.client_id = EXCLUDED.client_id AND i.is_active
             """, params)
-        let transitions = applicable.filter { current[$0.agentId]!.status != $0.status.rawValue }
+        let transitions = applicable.filter { current[$0.agentId]!.status.rawValue != $0.status.rawValue }
         // status changes are rare next to heartbeats: one row each
         for t in transitions {
-            let (old, new) = (current[t.agentId]!.status, t.status.rawValue)
+            let (old, new) = (current[t.agentId]!.status.rawValue, t.status.rawValue)
             try SystemEvents.record(
                 .init(
-                    "agent.status_changed", severity: new == "offline" ? "warning" : "info", component: "spotguard-sef", clientId: t.clientId,
+                    "agent.status_changed", severity: t.status == .offline ? "warning" : "info", component: "spotguard-sef", clientId: t.clientId,
                     agentId: t.agentId, message: "agent status \(old) -> \(new)",
                     details: .object(["from": .string(old), "to": .string(new), "observed_at": .string(Timestamp.format(t.observedAt))]),
                     dedupKey: "heartbeat:\(t.heartbeatId.uuidString.lowercased())"),

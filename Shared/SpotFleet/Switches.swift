@@ -49,8 +49,7 @@ public enum Switches {
         public var onDemandPrice: Double?
         public var savingsImpact: Double?
         public var savingsConfidence: String?
-        /// `auto_switch`, `manual`, `failover`, …
-        public var trigger: String
+        public var trigger: SwitchTrigger
         public var timing: JSONValue?
         public var initiatedAt: Date?
         public var amiCreatedAt: Date?
@@ -60,7 +59,7 @@ public enum Switches {
 
         public init(
             clientId: UUID, agentId: UUID, commandId: UUID? = nil, reportId: UUID? = nil, old: Side, new: Side, onDemandPrice: Double?,
-            savingsImpact: Double?, savingsConfidence: String?, trigger: String, timing: JSONValue? = nil, initiatedAt: Date?,
+            savingsImpact: Double?, savingsConfidence: String?, trigger: SwitchTrigger, timing: JSONValue? = nil, initiatedAt: Date?,
             amiCreatedAt: Date? = nil, instanceLaunchedAt: Date? = nil, instanceReadyAt: Date?, oldTerminatedAt: Date?
         ) {
             self.clientId = clientId
@@ -93,7 +92,7 @@ public enum Switches {
     ///   `failover` marks the time of its last failover (a primary promoted a moment ago is not
     ///   yet expected to have spoken).
     @discardableResult
-    public static func record(_ r: Record, agentStatus: String? = nil, failover: Bool = false, on conn: PGConnection) throws -> UUID? {
+    public static func record(_ r: Record, agentStatus: AgentStatus? = nil, failover: Bool = false, on conn: PGConnection) throws -> UUID? {
         let inserted = try conn.query(
             """
             INSERT INTO switches (client_id, agent_id, command_id, report_id, old_instance_id, old_instance_type, old_region, old_az, old_mode,

@@ -98,6 +98,40 @@ public enum ReportedAgentStatus: String, Codable, Sendable, CaseIterable {
     case offline
 }
 
+/// An agent's status as the fleet records it (`agents.status`): what it reports, or `offline`
+/// when it falls silent, or `deleted` by an operator.
+public enum AgentStatus: String, Codable, Sendable, CaseIterable {
+    case online
+    case offline
+    case switching
+    case deleted
+}
+
+/// Where a command to an agent stands (`commands.status`): `pending` until an agent's
+/// poll claims it, `delivered` while the agent works on it, then one of the final states.
+public enum CommandStatus: String, Codable, Sendable, CaseIterable {
+    case pending
+    case delivered
+    case succeeded
+    case failed
+    case expired
+    case cancelled
+
+    /// Whether the command is over (its agent's answer or its expiry came).
+    public var isFinal: Bool { self != .pending && self != .delivered }
+}
+
+/// Why a workload moved to another instance (`switches.event_trigger`): the decision
+/// engine's auto-switch, an operator's manual switch, an emergency launch, a rebalance
+/// recommendation, or a failover to the replica.
+public enum SwitchTrigger: String, Codable, Sendable, CaseIterable {
+    case autoSwitch = "auto_switch"
+    case manual
+    case emergency
+    case rebalance
+    case failover
+}
+
 /// How the SEF filled a missing bucket.
 public enum InterpolationMethod: String, Sendable, Hashable, CaseIterable, Codable {
     case linear

@@ -151,13 +151,13 @@ public struct FailoverReport: Codable, Sendable, Equatable {
     public var replicaId: UUID?
     public var oldInstanceId: String?
     public var newInstanceId: String?
-    public var trigger: String
+    public var trigger: SwitchTrigger
     public var failoverTimeMs: Int?
     public var reason: String?
 
     public init(
         clientId: UUID, agentId: UUID, eventId: UUID?, replicaId: UUID?, oldInstanceId: String?, newInstanceId: String?,
-        trigger: String, failoverTimeMs: Int?, reason: String?
+        trigger: SwitchTrigger, failoverTimeMs: Int?, reason: String?
     ) {
         self.clientId = clientId
         self.agentId = agentId

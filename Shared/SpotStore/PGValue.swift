@@ -1,4 +1,5 @@
 import Foundation
+import SpotModels
 
 /// A value sent as a statement parameter, in PostgreSQL's text format (or, where it has one,
 /// its binary format: bytes are sent as they are instead of as twice as much hex).
@@ -15,6 +16,22 @@ extension PGEncodable {
 public protocol PGDecodable {
     init(pgText: String) throws
 }
+
+/// An enum of SpotModels stored as its raw text (the tables' CHECK constraints name the same
+/// values); a value the enum does not know is a decoding error.
+public protocol PGTextEnum: PGEncodable, PGDecodable, RawRepresentable where RawValue == String {}
+
+extension PGTextEnum {
+    public var pgText: String { rawValue }
+    public init(pgText: String) throws {
+        guard let value = Self(rawValue: pgText) else { throw PGError(.decoding, message: "\(Self.self) has no value \(pgText)") }
+        self = value
+    }
+}
+
+extension AgentStatus: PGTextEnum {}
+extension CommandStatus: PGTextEnum {}
+extension SwitchTrigger: PGTextEnum {}
 
 extension String: PGEncodable, PGDecodable {
     public var pgText: String { self }

@@ -56,7 +56,7 @@ extension IntegrationTests {
                     type: RoutingKey.failoverCompleted, producer: "test",
                     payload: FailoverReport(
                         clientId: client, agentId: agent, eventId: UUID(), replicaId: UUID(), oldInstanceId: "i-0aaaaaaaaaaaaaaa1",
-                        newInstanceId: "i-0bbbbbbbbbbbbbbb2", trigger: "termination-notice", failoverTimeMs: 640, reason: nil))
+                        newInstanceId: "i-0bbbbbbbbbbbbbbb2", trigger: .failover, failoverTimeMs: 640, reason: nil))
                 try await withPublisher(topology: .standard) { publisher in
                     try await publisher.publish(failover)
                     try await publisher.publish(failover)  // a redelivery: same message id

@@ -14,7 +14,7 @@ import Testing
     @Test func failoverEventsBecomeOneNotificationEach() throws {
         let report = FailoverReport(
             clientId: client, agentId: agent, eventId: UUID(), replicaId: UUID(), oldInstanceId: "i-0aaaaaaaaaaaaaaa1",
-            newInstanceId: "i-0bbbbbbbbbbbbbbb2", trigger: "termination-notice", failoverTimeMs: 412, reason: nil)
+            newInstanceId: "i-0bbbbbbbbbbbbbbb2", trigger: .failover, failoverTimeMs: 412, reason: nil)
         let completed = try #require(try NotificationDraft.of(routingKey: "failover.completed", body: body("failover.completed", report)))
         #expect(completed.severity == .warning)
         #expect(completed.clientId == client && completed.agentId == agent)
@@ -25,7 +25,7 @@ import Testing
         #expect(try NotificationDraft.of(routingKey: "replica.promoted", body: body("replica.promoted", report)) == nil)
         var manual = report
         manual.eventId = nil
-        manual.trigger = "manual"
+        manual.trigger = .manual
         #expect(try NotificationDraft.of(routingKey: "replica.promoted", body: body("replica.promoted", manual))?.kind == "replica_promoted")
         let failed = try #require(try NotificationDraft.of(routingKey: "failover.failed", body: body("failover.failed", report)))
         #expect(failed.severity == .critical)

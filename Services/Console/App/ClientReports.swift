@@ -152,7 +152,7 @@ extension ConsoleController {
         var id: UUID
         var agentId: UUID
         var logicalAgentId: String
-        var eventTrigger: String
+        var eventTrigger: SwitchTrigger
         var old: SwitchSide
         var new: SwitchSide
         var onDemandPrice: Double?
@@ -237,7 +237,7 @@ extension ConsoleController {
                 let ready = try r.decodeIfPresent(Date.self, at: 29)
                 return SwitchEntry(
                     id: try r.decode(UUID.self, at: 0), agentId: try r.decode(UUID.self, at: 1), logicalAgentId: try r.decode(String.self, at: 2),
-                    eventTrigger: try r.decode(String.self, at: 3), old: try side(r, 4), new: try side(r, 12),
+                    eventTrigger: try r.decode(SwitchTrigger.self, at: 3), old: try side(r, 4), new: try side(r, 12),
                     onDemandPrice: try r.decodeIfPresent(Double.self, at: 20), savingsImpact: try r.decodeIfPresent(Double.self, at: 21),
                     savingsConfidence: try r.decodeIfPresent(String.self, at: 22), reason: try r.decodeIfPresent(String.self, at: 23),
                     engine: try r.decodeIfPresent(String.self, at: 24), commandId: try r.decodeIfPresent(UUID.self, at: 25),

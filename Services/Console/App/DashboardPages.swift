@@ -18,8 +18,8 @@ extension ConsoleController {
             "onDemandTotal": Self.money(allTime.total.onDemandCost), "actualTotal": Self.money(allTime.total.actualCost),
             "replicaTotal": Self.money(allTime.total.replicaCost), "computedAt": Self.time(allTime.computedAt),
         ]
-        content["agentsOnline"] = agents.filter { $0.status == "online" }.count
-        content["agentsOffline"] = agents.filter { $0.status == "offline" }.count
+        content["agentsOnline"] = agents.filter { $0.status == .online }.count
+        content["agentsOffline"] = agents.filter { $0.status == .offline }.count
         content["agentsTotal"] = agents.count
         content["instancesSpot"] = instances.filter { $0.mode == "spot" }.count
         content["instancesOnDemand"] = instances.filter { $0.mode == "ondemand" }.count
@@ -44,7 +44,7 @@ extension ConsoleController {
                 "hasAgents": !agents.isEmpty,
                 "agents": agents.map { a in
                     [
-                        "id": a.id.lowercased, "name": a.logicalAgentId, "status": a.status, "online": a.status == "online",
+                        "id": a.id.lowercased, "name": a.logicalAgentId, "status": a.status.rawValue, "online": a.status == .online,
                         "instance": a.instanceId ?? "—", "pool": a.poolId ?? "—", "mode": a.mode ?? "—",
                         "heartbeat": Self.ago(a.lastHeartbeatAt),
                         "autoSwitch": a.autoSwitchEnabled, "autoTerminate": a.autoTerminateEnabled, "manualReplica": a.manualReplicaEnabled,
@@ -69,7 +69,7 @@ extension ConsoleController {
         return Page(
             template: "agent", title: agent.logicalAgentId, alert: alert,
             content: [
-                "id": agent.id.lowercased, "name": agent.logicalAgentId, "status": agent.status,
+                "id": agent.id.lowercased, "name": agent.logicalAgentId, "status": agent.status.rawValue,
                 "instance": agent.instanceId ?? "—", "type": agent.instanceType ?? "—", "pool": agent.poolId ?? "—", "mode": agent.mode ?? "—",
                 "heartbeat": Self.ago(agent.lastHeartbeatAt), "manualReplica": agent.manualReplicaEnabled,
                 "autoSwitch": agent.autoSwitchEnabled, "hasReadyReplica": replicas.contains(where: \.isReady),
@@ -100,7 +100,7 @@ extension ConsoleController {
                 "hasSwitches": !page.switches.isEmpty,
                 "switches": page.switches.map { s in
                     var row: [String: Any] = [
-                        "time": Self.time(s.initiatedAt), "agent": s.logicalAgentId, "trigger": s.eventTrigger, "old": side(s.old), "new": side(s.new),
+                        "time": Self.time(s.initiatedAt), "agent": s.logicalAgentId, "trigger": s.eventTrigger.rawValue, "old": side(s.old), "new": side(s.new),
                         "savings": s.savingsImpact.map { String(format: "$%.4f/h", $0) } ?? "—", "savingsConfidence": s.savingsConfidence ?? "—",
                         "duration": s.totalSeconds.map { String(format: "%.1f s", $0) } ?? "—",
                     ]

@@ -12,7 +12,7 @@ struct FleetViews: Sendable {
     struct AgentView: Encodable, Sendable {
         var id: UUID
         var logicalAgentId: String
-        var status: String
+        var status: AgentStatus
         var instanceId: String?
         var instanceType: String?
         var region: String?
@@ -39,7 +39,7 @@ struct FleetViews: Sendable {
 
     static func agent(_ r: PGRow) throws -> AgentView {
         AgentView(
-            id: try r.decode(UUID.self, at: 0), logicalAgentId: try r.decode(String.self, at: 1), status: try r.decode(String.self, at: 2),
+            id: try r.decode(UUID.self, at: 0), logicalAgentId: try r.decode(String.self, at: 1), status: try r.decode(AgentStatus.self, at: 2),
             instanceId: try r.decodeIfPresent(String.self, at: 3), instanceType: try r.decodeIfPresent(String.self, at: 4),
             region: try r.decodeIfPresent(String.self, at: 5), az: try r.decodeIfPresent(String.self, at: 6),
             mode: try r.decodeIfPresent(String.self, at: 7), poolId: try r.decodeIfPresent(String.self, at: 8),

@@ -23,13 +23,13 @@ struct SwitchRecorder: Sendable {
             ).first
         else { return }  // ingest checked the agent; a deleted one is not revived
         let autoTerminate = try agent.decode(Bool.self, at: 0)
-        var trigger = "manual"
+        var trigger = SwitchTrigger.manual
         if let command = r.commandId,
             let issuer = try conn.query(
                 "SELECT issued_by FROM commands WHERE id = $1 AND agent_id = $2", [command, r.agentId]
             ).first?.decode(String.self, at: 0)
         {
-            trigger = issuer == "decisions" ? "auto_switch" : issuer == "replicas" ? "failover" : "manual"
+            trigger = issuer == "decisions" ? .autoSwitch : issuer == "replicas" ? .failover : .manual
         }
         try Pools.ensure([r.old.poolId, r.new.poolId].compactMap { $0 }, on: conn)
         func price(_ side: SwitchReported.Side, reported: Double?) throws -> Price {
@@ -69,7 +69,7 @@ struct SwitchRecorder: Sendable {
         else { return }  // a redelivery
         if let command = r.commandId {
             try Commands.complete(
-                command, agentId: r.agentId, status: "succeeded", result: .object(["switch_id": .string(switchId.uuidString.lowercased())]), on: conn)
+                command, agentId: r.agentId, status: .succeeded, result: .object(["switch_id": .string(switchId.uuidString.lowercased())]), on: conn)
         }
     }
 }

@@ -55,7 +55,7 @@ public struct NotificationDraft: Sendable, Equatable {
     }
 
     static func failover(_ routingKey: String, _ r: FailoverReport) -> NotificationDraft? {
-        var details = ["trigger": r.trigger]
+        var details = ["trigger": r.trigger.rawValue]
         details["old_instance_id"] = r.oldInstanceId
         details["new_instance_id"] = r.newInstanceId
         details["replica_id"] = r.replicaId?.lowercased
@@ -79,7 +79,7 @@ public struct NotificationDraft: Sendable, Equatable {
             guard r.eventId == nil else { return nil }
             return NotificationDraft(
                 clientId: r.clientId, agentId: r.agentId, severity: .info, eventType: routingKey, kind: "replica_promoted",
-                title: "Replica promoted", message: "The replica took over (\(r.trigger)): \(moved).", collapseKey: nil, details: details)
+                title: "Replica promoted", message: "The replica took over (\(r.trigger.rawValue)): \(moved).", collapseKey: nil, details: details)
         }
     }
 

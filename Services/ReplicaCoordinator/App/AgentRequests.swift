@@ -52,7 +52,7 @@ extension Coordinator {
         }
         replica = try ReplicaRecord.lock(replica.id, agent: agent.id, on: conn)
         let old = agent.instanceId
-        try promote(&replica, agent: &agent, trigger: "manual", initiatedAt: r.receivedAt, terminateOld: true, oldTerminatedAt: nil, on: conn)
+        try promote(&replica, agent: &agent, trigger: .manual, initiatedAt: r.receivedAt, terminateOld: true, oldTerminatedAt: nil, on: conn)
         let next = try replaceManualReplica(agent, on: conn)
         return try .json(
             200,
@@ -64,7 +64,7 @@ extension Coordinator {
 
     func commandResult(_ r: ReplicaRequest, agent: inout AgentRecord, on conn: PGConnection) throws -> APIReply {
         let body = try decode(CommandResultBody.self, r.body)
-        guard let status = body.status, status == "succeeded" || status == "failed" else {
+        guard let status = body.status.flatMap(CommandStatus.init(rawValue:)), status == .succeeded || status == .failed else {
             throw ReplicaRefusal(400, "invalid_status", "status must be succeeded or failed", field: "status")
         }
         if let message = body.errorMessage, message.count > 2000 {
@@ -77,15 +77,15 @@ extension Coordinator {
             ).first
         else { throw ReplicaRefusal(404, "command_not_found", "no such command for this agent") }
         let kind = CommandKind(rawValue: try row.decode(String.self, at: 0))
-        let current = try row.decode(String.self, at: 1)
+        let current = try row.decode(CommandStatus.self, at: 1)
         let replicaId = try row.decodeIfPresent(UUID.self, at: 2)
         if current == status { return try .json(200, ResultAnswer(commandId: commandId, status: status)) }
-        guard current == "pending" || current == "delivered" else {
-            throw ReplicaRefusal(409, "command_closed", "the command is already \(current)")
+        guard !current.isFinal else {
+            throw ReplicaRefusal(409, "command_closed", "the command is already \(current.rawValue)")
         }
         let launched = try body.instanceId.map(instanceId)
         try Commands.complete(commandId, agentId: agent.id, status: status, result: body.result ?? .object([:]), errorMessage: body.errorMessage, on: conn)
-        if kind == .terminate, status == "succeeded" {
+        if kind == .terminate, status == .succeeded {
             // the instance is gone: close its row (a replaced primary's, or a replica's)
             if let instance = try conn.query("SELECT payload->>'instance_id' FROM commands WHERE id = $1", [commandId]).first?
                 .decodeIfPresent(String.self, at: 0)
@@ -93,12 +93,12 @@ extension Coordinator {
                 try Instances.markTerminated(instance, clientId: agent.clientId, on: conn)
             }
         }
-        if kind == .checkPrimary, status == "succeeded", let replicaId {
+        if kind == .checkPrimary, status == .succeeded, let replicaId {
             try primaryChecked(commandId, replicaId: replicaId, result: body.result, agent: &agent, on: conn)
         }
         if kind == .launchReplica, let replicaId {
             var replica = try ReplicaRecord.lock(replicaId, agent: agent.id, on: conn)
-            if status == "failed" {
+            if status == .failed {
                 if try replica.lifecycle.move(to: .failed) {
                     try replica.saveLifecycle(on: conn, failureReason: "launch failed: \(body.errorMessage ?? "no reason given")")
                     try Agents.refreshReplicaSummary(agent.id, on: conn)

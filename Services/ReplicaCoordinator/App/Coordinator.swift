@@ -54,7 +54,7 @@ public struct Coordinator: Sendable {
             }
             let old = agent.instanceId
             try promote(
-                &replica, agent: &agent, trigger: "manual", initiatedAt: r.receivedAt,
+                &replica, agent: &agent, trigger: .manual, initiatedAt: r.receivedAt,
                 terminateOld: !(body.demoteOldPrimary ?? true), oldTerminatedAt: nil, on: conn)
             try replaceManualReplica(agent, on: conn)
             return try .json(200, PromotedView(replica: replica, oldInstanceId: old, demoted: body.demoteOldPrimary ?? true))

@@ -12,7 +12,7 @@ extension Coordinator {
     /// data source from the clean snapshots) written, the replica's agent told by a `promote`
     /// command, and `replica.promoted` (plus `failover.completed` for a failover) queued.
     func promote(
-        _ replica: inout ReplicaRecord, agent: inout AgentRecord, trigger: String, initiatedAt: Date, terminateOld: Bool,
+        _ replica: inout ReplicaRecord, agent: inout AgentRecord, trigger: SwitchTrigger, initiatedAt: Date, terminateOld: Bool,
         oldTerminatedAt: Date?, eventId: UUID? = nil, failoverTimeMs: Int? = nil, on conn: PGConnection
     ) throws {
         try replica.lifecycle.move(to: .promoted)
@@ -32,7 +32,7 @@ extension Coordinator {
         let new = try PriceBook.latest(pool: replica.poolId, on: conn)
         let savingsConfidence = SavingsConfidence(old: old?.confidence, new: new?.confidence).rawValue
         let timing: JSONValue = .object([
-            "trigger": .string(trigger), "failover_time_ms": failoverTimeMs.map { .number(Double($0)) } ?? .null,
+            "trigger": .string(trigger.rawValue), "failover_time_ms": failoverTimeMs.map { .number(Double($0)) } ?? .null,
             "replica_type": .string(replica.type.rawValue),
         ])
         try Switches.record(
@@ -47,7 +47,7 @@ extension Coordinator {
                 onDemandPrice: new?.onDemand ?? old?.onDemand, savingsImpact: old.flatMap { o in new.map { o.price - $0.price } },
                 savingsConfidence: savingsConfidence, trigger: trigger, timing: timing, initiatedAt: initiatedAt, instanceReadyAt: replica.readyAt,
                 oldTerminatedAt: oldTerminatedAt),
-            agentStatus: "online", failover: trigger == "failover", on: conn)
+            agentStatus: .online, failover: trigger == .failover, on: conn)
         agent.instanceId = newInstance
         agent.instanceType = newPool.instanceType.rawValue
         agent.az = newPool.az.rawValue
@@ -74,7 +74,7 @@ extension Coordinator {
             clientId: agent.clientId, agentId: agent.id, eventId: eventId, replicaId: replica.id, oldInstanceId: oldInstance,
             newInstanceId: newInstance, trigger: trigger, failoverTimeMs: failoverTimeMs, reason: nil)
         try Outbox.append(Envelope(type: RoutingKey.replicaPromoted, producer: Self.producer, payload: report), on: conn)
-        if trigger == "failover" {
+        if trigger == .failover {
             try Outbox.append(Envelope(type: RoutingKey.failoverCompleted, producer: Self.producer, payload: report), on: conn)
         }
         try event(
@@ -137,25 +137,36 @@ extension Coordinator {
                 newInstance: try r.decodeIfPresent(String.self, at: 4)
             )
         }
-        if let done = recorded, done.action == "replica_promoted" {
+        let active = try ReplicaRecord.list(agent: agent.id, activeOnly: true, on: conn)
+        let plan = FailoverPlan.decide(
+            .init(instance: instance, primary: agent.instanceId, recordedAction: recorded?.action, recordedReplica: recorded?.replica, named: replicaId),
+            active: active.map { .init(id: $0.id, type: $0.type, status: $0.status, instanceId: $0.instanceId, readyAt: $0.readyAt) })
+        let promoting: UUID?
+        let emergencyPlan: (emergency: UUID?, firstNotice: Bool)
+        switch plan {
+        case .alreadyPromoted:
+            let done = recorded!
             return try .json(
                 200,
                 FailoverAnswer(
                     newInstanceId: done.newInstance, oldInstanceId: instance, replicaId: done.replica, failoverTimeMs: done.ms,
                     eventId: done.id))
-        }
-        if recorded == nil, instance != agent.instanceId {
-            // a replica's instance being reclaimed is a lost replica, not a failover
-            if var replica = try ReplicaRecord.list(agent: agent.id, activeOnly: true, on: conn).first(where: { $0.instanceId == instance }) {
-                replica = try ReplicaRecord.lock(replica.id, agent: agent.id, on: conn)
-                try replica.lifecycle.move(to: .failed)
-                try replica.saveLifecycle(on: conn, failureReason: "spot interruption of the replica's instance")
-                try Agents.refreshReplicaSummary(agent.id, on: conn)
-                try alert("replica_interrupted", agent: agent, replica: replica.id, "the replica's spot instance is being reclaimed", dedupKey: nil, on: conn)
-                try replaceManualReplica(agent, on: conn)
-                return try .json(200, ReplicaLostAnswer(replicaId: replica.id))
-            }
+        case .replicaLost(let id):
+            var replica = try ReplicaRecord.lock(id, agent: agent.id, on: conn)
+            try replica.lifecycle.move(to: .failed)
+            try replica.saveLifecycle(on: conn, failureReason: "spot interruption of the replica's instance")
+            try Agents.refreshReplicaSummary(agent.id, on: conn)
+            try alert("replica_interrupted", agent: agent, replica: replica.id, "the replica's spot instance is being reclaimed", dedupKey: nil, on: conn)
+            try replaceManualReplica(agent, on: conn)
+            return try .json(200, ReplicaLostAnswer(replicaId: replica.id))
+        case .notPrimary:
             throw ReplicaRefusal(409, "instance_not_primary", "\(instance) is not the agent's current instance", field: "instance_id")
+        case .namedReplicaNotActive(let id):
+            throw ReplicaRefusal(409, "replica_not_ready", "replica \(id.uuidString.lowercased()) is not active for this agent", field: "replica_id")
+        case .promote(let id):
+            (promoting, emergencyPlan) = (id, (nil, false))
+        case .noReadyReplica(let emergency, let firstNotice):
+            (promoting, emergencyPlan) = (nil, (emergency, firstNotice))
         }
         if recorded == nil {
             let id = try conn.query(
@@ -169,23 +180,11 @@ extension Coordinator {
             try Agents.recordSignal(agent.id, "termination-notice", on: conn)
         }
         let eventId = recorded!.id
-        let active = try ReplicaRecord.list(agent: agent.id, activeOnly: true, on: conn)
-        let candidate: ReplicaRecord?
-        if let replicaId {
-            guard let named = active.first(where: { $0.id == replicaId }) else {
-                throw ReplicaRefusal(409, "replica_not_ready", "replica \(replicaId.uuidString.lowercased()) is not active for this agent", field: "replica_id")
-            }
-            candidate = named.status == .ready ? named : nil
-        } else {
-            // the freshest ready replica; manual ones were kept warm on purpose
-            candidate = active.filter { $0.status == .ready && $0.instanceId != nil }
-                .min { ($0.type == .manual ? 0 : 1, $1.readyAt ?? .distantPast) < ($1.type == .manual ? 0 : 1, $0.readyAt ?? .distantPast) }
-        }
-        if var replica = candidate {
-            replica = try ReplicaRecord.lock(replica.id, agent: agent.id, on: conn)
+        if let promoting {
+            var replica = try ReplicaRecord.lock(promoting, agent: agent.id, on: conn)
             let ms = max(0, Int(Date().timeIntervalSince(receivedAt) * 1000))
             try promote(
-                &replica, agent: &agent, trigger: "failover", initiatedAt: receivedAt, terminateOld: false,
+                &replica, agent: &agent, trigger: .failover, initiatedAt: receivedAt, terminateOld: false,
                 oldTerminatedAt: terminationTime ?? receivedAt.addingTimeInterval(120), eventId: eventId, failoverTimeMs: ms, on: conn)
             _ = try conn.execute(
                 """
@@ -206,8 +205,8 @@ extension Coordinator {
                     newInstanceId: replica.instanceId, oldInstanceId: instance, replicaId: replica.id, failoverTimeMs: ms, eventId: eventId))
         }
         // no ready replica: the first notice launches one (a repeat finds it in `active`)
-        var emergency = active.first { $0.type == .automaticTermination }?.id ?? recorded!.replica
-        if recorded!.action == "recorded" {
+        var emergency = emergencyPlan.emergency
+        if emergencyPlan.firstNotice {
             if emergency == nil {
                 do {
                     emergency = try launch(
@@ -233,7 +232,7 @@ extension Coordinator {
                 """, [eventId, emergency])
             let report = FailoverReport(
                 clientId: agent.clientId, agentId: agent.id, eventId: eventId, replicaId: emergency, oldInstanceId: instance,
-                newInstanceId: nil, trigger: "failover", failoverTimeMs: nil, reason: "no ready replica")
+                newInstanceId: nil, trigger: .failover, failoverTimeMs: nil, reason: "no ready replica")
             try Outbox.append(Envelope(type: RoutingKey.failoverFailed, producer: Self.producer, payload: report), on: conn)
             try Outbox.append(
                 Envelope(
@@ -292,7 +291,7 @@ extension Coordinator {
         // the failover time counts from the last sign of life: what the workload was without a primary
         let ms = max(0, Int(detected.timeIntervalSince(lastHeard) * 1000))
         try promote(
-            &replica, agent: &agent, trigger: "failover", initiatedAt: detected, terminateOld: false,
+            &replica, agent: &agent, trigger: .failover, initiatedAt: detected, terminateOld: false,
             oldTerminatedAt: state == "terminated" || state == "not-found" || state == "shutting-down" ? detected : nil,
             eventId: eventId, failoverTimeMs: ms, on: conn)
         if let eventId {

@@ -17,7 +17,7 @@ struct AgentRecord: Sendable {
     var autoTerminateEnabled: Bool
     var autoReplicaEnabled: Bool
     var terminateWaitSeconds: Int
-    var status: String
+    var status: AgentStatus
     var lastHeartbeatAt: Date?
     var lastFailoverAt: Date?
 
@@ -40,7 +40,7 @@ struct AgentRecord: Sendable {
         autoTerminateEnabled = try r.decode(Bool.self, at: 9)
         autoReplicaEnabled = try r.decode(Bool.self, at: 10)
         terminateWaitSeconds = try r.decode(Int.self, at: 11)
-        status = try r.decode(String.self, at: 12)
+        status = try r.decode(AgentStatus.self, at: 12)
         lastHeartbeatAt = try r.decodeIfPresent(Date.self, at: 13)
         lastFailoverAt = try r.decodeIfPresent(Date.self, at: 14)
     }

@@ -74,7 +74,7 @@ struct PromotePayload: Encodable {
     var replicaId: UUID
     var oldInstanceId: String?
     var newInstanceId: String
-    var trigger: String
+    var trigger: SwitchTrigger
 }
 
 struct ConfigChanged: Codable, Sendable {
@@ -250,7 +250,7 @@ struct Switched: Encodable {
 struct ResultAnswer: Encodable {
     var success = true
     var commandId: UUID
-    var status: String
+    var status: CommandStatus
 }
 
 struct LastInterruption: Encodable {
@@ -272,7 +272,7 @@ struct SEFStatus: Encodable {
     var agentId: UUID
     var instanceId: String?
     var poolId: String?
-    var status: String
+    var status: AgentStatus
     var modes: ModesView
     var replicas: [ReplicaView]
     var lastInterruption: LastInterruption?
