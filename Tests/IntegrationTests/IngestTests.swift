@@ -3,10 +3,10 @@ import SpotBus
 import SpotModels
 import SpotRuntime
 import Testing
+import ToolSupport
 
 #if canImport(FoundationNetworking)
 import FoundationNetworking
-import ToolSupport
 #endif
 
 struct ServiceNotReady: Error { var executable: String; var port: Int }

@@ -3,10 +3,10 @@ import SpotCloud
 import SpotRuntime
 import SpotStore
 import Testing
+import ToolSupport
 
 #if canImport(FoundationNetworking)
 import FoundationNetworking
-import ToolSupport
 #endif
 
 /// A `spotguard-sim run` process on the test stack: its folder, address and standard output.

@@ -8,10 +8,10 @@ import SpotModels
 import SpotRuntime
 import SpotStore
 import Synchronization
+import ToolSupport
 
 #if canImport(FoundationNetworking)
 import FoundationNetworking
-import ToolSupport
 #endif
 
 /// The fault suite (reliability plan F1, F2, F4, F6, F8, F14): the same price load runs four

@@ -1,11 +1,11 @@
 import Foundation
 import SEFCore
+import SpotMarket
 import SpotModels
 import Synchronization
 
 #if canImport(FoundationNetworking)
 import FoundationNetworking
-import SpotMarket
 #endif
 
 /// The price load of the fault suite: one agent's pricing reports over 8 pools every 10 s or less,

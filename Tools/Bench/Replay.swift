@@ -1,11 +1,11 @@
 import Foundation
 import SEFCore
+import SpotMarket
 import SpotModels
 import SpotStore
 
 #if canImport(FoundationNetworking)
 import FoundationNetworking
-import SpotMarket
 #endif
 
 /// Replays a price-history CSV (`timestamp,region,az,instance_type,...,spot_price,...`)
