@@ -19,8 +19,39 @@ public struct EC2Instance: Sendable, Equatable {
     public var launchTime: Date?
     public var privateIp: String?
     public var tags: [String: String]
+    /// What a copy of the instance must carry (see `LaunchEquivalence`).
+    public var vpcId: String?
+    public var subnetId: String?
+    public var securityGroupIds: [String]
+    public var instanceProfileArn: String?
+    public var keyName: String?
+    public var rootDeviceName: String?
+    public var volumes: [AttachedVolume]
+    public var metadataOptions: MetadataOptions?
+    public var tenancy: String?
+    public var detailedMonitoring: Bool
+    public var ebsOptimized: Bool
 
-    init(_ x: XMLNode) {
+    public struct AttachedVolume: Sendable, Equatable {
+        public var deviceName: String
+        public var volumeId: String
+        public var deleteOnTermination: Bool
+    }
+
+    /// The instance metadata service's settings (IMDSv2 `required`, the hop limit).
+    public struct MetadataOptions: Sendable, Equatable {
+        public var httpTokens: String?
+        public var hopLimit: Int?
+        public var httpEndpoint: String?
+
+        public init(httpTokens: String?, hopLimit: Int?, httpEndpoint: String?) {
+            self.httpTokens = httpTokens
+            self.hopLimit = hopLimit
+            self.httpEndpoint = httpEndpoint
+        }
+    }
+
+    public init(_ x: XMLNode) {
         id = x.value("instanceId") ?? ""
         instanceType = x.value("instanceType") ?? ""
         availabilityZone = x.value("placement", "availabilityZone")
@@ -30,6 +61,60 @@ public struct EC2Instance: Sendable, Equatable {
         launchTime = x.value("launchTime").flatMap(EC2Client.date)
         privateIp = x.value("privateIpAddress")
         tags = Dictionary(x.items("tagSet").compactMap { t in t.value("key").map { ($0, t.value("value") ?? "") } }) { a, _ in a }
+        vpcId = x.value("vpcId")
+        subnetId = x.value("subnetId")
+        securityGroupIds = x.items("groupSet").compactMap { $0.value("groupId") }
+        instanceProfileArn = x.value("iamInstanceProfile", "arn")
+        keyName = x.value("keyName")
+        rootDeviceName = x.value("rootDeviceName")
+        volumes = x.items("blockDeviceMapping").compactMap { m in
+            guard let device = m.value("deviceName"), let volume = m.value("ebs", "volumeId") else { return nil }
+            return AttachedVolume(deviceName: device, volumeId: volume, deleteOnTermination: m.value("ebs", "deleteOnTermination") == "true")
+        }
+        metadataOptions =
+            x["metadataOptions"] == nil
+            ? nil
+            : MetadataOptions(
+                httpTokens: x.value("metadataOptions", "httpTokens"), hopLimit: x.value("metadataOptions", "httpPutResponseHopLimit").flatMap { Int($0) },
+                httpEndpoint: x.value("metadataOptions", "httpEndpoint"))
+        tenancy = x.value("placement", "tenancy")
+        detailedMonitoring = x.value("monitoring", "state") == "enabled"
+        ebsOptimized = x.value("ebsOptimized") == "true"
+    }
+}
+
+/// An EBS volume's settings, as a copy of the instance it is attached to must repeat them.
+public struct EC2Volume: Sendable, Equatable {
+    public var id: String
+    public var sizeGiB: Int
+    public var volumeType: String
+    public var iops: Int?
+    public var throughput: Int?
+    public var encrypted: Bool
+    public var kmsKeyId: String?
+
+    public init(id: String, sizeGiB: Int, volumeType: String, iops: Int?, throughput: Int?, encrypted: Bool, kmsKeyId: String?) {
+        self.id = id
+        self.sizeGiB = sizeGiB
+        self.volumeType = volumeType
+        self.iops = iops
+        self.throughput = throughput
+        self.encrypted = encrypted
+        self.kmsKeyId = kmsKeyId
+    }
+}
+
+public struct EC2Subnet: Sendable, Equatable {
+    public var id: String
+    public var vpcId: String
+    public var availabilityZone: String
+    public var availableAddresses: Int
+
+    public init(id: String, vpcId: String, availabilityZone: String, availableAddresses: Int) {
+        self.id = id
+        self.vpcId = vpcId
+        self.availabilityZone = availabilityZone
+        self.availableAddresses = availableAddresses
     }
 }
 
@@ -63,6 +148,40 @@ public struct RunInstancesRequest: Sendable {
     public var tags: [String: String]
     /// Makes a retried launch return the first launch's instance instead of a second one.
     public var clientToken: String?
+    public var instanceProfileArn: String?
+    public var blockDevices: [BlockDevice] = []
+    public var metadataOptions: EC2Instance.MetadataOptions?
+    public var tenancy: String?
+    public var detailedMonitoring: Bool?
+    public var ebsOptimized: Bool?
+    /// Launch from this template (id, version); the request's other settings override it.
+    public var launchTemplate: (id: String, version: String)?
+
+    /// A volume of the new instance: the device and the EBS settings to give it.
+    public struct BlockDevice: Sendable, Equatable {
+        public var deviceName: String
+        public var sizeGiB: Int
+        public var volumeType: String
+        public var iops: Int?
+        public var throughput: Int?
+        public var encrypted: Bool
+        public var kmsKeyId: String?
+        public var deleteOnTermination: Bool
+
+        public init(
+            deviceName: String, sizeGiB: Int, volumeType: String, iops: Int?, throughput: Int?, encrypted: Bool, kmsKeyId: String?,
+            deleteOnTermination: Bool
+        ) {
+            self.deviceName = deviceName
+            self.sizeGiB = sizeGiB
+            self.volumeType = volumeType
+            self.iops = iops
+            self.throughput = throughput
+            self.encrypted = encrypted
+            self.kmsKeyId = kmsKeyId
+            self.deleteOnTermination = deleteOnTermination
+        }
+    }
 
     public init(
         imageId: String, instanceType: String, market: MarketType, availabilityZone: String? = nil, subnetId: String? = nil,
@@ -122,11 +241,46 @@ extension EC2Client {
 
     /// Launches one instance, spot (one-time, terminated on interruption) or on-demand.
     public func runInstances(_ r: RunInstancesRequest) async throws -> EC2Instance {
-        var p: [(String, String)] = [("ImageId", r.imageId), ("InstanceType", r.instanceType), ("MinCount", "1"), ("MaxCount", "1")]
-        if let az = r.availabilityZone { p.append(("Placement.AvailabilityZone", az)) }
-        if let subnet = r.subnetId { p.append(("SubnetId", subnet)) }
+        let answer = try await call("RunInstances", Self.parameters(r))
+        guard let instance = answer.items("instancesSet").first else { throw EC2Error.malformed("RunInstances answered without an instance") }
+        return EC2Instance(instance)
+    }
+
+    /// RunInstances' query parameters for a request.
+    public static func parameters(_ r: RunInstancesRequest) -> [(String, String)] {
+        var p: [(String, String)] = [("InstanceType", r.instanceType), ("MinCount", "1"), ("MaxCount", "1")]
+        if let template = r.launchTemplate {
+            p += [("LaunchTemplate.LaunchTemplateId", template.id), ("LaunchTemplate.Version", template.version)]
+        }
+        if !r.imageId.isEmpty { p.append(("ImageId", r.imageId)) }
+        // a subnet names its zone; both at once are refused when they disagree
+        if let subnet = r.subnetId {
+            p.append(("SubnetId", subnet))
+        } else if let az = r.availabilityZone {
+            p.append(("Placement.AvailabilityZone", az))
+        }
+        if let tenancy = r.tenancy { p.append(("Placement.Tenancy", tenancy)) }
         p += Self.list("SecurityGroupId", r.securityGroupIds)
         if let key = r.keyName { p.append(("KeyName", key)) }
+        if let profile = r.instanceProfileArn { p.append(("IamInstanceProfile.Arn", profile)) }
+        for (i, device) in r.blockDevices.enumerated() {
+            let prefix = "BlockDeviceMapping.\(i + 1)"
+            p += [
+                ("\(prefix).DeviceName", device.deviceName), ("\(prefix).Ebs.VolumeSize", String(device.sizeGiB)),
+                ("\(prefix).Ebs.VolumeType", device.volumeType), ("\(prefix).Ebs.DeleteOnTermination", String(device.deleteOnTermination)),
+                ("\(prefix).Ebs.Encrypted", String(device.encrypted)),
+            ]
+            if let iops = device.iops { p.append(("\(prefix).Ebs.Iops", String(iops))) }
+            if let throughput = device.throughput { p.append(("\(prefix).Ebs.Throughput", String(throughput))) }
+            if let kms = device.kmsKeyId { p.append(("\(prefix).Ebs.KmsKeyId", kms)) }
+        }
+        if let m = r.metadataOptions {
+            if let tokens = m.httpTokens { p.append(("MetadataOptions.HttpTokens", tokens)) }
+            if let hops = m.hopLimit { p.append(("MetadataOptions.HttpPutResponseHopLimit", String(hops))) }
+            if let endpoint = m.httpEndpoint { p.append(("MetadataOptions.HttpEndpoint", endpoint)) }
+        }
+        if let monitoring = r.detailedMonitoring { p.append(("Monitoring.Enabled", String(monitoring))) }
+        if let optimized = r.ebsOptimized { p.append(("EbsOptimized", String(optimized))) }
         if let data = r.userData { p.append(("UserData", Data(data.utf8).base64EncodedString())) }
         if let token = r.clientToken { p.append(("ClientToken", token)) }
         if r.market == .spot {
@@ -141,9 +295,29 @@ extension EC2Client {
                 p += [("TagSpecification.1.Tag.\(i + 1).Key", tag.key), ("TagSpecification.1.Tag.\(i + 1).Value", tag.value)]
             }
         }
-        let answer = try await call("RunInstances", p)
-        guard let instance = answer.items("instancesSet").first else { throw EC2Error.malformed("RunInstances answered without an instance") }
-        return EC2Instance(instance)
+        return p
+    }
+
+    /// Volumes by id.
+    public func describeVolumes(ids: [String]) async throws -> [EC2Volume] {
+        guard !ids.isEmpty else { return [] }
+        return try await call("DescribeVolumes", Self.list("VolumeId", ids)).items("volumeSet").compactMap { v in
+            guard let id = v.value("volumeId"), let size = v.value("size").flatMap({ Int($0) }) else { return nil }
+            return EC2Volume(
+                id: id, sizeGiB: size, volumeType: v.value("volumeType") ?? "gp2", iops: v.value("iops").flatMap { Int($0) },
+                throughput: v.value("throughput").flatMap { Int($0) }, encrypted: v.value("encrypted") == "true", kmsKeyId: v.value("kmsKeyId"))
+        }
+    }
+
+    /// The available subnets of a VPC in one zone.
+    public func describeSubnets(vpcId: String, availabilityZone: String) async throws -> [EC2Subnet] {
+        let filters = Self.filters([("vpc-id", [vpcId]), ("availability-zone", [availabilityZone]), ("state", ["available"])])
+        return try await call("DescribeSubnets", filters).items("subnetSet").compactMap { s in
+            guard let id = s.value("subnetId") else { return nil }
+            return EC2Subnet(
+                id: id, vpcId: s.value("vpcId") ?? vpcId, availabilityZone: s.value("availabilityZone") ?? availabilityZone,
+                availableAddresses: s.value("availableIpAddressCount").flatMap { Int($0) } ?? 0)
+        }
     }
 
     /// An image of a running instance (without reboot by default, so the workload keeps running).

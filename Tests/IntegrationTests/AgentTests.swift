@@ -24,6 +24,17 @@ struct AgentHarness {
         return IMDSMock(identity: .init(instanceId: launched.id, instanceType: type, availabilityZone: zone))
     }
 
+    /// The user data `instance` was launched with, read back through boto3.
+    func userData(_ instance: String) async throws -> String {
+        let python = ProcessInfo.processInfo.environment["SPOTGUARD_TEST_PYTHON"] ?? "python3"
+        let script = TestStack.repoRoot.appendingPathComponent("Tests/Peers/launch_equivalence.py").path
+        let out = FileManager.default.temporaryDirectory.appendingPathComponent("userdata-\(UUID()).json").path
+        defer { try? FileManager.default.removeItem(atPath: out) }
+        _ = try await ChildProcess(python, [script, moto.absoluteString, "userdata", instance], output: out).exitStatus()
+        let json = (try? JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: out)))) as? [String: Any]
+        return json?["user_data"] as? String ?? ""
+    }
+
     /// Runs the agent against `ingest` and `imds` until `body` returns, then SIGTERM (exit 0 expected).
     func withAgent(
         ingest: ServiceProcess, token: String, imds: URL, logical: String, environment: [String: String] = [:], _ body: () async throws -> Void
@@ -69,14 +80,17 @@ extension IntegrationTests {
             let harness = try AgentHarness()
             let imds = try await harness.instance()
             let primary = imds.identity.instanceId
-            let logical = TestStack.uniqueName("agent")
+            // registered without a configured logical id: the agent's id is its first instance's
+            let logical = primary
             try await ServiceProcess.withIngest { ingest in
                 try await withSEF {
                     let decisions = try await ServiceProcess.start("spotguard-decisions", portVariable: "SPOTGUARD_DECISIONS_PORT")
                     try await ServiceProcess.with(decisions) { _ in
                         let token = try await client(ingest, "Agent owner")
                         try await imds.serving { url in
-                            try await harness.withAgent(ingest: ingest, token: token, imds: url, logical: logical) {
+                            try await harness.withAgent(
+                                ingest: ingest, token: token, imds: url, logical: logical, environment: ["SPOTGUARD_AGENT_LOGICAL_AGENT_ID": ""]
+                            ) {
                                 #expect(
                                     try await TestStack.eventually {
                                         try await SEFQuery.count(
@@ -127,6 +141,11 @@ extension IntegrationTests {
                                     inMoto.first { $0.id == newInstance }.map { [$0.state, $0.availabilityZone, $0.lifecycle] } == [
                                         "running", "us-east-1c", "spot",
                                     ])
+                                // the same agent on the new instance: the launch carries the agent's tag and its logical id
+                                #expect(inMoto.first { $0.id == newInstance }?.tags["spotguard:agent"] == agent)
+                                #expect(inMoto.first { $0.id == primary }?.tags["spotguard:agent"] == agent, "tagged at registration")
+                                let userData = try await harness.userData(newInstance)
+                                #expect(userData.contains("export SPOTGUARD_AGENT_LOGICAL_AGENT_ID='\(primary)'"), "\(userData)")
                                 // the old instance goes once the report has left its spool: just after the report
                                 let terminated = try await TestStack.eventually(timeout: .seconds(10)) {
                                     try await harness.ec2.describeInstances(ids: [primary]).first?.state == "terminated"
@@ -207,6 +226,27 @@ extension IntegrationTests {
                                         "SELECT count(*) FROM commands WHERE agent_id = $1::uuid AND command_type = 'snapshot' AND status = 'succeeded' AND result ? 'image_id'",
                                         [agent]) == 1
                                 }, "the agent took the image")
+
+                            // an instance of another workload is not the agent's to terminate
+                            let stranger = try await harness.ec2.runInstances(
+                                RunInstancesRequest(imageId: "ami-12c6146b", instanceType: "m5.large", market: .spot, availabilityZone: "us-east-1b"))
+                            try await store.transaction { conn in
+                                try conn.execute(
+                                    """
+                                    INSERT INTO commands (client_id, agent_id, command_type, payload, issued_by)
+                                    SELECT client_id, id, 'terminate', jsonb_build_object('instance_id', $2::text), 'replicas' FROM agents WHERE id = $1::uuid
+                                    """, [agent, stranger.id])
+                            }
+                            #expect(
+                                try await TestStack.eventually(timeout: .seconds(20)) {
+                                    try await SEFQuery.count(
+                                        store,
+                                        """
+                                        SELECT count(*) FROM commands WHERE agent_id = $1::uuid AND command_type = 'terminate' AND payload->>'instance_id' = $2
+                                           AND status = 'failed' AND error_message LIKE '%is not tagged spotguard:agent=%'
+                                        """, [agent, stranger.id]) == 1
+                                }, "the terminate command for an untagged instance is refused")
+                            #expect(try await harness.ec2.describeInstances(ids: [stranger.id]).first?.state == "running")
                         }
                     }
                 }

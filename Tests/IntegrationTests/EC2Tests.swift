@@ -1,6 +1,7 @@
 import Foundation
 import SpotCloud
 import Testing
+import ToolSupport
 
 /// SpotCloud's EC2 client against moto's EC2 endpoint (started by the test command), a real
 /// third-party implementation of the wire format: signed form posts in, namespaced XML out.
@@ -76,6 +77,52 @@ extension IntegrationTests {
             // moto's spot price history is a placeholder, but its shape is EC2's
             let prices = try await ec2.describeSpotPriceHistory(instanceTypes: ["m5.large"], availabilityZone: "us-east-1a")
             #expect(!prices.isEmpty && prices.allSatisfy { $0.instanceType == "m5.large" && $0.availabilityZone == "us-east-1a" && $0.price > 0 })
+        }
+
+        /// Runs `Peers/launch_equivalence.py` (boto3 against moto) and reads its JSON.
+        func peer(_ arguments: [String]) async throws -> (status: Int32, json: [String: Any]) {
+            let url = try #require(ProcessInfo.processInfo.environment["SPOTGUARD_TEST_EC2_URL"])
+            let python = ProcessInfo.processInfo.environment["SPOTGUARD_TEST_PYTHON"] ?? "python3"
+            let script = TestStack.repoRoot.appendingPathComponent("Tests/Peers/launch_equivalence.py").path
+            let out = FileManager.default.temporaryDirectory.appendingPathComponent("equivalence-\(UUID()).json").path
+            defer { try? FileManager.default.removeItem(atPath: out) }
+            let status = try await ChildProcess(python, [script, url] + arguments, output: out).exitStatus()
+            let json = (try? JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: out)))) as? [String: Any] ?? [:]
+            return (status, json)
+        }
+
+        /// A source as a real fleet has it (non-default VPC, two subnets, two security groups, an
+        /// instance profile, a key, encrypted volumes, IMDSv2 required, detailed monitoring, user
+        /// tags), set up and checked with boto3: the copy in another zone carries all of it, in
+        /// the VPC's subnet there; a bare launch does not pass the same check; a zone where the
+        /// VPC has no subnet is refused before anything is launched.
+        @Test func aCopyCarriesTheSourcesProfileNetworkAndVolumes() async throws {
+            let ec2 = try client()
+            let setup = try await peer(["setup"])
+            #expect(setup.status == 0)
+            let source = try #require(setup.json["source"] as? String)
+            let target = LaunchEquivalence.Target(
+                imageId: "ami-12c6146b", instanceType: "c5.large", market: .spot, availabilityZone: "us-east-1b", userData: "#!/bin/sh\n",
+                tags: ["spotguard:agent": "agent-1"], clientToken: UUID().uuidString)
+            let copy = try await ec2.launchEquivalent(of: source, target)
+            let checked = try await peer(["check", source, copy.id, "us-east-1b"])
+            #expect(checked.status == 0, "differences: \(checked.json["differences"] ?? "none printed")")
+            #expect((checked.json["copy"] as? [String: Any])?["subnet"] as? String == (setup.json["subnets"] as? [String: String])?["us-east-1b"])
+            let tags = (checked.json["copy"] as? [String: Any])?["tags"] as? [String: String] ?? [:]
+            #expect(tags["team"] == "payments" && tags["Name"]?.hasPrefix("web-") == true && tags["spotguard:agent"] == "agent-1")
+
+            // what the agent launched before: an image, a type and a zone
+            let bare = try await ec2.runInstances(
+                RunInstancesRequest(imageId: "ami-12c6146b", instanceType: "c5.large", market: .spot, availabilityZone: "us-east-1b"))
+            let bareCheck = try await peer(["check", source, bare.id, "us-east-1b"])
+            #expect(bareCheck.status == 1)
+            let settings = Set((bareCheck.json["differences"] as? [[String: Any]] ?? []).compactMap { $0["setting"] as? String })
+            #expect(settings.isSuperset(of: ["vpc", "groups", "profile", "key", "metadata", "subnet"]), "\(settings)")
+
+            var noSubnet = target
+            noSubnet.availabilityZone = "us-east-1c"
+            await #expect(throws: LaunchEquivalence.NoSubnet.self) { try await ec2.launchEquivalent(of: source, noSubnet) }
+            _ = try await ec2.terminateInstances(ids: [source, copy.id, bare.id])
         }
     }
 }

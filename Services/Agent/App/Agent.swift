@@ -23,6 +23,9 @@ public final class Agent: Sendable {
     struct State {
         var identity: Identity?
         var agentId: String?
+        /// The logical id the agent registered with; every instance launched for the workload
+        /// carries it, so a switched or recovered instance is the same agent, modes and history.
+        var logicalAgentId: String?
         var rebalanceReported: Date?
         var terminationHandled: Date?
         var replicaId: UUID?
@@ -77,8 +80,10 @@ public final class Agent: Sendable {
             var logicalAgentId, instanceId, instanceType, az, mode, poolId, agentVersion: String
             var amiId: String?
         }
+        let logical = configuration.logicalAgentId ?? identity.instanceId
+        state.withLock { $0.logicalAgentId = logical }
         let body = Register(
-            logicalAgentId: configuration.logicalAgentId ?? identity.instanceId, instanceId: identity.instanceId, instanceType: identity.instanceType,
+            logicalAgentId: logical, instanceId: identity.instanceId, instanceType: identity.instanceType,
             az: identity.availabilityZone, mode: identity.mode, poolId: identity.poolId, agentVersion: Self.version, amiId: identity.amiId)
         var delay = 1.0
         while true {
@@ -87,6 +92,7 @@ public final class Agent: Sendable {
                 if let id = answer.json()["agent_id"] as? String, answer.status == 200 || answer.status == 201 {
                     state.withLock { $0.agentId = id.lowercased() }
                     logger.info("registered", metadata: ["agent_id": "\(id)", "instance_id": "\(identity.instanceId)"])
+                    await tagOwnInstance(identity.instanceId, agent: id.lowercased())
                     return
                 }
                 if (400..<500).contains(answer.status), answer.status != 408, answer.status != 429 {
@@ -99,6 +105,18 @@ public final class Agent: Sendable {
             }
             try await Task.sleep(for: .seconds(delay))
             delay = min(60, delay * 2)
+        }
+    }
+
+    /// Tags this instance `spotguard:agent` = the agent, which `terminate` requires of any
+    /// instance it is asked to end (instances the agent launches carry the tag from the start).
+    func tagOwnInstance(_ instanceId: String, agent: String) async {
+        do {
+            try await ec2.createTags(resources: [instanceId], tags: ["spotguard:agent": agent])
+        } catch {
+            logger.warning(
+                "could not tag this instance spotguard:agent; a terminate command for it will be refused",
+                metadata: ["instance_id": "\(instanceId)", "error": "\(error)"])
         }
     }
 

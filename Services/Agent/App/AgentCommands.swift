@@ -70,6 +70,12 @@ extension Agent {
                 return  // the switch report completes the command
             case "terminate":
                 let target = command.payload?["instance_id"]?.string ?? command.targetInstanceId ?? identity.instanceId
+                // only an instance of this agent's workload: the server cannot make an agent end an unrelated one
+                let tagged = try await ec2.describeInstances(ids: [target]).first { $0.id == target }?.tags["spotguard:agent"]
+                guard tagged == agent else {
+                    throw Refused(
+                        description: "\(target) is not tagged spotguard:agent=\(agent) (\(tagged.map { "tagged \($0)" } ?? "untagged")); not terminating it")
+                }
                 let wait = command.terminateWaitSeconds ?? 0
                 if wait > 0 { try await Task.sleep(for: .seconds(wait)) }
                 _ = try await ec2.terminateInstances(ids: [target])
@@ -121,9 +127,11 @@ extension Agent {
         guard let replica = command.replicaId ?? command.payload?["replica_id"]?.string.flatMap(UUID.init) else {
             throw Refused(description: "launch_replica without a replica id")
         }
-        return try await ec2.runInstances(
-            RunInstancesRequest(
-                imageId: identity.amiId ?? "", instanceType: type, market: .spot, availabilityZone: az,
+        // an equivalent of this instance: its profile, network, volumes and settings (LaunchEquivalence)
+        return try await ec2.launchEquivalent(
+            of: identity.instanceId,
+            .init(
+                imageId: identity.amiId ?? "", instanceType: type, market: .spot, availabilityZone: az ?? identity.availabilityZone,
                 userData: userData(agent: agent, replica: replica), tags: ["spotguard:agent": agent, "spotguard:replica": replica.uuidString.lowercased()],
                 clientToken: "replica-\(replica.uuidString.lowercased())"))
     }
@@ -134,7 +142,9 @@ extension Agent {
             "#!/bin/sh", "export SPOTGUARD_AGENT_SERVER='\(configuration.server.absoluteString)'", "export SPOTGUARD_AGENT_TOKEN='\(configuration.token)'",
             "export SPOTGUARD_AGENT_AGENT_ID='\(agent)'",
         ]
-        if let logical = configuration.logicalAgentId { lines.append("export SPOTGUARD_AGENT_LOGICAL_AGENT_ID='\(logical)'") }
+        if let logical = state.withLock({ $0.logicalAgentId }) ?? configuration.logicalAgentId {
+            lines.append("export SPOTGUARD_AGENT_LOGICAL_AGENT_ID='\(logical)'")
+        }
         if let replica { lines.append("export SPOTGUARD_AGENT_REPLICA_ID='\(replica.uuidString.lowercased())'") }
         lines.append("exec spotguard-agent run")
         return lines.joined(separator: "\n") + "\n"
@@ -159,8 +169,9 @@ extension Agent {
             try await Task.sleep(for: .seconds(5))
         }
         guard let imageReady else { throw Refused(description: "image \(image) not available after 10 minutes") }
-        var launched = try await ec2.runInstances(
-            RunInstancesRequest(
+        var launched = try await ec2.launchEquivalent(
+            of: identity.instanceId,
+            .init(
                 imageId: image, instanceType: type, market: mode, availabilityZone: az, userData: userData(agent: agent, replica: nil),
                 tags: ["spotguard:agent": agent, "spotguard:switch": command.commandId.uuidString.lowercased()],
                 clientToken: "switch-\(command.commandId.uuidString.lowercased())"))

@@ -1,0 +1,122 @@
+"""A source instance as a real fleet has one, and the check that a launched copy is equivalent,
+both through AWS's own Python SDK against moto (EC2 and IAM in one moto_server).
+
+usage: python3 launch_equivalence.py ENDPOINT setup
+         a VPC with subnets in us-east-1a and us-east-1b, two security groups, an instance
+         profile, and a source instance in us-east-1a with them, a key, two encrypted volumes
+         (gp3 and gp2), IMDSv2 required with hop limit 2, detailed monitoring and user tags
+         (moto keeps a volume's size, type and encryption but not the iops and throughput asked
+         for at launch: those are checked on the request, in Swift); prints JSON
+         {"source": ..., "subnets": {az: id}, "profile_arn": ..., "groups": [...]}
+       python3 launch_equivalence.py ENDPOINT userdata INSTANCE
+         prints JSON {"user_data": ...}: what the instance was launched with, decoded
+       python3 launch_equivalence.py ENDPOINT check SOURCE COPY AZ
+         compares COPY with SOURCE; prints JSON {"differences": [...], ...} and exits 1 when
+         any setting differs (the subnet must be the VPC's subnet in AZ)
+"""
+import json
+import sys
+import uuid
+
+import boto3
+from botocore.config import Config
+
+endpoint, command = sys.argv[1:3]
+session = dict(
+    region_name="us-east-1", endpoint_url=endpoint, aws_access_key_id="testing", aws_secret_access_key="testing",
+    config=Config(retries={"max_attempts": 1}),
+)
+ec2 = boto3.client("ec2", **session)
+iam = boto3.client("iam", **session)
+
+
+def setup():
+    run = uuid.uuid4().hex[:8]
+    vpc = ec2.create_vpc(CidrBlock="10.42.0.0/16")["Vpc"]["VpcId"]
+    subnets = {
+        az: ec2.create_subnet(VpcId=vpc, CidrBlock=cidr, AvailabilityZone=az)["Subnet"]["SubnetId"]
+        for az, cidr in (("us-east-1a", "10.42.1.0/24"), ("us-east-1b", "10.42.2.0/24"))
+    }
+    groups = [
+        ec2.create_security_group(GroupName=f"sg-{name}-{run}", Description=name, VpcId=vpc)["GroupId"] for name in ("web", "ssh")
+    ]
+    iam.create_role(RoleName=f"workload-{run}", AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": []}))
+    profile = iam.create_instance_profile(InstanceProfileName=f"workload-{run}")["InstanceProfile"]
+    iam.add_role_to_instance_profile(InstanceProfileName=f"workload-{run}", RoleName=f"workload-{run}")
+    ec2.create_key_pair(KeyName=f"ops-{run}")
+    source = ec2.run_instances(
+        ImageId="ami-12c6146b", InstanceType="m5.large", MinCount=1, MaxCount=1, SubnetId=subnets["us-east-1a"],
+        SecurityGroupIds=groups, KeyName=f"ops-{run}", IamInstanceProfile={"Arn": profile["Arn"]},
+        BlockDeviceMappings=[
+            {"DeviceName": "/dev/sda1", "Ebs": {"VolumeSize": 40, "VolumeType": "gp3", "Iops": 4000, "Throughput": 250,
+                                                "Encrypted": True, "DeleteOnTermination": True}},
+            {"DeviceName": "/dev/sdf", "Ebs": {"VolumeSize": 100, "VolumeType": "gp2", "Encrypted": True, "DeleteOnTermination": False}},
+        ],
+        MetadataOptions={"HttpTokens": "required", "HttpPutResponseHopLimit": 2, "HttpEndpoint": "enabled"},
+        Monitoring={"Enabled": True},
+        TagSpecifications=[{"ResourceType": "instance", "Tags": [
+            {"Key": "Name", "Value": f"web-{run}"}, {"Key": "team", "Value": "payments"}, {"Key": "cost-center", "Value": "42"}]}],
+    )["Instances"][0]["InstanceId"]
+    print(json.dumps({"source": source, "subnets": subnets, "profile_arn": profile["Arn"], "groups": groups, "vpc": vpc}))
+
+
+def describe(instance):
+    i = ec2.describe_instances(InstanceIds=[instance])["Reservations"][0]["Instances"][0]
+    volumes = {}
+    for m in i.get("BlockDeviceMappings", []):
+        v = ec2.describe_volumes(VolumeIds=[m["Ebs"]["VolumeId"]])["Volumes"][0]
+        volumes[m["DeviceName"]] = {
+            "size": v["Size"], "type": v["VolumeType"], "iops": v.get("Iops"), "throughput": v.get("Throughput"),
+            "encrypted": v["Encrypted"], "kms": v.get("KmsKeyId"),
+        }
+    return {
+        "vpc": i.get("VpcId"),
+        "subnet": i.get("SubnetId"),
+        "az": i["Placement"]["AvailabilityZone"],
+        "groups": sorted(g["GroupId"] for g in i.get("SecurityGroups", [])),
+        "profile": i.get("IamInstanceProfile", {}).get("Arn"),
+        "key": i.get("KeyName"),
+        "volumes": volumes,
+        "metadata": {k: i.get("MetadataOptions", {}).get(k) for k in ("HttpTokens", "HttpPutResponseHopLimit", "HttpEndpoint")},
+        "monitoring": i.get("Monitoring", {}).get("State"),
+        "tags": {t["Key"]: t["Value"] for t in i.get("Tags", [])},
+    }
+
+
+def check(source, copy, az):
+    a, b = describe(source), describe(copy)
+    differences = []
+    for key in ("vpc", "groups", "profile", "key", "metadata", "monitoring"):
+        if a[key] != b[key]:
+            differences.append({"setting": key, "source": a[key], "copy": b[key]})
+    if b["az"] != az:
+        differences.append({"setting": "az", "expected": az, "copy": b["az"]})
+    subnets = ec2.describe_subnets(Filters=[{"Name": "vpc-id", "Values": [a["vpc"]]}, {"Name": "availability-zone", "Values": [az]}])
+    if b["subnet"] not in [s["SubnetId"] for s in subnets["Subnets"]]:
+        differences.append({"setting": "subnet", "expected_in": az, "copy": b["subnet"]})
+    if sorted(a["volumes"]) != sorted(b["volumes"]):
+        differences.append({"setting": "devices", "source": sorted(a["volumes"]), "copy": sorted(b["volumes"])})
+    for device, spec in a["volumes"].items():
+        if b["volumes"].get(device) != spec:
+            differences.append({"setting": f"volume {device}", "source": spec, "copy": b["volumes"].get(device)})
+    for key, value in a["tags"].items():
+        if not key.startswith("spotguard:") and b["tags"].get(key) != value:
+            differences.append({"setting": f"tag {key}", "source": value, "copy": b["tags"].get(key)})
+    print(json.dumps({"differences": differences, "source": a, "copy": b}, default=str))
+    sys.exit(1 if differences else 0)
+
+
+def userdata(instance):
+    import base64
+    value = ec2.describe_instance_attribute(InstanceId=instance, Attribute="userData").get("UserData", {}).get("Value", "")
+    print(json.dumps({"user_data": base64.b64decode(value).decode() if value else ""}))
+
+
+if command == "setup":
+    setup()
+elif command == "userdata":
+    userdata(sys.argv[3])
+elif command == "check":
+    check(*sys.argv[3:6])
+else:
+    sys.exit(f"unknown command {command}")
