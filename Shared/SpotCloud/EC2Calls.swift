@@ -83,9 +83,8 @@ public struct EC2Instance: Sendable, Equatable {
     }
 }
 
-/// An EBS volume's settings, as a copy of the instance it is attached to must repeat them.
-public struct EC2Volume: Sendable, Equatable {
-    public var id: String
+/// An EBS volume's settings: what a copy of its instance gives the volume in its place.
+public struct VolumeSettings: Sendable, Equatable {
     public var sizeGiB: Int
     public var volumeType: String
     public var iops: Int?
@@ -93,14 +92,23 @@ public struct EC2Volume: Sendable, Equatable {
     public var encrypted: Bool
     public var kmsKeyId: String?
 
-    public init(id: String, sizeGiB: Int, volumeType: String, iops: Int?, throughput: Int?, encrypted: Bool, kmsKeyId: String?) {
-        self.id = id
+    public init(sizeGiB: Int, volumeType: String, iops: Int?, throughput: Int?, encrypted: Bool, kmsKeyId: String?) {
         self.sizeGiB = sizeGiB
         self.volumeType = volumeType
         self.iops = iops
         self.throughput = throughput
         self.encrypted = encrypted
         self.kmsKeyId = kmsKeyId
+    }
+}
+
+public struct EC2Volume: Sendable, Equatable {
+    public var id: String
+    public var settings: VolumeSettings
+
+    public init(id: String, _ settings: VolumeSettings) {
+        self.id = id
+        self.settings = settings
     }
 }
 
@@ -160,25 +168,12 @@ public struct RunInstancesRequest: Sendable {
     /// A volume of the new instance: the device and the EBS settings to give it.
     public struct BlockDevice: Sendable, Equatable {
         public var deviceName: String
-        public var sizeGiB: Int
-        public var volumeType: String
-        public var iops: Int?
-        public var throughput: Int?
-        public var encrypted: Bool
-        public var kmsKeyId: String?
+        public var settings: VolumeSettings
         public var deleteOnTermination: Bool
 
-        public init(
-            deviceName: String, sizeGiB: Int, volumeType: String, iops: Int?, throughput: Int?, encrypted: Bool, kmsKeyId: String?,
-            deleteOnTermination: Bool
-        ) {
+        public init(deviceName: String, settings: VolumeSettings, deleteOnTermination: Bool) {
             self.deviceName = deviceName
-            self.sizeGiB = sizeGiB
-            self.volumeType = volumeType
-            self.iops = iops
-            self.throughput = throughput
-            self.encrypted = encrypted
-            self.kmsKeyId = kmsKeyId
+            self.settings = settings
             self.deleteOnTermination = deleteOnTermination
         }
     }
@@ -264,15 +259,15 @@ extension EC2Client {
         if let key = r.keyName { p.append(("KeyName", key)) }
         if let profile = r.instanceProfileArn { p.append(("IamInstanceProfile.Arn", profile)) }
         for (i, device) in r.blockDevices.enumerated() {
-            let prefix = "BlockDeviceMapping.\(i + 1)"
+            let (prefix, v) = ("BlockDeviceMapping.\(i + 1)", device.settings)
             p += [
-                ("\(prefix).DeviceName", device.deviceName), ("\(prefix).Ebs.VolumeSize", String(device.sizeGiB)),
-                ("\(prefix).Ebs.VolumeType", device.volumeType), ("\(prefix).Ebs.DeleteOnTermination", String(device.deleteOnTermination)),
-                ("\(prefix).Ebs.Encrypted", String(device.encrypted)),
+                ("\(prefix).DeviceName", device.deviceName), ("\(prefix).Ebs.VolumeSize", String(v.sizeGiB)),
+                ("\(prefix).Ebs.VolumeType", v.volumeType), ("\(prefix).Ebs.DeleteOnTermination", String(device.deleteOnTermination)),
+                ("\(prefix).Ebs.Encrypted", String(v.encrypted)),
             ]
-            if let iops = device.iops { p.append(("\(prefix).Ebs.Iops", String(iops))) }
-            if let throughput = device.throughput { p.append(("\(prefix).Ebs.Throughput", String(throughput))) }
-            if let kms = device.kmsKeyId { p.append(("\(prefix).Ebs.KmsKeyId", kms)) }
+            if let iops = v.iops { p.append(("\(prefix).Ebs.Iops", String(iops))) }
+            if let throughput = v.throughput { p.append(("\(prefix).Ebs.Throughput", String(throughput))) }
+            if let kms = v.kmsKeyId { p.append(("\(prefix).Ebs.KmsKeyId", kms)) }
         }
         if let m = r.metadataOptions {
             if let tokens = m.httpTokens { p.append(("MetadataOptions.HttpTokens", tokens)) }
@@ -304,8 +299,10 @@ extension EC2Client {
         return try await call("DescribeVolumes", Self.list("VolumeId", ids)).items("volumeSet").compactMap { v in
             guard let id = v.value("volumeId"), let size = v.value("size").flatMap({ Int($0) }) else { return nil }
             return EC2Volume(
-                id: id, sizeGiB: size, volumeType: v.value("volumeType") ?? "gp2", iops: v.value("iops").flatMap { Int($0) },
-                throughput: v.value("throughput").flatMap { Int($0) }, encrypted: v.value("encrypted") == "true", kmsKeyId: v.value("kmsKeyId"))
+                id: id,
+                VolumeSettings(
+                    sizeGiB: size, volumeType: v.value("volumeType") ?? "gp2", iops: v.value("iops").flatMap { Int($0) },
+                    throughput: v.value("throughput").flatMap { Int($0) }, encrypted: v.value("encrypted") == "true", kmsKeyId: v.value("kmsKeyId")))
         }
     }
 

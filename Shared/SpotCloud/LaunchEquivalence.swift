@@ -71,11 +71,12 @@ public enum LaunchEquivalence {
         r.instanceProfileArn = source.instanceProfileArn
         let byId = Dictionary(volumes.map { ($0.id, $0) }) { a, _ in a }
         r.blockDevices = source.volumes.compactMap { attached in
-            guard let v = byId[attached.volumeId] else { return nil }
-            return .init(
-                deviceName: attached.deviceName, sizeGiB: v.sizeGiB, volumeType: v.volumeType,
-                iops: ["io1", "io2", "gp3"].contains(v.volumeType) ? v.iops : nil, throughput: v.volumeType == "gp3" ? v.throughput : nil,
-                encrypted: v.encrypted, kmsKeyId: v.encrypted ? v.kmsKeyId : nil, deleteOnTermination: attached.deleteOnTermination)
+            guard var v = byId[attached.volumeId]?.settings else { return nil }
+            // only what the volume type takes: EC2 refuses IOPS on gp2, throughput off gp3, a key unencrypted
+            if !["io1", "io2", "gp3"].contains(v.volumeType) { v.iops = nil }
+            if v.volumeType != "gp3" { v.throughput = nil }
+            if !v.encrypted { v.kmsKeyId = nil }
+            return .init(deviceName: attached.deviceName, settings: v, deleteOnTermination: attached.deleteOnTermination)
         }
         r.metadataOptions = source.metadataOptions
         r.tenancy = source.tenancy

@@ -25,8 +25,9 @@ import Testing
     }
 
     static let volumes = [
-        EC2Volume(id: "vol-root", sizeGiB: 40, volumeType: "gp3", iops: 4000, throughput: 250, encrypted: true, kmsKeyId: "arn:aws:kms:key/1"),
-        EC2Volume(id: "vol-data", sizeGiB: 500, volumeType: "io2", iops: 8000, throughput: nil, encrypted: false, kmsKeyId: nil),
+        EC2Volume(id: "vol-root", VolumeSettings(sizeGiB: 40, volumeType: "gp3", iops: 4000, throughput: 250, encrypted: true, kmsKeyId: "arn:aws:kms:key/1")),
+        EC2Volume(
+            id: "vol-data", VolumeSettings(sizeGiB: 500, volumeType: "io2", iops: 8000, throughput: 125, encrypted: false, kmsKeyId: "arn:aws:kms:key/2")),
     ]
     static let target = LaunchEquivalence.Target(
         imageId: "ami-switch", instanceType: "c5.large", market: .onDemand, availabilityZone: "us-east-1b", userData: "#!/bin/sh\n",
@@ -46,7 +47,9 @@ import Testing
         #expect(p["BlockDeviceMapping.1.Ebs.Throughput"] == "250" && p["BlockDeviceMapping.1.Ebs.Encrypted"] == "true")
         #expect(p["BlockDeviceMapping.1.Ebs.KmsKeyId"] == "arn:aws:kms:key/1" && p["BlockDeviceMapping.1.Ebs.DeleteOnTermination"] == "true")
         #expect(p["BlockDeviceMapping.2.Ebs.VolumeType"] == "io2" && p["BlockDeviceMapping.2.Ebs.Iops"] == "8000")
-        #expect(p["BlockDeviceMapping.2.Ebs.Throughput"] == nil && p["BlockDeviceMapping.2.Ebs.KmsKeyId"] == nil)
+        #expect(
+            p["BlockDeviceMapping.2.Ebs.Throughput"] == nil && p["BlockDeviceMapping.2.Ebs.KmsKeyId"] == nil,
+            "no throughput off gp3, no key on an unencrypted volume")
         #expect(p["BlockDeviceMapping.2.Ebs.DeleteOnTermination"] == "false")
         #expect(p["MetadataOptions.HttpTokens"] == "required" && p["MetadataOptions.HttpPutResponseHopLimit"] == "2")
         #expect(p["Placement.Tenancy"] == "dedicated" && p["Monitoring.Enabled"] == "true" && p["EbsOptimized"] == "true")
