@@ -18,6 +18,7 @@ public struct EC2Instance: Sendable, Equatable {
     public var imageId: String?
     public var launchTime: Date?
     public var privateIp: String?
+    public var publicIp: String?
     public var tags: [String: String]
     /// What a copy of the instance must carry (see `LaunchEquivalence`).
     public var vpcId: String?
@@ -60,6 +61,7 @@ public struct EC2Instance: Sendable, Equatable {
         imageId = x.value("imageId")
         launchTime = x.value("launchTime").flatMap(EC2Client.date)
         privateIp = x.value("privateIpAddress")
+        publicIp = x.value("ipAddress")
         tags = Dictionary(x.items("tagSet").compactMap { t in t.value("key").map { ($0, t.value("value") ?? "") } }) { a, _ in a }
         vpcId = x.value("vpcId")
         subnetId = x.value("subnetId")
@@ -237,7 +239,7 @@ extension EC2Client {
     /// Launches one instance, spot (one-time, terminated on interruption) or on-demand.
     public func runInstances(_ r: RunInstancesRequest) async throws -> EC2Instance {
         let answer = try await call("RunInstances", Self.parameters(r))
-        guard let instance = answer.items("instancesSet").first else { throw EC2Error.malformed("RunInstances answered without an instance") }
+        guard let instance = answer.items("instancesSet").first else { throw AWSError.malformed("RunInstances answered without an instance") }
         return EC2Instance(instance)
     }
 
@@ -320,7 +322,7 @@ extension EC2Client {
     /// An image of a running instance (without reboot by default, so the workload keeps running).
     public func createImage(instanceId: String, name: String, noReboot: Bool = true) async throws -> String {
         let answer = try await call("CreateImage", [("InstanceId", instanceId), ("Name", name), ("NoReboot", noReboot ? "true" : "false")])
-        guard let id = answer.value("imageId") else { throw EC2Error.malformed("CreateImage answered without an image id") }
+        guard let id = answer.value("imageId") else { throw AWSError.malformed("CreateImage answered without an image id") }
         return id
     }
 

@@ -97,7 +97,7 @@ extension EC2Client {
     /// Launches an equivalent of the running instance `sourceId` (see `LaunchEquivalence`).
     /// Throws `LaunchEquivalence.NoSubnet` when the source's VPC has no subnet in the target zone.
     public func launchEquivalent(of sourceId: String, _ target: LaunchEquivalence.Target) async throws -> EC2Instance {
-        guard let source = try await describeInstances(ids: [sourceId]).first else { throw EC2Error.malformed("DescribeInstances did not return \(sourceId)") }
+        guard let source = try await describeInstances(ids: [sourceId]).first else { throw AWSError.malformed("DescribeInstances did not return \(sourceId)") }
         let volumes = try await describeVolumes(ids: source.volumes.map(\.volumeId))
         var subnet: String?
         if let vpc = source.vpcId {

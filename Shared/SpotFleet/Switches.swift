@@ -56,12 +56,15 @@ public enum Switches {
         public var instanceLaunchedAt: Date?
         public var instanceReadyAt: Date?
         public var oldTerminatedAt: Date?
+        /// What moving the traffic did (`TrafficOutcome`), when the switch's agent moved it.
+        public var traffic: JSONValue?
 
         public init(
             clientId: UUID, agentId: UUID, commandId: UUID? = nil, reportId: UUID? = nil, old: Side, new: Side, onDemandPrice: Double?,
             savingsImpact: Double?, savingsConfidence: String?, trigger: SwitchTrigger, timing: JSONValue? = nil, initiatedAt: Date?,
-            amiCreatedAt: Date? = nil, instanceLaunchedAt: Date? = nil, instanceReadyAt: Date?, oldTerminatedAt: Date?
+            amiCreatedAt: Date? = nil, instanceLaunchedAt: Date? = nil, instanceReadyAt: Date?, oldTerminatedAt: Date?, traffic: JSONValue? = nil
         ) {
+            self.traffic = traffic
             self.clientId = clientId
             self.agentId = agentId
             self.commandId = commandId
@@ -99,10 +102,11 @@ public enum Switches {
                                   old_pool_id, old_ami_id, new_instance_id, new_instance_type, new_region, new_az, new_mode, new_pool_id,
                                   new_ami_id, on_demand_price, old_spot_price, new_spot_price, old_price_confidence, new_price_confidence,
                                   old_price_data_source, new_price_data_source, savings_impact, savings_confidence, event_trigger,
-                                  timing_data, initiated_at, ami_created_at, instance_launched_at, instance_ready_at, old_terminated_at)
+                                  timing_data, initiated_at, ami_created_at, instance_launched_at, instance_ready_at, old_terminated_at,
+                                  traffic)
             SELECT $1, $2, (SELECT id FROM commands WHERE id = $3 AND agent_id = $2), $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14,
                    $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29::jsonb, $30, $31, $32,
-                   $33, $34
+                   $33, $34, $35::jsonb
             ON CONFLICT (report_id) DO NOTHING
             RETURNING id
             """,
@@ -111,7 +115,7 @@ public enum Switches {
                 r.old.poolId, r.old.amiId, r.new.instanceId, r.new.instanceType, r.new.region, r.new.az, r.new.mode, r.new.poolId,
                 r.new.amiId, r.onDemandPrice, r.old.spotPrice, r.new.spotPrice, r.old.priceConfidence, r.new.priceConfidence,
                 r.old.priceDataSource, r.new.priceDataSource, r.savingsImpact, r.savingsConfidence, r.trigger, r.timing?.text,
-                r.initiatedAt, r.amiCreatedAt, r.instanceLaunchedAt, r.instanceReadyAt, r.oldTerminatedAt,
+                r.initiatedAt, r.amiCreatedAt, r.instanceLaunchedAt, r.instanceReadyAt, r.oldTerminatedAt, r.traffic?.text,
             ])
         guard let id = try inserted.first?.decode(UUID.self, at: 0) else { return nil }
         if let instance = r.new.instanceId {
@@ -149,5 +153,27 @@ public enum Switches {
                 r.agentId, r.new.instanceId, r.new.mode, r.new.poolId, r.new.instanceType, r.new.az, r.new.region, agentStatus, failover,
             ])
         return id
+    }
+
+    /// What moving the traffic to `newInstanceId` did, on the agent's latest switch to it (a
+    /// promotion's row is written before its agent moves the traffic); the switch's id.
+    @discardableResult
+    public static func recordTraffic(agentId: UUID, newInstanceId: String, _ outcome: JSONValue, on conn: PGConnection) throws -> UUID? {
+        try conn.query(
+            """
+            UPDATE switches SET traffic = $3::jsonb
+             WHERE id = (SELECT id FROM switches WHERE agent_id = $1 AND new_instance_id = $2 ORDER BY created_at DESC LIMIT 1)
+            RETURNING id
+            """, [agentId, newInstanceId, outcome.text]
+        ).first?.decode(UUID.self, at: 0)
+    }
+
+    /// The old primary of the agent's latest switch away from `oldInstanceId` stopped serving.
+    public static func recordFenced(agentId: UUID, oldInstanceId: String, at time: Date, on conn: PGConnection) throws {
+        _ = try conn.execute(
+            """
+            UPDATE switches SET fenced_at = coalesce(fenced_at, $3)
+             WHERE id = (SELECT id FROM switches WHERE agent_id = $1 AND old_instance_id = $2 ORDER BY created_at DESC LIMIT 1)
+            """, [agentId, oldInstanceId, time])
     }
 }

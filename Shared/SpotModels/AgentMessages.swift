@@ -224,4 +224,6 @@ public struct SwitchReported: Codable, Sendable, Equatable {
     public var oldSpotPrice: Double?
     public var newSpotPrice: Double?
     public var receivedAt: Date
+    /// What moving the traffic to the new instance did, when the agent has traffic to move.
+    public var traffic: TrafficOutcome?
 }

@@ -222,6 +222,7 @@ public struct SwitchReportRequest: Decodable, Sendable {
     public var newInstance: Instance?
     public var timing: Timing?
     public var pricing: Pricing?
+    public var traffic: TrafficOutcome?
 
     public func validated(_ check: FieldChecker, clientId: UUID, agentId: UUID) throws -> SwitchReported {
         func side(_ i: Instance?, _ name: String) throws -> SwitchReported.Side {
@@ -262,6 +263,7 @@ public struct SwitchReportRequest: Decodable, Sendable {
             commandId: try check.uuid(commandId, "command_id"), old: old, new: new, initiatedAt: initiated,
             amiCreatedAt: times[0].1, instanceLaunchedAt: times[1].1, instanceReadyAt: times[2].1, oldTerminatedAt: times[3].1,
             onDemandPrice: try check.price(pricing?.onDemand, "pricing.on_demand"), oldSpotPrice: try check.price(pricing?.oldSpot, "pricing.old_spot"),
-            newSpotPrice: try check.price(pricing?.newSpot, "pricing.new_spot"), receivedAt: check.now)
+            newSpotPrice: try check.price(pricing?.newSpot, "pricing.new_spot"), receivedAt: check.now,
+            traffic: try traffic.map { try $0.validated("traffic") })
     }
 }

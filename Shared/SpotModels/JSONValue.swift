@@ -43,6 +43,16 @@ public enum JSONValue: Codable, Sendable, Equatable {
         try? JSONDecoder().decode(JSONValue.self, from: Data(text.utf8))
     }
 
+    /// A value as the wire encodes it (snake_case keys, ISO 8601 times).
+    public static func encoding(_ value: some Encodable) throws -> JSONValue {
+        try JSONDecoder().decode(JSONValue.self, from: WireJSON.encoder().encode(value))
+    }
+
+    /// The value decoded as the wire decodes it.
+    public func decoded<T: Decodable>(as type: T.Type) throws -> T {
+        try WireJSON.decoder().decode(T.self, from: Data(text.utf8))
+    }
+
     public var text: String {
         let e = JSONEncoder()
         e.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
@@ -61,6 +71,11 @@ public enum JSONValue: Codable, Sendable, Equatable {
 
     public var string: String? {
         if case .string(let s) = self { return s }
+        return nil
+    }
+
+    public var number: Double? {
+        if case .number(let n) = self { return n }
         return nil
     }
 }

@@ -32,6 +32,8 @@ public enum CommandKind: String, Codable, Sendable, CaseIterable {
     case promote, terminate, `switch`, snapshot
     /// Asks a replica's agent how its silent primary's instance is (DescribeInstances).
     case checkPrimary = "check_primary"
+    /// The old primary stops serving (its stop hook) once the traffic has left it.
+    case fence
 
     /// How long an agent holds a command it fetched before it is handed out again, unless the
     /// agent renews it while it works (a terminate's wait comes on top). As long as the work
@@ -39,6 +41,8 @@ public enum CommandKind: String, Codable, Sendable, CaseIterable {
     public var lease: Duration {
         switch self {
         case .promote, .terminate, .checkPrimary: .seconds(120)
+        // a fence waits out the target groups' deregistration delay first
+        case .fence: .seconds(600)
         case .launchReplica: .seconds(600)
         case .switch, .snapshot: .seconds(1800)
         }
@@ -62,6 +66,8 @@ public enum ReplicaOperation: String, Codable, Sendable, CaseIterable {
     case sefStatus = "sef_status"
     case setModes = "set_modes"
     case commandResult = "command_result"
+    case getTraffic = "get_traffic"
+    case setTraffic = "set_traffic"
 
     /// Every call's routing key starts with this.
     public static let routingPrefix = "rpc.replicas."
@@ -154,11 +160,14 @@ public struct FailoverReport: Codable, Sendable, Equatable {
     public var trigger: SwitchTrigger
     public var failoverTimeMs: Int?
     public var reason: String?
+    /// What moving the traffic to the new primary did, when the agent has traffic to move.
+    public var traffic: TrafficOutcome?
 
     public init(
         clientId: UUID, agentId: UUID, eventId: UUID?, replicaId: UUID?, oldInstanceId: String?, newInstanceId: String?,
-        trigger: SwitchTrigger, failoverTimeMs: Int?, reason: String?
+        trigger: SwitchTrigger, failoverTimeMs: Int?, reason: String?, traffic: TrafficOutcome? = nil
     ) {
+        self.traffic = traffic
         self.clientId = clientId
         self.agentId = agentId
         self.eventId = eventId

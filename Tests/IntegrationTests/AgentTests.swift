@@ -145,7 +145,7 @@ extension IntegrationTests {
                                 #expect(inMoto.first { $0.id == newInstance }?.tags["spotguard:agent"] == agent)
                                 #expect(inMoto.first { $0.id == primary }?.tags["spotguard:agent"] == agent, "tagged at registration")
                                 let userData = try await harness.userData(newInstance)
-                                #expect(userData.contains("export SPOTGUARD_AGENT_LOGICAL_AGENT_ID='\(primary)'"), "\(userData)")
+                                #expect(UserData.settings(userData)["SPOTGUARD_AGENT_LOGICAL_AGENT_ID"] == primary, "\(userData)")
                                 // the old instance goes once the report has left its spool: just after the report
                                 let terminated = try await TestStack.eventually(timeout: .seconds(10)) {
                                     try await harness.ec2.describeInstances(ids: [primary]).first?.state == "terminated"

@@ -61,17 +61,17 @@ extension IntegrationTests {
             #expect(mine.count == 7 && Set(mine.map(\.id)).count == 7)
             #expect(all.count == Set(all.map(\.id)).count)
 
-            await #expect(throws: EC2Error.self) { try await ec2.terminateInstances(ids: ["i-0123456789abcdef0"]) }
+            await #expect(throws: AWSError.self) { try await ec2.terminateInstances(ids: ["i-0123456789abcdef0"]) }
             do {
                 _ = try await ec2.terminateInstances(ids: ["i-0123456789abcdef0"])
-            } catch let e as EC2Error {
+            } catch let e as AWSError {
                 #expect(e.code == "InvalidInstanceID.NotFound")
             }
             // a filter moto does not implement: an HTML 500, retried, then a server error
             do {
                 _ = try await ec2.describeInstances(filters: [("instance-lifecycle", ["spot"])])
                 Issue.record("moto answers this filter with a 500")
-            } catch let EC2Error.server(status, _, attempts) {
+            } catch let AWSError.server(status, _, attempts) {
                 #expect(status == 500 && attempts == ec2.maxAttempts)
             }
             // moto's spot price history is a placeholder, but its shape is EC2's

@@ -110,7 +110,7 @@ extension IntegrationTests {
                     #expect(try await ec2.terminateInstances(ids: [launched.id]) == [launched.id: "shutting-down"])
                     await #expect {
                         try await ec2.createImage(instanceId: "i-0000000000000000f", name: "nothing")
-                    } throws: { ($0 as? EC2Error)?.code == "InvalidInstanceID.NotFound" }
+                    } throws: { ($0 as? AWSError)?.code == "InvalidInstanceID.NotFound" }
                 } catch {
                     _ = await sim.stop()
                     throw error

@@ -18,16 +18,10 @@ import json
 import sys
 import uuid
 
-import boto3
-from botocore.config import Config
+from moto_clients import clients
 
 endpoint, command = sys.argv[1:3]
-session = dict(
-    region_name="us-east-1", endpoint_url=endpoint, aws_access_key_id="testing", aws_secret_access_key="testing",
-    config=Config(retries={"max_attempts": 1}),
-)
-ec2 = boto3.client("ec2", **session)
-iam = boto3.client("iam", **session)
+ec2, iam = clients(endpoint, "ec2", "iam")
 
 
 def setup():

@@ -132,10 +132,4 @@ let sharedData = URL(fileURLWithPath: #filePath).deletingLastPathComponent().del
             ))
         #expect(XMLElement.set("s", [[.text("a", "1")], [.text("a", "2")]]).rendered == "<s><item><a>1</a></item><item><a>2</a></item></s>")
     }
-
-    @Test func userDataCarriesTheAgentsSettings() {
-        let script = UserData.script([("SPOTGUARD_AGENT_SERVER", "http://127.0.0.1:1"), ("SPOTGUARD_AGENT_TOKEN", "it's")])
-        #expect(script.hasPrefix("#!/bin/sh\n") && script.hasSuffix("exec spotguard-agent run\n"))
-        #expect(UserData.exports(script) == ["SPOTGUARD_AGENT_SERVER": "http://127.0.0.1:1", "SPOTGUARD_AGENT_TOKEN": "it's"])
-    }
 }

@@ -65,13 +65,13 @@ final class ScriptedTransport: HTTPTransport {
 
     @Test func givesUpWithTheLastErrorAndMapsRefusals() async throws {
         let busy = ScriptedTransport(Array(repeating: (400, Self.throttled), count: 4))
-        await #expect(throws: EC2Error.throttled(code: "RequestLimitExceeded", attempts: 4)) { try await client(busy).describeAvailabilityZones() }
+        await #expect(throws: AWSError.throttled(code: "RequestLimitExceeded", attempts: 4)) { try await client(busy).describeAvailabilityZones() }
         // moto answers features it lacks with an HTML 500: a server error, retried, never parsed as data
         let html = ScriptedTransport(Array(repeating: (500, "<!doctype html><title>500 Internal Server Error</title>"), count: 4))
         do {
             _ = try await client(html).describeInstances()
             Issue.record("an HTML 500 must fail")
-        } catch let EC2Error.server(status, _, attempts) {
+        } catch let AWSError.server(status, _, attempts) {
             #expect(status == 500 && attempts == 4)
         }
         let missing = ScriptedTransport([
@@ -81,7 +81,7 @@ final class ScriptedTransport: HTTPTransport {
             )
         ])
         await #expect(
-            throws: EC2Error.refused(status: 400, code: "InvalidInstanceID.NotFound", message: "The instance ID 'i-1' does not exist", requestId: "req-9")
+            throws: AWSError.refused(status: 400, code: "InvalidInstanceID.NotFound", message: "The instance ID 'i-1' does not exist", requestId: "req-9")
         ) {
             try await client(missing).terminateInstances(ids: ["i-1"])
         }

@@ -81,4 +81,13 @@ import Testing
         #expect(LaunchEquivalence.subnet(for: source, in: "us-east-1b", candidates: subnets) == "subnet-b2")
         #expect(LaunchEquivalence.subnet(for: source, in: "us-east-1c", candidates: subnets) == nil)
     }
+
+    /// The user data runs the agent under systemd and carries settings with quotes intact.
+    @Test func userDataCarriesTheAgentsSettings() {
+        let script = UserData.script([("SPOTGUARD_AGENT_SERVER", "http://127.0.0.1:1"), ("SPOTGUARD_AGENT_TOKEN", "it's \"quoted\" \\ value")])
+        #expect(script.hasPrefix("#!/bin/sh\n") && script.contains("Restart=always") && script.hasSuffix("systemctl restart spotguard-agent.service\n"))
+        #expect(UserData.settings(UserData.script([("A", "$HOME `x`")])) == ["A": "$HOME `x`"])
+        #expect(!script.contains("exec spotguard-agent"), "never an unsupervised process")
+        #expect(UserData.settings(script) == ["SPOTGUARD_AGENT_SERVER": "http://127.0.0.1:1", "SPOTGUARD_AGENT_TOKEN": "it's \"quoted\" \\ value"])
+    }
 }

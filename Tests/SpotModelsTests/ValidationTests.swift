@@ -12,7 +12,8 @@ private func decode<T: Decodable>(_ type: T.Type, _ json: String) throws -> T {
     try WireJSON.decoder().decode(T.self, from: Data(json.utf8))
 }
 
-private func validationError(_ body: () throws -> Void) -> ValidationError? {
+/// The validation error `body` throws (a decoding error as the API reports it), nil when none.
+func validationError(_ body: () throws -> Void) -> ValidationError? {
     do {
         try body()
         return nil

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import SpotCloud
+import SpotModels
 import Synchronization
 
 /// The agent on one instance: it learns who it is from IMDS, registers, and then runs its
@@ -33,6 +34,14 @@ public final class Agent: Sendable {
         /// Set once this instance handed the workload on (failover or switch): it goes on
         /// answering commands until terminated, but no longer heartbeats as the primary.
         var retired = false
+        /// A command poll named this instance the primary: seeing another one later fences it.
+        var confirmedPrimary = false
+        /// The stop hook ran (or there is none): the workload no longer serves here.
+        var fenced = false
+        /// Since when a command poll names another instance the primary.
+        var otherPrimarySince: Date?
+        /// This instance hands over by the book (a `fence` command, its own switch).
+        var handingOver = false
     }
 
     public static let version = "0.5.0"
@@ -93,6 +102,7 @@ public final class Agent: Sendable {
                     state.withLock { $0.agentId = id.lowercased() }
                     logger.info("registered", metadata: ["agent_id": "\(id)", "instance_id": "\(identity.instanceId)"])
                     await tagOwnInstance(identity.instanceId, agent: id.lowercased())
+                    try await sendTrafficConfiguration(agent: id.lowercased())
                     return
                 }
                 if (400..<500).contains(answer.status), answer.status != 408, answer.status != 429 {

@@ -1,13 +1,14 @@
 import Foundation
 import Logging
 import SpotCloud
+import SpotModels
 import Synchronization
 
 extension Agent {
     struct Command: Decodable {
         var commandId: UUID
         var commandType: String
-        var payload: [String: JSONAny]?
+        var payload: JSONValue?
         var targetInstanceId: String?
         var targetMode: String?
         var targetPoolId: String?
@@ -26,10 +27,13 @@ extension Agent {
                 let answer = try await api.send(
                     "GET", "/api/agents/\(agent)/pending-commands?instance_id=\(identity.instanceId)&wait=\(configuration.longPollSeconds)")
                 guard answer.status == 200 else { throw Refused(description: "pending-commands answered \(answer.status)") }
-                struct Batch: Decodable { var commands: [Command] }
-                let decoder = JSONDecoder()
-                decoder.keyDecodingStrategy = .convertFromSnakeCase
-                for command in try decoder.decode(Batch.self, from: answer.body).commands {
+                struct Batch: Decodable {
+                    var commands: [Command]
+                    var primaryInstanceId: String?
+                }
+                let batch = try WireJSON.decoder().decode(Batch.self, from: answer.body)
+                await observePrimary(batch.primaryInstanceId, identity: identity)
+                for command in batch.commands {
                     await execute(command, agent: agent, identity: identity)
                 }
                 delay = 1
@@ -46,7 +50,7 @@ extension Agent {
         var status: String
         var instanceId: String?
         var errorMessage: String?
-        var result: [String: String]?
+        var result: JSONValue?
     }
 
     func execute(_ command: Command, agent: String, identity: Identity) async {
@@ -66,7 +70,12 @@ extension Agent {
         do {
             switch command.commandType {
             case "switch":
-                try await performSwitch(command, agent: agent, identity: identity)
+                do {
+                    try await performSwitch(command, agent: agent, identity: identity)
+                } catch {
+                    state.withLock { $0.handingOver = false }  // still the primary
+                    throw error
+                }
                 return  // the switch report completes the command
             case "terminate":
                 let target = command.payload?["instance_id"]?.string ?? command.targetInstanceId ?? identity.instanceId
@@ -83,7 +92,7 @@ extension Agent {
             case "snapshot":
                 let image = try await ec2.createImage(
                     instanceId: identity.instanceId, name: "spotguard-\(identity.instanceId)-\(Int(Date().timeIntervalSince1970))")
-                outcome = Result(status: "succeeded", result: ["image_id": image])
+                outcome = Result(status: "succeeded", result: .object(["image_id": .string(image)]))
             case "launch_replica":
                 let launched = try await launchReplica(command, agent: agent, identity: identity)
                 outcome = Result(status: "succeeded", instanceId: launched.id)
@@ -95,18 +104,24 @@ extension Agent {
                 let state: String
                 do {
                     state = try await ec2.describeInstances(ids: [primary]).first { $0.id == primary }?.state ?? "not-found"
-                } catch let error as EC2Error where error.code == "InvalidInstanceID.NotFound" {
+                } catch let error as AWSError where error.code == "InvalidInstanceID.NotFound" {
                     state = "not-found"
                 }
-                outcome = Result(status: "succeeded", instanceId: primary, result: ["primary_state": state])
+                outcome = Result(status: "succeeded", instanceId: primary, result: .object(["primary_state": .string(state)]))
             case "promote":
                 // take the primary's last state before taking over from it
                 if let replica = state.withLock({ $0.replicaId }), let file = configuration.stateFile {
                     let answer = try await api.send("GET", "/api/agents/\(agent)/replicas/\(replica)/state-transfer")
                     if answer.status == 200 { try StateArchive.unpack(answer.body, to: file) }
                 }
-                state.withLock { $0.replicaId = nil }
-                outcome = Result(status: "succeeded", instanceId: identity.instanceId)
+                state.withLock {
+                    $0.replicaId = nil
+                    $0.confirmedPrimary = true
+                }
+                // the new primary takes the traffic; the server then fences the old one
+                outcome = Result(status: "succeeded", instanceId: identity.instanceId, result: await takeTraffic(command, identity: identity))
+            case "fence":
+                outcome = try await fence(command, identity: identity)
             default:
                 outcome = Result(status: "failed", errorMessage: "unknown command type \(command.commandType)")
             }
@@ -136,18 +151,27 @@ extension Agent {
                 clientToken: "replica-\(replica.uuidString.lowercased())"))
     }
 
-    /// The user data that starts an agent on a new instance (as a replica when `replica` is set).
+    /// The user data that starts an agent on a new instance (as a replica when `replica` is
+    /// set): the same server, token, agent and logical id, so a switched or recovered instance
+    /// is the same agent with its modes and history; as a supervised service (`UserData`).
     func userData(agent: String, replica: UUID?) -> String {
-        var lines = [
-            "#!/bin/sh", "export SPOTGUARD_AGENT_SERVER='\(configuration.server.absoluteString)'", "export SPOTGUARD_AGENT_TOKEN='\(configuration.token)'",
-            "export SPOTGUARD_AGENT_AGENT_ID='\(agent)'",
+        var settings = [
+            ("SPOTGUARD_AGENT_SERVER", configuration.server.absoluteString), ("SPOTGUARD_AGENT_TOKEN", configuration.token),
+            ("SPOTGUARD_AGENT_AGENT_ID", agent),
         ]
         if let logical = state.withLock({ $0.logicalAgentId }) ?? configuration.logicalAgentId {
-            lines.append("export SPOTGUARD_AGENT_LOGICAL_AGENT_ID='\(logical)'")
+            settings.append(("SPOTGUARD_AGENT_LOGICAL_AGENT_ID", logical))
         }
-        if let replica { lines.append("export SPOTGUARD_AGENT_REPLICA_ID='\(replica.uuidString.lowercased())'") }
-        lines.append("exec spotguard-agent run")
-        return lines.joined(separator: "\n") + "\n"
+        if let replica { settings.append(("SPOTGUARD_AGENT_REPLICA_ID", replica.uuidString.lowercased())) }
+        // the workload's settings that hold on any instance travel with it (a configuration file
+        // travels in the image; the on-demand price is the new type's, not this one's)
+        for (key, value) in [
+            ("STOP_COMMAND", configuration.stopCommand), ("STOP_UNIT", configuration.stopUnit),
+            ("ALTERNATIVE_TYPES", configuration.alternativeTypes.isEmpty ? nil : configuration.alternativeTypes.joined(separator: ",")),
+        ] {
+            if let value { settings.append(("SPOTGUARD_AGENT_\(key)", value)) }
+        }
+        return UserData.script(settings)
     }
 
     /// seed 004's switch: an image of this instance, an instance from it in the target pool and
@@ -159,6 +183,10 @@ extension Agent {
         let targetPool = command.targetPoolId
         let type = targetPool.map { String($0.split(separator: ".").dropLast().joined(separator: ".")) } ?? identity.instanceType
         let az = targetPool.map { String($0.split(separator: ".").last ?? "") } ?? identity.availabilityZone
+        // where the traffic enters, known before anything is launched: a switch that could not
+        // move it must not start
+        let traffic = try await currentTraffic(agent: agent)
+        state.withLock { $0.handingOver = true }
         let image = try await ec2.createImage(instanceId: identity.instanceId, name: "spotguard-switch-\(command.commandId.uuidString.lowercased())")
         var imageReady: Date?
         for _ in 0..<120 {
@@ -182,6 +210,11 @@ extension Agent {
         }
         guard launched.state == "running" else { throw Refused(description: "instance \(launched.id) not running") }
         let ready = Date()
+        // the new instance takes the traffic before this one stops serving
+        let moved =
+            traffic.isEmpty
+            ? nil
+            : await mover.move(traffic, to: launched.id, from: identity.instanceId, reason: "SpotGuard switch \(command.commandId.uuidString.lowercased())")
         // auto-terminate: the old instance goes after the command's wait, and only once the switch
         // report has left its spool (the spool is on this instance's disk: terminating first
         // would lose the report, and with it the switch from the ledger)
@@ -204,6 +237,7 @@ extension Agent {
             var oldInstance, newInstance: Side
             var timing: Timing
             var pricing: Pricing
+            var traffic: TrafficOutcome?
         }
         let report = Report(
             reportId: UUID(), commandId: command.commandId,
@@ -215,10 +249,23 @@ extension Agent {
                 amiId: image),
             timing: Timing(
                 initiatedAt: initiated, amiCreatedAt: imageReady, instanceLaunchedAt: launchedAt, instanceReadyAt: ready, oldTerminatedAt: terminatedAt),
-            pricing: Pricing(onDemand: configuration.onDemandPrice))
+            // this type's on-demand price; the server knows another type's
+            pricing: Pricing(onDemand: type == identity.instanceType ? configuration.onDemandPrice : nil), traffic: moved?.outcome)
         state.withLock { $0.retired = true }
         try await spool.submit("POST", "/api/agents/\(agent)/switch-report", report)
         logger.notice("switched", metadata: ["new_instance": "\(launched.id)", "pool": "\(type).\(az)", "mode": "\(mode.rawValue)"])
+        if let moved, !moved.outcome.moved {
+            // half-moved traffic: this instance goes on serving what still reaches it
+            logger.error("the traffic did not fully move: this instance is neither fenced nor terminated", metadata: ["new_instance": "\(launched.id)"])
+            return
+        }
+        if let moved {
+            let drain = moved.drainSeconds
+            Task {
+                try? await Task.sleep(for: .seconds(drain))
+                _ = await self.runStopHook(reason: "switched to \(launched.id)")
+            }
+        }
         guard let wait else { return }
         let (ec2, spool, logger, old) = (self.ec2, self.spool, self.logger, identity.instanceId)
         let retire = {
@@ -232,23 +279,5 @@ extension Agent {
         }
         // at once: before the command is answered; after a wait: in the background
         if wait == 0 { await retire() } else { Task { await retire() } }
-    }
-}
-
-/// Any JSON value in a command payload, read as text where that makes sense.
-struct JSONAny: Decodable {
-    var string: String?
-
-    init(from decoder: any Decoder) throws {
-        let c = try decoder.singleValueContainer()
-        if let s = try? c.decode(String.self) {
-            string = s
-        } else if let n = try? c.decode(Double.self) {
-            string = String(n)
-        } else if let b = try? c.decode(Bool.self) {
-            string = String(b)
-        } else {
-            string = nil
-        }
     }
 }

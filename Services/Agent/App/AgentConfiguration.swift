@@ -1,4 +1,5 @@
 import Foundation
+import SpotModels
 
 /// The agent's settings: a JSON file (`SPOTGUARD_AGENT_CONFIG`, snake_case keys as below)
 /// overridden by the environment (`SPOTGUARD_AGENT_<KEY>` upper-cased):
@@ -16,6 +17,13 @@ import Foundation
 /// - `state_file`: the workload's state: sent (gzip) to the ready replica on a termination
 ///   notice; a replica writes what it receives there
 /// - `replica_type` (`automatic-rebalance`): a replica's kind, which names its price source
+/// - `traffic`: where the workload's traffic enters (`elastic_ips`, `target_groups`,
+///   `dns_records`, as `PUT /api/client/agents/{id}/traffic` takes them; JSON text in the
+///   environment); sent to the server at registration, which keeps it for promotions and switches
+/// - `stop_command` or `stop_unit`: the workload's stop hook, run when this instance is fenced
+///   (its traffic moved to a new primary): a shell command, or a systemd unit to stop
+/// - `fence_grace_seconds` (120): how long a primary that sees another one named primary, and
+///   was told nothing about handing over, keeps serving before it fences itself
 public struct AgentConfiguration: Sendable, Equatable {
     public var server: URL
     public var token: String
@@ -32,6 +40,10 @@ public struct AgentConfiguration: Sendable, Equatable {
     public var syncSeconds: Double
     public var stateFile: String?
     public var replicaType: String
+    public var traffic: TrafficConfig?
+    public var stopCommand: String?
+    public var stopUnit: String?
+    public var fenceGraceSeconds: Double
 
     public struct Invalid: Error, CustomStringConvertible {
         public var description: String
@@ -53,6 +65,10 @@ public struct AgentConfiguration: Sendable, Equatable {
         var syncSeconds: Double?
         var stateFile: String?
         var replicaType: String?
+        var traffic: TrafficConfig?
+        var stopCommand: String?
+        var stopUnit: String?
+        var fenceGraceSeconds: Double?
     }
 
     public init(env: [String: String] = ProcessInfo.processInfo.environment) throws {
@@ -107,5 +123,25 @@ public struct AgentConfiguration: Sendable, Equatable {
         guard ["manual", "automatic-rebalance", "automatic-termination"].contains(replicaType) else {
             throw Invalid(description: "replica_type must be manual, automatic-rebalance or automatic-termination")
         }
+        if let raw = value("traffic") {
+            let decoder = JSONDecoder()
+            decoder.keyDecodingStrategy = .convertFromSnakeCase
+            do {
+                traffic = try decoder.decode(TrafficConfig.self, from: Data(raw.utf8))
+            } catch {
+                throw Invalid(description: "SPOTGUARD_AGENT_TRAFFIC is not a traffic configuration: \(error)")
+            }
+        } else {
+            traffic = file.traffic
+        }
+        do {
+            try traffic?.validate()
+        } catch let e as ValidationError {
+            throw Invalid(description: "traffic: \(e.field ?? "-"): \(e.message)")
+        }
+        stopCommand = value("stop_command") ?? file.stopCommand
+        stopUnit = value("stop_unit") ?? file.stopUnit
+        fenceGraceSeconds = try number("fence_grace_seconds", file.fenceGraceSeconds, default: 120, range: 1...3600)
+        if stopCommand != nil, stopUnit != nil { throw Invalid(description: "set stop_command or stop_unit, not both") }
     }
 }

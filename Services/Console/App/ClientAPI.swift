@@ -87,6 +87,19 @@ extension ConsoleController {
             let (client, agent) = try await authenticateAgent(request, context)
             return try Self.response(try await forceSwitch(try await decode(ForceSwitch.self, from: request), client: client, agent: agent))
         }
+        router.get("\(agent)/traffic") { request, context in
+            let (client, agent) = try await authenticateAgent(request, context)
+            return try Self.response(try await replicas.call(ReplicaRequest(operation: .getTraffic, clientId: client, agentId: agent.id)))
+        }
+        router.put("\(agent)/traffic") { request, context in
+            let (client, agent) = try await authenticateAgent(request, context)
+            let traffic = try await decode(TrafficConfig.self, from: request)
+            return try Self.response(
+                try await replicas.call(
+                    ReplicaRequest(
+                        operation: .setTraffic, clientId: client, agentId: agent.id,
+                        body: String(decoding: try WireJSON.encoder().encode(traffic), as: UTF8.self))))
+        }
         router.post("\(agent)/replicas/:replicaId/promote") { request, context in
             let (client, agent) = try await authenticateAgent(request, context)
             let replica = try pathUUID("replicaId", context, notFound: "replica_not_found")

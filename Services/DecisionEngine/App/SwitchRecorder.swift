@@ -32,9 +32,23 @@ struct SwitchRecorder: Sendable {
             trigger = issuer == "decisions" ? .autoSwitch : issuer == "replicas" ? .failover : .manual
         }
         try Pools.ensure([r.old.poolId, r.new.poolId].compactMap { $0 }, on: conn)
+        // the agent knows its own type's on-demand price; after a switch to another type the
+        // price that counts is the new type's, from the price book
+        var onDemand = r.onDemandPrice
+        if let newType = r.new.instanceType, newType != r.old.instanceType {
+            onDemand = try conn.query(
+                """
+                SELECT c.on_demand_price::float8 FROM spot_pools p
+                  CROSS JOIN LATERAL (SELECT on_demand_price FROM pricing_snapshots_clean c
+                                       WHERE c.pool_id = p.id AND c.on_demand_price IS NOT NULL AND c.time_bucket <= $3
+                                       ORDER BY c.time_bucket DESC LIMIT 1) c
+                 WHERE p.instance_type = $1 AND p.region = $2 LIMIT 1
+                """, [newType.rawValue, (r.new.az ?? r.old.az)?.region.rawValue, r.initiatedAt]
+            ).first?.decodeIfPresent(Double.self, at: 0)
+        }
         func price(_ side: SwitchReported.Side, reported: Double?) throws -> Price {
             if side.mode == .onDemand {
-                return Price(value: r.onDemandPrice, confidence: r.onDemandPrice == nil ? nil : 1, source: r.onDemandPrice == nil ? nil : "reported")
+                return Price(value: onDemand, confidence: onDemand == nil ? nil : 1, source: onDemand == nil ? nil : "reported")
             }
             if let reported { return Price(value: reported, confidence: 1, source: "reported") }
             guard let pool = side.poolId,
@@ -62,9 +76,10 @@ struct SwitchRecorder: Sendable {
             let switchId = try Switches.record(
                 Switches.Record(
                     clientId: r.clientId, agentId: r.agentId, commandId: r.commandId, reportId: r.reportId, old: side(r.old, old), new: side(r.new, new),
-                    onDemandPrice: r.onDemandPrice, savingsImpact: impact, savingsConfidence: confidence, trigger: trigger, initiatedAt: r.initiatedAt,
+                    onDemandPrice: onDemand, savingsImpact: impact, savingsConfidence: confidence, trigger: trigger, initiatedAt: r.initiatedAt,
                     amiCreatedAt: r.amiCreatedAt, instanceLaunchedAt: r.instanceLaunchedAt, instanceReadyAt: r.instanceReadyAt,
-                    oldTerminatedAt: oldTerminated),
+                    oldTerminatedAt: oldTerminated,
+                    traffic: try r.traffic.map(JSONValue.encoding)),
                 on: conn)
         else { return }  // a redelivery
         if let command = r.commandId {

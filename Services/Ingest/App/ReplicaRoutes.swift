@@ -31,6 +31,8 @@ extension IngestController {
         router.post("\(agent)/manual-switch") { try await relay(.manualSwitch, $0, $1) }
         router.get("\(agent)/sef-status") { try await relay(.sefStatus, $0, $1) }
         router.post("\(agent)/config") { try await relay(.setModes, $0, $1) }
+        router.get("\(agent)/traffic") { try await relay(.getTraffic, $0, $1) }
+        router.put("\(agent)/traffic") { try await relay(.setTraffic, $0, $1) }
         router.post("\(agent)/commands/:commandId/result") { try await relay(.commandResult, $0, $1) }
         router.post("\(agent)/commands/:commandId/lease", use: renewLease)
         router.get("\(agent)/pending-commands", use: pendingCommands)
@@ -65,6 +67,9 @@ extension IngestController {
     struct CommandBatch: Encodable {
         var commands: [Commands.Delivered]
         var count: Int
+        /// The agent's primary instance now: an old primary that learns it is no longer the
+        /// one fences itself (stops serving), whatever commands it missed.
+        var primaryInstanceId: String?
     }
 
     /// `GET /api/agents/{id}/pending-commands?instance_id=&wait=`: answers at once when
@@ -94,8 +99,14 @@ extension IngestController {
             // listen before looking, so a command issued in between still wakes this poll
             let ticket = mailbox.listen(agent)
             let commands: [Commands.Delivered]
+            let primary: String?
             do {
-                commands = try await store.withConnection { try Commands.claim(agentId: agent, instanceId: target, on: $0) }
+                (commands, primary) = try await store.withConnection { conn in
+                    (
+                        try Commands.claim(agentId: agent, instanceId: target, on: conn),
+                        try conn.query("SELECT instance_id FROM agents WHERE id = $1", [agent]).first?.decodeIfPresent(String.self, at: 0)
+                    )
+                }
             } catch let e as PGError where e.isRetryable {
                 mailbox.forget(ticket)
                 throw APIError.databaseUnavailable
@@ -106,7 +117,7 @@ extension IngestController {
             let left = deadline - ContinuousClock.now
             if !commands.isEmpty || left <= .zero {
                 mailbox.forget(ticket)
-                return try json(CommandBatch(commands: commands, count: commands.count), status: .ok)
+                return try json(CommandBatch(commands: commands, count: commands.count, primaryInstanceId: primary), status: .ok)
             }
             await mailbox.wait(ticket, upTo: left)
         }

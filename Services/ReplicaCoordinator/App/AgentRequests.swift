@@ -93,6 +93,12 @@ extension Coordinator {
                 try Instances.markTerminated(instance, clientId: agent.clientId, on: conn)
             }
         }
+        if kind == .promote {
+            try promotionAnswered(commandId, status: status, result: body.result, error: body.errorMessage, agent: agent, on: conn)
+        }
+        if kind == .fence {
+            try fenceAnswered(commandId, status: status, agent: agent, on: conn)
+        }
         if kind == .checkPrimary, status == .succeeded, let replicaId {
             try primaryChecked(commandId, replicaId: replicaId, result: body.result, agent: &agent, on: conn)
         }

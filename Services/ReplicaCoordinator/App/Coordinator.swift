@@ -99,6 +99,10 @@ public struct Coordinator: Sendable {
             return try sefStatus(agent, on: conn)
         case .commandResult:
             return try commandResult(r, agent: &agent, on: conn)
+        case .getTraffic:
+            return try .json(200, TrafficView(agentId: agent.id, traffic: try traffic(of: agent.id, on: conn) ?? TrafficConfig()))
+        case .setTraffic:
+            return try setTraffic(r, agent: agent, on: conn)
         }
     }
 

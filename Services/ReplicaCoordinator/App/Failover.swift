@@ -55,10 +55,17 @@ extension Coordinator {
         agent.mode = "spot"
         try Agents.refreshReplicaSummary(agent.id, on: conn)
 
+        // the promoted agent moves the traffic to its instance; a failover with traffic to move
+        // completes when it has (`promotionAnswered`)
+        let traffic = try traffic(of: agent.id, on: conn) ?? TrafficConfig()
+        let completesFailover = trigger == .failover && !traffic.isEmpty
+        let epoch = try conn.query("SELECT count(*) FROM switches WHERE agent_id = $1", [agent.id])[0].decode(Int.self, at: 0)
         try Commands.issue(
             try .init(
                 .promote, clientId: agent.clientId, agentId: agent.id, targetInstanceId: newInstance, replicaId: replica.id,
-                payload: PromotePayload(replicaId: replica.id, oldInstanceId: oldInstance, newInstanceId: newInstance, trigger: trigger),
+                payload: PromotePayload(
+                    replicaId: replica.id, oldInstanceId: oldInstance, newInstanceId: newInstance, trigger: trigger, traffic: traffic, epoch: epoch,
+                    eventId: eventId, failoverTimeMs: failoverTimeMs, completesFailover: completesFailover),
                 issuedBy: "replicas", priority: 10),
             producer: Self.producer, on: conn)
         if terminateOld, let oldInstance, oldTerminatedAt == nil {
@@ -74,7 +81,7 @@ extension Coordinator {
             clientId: agent.clientId, agentId: agent.id, eventId: eventId, replicaId: replica.id, oldInstanceId: oldInstance,
             newInstanceId: newInstance, trigger: trigger, failoverTimeMs: failoverTimeMs, reason: nil)
         try Outbox.append(Envelope(type: RoutingKey.replicaPromoted, producer: Self.producer, payload: report), on: conn)
-        if trigger == .failover {
+        if trigger == .failover && !completesFailover {
             try Outbox.append(Envelope(type: RoutingKey.failoverCompleted, producer: Self.producer, payload: report), on: conn)
         }
         try event(

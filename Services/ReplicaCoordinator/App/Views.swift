@@ -70,11 +70,33 @@ struct LaunchPayload: Encodable {
     var az: String
 }
 
-struct PromotePayload: Encodable {
+struct PromotePayload: Codable {
     var replicaId: UUID
     var oldInstanceId: String?
     var newInstanceId: String
     var trigger: SwitchTrigger
+    /// Where the workload's traffic enters: the promoted agent moves it to its instance.
+    var traffic: TrafficConfig
+    /// The agent's promotions and switches so far, this one included: an instance that was
+    /// primary at a lower epoch no longer is.
+    var epoch: Int
+    /// A failover whose completion waits for the traffic: its interruption event and time.
+    var eventId: UUID?
+    var failoverTimeMs: Int?
+    var completesFailover: Bool
+}
+
+/// The old primary's fence: its stop hook runs once its target groups drained it.
+struct FencePayload: Codable {
+    var instanceId: String
+    var newInstanceId: String
+    var drainSeconds: Int
+    var reason: String
+}
+
+struct TrafficView: Encodable {
+    var agentId: UUID
+    var traffic: TrafficConfig
 }
 
 struct ConfigChanged: Codable, Sendable {

@@ -2,6 +2,7 @@ import Foundation
 import IMDSMock
 import Logging
 import SimulatorCore
+import SpotCloud
 import SpotMarket
 
 /// Something that happened in the simulated cloud, with wall and simulated time.
@@ -227,7 +228,7 @@ actor Cloud {
                     "We currently do not have sufficient \(r.type) capacity in the Availability Zone you requested (\(zone)). Our system will be working on provisioning additional capacity. You can currently get \(r.type) capacity by not specifying an Availability Zone in your request or choosing \(others.joined(separator: ", "))."
             )
         }
-        let exports = r.userData.map(UserData.exports) ?? [:]
+        let exports = r.userData.map(UserData.settings) ?? [:]
         let reservation = Self.hexId("r-")
         var launched: [Instance] = []
         for _ in 0..<r.count {
@@ -277,7 +278,7 @@ actor Cloud {
         }
         hosts[id] = host
         current.state = .running
-        if let script = current.userData, script.hasPrefix("#!") {
+        if let script = current.userData, case let settings = UserData.settings(script), !settings.isEmpty {
             let agentDir = URL(fileURLWithPath: configuration.agentBinary).deletingLastPathComponent().path
             let environment = [
                 "PATH": "\(agentDir):/usr/local/bin:/usr/bin:/bin", "HOME": current.disk.path,
@@ -286,7 +287,7 @@ actor Cloud {
                 "SPOTGUARD_AGENT_ON_DEMAND_PRICE": String(market.onDemand[current.type] ?? 0), "SPOTGUARD_LOG_LEVEL": configuration.agentLogLevel,
             ]
             do {
-                try host.boot(script: script, environment: environment, disk: current.disk)
+                try host.boot(agent: configuration.agentBinary, settings: settings, environment: environment, disk: current.disk)
             } catch {
                 record("boot_failed", current, "\(error)")
             }

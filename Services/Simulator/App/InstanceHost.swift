@@ -5,14 +5,15 @@ import ServiceLifecycle
 import Synchronization
 
 /// What makes a simulated instance a machine: its own metadata service on a loopback port and,
-/// once booted, its user data running as a process (the real `spotguard-agent`) with the
-/// instance's folder as its disk.
+/// once booted, the agent its user data installs, supervised (the real `spotguard-agent`), with
+/// the instance's folder as its disk.
 final class InstanceHost: Sendable {
     let imds: IMDSMock
     let port: Int
     private let group: ServiceGroup
     private let server: Task<Void, Never>
     private let process = Mutex<Process?>(nil)
+    private let stopping = Atomic<Bool>(false)
 
     private init(imds: IMDSMock, port: Int, group: ServiceGroup, server: Task<Void, Never>) {
         self.imds = imds
@@ -41,23 +42,31 @@ final class InstanceHost: Sendable {
 
     var endpoint: String { "http://127.0.0.1:\(port)" }
 
-    /// Runs the user data script with `/bin/sh` in `disk`, output appended to `disk/console.log`.
-    func boot(script: String, environment: [String: String], disk: URL) throws {
-        let scriptFile = disk.appendingPathComponent("user-data")
-        // it carries the agent's token: for its owner only
-        try Data(script.utf8).writePrivately(to: scriptFile)
+    /// Boots as an instance whose user data installed the agent's systemd unit (`UserData`):
+    /// the agent runs with the unit's settings over the machine's `environment`, in `disk`,
+    /// output appended to `disk/console.log`, and is started again 2 s after it exits
+    /// (`Restart=always`, `RestartSec=2`) until the instance shuts down.
+    func boot(agent: String, settings: [String: String], environment: [String: String], disk: URL) throws {
         let log = disk.appendingPathComponent("console.log")
         if !FileManager.default.fileExists(atPath: log.path) { _ = FileManager.default.createFile(atPath: log.path, contents: nil) }
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: agent)
+        p.arguments = ["run"]
+        p.environment = environment.merging(settings) { $1 }
+        p.currentDirectoryURL = disk
         let output = try FileHandle(forWritingTo: log)
         output.seekToEndOfFile()
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/bin/sh")
-        p.arguments = [scriptFile.path]
-        p.environment = environment
-        p.currentDirectoryURL = disk
         p.standardOutput = output
         p.standardError = output
         p.standardInput = FileHandle.nullDevice
+        p.terminationHandler = { [weak self] _ in
+            guard let self, !self.stopping.load(ordering: .relaxed) else { return }
+            Task {
+                try? await Task.sleep(for: .seconds(2))
+                guard !self.stopping.load(ordering: .relaxed) else { return }
+                try? self.boot(agent: agent, settings: settings, environment: environment, disk: disk)
+            }
+        }
         try p.run()
         try? output.close()
         process.withLock { $0 = p }
@@ -68,6 +77,7 @@ final class InstanceHost: Sendable {
     /// The instance goes away: SIGTERM (the OS shutting down), SIGKILL after `grace`, then its
     /// metadata service stops.
     func shutdown(grace: Duration = .seconds(2)) async {
+        stopping.store(true, ordering: .relaxed)
         if let p = process.withLock({ $0 }), p.isRunning {
             kill(p.processIdentifier, SIGTERM)
             let deadline = ContinuousClock.now + grace
