@@ -154,7 +154,7 @@ extension IntegrationTests {
                             #expect(status == 0, "the simulated day ended with \(status)")
                             // files carrying the fleet's token are for their owner only
                             let secrets = (FileManager.default.enumerator(atPath: sim.directory.path)?.allObjects as? [String] ?? [])
-                                .filter { $0.hasSuffix("client.json") || $0.hasSuffix("user-data") }
+                                .filter { $0.hasSuffix("client.json") || $0.hasSuffix("agent.env") }
                             #expect(secrets.count > 1)
                             for file in secrets {
                                 let mode =

@@ -45,8 +45,14 @@ final class InstanceHost: Sendable {
     /// Boots as an instance whose user data installed the agent's systemd unit (`UserData`):
     /// the agent runs with the unit's settings over the machine's `environment`, in `disk`,
     /// output appended to `disk/console.log`, and is started again 2 s after it exits
-    /// (`Restart=always`, `RestartSec=2`) until the instance shuts down.
+    /// (`Restart=always`, `RestartSec=2`) until the instance shuts down. The settings are also
+    /// written where the script writes them, `disk/agent.env` under `umask 077` (mode 0600).
     func boot(agent: String, settings: [String: String], environment: [String: String], disk: URL) throws {
+        let env = disk.appendingPathComponent("agent.env")
+        let lines = settings.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)\n" }.joined()
+        guard FileManager.default.createFile(atPath: env.path, contents: Data(lines.utf8), attributes: [.posixPermissions: 0o600]) else {
+            throw SimError.internal("could not write \(env.path)")
+        }
         let log = disk.appendingPathComponent("console.log")
         if !FileManager.default.fileExists(atPath: log.path) { _ = FileManager.default.createFile(atPath: log.path, contents: nil) }
         let p = Process()
