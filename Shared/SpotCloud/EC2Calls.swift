@@ -128,12 +128,6 @@ public struct EC2Subnet: Sendable, Equatable {
     }
 }
 
-public struct EC2Image: Sendable, Equatable {
-    public var id: String
-    public var name: String?
-    public var state: String
-}
-
 public struct AvailabilityZone: Sendable, Equatable {
     public var name: String
     public var id: String?
@@ -308,27 +302,14 @@ extension EC2Client {
         }
     }
 
-    /// The available subnets of a VPC in one zone.
-    public func describeSubnets(vpcId: String, availabilityZone: String) async throws -> [EC2Subnet] {
-        let filters = Self.filters([("vpc-id", [vpcId]), ("availability-zone", [availabilityZone]), ("state", ["available"])])
+    /// The available subnets of a VPC, in one zone or all.
+    public func describeSubnets(vpcId: String, availabilityZone: String? = nil) async throws -> [EC2Subnet] {
+        let filters = Self.filters([("vpc-id", [vpcId]), ("state", ["available"])] + (availabilityZone.map { [("availability-zone", [$0])] } ?? []))
         return try await call("DescribeSubnets", filters).items("subnetSet").compactMap { s in
-            guard let id = s.value("subnetId") else { return nil }
+            guard let id = s.value("subnetId"), let zone = s.value("availabilityZone") ?? availabilityZone else { return nil }
             return EC2Subnet(
-                id: id, vpcId: s.value("vpcId") ?? vpcId, availabilityZone: s.value("availabilityZone") ?? availabilityZone,
+                id: id, vpcId: s.value("vpcId") ?? vpcId, availabilityZone: zone,
                 availableAddresses: s.value("availableIpAddressCount").flatMap { Int($0) } ?? 0)
-        }
-    }
-
-    /// An image of a running instance (without reboot by default, so the workload keeps running).
-    public func createImage(instanceId: String, name: String, noReboot: Bool = true) async throws -> String {
-        let answer = try await call("CreateImage", [("InstanceId", instanceId), ("Name", name), ("NoReboot", noReboot ? "true" : "false")])
-        guard let id = answer.value("imageId") else { throw AWSError.malformed("CreateImage answered without an image id") }
-        return id
-    }
-
-    public func describeImages(ids: [String]) async throws -> [EC2Image] {
-        try await call("DescribeImages", Self.list("ImageId", ids)).items("imagesSet").map {
-            EC2Image(id: $0.value("imageId") ?? "", name: $0.value("name"), state: $0.value("imageState") ?? "")
         }
     }
 

@@ -227,8 +227,8 @@ public final class ClientDirectory: Sendable {
                 """
                 INSERT INTO agents (client_id, logical_agent_id, instance_id, instance_type, region, az, ami_id,
                                     current_mode, current_pool_id, agent_version, hostname, private_ip, public_ip,
-                                    status, installed_at)
-                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12::inet, $13::inet, 'online', now())
+                                    usable_zones, status, installed_at)
+                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12::inet, $13::inet, $14::text[], 'online', now())
                 ON CONFLICT (client_id, logical_agent_id) DO UPDATE SET
                     instance_id = COALESCE(EXCLUDED.instance_id, agents.instance_id),
                     instance_type = COALESCE(EXCLUDED.instance_type, agents.instance_type),
@@ -240,7 +240,8 @@ public final class ClientDirectory: Sendable {
                     agent_version = COALESCE(EXCLUDED.agent_version, agents.agent_version),
                     hostname = COALESCE(EXCLUDED.hostname, agents.hostname),
                     private_ip = COALESCE(EXCLUDED.private_ip, agents.private_ip),
-                    public_ip = COALESCE(EXCLUDED.public_ip, agents.public_ip)
+                    public_ip = COALESCE(EXCLUDED.public_ip, agents.public_ip),
+                    usable_zones = COALESCE(EXCLUDED.usable_zones, agents.usable_zones)
                 WHERE agents.status <> 'deleted'
                 RETURNING id, (xmax = 0) AS created, enabled, auto_switch_enabled, manual_replica_enabled,
                           auto_terminate_enabled, terminate_wait_seconds, decision_engine
@@ -248,7 +249,7 @@ public final class ClientDirectory: Sendable {
                 [
                     clientId, r.logicalAgentId, r.instanceId?.rawValue, r.instanceType?.rawValue, r.region?.rawValue,
                     r.az?.rawValue, r.amiId, r.mode?.rawValue, r.poolId?.rawValue, r.agentVersion, r.hostname, r.privateIp,
-                    r.publicIp,
+                    r.publicIp, r.usableZones.map { PGArray($0.map(\.rawValue)) },
                 ])
             guard let row = rows.first else { return nil }  // a deleted agent stays deleted
             let agentId = try row.decode(UUID.self, at: 0)

@@ -15,6 +15,8 @@ public struct AgentRegistration: Codable, Sendable, Equatable {
     public var hostname: String?
     public var privateIp: String?
     public var publicIp: String?
+    /// The zones where the instance's VPC has a subnet; nil when not known.
+    public var usableZones: [AvailabilityZone]?
 
     public var region: Region? { az?.region ?? poolId?.region }
 }

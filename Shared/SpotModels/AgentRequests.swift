@@ -17,6 +17,8 @@ public struct RegisterRequest: Decodable, Sendable {
     public var hostname: String?
     public var privateIp: String?
     public var publicIp: String?
+    /// The zones where the instance's VPC has a subnet (nil: not known).
+    public var usableZones: [String]?
 
     public func validated(_ check: FieldChecker) throws -> AgentRegistration {
         let logical = try check.required(check.identifier(logicalAgentId, "logical_agent_id", maxLength: 255), "logical_agent_id")
@@ -25,6 +27,17 @@ public struct RegisterRequest: Decodable, Sendable {
         let region = try check.parsed(region, "region", as: Region.self, what: "region")
         let pool = try check.parsed(poolId, "pool_id", as: PoolID.self, what: "pool id")
         try Consistency.check(region: region, az: az, pool: pool, instanceType: type)
+        let usable = try usableZones.map { zones in
+            guard zones.count <= 32 else { throw ValidationError(code: "too_many", field: "usable_zones", message: "at most 32 zones") }
+            return try zones.enumerated().map { i, zone in
+                let field = "usable_zones[\(i)]"
+                let parsed = try check.required(check.parsed(zone, field, as: AvailabilityZone.self, what: "availability zone"), field)
+                if let home = region ?? az?.region ?? pool?.region, parsed.region != home {
+                    throw ValidationError(code: "inconsistent_location", field: field, message: "zone \(zone) is not in region \(home.rawValue)")
+                }
+                return parsed
+            }
+        }
         return AgentRegistration(
             logicalAgentId: logical,
             instanceId: try check.parsed(instanceId, "instance_id", as: InstanceID.self, what: "instance id"),
@@ -36,7 +49,8 @@ public struct RegisterRequest: Decodable, Sendable {
             agentVersion: try check.text(agentVersion, "agent_version", maxLength: 32),
             hostname: try check.text(hostname, "hostname", maxLength: 255),
             privateIp: try check.ipAddress(privateIp, "private_ip"),
-            publicIp: try check.ipAddress(publicIp, "public_ip"))
+            publicIp: try check.ipAddress(publicIp, "public_ip"),
+            usableZones: usable)
     }
 }
 

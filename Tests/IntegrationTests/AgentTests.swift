@@ -7,70 +7,8 @@ import SpotStore
 import Testing
 import ToolSupport
 
-/// A `spotguard-agent` process on a "machine" made of moto (EC2), the IMDS mock (its metadata)
-/// and the local stack.
-struct AgentHarness {
-    let ec2: EC2Client
-    let moto: URL
-
-    init() throws {
-        moto = try #require(ProcessInfo.processInfo.environment["SPOTGUARD_TEST_EC2_URL"].flatMap { URL(string: $0) }, "the test command starts moto")
-        ec2 = EC2Client(region: "us-east-1", endpoint: moto, credentials: StaticCredentials(AWSCredentials(accessKeyId: "testing", secretAccessKey: "testing")))
-    }
-
-    /// A spot instance in moto and the metadata service that says it is that instance.
-    func instance(type: String = "m5.large", zone: String = "us-east-1a") async throws -> IMDSMock {
-        let launched = try await ec2.runInstances(RunInstancesRequest(imageId: "ami-12c6146b", instanceType: type, market: .spot, availabilityZone: zone))
-        return IMDSMock(identity: .init(instanceId: launched.id, instanceType: type, availabilityZone: zone))
-    }
-
-    /// The user data `instance` was launched with, read back through boto3.
-    func userData(_ instance: String) async throws -> String {
-        let python = ProcessInfo.processInfo.environment["SPOTGUARD_TEST_PYTHON"] ?? "python3"
-        let script = TestStack.repoRoot.appendingPathComponent("Tests/Peers/launch_equivalence.py").path
-        let out = FileManager.default.temporaryDirectory.appendingPathComponent("userdata-\(UUID()).json").path
-        defer { try? FileManager.default.removeItem(atPath: out) }
-        _ = try await ChildProcess(python, [script, moto.absoluteString, "userdata", instance], output: out).exitStatus()
-        let json = (try? JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: out)))) as? [String: Any]
-        return json?["user_data"] as? String ?? ""
-    }
-
-    /// Runs the agent against `ingest` and `imds` until `body` returns, then SIGTERM (exit 0 expected).
-    func withAgent(
-        ingest: ServiceProcess, token: String, imds: URL, logical: String, environment: [String: String] = [:], _ body: () async throws -> Void
-    ) async throws {
-        let spool = FileManager.default.temporaryDirectory.appendingPathComponent("agent-spool-\(UUID())").path
-        defer { try? FileManager.default.removeItem(atPath: spool) }
-        var env = ProcessInfo.processInfo.environment
-        env.merge([
-            "SPOTGUARD_AGENT_SERVER": ingest.base, "SPOTGUARD_AGENT_TOKEN": token, "SPOTGUARD_AGENT_LOGICAL_AGENT_ID": logical,
-            "SPOTGUARD_AGENT_SPOOL_DIR": spool, "SPOTGUARD_AGENT_HEARTBEAT_SECONDS": "0.5", "SPOTGUARD_AGENT_PRICE_SECONDS": "0.5",
-            "SPOTGUARD_AGENT_WATCH_SECONDS": "0.2", "SPOTGUARD_AGENT_LONG_POLL_SECONDS": "1", "SPOTGUARD_AGENT_ON_DEMAND_PRICE": "0.096",
-            "AWS_REGION": "us-east-1", "AWS_ENDPOINT_URL_EC2": moto.absoluteString, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_EC2_METADATA_SERVICE_ENDPOINT": imds.absoluteString, "SPOTGUARD_LOG_LEVEL": "warning",
-        ]) { _, new in new }
-        env.merge(environment) { _, new in new }
-        let agent = try ChildProcess(try TestStack.binDir + "/spotguard-agent", ["run"], environment: env)
-        do {
-            try await body()
-        } catch {
-            agent.signal(SIGTERM)
-            _ = await agent.exitStatus()
-            throw error
-        }
-        agent.signal(SIGTERM)
-        #expect(await agent.exitStatus() == 0, "the agent did not shut down cleanly on SIGTERM")
-    }
-}
-
 extension IntegrationTests {
     @Suite struct AgentTests {
-        func client(_ ingest: ServiceProcess, _ name: String) async throws -> String {
-            let admin = try TestStack.env.require("SPOTGUARD_ADMIN_TOKEN")
-            let reply = try await ingest.send("POST", "/api/admin/clients", token: admin, json: #"{"name": "\#(name)"}"#)
-            return try #require(reply.json["token"] as? String)
-        }
-
         /// Seed 000's agent items 1–3 and the switch: the agent learns its identity from IMDS
         /// and registers; heartbeats reach the agent row; EC2's spot prices for every zone of
         /// its type arrive as pricing reports; a switch command makes a new instance in moto in
@@ -82,14 +20,16 @@ extension IntegrationTests {
             let primary = imds.identity.instanceId
             // registered without a configured logical id: the agent's id is its first instance's
             let logical = primary
-            try await ServiceProcess.withIngest { ingest in
+            // the replica coordinator answers the switch's traffic question
+            try await withReplicaStack { ingest, _ in
                 try await withSEF {
                     let decisions = try await ServiceProcess.start("spotguard-decisions", portVariable: "SPOTGUARD_DECISIONS_PORT")
                     try await ServiceProcess.with(decisions) { _ in
-                        let token = try await client(ingest, "Agent owner")
+                        let token = try await AgentHarness.client(ingest, "Agent owner")
                         try await imds.serving { url in
                             try await harness.withAgent(
-                                ingest: ingest, token: token, imds: url, logical: logical, environment: ["SPOTGUARD_AGENT_LOGICAL_AGENT_ID": ""]
+                                ingest: ingest, token: token, imds: url, logical: logical,
+                                environment: ["SPOTGUARD_AGENT_LOGICAL_AGENT_ID": "", "SPOTGUARD_AGENT_IMAGE_RETENTION": "0"]
                             ) {
                                 #expect(
                                     try await TestStack.eventually {
@@ -100,6 +40,12 @@ extension IntegrationTests {
                                     })
                                 let agent = try #require(
                                     try await ReplicaQuery.one(store, "SELECT id::text FROM agents WHERE logical_agent_id = $1", [logical]).first ?? nil)
+                                // the zones where its VPC (moto's default one) has a subnet, read by the agent at registration
+                                let vpc = try #require(try await harness.ec2.describeInstances(ids: [primary]).first?.vpcId)
+                                let subnetZones = Set(try await harness.ec2.describeSubnets(vpcId: vpc).map(\.availabilityZone)).sorted()
+                                let usable = try await ReplicaQuery.one(
+                                    store, "SELECT array_to_string(usable_zones, ',') FROM agents WHERE id = $1::uuid", [agent])
+                                #expect(!subnetZones.isEmpty && usable == [subnetZones.joined(separator: ",")], "\(usable) vs \(subnetZones)")
                                 let zones = Set(try await harness.ec2.describeSpotPriceHistory(instanceTypes: ["m5.large"]).map(\.availabilityZone))
                                 #expect(zones.count >= 5)
                                 #expect(
@@ -151,6 +97,11 @@ extension IntegrationTests {
                                     try await harness.ec2.describeInstances(ids: [primary]).first?.state == "terminated"
                                 }
                                 #expect(terminated, "the old instance was not terminated after the switch")
+                                // retention 0: the switch's image and its snapshots are gone once the new instance ran
+                                let images = try await harness.peer(["images", agent, primary])
+                                #expect(
+                                    (images["images"] as? [String])?.isEmpty == true && (images["snapshots"] as? [String])?.isEmpty == true,
+                                    "images left behind: \(images)")
                             }
                         }
                     }
@@ -172,7 +123,7 @@ extension IntegrationTests {
             // every rebalance launches a replica, whatever the pool's risk
             try await withReplicaStack(environment: ["SPOTGUARD_REPLICAS_RISK_THRESHOLD_PERCENT": "0"]) { ingest, _ in
                 try await withSEF {
-                    let token = try await client(ingest, "Agent interruptions")
+                    let token = try await AgentHarness.client(ingest, "Agent interruptions")
                     try await imds.serving { url in
                         try await harness.withAgent(ingest: ingest, token: token, imds: url, logical: logical) {
                             #expect(
@@ -273,7 +224,7 @@ extension IntegrationTests {
             try state.write(to: URL(fileURLWithPath: primaryState))
             try await withReplicaStack(environment: ["SPOTGUARD_REPLICAS_RISK_THRESHOLD_PERCENT": "0"]) { ingest, _ in
                 try await withSEF {
-                    let token = try await client(ingest, "Agent failover")
+                    let token = try await AgentHarness.client(ingest, "Agent failover")
                     try await primaryIMDS.serving { primaryURL in
                         try await harness.withAgent(
                             ingest: ingest, token: token, imds: primaryURL, logical: logical, environment: ["SPOTGUARD_AGENT_STATE_FILE": primaryState]
@@ -372,7 +323,7 @@ extension IntegrationTests {
             defer { try? FileManager.default.removeItem(atPath: dir) }
             try await ServiceProcess.withIngest { ingest in
                 try await withSEF {
-                    let token = try await client(ingest, "Spool owner")
+                    let token = try await AgentHarness.client(ingest, "Spool owner")
                     let logical = TestStack.uniqueName("spool")
                     let reg = try await ingest.send("POST", "/api/agents/register", token: token, json: #"{"logical_agent_id": "\#(logical)"}"#)
                     let agent = try #require(reg.id("agent_id"))
@@ -409,7 +360,7 @@ extension IntegrationTests {
             let dir = FileManager.default.temporaryDirectory.appendingPathComponent("spool-\(UUID())").path
             defer { try? FileManager.default.removeItem(atPath: dir) }
             try await ServiceProcess.withIngest { ingest in
-                let token = try await client(ingest, "Spool refusals")
+                let token = try await AgentHarness.client(ingest, "Spool refusals")
                 let reg = try await ingest.send(
                     "POST", "/api/agents/register", token: token, json: #"{"logical_agent_id": "\#(TestStack.uniqueName("refused"))"}"#)
                 let agent = try #require(reg.id("agent_id"))

@@ -59,6 +59,18 @@ extension IntegrationTests {
                     // pool b drops to half
                     #expect(try await fleet.report([("a", 0.040), ("b", 0.020), ("c", 0.043)], at: now - 1) == 202)
                     #expect(try await TestStack.eventually { try await clean("b") == "0.020000" })
+                    // while its agent reports no subnet in b's zone, b is no target
+                    func usable(_ zones: [String]?) async throws {
+                        _ = try await store.withConnection { conn in
+                            try conn.execute(
+                                "UPDATE agents SET usable_zones = string_to_array($2, ',') WHERE id = $1::uuid",
+                                [autoAgent, zones.map { $0.map { String(fleet.pool($0).split(separator: ".").last!) }.joined(separator: ",") }])
+                        }
+                    }
+                    try await usable(["a", "c"])
+                    _ = try await decisionPass()
+                    #expect(try await commands(autoAgent) == 0, "b's zone has no subnet of the workload's VPC")
+                    try await usable(nil)
                     // three copies of the engine pass at once: the same one switch as one copy would make
                     async let first = decisionPass()
                     async let second = decisionPass()

@@ -23,6 +23,26 @@ extension IntegrationTests {
             return try #require((try? JSONSerialization.jsonObject(with: Data(text.utf8))) as? [String: Any], "\(text)")
         }
 
+        /// The agent's one replica, its instance served by its own IMDS mock, with a replica
+        /// agent running on it for `body` (which gets the replica's instance id).
+        func withReplicaAgent(
+            _ harness: AgentHarness, _ store: PostgresStore, ingest: ServiceProcess, token: String, logical: String, agent: String,
+            environment: [String: String], _ body: (String) async throws -> Void
+        ) async throws {
+            let row = try await ReplicaQuery.one(store, "SELECT id::text, instance_id, az FROM replica_instances WHERE agent_id = $1::uuid", [agent])
+            let (replicaId, replica, replicaZone) = (try #require(row[0]), try #require(row[1]), try #require(row[2]))
+            let replicaIMDS = IMDSMock(identity: .init(instanceId: replica, instanceType: "m5.large", availabilityZone: replicaZone))
+            try await replicaIMDS.serving { (replicaURL: URL) async throws -> Void in
+                try await harness.withAgent(
+                    ingest: ingest, token: token, imds: replicaURL, logical: logical,
+                    environment: environment.merging([
+                        "AWS_ENDPOINT_URL": harness.moto.absoluteString, "SPOTGUARD_AGENT_REPLICA_ID": replicaId, "SPOTGUARD_AGENT_AGENT_ID": agent,
+                        "SPOTGUARD_AGENT_SYNC_SECONDS": "0.3",
+                    ]) { $1 }
+                ) { try await body(replica) }
+            }
+        }
+
         /// A termination notice with a ready replica: the replica is promoted, its agent moves
         /// the Elastic IP, the target group membership and the DNS record to its instance (boto3
         /// sees them there), `failover.completed` carries the steps, and only then is the old
@@ -51,9 +71,7 @@ extension IntegrationTests {
             try await withInbox([RoutingKey.failoverCompleted, RoutingKey.failoverFailed]) { inbox in
                 try await withReplicaStack(environment: ["SPOTGUARD_REPLICAS_RISK_THRESHOLD_PERCENT": "0"]) { ingest, _ in
                     try await withSEF {
-                        let admin = try TestStack.env.require("SPOTGUARD_ADMIN_TOKEN")
-                        let token = try #require(
-                            try await ingest.send("POST", "/api/admin/clients", token: admin, json: #"{"name": "Traffic"}"#).json["token"] as? String)
+                        let token = try await AgentHarness.client(ingest, "Traffic")
                         try await primaryIMDS.serving { primaryURL in
                             try await harness.withAgent(
                                 ingest: ingest, token: token, imds: primaryURL, logical: logical,
@@ -90,61 +108,146 @@ extension IntegrationTests {
                                         try await SEFQuery.count(
                                             store, "SELECT count(*) FROM replica_instances WHERE agent_id = $1::uuid AND instance_id IS NOT NULL", [agent]) == 1
                                     })
-                                let row = try await ReplicaQuery.one(
-                                    store, "SELECT id::text, instance_id, az FROM replica_instances WHERE agent_id = $1::uuid", [agent])
-                                let (replicaId, replica, replicaZone) = (try #require(row[0]), try #require(row[1]), try #require(row[2]))
-                                let replicaIMDS = IMDSMock(identity: .init(instanceId: replica, instanceType: "m5.large", availabilityZone: replicaZone))
-                                try await replicaIMDS.serving { (replicaURL: URL) async throws -> Void in
-                                    try await harness.withAgent(
-                                        ingest: ingest, token: token, imds: replicaURL, logical: logical,
-                                        environment: aws.merging([
-                                            "SPOTGUARD_AGENT_REPLICA_ID": replicaId, "SPOTGUARD_AGENT_AGENT_ID": agent, "SPOTGUARD_AGENT_SYNC_SECONDS": "0.3",
-                                            "SPOTGUARD_AGENT_STOP_COMMAND": hook("replica.stopped"),
-                                        ]) { $1 }
-                                    ) { () async throws -> Void in
-                                        #expect(
-                                            try await TestStack.eventually(timeout: .seconds(20)) {
-                                                try await ReplicaQuery.one(store, "SELECT status FROM replica_instances WHERE id = $1::uuid", [replicaId]) == [
-                                                    "ready"
-                                                ]
-                                            })
-                                        let before = try await peer(harness, ["check", allocation, group, zone, record])
-                                        #expect(before["eip_instance"] as? String == primary)
-                                        primaryIMDS.armInterruption()
-                                        #expect(
-                                            try await TestStack.eventually(timeout: .seconds(20)) {
-                                                inbox.all.contains {
-                                                    $0.routingKey == RoutingKey.failoverCompleted || $0.routingKey == RoutingKey.failoverFailed
-                                                }
-                                            }, "the failover completes once the traffic moved")
-                                        let done = try #require(inbox.all.first { $0.routingKey == RoutingKey.failoverCompleted }, "failover.completed")
-                                        let report = try done.decode(FailoverReport.self).payload
-                                        #expect(report.newInstanceId == replica && report.oldInstanceId == primary)
-                                        let steps = report.traffic?.steps ?? []
-                                        #expect(
-                                            steps.map(\.kind) == ["elastic_ip", "target_register", "dns_record", "target_deregister"]
-                                                && steps.allSatisfy { $0.status == "done" }, "\(steps)")
+                                try await withReplicaAgent(
+                                    harness, store, ingest: ingest, token: token, logical: logical, agent: agent,
+                                    environment: ["SPOTGUARD_AGENT_STOP_COMMAND": hook("replica.stopped")]
+                                ) { replica in
+                                    #expect(
+                                        try await TestStack.eventually(timeout: .seconds(20)) {
+                                            try await ReplicaQuery.one(store, "SELECT status FROM replica_instances WHERE instance_id = $1", [replica]) == [
+                                                "ready"
+                                            ]
+                                        })
+                                    let before = try await peer(harness, ["check", allocation, group, zone, record])
+                                    #expect(before["eip_instance"] as? String == primary)
+                                    primaryIMDS.armInterruption()
+                                    #expect(
+                                        try await TestStack.eventually(timeout: .seconds(20)) {
+                                            inbox.all.contains {
+                                                $0.routingKey == RoutingKey.failoverCompleted || $0.routingKey == RoutingKey.failoverFailed
+                                            }
+                                        }, "the failover completes once the traffic moved")
+                                    let done = try #require(inbox.all.first { $0.routingKey == RoutingKey.failoverCompleted }, "failover.completed")
+                                    let report = try done.decode(FailoverReport.self).payload
+                                    #expect(report.newInstanceId == replica && report.oldInstanceId == primary)
+                                    let steps = report.traffic?.steps ?? []
+                                    #expect(
+                                        steps.map(\.kind) == ["elastic_ip", "target_register", "dns_record", "target_deregister"]
+                                            && steps.allSatisfy { $0.status == "done" }, "\(steps)")
 
-                                        // from outside: every entry point sends traffic to the new primary
-                                        let after = try await peer(harness, ["check", allocation, group, zone, record])
-                                        let ips = after["private_ips"] as? [String: String] ?? [:]
-                                        let targets = (after["targets"] as? [[String: Any]] ?? []).compactMap { $0["id"] as? String }
-                                        #expect(after["eip_instance"] as? String == replica, "\(after)")
-                                        #expect(targets.contains(replica) && !targets.contains(primary), "\(after)")
-                                        #expect(after["record_values"] as? [String] == [ips[replica] ?? "-"], "\(after)")
+                                    // from outside: every entry point sends traffic to the new primary
+                                    let after = try await peer(harness, ["check", allocation, group, zone, record])
+                                    let ips = after["private_ips"] as? [String: String] ?? [:]
+                                    let targets = (after["targets"] as? [[String: Any]] ?? []).compactMap { $0["id"] as? String }
+                                    #expect(after["eip_instance"] as? String == replica, "\(after)")
+                                    #expect(targets.contains(replica) && !targets.contains(primary), "\(after)")
+                                    #expect(after["record_values"] as? [String] == [ips[replica] ?? "-"], "\(after)")
 
-                                        // then the old primary is fenced, and only it
-                                        #expect(
-                                            try await TestStack.eventually(timeout: .seconds(20)) {
-                                                try await SEFQuery.count(
-                                                    store,
-                                                    """
-                                                    SELECT count(*) FROM switches WHERE agent_id = $1::uuid AND old_instance_id = $2 AND new_instance_id = $3
-                                                       AND fenced_at IS NOT NULL AND traffic IS NOT NULL
-                                                    """, [agent, primary, replica]) == 1
-                                            }, "the fence is recorded on the failover's switch row")
-                                        #expect(stopped("primary.stopped") && !stopped("replica.stopped"))
-                                    }
+                                    // then the old primary is fenced, and only it
+                                    #expect(
+                                        try await TestStack.eventually(timeout: .seconds(20)) {
+                                            try await SEFQuery.count(
+                                                store,
+                                                """
+                                                SELECT count(*) FROM switches WHERE agent_id = $1::uuid AND old_instance_id = $2 AND new_instance_id = $3
+                                                   AND fenced_at IS NOT NULL AND traffic IS NOT NULL
+                                                """, [agent, primary, replica]) == 1
+                                        }, "the fence is recorded on the failover's switch row")
+                                    #expect(stopped("primary.stopped") && !stopped("replica.stopped"))
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            await store.shutdown()
+        }
+
+        /// Recovery without a ready replica: the notice launches an `automatic-termination`
+        /// replica (the dying agent launches it in moto and sends it its state) and takes an
+        /// image; once the replica's agent is ready it is promoted at once, restores the
+        /// state, takes the Elastic IP, and the failover completes; the old primary is fenced.
+        @Test func aNoticeWithoutAReadyReplicaRecoversOnTheOneItLaunches() async throws {
+            let store = try await TestStack.store()
+            let harness = try AgentHarness()
+            let primaryIMDS = try await harness.instance(zone: "us-east-1d")
+            let primary = primaryIMDS.identity.instanceId
+            let entry = try await peer(harness, ["setup", primary])
+            let (allocation, group, zone, record) = (
+                try #require(entry["allocation_id"] as? String), try #require(entry["target_group_arn"] as? String),
+                try #require(entry["zone_id"] as? String), try #require(entry["record_name"] as? String)
+            )
+            let dir = FileManager.default.temporaryDirectory.appendingPathComponent("agent-recovery-\(UUID())")
+            try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+            defer { try? FileManager.default.removeItem(at: dir) }
+            let (primaryState, replicaState) = (dir.appendingPathComponent("primary.state").path, dir.appendingPathComponent("replica.state").path)
+            let state = Data((0..<20_000).map { UInt8(truncatingIfNeeded: $0 &* 17) })
+            try state.write(to: URL(fileURLWithPath: primaryState))
+            let stopped = dir.appendingPathComponent("primary.stopped").path
+            let logical = TestStack.uniqueName("recovery")
+            let aws = ["AWS_ENDPOINT_URL": harness.moto.absoluteString]
+            try await withInbox([RoutingKey.failoverCompleted]) { inbox in
+                try await withReplicaStack { ingest, _ in
+                    try await withSEF {
+                        let token = try await AgentHarness.client(ingest, "Recovery")
+                        try await primaryIMDS.serving { primaryURL in
+                            try await harness.withAgent(
+                                ingest: ingest, token: token, imds: primaryURL, logical: logical,
+                                environment: aws.merging([
+                                    "SPOTGUARD_AGENT_TRAFFIC": #"{"elastic_ips": [{"allocation_id": "\#(allocation)"}]}"#,
+                                    "SPOTGUARD_AGENT_STOP_COMMAND": "touch '\(stopped)'", "SPOTGUARD_AGENT_STATE_FILE": primaryState,
+                                ]) { $1 }
+                            ) {
+                                #expect(
+                                    try await TestStack.eventually {
+                                        try await SEFQuery.count(
+                                            store,
+                                            """
+                                            SELECT count(*) FROM agents a JOIN agent_traffic t ON t.agent_id = a.id WHERE a.logical_agent_id = $1
+                                               AND EXISTS (SELECT 1 FROM pricing_snapshots_clean c WHERE c.pool_id LIKE 'm5.large.us-east-1%' AND c.time_bucket > now() - interval '1 hour')
+                                            """, [logical]) == 1
+                                    })
+                                let agent = try #require(
+                                    try await ReplicaQuery.one(store, "SELECT id::text FROM agents WHERE logical_agent_id = $1", [logical]).first ?? nil)
+                                primaryIMDS.armInterruption()
+                                #expect(
+                                    try await TestStack.eventually(timeout: .seconds(20)) {
+                                        try await SEFQuery.count(
+                                            store,
+                                            """
+                                            SELECT count(*) FROM replica_instances r JOIN replica_state_transfers s ON s.replica_id = r.id
+                                             WHERE r.agent_id = $1::uuid AND r.replica_type = 'automatic-termination' AND r.instance_id IS NOT NULL
+                                            """, [agent]) == 1
+                                    }, "the dying agent launched the recovery replica and sent it its state")
+                                try await withReplicaAgent(
+                                    harness, store, ingest: ingest, token: token, logical: logical, agent: agent,
+                                    environment: ["SPOTGUARD_AGENT_STATE_FILE": replicaState, "SPOTGUARD_AGENT_REPLICA_TYPE": "automatic-termination"]
+                                ) { replica in
+                                    #expect(
+                                        try await TestStack.eventually(timeout: .seconds(20)) {
+                                            inbox.all.contains { $0.routingKey == RoutingKey.failoverCompleted }
+                                        }, "the recovery completes as the notice's failover")
+                                    let report = try #require(inbox.all.first { $0.routingKey == RoutingKey.failoverCompleted }).decode(FailoverReport.self)
+                                        .payload
+                                    #expect(report.oldInstanceId == primary && report.newInstanceId == replica && report.traffic?.moved == true)
+                                    #expect(FileManager.default.contents(atPath: replicaState) == state, "the new primary resumed from the sent state")
+                                    let after = try await peer(harness, ["check", allocation, group, zone, record])
+                                    #expect(after["eip_instance"] as? String == replica, "\(after)")
+                                    let event = try await ReplicaQuery.one(
+                                        store,
+                                        """
+                                        SELECT response_action, new_instance_id, (failover_time_ms > 0)::text FROM spot_interruption_events
+                                         WHERE agent_id = $1::uuid AND signal_type = 'termination-notice'
+                                        """, [agent])
+                                    #expect(event == ["replica_promoted", replica, "true"])
+                                    #expect(
+                                        try await SEFQuery.count(
+                                            store,
+                                            "SELECT count(*) FROM commands WHERE agent_id = $1::uuid AND command_type = 'snapshot' AND result ? 'image_id'",
+                                            [agent]) == 1, "the image of the noticed instance was taken too")
+                                    #expect(
+                                        try await TestStack.eventually(timeout: .seconds(20)) { FileManager.default.fileExists(atPath: stopped) },
+                                        "the old primary is fenced")
                                 }
                             }
                         }

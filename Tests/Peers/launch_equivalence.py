@@ -10,6 +10,9 @@ usage: python3 launch_equivalence.py ENDPOINT setup
          {"source": ..., "subnets": {az: id}, "profile_arn": ..., "groups": [...]}
        python3 launch_equivalence.py ENDPOINT userdata INSTANCE
          prints JSON {"user_data": ...}: what the instance was launched with, decoded
+       python3 launch_equivalence.py ENDPOINT images AGENT SOURCE
+         prints JSON {"images": [...], "snapshots": [...]}: the images tagged spotguard:agent=AGENT
+         and the snapshots CreateImage made of SOURCE that still exist
        python3 launch_equivalence.py ENDPOINT check SOURCE COPY AZ
          compares COPY with SOURCE; prints JSON {"differences": [...], ...} and exits 1 when
          any setting differs (the subnet must be the VPC's subnet in AZ)
@@ -106,10 +109,23 @@ def userdata(instance):
     print(json.dumps({"user_data": base64.b64decode(value).decode() if value else ""}))
 
 
+def images(agent, source):
+    """The agent's images, and the snapshots CreateImage made of SOURCE (AWS and moto describe
+    them as "Created by CreateImage(i-…) for ami-…"), as the account sees them."""
+    found = ec2.describe_images(Owners=["self"], Filters=[{"Name": "tag:spotguard:agent", "Values": [agent]}])["Images"]
+    snapshots = [
+        s["SnapshotId"] for s in ec2.describe_snapshots(OwnerIds=["self"])["Snapshots"]
+        if f"CreateImage({source})" in s.get("Description", "")
+    ]
+    print(json.dumps({"images": [i["ImageId"] for i in found], "snapshots": snapshots}))
+
+
 if command == "setup":
     setup()
 elif command == "userdata":
     userdata(sys.argv[3])
+elif command == "images":
+    images(*sys.argv[3:5])
 elif command == "check":
     check(*sys.argv[3:6])
 else:

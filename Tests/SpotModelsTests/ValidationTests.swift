@@ -231,6 +231,10 @@ func validationError(_ body: () throws -> Void) -> ValidationError? {
         #expect(r.instanceType?.rawValue == "t3.medium")
         #expect(r.az?.rawValue == "eu-west-3c")
         #expect(r.region?.rawValue == "eu-west-3")
+        #expect(r.usableZones == nil, "not reported: unknown, every zone a candidate")
+        let zoned = try decode(RegisterRequest.self, #"{"logical_agent_id": "web-1", "az": "eu-west-3c", "usable_zones": ["eu-west-3a", "eu-west-3c"]}"#)
+            .validated(check)
+        #expect(zoned.usableZones?.map(\.rawValue) == ["eu-west-3a", "eu-west-3c"])
     }
 
     @Test(
@@ -241,6 +245,11 @@ func validationError(_ body: () throws -> Void) -> ValidationError? {
             (#"{"logical_agent_id": "web-1", "private_ip": "999.1.1.1"}"#, "invalid_ip", "private_ip"),
             (#"{"logical_agent_id": "web-1", "hostname": "a\u0000b"}"#, "invalid_value", "hostname"),
             (#"{"logical_agent_id": "web-1", "region": "us-east-1", "az": "eu-west-1a"}"#, "inconsistent_location", "az"),
+            (
+                #"{"logical_agent_id": "web-1", "az": "us-east-1a", "usable_zones": ["us-east-1a", "us-east-9"]}"#, "invalid_availability_zone",
+                "usable_zones[1]"
+            ),
+            (#"{"logical_agent_id": "web-1", "az": "us-east-1a", "usable_zones": ["eu-west-1a"]}"#, "inconsistent_location", "usable_zones[0]"),
         ] as [(String, String, String)])
     func registerRejects(json: String, code: String, field: String) {
         let error = validationError { _ = try decode(RegisterRequest.self, json).validated(check) }

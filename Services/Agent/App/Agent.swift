@@ -88,12 +88,14 @@ public final class Agent: Sendable {
         struct Register: Encodable {
             var logicalAgentId, instanceId, instanceType, az, mode, poolId, agentVersion: String
             var amiId: String?
+            var usableZones: [String]?
         }
         let logical = configuration.logicalAgentId ?? identity.instanceId
         state.withLock { $0.logicalAgentId = logical }
         let body = Register(
             logicalAgentId: logical, instanceId: identity.instanceId, instanceType: identity.instanceType,
-            az: identity.availabilityZone, mode: identity.mode, poolId: identity.poolId, agentVersion: Self.version, amiId: identity.amiId)
+            az: identity.availabilityZone, mode: identity.mode, poolId: identity.poolId, agentVersion: Self.version, amiId: identity.amiId,
+            usableZones: await usableZones(identity.instanceId))
         var delay = 1.0
         while true {
             do {
@@ -115,6 +117,19 @@ public final class Agent: Sendable {
             }
             try await Task.sleep(for: .seconds(delay))
             delay = min(60, delay * 2)
+        }
+    }
+
+    /// The zones where this instance's VPC has an available subnet: the only zones a replica or
+    /// switch target can be launched in. nil (every zone) when the instance has no VPC or its
+    /// subnets cannot be read.
+    func usableZones(_ instanceId: String) async -> [String]? {
+        do {
+            guard let vpc = try await ec2.describeInstances(ids: [instanceId]).first(where: { $0.id == instanceId })?.vpcId else { return nil }
+            return Set(try await ec2.describeSubnets(vpcId: vpc).map(\.availabilityZone)).sorted()
+        } catch {
+            logger.warning("the VPC's subnets could not be read: every zone is taken as usable", metadata: ["error": "\(error)"])
+            return nil
         }
     }
 
@@ -275,7 +290,9 @@ public final class Agent: Sendable {
     /// Sends the state file to the agent's ready replica, if both exist (seed 000 step 4). A
     /// server that cannot answer now (5xx, no connection) is asked again until `deadline`: the
     /// state is what the replica resumes from.
-    func sendStateToReplica(agent: String, until deadline: Date) async {
+    /// `to` names the replica (a recovery's emergency replica, still launching); without it the
+    /// ready one is looked up.
+    func sendStateToReplica(agent: String, to named: String? = nil, until deadline: Date) async {
         guard let file = configuration.stateFile else { return }
         guard FileManager.default.fileExists(atPath: file) else {
             logger.warning("no state file to send", metadata: ["state_file": "\(file)"])
@@ -283,13 +300,15 @@ public final class Agent: Sendable {
         }
         while true {
             do {
-                let listed = try await api.send("GET", "/api/agents/\(agent)/replicas")
-                if listed.status < 500 {
-                    let replicas = (listed.json()["replicas"] as? [[String: Any]]) ?? []
-                    guard let ready = replicas.first(where: { $0["status"] as? String == "ready" }), let id = (ready["id"] ?? ready["replica_id"]) as? String
+                let listed = named == nil ? try await api.send("GET", "/api/agents/\(agent)/replicas") : nil
+                if (listed?.status ?? 200) < 500 {
+                    let replicas = (listed?.json()["replicas"] as? [[String: Any]]) ?? []
+                    guard
+                        let id = named
+                            ?? replicas.first(where: { $0["status"] as? String == "ready" }).flatMap({ ($0["id"] ?? $0["replica_id"]) as? String })
                     else {
                         logger.warning(
-                            "no ready replica to send the state to", metadata: ["replicas": "\(listed.status) \(replicas.map { $0["status"] ?? "-" })"])
+                            "no ready replica to send the state to", metadata: ["replicas": "\(listed?.status ?? 0) \(replicas.map { $0["status"] ?? "-" })"])
                         return
                     }
                     let answer = try await api.send(
@@ -303,7 +322,7 @@ public final class Agent: Sendable {
                         return
                     }
                 }
-                logger.warning("state transfer not possible yet, retrying", metadata: ["status": "\(listed.status)"])
+                logger.warning("state transfer not possible yet, retrying", metadata: ["status": "\(listed?.status ?? 0)"])
             } catch {
                 logger.warning("state transfer not possible yet, retrying", metadata: ["error": "\(error)"])
             }
@@ -350,6 +369,10 @@ public final class Agent: Sendable {
                 logger.notice(
                     "termination notice answered",
                     metadata: ["status": "\(answer.status)", "action": "\(answer.json()["action"] ?? answer.errorCode ?? "-")"])
+                if answer.status == 409, let emergency = answer.json()["emergency_replica_id"] as? String {
+                    // no ready replica: the one launched for this notice resumes from this state
+                    await sendStateToReplica(agent: agent, to: emergency, until: action.time.addingTimeInterval(-5))
+                }
                 if answer.status < 500 { return }
             } catch {
                 logger.warning("termination notice not delivered, retrying", metadata: ["error": "\(error)"])

@@ -91,7 +91,9 @@ extension Agent {
                 outcome = Result(status: "succeeded", instanceId: target)
             case "snapshot":
                 let image = try await ec2.createImage(
-                    instanceId: identity.instanceId, name: "spotguard-\(identity.instanceId)-\(Int(Date().timeIntervalSince1970))")
+                    instanceId: identity.instanceId, name: "spotguard-\(identity.instanceId)-\(Int(Date().timeIntervalSince1970))",
+                    tags: ["spotguard:agent": agent, "spotguard:purpose": "recovery"])
+                await pruneImages(agent: agent, inUse: [image])
                 outcome = Result(status: "succeeded", result: .object(["image_id": .string(image)]))
             case "launch_replica":
                 let launched = try await launchReplica(command, agent: agent, identity: identity)
@@ -187,16 +189,8 @@ extension Agent {
         // move it must not start
         let traffic = try await currentTraffic(agent: agent)
         state.withLock { $0.handingOver = true }
-        let image = try await ec2.createImage(instanceId: identity.instanceId, name: "spotguard-switch-\(command.commandId.uuidString.lowercased())")
-        var imageReady: Date?
-        for _ in 0..<120 {
-            if try await ec2.describeImages(ids: [image]).first?.state == "available" {
-                imageReady = Date()
-                break
-            }
-            try await Task.sleep(for: .seconds(5))
-        }
-        guard let imageReady else { throw Refused(description: "image \(image) not available after 10 minutes") }
+        let (image, imageReady) = try await makeImage(
+            of: identity, agent: agent, name: "spotguard-switch-\(command.commandId.uuidString.lowercased())", purpose: "switch")
         var launched = try await ec2.launchEquivalent(
             of: identity.instanceId,
             .init(
@@ -254,6 +248,8 @@ extension Agent {
         state.withLock { $0.retired = true }
         try await spool.submit("POST", "/api/agents/\(agent)/switch-report", report)
         logger.notice("switched", metadata: ["new_instance": "\(launched.id)", "pool": "\(type).\(az)", "mode": "\(mode.rawValue)"])
+        // the new instance runs on its own volumes: the image is only a restore point now
+        await pruneImages(agent: agent)
         if let moved, !moved.outcome.moved {
             // half-moved traffic: this instance goes on serving what still reaches it
             logger.error("the traffic did not fully move: this instance is neither fenced nor terminated", metadata: ["new_instance": "\(launched.id)"])

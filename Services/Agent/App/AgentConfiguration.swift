@@ -24,6 +24,11 @@ import SpotModels
 ///   (its traffic moved to a new primary): a shell command, or a systemd unit to stop
 /// - `fence_grace_seconds` (120): how long a primary that sees another one named primary, and
 ///   was told nothing about handing over, keeps serving before it fences itself
+/// - `image_retention` (1): how many of the agent's own images (made for switches and
+///   recovery, tagged `spotguard:agent`) stay as restore points once used; older ones are
+///   deregistered and their snapshots deleted
+/// - `image_wait_seconds` (600): how long an image may stay pending before the step that made it
+///   gives up and deletes it
 public struct AgentConfiguration: Sendable, Equatable {
     public var server: URL
     public var token: String
@@ -44,6 +49,8 @@ public struct AgentConfiguration: Sendable, Equatable {
     public var stopCommand: String?
     public var stopUnit: String?
     public var fenceGraceSeconds: Double
+    public var imageRetention: Int
+    public var imageWaitSeconds: Double
 
     public struct Invalid: Error, CustomStringConvertible {
         public var description: String
@@ -69,6 +76,8 @@ public struct AgentConfiguration: Sendable, Equatable {
         var stopCommand: String?
         var stopUnit: String?
         var fenceGraceSeconds: Double?
+        var imageRetention: Int?
+        var imageWaitSeconds: Double?
     }
 
     public init(env: [String: String] = ProcessInfo.processInfo.environment) throws {
@@ -142,6 +151,10 @@ public struct AgentConfiguration: Sendable, Equatable {
         stopCommand = value("stop_command") ?? file.stopCommand
         stopUnit = value("stop_unit") ?? file.stopUnit
         fenceGraceSeconds = try number("fence_grace_seconds", file.fenceGraceSeconds, default: 120, range: 1...3600)
+        let retention = try number("image_retention", file.imageRetention.map(Double.init), default: 1, range: 0...50)
+        guard retention == retention.rounded() else { throw Invalid(description: "image_retention must be a whole number") }
+        imageRetention = Int(retention)
+        imageWaitSeconds = try number("image_wait_seconds", file.imageWaitSeconds, default: 600, range: 30...7200)
         if stopCommand != nil, stopUnit != nil { throw Invalid(description: "set stop_command or stop_unit, not both") }
     }
 }

@@ -32,12 +32,30 @@ extension Agent {
         }
     }
 
-    /// The server's traffic configuration for this agent (a switch moves it).
+    /// The server's traffic configuration for this agent (a switch moves it). A server that
+    /// cannot answer now (5xx, no connection) is asked again for up to 30 s; a switch that
+    /// cannot know where the traffic enters does not start.
     func currentTraffic(agent: String) async throws -> TrafficConfig {
-        let answer = try await api.send("GET", "/api/agents/\(agent)/traffic")
-        guard answer.status == 200 else { throw Refused(description: "traffic configuration not readable: \(answer.status) \(answer.errorCode ?? "")") }
-        struct View: Decodable { var traffic: TrafficConfig }
-        return try WireJSON.decoder().decode(View.self, from: answer.body).traffic
+        let deadline = Date().addingTimeInterval(30)
+        var delay = 0.5
+        var failure = ""
+        while true {
+            do {
+                let answer = try await api.send("GET", "/api/agents/\(agent)/traffic")
+                if answer.status == 200 {
+                    struct View: Decodable { var traffic: TrafficConfig }
+                    return try WireJSON.decoder().decode(View.self, from: answer.body).traffic
+                }
+                failure = "\(answer.status) \(answer.errorCode ?? "")"
+                if answer.status < 500 { break }
+            } catch {
+                failure = "\(error)"
+            }
+            guard Date().addingTimeInterval(delay) < deadline else { break }
+            try await Task.sleep(for: .seconds(delay))
+            delay = min(5, delay * 2)
+        }
+        throw Refused(description: "traffic configuration not readable: \(failure)")
     }
 
     /// A command poll named the agent's primary. An instance that was confirmed primary and

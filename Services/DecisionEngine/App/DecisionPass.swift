@@ -171,7 +171,8 @@ public struct DecisionPass: Sendable {
                    a.terminate_wait_seconds, a.auto_terminate_enabled, a.instance_id,
                    (SELECT extract(epoch FROM now() - max(s.initiated_at)) / 3600 FROM switches s WHERE s.agent_id = a.id)::float8,
                    EXISTS (SELECT 1 FROM commands c WHERE c.agent_id = a.id AND c.command_type = 'switch' AND c.status IN ('pending', 'delivered')),
-                   (SELECT i.on_demand_price::float8 FROM instances i WHERE i.id = a.instance_id)
+                   (SELECT i.on_demand_price::float8 FROM instances i WHERE i.id = a.instance_id),
+                   array_to_string(a.usable_zones, ',')
               FROM agents a
              WHERE a.auto_switch_enabled AND NOT a.manual_replica_enabled AND a.enabled AND a.status = 'online'
                AND a.instance_type IS NOT NULL AND a.region IS NOT NULL
@@ -185,7 +186,12 @@ public struct DecisionPass: Sendable {
             let agentId = try a.decode(UUID.self, at: 0)
             let clientId = try a.decode(UUID.self, at: 1)
             let mine = own[clientId] ?? [:]
-            let market = (byMarket["\(try a.decode(String.self, at: 2))|\(try a.decode(String.self, at: 3))"] ?? []).map { p in
+            let (mode, pool) = (try a.decodeIfPresent(String.self, at: 5), try a.decodeIfPresent(String.self, at: 4))
+            // only zones where the workload's VPC has a subnet (as its agent reported them)
+            let usable = try a.decodeIfPresent(String.self, at: 13).map { Set($0.split(separator: ",").map(String.init)) }
+            let market = (byMarket["\(try a.decode(String.self, at: 2))|\(try a.decode(String.self, at: 3))"] ?? []).filter { p in
+                p.id == pool || usable.map { $0.contains(String(p.id.split(separator: ".").last ?? "")) } ?? true
+            }.map { p in
                 guard let measured = mine[p.id] else { return p }
                 var p = p
                 p.price = measured.price
@@ -202,7 +208,6 @@ public struct DecisionPass: Sendable {
                 summary.skippedPending += 1
                 continue
             }
-            let (mode, pool) = (try a.decodeIfPresent(String.self, at: 5), try a.decodeIfPresent(String.self, at: 4))
             let current: Placement = mode == "ondemand" ? .onDemand : pool.map(Placement.spot) ?? .onDemand
             let input = DecisionInput(
                 current: current, onDemandPrice: onDemand,

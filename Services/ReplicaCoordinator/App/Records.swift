@@ -20,11 +20,13 @@ struct AgentRecord: Sendable {
     var status: AgentStatus
     var lastHeartbeatAt: Date?
     var lastFailoverAt: Date?
+    /// The zones where the workload's VPC has a subnet; nil when its agent did not say.
+    var usableZones: Set<String>?
 
     static let columns = """
         id, client_id, instance_id, instance_type, az, current_pool_id, current_mode, manual_replica_enabled,
         auto_switch_enabled, auto_terminate_enabled, auto_replica_enabled, terminate_wait_seconds, status,
-        last_heartbeat_at, last_failover_at
+        last_heartbeat_at, last_failover_at, array_to_string(usable_zones, ',')
         """
 
     init(_ r: PGRow) throws {
@@ -43,6 +45,7 @@ struct AgentRecord: Sendable {
         status = try r.decode(AgentStatus.self, at: 12)
         lastHeartbeatAt = try r.decodeIfPresent(Date.self, at: 13)
         lastFailoverAt = try r.decodeIfPresent(Date.self, at: 14)
+        usableZones = try r.decodeIfPresent(String.self, at: 15).map { Set($0.split(separator: ",").map(String.init)) }
     }
 
     /// The agent of `client`, locked for the rest of the transaction (every change to an

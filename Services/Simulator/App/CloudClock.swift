@@ -97,7 +97,7 @@ extension Cloud {
 
     // MARK: images
 
-    func createImage(instanceId: String, name: String, now: Date = Date()) throws -> String {
+    func createImage(instanceId: String, name: String, tags: [String: String] = [:], now: Date = Date()) throws -> String {
         guard let instance = instances[instanceId] else {
             throw EC2Fault.invalid("InvalidInstanceID.NotFound", "The instance ID '\(instanceId)' does not exist")
         }
@@ -119,9 +119,20 @@ extension Cloud {
             throw EC2Fault(status: 500, code: "InternalError", message: "An internal error has occurred")
         }
         images[id] = Image(
-            id: id, name: name, sourceInstance: instanceId, created: now, availableAt: now.addingTimeInterval(configuration.imageSeconds), disk: disk)
+            id: id, name: name, sourceInstance: instanceId, created: now, availableAt: now.addingTimeInterval(configuration.imageSeconds), disk: disk,
+            tags: tags)
         record("image", instance, "\(id) \(name)", at: now)
         return id
+    }
+
+    /// DeregisterImage: gone from DescribeImages and from launches; its disk copy is removed
+    /// (instances launched from it have their own).
+    func deregisterImage(_ id: String) throws {
+        guard let image = images[id], image.sourceInstance != nil else {
+            throw EC2Fault.invalid("InvalidAMIID.NotFound", "The image id '[\(id)]' does not exist")
+        }
+        images[id] = nil
+        try? FileManager.default.removeItem(at: image.disk)
     }
 
     // MARK: reading

@@ -108,8 +108,19 @@ struct EC2Endpoint: Sendable {
                 guard let name = r["Name"], (3...128).contains(name.count) else {
                     throw EC2Fault.invalid("InvalidParameterValue", "AMI names must be between 3 and 128 characters long")
                 }
-                answer = [.text("imageId", try await cloud.createImage(instanceId: id, name: name))]
+                var tags: [String: String] = [:]
+                for i in r.indices("TagSpecification") {
+                    guard r["TagSpecification.\(i).ResourceType"] == "image" else {
+                        throw EC2Fault.invalid("InvalidParameterValue", "only image tags are kept by this simulator's CreateImage")
+                    }
+                    tags.merge(r.tags("TagSpecification.\(i).Tag")) { _, new in new }
+                }
+                answer = [.text("imageId", try await cloud.createImage(instanceId: id, name: name, tags: tags))]
             case "DescribeImages": answer = try await describeImages(r)
+            case "DeregisterImage":
+                guard let id = r["ImageId"] else { throw EC2Fault.invalid("MissingParameter", "The request must contain the parameter ImageId") }
+                try await cloud.deregisterImage(id)
+                answer = [.text("return", "true")]
             case "CreateTags":
                 let ids = r.list("ResourceId")
                 guard !ids.isEmpty else { throw EC2Fault.invalid("MissingParameter", "The request must contain the parameter ResourceId") }
@@ -310,6 +321,11 @@ struct EC2Endpoint: Sendable {
             throw EC2Fault.invalid("InvalidAMIID.NotFound", "The image id '[\(id)]' does not exist")
         }
         if !ids.isEmpty { images = images.filter { ids.contains($0.id) } }
+        // Owner self: the images this account made (the base image is Amazon's)
+        if r.list("Owner").contains("self") { images = images.filter { $0.sourceInstance != nil } }
+        for (name, values) in r.filters where name.hasPrefix("tag:") {
+            images = images.filter { $0.tags[String(name.dropFirst(4))].map(values.contains) ?? false }
+        }
         let now = Date()
         return [
             .set(

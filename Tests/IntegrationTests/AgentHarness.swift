@@ -1,0 +1,73 @@
+import Foundation
+import IMDSMock
+import SpotCloud
+import SpotRuntime
+import Testing
+import ToolSupport
+
+/// A `spotguard-agent` process on a "machine" made of moto (EC2), the IMDS mock (its metadata)
+/// and the local stack.
+struct AgentHarness {
+    let ec2: EC2Client
+    let moto: URL
+
+    init() throws {
+        moto = try #require(ProcessInfo.processInfo.environment["SPOTGUARD_TEST_EC2_URL"].flatMap { URL(string: $0) }, "the test command starts moto")
+        ec2 = EC2Client(region: "us-east-1", endpoint: moto, credentials: StaticCredentials(AWSCredentials(accessKeyId: "testing", secretAccessKey: "testing")))
+    }
+
+    /// A spot instance in moto and the metadata service that says it is that instance.
+    func instance(type: String = "m5.large", zone: String = "us-east-1a") async throws -> IMDSMock {
+        let launched = try await ec2.runInstances(RunInstancesRequest(imageId: "ami-12c6146b", instanceType: type, market: .spot, availabilityZone: zone))
+        return IMDSMock(identity: .init(instanceId: launched.id, instanceType: type, availabilityZone: zone))
+    }
+
+    /// `Peers/launch_equivalence.py COMMAND ARGUMENTS…` (boto3 against moto): its JSON answer.
+    func peer(_ arguments: [String]) async throws -> [String: Any] {
+        let python = ProcessInfo.processInfo.environment["SPOTGUARD_TEST_PYTHON"] ?? "python3"
+        let script = TestStack.repoRoot.appendingPathComponent("Tests/Peers/launch_equivalence.py").path
+        let out = FileManager.default.temporaryDirectory.appendingPathComponent("peer-\(UUID()).json").path
+        defer { try? FileManager.default.removeItem(atPath: out) }
+        _ = try await ChildProcess(python, [script, moto.absoluteString] + arguments, output: out).exitStatus()
+        return (try? JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: out)))) as? [String: Any] ?? [:]
+    }
+
+    /// The user data `instance` was launched with, read back through boto3.
+    func userData(_ instance: String) async throws -> String {
+        try await peer(["userdata", instance])["user_data"] as? String ?? ""
+    }
+
+    /// Runs the agent against `ingest` and `imds` until `body` returns, then SIGTERM (exit 0 expected).
+    func withAgent(
+        ingest: ServiceProcess, token: String, imds: URL, logical: String, environment: [String: String] = [:], _ body: () async throws -> Void
+    ) async throws {
+        let spool = FileManager.default.temporaryDirectory.appendingPathComponent("agent-spool-\(UUID())").path
+        defer { try? FileManager.default.removeItem(atPath: spool) }
+        var env = ProcessInfo.processInfo.environment
+        env.merge([
+            "SPOTGUARD_AGENT_SERVER": ingest.base, "SPOTGUARD_AGENT_TOKEN": token, "SPOTGUARD_AGENT_LOGICAL_AGENT_ID": logical,
+            "SPOTGUARD_AGENT_SPOOL_DIR": spool, "SPOTGUARD_AGENT_HEARTBEAT_SECONDS": "0.5", "SPOTGUARD_AGENT_PRICE_SECONDS": "0.5",
+            "SPOTGUARD_AGENT_WATCH_SECONDS": "0.2", "SPOTGUARD_AGENT_LONG_POLL_SECONDS": "1", "SPOTGUARD_AGENT_ON_DEMAND_PRICE": "0.096",
+            "AWS_REGION": "us-east-1", "AWS_ENDPOINT_URL_EC2": moto.absoluteString, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_EC2_METADATA_SERVICE_ENDPOINT": imds.absoluteString, "SPOTGUARD_LOG_LEVEL": "warning",
+        ]) { _, new in new }
+        env.merge(environment) { _, new in new }
+        let agent = try ChildProcess(try TestStack.binDir + "/spotguard-agent", ["run"], environment: env)
+        do {
+            try await body()
+        } catch {
+            agent.signal(SIGTERM)
+            _ = await agent.exitStatus()
+            throw error
+        }
+        agent.signal(SIGTERM)
+        #expect(await agent.exitStatus() == 0, "the agent did not shut down cleanly on SIGTERM")
+    }
+
+    /// A new client named `name`, made with the admin token: its API token.
+    static func client(_ ingest: ServiceProcess, _ name: String) async throws -> String {
+        let admin = try TestStack.env.require("SPOTGUARD_ADMIN_TOKEN")
+        let reply = try await ingest.send("POST", "/api/admin/clients", token: admin, json: #"{"name": "\#(name)"}"#)
+        return try #require(reply.json["token"] as? String)
+    }
+}
