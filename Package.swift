@@ -97,9 +97,10 @@ let package = Package(
         // The fleet's tables (clients and agents, instances, switches, commands, system events):
         // the one module that writes them, with each rule written once.
         library("SpotFleet", "Shared/SpotFleet", ["SpotModels", "SpotBus", "SpotStore", "SpotRuntime", logging, serviceLifecycle, hummingbird]),
-        // The EC2 and IMDS clients: Foundation (URLSession, XMLParser) and swift-crypto only, so
-        // the agent that runs on customers' instances carries nothing more.
-        library("SpotCloud", "Shared/SpotCloud", [crypto]),
+        // The EC2, IMDS and HTTP clients: AsyncHTTPClient (not URLSession, which spins a core per
+        // open long-poll on Linux), Foundation's XMLParser and swift-crypto, so the agent that runs
+        // on customers' instances carries nothing more.
+        library("SpotCloud", "Shared/SpotCloud", [crypto, asyncHTTPClient, nioCore, nioHTTP1]),
         // One instance's metadata service for the tests and the simulator.
         library("IMDSMock", "Shared/IMDSMock", [hummingbird, serviceLifecycle, logging]),
 
@@ -160,7 +161,7 @@ let package = Package(
             "Bench", "Tools/Bench",
             [
                 "DecisionApp", "SpotFleet", "SpotMarket", "ToolSupport", "SEFApp", "SEFCore", "SpotModels", "SpotBus", "SpotStore", "SpotRuntime",
-                "IMDSMock",
+                "IMDSMock", "SpotCloud",
             ]),
 
         tests("SpotCloudTests", ["SpotCloud", "IMDSMock"]),

@@ -116,9 +116,9 @@ public struct AWSCaller: Sendable {
                 } else {
                     throw AWSError.malformed("\(what) answered \(status): \(String(decoding: data.prefix(200), as: UTF8.self))")
                 }
-            } catch let e as URLError {
+            } catch let e as TransportFailure {
                 // connection refused, reset, timed out: the request may not have arrived
-                retryable = .server(status: 0, body: "\(e.code)", attempts: attempt)
+                retryable = .server(status: 0, body: e.description, attempts: attempt)
             }
             guard attempt < maxAttempts else { throw retryable }
             let cap = min(backoffCap, backoffBase * (1 << min(attempt, 16)))

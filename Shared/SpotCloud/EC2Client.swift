@@ -23,7 +23,7 @@ public struct EC2Client: Sendable {
         set { aws.backoffCap = newValue }
     }
 
-    public init(region: String, endpoint: URL? = nil, credentials: any CredentialsSource, transport: any HTTPTransport = URLSessionTransport(timeout: 20)) {
+    public init(region: String, endpoint: URL? = nil, credentials: any CredentialsSource, transport: any HTTPTransport = HTTPClientTransport(timeout: 20)) {
         aws = AWSCaller(
             service: "ec2", region: region, endpoint: endpoint ?? URL(string: "https://ec2.\(region).amazonaws.com/")!, credentials: credentials,
             transport: transport)

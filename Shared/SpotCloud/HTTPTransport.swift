@@ -1,34 +1,66 @@
+import AsyncHTTPClient
 import Foundation
+import NIOCore
+import NIOHTTP1
 
 #if canImport(FoundationNetworking)
 import FoundationNetworking
 #endif
 
-/// One HTTP exchange; the EC2 and IMDS clients speak through it (URLSession in production, a
-/// scripted one in unit tests).
+/// One HTTP exchange; the EC2, IMDS and agent API clients speak through it (AsyncHTTPClient in
+/// production, a scripted one in unit tests).
 public protocol HTTPTransport: Sendable {
     func send(_ request: URLRequest) async throws -> (status: Int, headers: [String: String], body: Data)
 }
 
-public struct URLSessionTransport: HTTPTransport {
-    let session: URLSession
+/// The request did not get an answer: refused, reset, timed out. It may or may not have arrived.
+public struct TransportFailure: Error, CustomStringConvertible, Sendable {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}
 
-    /// `timeout` bounds each request (IMDS answers in milliseconds; EC2 in seconds).
+/// AsyncHTTPClient on its shared event loops. Not Foundation's URLSession: on Linux its libcurl
+/// integration keeps a write source armed on a socket that waits for an answer, so each open
+/// long-poll spun a core at 30–70 % (an agent's command poll is open almost all the time; the
+/// bench's agents starved the whole machine into multi-second stalls, docs/benchmarks.md).
+public struct HTTPClientTransport: HTTPTransport {
+    let timeout: TimeAmount
+    /// The largest answer read (EC2's largest describe pages are a few MB).
+    static let maxBody = 64 << 20
+
+    /// One client (connection pool) for the process, never shut down. A refused connection fails
+    /// its request at once instead of being tried again until the request's deadline: every
+    /// caller retries on its own schedule (the agent's spool, the AWS calls' backoff), and a
+    /// server that is away must not hold a 35 s long-poll slot per attempt. No redirects: none
+    /// of SpotGuard's peers answer with one, and a bearer token must not follow one elsewhere.
+    static let client: HTTPClient = {
+        var configuration = HTTPClient.Configuration(redirectConfiguration: .disallow, timeout: .init(connect: .seconds(5)))
+        configuration.connectionPool.retryConnectionEstablishment = false
+        configuration.decompression = .disabled
+        return HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: configuration)
+    }()
+
+    /// `timeout` bounds each exchange from its start to the last byte of the answer.
     public init(timeout: TimeInterval = 10) {
-        let configuration = URLSessionConfiguration.ephemeral
-        configuration.timeoutIntervalForRequest = timeout
-        configuration.timeoutIntervalForResource = timeout * 3
-        configuration.requestCachePolicy = .reloadIgnoringLocalCacheData
-        session = URLSession(configuration: configuration)
+        self.timeout = .milliseconds(Int64(timeout * 1000))
     }
 
     public func send(_ request: URLRequest) async throws -> (status: Int, headers: [String: String], body: Data) {
-        let (data, response) = try await session.data(for: request)
-        guard let http = response as? HTTPURLResponse else { throw URLError(.badServerResponse) }
-        var headers: [String: String] = [:]
-        for (k, v) in http.allHeaderFields {
-            if let k = k as? String, let v = v as? String { headers[k.lowercased()] = v }
+        guard let url = request.url?.absoluteString else { throw TransportFailure("a request without a URL") }
+        var outgoing = HTTPClientRequest(url: url)
+        outgoing.method = HTTPMethod(rawValue: request.httpMethod ?? "GET")
+        for (name, value) in request.allHTTPHeaderFields ?? [:] { outgoing.headers.add(name: name, value: value) }
+        if let body = request.httpBody { outgoing.body = .bytes(ByteBuffer(bytes: body)) }
+        do {
+            let response = try await Self.client.execute(outgoing, timeout: timeout)
+            let body = try await response.body.collect(upTo: Self.maxBody)
+            var headers: [String: String] = [:]
+            for (name, value) in response.headers { headers[name.lowercased()] = value }
+            return (Int(response.status.code), headers, Data(body.readableBytesView))
+        } catch is CancellationError {
+            throw CancellationError()
+        } catch {
+            throw TransportFailure("\(url): \(error)")
         }
-        return (http.statusCode, headers, data)
     }
 }

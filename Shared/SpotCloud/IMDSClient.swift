@@ -34,7 +34,7 @@ public actor IMDSClient {
     let tokenTTL: Int
     var token: (value: String, renewAt: Date)?
 
-    public init(endpoint: URL = URL(string: "http://169.254.169.254")!, tokenTTL: Int = 21_600, transport: any HTTPTransport = URLSessionTransport(timeout: 2))
+    public init(endpoint: URL = URL(string: "http://169.254.169.254")!, tokenTTL: Int = 21_600, transport: any HTTPTransport = HTTPClientTransport(timeout: 2))
     {
         self.endpoint = endpoint
         self.tokenTTL = tokenTTL
@@ -63,8 +63,7 @@ public actor IMDSClient {
         do {
             return try await transport.send(request)
         } catch {
-            // URLSession's errors print as a dump of their user info; its one-line reason is enough
-            throw IMDSError.unreachable((error as NSError).userInfo[NSLocalizedDescriptionKey] as? String ?? "\(error)")
+            throw IMDSError.unreachable("\(error)")
         }
     }
 

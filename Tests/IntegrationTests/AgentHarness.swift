@@ -41,6 +41,14 @@ struct AgentHarness {
     func withAgent(
         ingest: ServiceProcess, token: String, imds: URL, logical: String, environment: [String: String] = [:], _ body: () async throws -> Void
     ) async throws {
+        try await withAgentProcess(ingest: ingest, token: token, imds: imds, logical: logical, environment: environment) { _ in try await body() }
+    }
+
+    /// `withAgent`, with the agent's process in hand.
+    func withAgentProcess(
+        ingest: ServiceProcess, token: String, imds: URL, logical: String, environment: [String: String] = [:],
+        _ body: (ChildProcess) async throws -> Void
+    ) async throws {
         let spool = FileManager.default.temporaryDirectory.appendingPathComponent("agent-spool-\(UUID())").path
         defer { try? FileManager.default.removeItem(atPath: spool) }
         var env = ProcessInfo.processInfo.environment
@@ -54,7 +62,7 @@ struct AgentHarness {
         env.merge(environment) { _, new in new }
         let agent = try ChildProcess(try TestStack.binDir + "/spotguard-agent", ["run"], environment: env)
         do {
-            try await body()
+            try await body(agent)
         } catch {
             agent.signal(SIGTERM)
             _ = await agent.exitStatus()
@@ -69,5 +77,14 @@ struct AgentHarness {
         let admin = try TestStack.env.require("SPOTGUARD_ADMIN_TOKEN")
         let reply = try await ingest.send("POST", "/api/admin/clients", token: admin, json: #"{"name": "\#(name)"}"#)
         return try #require(reply.json["token"] as? String)
+    }
+
+    /// The CPU time (user + system) a process has used so far, in seconds.
+    static func cpuSeconds(_ pid: pid_t) throws -> Double {
+        let stat = try String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8)
+        // the fields after the command name (which is in parentheses): utime and stime are the 12th and 13th
+        let fields = stat[stat.index(after: try #require(stat.lastIndex(of: ")")))...].split(separator: " ")
+        let ticks = try #require(Double(fields[11])) + (try #require(Double(fields[12])))
+        return ticks / Double(sysconf(Int32(_SC_CLK_TCK)))
     }
 }

@@ -114,6 +114,41 @@ extension IntegrationTests {
         /// coordinator's replica is launched by the agent in moto (launch_replica with user data
         /// that starts a replica agent); a termination notice is sent at once, and without a
         /// ready replica the agent takes the emergency image it is asked for.
+        /// An agent waiting for commands costs its instance next to nothing. Its command
+        /// long-poll is open almost all the time; over Foundation's URLSession on Linux each open
+        /// request kept a write source firing and the agent spun at 30–70 % of a core (2.4 of
+        /// these 4 seconds), which starved the bench's machine into 5 s stalls.
+        @Test func waitsForCommandsWithoutSpinning() async throws {
+            let store = try await TestStack.store()
+            let harness = try AgentHarness()
+            let imds = try await harness.instance()
+            let logical = "idle-\(UUID().uuidString.prefix(8))"
+            try await ServiceProcess.withIngest { ingest in
+                let token = try await AgentHarness.client(ingest, "Idle agent owner")
+                try await imds.serving { url in
+                    try await harness.withAgentProcess(
+                        ingest: ingest, token: token, imds: url, logical: logical,
+                        environment: [
+                            "SPOTGUARD_AGENT_LONG_POLL_SECONDS": "25", "SPOTGUARD_AGENT_HEARTBEAT_SECONDS": "30", "SPOTGUARD_AGENT_PRICE_SECONDS": "3600",
+                            "SPOTGUARD_AGENT_WATCH_SECONDS": "1",
+                        ]
+                    ) { agent in
+                        #expect(
+                            try await TestStack.eventually {
+                                try await SEFQuery.count(
+                                    store, "SELECT count(*) FROM agents WHERE logical_agent_id = $1 AND agent_version IS NOT NULL", [logical]) == 1
+                            })
+                        let before = try AgentHarness.cpuSeconds(agent.pid)
+                        let started = ContinuousClock.now
+                        try await Task.sleep(for: .seconds(4))
+                        let used = try AgentHarness.cpuSeconds(agent.pid) - before
+                        let elapsed = (ContinuousClock.now - started) / .seconds(1)
+                        #expect(used < 0.1 * elapsed, "the agent used \(used) s of CPU in \(elapsed) s of waiting")
+                    }
+                }
+            }
+        }
+
         @Test func answersInterruptions() async throws {
             let store = try await TestStack.store()
             let harness = try AgentHarness()

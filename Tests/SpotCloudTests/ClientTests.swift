@@ -29,7 +29,7 @@ final class ScriptedTransport: HTTPTransport {
                     method: request.httpMethod ?? "GET", path: request.url?.path ?? "", headers: headers,
                     body: String(decoding: request.httpBody ?? Data(), as: UTF8.self)))
         }
-        guard let next = answers.withLock({ $0.isEmpty ? nil : $0.removeFirst() }) else { throw URLError(.cannotConnectToHost) }
+        guard let next = answers.withLock({ $0.isEmpty ? nil : $0.removeFirst() }) else { throw TransportFailure("connection refused") }
         return (next.0, [:], Data(next.1.utf8))
     }
 

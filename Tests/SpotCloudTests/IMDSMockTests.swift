@@ -16,7 +16,7 @@ import FoundationNetworking
         var request = URLRequest(url: url.appendingPathComponent(path))
         request.httpMethod = method
         for (k, v) in headers { request.setValue(v, forHTTPHeaderField: k) }
-        let (status, _, body) = try await URLSessionTransport(timeout: 5).send(request)
+        let (status, _, body) = try await HTTPClientTransport(timeout: 5).send(request)
         return (status, String(decoding: body, as: UTF8.self))
     }
 

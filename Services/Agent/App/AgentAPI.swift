@@ -13,7 +13,7 @@ public struct AgentAPI: Sendable {
     let token: String
     let transport: any HTTPTransport
 
-    public init(server: URL, token: String, transport: any HTTPTransport = URLSessionTransport(timeout: 35)) {
+    public init(server: URL, token: String, transport: any HTTPTransport = HTTPClientTransport(timeout: 35)) {
         self.server = server
         self.token = token
         self.transport = transport

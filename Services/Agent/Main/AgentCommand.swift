@@ -12,19 +12,10 @@ struct AgentService: Service {
     let agent: Agent
 
     func run() async throws {
-        try await withGracefulShutdownHandler {
-            try await cancelWhenGracefulShutdown {
-                try await agent.start()
-                await agent.run()
-            }
-        } onGracefulShutdown: {
-            // A request cancelled mid-response can hang in Foundation's URLSession on Linux
-            // (swift-corelibs-foundation#5412); everything unsent is in the spool, so after five
-            // seconds the agent leaves anyway.
-            Thread {
-                Thread.sleep(forTimeInterval: 5)
-                exit(0)
-            }.start()
+        // a graceful shutdown cancels the loops; a long-poll in flight ends with its request
+        try await cancelWhenGracefulShutdown {
+            try await agent.start()
+            await agent.run()
         }
     }
 }

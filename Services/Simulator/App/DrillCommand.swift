@@ -32,10 +32,9 @@ public enum DrillCommand {
         print("drill: \(kind) for \(agent) via \(base) …")
         let status: Int, data: Data
         do {
-            (status, _, data) = try await URLSessionTransport(timeout: 3700).send(request)
+            (status, _, data) = try await HTTPClientTransport(timeout: 3700).send(request)
         } catch {
-            let reason = (error as NSError).userInfo[NSLocalizedDescriptionKey] as? String ?? "\(error)"
-            throw Unreachable(description: "cannot reach the simulator at \(base) (\(reason)); start it with make up or pass --sim URL")
+            throw Unreachable(description: "cannot reach the simulator at \(base) (\(error)); start it with make up or pass --sim URL")
         }
         let json = (try? JSONSerialization.jsonObject(with: data) as? [String: Any]) ?? [:]
         guard status == 200 else {

@@ -11,7 +11,7 @@ import FoundationNetworking
 /// SpotGuard's HTTP API as the fleet's operator uses it.
 struct ProductAPI: Sendable {
     let base: URL
-    let transport = URLSessionTransport(timeout: 30)
+    let transport = HTTPClientTransport(timeout: 30)
 
     struct Answer: @unchecked Sendable {
         var status: Int
