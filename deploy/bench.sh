@@ -8,7 +8,8 @@
 #      and the accept -> commit p99 at about half that load
 #   6. failover (termination-imminent -> promoted answer) and command delivery (issued -> long-poll
 #      answered) latency p50/p99, with pricing reports at about half load in the background
-#      and, with a spotguard-agent process per instance, IMDS notice -> failover committed
+#      and, with real spotguard-agent processes on moto's EC2, IMDS notice -> failover committed
+#      and -> Elastic IP on the new primary (100 notices; the agents log at info in logs/agents/)
 #   7. one decision pass over 10,000 pools and 1,000 auto-switch agents
 #   8. the fault suite (spotguard-bench chaos, as deploy/chaos.sh): lost/doubled rows under kill -9,
 #      broker/database restarts and network faults, and 3 copies of sef/replicas/decisions against 1
@@ -145,7 +146,15 @@ wrk -t1 -c16 -d300s -s "$SPOTGUARD_STACK_DIR/e2e.lua" "$SPOTGUARD_INGEST_URL" >/
 LOAD_PID=$!
 sleep 2  # the load is running
 FAILOVER="$(SPOTGUARD_BENCH_TOKEN="$TOKEN" "$BIN/spotguard-bench" failover "${BENCH_FAILOVER_AGENTS:-200}")" || FAILOVER=failed
-AGENTS="$(SPOTGUARD_BENCH_TOKEN="$TOKEN" "$BIN/spotguard-bench" agent-failover "${BENCH_AGENT_FAILOVERS:-20}")" || AGENTS=failed
+# real agents on moto's EC2: the Elastic IP is read back there
+MOTO_PORT=33490
+pkill -f "moto_server -H 127.0.0.1 -p $MOTO_PORT" 2>/dev/null || true
+"$(deploy/stack.sh moto-bin)" -H 127.0.0.1 -p "$MOTO_PORT" >"$SPOTGUARD_STACK_DIR/logs/moto.log" 2>&1 &
+MOTO_PID=$!
+for _ in $(seq 1 100); do curl -fsS "http://127.0.0.1:$MOTO_PORT/moto-api/" >/dev/null 2>&1 && break; sleep 0.1; done
+AGENTS="$(SPOTGUARD_BENCH_TOKEN="$TOKEN" SPOTGUARD_BENCH_EC2_URL="http://127.0.0.1:$MOTO_PORT/" \
+    "$BIN/spotguard-bench" agent-failover "${BENCH_AGENT_FAILOVERS:-100}")" || AGENTS=failed
+kill "$MOTO_PID" 2>/dev/null || true
 kill "$LOAD_PID" 2>/dev/null || true
 wait "$LOAD_PID" 2>/dev/null || true
 stop_services
@@ -185,7 +194,11 @@ printf '%-58s %12s\n' "  server-side failover_time_ms p50 / p99" "$(fig failover
 printf '%-58s %12s\n' "command issued -> long-poll answered, p50 / p99 ms" "$(fig command_delivery_p50_ms) / $(fig command_delivery_p99_ms)"
 printf '%-58s %12s\n' "  same, max ms ($(fig commands) commands)" "$(fig command_delivery_max_ms)"
 printf '%-58s %12s\n' "agent: IMDS notice -> failover committed, p50 / p99 ms" "$(fig agent_notice_p50_ms) / $(fig agent_notice_p99_ms)"
-printf '%-58s %12s\n' "  same, max ms ($(fig agent_notice_count) agents, watch every 1 s)" "$(fig agent_notice_max_ms)"
+printf '%-58s %12s\n' "  same, max ms ($(fig agent_notice_count) notices, watch every 1 s)" "$(fig agent_notice_max_ms)"
+printf '%-58s %12s\n' "agent: IMDS notice -> Elastic IP on the new primary, p50 / p99 ms" "$(fig agent_traffic_p50_ms) / $(fig agent_traffic_p99_ms)"
+printf '%-58s %12s\n' "  same, max ms (read back from moto; target p99 < 1500)" "$(fig agent_traffic_max_ms)"
+printf '%-58s %12s\n' "  phases p50/p99 ms (seen by the agent, committed, promote delivered, traffic moved)" "$(fig agent_phases_ms)"
+printf '%-58s %12s\n' "  requests the bench asked again (5xx / no answer)" "$(fig agent_bench_retries)"
 printf '%-58s %12s\n' "decision pass, $(fig pass_pools) pools / $(fig pass_agents) agents, first (with $(fig pass_switches) switches) s" "$(fig pass_first_seconds)"
 printf '%-58s %12s\n' "  next pass (switches pending), s" "$(fig pass_next_seconds)"
 printf '%-58s %12s\n' "  its phases, s" "$(fig pass_next_phases)"
@@ -194,4 +207,5 @@ for exe in $(printf '%s\n' "${!PEAK_RSS_KB[@]}" | sort); do
 done
 echo "$CHAOS" | grep -v '^\[chaos\]'
 [ "$FAILOVER" != failed ] || { echo "bench: the failover run failed (see above)" >&2; exit 1; }
+[ "$AGENTS" != failed ] || { echo "bench: the agent failover run failed (see above)" >&2; exit 1; }
 [ "$CHAOS_STATUS" -eq 0 ] || { echo "bench: the fault suite failed (see its table and $SPOTGUARD_STACK_DIR/logs/chaos.log)" >&2; exit 1; }

@@ -75,14 +75,20 @@ struct FailoverCommand: ServiceSubcommand {
 struct AgentFailoverCommand: ServiceSubcommand {
     static let configuration = CommandConfiguration(
         commandName: "agent-failover",
-        abstract: "IMDS notice -> failover committed, with a spotguard-agent process per instance (needs ingest and the coordinator).")
+        abstract:
+            "IMDS notice -> failover committed and Elastic IP moved, with spotguard-agent processes on moto's EC2 (needs ingest, the coordinator and SPOTGUARD_BENCH_EC2_URL)."
+    )
     @Argument(help: "Agents (at least 1).") var agents: Int
 
     func validate() throws { guard agents >= 1 else { throw ValidationError("AGENTS must be at least 1") } }
 
     func run(env: EnvironmentReader, logger: Logger) async throws {
         let count = agents
-        try await againstLiveServices(env, logger) { try await AgentFailoverBench.run(ingest: $0, token: $1, agents: count, store: $2) }
+        guard let moto = URL(string: try env.require("SPOTGUARD_BENCH_EC2_URL")) else { throw ValidationError("SPOTGUARD_BENCH_EC2_URL is not a URL") }
+        let logs = URL(fileURLWithPath: env.string("SPOTGUARD_STACK_DIR") ?? FileManager.default.temporaryDirectory.path).appendingPathComponent("logs/agents")
+        try await againstLiveServices(env, logger) {
+            try await AgentFailoverBench.run(ingest: $0, token: $1, agents: count, store: $2, moto: moto, logs: logs)
+        }
     }
 }
 

@@ -1,7 +1,9 @@
 import Foundation
+import SpotCloud
 import SpotFleet
 import SpotModels
 import SpotStore
+import Synchronization
 
 #if canImport(FoundationNetworking)
 import FoundationNetworking
@@ -19,6 +21,7 @@ enum FailoverBench {
         var id: String
         var instance: String
         var replicaInstance: String = ""
+        var replicaId: String = ""
     }
 
     struct HTTP: Sendable {
@@ -28,22 +31,44 @@ enum FailoverBench {
         func send(_ method: String, _ path: String, _ json: String? = nil) async throws -> (Int, [String: Any]) {
             var request = URLRequest(url: URL(string: base + path)!)
             request.httpMethod = method
-            request.timeoutInterval = 30
             request.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization")
             if let json {
                 request.httpBody = Data(json.utf8)
                 request.setValue("application/json", forHTTPHeaderField: "Content-Type")
             }
-            let (data, response) = try await URLSession.shared.data(for: request)
+            let (status, _, data) = try await HTTPClientTransport(timeout: 30).send(request)
             let object = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] ?? [:]
-            return ((response as! HTTPURLResponse).statusCode, object)
+            return (status, object)
         }
 
+        /// What an agent does: a 502/503/504 or no answer is asked again (backoff 0.2 s → 2 s, for
+        /// up to 30 s), each retry printed to stderr and counted in `retries`; a retried command
+        /// result the first attempt already closed (409 `command_closed`) is taken as done.
         func expect(_ status: Int, _ method: String, _ path: String, _ json: String? = nil) async throws -> [String: Any] {
-            let (got, body) = try await send(method, path, json)
-            guard got == status else { throw BenchFailure("\(method) \(path): \(got) \(body)") }
-            return body
+            let deadline = ContinuousClock.now + .seconds(30)
+            var delay = 0.2
+            var retried = false
+            while true {
+                let answer: (Int, [String: Any])?
+                do { answer = try await send(method, path, json) } catch { answer = nil }
+                if let (got, body) = answer {
+                    if got == status { return body }
+                    if retried, got == 409, (body["error"] as? [String: Any])?["code"] as? String == "command_closed" { return body }
+                    if ![502, 503, 504].contains(got) { throw BenchFailure("\(method) \(path): \(got) \(body)") }
+                }
+                guard ContinuousClock.now + .seconds(delay) < deadline else {
+                    throw BenchFailure("\(method) \(path): no answer for 30 s (last: \(answer.map { "\($0.0) \($0.1)" } ?? "no connection"))")
+                }
+                HTTP.retries.add(1, ordering: .relaxed)
+                FileHandle.standardError.write(
+                    Data("[bench] \(method) \(path): \(answer.map { "\($0.0) \($0.1)" } ?? "no connection"); retrying in \(delay) s\n".utf8))
+                retried = true
+                try await Task.sleep(for: .seconds(delay))
+                delay = min(2, delay * 2)
+            }
         }
+
+        static let retries = Atomic<Int>(0)
     }
 
     struct BenchFailure: Error, CustomStringConvertible {
@@ -51,13 +76,18 @@ enum FailoverBench {
         init(_ d: String) { description = d }
     }
 
+    /// The three t3.medium pools of us-east-1 with current prices, where the replicas go.
+    static func pricedPools(_ store: PostgresStore) async throws {
+        let pools = ["a": 0.0312, "b": 0.0298, "c": 0.0324].map { ("t3.medium.us-east-1\($0.key)", $0.value) }
+        try await store.transaction { try Pools.ensure(pools.compactMap { PoolID(rawValue: $0.0) }, on: $0) }
+        try await BenchFixtures.currentPrices(pools, store: store)
+    }
+
     static func randomInstance() -> String { "i-" + String((0..<17).map { _ in "0123456789abcdef".randomElement()! }) }
 
     static func run(ingest: String, token: String, agents count: Int, store: PostgresStore) async throws {
         let http = HTTP(base: ingest, token: token)
-        let pools = ["a": 0.0312, "b": 0.0298, "c": 0.0324].map { ("t3.medium.us-east-1\($0.key)", $0.value) }
-        try await store.transaction { try Pools.ensure(pools.compactMap { PoolID(rawValue: $0.0) }, on: $0) }
-        try await BenchFixtures.currentPrices(pools, store: store)
+        try await pricedPools(store)
         let run = UUID().uuidString.prefix(8).lowercased()
 
         // 1. agents with ready replicas
@@ -108,7 +138,8 @@ enum FailoverBench {
     /// Registers an agent in pool a and gives it a ready `automatic-rebalance` replica, playing
     /// the agent over HTTP (the emergency replica, its launch command fetched and answered, two
     /// sync reports).
-    static func readyAgent(_ http: HTTP, logical: String, instance: String) async throws -> Agent {
+    /// `replicaInstance` names the instance the launch made (a random id when there is none).
+    static func readyAgent(_ http: HTTP, logical: String, instance: String, replicaInstance: String = randomInstance()) async throws -> Agent {
         let reg = try await http.expect(
             201, "POST", "/api/agents/register",
             """
@@ -117,11 +148,12 @@ enum FailoverBench {
         var agent = Agent(id: (reg["agent_id"] as! String).lowercased(), instance: instance)
         let replica = try await http.expect(201, "POST", "/api/agents/\(agent.id)/create-emergency-replica", #"{"signal_type": "rebalance-recommendation"}"#)
         let replicaId = replica["replica_id"] as! String
+        agent.replicaId = replicaId.lowercased()
         let polled = try await http.expect(200, "GET", "/api/agents/\(agent.id)/pending-commands?instance_id=\(instance)&wait=0")
         guard let command = (polled["commands"] as? [[String: Any]])?.first, let commandId = command["command_id"] as? String else {
             throw BenchFailure("no launch command for \(agent.id)")
         }
-        agent.replicaInstance = randomInstance()
+        agent.replicaInstance = replicaInstance
         _ = try await http.expect(
             200, "POST", "/api/agents/\(agent.id)/commands/\(commandId)/result", #"{"status": "succeeded", "instance_id": "\#(agent.replicaInstance)"}"#)
         _ = try await http.expect(200, "POST", "/api/agents/\(agent.id)/replicas/\(replicaId)/sync-status", #"{"sync_status": "syncing"}"#)
