@@ -116,8 +116,8 @@ extension IntegrationTests {
         /// ready replica the agent takes the emergency image it is asked for.
         /// An agent waiting for commands costs its instance next to nothing. Its command
         /// long-poll is open almost all the time; over Foundation's URLSession on Linux each open
-        /// request kept a write source firing and the agent spun at 30–70 % of a core (2.4 of
-        /// these 4 seconds), which starved the bench's machine into 5 s stalls.
+        /// request kept a write source firing and the agent spun (3.3 s of CPU in these 4 s with
+        /// URLSession put back), which starved the bench's machine into 5 s stalls.
         @Test func waitsForCommandsWithoutSpinning() async throws {
             let store = try await TestStack.store()
             let harness = try AgentHarness()
