@@ -80,10 +80,17 @@ struct Tenant {
                 INSERT INTO switches (client_id, agent_id, old_instance_id, old_mode, old_pool_id, new_instance_id, new_mode, new_pool_id,
                                       on_demand_price, old_spot_price, new_spot_price, old_price_confidence, new_price_confidence,
                                       old_price_data_source, new_price_data_source, savings_impact, savings_confidence, event_trigger,
-                                      initiated_at, instance_ready_at)
+                                      initiated_at, instance_ready_at, traffic, fenced_at)
                 VALUES ($1::uuid, $2::uuid, $3, 'spot', $4, $5, 'spot', $6, 0.10, 0.035, 0.031, 1, 0.6, 'measured', 'interpolated',
-                        0.004, 'medium', 'auto_switch', now() - interval '3 hours', now() - interval '3 hours' + interval '95 seconds')
+                        0.004, 'medium', 'auto_switch', now() - interval '3 hours', now() - interval '3 hours' + interval '95 seconds',
+                        '{"moved_ms": 84, "steps": [{"kind": "elastic_ip", "target": "eipalloc-0a1b2c3d", "status": "done", "attempts": 2, "ms": 84}]}',
+                        now() - interval '3 hours' + interval '100 seconds')
                 """, [id, auto, old, pools[2], primary, pools[0]])
+            try conn.execute(
+                """
+                INSERT INTO agent_traffic (agent_id, client_id, config)
+                VALUES ($1::uuid, $2::uuid, '{"elastic_ips": [{"allocation_id": "eipalloc-0a1b2c3d"}], "target_groups": [], "dns_records": []}')
+                """, [auto, id])
             let notification = try conn.query(
                 """
                 INSERT INTO notifications (client_id, agent_id, severity, kind, title, message, event_type, occurrences)
@@ -337,6 +344,10 @@ extension IntegrationTests {
                 #expect(refused.contains("disable auto-switch and auto-terminate before enabling manual replica mode"))
                 let agent = try dom("agent")
                 #expect(agent.contains(t.pools[1]) && agent.contains("Switch here") && agent.contains("55 %"))
+                // where its traffic enters, where it points, and what the last move did
+                #expect(agent.contains("Elastic IP <code>eipalloc-0a1b2c3d</code>") && agent.contains("id=\"traffic-instance\">"))
+                #expect(agent.contains("id=\"traffic-move\"") && agent.contains("84 ms") && agent.contains("<td>done</td><td>2</td>"))
+                #expect(!agent.contains("not all steps done"))
                 let switches = try dom("switches")
                 #expect(switches.contains("source-interpolated") && switches.contains("source-measured"))
                 let prices = try dom("prices")

@@ -66,9 +66,19 @@ extension ConsoleController {
     func agentPage(_ agent: FleetViews.AgentView, client: UUID, alert: String?) async throws -> Page {
         let choices = try await fleet.switchChoices(for: agent)
         let replicas = try await fleet.replicas(client, agent: agent.id, activeOnly: true)
+        let traffic = try await fleet.traffic(agent.id)
+        let entries: [[String: Any]] =
+            traffic.config.elasticIps.map { ["kind": "Elastic IP", "target": $0.allocationId] }
+            + traffic.config.targetGroups.map { ["kind": "target group", "target": $0.arn + ($0.port.map { " port \($0)" } ?? "")] }
+            + traffic.config.dnsRecords.map { ["kind": "DNS record", "target": "\($0.name) A (TTL \($0.ttl) s)"] }
         return Page(
             template: "agent", title: agent.logicalAgentId, alert: alert,
             content: [
+                "trafficEntries": entries, "hasTraffic": !entries.isEmpty, "trafficAt": agent.instanceId ?? "—",
+                "hasLastMove": traffic.lastMove != nil, "lastMoveTo": traffic.movedTo ?? "—", "lastMoveAt": Self.ago(traffic.movedAt),
+                "lastMoveMs": traffic.lastMove.map { "\($0.movedMs) ms" } ?? "—", "lastMoveDone": traffic.lastMove?.moved ?? false,
+                "lastMoveSteps": (traffic.lastMove?.steps ?? []).map { ["kind": $0.kind, "target": $0.target, "status": $0.status, "attempts": $0.attempts] },
+                "fenced": traffic.fencedAt.map { Self.ago($0) } ?? "not yet",
                 "id": agent.id.lowercased, "name": agent.logicalAgentId, "status": agent.status.rawValue,
                 "instance": agent.instanceId ?? "—", "type": agent.instanceType ?? "—", "pool": agent.poolId ?? "—", "mode": agent.mode ?? "—",
                 "heartbeat": Self.ago(agent.lastHeartbeatAt), "manualReplica": agent.manualReplicaEnabled,

@@ -146,6 +146,37 @@ struct FleetViews: Sendable {
         }
     }
 
+    /// Where an agent's traffic enters and what its latest move did (read only: the replica
+    /// coordinator writes both).
+    struct TrafficState: Sendable {
+        var config = TrafficConfig()
+        var lastMove: TrafficOutcome?
+        var movedTo: String?
+        var movedAt: Date?
+        var fencedAt: Date?
+    }
+
+    func traffic(_ agent: UUID) async throws -> TrafficState {
+        try await store.read { conn in
+            var state = TrafficState()
+            if let text = try conn.query("SELECT config::text FROM agent_traffic WHERE agent_id = $1", [agent]).first?.decode(String.self, at: 0) {
+                state.config = try WireJSON.decoder().decode(TrafficConfig.self, from: Data(text.utf8))
+            }
+            if let row = try conn.query(
+                """
+                SELECT traffic::text, new_instance_id, initiated_at, fenced_at FROM switches
+                 WHERE agent_id = $1 AND traffic IS NOT NULL ORDER BY initiated_at DESC LIMIT 1
+                """, [agent]
+            ).first {
+                state.lastMove = try? WireJSON.decoder().decode(TrafficOutcome.self, from: Data(try row.decode(String.self, at: 0).utf8))
+                state.movedTo = try row.decodeIfPresent(String.self, at: 1)
+                state.movedAt = try row.decodeIfPresent(Date.self, at: 2)
+                state.fencedAt = try row.decodeIfPresent(Date.self, at: 3)
+            }
+            return state
+        }
+    }
+
     struct NotificationView: Encodable, Sendable {
         var id: UUID
         var agentId: UUID?
