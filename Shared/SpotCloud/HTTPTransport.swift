@@ -57,8 +57,8 @@ public struct HTTPClientTransport: HTTPTransport {
             var headers: [String: String] = [:]
             for (name, value) in response.headers { headers[name.lowercased()] = value }
             return (Int(response.status.code), headers, Data(body.readableBytesView))
-        } catch is CancellationError {
-            throw CancellationError()
+        } catch let cancelled as CancellationError {
+            throw cancelled
         } catch {
             throw TransportFailure("\(url): \(error)")
         }

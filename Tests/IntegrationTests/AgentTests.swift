@@ -110,10 +110,6 @@ extension IntegrationTests {
             await store.shutdown()
         }
 
-        /// Seed 000's agent items 4–6: a rebalance recommendation is reported and the
-        /// coordinator's replica is launched by the agent in moto (launch_replica with user data
-        /// that starts a replica agent); a termination notice is sent at once, and without a
-        /// ready replica the agent takes the emergency image it is asked for.
         /// An agent waiting for commands costs its instance next to nothing. Its command
         /// long-poll is open almost all the time; over Foundation's URLSession on Linux each open
         /// request kept a write source firing and the agent spun (3.3 s of CPU in these 4 s with
@@ -147,8 +143,13 @@ extension IntegrationTests {
                     }
                 }
             }
+            await store.shutdown()
         }
 
+        /// Seed 000's agent items 4–6: a rebalance recommendation is reported and the
+        /// coordinator's replica is launched by the agent in moto (launch_replica with user data
+        /// that starts a replica agent); a termination notice is sent at once, and without a
+        /// ready replica the agent takes the emergency image it is asked for.
         @Test func answersInterruptions() async throws {
             let store = try await TestStack.store()
             let harness = try AgentHarness()

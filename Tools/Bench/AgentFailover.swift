@@ -3,6 +3,7 @@ import IMDSMock
 import SpotCloud
 import SpotStore
 import Synchronization
+import ToolSupport
 
 /// IMDS notice → traffic moved, with real `spotguard-agent` processes on instances in moto's
 /// EC2 (deploy/bench.sh starts a moto_server): per notice, a primary instance holding an Elastic
@@ -69,7 +70,6 @@ enum AgentFailoverBench {
                                 "SPOTGUARD_AGENT_AGENT_ID": agent.id,
                             ]) { $1 }),
                     ]
-                    defer { for p in processes where p.isRunning { kill(p.processIdentifier, SIGKILL) } }
                     let timing: Timing
                     do {
                         timing = try await measure(
@@ -104,28 +104,28 @@ enum AgentFailoverBench {
             "agent_notice_count=\(timings.count) agent_bench_retries=\(FailoverBench.HTTP.retries.load(ordering: .relaxed))")
     }
 
-    static func start(_ binary: String, log: URL, _ settings: [String: String]) throws -> Process {
+    static func start(_ binary: String, log: URL, _ settings: [String: String]) throws -> ChildProcess {
         let spool = FileManager.default.temporaryDirectory.appendingPathComponent("bench-spool-\(UUID())").path
-        _ = FileManager.default.createFile(atPath: log.path, contents: nil)
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: binary)
-        process.arguments = ["run"]
-        process.environment = ProcessInfo.processInfo.environment.merging(settings.merging(["SPOTGUARD_AGENT_SPOOL_DIR": spool]) { $1 }) { $1 }
-        let output = try FileHandle(forWritingTo: log)
-        process.standardOutput = output
-        process.standardError = output
-        try process.run()
-        try? output.close()
-        return process
+        let environment = ProcessInfo.processInfo.environment.merging(settings.merging(["SPOTGUARD_AGENT_SPOOL_DIR": spool]) { $1 }) { $1 }
+        return try ChildProcess(binary, ["run"], environment: environment, output: log.path, errors: true)
     }
 
     /// SIGTERM, then up to 30 s for a clean exit (the agent finishes its long-poll), then SIGKILL;
     /// waits without blocking a thread, so the other agents' IMDS mocks keep answering.
-    static func stop(_ process: Process) async {
-        process.terminate()
-        for _ in 0..<600 where process.isRunning { try? await Task.sleep(for: .milliseconds(50)) }
-        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
-        for _ in 0..<100 where process.isRunning { try? await Task.sleep(for: .milliseconds(50)) }
+    static func stop(_ process: ChildProcess) async {
+        process.signal(SIGTERM)
+        await withTaskGroup(of: Bool.self) { group in
+            group.addTask {
+                _ = await process.exitStatus()
+                return true
+            }
+            group.addTask {
+                try? await Task.sleep(for: .seconds(30))
+                return false
+            }
+            if await group.next() == false { process.signal(SIGKILL) }
+            group.cancelAll()
+        }
     }
 
     static func measure(
