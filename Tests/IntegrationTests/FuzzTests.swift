@@ -26,7 +26,9 @@ extension IntegrationTests {
                 [
                     "--config-file", config.path, "run", service.base + "/openapi.yaml", "--url", service.base, "-H", "Authorization: Bearer \(token)",
                     "--checks", "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance",
-                    "--max-examples", "60", "--seed", "20261123", "--workers", "2", "--no-color", "--request-timeout", "20",
+                    // one worker: with two, hypothesis once failed inside its own lambda-source parser
+                    // ("AST constructor recursion depth mismatch"), a runtime error, not a finding
+                    "--max-examples", "60", "--seed", "20261123", "--workers", "1", "--no-color", "--request-timeout", "20",
                     "--report", "ndjson", "--report-ndjson-path", events.path,
                     // a gzip body has no serializer in schemathesis; AgentTests and ReplicaTests send real ones
                     "--exclude-path-regex", "state-transfer$",
