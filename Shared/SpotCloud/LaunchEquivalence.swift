@@ -54,21 +54,26 @@ public enum LaunchEquivalence {
 
     /// The RunInstances request for a copy of `source` in `subnetId` (the source's VPC, the
     /// target's zone). A source launched from a template is launched from the same template and
-    /// version, overriding only the type, the subnet, the market, the user data and the tags;
-    /// otherwise every setting is copied: security groups, instance profile, key, volumes
-    /// (device, size, type, IOPS, throughput, encryption and key, delete-on-termination),
-    /// metadata options, tenancy, monitoring, EBS optimisation.
+    /// version (its volumes, key, network interfaces and everything DescribeInstances cannot
+    /// show come from there), overriding the type, the subnet, the market, the user data and the
+    /// tags, and restating what the source actually runs with where a launch may have
+    /// overridden the template: security groups, instance profile, metadata options and
+    /// monitoring (without that, a source given its profile at launch would have a copy with
+    /// none). Otherwise every setting is copied: those, the key, volumes (device, size, type,
+    /// IOPS, throughput, encryption and key, delete-on-termination), tenancy, EBS optimisation.
     public static func request(copying source: EC2Instance, volumes: [EC2Volume], subnetId: String?, target: Target) -> RunInstancesRequest {
         var r = RunInstancesRequest(
             imageId: target.imageId, instanceType: target.instanceType, market: target.market, availabilityZone: target.availabilityZone,
             subnetId: subnetId, userData: target.userData, tags: tags(of: source, adding: target.tags), clientToken: target.clientToken)
+        r.securityGroupIds = source.securityGroupIds
+        r.instanceProfileArn = source.instanceProfileArn
+        r.metadataOptions = source.metadataOptions
+        r.detailedMonitoring = source.detailedMonitoring
         if let template = template(of: source) {
             r.launchTemplate = template
             return r
         }
-        r.securityGroupIds = source.securityGroupIds
         r.keyName = source.keyName
-        r.instanceProfileArn = source.instanceProfileArn
         let byId = Dictionary(volumes.map { ($0.id, $0) }) { a, _ in a }
         r.blockDevices = source.volumes.compactMap { attached in
             guard var v = byId[attached.volumeId]?.settings else { return nil }
@@ -78,9 +83,7 @@ public enum LaunchEquivalence {
             if !v.encrypted { v.kmsKeyId = nil }
             return .init(deviceName: attached.deviceName, settings: v, deleteOnTermination: attached.deleteOnTermination)
         }
-        r.metadataOptions = source.metadataOptions
         r.tenancy = source.tenancy
-        r.detailedMonitoring = source.detailedMonitoring
         r.ebsOptimized = source.ebsOptimized
         return r
     }

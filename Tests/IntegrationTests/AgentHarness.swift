@@ -22,14 +22,69 @@ struct AgentHarness {
         return IMDSMock(identity: .init(instanceId: launched.id, instanceType: type, availabilityZone: zone))
     }
 
-    /// `Peers/launch_equivalence.py COMMAND ARGUMENTS…` (boto3 against moto): its JSON answer.
-    func peer(_ arguments: [String]) async throws -> [String: Any] {
+    /// `Peers/<script> COMMAND ARGUMENTS…` (boto3 against moto; `launch_equivalence.py` unless
+    /// named): its JSON answer.
+    func peer(_ arguments: [String], script: String = "launch_equivalence.py") async throws -> [String: Any] {
         let python = ProcessInfo.processInfo.environment["SPOTGUARD_TEST_PYTHON"] ?? "python3"
-        let script = TestStack.repoRoot.appendingPathComponent("Tests/Peers/launch_equivalence.py").path
+        let path = TestStack.repoRoot.appendingPathComponent("Tests/Peers/\(script)").path
         let out = FileManager.default.temporaryDirectory.appendingPathComponent("peer-\(UUID()).json").path
         defer { try? FileManager.default.removeItem(atPath: out) }
-        _ = try await ChildProcess(python, [script, moto.absoluteString] + arguments, output: out).exitStatus()
+        _ = try await ChildProcess(python, [path, moto.absoluteString] + arguments, output: out).exitStatus()
         return (try? JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: out)))) as? [String: Any] ?? [:]
+    }
+
+    /// A source as a real fleet has it (`launch_equivalence.py setup`: a non-default VPC with
+    /// subnets in us-east-1a and b, two security groups, an instance profile, a key, encrypted
+    /// gp3 and gp2 volumes, IMDSv2, user tags; from a launch template when `template`), a spot
+    /// m5.large in us-east-1a, and the metadata service that says it is that instance.
+    func fleetSource(template: Bool = false) async throws -> IMDSMock {
+        let setup = try await peer(["setup"] + (template ? ["template"] : []))
+        let source = try #require(setup["source"] as? String, "setup: \(setup)")
+        return IMDSMock(identity: .init(instanceId: source, instanceType: "m5.large", availabilityZone: "us-east-1a"))
+    }
+
+    /// What boto3 says of `instance`'s settings now, as `differences` takes a source (an
+    /// instance that is terminated has lost its profile and volumes: describe it before).
+    func described(_ instance: String) async throws -> String {
+        let answer = try #require(try await peer(["describe", instance])["described"], "describe \(instance)")
+        return String(decoding: try JSONSerialization.data(withJSONObject: answer), as: UTF8.self)
+    }
+
+    /// boto3's comparison of `copy` with `source` (an instance id or what `described` said of
+    /// it): VPC, subnet of `zone`, groups, profile, key, volumes, metadata options, monitoring,
+    /// user tags and the template's tags. What differs.
+    func differences(_ source: String, _ copy: String, zone: String) async throws -> [String] {
+        let checked = try await peer(["check", source, copy, zone])
+        let found = try #require(checked["differences"] as? [[String: Any]], "check: \(checked)")
+        return found.map { "\($0)" }
+    }
+
+    /// A workload's entry points in moto, made by `Peers/traffic.py setup` to point at one primary.
+    struct EntryPoints {
+        var allocation, group, zone, zoneName, record: String
+        /// The agent's traffic configuration naming them (`SPOTGUARD_AGENT_TRAFFIC`).
+        var configuration: String {
+            """
+            {"elastic_ips": [{"allocation_id": "\(allocation)"}], "target_groups": [{"arn": "\(group)", "port": 8080}],
+             "dns_records": [{"zone_id": "\(zone)", "zone_name": "\(zoneName)", "name": "\(record)", "ttl": 30}]}
+            """
+        }
+    }
+
+    /// An Elastic IP, a target group (port 8080, no deregistration delay) and a DNS record, all
+    /// pointing at `primary`.
+    func entryPoints(for primary: String) async throws -> EntryPoints {
+        let made = try await peer(["setup", primary], script: "traffic.py")
+        func field(_ name: String) throws -> String { try #require(made[name] as? String, "traffic.py setup: \(made)") }
+        return EntryPoints(
+            allocation: try field("allocation_id"), group: try field("target_group_arn"), zone: try field("zone_id"), zoneName: try field("zone_name"),
+            record: try field("record_name"))
+    }
+
+    /// Where `entry`'s points send traffic now, as boto3 sees it (`traffic.py check`):
+    /// `eip_instance`, `targets`, `record_values`, `private_ips`.
+    func traffic(_ entry: EntryPoints) async throws -> [String: Any] {
+        try await peer(["check", entry.allocation, entry.group, entry.zone, entry.record], script: "traffic.py")
     }
 
     /// The user data `instance` was launched with, read back through boto3.

@@ -10,19 +10,9 @@ import ToolSupport
 
 extension IntegrationTests {
     /// Traffic that moves and an old primary that is fenced, on moto's EC2, ELBv2 and Route 53,
-    /// checked from outside with boto3 (`Tests/Peers/traffic.py`).
+    /// from sources as a real fleet has them, checked from outside with boto3
+    /// (`Tests/Peers/traffic.py`, `launch_equivalence.py`).
     @Suite struct TrafficTests {
-        func peer(_ harness: AgentHarness, _ arguments: [String]) async throws -> [String: Any] {
-            let python = ProcessInfo.processInfo.environment["SPOTGUARD_TEST_PYTHON"] ?? "python3"
-            let script = TestStack.repoRoot.appendingPathComponent("Tests/Peers/traffic.py").path
-            let out = FileManager.default.temporaryDirectory.appendingPathComponent("traffic-\(UUID()).json").path
-            defer { try? FileManager.default.removeItem(atPath: out) }
-            let status = try await ChildProcess(python, [script, harness.moto.absoluteString] + arguments, output: out).exitStatus()
-            let text = (try? String(contentsOfFile: out, encoding: .utf8)) ?? ""
-            #expect(status == 0, "traffic.py \(arguments.first ?? ""): \(text)")
-            return try #require((try? JSONSerialization.jsonObject(with: Data(text.utf8))) as? [String: Any], "\(text)")
-        }
-
         /// The agent's one replica, its instance served by its own IMDS mock, with a replica
         /// agent running on it for `body` (which gets the replica's instance id).
         func withReplicaAgent(
@@ -50,17 +40,11 @@ extension IntegrationTests {
         @Test func aFailoverMovesTheTrafficThenFencesTheOldPrimary() async throws {
             let store = try await TestStack.store()
             let harness = try AgentHarness()
-            let primaryIMDS = try await harness.instance(zone: "us-east-1c")
+            // a source launched from a launch template, as a real fleet has it
+            let primaryIMDS = try await harness.fleetSource(template: true)
             let primary = primaryIMDS.identity.instanceId
-            let entry = try await peer(harness, ["setup", primary])
-            let (allocation, group, zone, zoneName, record) = (
-                try #require(entry["allocation_id"] as? String), try #require(entry["target_group_arn"] as? String),
-                try #require(entry["zone_id"] as? String), try #require(entry["zone_name"] as? String), try #require(entry["record_name"] as? String)
-            )
-            let traffic = """
-                {"elastic_ips": [{"allocation_id": "\(allocation)"}], "target_groups": [{"arn": "\(group)", "port": 8080}],
-                 "dns_records": [{"zone_id": "\(zone)", "zone_name": "\(zoneName)", "name": "\(record)", "ttl": 30}]}
-                """
+            let entry = try await harness.entryPoints(for: primary)
+            let (allocation, zone, zoneName, traffic) = (entry.allocation, entry.zone, entry.zoneName, entry.configuration)
             let dir = FileManager.default.temporaryDirectory.appendingPathComponent("agent-fence-\(UUID())")
             try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
             defer { try? FileManager.default.removeItem(at: dir) }
@@ -112,13 +96,17 @@ extension IntegrationTests {
                                     harness, store, ingest: ingest, token: token, logical: logical, agent: agent,
                                     environment: ["SPOTGUARD_AGENT_STOP_COMMAND": hook("replica.stopped")]
                                 ) { replica in
+                                    // the emergency replica is the source's equivalent: its template, network, profile, volumes, tags
+                                    let replicaZone = try #require(try await harness.ec2.describeInstances(ids: [replica]).first?.availabilityZone)
+                                    let differences = try await harness.differences(primary, replica, zone: replicaZone)
+                                    #expect(differences.isEmpty, "\(differences)")
                                     #expect(
                                         try await TestStack.eventually(timeout: .seconds(20)) {
                                             try await ReplicaQuery.one(store, "SELECT status FROM replica_instances WHERE instance_id = $1", [replica]) == [
                                                 "ready"
                                             ]
                                         })
-                                    let before = try await peer(harness, ["check", allocation, group, zone, record])
+                                    let before = try await harness.traffic(entry)
                                     #expect(before["eip_instance"] as? String == primary)
                                     primaryIMDS.armInterruption()
                                     #expect(
@@ -136,7 +124,7 @@ extension IntegrationTests {
                                             && steps.allSatisfy { $0.status == "done" }, "\(steps)")
 
                                     // from outside: every entry point sends traffic to the new primary
-                                    let after = try await peer(harness, ["check", allocation, group, zone, record])
+                                    let after = try await harness.traffic(entry)
                                     let ips = after["private_ips"] as? [String: String] ?? [:]
                                     let targets = (after["targets"] as? [[String: Any]] ?? []).compactMap { $0["id"] as? String }
                                     #expect(after["eip_instance"] as? String == replica, "\(after)")
@@ -170,13 +158,10 @@ extension IntegrationTests {
         @Test func aNoticeWithoutAReadyReplicaRecoversOnTheOneItLaunches() async throws {
             let store = try await TestStack.store()
             let harness = try AgentHarness()
-            let primaryIMDS = try await harness.instance(zone: "us-east-1d")
+            let primaryIMDS = try await harness.fleetSource()
             let primary = primaryIMDS.identity.instanceId
-            let entry = try await peer(harness, ["setup", primary])
-            let (allocation, group, zone, record) = (
-                try #require(entry["allocation_id"] as? String), try #require(entry["target_group_arn"] as? String),
-                try #require(entry["zone_id"] as? String), try #require(entry["record_name"] as? String)
-            )
+            let entry = try await harness.entryPoints(for: primary)
+            let allocation = entry.allocation
             let dir = FileManager.default.temporaryDirectory.appendingPathComponent("agent-recovery-\(UUID())")
             try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
             defer { try? FileManager.default.removeItem(at: dir) }
@@ -223,6 +208,9 @@ extension IntegrationTests {
                                     harness, store, ingest: ingest, token: token, logical: logical, agent: agent,
                                     environment: ["SPOTGUARD_AGENT_STATE_FILE": replicaState, "SPOTGUARD_AGENT_REPLICA_TYPE": "automatic-termination"]
                                 ) { replica in
+                                    let replicaZone = try #require(try await harness.ec2.describeInstances(ids: [replica]).first?.availabilityZone)
+                                    let differences = try await harness.differences(primary, replica, zone: replicaZone)
+                                    #expect(differences.isEmpty, "the recovery instance is the source's equivalent: \(differences)")
                                     #expect(
                                         try await TestStack.eventually(timeout: .seconds(20)) {
                                             inbox.all.contains { $0.routingKey == RoutingKey.failoverCompleted }
@@ -231,7 +219,7 @@ extension IntegrationTests {
                                         .payload
                                     #expect(report.oldInstanceId == primary && report.newInstanceId == replica && report.traffic?.moved == true)
                                     #expect(FileManager.default.contents(atPath: replicaState) == state, "the new primary resumed from the sent state")
-                                    let after = try await peer(harness, ["check", allocation, group, zone, record])
+                                    let after = try await harness.traffic(entry)
                                     #expect(after["eip_instance"] as? String == replica, "\(after)")
                                     let event = try await ReplicaQuery.one(
                                         store,

@@ -1,21 +1,29 @@
 """A source instance as a real fleet has one, and the check that a launched copy is equivalent,
 both through AWS's own Python SDK against moto (EC2 and IAM in one moto_server).
 
-usage: python3 launch_equivalence.py ENDPOINT setup
+usage: python3 launch_equivalence.py ENDPOINT setup [template]
          a VPC with subnets in us-east-1a and us-east-1b, two security groups, an instance
          profile, and a source instance in us-east-1a with them, a key, two encrypted volumes
          (gp3 and gp2), IMDSv2 required with hop limit 2, detailed monitoring and user tags
          (moto keeps a volume's size, type and encryption but not the iops and throughput asked
-         for at launch: those are checked on the request, in Swift); prints JSON
-         {"source": ..., "subnets": {az: id}, "profile_arn": ..., "groups": [...]}
+         for at launch: those are checked on the request, in Swift); with `template`, the
+         groups, key, profile, volumes and tags are a launch template's and the source is
+         launched from it (moto applies a template's groups, key, volumes and tags but not its
+         profile, metadata options or monitoring: the source is given those at launch, as an
+         override); prints JSON {"source": ..., "subnets": {az: id}, "profile_arn": ...,
+         "groups": [...], "vpc": ..., "template": id or null}
        python3 launch_equivalence.py ENDPOINT userdata INSTANCE
          prints JSON {"user_data": ...}: what the instance was launched with, decoded
        python3 launch_equivalence.py ENDPOINT images AGENT SOURCE
          prints JSON {"images": [...], "snapshots": [...]}: the images tagged spotguard:agent=AGENT
          and the snapshots CreateImage made of SOURCE that still exist
+       python3 launch_equivalence.py ENDPOINT describe INSTANCE
+         prints JSON {"described": ...}: the settings `check` compares, as they are now (a
+         terminated instance loses its profile and volumes: describe a source before it goes)
        python3 launch_equivalence.py ENDPOINT check SOURCE COPY AZ
-         compares COPY with SOURCE; prints JSON {"differences": [...], ...} and exits 1 when
-         any setting differs (the subnet must be the VPC's subnet in AZ)
+         compares COPY with SOURCE (an instance id, or what `describe` printed for it); prints
+         JSON {"differences": [...], ...} and exits 1 when any setting differs (the subnet must
+         be the VPC's subnet in AZ)
 """
 import json
 import sys
@@ -27,7 +35,7 @@ endpoint, command = sys.argv[1:3]
 ec2, iam = clients(endpoint, "ec2", "iam")
 
 
-def setup():
+def setup(template=False):
     run = uuid.uuid4().hex[:8]
     vpc = ec2.create_vpc(CidrBlock="10.42.0.0/16")["Vpc"]["VpcId"]
     subnets = {
@@ -41,20 +49,33 @@ def setup():
     profile = iam.create_instance_profile(InstanceProfileName=f"workload-{run}")["InstanceProfile"]
     iam.add_role_to_instance_profile(InstanceProfileName=f"workload-{run}", RoleName=f"workload-{run}")
     ec2.create_key_pair(KeyName=f"ops-{run}")
-    source = ec2.run_instances(
-        ImageId="ami-12c6146b", InstanceType="m5.large", MinCount=1, MaxCount=1, SubnetId=subnets["us-east-1a"],
-        SecurityGroupIds=groups, KeyName=f"ops-{run}", IamInstanceProfile={"Arn": profile["Arn"]},
-        BlockDeviceMappings=[
-            {"DeviceName": "/dev/sda1", "Ebs": {"VolumeSize": 40, "VolumeType": "gp3", "Iops": 4000, "Throughput": 250,
-                                                "Encrypted": True, "DeleteOnTermination": True}},
-            {"DeviceName": "/dev/sdf", "Ebs": {"VolumeSize": 100, "VolumeType": "gp2", "Encrypted": True, "DeleteOnTermination": False}},
-        ],
+    volumes = [
+        {"DeviceName": "/dev/sda1", "Ebs": {"VolumeSize": 40, "VolumeType": "gp3", "Iops": 4000, "Throughput": 250,
+                                            "Encrypted": True, "DeleteOnTermination": True}},
+        {"DeviceName": "/dev/sdf", "Ebs": {"VolumeSize": 100, "VolumeType": "gp2", "Encrypted": True, "DeleteOnTermination": False}},
+    ]
+    tags = [{"ResourceType": "instance", "Tags": [
+        {"Key": "Name", "Value": f"web-{run}"}, {"Key": "team", "Value": "payments"}, {"Key": "cost-center", "Value": "42"}]}]
+    settings = dict(
+        SecurityGroupIds=groups, KeyName=f"ops-{run}", IamInstanceProfile={"Arn": profile["Arn"]}, BlockDeviceMappings=volumes,
         MetadataOptions={"HttpTokens": "required", "HttpPutResponseHopLimit": 2, "HttpEndpoint": "enabled"},
-        Monitoring={"Enabled": True},
-        TagSpecifications=[{"ResourceType": "instance", "Tags": [
-            {"Key": "Name", "Value": f"web-{run}"}, {"Key": "team", "Value": "payments"}, {"Key": "cost-center", "Value": "42"}]}],
+        Monitoring={"Enabled": True}, TagSpecifications=tags,
+    )
+    template_id = None
+    if template:
+        template_id = ec2.create_launch_template(
+            LaunchTemplateName=f"web-{run}", LaunchTemplateData=dict(ImageId="ami-12c6146b", InstanceType="m5.large", **settings),
+        )["LaunchTemplate"]["LaunchTemplateId"]
+        launch = dict(LaunchTemplate={"LaunchTemplateId": template_id, "Version": "$Latest"},
+                      IamInstanceProfile=settings["IamInstanceProfile"], MetadataOptions=settings["MetadataOptions"],
+                      Monitoring=settings["Monitoring"])
+    else:
+        launch = dict(ImageId="ami-12c6146b", InstanceType="m5.large", **settings)
+    source = ec2.run_instances(
+        MinCount=1, MaxCount=1, SubnetId=subnets["us-east-1a"], InstanceMarketOptions={"MarketType": "spot"}, **launch,
     )["Instances"][0]["InstanceId"]
-    print(json.dumps({"source": source, "subnets": subnets, "profile_arn": profile["Arn"], "groups": groups, "vpc": vpc}))
+    print(json.dumps({"source": source, "subnets": subnets, "profile_arn": profile["Arn"], "groups": groups, "vpc": vpc,
+                      "template": template_id}))
 
 
 def describe(instance):
@@ -81,7 +102,8 @@ def describe(instance):
 
 
 def check(source, copy, az):
-    a, b = describe(source), describe(copy)
+    a = json.loads(source) if source.startswith("{") else describe(source)
+    b = describe(copy)
     differences = []
     for key in ("vpc", "groups", "profile", "key", "metadata", "monitoring"):
         if a[key] != b[key]:
@@ -121,11 +143,13 @@ def images(agent, source):
 
 
 if command == "setup":
-    setup()
+    setup(sys.argv[3:4] == ["template"])
 elif command == "userdata":
     userdata(sys.argv[3])
 elif command == "images":
     images(*sys.argv[3:5])
+elif command == "describe":
+    print(json.dumps({"described": describe(sys.argv[3])}, default=str))
 elif command == "check":
     check(*sys.argv[3:6])
 else:

@@ -66,8 +66,12 @@ import Testing
         let r = LaunchEquivalence.request(copying: source, volumes: Self.volumes, subnetId: "subnet-b", target: Self.target)
         let p = Self.parameters(r)
         #expect(p["LaunchTemplate.LaunchTemplateId"] == "lt-0abc" && p["LaunchTemplate.Version"] == "7")
-        #expect(p["SubnetId"] == "subnet-b" && p["InstanceType"] == "c5.large", "only the type and the subnet are overridden")
-        #expect(p["SecurityGroupId.1"] == nil && p["IamInstanceProfile.Arn"] == nil && p["BlockDeviceMapping.1.DeviceName"] == nil)
+        #expect(p["SubnetId"] == "subnet-b" && p["InstanceType"] == "c5.large")
+        #expect(p["BlockDeviceMapping.1.DeviceName"] == nil && p["KeyName"] == nil && p["Placement.Tenancy"] == nil, "the template's own")
+        // what the source runs with, which its launch may have set over the template's
+        #expect(p["SecurityGroupId.1"] == "sg-web" && p["SecurityGroupId.2"] == "sg-ssh")
+        #expect(p["IamInstanceProfile.Arn"] == "arn:aws:iam::1:instance-profile/workload" && p["MetadataOptions.HttpTokens"] == "required")
+        #expect(p["Monitoring.Enabled"] == "true")
         #expect(!r.tags.keys.contains { $0.hasPrefix("aws:") }, "aws: tags are AWS's to set")
     }
 
