@@ -26,6 +26,10 @@ public final class ClientDirectory: Sendable {
         public var logicalAgentId: String
         public var created: Bool
         public var config: AgentConfig
+        /// The agent's primary instance and epoch after this registration: an instance that
+        /// registers but is not the primary was replaced (a former primary): it must not serve.
+        public var primaryInstanceId: String?
+        public var primaryEpoch: Int64
     }
 
     public struct AgentConfig: Sendable, Encodable {
@@ -219,9 +223,25 @@ public final class ClientDirectory: Sendable {
     }
 
     /// Registers an agent, idempotently on (client, logical_agent_id): the same agent id comes
-    /// back on every call, with the agent's configuration flags.
-    public func register(client clientId: UUID, _ r: AgentRegistration) async throws -> RegisteredAgent {
+    /// back on every call, with the agent's configuration flags and its primary. A new instance
+    /// becomes the primary (the epoch moves on); a former primary of the agent (an instance a
+    /// switch or promotion moved away from) registering again changes nothing: it stays replaced.
+    public func register(client clientId: UUID, _ registration: AgentRegistration) async throws -> RegisteredAgent {
         let result = try await store.transaction { conn -> RegisteredAgent? in
+            var r = registration
+            if let instance = r.instanceId,
+                try conn.query(
+                    """
+                    SELECT s.old_instance_id = $3 FROM switches s JOIN agents a ON a.id = s.agent_id
+                     WHERE a.client_id = $1 AND a.logical_agent_id = $2 AND $3 IN (s.old_instance_id, s.new_instance_id)
+                     ORDER BY s.created_at DESC LIMIT 1
+                    """, [clientId, r.logicalAgentId, instance.rawValue]
+                ).first?.decode(Bool.self, at: 0) == true
+            {
+                // nothing of a replaced instance overwrites the agent's facts (the upsert keeps what it is not given)
+                (r.instanceId, r.instanceType, r.az, r.amiId, r.mode, r.poolId) = (nil, nil, nil, nil, nil, nil)
+                (r.hostname, r.privateIp, r.publicIp, r.usableZones) = (nil, nil, nil, nil)
+            }
             try Pools.ensure([r.poolId].compactMap { $0 }, on: conn)
             let rows = try conn.query(
                 """
@@ -230,6 +250,8 @@ public final class ClientDirectory: Sendable {
                                     usable_zones, status, installed_at)
                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12::inet, $13::inet, $14::text[], 'online', now())
                 ON CONFLICT (client_id, logical_agent_id) DO UPDATE SET
+                    primary_epoch = agents.primary_epoch
+                        + CASE WHEN EXCLUDED.instance_id IS DISTINCT FROM agents.instance_id AND EXCLUDED.instance_id IS NOT NULL THEN 1 ELSE 0 END,
                     instance_id = COALESCE(EXCLUDED.instance_id, agents.instance_id),
                     instance_type = COALESCE(EXCLUDED.instance_type, agents.instance_type),
                     region = COALESCE(EXCLUDED.region, agents.region),
@@ -244,7 +266,7 @@ public final class ClientDirectory: Sendable {
                     usable_zones = COALESCE(EXCLUDED.usable_zones, agents.usable_zones)
                 WHERE agents.status <> 'deleted'
                 RETURNING id, (xmax = 0) AS created, enabled, auto_switch_enabled, manual_replica_enabled,
-                          auto_terminate_enabled, terminate_wait_seconds, decision_engine
+                          auto_terminate_enabled, terminate_wait_seconds, decision_engine, instance_id, primary_epoch
                 """,
                 [
                     clientId, r.logicalAgentId, r.instanceId?.rawValue, r.instanceType?.rawValue, r.region?.rawValue,
@@ -279,7 +301,8 @@ public final class ClientDirectory: Sendable {
                 config: AgentConfig(
                     enabled: try row.decode(Bool.self, at: 2), autoSwitchEnabled: try row.decode(Bool.self, at: 3),
                     manualReplicaEnabled: try row.decode(Bool.self, at: 4), autoTerminateEnabled: try row.decode(Bool.self, at: 5),
-                    terminateWaitSeconds: try row.decode(Int.self, at: 6), decisionEngine: try row.decode(String.self, at: 7)))
+                    terminateWaitSeconds: try row.decode(Int.self, at: 6), decisionEngine: try row.decode(String.self, at: 7)),
+                primaryInstanceId: try row.decodeIfPresent(String.self, at: 8), primaryEpoch: try row.decode(Int64.self, at: 9))
         }
         guard let result else {
             throw APIError(.conflict, code: "agent_deleted", message: "this logical agent id belongs to a deleted agent")

@@ -51,8 +51,9 @@ public enum Commands {
         _ = try conn.execute(
             """
             INSERT INTO commands (id, client_id, agent_id, command_type, payload, target_mode, target_pool_id,
-                                  terminate_wait_seconds, issued_by, priority, target_instance_id, replica_id, expires_at)
-            VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $8, $9, $10, $11, $12, now() + make_interval(secs => $13))
+                                  terminate_wait_seconds, issued_by, priority, target_instance_id, replica_id, expires_at, primary_epoch)
+            VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $8, $9, $10, $11, $12, now() + make_interval(secs => $13),
+                    (SELECT primary_epoch FROM agents WHERE id = $3))
             """,
             [
                 id, c.clientId, c.agentId, c.kind.rawValue, c.payload, c.targetMode?.rawValue, c.targetPoolId,
@@ -80,7 +81,13 @@ public enum Commands {
         /// Until when the agent holds it; `renew` extends it while the agent works.
         public var leaseExpiresAt: Date
         public var leaseSeconds: Int
+        /// The agent's primary epoch when the command was issued.
+        public var primaryEpoch: Int64?
     }
+
+    /// The kinds that act as the agent's primary: void once another instance became the
+    /// primary after they were issued (their epoch is below the agent's).
+    static let primaryActions = CommandKind.allCases.filter(\.actsAsPrimary).map { "'\($0.rawValue)'" }.joined(separator: ", ")
 
     /// The lease of a command of this kind, in seconds, as SQL over `commands` columns.
     static let leaseSeconds =
@@ -99,6 +106,16 @@ public enum Commands {
             UPDATE commands SET status = 'expired', completed_at = now(), lease_expires_at = NULL
              WHERE agent_id = $1 AND expires_at < now() AND (status = 'pending' OR (status = 'delivered' AND lease_expires_at < now()))
             """, [agentId])
+        // never handed out: a switch or promotion issued before another instance became the primary
+        _ = try conn.execute(
+            """
+            UPDATE commands c SET status = 'cancelled', completed_at = now(), lease_expires_at = NULL,
+                   error_message = 'superseded: another instance became the primary after it was issued (epoch '
+                                   || c.primary_epoch || ', now ' || a.primary_epoch || ')'
+              FROM agents a
+             WHERE a.id = $1 AND c.agent_id = a.id AND c.command_type IN (\(primaryActions)) AND c.primary_epoch < a.primary_epoch
+               AND (c.status = 'pending' OR (c.status = 'delivered' AND c.lease_expires_at < now()))
+            """, [agentId])
         return try conn.query(
             """
             UPDATE commands c SET status = 'delivered', delivered_at = now(), delivery_count = c.delivery_count + 1,
@@ -110,7 +127,7 @@ public enum Commands {
              WHERE c.id = due.id
             RETURNING c.id, c.command_type, c.payload::text, c.target_instance_id, c.target_mode, c.target_pool_id,
                       c.terminate_wait_seconds, c.replica_id, c.priority, c.created_at, c.delivery_count, c.lease_expires_at,
-                      \(leaseSeconds)
+                      \(leaseSeconds), c.primary_epoch
             """, [agentId, instanceId, limit]
         ).map { r in
             Delivered(
@@ -120,7 +137,7 @@ public enum Commands {
                 terminateWaitSeconds: try r.decodeIfPresent(Int.self, at: 6), replicaId: try r.decodeIfPresent(UUID.self, at: 7),
                 priority: try r.decode(Int.self, at: 8), createdAt: try r.decode(Date.self, at: 9),
                 deliveryCount: try r.decode(Int.self, at: 10), leaseExpiresAt: try r.decode(Date.self, at: 11),
-                leaseSeconds: try r.decode(Int.self, at: 12))
+                leaseSeconds: try r.decode(Int.self, at: 12), primaryEpoch: try r.decodeIfPresent(Int64.self, at: 13))
         }.sorted { ($0.priority, $1.createdAt) > ($1.priority, $0.createdAt) }
     }
 

@@ -143,7 +143,8 @@ public enum Switches {
         }
         _ = try conn.execute(
             """
-            UPDATE agents SET instance_id = $2, current_mode = coalesce($3, current_mode), current_pool_id = $4,
+            UPDATE agents SET primary_epoch = primary_epoch + CASE WHEN instance_id IS DISTINCT FROM $2 THEN 1 ELSE 0 END,
+                   instance_id = $2, current_mode = coalesce($3, current_mode), current_pool_id = $4,
                    instance_type = coalesce($5, instance_type), az = coalesce($6, az), region = coalesce($7, region),
                    status = coalesce($8, status),
                    last_failover_at = CASE WHEN $9 THEN now() ELSE last_failover_at END

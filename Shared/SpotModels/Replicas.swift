@@ -35,6 +35,10 @@ public enum CommandKind: String, Codable, Sendable, CaseIterable {
     /// The old primary stops serving (its stop hook) once the traffic has left it.
     case fence
 
+    /// A switch or a promotion makes an instance the primary: one issued before another
+    /// instance became the primary must not run (see `commands.primary_epoch`).
+    public var actsAsPrimary: Bool { self == .switch || self == .promote }
+
     /// How long an agent holds a command it fetched before it is handed out again, unless the
     /// agent renews it while it works (a terminate's wait comes on top). As long as the work
     /// usually takes, so a command is handed out twice only when its agent stopped answering.

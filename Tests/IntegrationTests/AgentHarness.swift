@@ -2,6 +2,7 @@ import Foundation
 import IMDSMock
 import SpotCloud
 import SpotRuntime
+import SpotStore
 import Testing
 import ToolSupport
 
@@ -125,6 +126,14 @@ struct AgentHarness {
         }
         agent.signal(SIGTERM)
         #expect(await agent.exitStatus() == 0, "the agent did not shut down cleanly on SIGTERM")
+    }
+
+    /// A rebalance recommendation on `imds`'s instance: true once `agent`'s replica was launched.
+    static func rebalanceLaunchesAReplica(_ imds: IMDSMock, agent: String, _ store: PostgresStore) async throws -> Bool {
+        imds.armRebalance()
+        return try await TestStack.eventually(timeout: .seconds(20)) {
+            try await SEFQuery.count(store, "SELECT count(*) FROM replica_instances WHERE agent_id = $1::uuid AND instance_id IS NOT NULL", [agent]) == 1
+        }
     }
 
     /// A new client named `name`, made with the admin token: its API token.

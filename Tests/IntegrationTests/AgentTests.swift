@@ -276,12 +276,9 @@ extension IntegrationTests {
                                 })
                             let agent = try #require(
                                 try await ReplicaQuery.one(store, "SELECT id::text FROM agents WHERE logical_agent_id = $1", [logical]).first ?? nil)
-                            primaryIMDS.armRebalance()
                             #expect(
-                                try await TestStack.eventually(timeout: .seconds(20)) {
-                                    try await SEFQuery.count(
-                                        store, "SELECT count(*) FROM replica_instances WHERE agent_id = $1::uuid AND instance_id IS NOT NULL", [agent]) == 1
-                                })
+                                try await AgentHarness.rebalanceLaunchesAReplica(primaryIMDS, agent: agent, store),
+                                "the rebalance recommendation launches a replica")
                             let replicaRow = try await ReplicaQuery.one(
                                 store, "SELECT id::text, instance_id, az FROM replica_instances WHERE agent_id = $1::uuid", [agent])
                             let (replicaId, replicaInstance, replicaZone) = (

@@ -2,6 +2,7 @@ import Foundation
 import IMDSMock
 import SpotBus
 import SpotCloud
+import SpotFleet
 import SpotModels
 import SpotRuntime
 import SpotStore
@@ -86,12 +87,9 @@ extension IntegrationTests {
                                             "SELECT count(*) FROM pricing_snapshots_clean WHERE pool_id LIKE 'm5.large.us-east-1%' AND time_bucket > now() - interval '1 hour'",
                                             []) > 0
                                     })
-                                primaryIMDS.armRebalance()
                                 #expect(
-                                    try await TestStack.eventually(timeout: .seconds(20)) {
-                                        try await SEFQuery.count(
-                                            store, "SELECT count(*) FROM replica_instances WHERE agent_id = $1::uuid AND instance_id IS NOT NULL", [agent]) == 1
-                                    })
+                                    try await AgentHarness.rebalanceLaunchesAReplica(primaryIMDS, agent: agent, store),
+                                    "the rebalance recommendation launches a replica")
                                 try await withReplicaAgent(
                                     harness, store, ingest: ingest, token: token, logical: logical, agent: agent,
                                     environment: ["SPOTGUARD_AGENT_STOP_COMMAND": hook("replica.stopped")]
@@ -239,6 +237,101 @@ extension IntegrationTests {
                                 }
                             }
                         }
+                    }
+                }
+            }
+            await store.shutdown()
+        }
+        /// Never two primaries: an old primary that sleeps through its replacement (SIGSTOP)
+        /// wakes up to a switch issued before the promotion. The switch is void (its epoch is
+        /// below the agent's), so nothing is launched and the new primary stays the primary;
+        /// and when the old instance's agent starts again it cannot take the primary back by
+        /// registering: it learns it was replaced and fences itself at once (its grace is an hour).
+        @Test func aReplacedPrimaryThatWakesUpLateNeitherSwitchesNorTakesBackThePrimary() async throws {
+            let store = try await TestStack.store()
+            let harness = try AgentHarness()
+            let primaryIMDS = try await harness.instance(zone: "us-east-1a")
+            let primary = primaryIMDS.identity.instanceId
+            let stopped = FileManager.default.temporaryDirectory.appendingPathComponent("replaced-\(UUID())").path
+            defer { try? FileManager.default.removeItem(atPath: stopped) }
+            let logical = TestStack.uniqueName("replaced")
+            let environment = [
+                "AWS_ENDPOINT_URL": harness.moto.absoluteString, "SPOTGUARD_AGENT_STOP_COMMAND": "echo fenced >> '\(stopped)'",
+                "SPOTGUARD_AGENT_FENCE_GRACE_SECONDS": "3600",
+            ]
+            func fences() -> Int { ((try? String(contentsOfFile: stopped, encoding: .utf8)) ?? "").split(separator: "\n").count }
+            try await withReplicaStack(environment: ["SPOTGUARD_REPLICAS_RISK_THRESHOLD_PERCENT": "0"]) { ingest, _ in
+                try await withSEF {
+                    let token = try await AgentHarness.client(ingest, "Replaced")
+                    try await primaryIMDS.serving { primaryURL in
+                        var agent = ""
+                        var command = UUID()
+                        try await harness.withAgentProcess(ingest: ingest, token: token, imds: primaryURL, logical: logical, environment: environment) {
+                            process in
+                            #expect(
+                                try await TestStack.eventually {
+                                    try await SEFQuery.count(
+                                        store,
+                                        """
+                                        SELECT count(*) FROM agents a WHERE a.logical_agent_id = $1
+                                           AND EXISTS (SELECT 1 FROM pricing_snapshots_clean c WHERE c.pool_id LIKE 'm5.large.us-east-1%' AND c.time_bucket > now() - interval '1 hour')
+                                        """, [logical]) == 1
+                                })
+                            agent = try #require(
+                                try await ReplicaQuery.one(store, "SELECT id::text FROM agents WHERE logical_agent_id = $1", [logical]).first ?? nil)
+                            #expect(
+                                try await AgentHarness.rebalanceLaunchesAReplica(primaryIMDS, agent: agent, store),
+                                "the rebalance recommendation launches a replica")
+                            try await withReplicaAgent(harness, store, ingest: ingest, token: token, logical: logical, agent: agent, environment: [:]) {
+                                replica in
+                                #expect(
+                                    try await TestStack.eventually(timeout: .seconds(20)) {
+                                        try await ReplicaQuery.one(store, "SELECT status FROM replica_instances WHERE instance_id = $1", [replica]) == ["ready"]
+                                    })
+                                // the primary sleeps; a switch is queued for it, then its replica is promoted
+                                process.signal(SIGSTOP)
+                                defer { process.signal(SIGCONT) }  // a stopped agent cannot stop on SIGTERM
+                                let row = try await ReplicaQuery.one(
+                                    store,
+                                    "SELECT a.client_id::text, r.id::text FROM replica_instances r JOIN agents a ON a.id = r.agent_id WHERE r.instance_id = $1",
+                                    [replica])
+                                let (client, replicaId) = (try #require(UUID(uuidString: row[0] ?? "")), try #require(row[1]))
+                                let agentId = try #require(UUID(uuidString: agent))
+                                command = try await store.transaction { conn in
+                                    try Commands.issue(
+                                        try .init(
+                                            .switch, clientId: client, agentId: agentId, targetInstanceId: primary,
+                                            payload: [String: String](), targetMode: .onDemand, terminateWaitSeconds: 0, issuedBy: "decisions"),
+                                        producer: "spotguard-decisions", on: conn)
+                                }
+                                let promoted = try await ingest.send(
+                                    "POST", "/api/agents/\(agent)/replicas/\(replicaId)/promote", token: token, json: #"{"demote_old_primary": false}"#)
+                                #expect(promoted.status == 200, "\(promoted.status) \(String(decoding: promoted.body, as: UTF8.self))")
+                                process.signal(SIGCONT)
+                                #expect(
+                                    try await TestStack.eventually(timeout: .seconds(20)) {
+                                        try await ReplicaQuery.one(store, "SELECT status, error_message FROM commands WHERE id = $1", [command.uuidString])
+                                            .first == "cancelled"
+                                    }, "the overtaken switch is void")
+                                let message = try await ReplicaQuery.one(store, "SELECT error_message FROM commands WHERE id = $1", [command.uuidString])
+                                #expect(message.first??.hasPrefix("superseded") == true, "\(message)")
+                                let launched = try await harness.ec2.describeInstances(filters: [("tag:spotguard:switch", [command.uuidString.lowercased()])])
+                                #expect(launched.isEmpty, "nothing launched for the void switch: \(launched.map(\.id))")
+                                #expect(
+                                    try await ReplicaQuery.one(store, "SELECT instance_id, primary_epoch::text FROM agents WHERE id = $1::uuid", [agent]) == [
+                                        replica, "2",
+                                    ])
+                            }
+                        }
+                        // the old primary's agent starts again on its instance: registering does not take the primary back
+                        let before = fences()
+                        try await harness.withAgent(ingest: ingest, token: token, imds: primaryURL, logical: logical, environment: environment) {
+                            #expect(
+                                try await TestStack.eventually(timeout: .seconds(10)) { fences() == before + 1 },
+                                "told at registration that it was replaced, it fences itself")
+                        }
+                        let now = try await ReplicaQuery.one(store, "SELECT instance_id, primary_epoch::text FROM agents WHERE id = $1::uuid", [agent])
+                        #expect(now.first != primary && now.last == "2", "\(now)")
                     }
                 }
             }

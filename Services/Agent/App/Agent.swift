@@ -42,6 +42,9 @@ public final class Agent: Sendable {
         var otherPrimarySince: Date?
         /// This instance hands over by the book (a `fence` command, its own switch).
         var handingOver = false
+        /// The highest primary epoch the server has named (registration, command polls): a
+        /// switch or promotion issued at a lower one was overtaken and is refused.
+        var knownEpoch: Int64 = 0
     }
 
     public static let version = "0.5.0"
@@ -100,9 +103,20 @@ public final class Agent: Sendable {
         while true {
             do {
                 let answer = try await api.send("POST", "/api/agents/register", body)
-                if let id = answer.json()["agent_id"] as? String, answer.status == 200 || answer.status == 201 {
-                    state.withLock { $0.agentId = id.lowercased() }
+                let json = answer.json()
+                if let id = json["agent_id"] as? String, answer.status == 200 || answer.status == 201 {
+                    let primary = json["primary_instance_id"] as? String
+                    state.withLock {
+                        $0.agentId = id.lowercased()
+                        $0.knownEpoch = max($0.knownEpoch, (json["primary_epoch"] as? NSNumber)?.int64Value ?? 0)
+                    }
                     logger.info("registered", metadata: ["agent_id": "\(id)", "instance_id": "\(identity.instanceId)"])
+                    if let primary, primary != identity.instanceId {
+                        // a former primary started again (a reboot, a late wake-up): another instance serves now
+                        logger.error("this instance was replaced as the agent's primary: fencing it", metadata: ["primary": "\(primary)"])
+                        _ = await runStopHook(reason: "replaced by \(primary)")
+                        return
+                    }
                     await tagOwnInstance(identity.instanceId, agent: id.lowercased())
                     try await sendTrafficConfiguration(agent: id.lowercased())
                     return

@@ -17,6 +17,8 @@ extension Agent {
         /// The command's lease; the agent renews it while it works, so a long switch is not
         /// handed out a second time.
         var leaseSeconds: Int?
+        /// The agent's primary epoch when it was issued.
+        var primaryEpoch: Int64?
     }
 
     func commandLoop() async {
@@ -30,8 +32,10 @@ extension Agent {
                 struct Batch: Decodable {
                     var commands: [Command]
                     var primaryInstanceId: String?
+                    var primaryEpoch: Int64?
                 }
                 let batch = try WireJSON.decoder().decode(Batch.self, from: answer.body)
+                if let epoch = batch.primaryEpoch { state.withLock { $0.knownEpoch = max($0.knownEpoch, epoch) } }
                 await observePrimary(batch.primaryInstanceId, identity: identity)
                 for command in batch.commands {
                     await execute(command, agent: agent, identity: identity)
@@ -68,6 +72,11 @@ extension Agent {
         defer { renewal.cancel() }
         let outcome: Result
         do {
+            // a switch or promotion another promotion overtook would make a second primary
+            let known = state.withLock { $0.knownEpoch }
+            if CommandKind(rawValue: command.commandType)?.actsAsPrimary == true, let epoch = command.primaryEpoch, epoch < known {
+                throw Refused(description: "superseded: issued at primary epoch \(epoch), another instance became the primary at \(known)")
+            }
             switch command.commandType {
             case "switch":
                 do {

@@ -70,6 +70,9 @@ extension IngestController {
         /// The agent's primary instance now: an old primary that learns it is no longer the
         /// one fences itself (stops serving), whatever commands it missed.
         var primaryInstanceId: String?
+        /// Its primary epoch: raised by each switch or promotion. The agent refuses a switch or
+        /// promotion issued at a lower one.
+        var primaryEpoch: Int64?
     }
 
     /// `GET /api/agents/{id}/pending-commands?instance_id=&wait=`: answers at once when
@@ -99,12 +102,13 @@ extension IngestController {
             // listen before looking, so a command issued in between still wakes this poll
             let ticket = mailbox.listen(agent)
             let commands: [Commands.Delivered]
-            let primary: String?
+            let primary: (instance: String?, epoch: Int64?)
             do {
                 (commands, primary) = try await store.withConnection { conn in
-                    (
+                    let row = try conn.query("SELECT instance_id, primary_epoch FROM agents WHERE id = $1", [agent]).first
+                    return (
                         try Commands.claim(agentId: agent, instanceId: target, on: conn),
-                        try conn.query("SELECT instance_id FROM agents WHERE id = $1", [agent]).first?.decodeIfPresent(String.self, at: 0)
+                        (try row?.decodeIfPresent(String.self, at: 0), try row?.decode(Int64.self, at: 1))
                     )
                 }
             } catch let e as PGError where e.isRetryable {
@@ -117,7 +121,8 @@ extension IngestController {
             let left = deadline - ContinuousClock.now
             if !commands.isEmpty || left <= .zero {
                 mailbox.forget(ticket)
-                return try json(CommandBatch(commands: commands, count: commands.count, primaryInstanceId: primary), status: .ok)
+                return try json(
+                    CommandBatch(commands: commands, count: commands.count, primaryInstanceId: primary.instance, primaryEpoch: primary.epoch), status: .ok)
             }
             await mailbox.wait(ticket, upTo: left)
         }

@@ -59,12 +59,11 @@ extension Coordinator {
         // completes when it has (`promotionAnswered`)
         let traffic = try traffic(of: agent.id, on: conn) ?? TrafficConfig()
         let completesFailover = trigger == .failover && !traffic.isEmpty
-        let epoch = try conn.query("SELECT count(*) FROM switches WHERE agent_id = $1", [agent.id])[0].decode(Int.self, at: 0)
         try Commands.issue(
             try .init(
                 .promote, clientId: agent.clientId, agentId: agent.id, targetInstanceId: newInstance, replicaId: replica.id,
                 payload: PromotePayload(
-                    replicaId: replica.id, oldInstanceId: oldInstance, newInstanceId: newInstance, trigger: trigger, traffic: traffic, epoch: epoch,
+                    replicaId: replica.id, oldInstanceId: oldInstance, newInstanceId: newInstance, trigger: trigger, traffic: traffic,
                     eventId: eventId, failoverTimeMs: failoverTimeMs, completesFailover: completesFailover),
                 issuedBy: "replicas", priority: 10),
             producer: Self.producer, on: conn)

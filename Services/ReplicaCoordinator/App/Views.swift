@@ -77,9 +77,6 @@ struct PromotePayload: Codable {
     var trigger: SwitchTrigger
     /// Where the workload's traffic enters: the promoted agent moves it to its instance.
     var traffic: TrafficConfig
-    /// The agent's promotions and switches so far, this one included: an instance that was
-    /// primary at a lower epoch no longer is.
-    var epoch: Int
     /// A failover whose completion waits for the traffic: its interruption event and time.
     var eventId: UUID?
     var failoverTimeMs: Int?
