@@ -92,6 +92,13 @@ extension IntegrationTests {
                     #expect(boto["terminating"] as? [String] == ["running", "shutting-down"])
                     #expect(boto["terminated"] as? Bool == true)
                     #expect(boto["unknown_instance"] as? [AnyHashable] == ["InvalidInstanceID.NotFound", 400])
+                    // the account's network, enforced: no default VPC, no subnet in the last zone, a subnet names its zone
+                    #expect(boto["subnet_zones"] as? [String] == Array(zones.dropLast()))
+                    #expect(boto["subnet_vpc"] as? Bool == true && boto["address_instance"] as? Bool == true && boto["address_public_ip"] as? Bool == true)
+                    #expect((boto["described"] as? [String: Any])?["profile"] as? String == "arn:aws:iam::123456789012:instance-profile/spotguard-sim-workload")
+                    #expect(boto["no_subnet"] as? [AnyHashable] == ["VPCIdNotSpecified", 400])
+                    #expect(boto["subnet_elsewhere"] as? [AnyHashable] == ["InvalidParameterValue", 400])
+                    #expect(boto["unknown_profile"] as? [AnyHashable] == ["InvalidParameterValue", 400])
                     #expect(boto["bad_type"] as? [AnyHashable] == ["InvalidParameterValue", 400])
                     #expect(boto["wrong_secret"] as? [AnyHashable] == ["SignatureDoesNotMatch", 403])
                     #expect(boto["unknown_key"] as? [AnyHashable] == ["AuthFailure", 401])
@@ -102,12 +109,28 @@ extension IntegrationTests {
                         credentials: StaticCredentials(AWSCredentials(accessKeyId: "spotguard-sim", secretAccessKey: "spotguard-sim-secret")))
                     let prices = try await ec2.describeSpotPriceHistory(instanceTypes: ["c5.large"], startTime: Date().addingTimeInterval(-60))
                     #expect(Set(prices.map(\.availabilityZone)) == Set(zones))
-                    let launched = try await ec2.runInstances(
-                        RunInstancesRequest(imageId: "ami-0a5c3558529277641", instanceType: "c5.large", market: .onDemand, availabilityZone: "us-east-1d"))
-                    #expect(launched.state == "pending" && launched.lifecycle == nil)
-                    #expect(
-                        await TestStack.eventually(timeout: .seconds(10)) { (try? await ec2.describeInstances(ids: [launched.id]).first?.state) == "running" })
-                    #expect(try await ec2.terminateInstances(ids: [launched.id]) == [launched.id: "shutting-down"])
+                    let vpc = try #require(try await ec2.describeInstances().first?.vpcId, "the boto3 check's instance is in the VPC")
+                    let subnet = try #require(try await ec2.describeSubnets(vpcId: vpc, availabilityZone: "us-east-1d").first?.id)
+                    // without the instance profile the instance's metadata service has no credentials (its agent could not call EC2)
+                    var request = RunInstancesRequest(
+                        imageId: "ami-0a5c3558529277641", instanceType: "c5.large", market: .onDemand, availabilityZone: "us-east-1d", subnetId: subnet)
+                    let bare = try await ec2.runInstances(request)
+                    request.instanceProfileArn = "arn:aws:iam::123456789012:instance-profile/spotguard-sim-workload"
+                    let launched = try await ec2.runInstances(request)
+                    #expect(launched.state == "pending" && launched.lifecycle == nil && launched.subnetId == subnet && launched.vpcId == vpc)
+                    for id in [bare.id, launched.id] {
+                        #expect(await TestStack.eventually(timeout: .seconds(10)) { (try? await ec2.describeInstances(ids: [id]).first?.state) == "running" })
+                    }
+                    func imds(_ id: String) async throws -> IMDSClient {
+                        let endpoint = try #require(try await sim.json("GET", "/sim/instances/\(id)").1["imds"] as? String)
+                        return IMDSClient(endpoint: try #require(URL(string: endpoint)))
+                    }
+                    #expect(try await imds(launched.id).instanceProfileCredentials().accessKeyId.hasPrefix("ASIA"))
+                    await #expect(throws: (any Error).self, "no profile, no credentials") { try await imds(bare.id).instanceProfileCredentials() }
+                    #expect(try await ec2.terminateInstances(ids: [launched.id, bare.id]) == [launched.id: "shutting-down", bare.id: "shutting-down"])
+                    await #expect {
+                        try await ec2.runInstances(RunInstancesRequest(imageId: "ami-0a5c3558529277641", instanceType: "c5.large", market: .onDemand))
+                    } throws: { ($0 as? AWSError)?.code == "VPCIdNotSpecified" }
                     await #expect {
                         try await ec2.createImage(instanceId: "i-0000000000000000f", name: "nothing")
                     } throws: { ($0 as? AWSError)?.code == "InvalidInstanceID.NotFound" }

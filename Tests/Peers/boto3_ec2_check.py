@@ -38,9 +38,13 @@ pages = ec2.get_paginator("describe_spot_price_history").paginate(
 )
 out["paged_prices"] = sum(len(page["SpotPriceHistory"]) for page in pages)
 
+# no default VPC: a launch names a subnet of the account's VPC (none in the last zone)
+subnets = ec2.describe_subnets()["Subnets"]
+out["subnet_zones"] = sorted(s["AvailabilityZone"] for s in subnets)
+subnet_b = next(s["SubnetId"] for s in subnets if s["AvailabilityZone"] == "us-east-1b")
 launched = ec2.run_instances(
     ImageId="ami-0a5c3558529277641", InstanceType="m5.large", MinCount=1, MaxCount=1,
-    Placement={"AvailabilityZone": "us-east-1b"},
+    SubnetId=subnet_b, IamInstanceProfile={"Name": "spotguard-sim-workload"},
     InstanceMarketOptions={"MarketType": "spot", "SpotOptions": {"SpotInstanceType": "one-time", "InstanceInterruptionBehavior": "terminate"}},
     UserData="#cloud-config\n", ClientToken="boto3-check-1",
     TagSpecifications=[{"ResourceType": "instance", "Tags": [{"Key": "checked-by", "Value": "boto3"}]}],
@@ -55,7 +59,17 @@ described = ec2.describe_instances(InstanceIds=[instance])["Reservations"][0]["I
 out["described"] = {
     "state": described["State"]["Name"], "zone": described["Placement"]["AvailabilityZone"],
     "lifecycle": described.get("InstanceLifecycle"), "tags": {t["Key"]: t["Value"] for t in described.get("Tags", [])},
+    "vpc": described.get("VpcId"), "subnet": described.get("SubnetId"), "groups": len(described.get("SecurityGroups", [])),
+    "profile": described.get("IamInstanceProfile", {}).get("Arn"),
 }
+out["subnet_vpc"] = described.get("VpcId") == next(s["VpcId"] for s in subnets) and described.get("SubnetId") == subnet_b
+
+# an Elastic IP follows the instance it is associated with
+allocation = ec2.allocate_address(Domain="vpc")["AllocationId"]
+ec2.associate_address(AllocationId=allocation, InstanceId=instance, AllowReassociation=True)
+address = ec2.describe_addresses(AllocationIds=[allocation])["Addresses"][0]
+out["address_instance"] = address.get("InstanceId") == instance
+out["address_public_ip"] = ec2.describe_instances(InstanceIds=[instance])["Reservations"][0]["Instances"][0].get("PublicIpAddress") == address["PublicIp"]
 
 ec2.create_tags(Resources=[instance], Tags=[{"Key": "second", "Value": "tag"}])
 tagged = ec2.describe_instances(Filters=[{"Name": "tag:second", "Values": ["tag"]}])["Reservations"]
@@ -78,6 +92,13 @@ def error_of(call):
     return None
 
 out["unknown_instance"] = error_of(lambda: ec2.describe_instances(InstanceIds=["i-0123456789abcdef0"]))
+out["no_subnet"] = error_of(lambda: ec2.run_instances(ImageId="ami-0a5c3558529277641", InstanceType="m5.large", MinCount=1, MaxCount=1))
+out["subnet_elsewhere"] = error_of(lambda: ec2.run_instances(
+    ImageId="ami-0a5c3558529277641", InstanceType="m5.large", MinCount=1, MaxCount=1, SubnetId=subnet_b,
+    Placement={"AvailabilityZone": "us-east-1c"}))
+out["unknown_profile"] = error_of(lambda: ec2.run_instances(
+    ImageId="ami-0a5c3558529277641", InstanceType="m5.large", MinCount=1, MaxCount=1, SubnetId=subnet_b,
+    IamInstanceProfile={"Name": "someone-elses"}))
 out["bad_type"] = error_of(lambda: ec2.run_instances(ImageId="ami-0a5c3558529277641", InstanceType="x9.nano", MinCount=1, MaxCount=1))
 out["unknown_image"] = error_of(lambda: ec2.describe_images(ImageIds=["ami-00000000000000000"]))
 wrong = boto3.client("ec2", region_name="us-east-1", endpoint_url=endpoint, aws_access_key_id=key, aws_secret_access_key="wrong",

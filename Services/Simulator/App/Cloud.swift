@@ -63,6 +63,10 @@ actor Cloud {
         var tags: [String: String]
         var userData: String?
         var privateIp: String
+        var subnetId: String
+        var securityGroups: [String]
+        /// The instance profile's ARN; none: the instance's metadata service has no credentials.
+        var profileArn: String?
         var workload: String?
         var replica: Bool
         /// The workload runs here: its state file advances.
@@ -101,8 +105,11 @@ actor Cloud {
     let clock: SimClock
     let faults: FaultModel
     let logger: Logger
-    /// The instance profile every instance gets (served by its IMDS).
+    /// The role of the workloads' instance profile: its credentials, served by the IMDS of
+    /// every instance launched with the profile (and only those).
     let instanceRole: (name: String, accessKeyId: String, secretAccessKey: String, token: String)
+    let network: SimNetwork
+    var addresses: [String: SimAddress] = [:]
     var ec2Endpoint = ""
     var onNotice: @Sendable (Notice) -> Void = { _ in }
 
@@ -131,6 +138,7 @@ actor Cloud {
             seed: configuration.seed, interruptionScale: configuration.interruptionScale, rebalanceShare: configuration.rebalanceShare,
             capacityShortage: configuration.capacityShortage)
         instanceRole = ("spotguard-sim-instance", "ASIA" + Self.randomId(16, upper: true), Self.randomId(40), Self.randomId(64))
+        network = SimNetwork(zones: market.zones.map(\.name), ownerId: ownerId)
         lastBilled = clock.wallStart
         lastProgress = clock.wallStart
         let fm = FileManager.default
@@ -194,6 +202,10 @@ actor Cloud {
         var tags: [String: String] = [:]
         var clientToken: String?
         var count = 1
+        var subnetId: String?
+        var securityGroupIds: [String] = []
+        /// The instance profile, by ARN or name.
+        var profile: String?
     }
 
     func launch(_ r: Launch, now: Date = Date()) throws -> [Instance] {
@@ -209,18 +221,14 @@ actor Cloud {
         if let zone = r.zone, !zones.contains(zone) {
             throw EC2Fault.invalid("InvalidParameterValue", "Invalid availability zone: [\(zone)]")
         }
+        // the subnet names the zone; the profile and groups must exist
+        let subnet = try network.subnet(r.subnetId, zone: r.zone)
+        let profile = try network.profile(r.profile)
+        try network.checkGroups(r.securityGroupIds)
+        let zone = subnet.zone
         let hour = clock.hour(now)
-        let zone: String
-        if let z = r.zone {
-            zone = z
-        } else {
-            // EC2 picks a zone with capacity
-            let open = zones.filter { !(r.spot && faults.outOfCapacity(pool: "\(r.type).\($0)", hour: hour)) }
-            let candidates = open.isEmpty ? zones : open
-            zone = candidates[Int(Draw.unit(faults.seed, "zone", launchOrder.count) * Double(candidates.count))]
-        }
         if r.spot, faults.outOfCapacity(pool: "\(r.type).\(zone)", hour: hour) {
-            let others = zones.filter { $0 != zone && !faults.outOfCapacity(pool: "\(r.type).\($0)", hour: hour) }
+            let others = network.subnets.map(\.zone).filter { $0 != zone && !faults.outOfCapacity(pool: "\(r.type).\($0)", hour: hour) }
             record("capacity_shortage", pool: "\(r.type).\(zone)", "RunInstances refused", at: now)
             throw EC2Fault(
                 status: 500, code: "InsufficientInstanceCapacity",
@@ -236,7 +244,9 @@ actor Cloud {
             var instance = Instance(
                 id: Self.hexId("i-"), ordinal: ordinal, reservationId: reservation, type: r.type, zone: zone, spot: r.spot, imageId: r.imageId,
                 state: .pending, launchTime: now, tags: r.tags, userData: r.userData,
-                privateIp: "10.0.\(ordinal / 250 % 250).\(ordinal % 250 + 4)", workload: exports["SPOTGUARD_AGENT_LOGICAL_AGENT_ID"],
+                privateIp: "10.0.\(ordinal / 250 % 250).\(ordinal % 250 + 4)", subnetId: subnet.id,
+                securityGroups: r.securityGroupIds.isEmpty ? [network.securityGroupId] : r.securityGroupIds, profileArn: profile,
+                workload: exports["SPOTGUARD_AGENT_LOGICAL_AGENT_ID"],
                 replica: exports["SPOTGUARD_AGENT_REPLICA_ID"] != nil, primary: exports["SPOTGUARD_AGENT_REPLICA_ID"] == nil, checkedHour: hour)
             instance.disk = configuration.directory.appendingPathComponent("instances/\(instance.id)")
             do {
@@ -261,9 +271,11 @@ actor Cloud {
             instanceId: id, instanceType: instance.type, availabilityZone: instance.zone,
             availabilityZoneId: market.zones.first { $0.name == instance.zone }?.id, lifeCycle: instance.spot ? "spot" : "on-demand",
             amiId: instance.imageId, localIPv4: instance.privateIp)
-        identity.role = (
-            instanceRole.name, instanceRole.accessKeyId, instanceRole.secretAccessKey, instanceRole.token, Date().addingTimeInterval(6 * 3600)
-        )
+        if instance.profileArn != nil {
+            identity.role = (
+                instanceRole.name, instanceRole.accessKeyId, instanceRole.secretAccessKey, instanceRole.token, Date().addingTimeInterval(6 * 3600)
+            )
+        }
         let host: InstanceHost
         do {
             host = try await InstanceHost.start(identity)
@@ -305,6 +317,7 @@ actor Cloud {
         instance.stateReason = reason
         instances[id] = instance
         record(reason.0 == "Server.SpotInstanceTermination" ? "interrupted" : "terminate", instance, reason.1, at: now)
+        releaseAddresses(of: id)
         if let host = hosts.removeValue(forKey: id) { await host.shutdown() }
         instances[id]?.state = .terminated
         instances[id]?.terminatedAt = Date()
@@ -319,6 +332,7 @@ actor Cloud {
         instance.terminatedAt = now
         instances[id] = instance
         record("lost", instance, "no notice", at: now)
+        releaseAddresses(of: id)
         if let host = hosts.removeValue(forKey: id) { await host.shutdown(grace: .zero) }
     }
 
@@ -349,4 +363,5 @@ actor Cloud {
     }
 
     func imds(_ id: String) -> IMDSMock? { hosts[id]?.imds }
+    func imdsEndpoint(_ id: String) -> String? { hosts[id]?.endpoint }
 }

@@ -22,6 +22,16 @@ struct Control: Sendable {
             return Self.encoded(["events": Array(events)])
         }
         router.post("/sim/drills") { request, _ in try await drill(request) }
+        // one instance as its machine sees it: where its metadata service answers
+        router.get("/sim/instances/:instanceId") { _, context in
+            let id = context.parameters.get("instanceId") ?? ""
+            guard let instance = await cloud.instance(id) else { return Self.refuse(.notFound, "not_found", "no instance \(id)") }
+            let imds = await cloud.imdsEndpoint(id)
+            return Self.json([
+                "instance_id": id, "state": instance.state.rawValue, "zone": instance.zone, "subnet_id": instance.subnetId,
+                "profile_arn": instance.profileArn as Any? ?? NSNull(), "imds": imds as Any? ?? NSNull(),
+            ])
+        }
     }
 
     static func json(_ object: Any, status: HTTPResponse.Status = .ok) -> Response {

@@ -126,6 +126,8 @@ struct EC2Endpoint: Sendable {
                 guard !ids.isEmpty else { throw EC2Fault.invalid("MissingParameter", "The request must contain the parameter ResourceId") }
                 try await cloud.tag(ids, r.tags("Tag"))
                 answer = [.text("return", "true")]
+            case "DescribeSubnets", "AllocateAddress", "AssociateAddress", "DescribeAddresses":
+                answer = try await network(action, r)
             case "DescribeAvailabilityZones":
                 answer = [
                     .set(
@@ -228,19 +230,26 @@ struct EC2Endpoint: Sendable {
         let page = reservations.dropFirst(offset).prefix(max)
         let next = offset + page.count < reservations.count ? Data("\(offset + page.count)".utf8).base64EncodedString() : ""
         return [
-            .set("reservationSet", page.map { reservation($0) }),
+            .set("reservationSet", await page.asyncMap { await reservation($0) }),
             .text("nextToken", next),
         ]
     }
 
-    func reservation(_ instances: [Cloud.Instance]) -> [XMLElement] {
+    func reservation(_ instances: [Cloud.Instance]) async -> [XMLElement] {
         [
             .text("reservationId", instances[0].reservationId), .text("ownerId", cloud.ownerId), .node("groupSet", []),
-            .set("instancesSet", instances.map(Self.instance)),
+            .set("instancesSet", await instances.asyncMap { await instance($0) }),
         ]
     }
 
-    static func instance(_ i: Cloud.Instance) -> [XMLElement] {
+    /// An instance as DescribeInstances and RunInstances describe it.
+    func instance(_ i: Cloud.Instance) async -> [XMLElement] {
+        var x = Self.instance(i, network: cloud.network)
+        if let ip = await cloud.publicIp(of: i.id) { x.append(.text("ipAddress", ip)) }
+        return x
+    }
+
+    static func instance(_ i: Cloud.Instance, network: SimNetwork) -> [XMLElement] {
         var x: [XMLElement] = [
             .text("instanceId", i.id), .text("imageId", i.imageId),
             .node("instanceState", [.text("code", String(i.state.code)), .text("name", i.state.rawValue)]),
@@ -250,6 +259,12 @@ struct EC2Endpoint: Sendable {
             .node("monitoring", [.text("state", "disabled")]), .text("privateIpAddress", i.privateIp), .text("architecture", "x86_64"),
             .text("rootDeviceType", "ebs"), .text("rootDeviceName", "/dev/xvda"), .text("virtualizationType", "hvm"), .text("hypervisor", "xen"),
         ]
+        x += [
+            .text("vpcId", network.vpcId), .text("subnetId", i.subnetId),
+            .set(
+                "groupSet", i.securityGroups.map { [.text("groupId", $0), .text("groupName", $0 == network.securityGroupId ? "spotguard-sim-workload" : $0)] }),
+        ]
+        if let profile = i.profileArn { x.append(.node("iamInstanceProfile", [.text("arn", profile), .text("id", network.profileId)])) }
         if i.spot { x.append(.text("instanceLifecycle", "spot")) }
         if let reason = i.stateReason {
             x += [.text("reason", reason.message), .node("stateReason", [.text("code", reason.code), .text("message", reason.message)])]
@@ -282,11 +297,9 @@ struct EC2Endpoint: Sendable {
         let launched = try await cloud.launch(
             Cloud.Launch(
                 imageId: image, type: type, zone: r["Placement.AvailabilityZone"], spot: market == "spot", userData: userData, tags: tags,
-                clientToken: r["ClientToken"], count: maxCount))
-        return [
-            .text("reservationId", launched[0].reservationId), .text("ownerId", cloud.ownerId), .node("groupSet", []),
-            .set("instancesSet", launched.map(Self.instance)),
-        ]
+                clientToken: r["ClientToken"], count: maxCount, subnetId: r["SubnetId"], securityGroupIds: r.list("SecurityGroupId"),
+                profile: r["IamInstanceProfile.Arn"] ?? r["IamInstanceProfile.Name"]))
+        return await reservation(launched)
     }
 
     func terminateInstances(_ r: EC2Request) async throws -> [XMLElement] {

@@ -3,6 +3,7 @@ import IMDSMock
 import Logging
 import SimulatorCore
 import SpotCloud
+import SpotMarket
 
 #if canImport(FoundationNetworking)
 import FoundationNetworking
@@ -85,6 +86,8 @@ actor Fleet {
         var mode: String
         var agentId: String
         var userData: String
+        /// The workload's Elastic IP: its public entry point, which follows its primary.
+        var allocationId: String
         var missingSince: Date?
         var replacements = 0
         /// Its modes are set (manual replica mode can only be enabled once prices exist).
@@ -100,6 +103,7 @@ actor Fleet {
     var order: [String] = []
     var workloads: [String: Workload] = [:]
     var outcomes: [NoticeOutcome] = []
+    var launches = 0
     var watching = 0
 
     init(cloud: Cloud, configuration: SimConfiguration, logger: Logger) {
@@ -138,11 +142,16 @@ actor Fleet {
     /// Launches the workload's first instance, registers its agent with where it runs (manual
     /// replicas need that), and sets its modes.
     private func add(logical: String, type: String, manual: Bool) async throws {
+        // its public entry point: an Elastic IP the agent moves to each new primary
+        let address = await cloud.allocateAddress()
         let userData = UserData.script([
             ("SPOTGUARD_AGENT_SERVER", configuration.ingest.absoluteString), ("SPOTGUARD_AGENT_TOKEN", token),
             ("SPOTGUARD_AGENT_LOGICAL_AGENT_ID", logical),
+            ("SPOTGUARD_AGENT_TRAFFIC", #"{"elastic_ips": [{"allocation_id": "\#(address.allocationId)"}]}"#),
         ])
-        workloads[logical] = Workload(logical: logical, type: type, mode: manual ? "manual-replica" : "auto-switch", agentId: "", userData: userData)
+        workloads[logical] = Workload(
+            logical: logical, type: type, mode: manual ? "manual-replica" : "auto-switch", agentId: "", userData: userData,
+            allocationId: address.allocationId)
         order.append(logical)
         await cloud.registerWorkload(logical, type: type)
         let id = try await launch(logical)
@@ -183,14 +192,32 @@ actor Fleet {
         }
     }
 
-    /// A spot instance for the workload wherever there is capacity; on demand if no zone has any.
+    /// A spot instance for the workload wherever there is capacity, on demand if no zone has
+    /// any, launched as its operator's launch template says: in one of the VPC's subnets (the
+    /// first one tried drawn from the seed), with the workload's security group and instance
+    /// profile; its Elastic IP is associated with it, as the workload's boot script would.
     private func launch(_ logical: String) async throws -> String {
         guard let w = workloads[logical] else { throw SimError.internal("unknown workload \(logical)") }
-        do {
-            return try await cloud.launch(Cloud.Launch(imageId: Cloud.baseImage, type: w.type, spot: true, userData: w.userData))[0].id
-        } catch let fault as EC2Fault where fault.code == "InsufficientInstanceCapacity" {
-            return try await cloud.launch(Cloud.Launch(imageId: Cloud.baseImage, type: w.type, spot: false, userData: w.userData))[0].id
+        let network = cloud.network
+        let first = Int(Draw.unit(configuration.seed, "subnet", launches) * Double(network.subnets.count))
+        launches += 1
+        let subnets = Array(network.subnets[first...] + network.subnets[..<first])
+        for spot in [true, false] {
+            for subnet in subnets {
+                let id: String
+                do {
+                    id = try await cloud.launch(
+                        Cloud.Launch(
+                            imageId: Cloud.baseImage, type: w.type, spot: spot, userData: w.userData, subnetId: subnet.id,
+                            securityGroupIds: [network.securityGroupId], profile: network.profileArn))[0].id
+                } catch let fault as EC2Fault where fault.code == "InsufficientInstanceCapacity" {
+                    continue
+                }
+                _ = try await cloud.associate(w.allocationId, to: id, allowReassociation: true)
+                return id
+            }
         }
+        throw SimError.internal("no subnet could hold \(logical)")
     }
 
     /// The Auto Scaling group's part: a workload without any primary instance for
