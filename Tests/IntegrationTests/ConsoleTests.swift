@@ -307,11 +307,13 @@ extension IntegrationTests {
                     "overview=/overview", "agents=/agents", "agent=/agents/\(t.autoAgent)", "switches=/switches", "prices=/prices",
                     "notifications=/notifications",
                 ]
-                let arguments =
-                    [script, "--chromium", chromium, "--base", console.base, "--token", t.token, "--out", out]
-                    + pages.flatMap { ["--page", $0] }
-                    + ["--click", "refused=/agents=#agent-\(t.autoAgent) .modes form:nth-of-type(3) button"]
-                    + ["--mobile", "mobile=/agents"]
+                var arguments: [String] = [script, "--chromium", chromium, "--base", console.base, "--token", t.token, "--out", out]
+                arguments += pages.flatMap { ["--page", $0] }
+                arguments += ["--click", "refused=/agents=#agent-\(t.autoAgent) .modes form:nth-of-type(3) button", "--mobile", "mobile=/agents"]
+                // the traffic form, filled in and sent: a valid configuration, then one with a record outside its zone
+                for (name, record) in [("traffic-saved", "app.example.com"), ("traffic-refused", "app.example.org")] {
+                    arguments += ["--submit", "\(name)=/agents/\(t.autoAgent)=form.traffic-form=\(Self.trafficForm(record: record))"]
+                }
                 let summaryFile = out + ".json"
                 defer { try? FileManager.default.removeItem(atPath: summaryFile) }
                 let status = try await ChildProcess("python3", arguments, output: summaryFile).exitStatus()
@@ -330,7 +332,7 @@ extension IntegrationTests {
                         #expect(cookie?["httpOnly"] as? Bool == true && cookie?["sameSite"] as? String == "Strict" && cookie?["secure"] as? Bool == true)
                     }
                 }
-                #expect(visited.count == pages.count + 3)
+                #expect(visited.count == pages.count + 5)
                 let overview = try dom("overview")
                 #expect(overview.contains("id=\"agents-online\">2 online"))
                 #expect(overview.contains("aria-current=\"page\""))
@@ -348,6 +350,19 @@ extension IntegrationTests {
                 #expect(agent.contains("Elastic IP <code>eipalloc-0a1b2c3d</code>") && agent.contains("id=\"traffic-instance\">"))
                 #expect(agent.contains("id=\"traffic-move\"") && agent.contains("84 ms") && agent.contains("<td>done</td><td>2</td>"))
                 #expect(!agent.contains("not all steps done"))
+                // the traffic form: saved and shown, or refused with the reason and nothing changed
+                let saved = try dom("traffic-saved")
+                #expect(saved.contains("Elastic IP <code>eipalloc-0fedcba9876543210</code>") && saved.contains("port 8080"))
+                #expect(saved.contains("app.example.com A (TTL 30 s)") && !saved.contains("Elastic IP <code>eipalloc-0a1b2c3d</code>"))
+                let refusedTraffic = try dom("traffic-refused")
+                #expect(refusedTraffic.contains("role=\"alert\"") && refusedTraffic.contains("app.example.org is not inside the zone example.com"))
+                #expect(
+                    refusedTraffic.contains("<details id=\"traffic-edit\" open") && refusedTraffic.contains("example.com app.example.org 30</textarea>"),
+                    "the refused text is shown again to be corrected")
+                #expect(
+                    try await SEFQuery.count(
+                        store, "SELECT count(*) FROM agent_traffic WHERE agent_id = $1::uuid AND config->'dns_records'->0->>'name' = 'app.example.com'",
+                        [t.autoAgent]) == 1, "the refused form changed nothing")
                 let switches = try dom("switches")
                 #expect(switches.contains("source-interpolated") && switches.contains("source-measured"))
                 let prices = try dom("prices")
@@ -359,6 +374,16 @@ extension IntegrationTests {
                 let mobile = visited.first { $0["name"] as? String == "mobile" }
                 #expect(mobile?["overflowing"] as? Bool == false, "the agents page scrolls sideways on a phone")
             }
+        }
+
+        /// The traffic form's fields (JSON for `dashboard_check.py --submit`), with a DNS record named `record` in example.com.
+        static func trafficForm(record: String) -> String {
+            let group = "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/web/0123456789abcdef"
+            let fields = [
+                "elastic_ips": "eipalloc-0123456789abcdef0\neipalloc-0fedcba9876543210", "target_groups": "\(group) 8080",
+                "dns_records": "Z0123456789ABCDEFGHIJ example.com \(record) 30",
+            ]
+            return String(decoding: try! JSONSerialization.data(withJSONObject: fields), as: UTF8.self)
         }
     }
 }

@@ -5,7 +5,8 @@ token, visits every page, saves a PNG screenshot and the DOM Chromium rendered f
 prints a JSON summary. Optional actions submit forms the way a person would (a click).
 
   dashboard_check.py --base http://127.0.0.1:35487 --token sgt_... --out DIR
-      [--chromium PATH] [--page NAME=/path ...] [--click NAME=/path=CSS-SELECTOR ...] [--width 1280]
+      [--chromium PATH] [--page NAME=/path ...] [--click NAME=/path=CSS-SELECTOR ...]
+      [--submit NAME=/path=FORM-SELECTOR=JSON-FIELDS ...] [--width 1280]
 """
 import argparse
 import base64
@@ -158,6 +159,8 @@ def main():
     ap.add_argument("--chromium", default=shutil.which("chromium") or "chromium")
     ap.add_argument("--page", action="append", default=[], help="NAME=/path")
     ap.add_argument("--click", action="append", default=[], help="NAME=/path=CSS selector of a submit button")
+    ap.add_argument("--submit", action="append", default=[],
+                    help="NAME=/path=CSS selector of a form=JSON object of its fields' values: filled in, then its submit button pressed")
     ap.add_argument("--width", type=int, default=1280)
     ap.add_argument("--mobile", action="append", default=[], help="NAME=/path, also shot at 390 px wide")
     args = ap.parse_args()
@@ -207,6 +210,14 @@ def main():
             name, path, selector = spec.split("=", 2)
             visit(path)
             tools.load(lambda: tools.evaluate(f"document.querySelector({json.dumps(selector)}).click()"))
+            record(name, path)
+        for spec in args.submit:
+            name, path, selector, fields = spec.split("=", 3)
+            visit(path)
+            tools.load(lambda: tools.evaluate(
+                f"(() => {{ const form = document.querySelector({json.dumps(selector)});"
+                f" for (const [k, v] of Object.entries({fields})) form.elements[k].value = v;"
+                " form.querySelector('button[type=submit]').click(); })()"))
             record(name, path)
         tools.call("Emulation.setDeviceMetricsOverride", width=390, height=844, deviceScaleFactor=1, mobile=True)
         for spec in args.mobile:

@@ -58,4 +58,27 @@ import Testing
         odd.attempts = 0
         #expect(throws: ValidationError.self) { try TrafficOutcome(steps: [odd], movedMs: 12).validated("traffic") }
     }
+
+    /// The dashboard form's lines: parsed into the same configuration, round-tripped through
+    /// the filled-in form, refused with the line named or by the same checks as the API.
+    @Test func theFormsLinesAreTheSameConfiguration() throws {
+        let config = try TrafficConfig(
+            formElasticIps: "eipalloc-0123456789abcdef0\r\n\r\n  eipalloc-0fedcba9876543210  \r\n", targetGroups: "\(Self.group) 8080\n\(Self.group)",
+            dnsRecords: "Z0123456789ABCDEFGHIJ example.com app.example.com\nZ0123456789ABCDEFGHIJ example.com www.example.com 30 public")
+        #expect(config.elasticIps.map(\.allocationId) == ["eipalloc-0123456789abcdef0", "eipalloc-0fedcba9876543210"])
+        #expect(config.targetGroups == [.init(arn: Self.group, port: 8080), .init(arn: Self.group, port: nil)])
+        #expect(config.dnsRecords.map(\.ttl) == [60, 30] && config.dnsRecords.map(\.address) == ["private", "public"])
+        let text = config.formText
+        #expect(try TrafficConfig(formElasticIps: text.elasticIps, targetGroups: text.targetGroups, dnsRecords: text.dnsRecords) == config)
+        #expect(try TrafficConfig(formElasticIps: "", targetGroups: " \n", dnsRecords: "").isEmpty)
+
+        let wrongLine = validationError { try TrafficConfig(formElasticIps: "", targetGroups: "", dnsRecords: "\nZ1 example.com") }
+        #expect(wrongLine?.code == "invalid_line" && wrongLine?.message.hasPrefix("line 2:") == true, "\(String(describing: wrongLine))")
+        #expect(validationError { try TrafficConfig(formElasticIps: "", targetGroups: "\(Self.group) http", dnsRecords: "") }?.code == "invalid_value")
+        let outside = validationError {
+            try TrafficConfig(formElasticIps: "", targetGroups: "", dnsRecords: "Z0123456789ABCDEFGHIJ example.com app.example.org")
+        }
+        #expect(outside?.code == "record_outside_zone")
+        #expect(validationError { try TrafficConfig(formElasticIps: "eip-1", targetGroups: "", dnsRecords: "") }?.code == "invalid_allocation_id")
+    }
 }

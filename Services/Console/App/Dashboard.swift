@@ -104,6 +104,27 @@ extension ConsoleController {
                 }
             }
         }
+        router.post("/agents/:agentId/traffic") { request, context in
+            try await withSession(request, form: true) { session, form in
+                let agent = try await fleet.agent(try pathUUID("agentId", context, notFound: "agent_not_found"), of: session.clientId)
+                let reply: APIReply
+                do {
+                    let traffic = try TrafficConfig(
+                        formElasticIps: form["elastic_ips"] ?? "", targetGroups: form["target_groups"] ?? "", dnsRecords: form["dns_records"] ?? "")
+                    reply = try await replicas.call(
+                        ReplicaRequest(
+                            operation: .setTraffic, clientId: session.clientId, agentId: agent.id,
+                            body: String(decoding: try WireJSON.encoder().encode(traffic), as: UTF8.self)))
+                } catch let e as ValidationError {
+                    reply = try Self.refusal(400, e.code, e.message, field: e.field)
+                }
+                return try await afterAction(reply, session, back: "/agents/\(agent.id.lowercased)") {
+                    try await agentPage(
+                        agent, client: session.clientId, alert: $0,
+                        draft: (form["elastic_ips"] ?? "", form["target_groups"] ?? "", form["dns_records"] ?? ""))
+                }
+            }
+        }
         router.post("/agents/:agentId/replicas/:replicaId/:action") { request, context in
             try await withSession(request, form: true) { session, _ in
                 let agent = try await fleet.agent(try pathUUID("agentId", context, notFound: "agent_not_found"), of: session.clientId)

@@ -63,7 +63,10 @@ extension ConsoleController {
         ]
     }
 
-    func agentPage(_ agent: FleetViews.AgentView, client: UUID, alert: String?) async throws -> Page {
+    /// `draft`: a refused traffic form's text, shown again in the open form to be corrected.
+    func agentPage(
+        _ agent: FleetViews.AgentView, client: UUID, alert: String?, draft: (elasticIps: String, targetGroups: String, dnsRecords: String)? = nil
+    ) async throws -> Page {
         let choices = try await fleet.switchChoices(for: agent)
         let replicas = try await fleet.replicas(client, agent: agent.id, activeOnly: true)
         let traffic = try await fleet.traffic(agent.id)
@@ -71,6 +74,7 @@ extension ConsoleController {
             traffic.config.elasticIps.map { ["kind": "Elastic IP", "target": $0.allocationId] }
             + traffic.config.targetGroups.map { ["kind": "target group", "target": $0.arn + ($0.port.map { " port \($0)" } ?? "")] }
             + traffic.config.dnsRecords.map { ["kind": "DNS record", "target": "\($0.name) A (TTL \($0.ttl) s)"] }
+        let form = draft ?? traffic.config.formText
         return Page(
             template: "agent", title: agent.logicalAgentId, alert: alert,
             content: [
@@ -78,7 +82,8 @@ extension ConsoleController {
                 "hasLastMove": traffic.lastMove != nil, "lastMoveTo": traffic.movedTo ?? "—", "lastMoveAt": Self.ago(traffic.movedAt),
                 "lastMoveMs": traffic.lastMove.map { "\($0.movedMs) ms" } ?? "—", "lastMoveDone": traffic.lastMove?.moved ?? false,
                 "lastMoveSteps": (traffic.lastMove?.steps ?? []).map { ["kind": $0.kind, "target": $0.target, "status": $0.status, "attempts": $0.attempts] },
-                "fenced": traffic.fencedAt.map { Self.ago($0) } ?? "not yet",
+                "fenced": traffic.fencedAt.map { Self.ago($0) } ?? "not yet", "formElasticIps": form.elasticIps,
+                "formTargetGroups": form.targetGroups, "formDnsRecords": form.dnsRecords, "trafficFormOpen": entries.isEmpty || draft != nil,
                 "id": agent.id.lowercased, "name": agent.logicalAgentId, "status": agent.status.rawValue,
                 "instance": agent.instanceId ?? "—", "type": agent.instanceType ?? "—", "pool": agent.poolId ?? "—", "mode": agent.mode ?? "—",
                 "heartbeat": Self.ago(agent.lastHeartbeatAt), "manualReplica": agent.manualReplicaEnabled,
