@@ -154,11 +154,14 @@ MOTO_PID=$!
 for _ in $(seq 1 100); do curl -fsS "http://127.0.0.1:$MOTO_PORT/moto-api/" >/dev/null 2>&1 && break; sleep 0.1; done
 AGENTS="$(SPOTGUARD_BENCH_TOKEN="$TOKEN" SPOTGUARD_BENCH_EC2_URL="http://127.0.0.1:$MOTO_PORT/" \
     "$BIN/spotguard-bench" agent-failover "${BENCH_AGENT_FAILOVERS:-100}")" || AGENTS=failed
+# a notice without a replica: the recovery instance launched, then served (moto boots at once)
+RECOVERY="$(SPOTGUARD_BENCH_TOKEN="$TOKEN" SPOTGUARD_BENCH_EC2_URL="http://127.0.0.1:$MOTO_PORT/" \
+    "$BIN/spotguard-bench" agent-recovery "${BENCH_AGENT_RECOVERIES:-20}")" || RECOVERY=failed
 kill "$MOTO_PID" 2>/dev/null || true
 kill "$LOAD_PID" 2>/dev/null || true
 wait "$LOAD_PID" 2>/dev/null || true
 stop_services
-fig() { echo "$FAILOVER $AGENTS $PASS" | tr ' ' '\n' | sed -n "s/^$1=//p"; }
+fig() { echo "$FAILOVER $AGENTS $RECOVERY $PASS" | tr ' ' '\n' | sed -n "s/^$1=//p"; }
 
 # 7. the decision pass
 PASS="$("$BIN/spotguard-bench" decisions-pass 10000 1000)"
@@ -199,6 +202,10 @@ printf '%-58s %12s\n' "agent: IMDS notice -> Elastic IP on the new primary, p50 
 printf '%-58s %12s\n' "  same, max ms (read back from moto; target p99 < 1500)" "$(fig agent_traffic_max_ms)"
 printf '%-58s %12s\n' "  phases p50/p99 ms (seen by the agent, committed, promote delivered, traffic moved)" "$(fig agent_phases_ms)"
 printf '%-58s %12s\n' "  requests the bench asked again (5xx / no answer)" "$(fig agent_bench_retries)"
+printf '%-58s %12s\n' "recovery, no replica: notice -> instance launched, p50 / p99 ms" "$(fig recovery_launched_p50_ms) / $(fig recovery_launched_p99_ms)"
+printf '%-58s %12s\n' "  notice -> state stored for it, p50 / p99 ms" "$(fig recovery_state_p50_ms) / $(fig recovery_state_p99_ms)"
+printf '%-58s %12s\n' "  its agent up -> promoted, p50 / p99 ms (add AWS's boot)" "$(fig recovery_committed_p50_ms) / $(fig recovery_committed_p99_ms)"
+printf '%-58s %12s\n' "  its agent up -> Elastic IP on it, p50 / p99 ms ($(fig recovery_count))" "$(fig recovery_moved_p50_ms) / $(fig recovery_moved_p99_ms)"
 printf '%-58s %12s\n' "decision pass, $(fig pass_pools) pools / $(fig pass_agents) agents, first (with $(fig pass_switches) switches) s" "$(fig pass_first_seconds)"
 printf '%-58s %12s\n' "  next pass (switches pending), s" "$(fig pass_next_seconds)"
 printf '%-58s %12s\n' "  its phases, s" "$(fig pass_next_phases)"
@@ -208,4 +215,5 @@ done
 echo "$CHAOS" | grep -v '^\[chaos\]'
 [ "$FAILOVER" != failed ] || { echo "bench: the failover run failed (see above)" >&2; exit 1; }
 [ "$AGENTS" != failed ] || { echo "bench: the agent failover run failed (see above)" >&2; exit 1; }
+[ "$RECOVERY" != failed ] || { echo "bench: the agent recovery run failed (see above)" >&2; exit 1; }
 [ "$CHAOS_STATUS" -eq 0 ] || { echo "bench: the fault suite failed (see its table and $SPOTGUARD_STACK_DIR/logs/chaos.log)" >&2; exit 1; }

@@ -26,10 +26,10 @@ extension IntegrationTests {
             try await replicaIMDS.serving { (replicaURL: URL) async throws -> Void in
                 try await harness.withAgent(
                     ingest: ingest, token: token, imds: replicaURL, logical: logical,
-                    environment: environment.merging([
+                    environment: [
                         "AWS_ENDPOINT_URL": harness.moto.absoluteString, "SPOTGUARD_AGENT_REPLICA_ID": replicaId, "SPOTGUARD_AGENT_AGENT_ID": agent,
                         "SPOTGUARD_AGENT_SYNC_SECONDS": "0.3",
-                    ]) { $1 }
+                    ].merging(environment) { $1 }
                 ) { try await body(replica) }
             }
         }
@@ -151,8 +151,9 @@ extension IntegrationTests {
 
         /// Recovery without a ready replica: the notice launches an `automatic-termination`
         /// replica (the dying agent launches it in moto and sends it its state) and takes an
-        /// image; once the replica's agent is ready it is promoted at once, restores the
-        /// state, takes the Elastic IP, and the failover completes; the old primary is fenced.
+        /// image; the replica's agent is ready at its first report (not a sync period later: it
+        /// took 10 s more by default), is promoted at once, restores the state, takes the Elastic
+        /// IP, and the failover completes; the old primary is fenced.
         @Test func aNoticeWithoutAReadyReplicaRecoversOnTheOneItLaunches() async throws {
             let store = try await TestStack.store()
             let harness = try AgentHarness()
@@ -204,7 +205,11 @@ extension IntegrationTests {
                                     }, "the dying agent launched the recovery replica and sent it its state")
                                 try await withReplicaAgent(
                                     harness, store, ingest: ingest, token: token, logical: logical, agent: agent,
-                                    environment: ["SPOTGUARD_AGENT_STATE_FILE": replicaState, "SPOTGUARD_AGENT_REPLICA_TYPE": "automatic-termination"]
+                                    // a sync period longer than the wait below: the replica must be ready at its first report
+                                    environment: [
+                                        "SPOTGUARD_AGENT_STATE_FILE": replicaState, "SPOTGUARD_AGENT_REPLICA_TYPE": "automatic-termination",
+                                        "SPOTGUARD_AGENT_SYNC_SECONDS": "60",
+                                    ]
                                 ) { replica in
                                     let replicaZone = try #require(try await harness.ec2.describeInstances(ids: [replica]).first?.availabilityZone)
                                     let differences = try await harness.differences(primary, replica, zone: replicaZone)

@@ -18,6 +18,7 @@ import SpotStore
 ///     spotguard-bench failover AGENTS           failover and command-delivery latency (needs ingest,
 ///                                               the coordinator, SPOTGUARD_INGEST_URL, SPOTGUARD_BENCH_TOKEN)
 ///     spotguard-bench agent-failover AGENTS     IMDS notice -> failover committed with real agent processes
+///     spotguard-bench agent-recovery NOTICES    IMDS notice without a replica -> new primary serving (real agents)
 ///     spotguard-bench chaos [--sends N] ...    the fault suite: the same load fault-free, on three copies,
 ///                                               under kill -9 and restarts, and through network faults (Chaos.swift)
 ///     spotguard-bench sef-fill CLIENT AGENT REPORTS POOLS
@@ -32,12 +33,22 @@ func againstLiveServices(
     }
 }
 
+/// `againstLiveServices` for a step with real agents on moto's EC2: its endpoint
+/// (`SPOTGUARD_BENCH_EC2_URL`) and the folder for the agents' logs (`logs/agents` of the stack).
+func againstLiveServicesAndMoto(
+    _ env: EnvironmentReader, _ logger: Logger, _ body: @escaping @Sendable (String, String, PostgresStore, URL, URL) async throws -> Void
+) async throws {
+    guard let moto = URL(string: try env.require("SPOTGUARD_BENCH_EC2_URL")) else { throw ValidationError("SPOTGUARD_BENCH_EC2_URL is not a URL") }
+    let logs = URL(fileURLWithPath: env.string("SPOTGUARD_STACK_DIR") ?? FileManager.default.temporaryDirectory.path).appendingPathComponent("logs/agents")
+    try await againstLiveServices(env, logger) { try await body($0, $1, $2, moto, logs) }
+}
+
 @main
 struct Bench: AsyncParsableCommand {
     static let configuration = CommandConfiguration.spotguard(
         "spotguard-bench", abstract: "Benchmarks and the fault suite (make bench, make chaos, make replay).",
         subcommands: [
-            DecisionsPassCommand.self, FailoverCommand.self, AgentFailoverCommand.self, ReplayCommand.self, ChaosCommand.self,
+            DecisionsPassCommand.self, FailoverCommand.self, AgentFailoverCommand.self, AgentRecoveryCommand.self, ReplayCommand.self, ChaosCommand.self,
             SEFFill.self, Codec.self, PoolsBody.self, Publish.self, Copy.self,
         ])
 }
@@ -84,10 +95,26 @@ struct AgentFailoverCommand: ServiceSubcommand {
 
     func run(env: EnvironmentReader, logger: Logger) async throws {
         let count = agents
-        guard let moto = URL(string: try env.require("SPOTGUARD_BENCH_EC2_URL")) else { throw ValidationError("SPOTGUARD_BENCH_EC2_URL is not a URL") }
-        let logs = URL(fileURLWithPath: env.string("SPOTGUARD_STACK_DIR") ?? FileManager.default.temporaryDirectory.path).appendingPathComponent("logs/agents")
-        try await againstLiveServices(env, logger) {
-            try await AgentFailoverBench.run(ingest: $0, token: $1, agents: count, store: $2, moto: moto, logs: logs)
+        try await againstLiveServicesAndMoto(env, logger) {
+            try await AgentFailoverBench.run(ingest: $0, token: $1, agents: count, store: $2, moto: $3, logs: $4)
+        }
+    }
+}
+
+struct AgentRecoveryCommand: ServiceSubcommand {
+    static let configuration = CommandConfiguration(
+        commandName: "agent-recovery",
+        abstract:
+            "IMDS notice without a replica -> recovery instance launched, state sent, new primary serving, with spotguard-agent processes on moto's EC2 (needs ingest, the coordinator and SPOTGUARD_BENCH_EC2_URL)."
+    )
+    @Argument(help: "Notices (at least 1).") var notices: Int
+
+    func validate() throws { guard notices >= 1 else { throw ValidationError("NOTICES must be at least 1") } }
+
+    func run(env: EnvironmentReader, logger: Logger) async throws {
+        let count = notices
+        try await againstLiveServicesAndMoto(env, logger) {
+            try await AgentRecoveryBench.run(ingest: $0, token: $1, notices: count, store: $2, moto: $3, logs: $4)
         }
     }
 }
