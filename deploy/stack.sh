@@ -78,6 +78,16 @@ browser_bin() {
     command -v chromium
 }
 
+# tinyproxy, a forward proxy for the test of the agent behind one. Prints its path.
+proxy_bin() {
+    if ! command -v tinyproxy >/dev/null; then
+        log "installing tinyproxy" >&2
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends tinyproxy-bin >/dev/null
+    fi
+    command -v tinyproxy
+}
+
 # moto_server (moto's EC2 endpoint for the tests): the one on PATH, else one installed from PyPI
 # into a project-local virtual environment. Prints its path.
 moto_bin() {
@@ -409,6 +419,7 @@ case "$CMD" in
     deps) deps ;;
     moto-bin) moto_bin ;;
     browser-bin) browser_bin ;;
+    proxy-bin) proxy_bin ;;
     infra) deps; infra ;;
     up) deps; infra; build; services_start; sim_start; status ;;
     down) services_stop; rabbit_stop; pg_stop ;;

@@ -2,6 +2,7 @@ import AsyncHTTPClient
 import Foundation
 import NIOCore
 import NIOHTTP1
+import Synchronization
 
 #if canImport(FoundationNetworking)
 import FoundationNetworking
@@ -25,24 +26,45 @@ public struct TransportFailure: Error, CustomStringConvertible, Sendable {
 /// bench's agents starved the whole machine into multi-second stalls, docs/benchmarks.md).
 public struct HTTPClientTransport: HTTPTransport {
     let timeout: TimeAmount
+    /// nil: always direct (the instance metadata service).
+    let proxies: ProxySettings?
     /// The largest answer read (EC2's largest describe pages are a few MB).
     static let maxBody = 64 << 20
 
-    /// One client (connection pool) for the process, never shut down. A refused connection fails
-    /// its request at once instead of being tried again until the request's deadline: every
-    /// caller retries on its own schedule (the agent's spool, the AWS calls' backoff), and a
-    /// server that is away must not hold a 35 s long-poll slot per attempt. No redirects: none
-    /// of SpotGuard's peers answer with one, and a bearer token must not follow one elsewhere.
-    static let client: HTTPClient = {
-        var configuration = HTTPClient.Configuration(redirectConfiguration: .disallow, timeout: .init(connect: .seconds(5)))
-        configuration.connectionPool.retryConnectionEstablishment = false
-        configuration.decompression = .disabled
-        return HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: configuration)
-    }()
+    /// The process's proxy settings (`HTTPS_PROXY`, `HTTP_PROXY`, `NO_PROXY`; `ProxySettings`).
+    public static let environmentProxies = ProxySettings(environment: ProcessInfo.processInfo.environment)
 
-    /// `timeout` bounds each exchange from its start to the last byte of the answer.
-    public init(timeout: TimeInterval = 10) {
+    /// One client (connection pool) per way out — direct, or through each proxy — for the
+    /// process, never shut down. A refused connection fails its request at once instead of
+    /// being tried again until the request's deadline: every caller retries on its own schedule
+    /// (the agent's spool, the AWS calls' backoff), and a server that is away must not hold a
+    /// 35 s long-poll slot per attempt. No redirects: none of SpotGuard's peers answer with one,
+    /// and a bearer token must not follow one elsewhere.
+    static let clients = Mutex<[ProxySettings.Proxy?: HTTPClient]>([:])
+
+    static func client(through proxy: ProxySettings.Proxy?) -> HTTPClient {
+        clients.withLock { clients in
+            if let client = clients[proxy] { return client }
+            var configuration = HTTPClient.Configuration(redirectConfiguration: .disallow, timeout: .init(connect: .seconds(5)))
+            configuration.connectionPool.retryConnectionEstablishment = false
+            configuration.decompression = .disabled
+            if let proxy {
+                let login = proxy.credentials.map { $0.split(separator: ":", maxSplits: 1).map(String.init) }
+                configuration.proxy = .server(
+                    host: proxy.host, port: proxy.port,
+                    authorization: login.map { .basic(username: $0[0], password: $0.count > 1 ? $0[1] : "") })
+            }
+            let client = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: configuration)
+            clients[proxy] = client
+            return client
+        }
+    }
+
+    /// `timeout` bounds each exchange from its start to the last byte of the answer; `proxies`
+    /// says which requests go through a proxy (nil: none).
+    public init(timeout: TimeInterval = 10, proxies: ProxySettings? = HTTPClientTransport.environmentProxies) {
         self.timeout = .milliseconds(Int64(timeout * 1000))
+        self.proxies = proxies
     }
 
     public func send(_ request: URLRequest) async throws -> (status: Int, headers: [String: String], body: Data) {
@@ -52,7 +74,8 @@ public struct HTTPClientTransport: HTTPTransport {
         for (name, value) in request.allHTTPHeaderFields ?? [:] { outgoing.headers.add(name: name, value: value) }
         if let body = request.httpBody { outgoing.body = .bytes(ByteBuffer(bytes: body)) }
         do {
-            let response = try await Self.client.execute(outgoing, timeout: timeout)
+            let client = Self.client(through: request.url.flatMap { proxies?.proxy(for: $0) })
+            let response = try await client.execute(outgoing, timeout: timeout)
             let body = try await response.body.collect(upTo: Self.maxBody)
             var headers: [String: String] = [:]
             for (name, value) in response.headers { headers[name.lowercased()] = value }

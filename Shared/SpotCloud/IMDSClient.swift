@@ -34,8 +34,11 @@ public actor IMDSClient {
     let tokenTTL: Int
     var token: (value: String, renewAt: Date)?
 
-    public init(endpoint: URL = URL(string: "http://169.254.169.254")!, tokenTTL: Int = 21_600, transport: any HTTPTransport = HTTPClientTransport(timeout: 2))
-    {
+    /// Never through a proxy: the metadata service answers only the instance itself.
+    public init(
+        endpoint: URL = URL(string: "http://169.254.169.254")!, tokenTTL: Int = 21_600,
+        transport: any HTTPTransport = HTTPClientTransport(timeout: 2, proxies: nil)
+    ) {
         self.endpoint = endpoint
         self.tokenTTL = tokenTTL
         self.transport = transport

@@ -136,6 +136,21 @@ struct AgentHarness {
         }
     }
 
+    /// A TCP port on 127.0.0.1 that nothing listens on now.
+    static func freePort() throws -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0 }
+        }
+        try #require(bound, "no free port")
+        return Int(UInt16(bigEndian: address.sin_port))
+    }
+
     /// A new client named `name`, made with the admin token: its API token.
     static func client(_ ingest: ServiceProcess, _ name: String) async throws -> String {
         let admin = try TestStack.env.require("SPOTGUARD_ADMIN_TOKEN")

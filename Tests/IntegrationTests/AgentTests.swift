@@ -146,6 +146,61 @@ extension IntegrationTests {
             await store.shutdown()
         }
 
+        /// An instance that reaches SpotGuard and AWS only through a forward proxy (tinyproxy, from
+        /// `HTTP_PROXY`): the agent registers and calls EC2 through it, while
+        /// its instance metadata service is asked directly (a proxy cannot reach it).
+        @Test func reachesTheServerAndEC2ThroughAProxy() async throws {
+            let store = try await TestStack.store()
+            let harness = try AgentHarness()
+            let tinyproxy = try TestStack.env.require("SPOTGUARD_TEST_PROXY")
+            let dir = FileManager.default.temporaryDirectory.appendingPathComponent("proxy-\(UUID())")
+            try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+            defer { try? FileManager.default.removeItem(at: dir) }
+            let port = try AgentHarness.freePort()
+            let log = dir.appendingPathComponent("tinyproxy.log").path
+            try """
+            Port \(port)
+            Listen 127.0.0.1
+            Timeout 60
+            LogFile "\(log)"
+            LogLevel Info
+            MaxClients 50
+            Allow 127.0.0.1
+            DisableViaHeader Yes
+            """.write(toFile: dir.appendingPathComponent("tinyproxy.conf").path, atomically: true, encoding: .utf8)
+            let proxy = try ChildProcess(
+                tinyproxy, ["-d", "-c", dir.appendingPathComponent("tinyproxy.conf").path], output: dir.appendingPathComponent("out").path, errors: true)
+            defer { proxy.signal(SIGTERM) }
+            func requests() -> String { (try? String(contentsOfFile: log, encoding: .utf8)) ?? "" }
+            #expect(try await TestStack.eventually { requests().contains("Accepting connections") }, "tinyproxy started")
+            let imds = try await harness.instance()
+            let logical = "proxied-\(UUID().uuidString.prefix(8))"
+            try await ServiceProcess.withIngest { ingest in
+                let token = try await AgentHarness.client(ingest, "Proxied agent owner")
+                try await imds.serving { url in
+                    try await harness.withAgent(
+                        ingest: ingest, token: token, imds: url, logical: logical,
+                        environment: ["HTTP_PROXY": "http://127.0.0.1:\(port)", "NO_PROXY": "", "no_proxy": ""]
+                    ) {
+                        #expect(
+                            try await TestStack.eventually {
+                                try await SEFQuery.count(
+                                    store, "SELECT count(*) FROM agents WHERE logical_agent_id = $1 AND agent_version IS NOT NULL", [logical]) == 1
+                            }, "registered through the proxy")
+                        // AsyncHTTPClient tunnels every request through the proxy (CONNECT), http ones too
+                        let (ingestPort, motoPort) = (try #require(URL(string: ingest.base)?.port), try #require(harness.moto.port))
+                        #expect(
+                            try await TestStack.eventually {
+                                let seen = requests()
+                                return seen.contains("CONNECT 127.0.0.1:\(ingestPort) ") && seen.contains("CONNECT 127.0.0.1:\(motoPort) ")
+                            }, "ingest and EC2 were asked through the proxy")
+                        #expect(!requests().contains("127.0.0.1:\(url.port ?? 0) "), "the metadata service is asked directly")
+                    }
+                }
+            }
+            await store.shutdown()
+        }
+
         /// Seed 000's agent items 4–6: a rebalance recommendation is reported and the
         /// coordinator's replica is launched by the agent in moto (launch_replica with user data
         /// that starts a replica agent); a termination notice is sent at once, and without a

@@ -126,6 +126,8 @@ public final class Agent: Sendable {
                 }
             } catch let e as Refused {
                 throw e
+            } catch let cancelled as CancellationError {
+                throw cancelled
             } catch {
                 logger.warning("registration failed, retrying", metadata: ["error": "\(error)"])
             }

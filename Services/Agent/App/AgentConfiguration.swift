@@ -1,4 +1,5 @@
 import Foundation
+import SpotCloud
 import SpotModels
 
 /// The agent's settings: a JSON file (`SPOTGUARD_AGENT_CONFIG`, snake_case keys as below)
@@ -105,6 +106,10 @@ public struct AgentConfiguration: Sendable, Equatable {
             throw Invalid(description: "server is required (SPOTGUARD_AGENT_SERVER), an http(s) URL")
         }
         guard let token = value("token") ?? file.token else { throw Invalid(description: "token is required (SPOTGUARD_AGENT_TOKEN)") }
+        // the server and AWS may be reached through a proxy (ProxySettings); a misspelt one must not silently mean none
+        if let name = ProxySettings(environment: env).unreadable.first {
+            throw Invalid(description: "\(name) is not an http proxy URL (http://[user:password@]host:port)")
+        }
         self.server = server
         self.token = token
         logicalAgentId = value("logical_agent_id") ?? file.logicalAgentId

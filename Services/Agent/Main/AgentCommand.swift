@@ -13,9 +13,13 @@ struct AgentService: Service {
 
     func run() async throws {
         // a graceful shutdown cancels the loops; a long-poll in flight ends with its request
-        try await cancelWhenGracefulShutdown {
-            try await agent.start()
-            await agent.run()
+        do {
+            try await cancelWhenGracefulShutdown {
+                try await agent.start()
+                await agent.run()
+            }
+        } catch is CancellationError {
+            // stopped while still registering: a clean stop all the same
         }
     }
 }
