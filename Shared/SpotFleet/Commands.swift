@@ -106,14 +106,20 @@ public enum Commands {
             UPDATE commands SET status = 'expired', completed_at = now(), lease_expires_at = NULL
              WHERE agent_id = $1 AND expires_at < now() AND (status = 'pending' OR (status = 'delivered' AND lease_expires_at < now()))
             """, [agentId])
-        // never handed out: a switch or promotion issued before another instance became the primary
+        // never handed out: a switch or promotion issued before another instance became the
+        // primary, and an automatic switch the agent's auto-switch was turned off after (a
+        // decision pass that read the agent just before the change, or a switch still waiting)
         _ = try conn.execute(
             """
             UPDATE commands c SET status = 'cancelled', completed_at = now(), lease_expires_at = NULL,
-                   error_message = 'superseded: another instance became the primary after it was issued (epoch '
-                                   || c.primary_epoch || ', now ' || a.primary_epoch || ')'
+                   error_message = CASE WHEN c.primary_epoch < a.primary_epoch
+                       THEN 'superseded: another instance became the primary after it was issued (epoch '
+                            || c.primary_epoch || ', now ' || a.primary_epoch || ')'
+                       ELSE 'superseded: auto-switch was turned off after it was issued' END
               FROM agents a
-             WHERE a.id = $1 AND c.agent_id = a.id AND c.command_type IN (\(primaryActions)) AND c.primary_epoch < a.primary_epoch
+             WHERE a.id = $1 AND c.agent_id = a.id
+               AND ((c.command_type IN (\(primaryActions)) AND c.primary_epoch < a.primary_epoch)
+                    OR (c.command_type = 'switch' AND c.issued_by = 'decisions' AND NOT a.auto_switch_enabled))
                AND (c.status = 'pending' OR (c.status = 'delivered' AND c.lease_expires_at < now()))
             """, [agentId])
         return try conn.query(

@@ -10,8 +10,8 @@ extension IntegrationTests {
     /// non-default VPC with two subnets, two security groups, an instance profile, encrypted gp3
     /// volumes, IMDSv2, user tags), checked from outside with boto3 against moto.
     @Suite struct FleetTests {
-        /// A switch queued for `agent`'s primary `instance` (to on-demand in place, or to the spot `pool`),
-        /// terminating the old instance at once.
+        /// A switch an operator forced for `agent`'s primary `instance` (to on-demand in place, or
+        /// to the spot `pool`), terminating the old instance at once.
         func queueSwitch(_ store: PostgresStore, agent: String, instance: String, mode: String, pool: String?) async throws {
             try await store.transaction { conn in
                 if let pool {
@@ -23,7 +23,7 @@ extension IntegrationTests {
                 try conn.execute(
                     """
                     INSERT INTO commands (client_id, agent_id, command_type, target_mode, target_pool_id, terminate_wait_seconds, issued_by, target_instance_id)
-                    SELECT client_id, id, 'switch', $2, $3, 0, 'decisions', $4 FROM agents WHERE id = $1::uuid
+                    SELECT client_id, id, 'switch', $2, $3, 0, 'user', $4 FROM agents WHERE id = $1::uuid
                     """, [agent, mode, pool, instance])
             }
         }

@@ -1,5 +1,6 @@
 import Foundation
 import SpotBus
+import SpotFleet
 import SpotModels
 import SpotRuntime
 import SpotStore
@@ -492,6 +493,36 @@ extension IntegrationTests {
                 let bad = try await agent.call("GET", "/pending-commands?wait=999")
                 #expect(bad.status == 400 && bad.errorField == "wait")
             }
+        }
+
+        /// An automatic switch is void once its agent's auto-switch was turned off (a decision
+        /// pass that read the agent just before the change): the poll cancels it instead of
+        /// handing it out. A switch an operator forced is still delivered.
+        @Test func anAutomaticSwitchIsVoidOnceAutoSwitchIsOff() async throws {
+            let store = try await TestStack.store()
+            try await withReplicaStack { ingest, _ in
+                let agent = try await ReplicaAgent.make(ingest, store: store)
+                let row = try await ReplicaQuery.one(store, "SELECT client_id::text FROM agents WHERE id = $1::uuid", [agent.id])
+                let (client, agentId) = (try #require(UUID(uuidString: row.first.flatMap { $0 } ?? "")), try #require(UUID(uuidString: agent.id)))
+                func issue(_ by: String) async throws -> UUID {
+                    try await store.transaction { conn in
+                        try Commands.issue(
+                            try .init(
+                                .switch, clientId: client, agentId: agentId, targetInstanceId: agent.instance, payload: [String: String](),
+                                targetMode: .onDemand, issuedBy: by),
+                            producer: "test", on: conn)
+                    }
+                }
+                let automatic = try await issue("decisions")
+                let off = try await agent.call("POST", "/config", #"{"auto_switch_enabled": false}"#)
+                #expect(off.status == 200)
+                let forced = try await issue("user")
+                let delivered = try await agent.poll(agent.instance, wait: 0).compactMap { $0["command_id"] as? String }
+                #expect(delivered == [forced.uuidString.lowercased()] || delivered == [forced.uuidString], "\(delivered)")
+                let voided = try await ReplicaQuery.one(store, "SELECT status, error_message FROM commands WHERE id = $1", [automatic.uuidString])
+                #expect(voided == ["cancelled", "superseded: auto-switch was turned off after it was issued"])
+            }
+            await store.shutdown()
         }
 
         /// Agents silent for 10 minutes go offline and replicas stuck past 180 s fail, each

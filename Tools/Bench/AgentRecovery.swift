@@ -14,7 +14,7 @@ import ToolSupport
 /// shows it and reports both halves apart, so the AWS boot time can be added to them. Measured
 /// after the notice: the replica's instance launched, its state uploaded, and after the new
 /// agent started: ready, promoted (failover committed) and the Elastic IP on it (read back
-/// from moto). 4 notices at a time.
+/// from moto). 4 notices at a time; the agents have auto-switch off.
 enum AgentRecoveryBench {
     struct Timing: Sendable {
         /// notice → the recovery instance launched (its id on the replica row)
@@ -52,6 +52,15 @@ enum AgentRecoveryBench {
                 "SPOTGUARD_AGENT_PRICE_SECONDS": "3600", "AWS_REGION": "us-east-1", "AWS_ENDPOINT_URL": moto.absoluteString,
                 "AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench", "SPOTGUARD_LOG_LEVEL": "info",
             ]
+            // registered first with auto-switch off: the decision engine of a full bench stack would
+            // otherwise switch the new agent at once, and a notice during that switch is answered
+            // by the switch (its new instance takes the traffic), not by a recovery
+            let http = FailoverBench.HTTP(base: ingest, token: token)
+            let registered = try await http.expect(
+                201, "POST", "/api/agents/register",
+                #"{"logical_agent_id": "\#(logical)", "instance_id": "\#(primary)", "pool_id": "t3.medium.us-east-1a", "mode": "spot"}"#)
+            guard let agentId = registered["agent_id"] as? String else { throw FailoverBench.BenchFailure("registration of \(logical) named no agent") }
+            _ = try await http.expect(200, "POST", "/api/agents/\(agentId.lowercased())/config", #"{"auto_switch_enabled": false}"#)
             let primaryIMDS = IMDSMock(identity: .init(instanceId: primary, instanceType: "t3.medium", availabilityZone: "us-east-1a"))
             let primaryLog = logs.appendingPathComponent("\(logical)-primary.log")
             return try await primaryIMDS.serving { primaryURL -> Timing in
