@@ -170,7 +170,8 @@ extension IntegrationTests {
             """.write(toFile: dir.appendingPathComponent("tinyproxy.conf").path, atomically: true, encoding: .utf8)
             let proxy = try ChildProcess(
                 tinyproxy, ["-d", "-c", dir.appendingPathComponent("tinyproxy.conf").path], output: dir.appendingPathComponent("out").path, errors: true)
-            defer { proxy.signal(SIGTERM) }
+            // tinyproxy in the foreground does not stop on SIGTERM
+            defer { proxy.signal(SIGKILL) }
             func requests() -> String { (try? String(contentsOfFile: log, encoding: .utf8)) ?? "" }
             #expect(try await TestStack.eventually { requests().contains("Accepting connections") }, "tinyproxy started")
             let imds = try await harness.instance()
@@ -198,6 +199,8 @@ extension IntegrationTests {
                     }
                 }
             }
+            proxy.signal(SIGKILL)
+            _ = await proxy.exitStatus()
             await store.shutdown()
         }
 
