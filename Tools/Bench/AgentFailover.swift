@@ -86,10 +86,7 @@ enum AgentFailoverBench {
                 }
             }
         }
-        func pct(_ values: [Double], _ p: Double) -> String {
-            let sorted = values.sorted()
-            return String(format: "%.1f", sorted[min(sorted.count - 1, Int((Double(sorted.count) * p).rounded(.up)) - 1)])
-        }
+        func pct(_ values: [Double], _ p: Double) -> String { String(format: "%.1f", percentile(values, p)) }
         let committed = timings.map(\.committed)
         let moved = timings.map(\.moved)
         // where the time goes: each phase's own duration, p50/p99
@@ -102,6 +99,12 @@ enum AgentFailoverBench {
             "agent_traffic_p50_ms=\(pct(moved, 0.5)) agent_traffic_p99_ms=\(pct(moved, 0.99)) agent_traffic_max_ms=\(pct(moved, 1))",
             "agent_phases_ms=\(phases.joined(separator: ","))",
             "agent_notice_count=\(timings.count) agent_bench_retries=\(FailoverBench.HTTP.retries.load(ordering: .relaxed))")
+    }
+
+    /// The nearest-rank `p` percentile of `values` (not empty).
+    static func percentile(_ values: [Double], _ p: Double) -> Double {
+        let sorted = values.sorted()
+        return sorted[min(sorted.count - 1, Int((Double(sorted.count) * p).rounded(.up)) - 1)]
     }
 
     static func start(_ binary: String, log: URL, _ settings: [String: String]) throws -> ChildProcess {

@@ -103,10 +103,7 @@ enum AgentRecoveryBench {
                 }
             }
         }
-        func pct(_ values: [Double], _ p: Double) -> String {
-            let sorted = values.sorted()
-            return String(format: "%.0f", sorted[min(sorted.count - 1, Int((Double(sorted.count) * p).rounded(.up)) - 1)])
-        }
+        func pct(_ values: [Double], _ p: Double) -> String { String(format: "%.0f", AgentFailoverBench.percentile(values, p)) }
         func figure(_ name: String, _ values: [Double]) -> String { "\(name)_p50_ms=\(pct(values, 0.5)) \(name)_p99_ms=\(pct(values, 0.99))" }
         print(
             figure("recovery_launched", timings.map(\.launched)), figure("recovery_state", timings.map(\.stateSent)),
