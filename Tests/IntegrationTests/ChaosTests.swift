@@ -30,8 +30,22 @@ extension IntegrationTests {
             watchdog.cancel()
             let text = (try? String(contentsOfFile: output, encoding: .utf8)) ?? ""
             print(text.split(separator: "\n").filter { !$0.hasPrefix("20") }.joined(separator: "\n"))  // the table, not the log lines
-            #expect(status == 0, "spotguard-bench chaos exited \(status)")
+            // the driver's own account of a failure (its last lines) goes into the failure message,
+            // so a CI excerpt that shows only failed expectations still says what broke
+            let tail = text.split(separator: "\n").suffix(6).joined(separator: " | ")
+            #expect(status == 0, "spotguard-bench chaos exited \(status): \(tail)")
 
+            guard status == 0 else {
+                // and what the services said about it: their error lines and crashes
+                let logs = TestStack.repoRoot.appendingPathComponent(".spotguard/test/chaos")
+                let files = (FileManager.default.enumerator(atPath: logs.path)?.allObjects as? [String] ?? []).filter { $0.hasSuffix(".log") }
+                for file in files.sorted() {
+                    let lines = ((try? String(contentsOf: logs.appendingPathComponent(file), encoding: .utf8)) ?? "").split(separator: "\n")
+                    let bad = lines.filter { $0.contains(" error ") || $0.contains(" critical ") || $0.contains("Fatal error") || $0.contains("Crash") }
+                    if !bad.isEmpty { Issue.record("\(file): \(bad.suffix(3).joined(separator: " | "))") }
+                }
+                return
+            }
             let runs = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: json))) as? [[String: Any]])
             #expect(runs.compactMap { $0["kind"] as? String } == ["reference", "scale", "faults", "network"])
             for run in runs {

@@ -61,9 +61,12 @@ actor ChaosFleet {
     func stopAll() async throws {
         for m in members { m.process.signal(SIGTERM) }
         var unclean: [String] = []
-        for m in members where await m.process.exitStatus() != 0 { unclean.append(m.executable) }
+        for m in members {
+            let status = await m.process.exitStatus()
+            if status != 0 { unclean.append("\(m.executable) on \(m.port) exited \(status)") }
+        }
         members = []
-        guard unclean.isEmpty else { throw FailoverBench.BenchFailure("no clean exit on SIGTERM: \(unclean)") }
+        guard unclean.isEmpty else { throw FailoverBench.BenchFailure("no clean exit on SIGTERM (logs in \(logDir)): \(unclean.joined(separator: ", "))") }
     }
 
     private func start(_ executable: String, port: Int, log: String) async throws -> Member {
