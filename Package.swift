@@ -96,7 +96,7 @@ let package = Package(
             ]),
         // The fleet's tables (clients and agents, instances, switches, commands, system events):
         // the one module that writes them, with each rule written once.
-        library("SpotFleet", "Shared/SpotFleet", ["SpotModels", "SpotBus", "SpotStore", "SpotRuntime", logging, serviceLifecycle, hummingbird]),
+        library("SpotFleet", "Shared/SpotFleet", ["SpotModels", "SpotMarket", "SpotBus", "SpotStore", "SpotRuntime", logging, serviceLifecycle, hummingbird]),
         // The EC2, IMDS and HTTP clients: AsyncHTTPClient (not URLSession, which spins a core per
         // open long-poll on Linux), Foundation's XMLParser and swift-crypto, so the agent that runs
         // on customers' instances carries nothing more.
@@ -119,7 +119,7 @@ let package = Package(
         library("ReplicaCore", "Services/ReplicaCoordinator/Core", ["SpotModels"]),
         library(
             "ReplicaApp", "Services/ReplicaCoordinator/App",
-            ["SpotFleet", "ReplicaCore", "SpotModels", "SpotBus", "SpotStore", "SpotRuntime", hummingbird, logging, metrics, serviceLifecycle]),
+            ["SpotFleet", "ReplicaCore", "SpotMarket", "SpotModels", "SpotBus", "SpotStore", "SpotRuntime", hummingbird, logging, metrics, serviceLifecycle]),
         executable("ReplicaCoordinator", "Services/ReplicaCoordinator/Main", ["ReplicaApp", "SpotModels", "SpotRuntime"]),
 
         library("DecisionCore", "Services/DecisionEngine/Core", ["SpotMarket"]),

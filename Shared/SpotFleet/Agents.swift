@@ -12,14 +12,20 @@ public enum Agents {
         public var autoTerminate: Bool?
         public var autoReplica: Bool?
         public var terminateWaitSeconds: Int?
+        public var decisionEngine: String?
+        public var interruptionCost: Double?
 
-        public init(manualReplica: Bool? = nil, autoSwitch: Bool? = nil, autoTerminate: Bool? = nil, autoReplica: Bool? = nil, terminateWaitSeconds: Int? = nil)
-        {
+        public init(
+            manualReplica: Bool? = nil, autoSwitch: Bool? = nil, autoTerminate: Bool? = nil, autoReplica: Bool? = nil, terminateWaitSeconds: Int? = nil,
+            decisionEngine: String? = nil, interruptionCost: Double? = nil
+        ) {
             self.manualReplica = manualReplica
             self.autoSwitch = autoSwitch
             self.autoTerminate = autoTerminate
             self.autoReplica = autoReplica
             self.terminateWaitSeconds = terminateWaitSeconds
+            self.decisionEngine = decisionEngine
+            self.interruptionCost = interruptionCost
         }
     }
 
@@ -28,9 +34,10 @@ public enum Agents {
             """
             UPDATE agents SET manual_replica_enabled = coalesce($2, manual_replica_enabled),
                    auto_switch_enabled = coalesce($3, auto_switch_enabled), auto_terminate_enabled = coalesce($4, auto_terminate_enabled),
-                   auto_replica_enabled = coalesce($5, auto_replica_enabled), terminate_wait_seconds = coalesce($6, terminate_wait_seconds)
+                   auto_replica_enabled = coalesce($5, auto_replica_enabled), terminate_wait_seconds = coalesce($6, terminate_wait_seconds),
+                   decision_engine = coalesce($7, decision_engine), interruption_cost = coalesce($8::float8::numeric, interruption_cost)
              WHERE id = $1
-            """, [agentId, m.manualReplica, m.autoSwitch, m.autoTerminate, m.autoReplica, m.terminateWaitSeconds])
+            """, [agentId, m.manualReplica, m.autoSwitch, m.autoTerminate, m.autoReplica, m.terminateWaitSeconds, m.decisionEngine, m.interruptionCost])
     }
 
     /// The replica count and the current replica (a ready one first, else the newest), from

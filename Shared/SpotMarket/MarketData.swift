@@ -78,6 +78,15 @@ public struct PriceHistory: Sendable {
         self.types = types
     }
 
+    /// The history split by region (files such as SpotLake's change events hold several).
+    public var byRegion: [String: PriceHistory] {
+        let regions = Dictionary(grouping: types.keys) { String($0.split(separator: ".").last?.dropLast() ?? "") }
+        return regions.mapValues { pools in
+            PriceHistory(
+                start: start, hours: hours, prices: prices.filter { pools.contains($0.key) }, types: types.filter { pools.contains($0.key) })
+        }
+    }
+
     public func pools(of type: String) -> [String] { types.filter { $0.value == type }.map(\.key).sorted() }
     public var instanceTypes: [String] { Set(types.values).sorted() }
 

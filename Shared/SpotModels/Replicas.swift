@@ -113,12 +113,23 @@ public struct ModeChange: Codable, Sendable, Equatable {
     public var autoTerminateEnabled: Bool?
     public var autoReplicaEnabled: Bool?
     public var terminateWaitSeconds: Int?
+    /// `cost` (the default), `conservative` (the seeds' bands) or `learned`.
+    public var decisionEngine: String?
+    /// $ an interruption without a ready replica costs the workload (the cost engine weighs it).
+    public var interruptionCost: Double?
 
-    public init(autoSwitchEnabled: Bool? = nil, autoTerminateEnabled: Bool? = nil, autoReplicaEnabled: Bool? = nil, terminateWaitSeconds: Int? = nil) {
+    public static let decisionEngines = ["cost", "conservative", "learned"]
+
+    public init(
+        autoSwitchEnabled: Bool? = nil, autoTerminateEnabled: Bool? = nil, autoReplicaEnabled: Bool? = nil, terminateWaitSeconds: Int? = nil,
+        decisionEngine: String? = nil, interruptionCost: Double? = nil
+    ) {
         self.autoSwitchEnabled = autoSwitchEnabled
         self.autoTerminateEnabled = autoTerminateEnabled
         self.autoReplicaEnabled = autoReplicaEnabled
         self.terminateWaitSeconds = terminateWaitSeconds
+        self.decisionEngine = decisionEngine
+        self.interruptionCost = interruptionCost
     }
 
     public var isEmpty: Bool { self == ModeChange() }

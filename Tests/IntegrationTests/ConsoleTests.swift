@@ -221,6 +221,16 @@ extension IntegrationTests {
                 #expect(off.status == 200 && off.json["auto_switch_enabled"] as? Bool == false && off.json["auto_terminate_enabled"] as? Bool == true)
                 let badWait = try await console.send("POST", "\(auto)/config", token: t.token, json: #"{"terminate_wait_seconds": -1}"#)
                 #expect(badWait.status == 400 && badWait.errorField == "terminate_wait_seconds")
+                // the decision engine and what an interruption costs the workload are the agent's settings
+                #expect(off.json["decision_engine"] as? String == "cost" && off.json["interruption_cost"] as? Double == 5, "the defaults")
+                let engine = try await console.send(
+                    "POST", "\(auto)/config", token: t.token, json: #"{"decision_engine": "conservative", "interruption_cost": 40.5}"#)
+                #expect(
+                    engine.status == 200 && engine.json["decision_engine"] as? String == "conservative" && engine.json["interruption_cost"] as? Double == 40.5)
+                for (body, field) in [(#"{"decision_engine": "rules"}"#, "decision_engine"), (#"{"interruption_cost": -1}"#, "interruption_cost")] {
+                    let bad = try await console.send("POST", "\(auto)/config", token: t.token, json: body)
+                    #expect(bad.status == 400 && bad.errorField == field, "\(body): \(bad.status) \(bad.errorField ?? "")")
+                }
 
                 // force-switch: to a zone of the same type, to on-demand; bad targets are 400
                 let toB = try await console.send("POST", "\(auto)/force-switch", token: t.token, json: #"{"target_pool_id": "\#(t.pools[1])"}"#)

@@ -94,7 +94,7 @@ extension IntegrationTests {
                                (inputs->'pools' IS NOT NULL)::text
                           FROM agent_decision_history WHERE agent_id = $1::uuid
                         """, [autoAgent])
-                    #expect(ledger == ["rules", "switch_pool", fleet.pool("a"), fleet.pool("b"), command.first ?? nil, "true", "true"])
+                    #expect(ledger == ["cost", "switch_pool", fleet.pool("a"), fleet.pool("b"), command.first ?? nil, "true", "true"])
                     let reason = try await ReplicaQuery.one(store, "SELECT reason FROM agent_decision_history WHERE agent_id = $1::uuid", [autoAgent])
                     #expect(reason.first??.contains(fleet.pool("b")) == true)
                     #expect(
@@ -156,7 +156,7 @@ extension IntegrationTests {
 
         /// `train` fits the learned engine on pricing_snapshots_ml and saves it; the next pass
         /// decides an agent set to `learned` with it (the ledger says so, and what the model
-        /// expects), while the rules' safety still holds: spot above on-demand is left at once.
+        /// expects), while the cost engine's escape still holds: spot above on-demand is left at once.
         @Test func theLearnedEngineIsTrainedOnCleanHistoryAndUsedByThePass() async throws {
             let store = try await TestStack.store()
             let family = TestStack.uniqueName("ml").filter(\.isLetter).lowercased().prefix(10)
@@ -207,6 +207,75 @@ extension IntegrationTests {
                 [agent])
             #expect(ledger.prefix(3) == ["learned", "switch_pool", pools[1]])
             #expect(ledger.count == 5 && ledger[3]?.contains("model: chance of a ≥") == true && ledger[4] == "true")
+            await store.shutdown()
+        }
+
+        /// No ratchet in the live pass: an interruption weighs less as it ages (half-life a week),
+        /// and every instance-hour in a pool counts as evidence against it — those of instances
+        /// gone and of replicas too — so a pool the fleet left is not judged by its one bad day.
+        @Test func oldInterruptionsFadeAndLeftInstancesStillCount() async throws {
+            let store = try await TestStack.store()
+            let family = TestStack.uniqueName("fade").filter(\.isLetter).lowercased().prefix(10)
+            let type = "\(family).large"
+            let pools = ["a", "b", "c", "d"].map { "\(type).us-east-1\($0)" }
+            try await store.transaction { conn in
+                for pool in pools {
+                    try conn.execute(
+                        "INSERT INTO spot_pools (id, pool_name, instance_type, region, az) VALUES ($1, $1, $2, 'us-east-1', $3)",
+                        [pool, type, String(pool.suffix(10))])
+                }
+                try conn.execute(
+                    """
+                    INSERT INTO pricing_snapshots_clean (pool_id, time_bucket, spot_price, on_demand_price, confidence_score, data_source, source_type)
+                    SELECT p, to_timestamp(floor(extract(epoch FROM now()) / 300) * 300), 0.03, 0.10, 1.0, 'measured', 'primary' FROM unnest($1::text[]) p
+                    """, [PGArray(pools)])
+                let client = try conn.query(
+                    "INSERT INTO clients (name, token_key_id, token_hash) VALUES ('fade', $1, $2) RETURNING id",
+                    [String(UUID().uuidString.lowercased().filter(\.isHexDigit).prefix(16)), PGBytes(Array(repeating: 0, count: 32))]
+                )[0].decode(UUID.self, at: 0)
+                let agent = try conn.query(
+                    """
+                    INSERT INTO agents (client_id, logical_agent_id, instance_type, region, az, auto_switch_enabled)
+                    VALUES ($1, 'fade-1', $2, 'us-east-1', 'us-east-1a', false) RETURNING id
+                    """, [client, type])[0].decode(UUID.self, at: 0)
+                // a: one termination notice 27 days ago; b, c, d: one today
+                for (pool, daysAgo) in [(pools[0], 27.0), (pools[1], 0), (pools[2], 0), (pools[3], 0)] {
+                    try conn.execute(
+                        """
+                        INSERT INTO spot_interruption_events (agent_id, signal_type, signal_time, detected_at, pool_id)
+                        VALUES ($1, 'termination-notice', now() - make_interval(days => $3::int) - make_interval(secs => random() * 100),
+                                now() - make_interval(days => $3::int), $2)
+                        """, [agent, pool, Int(daysAgo)])
+                }
+                for _ in 0..<10 {
+                    // c: ten instances ran there for ten days and were terminated yesterday
+                    try conn.execute(
+                        """
+                        INSERT INTO instances (id, client_id, agent_id, instance_type, region, az, current_mode, current_pool_id, is_active, installed_at, terminated_at)
+                        VALUES ($1, $2, $3, $4, 'us-east-1', 'us-east-1c', 'spot', $5, false, now() - interval '11 days', now() - interval '1 day')
+                        """, [ReplicaAgent.randomInstance(), client, agent, type, pools[2]])
+                    // d: ten replicas have been running there for ten days
+                    try conn.execute(
+                        """
+                        INSERT INTO replica_instances (agent_id, instance_id, replica_type, pool_id, instance_type, region, az, status, launched_at)
+                        VALUES ($1, $2, 'automatic-rebalance', $3, $4, 'us-east-1', 'us-east-1d', 'ready', now() - interval '10 days')
+                        """, [agent, ReplicaAgent.randomInstance(), pools[3], type])
+                }
+            }
+            _ = try await decisionPass()
+            var rate: [String: Double] = [:]
+            for pool in pools {
+                let row = try await ReplicaQuery.one(
+                    store, "SELECT (details->>'monthly_rate') FROM pool_risk_analysis WHERE pool_id = $1 ORDER BY analyzed_at DESC LIMIT 1", [pool])
+                rate[pool] = row.first.flatMap { $0.flatMap(Double.init) }
+            }
+            // no Advisor band for this type: the prior is 12.5 % a month, worth 720 instance-hours
+            let (a, b, c, d) = (try #require(rate[pools[0]]), try #require(rate[pools[1]]), try #require(rate[pools[2]]), try #require(rate[pools[3]]))
+            #expect(b >= 0.99, "one fresh interruption over no exposure: \(b)")
+            #expect(a < 0.25, "27 days old, it weighs 2^(-27/7) ≈ 7 %: \(a)")
+            // 10 × 10 days ending yesterday: about 1,380 decayed instance-hours beside the prior's 720
+            #expect(c < 0.5, "instances gone still count: \(c)")
+            #expect(d < 0.5, "replicas count: \(d)")
             await store.shutdown()
         }
     }

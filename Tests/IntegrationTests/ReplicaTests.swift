@@ -257,11 +257,12 @@ extension IntegrationTests {
                     let bogus = try await agent.call("POST", "/interruption", #"{"signal_type": "instance-stop"}"#)
                     #expect(bogus.status == 400 && bogus.errorCode == "unknown_signal_type")
 
-                    // a calm pool and a new instance: recorded, no replica
+                    // a pool with no record (and no band: the middle one, 12.5 % a month) and a new
+                    // instance: 0.4 × 0.5 = 0.2, recorded, no replica
                     let calm = try await agent.call("POST", "/interruption", #"{"signal_type": "rebalance-recommendation", "timestamp": 1637500000}"#)
                     #expect(calm.status == 200 && calm.json["action"] as? String == "recorded")
-                    #expect(calm.json["risk_score"] as? Double == 0)
-                    // three terminations in this pool this month: 0.4 ≥ 0.30 → replica in the cheapest safe pool
+                    #expect(calm.json["risk_score"] as? Double == 0.2)
+                    // three terminations in this pool in the last days: the rate saturates, 0.4 ≥ 0.30 → replica in the cheapest safe pool
                     try await store.transaction { [agent] conn in
                         for day in 1...3 {
                             _ = try conn.execute(

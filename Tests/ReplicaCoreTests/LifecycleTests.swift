@@ -117,20 +117,20 @@ import Testing
     let model = RiskModel()
 
     @Test func weightsAndSaturation() {
-        let none = model.score(.init(poolTerminations30d: 0, instanceAgeHours: 0, priceVolatility: 0))
+        let none = model.score(.init(poolMonthlyRate: 0, instanceAgeHours: 0, priceVolatility: 0))
         #expect(none.total == 0)
-        let all = model.score(.init(poolTerminations30d: 10, instanceAgeHours: 1000, priceVolatility: 1))
+        let all = model.score(.init(poolMonthlyRate: 0.9, instanceAgeHours: 1000, priceVolatility: 1))
         #expect(all.total == 1 && all.history == 1 && all.age == 1 && all.volatility == 1)
-        // 0.4 x 2/3 + 0.3 x 84/168 + 0.3 x 0.01/0.05 = 0.2667 + 0.15 + 0.06
-        let some = model.score(.init(poolTerminations30d: 2, instanceAgeHours: 84, priceVolatility: 0.01))
-        #expect(some.total == 0.477)
+        // 0.4 × 0.125/0.25 + 0.3 × 84/168 + 0.3 × 0.01/0.05 = 0.2 + 0.15 + 0.06
+        let some = model.score(.init(poolMonthlyRate: 0.125, instanceAgeHours: 84, priceVolatility: 0.01))
+        #expect(some.total == 0.41)
     }
 
     @Test func thresholdDecidesAtThirtyPercent() {
-        // a fresh instance in a calm pool: history alone must reach the threshold
-        let calm = model.score(.init(poolTerminations30d: 2, instanceAgeHours: 0, priceVolatility: 0))
-        #expect(calm.total == 0.267 && !model.warrantsReplica(calm))
-        let troubled = model.score(.init(poolTerminations30d: 3, instanceAgeHours: 0, priceVolatility: 0))
+        // a fresh instance in a calm pool: the interruption rate alone must reach the threshold
+        let middle = model.score(.init(poolMonthlyRate: 0.125, instanceAgeHours: 0, priceVolatility: 0))
+        #expect(middle.total == 0.2 && !model.warrantsReplica(middle))
+        let troubled = model.score(.init(poolMonthlyRate: 0.25, instanceAgeHours: 0, priceVolatility: 0))
         #expect(troubled.total == 0.4 && model.warrantsReplica(troubled))
         var lenient = model
         lenient.threshold = 0.5
@@ -138,7 +138,7 @@ import Testing
     }
 
     @Test func nonsenseInputsCountAsNoRisk() {
-        let s = model.score(.init(poolTerminations30d: -3, instanceAgeHours: .nan, priceVolatility: -.infinity))
+        let s = model.score(.init(poolMonthlyRate: -3, instanceAgeHours: .nan, priceVolatility: -.infinity))
         #expect(s.total == 0)
     }
 }

@@ -158,6 +158,8 @@ extension ConsoleController {
         var manualReplicaEnabled: Bool?
         var autoReplicaEnabled: Bool?
         var terminateWaitSeconds: Int?
+        var decisionEngine: String?
+        var interruptionCost: Double?
     }
 
     func applyConfig(_ change: ConfigChange, client: UUID, agent: FleetViews.AgentView) async throws -> APIReply {
@@ -167,7 +169,8 @@ extension ConsoleController {
         }
         let modes = ModeChange(
             autoSwitchEnabled: change.autoSwitchEnabled, autoTerminateEnabled: change.autoTerminateEnabled,
-            autoReplicaEnabled: change.autoReplicaEnabled, terminateWaitSeconds: change.terminateWaitSeconds)
+            autoReplicaEnabled: change.autoReplicaEnabled, terminateWaitSeconds: change.terminateWaitSeconds,
+            decisionEngine: change.decisionEngine, interruptionCost: change.interruptionCost)
         func call(_ operation: ReplicaOperation, body: String? = nil) async throws -> APIReply {
             try await replicas.call(ReplicaRequest(operation: operation, clientId: client, agentId: agent.id, body: body))
         }

@@ -24,6 +24,7 @@ struct FleetViews: Sendable {
         var autoTerminateEnabled: Bool
         var autoReplicaEnabled: Bool
         var decisionEngine: String
+        var interruptionCost: Double
         var lastHeartbeatAt: Date?
         var lastFailoverAt: Date?
         var activeReplicas: Int
@@ -34,7 +35,8 @@ struct FleetViews: Sendable {
         a.id, a.logical_agent_id, a.status, a.instance_id, a.instance_type, a.region, a.az, a.current_mode, a.current_pool_id,
         a.auto_switch_enabled, a.manual_replica_enabled, a.auto_terminate_enabled, a.auto_replica_enabled, a.decision_engine,
         a.last_heartbeat_at, a.last_failover_at,
-        (SELECT count(*)::int FROM replica_instances r WHERE r.agent_id = a.id AND r.is_active), a.agent_version
+        (SELECT count(*)::int FROM replica_instances r WHERE r.agent_id = a.id AND r.is_active), a.agent_version,
+        a.interruption_cost::float8
         """
 
     static func agent(_ r: PGRow) throws -> AgentView {
@@ -45,7 +47,8 @@ struct FleetViews: Sendable {
             mode: try r.decodeIfPresent(String.self, at: 7), poolId: try r.decodeIfPresent(String.self, at: 8),
             autoSwitchEnabled: try r.decode(Bool.self, at: 9), manualReplicaEnabled: try r.decode(Bool.self, at: 10),
             autoTerminateEnabled: try r.decode(Bool.self, at: 11), autoReplicaEnabled: try r.decode(Bool.self, at: 12),
-            decisionEngine: try r.decode(String.self, at: 13), lastHeartbeatAt: try r.decodeIfPresent(Date.self, at: 14),
+            decisionEngine: try r.decode(String.self, at: 13), interruptionCost: try r.decode(Double.self, at: 18),
+            lastHeartbeatAt: try r.decodeIfPresent(Date.self, at: 14),
             lastFailoverAt: try r.decodeIfPresent(Date.self, at: 15), activeReplicas: try r.decode(Int.self, at: 16),
             agentVersion: try r.decodeIfPresent(String.self, at: 17))
     }

@@ -3,108 +3,251 @@ import Foundation
 import SpotMarket
 import SpotRuntime
 
-/// `spotguard-decisions backtest`: replays a price-history file for N workloads under every
-/// strategy and prints the table docs/decisions.md shows.
+/// `spotguard-decisions backtest`: replays price-history files, region by region, for N
+/// workloads under every strategy and several interruption seeds, and prints the tables
+/// docs/decisions.md shows: per region, the spikes, calibration, the learned model judged on
+/// regions it never saw, and the spread across regions.
 public enum BacktestCommand {
-    public static func run(history: PriceHistory, file: String, onDemandFile: String, advisorFile: String, workloads: Int, seed: UInt64, trainHours: Int) throws
-    {
-        guard let region = history.region else { throw ConfigurationError(variable: "--csv", problem: "names no price rows") }
-        let onDemand = try OnDemandPrices.read(onDemandFile, region: region)
-        let bands = try AdvisorBand.table(json: Data(contentsOf: URL(fileURLWithPath: advisorFile)))[region] ?? [:]
-        let types = history.instanceTypes.filter { onDemand[$0] != nil }
-        FileHandle.standardError.write(
-            Data(
-                "backtest: \(history.types.count) pools of \(types.joined(separator: ", ")) in \(region), \(history.hours) hours, \(workloads) workloads, seed \(seed)\n"
-                    .utf8))
-        var base = BacktestSetup(history: history, onDemand: onDemand, bands: bands, workloads: workloads, seed: seed)
-        base.evaluateFrom = min(trainHours, history.hours / 2)
-        // the learned engine is fitted on the hours before the evaluation window only
-        let training = history.prices.mapValues { Array($0.prefix(base.evaluateFrom)) }
-        let poolOnDemand = history.types.compactMapValues { onDemand[$0] }
-        let model = RiseModel.fit(
-            RiseModel.samples(
-                prices: training, markets: types.map { history.pools(of: $0) }, onDemand: poolOnDemand, startHour: history.start))
-        var strategies: [Strategy] = [.alwaysOnDemand, .stayInFirstPool, .greedyCheapest, .engine(RulesEngine())]
-        if let model {
-            strategies.append(.engine(LearnedEngine(model: model)))
-            FileHandle.standardError.write(
-                Data(
-                    String(
-                        format: "backtest: learned model fitted on hours 0-%d: %d samples, %d rises; hold-out AUC %.3f, log loss %.4f (base rate %.4f)\n",
-                        base.evaluateFrom - 1, model.samples, model.positives, model.holdoutAuc, model.holdoutLogLoss, model.holdoutBaseLogLoss
-                    ).utf8))
-        }
-        strategies.append(.oracle)
+    public struct Options: Sendable {
+        public var files: [String]
+        public var onDemandFile: String
+        public var advisorFile: String
+        public var workloads: Int
+        public var seeds: [UInt64]
+        public var trainHours: Int
 
-        func table(_ title: String, _ setup: BacktestSetup) -> [BacktestResult] {
-            var results: [BacktestResult] = []
-            for (i, s) in strategies.enumerated() {
-                FileHandle.standardError.write(Data("  [\(i + 1)/\(strategies.count)] \(title): \(s.name)\n".utf8))
-                results.append(Backtest.run(s, setup))
+        public init(files: [String], onDemandFile: String, advisorFile: String, workloads: Int, seeds: [UInt64], trainHours: Int) {
+            self.files = files
+            self.onDemandFile = onDemandFile
+            self.advisorFile = advisorFile
+            self.workloads = workloads
+            self.seeds = seeds
+            self.trainHours = trainHours
+        }
+    }
+
+    struct Region {
+        var name: String
+        var file: String
+        var history: PriceHistory
+        var onDemand: [String: Double]
+        var bands: [String: AdvisorBand]
+        var types: [String]
+    }
+
+    /// One region's figures for the summary.
+    struct Figures {
+        var region: String
+        var shares: [String: Double]
+        var switchesPerDay: [String: Double]
+        var spikeExtra: [String: Double]
+        var spikeExtraAfter: [String: Double]
+    }
+
+    static let defaultEngine = "engine: cost"
+
+    public static func run(_ o: Options, histories: [(file: String, history: PriceHistory)]) throws {
+        let onDemandCSV = try String(contentsOfFile: o.onDemandFile, encoding: .utf8)
+        let bandTable = try AdvisorBand.table(json: Data(contentsOf: URL(fileURLWithPath: o.advisorFile)))
+        var regions: [Region] = []
+        for (file, history) in histories {
+            for (name, h) in history.byRegion.sorted(by: { $0.key < $1.key }) where !regions.contains(where: { $0.name == name }) {
+                let onDemand = OnDemandPrices.parse(csv: onDemandCSV, region: name)
+                let types = h.instanceTypes.filter { onDemand[$0] != nil }
+                guard !types.isEmpty else {
+                    note("backtest: \(name) in \(file) skipped: no on-demand prices for its types")
+                    continue
+                }
+                regions.append(Region(name: name, file: file, history: h, onDemand: onDemand, bands: bandTable[name] ?? [:], types: types))
             }
-            let oracle = results.last!
-            print("\n\(title)\n")
-            print(
-                "| strategy | cost $ | savings vs on-demand | of oracle savings | switches / workload / day | interruptions (with / without ready replica) | replica hours | on-demand hours |"
+        }
+        guard !regions.isEmpty else { throw ConfigurationError(variable: "--csv", problem: "names no price rows with on-demand prices") }
+        let samples = Dictionary(uniqueKeysWithValues: regions.map { r in (r.name, riseSamples(r, hours: r.history.hours)) })
+        print(
+            "Back-test: \(o.workloads) workloads per region, interruption seeds \(o.seeds.map(String.init).joined(separator: ", ")); every strategy pays the same switch and interruption costs (defaults of `WorkloadCosts`: \(String(format: "%.2f", WorkloadCosts().interruptionCost)) $ per interruption without a ready replica, 1/60 of it with one or per switch, 5 minutes of overlap)."
+        )
+        var figures: [Figures] = []
+        var learnedRows: [String] = []
+        for (k, region) in regions.enumerated() {
+            note(
+                "backtest: [\(k + 1)/\(regions.count)] \(region.name): \(region.history.types.count) pools of \(region.types.joined(separator: ", ")), \(region.history.hours) hours"
             )
-            print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
-            for r in results {
+            // the learned engine never sees the region it is judged on (with one region: the hours before the window)
+            let others = regions.filter { $0.name != region.name }.flatMap { samples[$0.name] ?? [] }
+            let from = min(o.trainHours, region.history.hours / 2)
+            let model =
+                others.isEmpty
+                ? RiseModel.fit(riseSamples(region, hours: from)) : RiseModel.fit(others)
+            if let model {
+                let judged = model.evaluate(samples[region.name] ?? [])
+                learnedRows.append(
+                    String(
+                        format: "| %@ | %d | %d | %.3f | %.4f | %.4f |", region.name, judged.samples, judged.positives, judged.auc, judged.logLoss,
+                        judged.baseLogLoss))
+            }
+            var strategies: [Strategy] = [.alwaysOnDemand, .stayInFirstPool, .greedyCheapest, .engine(CostEngine()), .engine(RulesEngine())]
+            if let model { strategies.append(.engine(LearnedEngine(model: model))) }
+            strategies.append(.oracle)
+            let setups = o.seeds.map { seed -> BacktestSetup in
+                var s = BacktestSetup(history: region.history, onDemand: region.onDemand, bands: region.bands, workloads: o.workloads, seed: seed)
+                s.evaluateFrom = from
+                return s
+            }
+            let bands = region.types.map { "\($0) \(region.bands[$0].map { ["< 5", "5–10", "10–15", "15–20", "> 20"][$0.index] } ?? "no band") %" }
+            print("\n### \(region.name)\n")
+            print(
+                "\(URL(fileURLWithPath: region.file).lastPathComponent), hours \(from)–\(region.history.hours - 1) judged; Advisor bands: \(bands.joined(separator: ", "))\n"
+            )
+            let real = table(strategies, setups, title: "real prices")
+            let spiked = setups.map { s -> BacktestSetup in
+                var copy = s
+                copy.history = spikes(region)
+                return copy
+            }
+            print(
+                "\nWith price spikes (all pools of a type at 1.5 × on-demand for 6 h from hour 300 and for 12 h from hour 450; one pool per type at 3 × for 12 h from hour 600):\n"
+            )
+            let spikedResults = table(strategies, spiked, title: "spikes")
+            var extra: [String: Double] = [:]
+            var after: [String: Double] = [:]
+            var perSpike: [String] = []
+            for (name, runs) in spikedResults where name != "hindsight oracle" {
+                let oracle = spikedResults["hindsight oracle"]!
+                for (start, length) in [(300, 6), (450, 12), (600, 12)] where start + length <= region.history.hours {
+                    func over(_ range: Range<Int>) -> Double {
+                        let range = max(0, range.lowerBound)..<min(region.history.hours, range.upperBound)
+                        let paid = runs.map { r in range.map { r.hourlyCost[$0] }.reduce(0, +) }.reduce(0, +)
+                        let bound = oracle.map { r in range.map { r.hourlyCost[$0] }.reduce(0, +) }.reduce(0, +)
+                        return bound > 0 ? (paid / bound - 1) * 100 : 0
+                    }
+                    // during: the spike's hours; the episode: from the hour before it (where foresight
+                    // leaves) to 3 h after it (where the return is paid)
+                    let (during, episode) = (over(start..<(start + length)), over((start - 1)..<(start + length + 3)))
+                    extra[name] = max(extra[name] ?? -.infinity, during)
+                    after[name] = max(after[name] ?? -.infinity, episode)
+                    if name == defaultEngine {
+                        perSpike.append(String(format: "%d h from hour %d: %.2f %% (%.2f %%)", length, start, during, episode))
+                    }
+                }
+            }
+            print("")
+            for name in strategies.map(\.name) where extra[name] != nil && (name.hasPrefix("engine") || name.hasPrefix("greedy")) {
                 print(
                     String(
-                        format: "| %@ | %.2f | %.2f %% | %.1f %% | %.3f | %d / %d | %.0f | %.0f |", r.strategy, r.cost, r.savingsShare * 100,
-                        r.share(of: oracle) * 100, r.switchesPerWorkloadDay, r.interruptionsWithReplica, r.interruptionsWithoutReplica,
-                        r.replicaHours, r.onDemandHours))
+                        format: "- %@: at most %.2f %% above the oracle during a spike, %.2f %% over its episode (the hour before to 3 h after)", name,
+                        extra[name]!, after[name]!))
             }
-            return results
-        }
-        _ = table(
-            "Real prices (\(URL(fileURLWithPath: file).lastPathComponent)), hours \(base.evaluateFrom)-\(history.hours - 1); the learned engine trained on the hours before",
-            base)
-        if let model {
+            print("- \(defaultEngine) per spike, above the oracle during it (over its episode): \(perSpike.joined(separator: "; "))")
+            calibration(real[defaultEngine] ?? [])
+            var manual = setups[0]
+            manual.manualShare = 1
+            let m = DecisionCore.Backtest.run(.engine(CostEngine()), manual)
             print(
                 String(
                     format:
-                        "\nLearned model (P of a ≥ %.1f %% rise within %d h): %d samples, %d rises; on the last fifth of its training hours AUC %.3f, log loss %.4f vs %.4f for the base rate",
-                    model.riseThreshold * 100, model.horizonHours, model.samples, model.positives, model.holdoutAuc, model.holdoutLogLoss,
-                    model.holdoutBaseLogLoss))
+                        "\nManual mode (every workload with a hot replica in the cheapest other pool, seed %d): savings vs on-demand %.2f %% (replicas %.2f $ of %.2f $), interruptions %d with a ready replica / %d without",
+                    setups[0].seed, m.savingsShare * 100, m.replicaCost, m.cost, m.interruptionsWithReplica, m.interruptionsWithoutReplica))
+            let oracle = real["hindsight oracle"]!
+            figures.append(
+                Figures(
+                    region: region.name,
+                    shares: real.mapValues { runs in zip(runs, oracle).map { $0.share(of: $1) }.reduce(0, +) / Double(runs.count) },
+                    switchesPerDay: real.mapValues { $0.map(\.switchesPerWorkloadDay).reduce(0, +) / Double($0.count) }, spikeExtra: extra,
+                    spikeExtraAfter: after))
         }
+        summary(figures, names: [Strategy.stayInFirstPool.name, Strategy.greedyCheapest.name, defaultEngine, "engine: conservative", "engine: learned"])
+        if !learnedRows.isEmpty {
+            print("\nThe learned model judged on a region it was not fitted on (fitted on the others; with one region, on the hours before the window):\n")
+            print("| region | samples | rises | AUC | log loss | base-rate log loss |")
+            print("| --- | ---: | ---: | ---: | ---: | ---: |")
+            learnedRows.forEach { print($0) }
+        }
+    }
 
-        // spikes: every pool of every type at 1.5 × on-demand for 6 h (hour 300) and for 12 h
-        // (hour 450), and the first pool of each type at 3 × for 12 h (hour 600)
-        let spikeWindows = [(300, 6), (450, 12), (600, 12)]
-        var spiked = history
-        for type in types {
-            let pools = history.pools(of: type)
-            spiked = spiked.withSpike(pools: pools, from: 300, length: 6, price: 1.5 * onDemand[type]!)
-            spiked = spiked.withSpike(pools: pools, from: 450, length: 12, price: 1.5 * onDemand[type]!)
-            spiked = spiked.withSpike(pools: [pools[0]], from: 600, length: 12, price: 3 * onDemand[type]!)
-        }
-        var spikeSetup = base
-        spikeSetup.history = spiked
-        let spikes = table(
-            "With price spikes (all pools of a type at 1.5 × on-demand for 6 h and for 12 h; one pool per type at 3 × for 12 h)", spikeSetup)
-        let oracle = spikes.last!
-        print("")
-        for (start, length) in spikeWindows {
-            func extra(_ r: BacktestResult, _ hours: Int) -> Double {
-                let range = start..<min(spiked.hours, start + hours)
-                return (range.map { r.hourlyCost[$0] }.reduce(0, +) / range.map { oracle.hourlyCost[$0] }.reduce(0, +) - 1) * 100
-            }
-            for r in spikes.dropLast() where r.strategy.hasPrefix("engine") || r.strategy.hasPrefix("greedy") {
-                print(
-                    String(
-                        format: "- %d h spike from hour %d: %@ paid %.2f %% more than the oracle during the spike, %.2f %% including the 3 h after",
-                        length, start, r.strategy, extra(r, length), extra(r, length + 3)))
-            }
-        }
+    static func note(_ line: String) { FileHandle.standardError.write(Data((line + "\n").utf8)) }
 
-        var manual = base
-        manual.manualShare = 1
-        let m = Backtest.run(.engine(RulesEngine()), manual)
+    static func riseSamples(_ r: Region, hours: Int) -> [RiseModel.Sample] {
+        RiseModel.samples(
+            prices: r.history.prices.mapValues { Array($0.prefix(hours)) }, markets: r.types.map { r.history.pools(of: $0) },
+            onDemand: r.history.types.compactMapValues { r.onDemand[$0] }, startHour: r.history.start)
+    }
+
+    static func spikes(_ r: Region) -> PriceHistory {
+        var spiked = r.history
+        for type in r.types {
+            let pools = r.history.pools(of: type)
+            spiked = spiked.withSpike(pools: pools, from: 300, length: 6, price: 1.5 * r.onDemand[type]!)
+            spiked = spiked.withSpike(pools: pools, from: 450, length: 12, price: 1.5 * r.onDemand[type]!)
+            spiked = spiked.withSpike(pools: [pools[0]], from: 600, length: 12, price: 3 * r.onDemand[type]!)
+        }
+        return spiked
+    }
+
+    /// Runs every strategy on every seed's setup and prints one row per strategy (means over
+    /// the seeds; the share of the oracle's savings with its lowest and highest seed).
+    static func table(_ strategies: [Strategy], _ setups: [BacktestSetup], title: String) -> [String: [BacktestResult]] {
+        var results: [String: [BacktestResult]] = [:]
+        for (i, s) in strategies.enumerated() {
+            note("  [\(i + 1)/\(strategies.count)] \(title): \(s.name)")
+            results[s.name] = setups.map { DecisionCore.Backtest.run(s, $0) }
+        }
+        let oracle = results["hindsight oracle"]!
         print(
-            String(
-                format:
-                    "\nManual mode (every workload with a hot replica in the cheapest other pool): cost %.2f $ (replicas %.2f $, %.0f replica hours), savings vs on-demand %.2f %%, interruptions %d with a ready replica / %d without\n",
-                m.cost, m.replicaCost, m.replicaHours, m.savingsShare * 100, m.interruptionsWithReplica, m.interruptionsWithoutReplica))
+            "| strategy | savings vs on-demand | of oracle savings (seeds: lowest–highest) | switches / workload / day | interruptions with / without ready replica | interruption cost $ | on-demand hours |"
+        )
+        print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+        for s in strategies {
+            let runs = results[s.name]!
+            func mean(_ f: (BacktestResult) -> Double) -> Double { runs.map(f).reduce(0, +) / Double(runs.count) }
+            let shares = zip(runs, oracle).map { $0.share(of: $1) * 100 }
+            print(
+                String(
+                    format: "| %@ | %.2f %% | %.1f %% (%.1f–%.1f) | %.3f | %.1f / %.1f | %.2f | %.0f |", s.name, mean(\.savingsShare) * 100,
+                    shares.reduce(0, +) / Double(shares.count), shares.min()!, shares.max()!, mean(\.switchesPerWorkloadDay),
+                    mean { Double($0.interruptionsWithReplica) }, mean { Double($0.interruptionsWithoutReplica) }, mean(\.interruptionCost),
+                    mean(\.onDemandHours)))
+        }
+        return results
+    }
+
+    /// Predicted against observed interruptions per Advisor band, over the default engine's spot hours.
+    static func calibration(_ runs: [BacktestResult]) {
+        var sum: [Int: BacktestResult.Calibration] = [:]
+        for r in runs {
+            for (band, c) in r.calibration {
+                sum[band, default: .init()].hours += c.hours
+                sum[band, default: .init()].predicted += c.predicted
+                sum[band, default: .init()].observed += c.observed
+            }
+        }
+        guard !sum.isEmpty else { return }
+        let rows = sum.keys.sorted().map { band -> String in
+            let c = sum[band]!
+            let label = band < 0 ? "no band" : ["< 5 %", "5–10 %", "10–15 %", "15–20 %", "> 20 %"][band]
+            return String(
+                format: "%@: %.0f spot hours, predicted %.1f, observed %d (%.1f %% vs %.1f %% a month)", label, c.hours, c.predicted, c.observed,
+                c.predicted / max(1, c.hours) * 730 * 100, Double(c.observed) / max(1, c.hours) * 730 * 100)
+        }
+        print("\nCalibration of the interruption model (\(defaultEngine), all seeds): " + rows.joined(separator: "; "))
+    }
+
+    static func summary(_ figures: [Figures], names: [String]) {
+        guard figures.count > 1 else { return }
+        print("\n### Across \(figures.count) regions\n")
+        print("| strategy | median of oracle savings | lowest (region) | switches / workload / day (highest) | worst spike: during (episode) |")
+        print("| --- | ---: | ---: | ---: | ---: |")
+        for name in names {
+            let shares = figures.compactMap { f in f.shares[name].map { (f.region, $0 * 100) } }.sorted { $0.1 < $1.1 }
+            guard !shares.isEmpty else { continue }
+            let median =
+                shares.count % 2 == 1 ? shares[shares.count / 2].1 : (shares[shares.count / 2 - 1].1 + shares[shares.count / 2].1) / 2
+            let switches = figures.compactMap { $0.switchesPerDay[name] }.max() ?? 0
+            let spike = figures.compactMap { $0.spikeExtra[name] }.max()
+            let spikeAfter = figures.compactMap { $0.spikeExtraAfter[name] }.max()
+            print(
+                String(
+                    format: "| %@ | %.1f %% | %.1f %% (%@) | %.3f | %@ |", name, median, shares[0].1, shares[0].0, switches,
+                    spike.map { String(format: "%.2f %% (%.2f %%)", $0, spikeAfter ?? 0) } ?? "–"))
+        }
     }
 }

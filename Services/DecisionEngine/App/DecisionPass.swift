@@ -17,7 +17,8 @@ public struct DecisionPass: Sendable {
     let configuration: DecisionConfiguration
     let bands: [String: [String: AdvisorBand]]
     let risk = PoolRiskModel()
-    let rules = RulesEngine()
+    let conservative = RulesEngine()
+    let cost = CostEngine()
     let memory: PassMemory
 
     public init(store: PostgresStore, configuration: DecisionConfiguration, bands: [String: [String: AdvisorBand]], memory: PassMemory = PassMemory()) {
@@ -84,30 +85,16 @@ public struct DecisionPass: Sendable {
         }
         let hour = Calendar(identifier: .gregorian).dateComponents(in: TimeZone(identifier: "UTC")!, from: now).hour ?? 0
         let series = try memory.hourly(at: now, on: conn)
-        // pools with a clean price in the window and the fleet's record in them
+        // pools with a clean price in the window, and the fleet's record in them
         let rows = try conn.query(
             """
-            WITH interruptions AS (
-                SELECT pool_id, count(*)::int AS n, string_agg(extract(hour FROM detected_at AT TIME ZONE 'UTC')::int::text, ',') AS hours
-                  FROM spot_interruption_events
-                 WHERE signal_type = 'termination-notice' AND detected_at > now() - interval '30 days' AND pool_id IS NOT NULL
-                 GROUP BY pool_id
-            ), exposure AS (
-                SELECT current_pool_id AS pool_id,
-                       sum(extract(epoch FROM now() - greatest(coalesce(installed_at, created_at), now() - interval '30 days')))::float8 / 3600 AS hours,
-                       avg(extract(epoch FROM now() - coalesce(installed_at, created_at)))::float8 / 3600 AS age
-                  FROM instances WHERE is_active AND current_pool_id IS NOT NULL
-                 GROUP BY current_pool_id
-            )
-            SELECT p.id, p.instance_type, p.region, latest.spot_price::float8, latest.on_demand_price::float8,
-                   coalesce(ir.n, 0), coalesce(ir.hours, ''), coalesce(ex.hours, 0), coalesce(ex.age, 0)
+            SELECT p.id, p.instance_type, p.region, latest.spot_price::float8, latest.on_demand_price::float8
               FROM spot_pools p
-              LEFT JOIN interruptions ir ON ir.pool_id = p.id
-              LEFT JOIN exposure ex ON ex.pool_id = p.id
               CROSS JOIN LATERAL (SELECT spot_price, on_demand_price FROM pricing_snapshots_clean c
                                    WHERE c.pool_id = p.id AND c.time_bucket > now() - make_interval(secs => $1) AND c.time_bucket <= now()
                                    ORDER BY c.time_bucket DESC LIMIT 1) latest
             """, [Double(configuration.priceWindow)])
+        let records = try PoolEvidence.read(nil, model: risk.interruptions, on: conn)
         var pools: [PoolFacts] = []
         for r in rows {
             let (id, type, region) = (try r.decode(String.self, at: 0), try r.decode(String.self, at: 1), try r.decode(String.self, at: 2))
@@ -119,13 +106,14 @@ public struct DecisionPass: Sendable {
             let dayToNow = Array(points.filter { $0.0 < currentMark }.map(\.1).suffix(23)) + [price]
             // what a move is judged on: the mean of the last 6 hourly prices (the price now without them)
             let recent = points.filter { now.timeIntervalSince($0.0) < 6 * 3600 }.map(\.1)
+            let record = records[id]
             var byHour = Array(repeating: 0, count: 24)
-            for h in try r.decode(String.self, at: 6).split(separator: ",").compactMap({ Int($0) }) where (0..<24).contains(h) { byHour[h] += 1 }
-            let interruptions = try r.decode(Int.self, at: 5)
+            for h in record?.terminationHours ?? [] { byHour[h] += 1 }
+            let interruptions = record?.terminations ?? 0
             let score = risk.score(
                 .init(
-                    band: bands[region]?[type], interruptions: interruptions, instanceHours: try r.decode(Double.self, at: 7),
-                    priceVolatility: PoolRiskModel.robustVolatility(hourly), instanceAgeHours: try r.decode(Double.self, at: 8),
+                    band: bands[region]?[type], evidence: record?.evidence ?? .init(),
+                    priceVolatility: PoolRiskModel.robustVolatility(hourly), instanceAgeHours: record?.runningAgeHours ?? 0,
                     interruptionsByHour: byHour, hourOfDay: hour))
             pools.append(
                 PoolFacts(
@@ -162,7 +150,7 @@ public struct DecisionPass: Sendable {
         phase("write_risk")
         let byMarket = Dictionary(grouping: pools) { "\($0.type)|\($0.region)" }
         let saved = try ModelStore.latest(on: conn)
-        let learned = saved.map { LearnedEngine(model: $0.model, rules: rules) }
+        let learned = saved.map { LearnedEngine(model: $0.model, base: cost) }
         summary.model = saved?.id
 
         let agents = try conn.query(
@@ -172,7 +160,8 @@ public struct DecisionPass: Sendable {
                    (SELECT extract(epoch FROM now() - max(s.initiated_at)) / 3600 FROM switches s WHERE s.agent_id = a.id)::float8,
                    EXISTS (SELECT 1 FROM commands c WHERE c.agent_id = a.id AND c.command_type = 'switch' AND c.status IN ('pending', 'delivered')),
                    (SELECT i.on_demand_price::float8 FROM instances i WHERE i.id = a.instance_id),
-                   array_to_string(a.usable_zones, ',')
+                   array_to_string(a.usable_zones, ','), a.interruption_cost::float8,
+                   EXISTS (SELECT 1 FROM replica_instances r WHERE r.agent_id = a.id AND r.is_active AND r.status = 'ready')
               FROM agents a
              WHERE a.auto_switch_enabled AND NOT a.manual_replica_enabled AND a.enabled AND a.status = 'online'
                AND a.instance_type IS NOT NULL AND a.region IS NOT NULL
@@ -211,11 +200,17 @@ public struct DecisionPass: Sendable {
             let current: Placement = mode == "ondemand" ? .onDemand : pool.map(Placement.spot) ?? .onDemand
             let input = DecisionInput(
                 current: current, onDemandPrice: onDemand,
-                pools: market.map { PoolState(pool: $0.id, price: $0.price, recentMean: $0.recentMean, risk: $0.score.total, hourly: $0.hourly) },
-                hoursSinceSwitch: try a.decodeIfPresent(Double.self, at: 10) ?? .infinity, hourOfDay: hour)
-            // an agent set to `learned` before any model was trained is decided by the rules, and told so
+                pools: market.map {
+                    PoolState(
+                        pool: $0.id, price: $0.price, recentMean: $0.recentMean, risk: $0.score.total, interruptionRate: $0.score.hourlyRate,
+                        hourly: $0.hourly)
+                },
+                hoursSinceSwitch: try a.decodeIfPresent(Double.self, at: 10) ?? .infinity, hourOfDay: hour,
+                costs: WorkloadCosts(interruptionCost: try a.decode(Double.self, at: 14), replicaReady: try a.decode(Bool.self, at: 15)))
+            // an agent set to `learned` before any model was trained is decided by the cost engine, and told so
             let asked = try a.decode(String.self, at: 6)
-            var engine: any DecisionEngine = rules
+            var engine: any DecisionEngine = cost
+            if asked == "conservative" { engine = conservative }
             if asked == "learned", let learned { engine = learned }
             var decision = engine.decide(input)
             if asked != engine.name { decision.reason += " (no \(asked) model trained yet; decided by \(engine.name))" }
@@ -235,10 +230,12 @@ public struct DecisionPass: Sendable {
             let inputs = JSONValue.object([
                 "current": .string(current.description), "on_demand_price": .number(onDemand),
                 "hours_since_switch": input.hoursSinceSwitch.isFinite ? .number(input.hoursSinceSwitch) : .null,
+                "interruption_cost": .number(input.costs.interruptionCost), "replica_ready": .bool(input.costs.replicaReady),
                 "pools": .array(
                     input.pools.map {
                         .object([
                             "pool": .string($0.pool), "price": .number($0.price), "recent_mean": .number($0.recentMean), "risk": .number($0.risk),
+                            "interruption_rate_hourly": .number($0.interruptionRate),
                             "price_source": .string(mine[$0.pool] == nil ? "shared" : "own"),
                         ])
                     }),

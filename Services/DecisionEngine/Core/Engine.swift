@@ -20,16 +20,19 @@ public struct PoolState: Sendable, Equatable {
     public var price: Double
     /// Mean of the last hours' prices: what a move is judged on, so noise does not move anyone.
     public var recentMean: Double
-    /// Interruption risk 0…1 (`PoolRiskModel`).
+    /// Interruption risk 0…1 (`PoolRiskModel`): what the conservative profile's bands judge.
     public var risk: Double
+    /// The chance per instance-hour of an interruption (`InterruptionModel`): what the cost engine prices.
+    public var interruptionRate: Double
     /// The last day's hourly prices, oldest first, the current hour last (the learned engine's input).
     public var hourly: [Double]
 
-    public init(pool: String, price: Double, recentMean: Double, risk: Double, hourly: [Double] = []) {
+    public init(pool: String, price: Double, recentMean: Double, risk: Double, interruptionRate: Double = 0, hourly: [Double] = []) {
         self.pool = pool
         self.price = price
         self.recentMean = recentMean
         self.risk = risk
+        self.interruptionRate = interruptionRate
         self.hourly = hourly
     }
 }
@@ -45,10 +48,12 @@ public struct DecisionInput: Sendable, Equatable {
     public var qualifyingHoursOnDemand: Double
     /// UTC hour of the decision.
     public var hourOfDay: Int
+    /// What an interruption and a switch cost this workload.
+    public var costs: WorkloadCosts
 
     public init(
         current: Placement, onDemandPrice: Double, pools: [PoolState], hoursSinceSwitch: Double, qualifyingHoursOnDemand: Double = 0,
-        hourOfDay: Int = 0
+        hourOfDay: Int = 0, costs: WorkloadCosts = WorkloadCosts()
     ) {
         self.current = current
         self.onDemandPrice = onDemandPrice
@@ -56,6 +61,7 @@ public struct DecisionInput: Sendable, Equatable {
         self.hoursSinceSwitch = hoursSinceSwitch
         self.qualifyingHoursOnDemand = qualifyingHoursOnDemand
         self.hourOfDay = hourOfDay
+        self.costs = costs
     }
 }
 
@@ -81,7 +87,7 @@ public protocol DecisionEngine: Sendable {
     func decide(_ input: DecisionInput) -> Decision
 }
 
-/// The seeds' rules, with the hysteresis the seeds lack:
+/// The seeds' band rules — the `conservative` profile — with the hysteresis the seeds lack:
 ///
 /// - a spot pool qualifies when savings ≥ 30 % at risk < 0.2, or savings > 50 % at risk 0.2–0.5;
 ///   above 0.5 never;
@@ -93,7 +99,7 @@ public protocol DecisionEngine: Sendable {
 /// - pool to pool when the expected gain over `holdingHours` (recent means, not the current
 ///   tick) beats twice the switch cost, and not sooner than `minHoursBetweenSwitches`.
 public struct RulesEngine: DecisionEngine {
-    public var name: String { "rules" }
+    public var name: String { "conservative" }
     public var safeRisk = 0.2
     public var maxRisk = 0.5
     public var safeSavings = 0.30
@@ -102,9 +108,8 @@ public struct RulesEngine: DecisionEngine {
     public var recoveryHours = 0.0
     public var minHoursBetweenSwitches = 6.0
     public var holdingHours = 24.0
-    /// Hours both instances run during a switch: the new one boots and takes over while the
-    /// old one still runs (5 minutes; an agent's terminate wait adds to it).
-    public var switchOverlapHours = 1.0 / 12
+    /// Hours both instances run during a switch (`WorkloadCosts.overlapHours`).
+    public var switchOverlapHours = WorkloadCosts().overlapHours
 
     public init() {}
 

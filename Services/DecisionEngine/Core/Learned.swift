@@ -215,6 +215,26 @@ public struct RiseModel: Codable, Sendable, Equatable {
         return x
     }
 
+    /// How the model does on examples it was not fitted on (another region): rises by its own
+    /// threshold, the base rate its training saw.
+    public struct Judged: Sendable {
+        public var samples: Int
+        public var positives: Int
+        public var auc: Double
+        public var logLoss: Double
+        public var baseLogLoss: Double
+    }
+
+    public func evaluate(_ unlabelled: [Sample]) -> Judged {
+        let labelled = unlabelled.map { ($0.x, $0.maxRise >= riseThreshold - 1e-12) }
+        let base = samples > 0 ? min(1 - 1e-6, max(1e-6, Double(positives) / Double(samples))) : 0.5
+        func loss(_ p: Double, _ y: Bool) -> Double { -log(max(1e-12, y ? p : 1 - p)) }
+        let n = Double(max(1, labelled.count))
+        return Judged(
+            samples: labelled.count, positives: labelled.filter(\.1).count, auc: Self.auc(labelled.map { (probability($0.0), $0.1) }),
+            logLoss: labelled.map { loss(probability($0.0), $0.1) }.reduce(0, +) / n, baseLogLoss: labelled.map { loss(base, $0.1) }.reduce(0, +) / n)
+    }
+
     /// Area under the ROC curve: the chance a random riser scores above a random non-riser.
     static func auc(_ scored: [(Double, Bool)]) -> Double {
         let sorted = scored.sorted { $0.0 < $1.0 }
@@ -234,19 +254,20 @@ public struct RiseModel: Codable, Sendable, Equatable {
     }
 }
 
-/// The rules, judged on the model's view of the next hours instead of the last ones: each
-/// pool's expected price is its price × (1 + P(rise) × meanRise), so a pool the model expects to
-/// rise is neither entered nor kept when a calmer one qualifies, and one it expects to calm is
-/// not left for a move that would not pay. The bands, the exit when spot costs at least
-/// on-demand and the minimum time between switches stay the rules' — safety is not learned.
+/// The cost engine, judged on the model's view of the next hours instead of the last ones:
+/// each pool's expected price is its price × (1 + P(rise) × meanRise), so a pool the model
+/// expects to rise is neither entered nor kept when a calmer one is cheaper, and one it expects
+/// to calm is not left for a move that would not pay. Interruption pricing, escapes and the
+/// hysteresis stay the cost engine's. Off by default: no agent uses it unless set to `learned`
+/// (the back-test's leave-one-region-out figures say why).
 public struct LearnedEngine: DecisionEngine {
     public var name: String { "learned" }
     public var model: RiseModel
-    public var rules: RulesEngine
+    public var base: CostEngine
 
-    public init(model: RiseModel, rules: RulesEngine = RulesEngine()) {
+    public init(model: RiseModel, base: CostEngine = CostEngine()) {
         self.model = model
-        self.rules = rules
+        self.base = base
     }
 
     public func riseProbabilities(_ input: DecisionInput) -> [String: Double] {
@@ -266,10 +287,12 @@ public struct LearnedEngine: DecisionEngine {
         var judged = input
         judged.pools = input.pools.map { p in
             var q = p
-            q.recentMean = p.price * (1 + (probabilities[p.pool] ?? 0) * model.meanRise)
+            let factor = 1 + (probabilities[p.pool] ?? 0) * model.meanRise
+            q.price = p.price * factor
+            q.recentMean = p.recentMean * factor
             return q
         }
-        var decision = rules.decide(judged)
+        var decision = base.decide(judged)
         if let current = input.current.pool, let p = probabilities[current] { decision.scores["rise_probability_current"] = p }
         if let target = decision.target.pool, let p = probabilities[target] { decision.scores["rise_probability_target"] = p }
         let shown = [input.current.pool, decision.target.pool].compactMap { $0 }.uniqued().compactMap { pool in

@@ -5,19 +5,17 @@ import SpotMarket
 ///
 ///     risk = 0.6 × interruption + 0.15 × volatility + 0.15 × age + 0.10 × time of day
 ///
-/// - interruption: the pool's monthly interruption rate on a scale where 25 % is 1. The rate
-///   blends the Advisor band (a prior worth `priorInstanceHours` of observation) with the own
-///   fleet's interruptions over its instance-hours in the pool, so a pool the fleet knows well
-///   is judged by what happened to it, and an unknown one by AWS's figure.
+/// - interruption: the pool's monthly interruption rate on a scale where 25 % is 1, from the
+///   shared `InterruptionModel` (the Advisor band as a prior, the fleet's decayed record over it).
 /// - volatility: robust variation (`robustVolatility`) of the last 24 h of clean prices, 5 % is 1.
 /// - age: how long the instance has run, a week is 1 (for a pool: its fleet's mean).
 /// - time of day: how much of the pool's interruptions fell within an hour of this hour of the
 ///   day, above an even spread (needs at least 5 interruptions, else 0).
 ///
-/// The seeds' decision bands apply to it: below 0.2 a pool is safe, 0.2–0.5 needs over 50 %
-/// savings, above 0.5 it is avoided.
+/// The conservative profile's bands apply to it (below 0.2 a pool is safe, 0.2–0.5 needs over
+/// 50 % savings, above 0.5 it is avoided); the default cost engine uses the hourly rate only.
 public struct PoolRiskModel: Sendable, Equatable {
-    public var priorInstanceHours = 720.0
+    public var interruptions = InterruptionModel()
     public var rateScale = 0.25
     public var volatilityScale = 0.05
     public var ageScaleHours = 168.0
@@ -26,8 +24,7 @@ public struct PoolRiskModel: Sendable, Equatable {
 
     public struct Inputs: Sendable, Equatable {
         public var band: AdvisorBand?
-        public var interruptions: Int
-        public var instanceHours: Double
+        public var evidence: InterruptionModel.Evidence
         public var priceVolatility: Double
         public var instanceAgeHours: Double
         /// Interruptions of the pool by hour of day (UTC), 24 entries or empty.
@@ -35,12 +32,11 @@ public struct PoolRiskModel: Sendable, Equatable {
         public var hourOfDay: Int
 
         public init(
-            band: AdvisorBand?, interruptions: Int = 0, instanceHours: Double = 0, priceVolatility: Double = 0,
+            band: AdvisorBand?, evidence: InterruptionModel.Evidence = .init(), priceVolatility: Double = 0,
             instanceAgeHours: Double = 0, interruptionsByHour: [Int] = [], hourOfDay: Int = 0
         ) {
             self.band = band
-            self.interruptions = interruptions
-            self.instanceHours = instanceHours
+            self.evidence = evidence
             self.priceVolatility = priceVolatility
             self.instanceAgeHours = instanceAgeHours
             self.interruptionsByHour = interruptionsByHour
@@ -55,16 +51,15 @@ public struct PoolRiskModel: Sendable, Equatable {
         public var timeOfDay: Double
         /// The blended monthly interruption rate behind `interruption`.
         public var monthlyRate: Double
+        /// The same per instance-hour, unrounded: what the cost engine prices.
+        public var hourlyRate: Double
         public var total: Double
     }
 
-    /// Without an Advisor band the prior is the middle band (10–15 %): unknown is not safe.
     public func score(_ i: Inputs) -> Score {
         func unit(_ x: Double) -> Double { x.isFinite ? min(1, max(0, x)) : 0 }
-        let priorHourly = (i.band?.monthlyRate ?? 0.125) / 730
-        let exposure = max(0, i.instanceHours.isFinite ? i.instanceHours : 0)
-        let hourly = (priorHourly * priorInstanceHours + Double(max(0, i.interruptions))) / (priorInstanceHours + exposure)
-        let rate = hourly * 730
+        let hourly = interruptions.hourly(band: i.band, evidence: i.evidence)
+        let rate = min(1, hourly * 730)
         let interruption = unit(rate / rateScale)
         let volatility = unit(i.priceVolatility / volatilityScale)
         let age = unit(i.instanceAgeHours / ageScaleHours)
@@ -79,7 +74,7 @@ public struct PoolRiskModel: Sendable, Equatable {
         func r(_ x: Double) -> Double { (x * 1000).rounded() / 1000 }
         return Score(
             interruption: r(interruption), volatility: r(volatility), age: r(age), timeOfDay: r(timeOfDay), monthlyRate: r(rate),
-            total: r(risk))
+            hourlyRate: hourly, total: r(risk))
     }
 
     /// Price variation that a short spike does not inflate: the median absolute deviation

@@ -119,33 +119,43 @@ struct Decisions: AsyncParsableCommand {
 
     struct Backtest: ServiceSubcommand {
         static let configuration = CommandConfiguration(
-            abstract: "Replay a price history under every strategy and print the comparison (no stack needed).")
+            abstract: "Replay price histories, region by region, under every strategy and print the comparison (no stack needed).")
         @Option(help: "Where the market files are.")
         var data = "../shared/data"
-        @Option(help: ArgumentHelp("The price history (default: <data>/spot_price_history_us-east-1_2024-01_hourly.csv).", valueName: "file"))
-        var csv: String?
+        @Option(
+            help: ArgumentHelp(
+                "A price history; repeat for several (default: every <data>/spot_price_*.csv). Files with several regions are split.",
+                valueName: "file"))
+        var csv: [String] = []
         @Option(name: .customLong("on-demand"), help: ArgumentHelp("On-demand prices (default: <data>/on_demand_prices.csv).", valueName: "file"))
         var onDemand: String?
         @Option(help: ArgumentHelp("Spot Advisor bands (default: <data>/spot-advisor-data_2025-06.json).", valueName: "file"))
         var advisor: String?
-        @Option(help: "Simulated workloads.")
-        var workloads = 100
-        @Option(help: "Seed of the workloads' placement.")
-        var seed: UInt64 = 1
-        @Option(name: .customLong("train-hours"), help: "Hours the learned engine is fitted on before the evaluation window.")
+        @Option(help: "Simulated workloads per region.")
+        var workloads = 200
+        @Option(help: "Interruption seeds: each strategy runs once per seed, 1…N.")
+        var seeds = 3
+        @Option(name: .customLong("train-hours"), help: "Hours before the evaluation window (a warm-up; the learned engine's training with one region).")
         var trainHours = 240
 
         func validate() throws {
             guard workloads >= 1 else { throw ValidationError("--workloads must be at least 1") }
+            guard (1...50).contains(seeds) else { throw ValidationError("--seeds must be 1 to 50") }
             guard trainHours >= 1 else { throw ValidationError("--train-hours must be at least 1") }
         }
 
         func run(env: EnvironmentReader, logger: Logger) async throws {
-            let file = csv ?? "\(data)/spot_price_history_us-east-1_2024-01_hourly.csv"
+            var files = csv
+            if files.isEmpty {
+                let names = (try? FileManager.default.contentsOfDirectory(atPath: data)) ?? []
+                files = names.filter { $0.hasPrefix("spot_price_") && $0.hasSuffix(".csv") }.sorted().map { "\(data)/\($0)" }
+                guard !files.isEmpty else { throw UsageProblem("no spot_price_*.csv in \(data); name a file with --csv") }
+            }
             try BacktestCommand.run(
-                history: try Decisions.priceHistory(file), file: file, onDemandFile: onDemand ?? "\(data)/on_demand_prices.csv",
-                advisorFile: advisor ?? "\(data)/spot-advisor-data_2025-06.json",
-                workloads: workloads, seed: seed, trainHours: trainHours)
+                .init(
+                    files: files, onDemandFile: onDemand ?? "\(data)/on_demand_prices.csv", advisorFile: advisor ?? "\(data)/spot-advisor-data_2025-06.json",
+                    workloads: workloads, seeds: (1...seeds).map(UInt64.init), trainHours: trainHours),
+                histories: try files.map { ($0, try Decisions.priceHistory($0)) })
         }
     }
 }

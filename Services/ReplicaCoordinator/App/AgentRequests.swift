@@ -9,15 +9,18 @@ import SpotStore
 extension Coordinator {
     // MARK: modes
 
-    func setModes(_ agent: AgentRecord, _ flags: [String: Bool], waitSeconds: Int? = nil, on conn: PGConnection) throws {
+    func setModes(_ agent: AgentRecord, _ flags: [String: Bool], settings: ModeChange = ModeChange(), on conn: PGConnection) throws {
         try Agents.setModes(
             agent.id,
             Agents.Modes(
                 manualReplica: flags["manual_replica_enabled"], autoSwitch: flags["auto_switch_enabled"], autoTerminate: flags["auto_terminate_enabled"],
-                autoReplica: flags["auto_replica_enabled"], terminateWaitSeconds: waitSeconds),
+                autoReplica: flags["auto_replica_enabled"], terminateWaitSeconds: settings.terminateWaitSeconds, decisionEngine: settings.decisionEngine,
+                interruptionCost: settings.interruptionCost),
             on: conn)
         var changes = flags.mapValues { JSONValue.bool($0) }
-        if let waitSeconds { changes["terminate_wait_seconds"] = .number(Double(waitSeconds)) }
+        if let waitSeconds = settings.terminateWaitSeconds { changes["terminate_wait_seconds"] = .number(Double(waitSeconds)) }
+        if let engine = settings.decisionEngine { changes["decision_engine"] = .string(engine) }
+        if let cost = settings.interruptionCost { changes["interruption_cost"] = .number(cost) }
         try Outbox.append(
             Envelope(
                 type: RoutingKey.configChanged, producer: Self.producer, payload: ConfigChanged(agentId: agent.id, clientId: agent.clientId, changes: changes)),
@@ -30,6 +33,13 @@ extension Coordinator {
         if let wait = body.terminateWaitSeconds, !(0...86_400).contains(wait) {
             throw ReplicaRefusal(400, "out_of_range", "terminate_wait_seconds must be between 0 and 86400", field: "terminate_wait_seconds")
         }
+        if let engine = body.decisionEngine, !ModeChange.decisionEngines.contains(engine) {
+            throw ReplicaRefusal(
+                400, "invalid_value", "decision_engine must be one of \(ModeChange.decisionEngines.joined(separator: ", "))", field: "decision_engine")
+        }
+        if let cost = body.interruptionCost, !(cost.isFinite && (0...1_000_000).contains(cost)) {
+            throw ReplicaRefusal(400, "out_of_range", "interruption_cost must be between 0 and 1000000 (dollars)", field: "interruption_cost")
+        }
         if agent.manualReplicaEnabled, body.autoSwitchEnabled == true || body.autoTerminateEnabled == true {
             throw ReplicaRefusal(409, "manual_mode_active", "disable manual replica mode before enabling auto-switch or auto-terminate")
         }
@@ -37,7 +47,7 @@ extension Coordinator {
         flags["auto_switch_enabled"] = body.autoSwitchEnabled
         flags["auto_terminate_enabled"] = body.autoTerminateEnabled
         flags["auto_replica_enabled"] = body.autoReplicaEnabled
-        try setModes(agent, flags, waitSeconds: body.terminateWaitSeconds, on: conn)
+        try setModes(agent, flags, settings: body, on: conn)
         let updated = try AgentRecord.lock(agent.id, client: agent.clientId, on: conn)
         return try .json(200, ModesView(updated))
     }

@@ -1,6 +1,7 @@
 import Foundation
 import ReplicaCore
 import SpotFleet
+import SpotMarket
 import SpotModels
 import SpotRuntime
 import SpotStore
@@ -54,19 +55,23 @@ extension Coordinator {
                     action: try existing.decodeIfPresent(String.self, at: 2) ?? "recorded", reason: "already recorded",
                     replicaId: try existing.decodeIfPresent(UUID.self, at: 3)))
         }
+        // the pool's interruption rate as the decision engine sees it: the band it last used
+        // for the pool (pool_risk_analysis) as the prior, the fleet's record as of now over it
         let inputs = try conn.query(
             """
-            SELECT (SELECT count(*) FROM spot_interruption_events WHERE pool_id = $1 AND signal_type = 'termination-notice'
-                      AND detected_at > now() - interval '30 days')::int,
+            SELECT (SELECT advisor_band FROM pool_risk_analysis WHERE pool_id = $1 ORDER BY analyzed_at DESC LIMIT 1),
                    (SELECT extract(epoch FROM now() - coalesce(i.installed_at, i.created_at)) / 3600 FROM instances i WHERE i.id = $2)::float8,
                    (SELECT coalesce(stddev_pop(spot_price) / nullif(avg(spot_price), 0), 0) FROM pricing_snapshots_clean
                      WHERE pool_id = $1 AND time_bucket > now() - interval '6 hours')::float8
             """, [agent.poolId, instance]
         )[0]
+        let interruptions = InterruptionModel()
+        let record = try agent.poolId.map { try PoolEvidence.read([$0], model: interruptions, on: conn)[$0] } ?? nil
+        let band = try inputs.decodeIfPresent(Int.self, at: 0).flatMap(AdvisorBand.init)
         let score = configuration.risk.score(
             .init(
-                poolTerminations30d: try inputs.decode(Int.self, at: 0), instanceAgeHours: try inputs.decodeIfPresent(Double.self, at: 1) ?? 0,
-                priceVolatility: try inputs.decodeIfPresent(Double.self, at: 2) ?? 0))
+                poolMonthlyRate: interruptions.monthly(band: band, evidence: record?.evidence ?? .init()),
+                instanceAgeHours: try inputs.decodeIfPresent(Double.self, at: 1) ?? 0, priceVolatility: try inputs.decodeIfPresent(Double.self, at: 2) ?? 0))
         let active = try ReplicaRecord.list(agent: agent.id, activeOnly: true, on: conn)
         var action = "recorded"
         var reason: String
