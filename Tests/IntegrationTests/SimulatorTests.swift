@@ -143,8 +143,9 @@ extension IntegrationTests {
         }
 
         /// One simulated day at 4 s per hour on the whole stack: eight workloads (half with a
-        /// manual replica, half auto-switching) on c5.large and m5.large, interruptions at 250 ×
-        /// the Advisor rate with a 20 s notice, and one termination drill. Every notice that found
+        /// manual replica, half auto-switching) on c5.large and m5.large, interruptions at 500 ×
+        /// the Advisor rate with a 20 s notice, and one termination drill (at 250 × one run
+        /// brought a single notice; at 500 × two runs brought 11 and 16). Every notice that found
         /// a ready replica failed over (as the simulator saw it and as the ledger records it); every
         /// pool kept reporting (no clean-data gap); the bill against on-demand is printed.
         @Test func aSimulatedDayWithInterruptions() async throws {
@@ -165,7 +166,7 @@ extension IntegrationTests {
                                 // a region of its own: other tests report other markets' prices for us-east-1
                                 // pools, and the SEF does not take one client's price far from the others'
                                 "--region", "eu-west-3",
-                                "--agents", "8", "--hour-seconds", "4", "--sim-hours", "24", "--seed", "11", "--interruption-scale", "250",
+                                "--agents", "8", "--hour-seconds", "4", "--sim-hours", "24", "--seed", "11", "--interruption-scale", "500",
                                 "--notice-seconds", "20", "--rebalance-lead-seconds", "4", "--spare", drilled, "--replace-seconds", "5",
                                 "--agent-price-seconds", "2",
                                 "--agent-heartbeat-seconds", "3", "--agent-sync-seconds", "2", "--report", report.path,
