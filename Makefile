@@ -1,8 +1,8 @@
 # SpotGuard: the whole system on one machine. Scripts live in deploy/.
-.PHONY: help up down test bench chaos replay backtest status build drill screenshots format
+.PHONY: help up down test bench chaos replay backtest status build drill screenshots format agent-package
 
 help:      ## this list (make with no target)
-	@grep -E '^[a-z]+: +##' $(MAKEFILE_LIST) | sed -E 's/^([a-z]+): +## /  make \1\t/' | expand -t 20
+	@grep -E '^[a-z-]+: +##' $(MAKEFILE_LIST) | sed -E 's/^([a-z-]+): +## /  make \1\t/' | expand -t 20
 
 up:        ## install what is missing, start PostgreSQL + RabbitMQ + every service + the simulated fleet
 	deploy/stack.sh up dev
@@ -26,6 +26,11 @@ replay:    ## real price history through ingest and the SEF; interpolation error
 backtest:  ## decision strategies replayed over real price history (no stack needed)
 	swift build -c release --product spotguard-decisions
 	"$$(swift build -c release --show-bin-path)/spotguard-decisions" backtest
+
+agent-package: ## the agent as a Debian package in .build/packages/ (release build, the Swift runtime linked in)
+	deploy/stack.sh package-deps
+	swift build -c release --product spotguard-agent --static-swift-stdlib
+	deploy/agent-package.sh "$$(swift build -c release --show-bin-path)/spotguard-agent" .build/packages
 
 drill:     ## failover drill on the running demo: make drill AGENT=sim-01-c5.large [KIND=rebalance|loss]
 	. .spotguard/env && "$$(swift build --show-bin-path)/spotguard-sim" drill --agent "$(AGENT)" --kind "$(or $(KIND),termination)"

@@ -3,6 +3,7 @@
 # under .spotguard/<stack>/, plus the SpotGuard services. No system service configuration is touched.
 #
 #   deploy/stack.sh deps                    install missing Debian packages (apt, root or sudo)
+#   deploy/stack.sh package-deps            the -dev libraries `make agent-package` links statically (apt)
 #   deploy/stack.sh infra   [dev|test]      start PostgreSQL + RabbitMQ, write .spotguard/<stack>/env
 #   deploy/stack.sh up                      deps, infra dev, build, migrate, start services
 #   deploy/stack.sh down    [dev|test]      stop everything the stack started
@@ -53,10 +54,11 @@ as_root() {
 
 # --- packages -------------------------------------------------------------------------------
 
-deps() {
+# Installs the Debian packages named that are not installed yet.
+apt_ensure() {
     local missing=()
     local pkg
-    for pkg in postgresql rabbitmq-server librabbitmq-dev libpq-dev pkg-config curl python3 docker-compose; do
+    for pkg in "$@"; do
         dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
     done
     if [ "${#missing[@]}" -gt 0 ]; then
@@ -64,8 +66,18 @@ deps() {
         as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
         as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
     fi
+}
+
+deps() {
+    apt_ensure postgresql rabbitmq-server librabbitmq-dev libpq-dev pkg-config curl python3 docker-compose
     # Debian starts a system RabbitMQ/PostgreSQL where an init system runs; ours are private, so
     # leave those alone and use our own ports.
+}
+
+# The C libraries a release build links statically into the agent package (Foundation's
+# networking and XML parts need their -dev symlinks).
+package_deps() {
+    apt_ensure libcurl4-openssl-dev libxml2-dev
 }
 
 # Headless Chromium, for the dashboard checks of the tests. Prints its path.
@@ -417,6 +429,7 @@ status() {
 
 case "$CMD" in
     deps) deps ;;
+    package-deps) package_deps ;;
     moto-bin) moto_bin ;;
     browser-bin) browser_bin ;;
     proxy-bin) proxy_bin ;;

@@ -9,7 +9,13 @@ public enum UserData {
     static let envBegin = "cat > /etc/spotguard/agent.env <<'SPOTGUARD_ENV'"
     static let envEnd = "SPOTGUARD_ENV"
 
-    /// The unit written when the image has none.
+    /// The agent's systemd unit: the package installs it (`make agent-package`), and the user
+    /// data writes it on an image that has the agent's binary but no unit. A dedicated user
+    /// (`spotguard-agent`, the package's system user; a dynamic one where it does not exist),
+    /// restarted whatever happens except a bad setting (exit 2: restarting cannot fix it), and
+    /// hardened: no new privileges, no capabilities, the file system read-only but for its state
+    /// directory (the spool), no devices, no kernel tunables or modules. Operator settings are
+    /// in `agent.conf` (the package's), what SpotGuard's user data wrote in `agent.env`.
     public static let unit = """
         [Unit]
         Description=SpotGuard agent
@@ -18,14 +24,36 @@ public enum UserData {
         After=network-online.target
 
         [Service]
-        EnvironmentFile=/etc/spotguard/agent.env
-        ExecStart=/usr/local/bin/spotguard-agent run
+        Type=simple
+        User=spotguard-agent
+        Group=spotguard-agent
+        DynamicUser=yes
+        EnvironmentFile=-/etc/spotguard/agent.conf
+        EnvironmentFile=-/etc/spotguard/agent.env
+        ExecStart=/usr/bin/spotguard-agent run
         Restart=always
         RestartSec=2
+        RestartPreventExitStatus=2
         StateDirectory=spotguard-agent
+        UMask=0077
         NoNewPrivileges=yes
+        CapabilityBoundingSet=
+        ProtectSystem=strict
+        ProtectHome=read-only
         PrivateTmp=yes
-        ProtectHome=yes
+        PrivateDevices=yes
+        ProtectKernelTunables=yes
+        ProtectKernelModules=yes
+        ProtectKernelLogs=yes
+        ProtectControlGroups=yes
+        ProtectClock=yes
+        ProtectHostname=yes
+        RestrictSUIDSGID=yes
+        RestrictRealtime=yes
+        RestrictNamespaces=yes
+        LockPersonality=yes
+        SystemCallArchitectures=native
+        RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX
 
         [Install]
         WantedBy=multi-user.target

@@ -27,7 +27,7 @@ import ToolSupport
         "spotguard-decisions": ["serve", "migrate", "dead-letters", "pass", "savings", "train", "backtest"],
         "spotguard-notifier": ["serve", "migrate", "dead-letters"],
         "spotguard-console": ["serve", "migrate"],
-        "spotguard-agent": ["run"],
+        "spotguard-agent": ["run", "unit"],
         "spotguard-sim": ["run", "drill"],
         "spotguard-bench": ["decisions-pass", "failover", "agent-failover", "replay", "chaos", "sef-fill", "codec", "pools", "publish", "copy"],
     ]

@@ -33,7 +33,14 @@ struct AgentCommand: AsyncParsableCommand {
             Settings come from SPOTGUARD_AGENT_* variables or the JSON file SPOTGUARD_AGENT_CONFIG names; AWS_REGION, \
             AWS_ENDPOINT_URL_EC2 and AWS_EC2_METADATA_SERVICE_ENDPOINT override what the instance metadata says.
             """,
-        subcommands: [Run.self])
+        subcommands: [Run.self, Unit.self])
+
+    struct Unit: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Print the agent's systemd unit (what the package installs and launched instances' user data writes).")
+
+        func run() throws { print(UserData.unit) }
+    }
 
     struct Run: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Run the agent until SIGTERM or SIGINT.")
