@@ -3,7 +3,7 @@
 # under .spotguard/<stack>/, plus the SpotGuard services. No system service configuration is touched.
 #
 #   deploy/stack.sh deps                    install missing Debian packages (apt, root or sudo)
-#   deploy/stack.sh package-deps            the -dev libraries `make agent-package` links statically (apt)
+#   deploy/stack.sh package-deps            what `make agent-package` and its test need (apt)
 #   deploy/stack.sh infra   [dev|test]      start PostgreSQL + RabbitMQ, write .spotguard/<stack>/env
 #   deploy/stack.sh up                      deps, infra dev, build, migrate, start services
 #   deploy/stack.sh down    [dev|test]      stop everything the stack started
@@ -74,10 +74,11 @@ deps() {
     # leave those alone and use our own ports.
 }
 
-# The C libraries a release build links statically into the agent package (Foundation's
-# networking and XML parts need their -dev symlinks).
+# What building and checking the agent package needs: the C libraries a release build links
+# statically (Foundation's networking and XML parts need their -dev symlinks), and the tools the
+# package test uses (systemd-analyze, adduser and deb-systemd-helper for the maintainer scripts).
 package_deps() {
-    apt_ensure libcurl4-openssl-dev libxml2-dev
+    apt_ensure libcurl4-openssl-dev libxml2-dev systemd adduser init-system-helpers
 }
 
 # Headless Chromium, for the dashboard checks of the tests. Prints its path.

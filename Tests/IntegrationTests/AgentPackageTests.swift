@@ -35,6 +35,9 @@ extension IntegrationTests {
             let dir = FileManager.default.temporaryDirectory.appendingPathComponent("agent-package-\(UUID())")
             try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
             defer { try? FileManager.default.removeItem(at: dir) }
+            // the project's own script installs what is missing (systemd-analyze, adduser, deb-systemd-helper)
+            let deps = try await Self.run(TestStack.repoRoot.appendingPathComponent("deploy/stack.sh").path, ["package-deps", "test"])
+            try #require(deps.status == 0, "stack.sh package-deps: \(deps.lines)")
             let script = TestStack.repoRoot.appendingPathComponent("deploy/agent-package.sh").path
             let built = try await Self.run(
                 script, [try TestStack.binDir + "/spotguard-agent", dir.path, "0.0.1-test"], environment: ["SPOTGUARD_DEB_COMPRESSION": "none"])
