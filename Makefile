@@ -2,7 +2,7 @@
 .PHONY: help up down test bench chaos replay backtest status build drill screenshots format agent-package
 
 help:      ## this list (make with no target)
-	@grep -E '^[a-z-]+: +##' $(MAKEFILE_LIST) | sed -E 's/^([a-z-]+): +## /  make \1\t/' | expand -t 20
+	@grep -E '^[a-z-]+: +##' $(MAKEFILE_LIST) | sed -E 's/^([a-z-]+): +## /  make \1\t/' | expand -t 24
 
 up:        ## install what is missing, start PostgreSQL + RabbitMQ + every service + the simulated fleet
 	deploy/stack.sh up dev
