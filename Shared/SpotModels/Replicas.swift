@@ -24,6 +24,12 @@ public enum SyncStatus: String, Codable, Sendable, CaseIterable {
 public enum InterruptionSignal: String, Codable, Sendable, CaseIterable {
     case rebalanceRecommendation = "rebalance-recommendation"
     case terminationNotice = "termination-notice"
+
+    /// A signal as agents name it: seed-written agents say `instance-termination` for a
+    /// termination notice, accepted as its alias.
+    public init?(named text: String) {
+        self.init(rawValue: text == "instance-termination" ? Self.terminationNotice.rawValue : text)
+    }
 }
 
 /// What an agent is asked to do; it executes with its own instance role (DESIGN principle 5).

@@ -304,9 +304,10 @@ extension IntegrationTests {
                     let old = try await ReplicaQuery.one(store, "SELECT is_active::text FROM instances WHERE id = $1", [agent.instance])
                     #expect(old == ["false"])
 
-                    // a repeated notice answers the same and promotes nothing more
+                    // a repeated notice answers the same and promotes nothing more (in the seed's
+                    // spelling, `instance-termination`, an alias of termination-notice)
                     let noticeAgain = try await agent.call(
-                        "POST", "/interruption", #"{"signal_type": "termination-notice", "instance_id": "\#(agent.instance)"}"#)
+                        "POST", "/interruption", #"{"signal_type": "instance-termination", "instance_id": "\#(agent.instance)"}"#)
                     #expect(noticeAgain.status == 200 && noticeAgain.json["new_instance_id"] as? String == replicaInstance)
                     #expect(noticeAgain.json["failover_time_ms"] as? Int == ms)
                     #expect(try await SEFQuery.count(store, "SELECT count(*) FROM switches WHERE agent_id = $1::uuid", [agent.id]) == 1)

@@ -139,7 +139,7 @@ public struct Coordinator: Sendable {
             return try .json(201, Created(existing, urgency: nil))
         }
         let body = try decode(EmergencyBody.self, r.body)
-        guard let signalText = body.signalType, let signal = InterruptionSignal(rawValue: signalText) else {
+        guard let signalText = body.signalType, let signal = InterruptionSignal(named: signalText) else {
             throw ReplicaRefusal(
                 400, "unknown_signal_type", "signal_type must be rebalance-recommendation or termination-notice", field: "signal_type")
         }

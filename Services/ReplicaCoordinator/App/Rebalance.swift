@@ -26,7 +26,7 @@ extension Coordinator {
     /// `automatic-rebalance` replica in the cheapest pool without recent signals.
     func handleInterruption(_ r: ReplicaRequest, agent: inout AgentRecord, on conn: PGConnection) throws -> APIReply {
         let body = try decode(InterruptionBody.self, r.body)
-        guard let text = body.signalType, let signal = InterruptionSignal(rawValue: text) else {
+        guard let text = body.signalType, let signal = InterruptionSignal(named: text) else {
             throw ReplicaRefusal(
                 400, "unknown_signal_type", "signal_type must be rebalance-recommendation or termination-notice", field: "signal_type")
         }
