@@ -65,7 +65,7 @@ final class ServiceProcess: Sendable {
 
     func send(
         _ method: String, _ path: String, token: String? = nil, json: String? = nil, contentType: String = "application/json",
-        body: Data? = nil
+        body: Data? = nil, headers extra: [String: String] = [:]
     ) async throws -> Reply {
         var request = URLRequest(url: URL(string: base + path)!)
         request.httpMethod = method
@@ -74,6 +74,7 @@ final class ServiceProcess: Sendable {
         if let json { request.httpBody = Data(json.utf8) }
         if let body { request.httpBody = body }
         if request.httpBody != nil { request.setValue(contentType, forHTTPHeaderField: "Content-Type") }
+        for (name, value) in extra { request.setValue(value, forHTTPHeaderField: name) }
         let (data, response) = try await URLSession.shared.data(for: request)
         let http = response as! HTTPURLResponse
         var headers: [String: String] = [:]

@@ -196,6 +196,21 @@ extension IntegrationTests {
                 #expect(notGzip.status == 400 && notGzip.errorCode == "not_gzip")
                 let fetched = try await ingest.send("GET", "/api/agents/\(agent.id)/replicas/\(replicaId)/state-transfer", token: agent.token)
                 #expect(fetched.status == 200 && fetched.body == state)
+                // the seeds' agents send gzipped JSON as Content-Encoding: gzip, Content-Type: application/json
+                let seedState = Data([0x1f, 0x8b, 0x08, 0x00] + (0..<300).map { UInt8($0 % 241) })
+                let seedUpload = try await ingest.send(
+                    "POST", "/api/agents/\(agent.id)/replicas/\(replicaId)/state-transfer", token: agent.token,
+                    contentType: "application/json", body: seedState, headers: ["Content-Encoding": "gzip"])
+                #expect(seedUpload.status == 201 && seedUpload.json["size_bytes"] as? Int == seedState.count)
+                let plainJSON = try await ingest.send(
+                    "POST", "/api/agents/\(agent.id)/replicas/\(replicaId)/state-transfer", token: agent.token, json: "{}")
+                #expect(plainJSON.status == 415 && plainJSON.errorCode == "unsupported_media_type")
+                let brotli = try await ingest.send(
+                    "POST", "/api/agents/\(agent.id)/replicas/\(replicaId)/state-transfer", token: agent.token,
+                    contentType: "application/json", body: seedState, headers: ["Content-Encoding": "br"])
+                #expect(brotli.status == 415 && brotli.errorCode == "unsupported_content_encoding")
+                let refetched = try await ingest.send("GET", "/api/agents/\(agent.id)/replicas/\(replicaId)/state-transfer", token: agent.token)
+                #expect(refetched.status == 200 && refetched.body == seedState)
                 try await agent.syncToReady(replicaId)
                 let listed = try await agent.call("GET", "/replicas")
                 let view = try #require((listed.json["replicas"] as? [[String: Any]])?.first)

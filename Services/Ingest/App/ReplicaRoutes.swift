@@ -165,10 +165,7 @@ extension IngestController {
         guard stateTransfers.enter() else { throw APIError.busy }
         defer { stateTransfers.leave() }
         guard let replica = try uuid("replicaId", context) else { throw APIError.agentNotFound }
-        let contentType = request.headers[.contentType]?.lowercased() ?? ""
-        guard ["application/gzip", "application/x-gzip", "application/octet-stream"].contains(where: contentType.hasPrefix) else {
-            throw APIError(.unsupportedMediaType, code: "unsupported_media_type", message: "send the state as application/gzip")
-        }
+        try Self.requireGzip(request.headers)
         var buffer = try await HTTPJSON.bytes(of: request, limit: configuration.maxStateTransferBytes)
         let bytes = Array(buffer.readableBytesView)
         buffer = ByteBuffer()  // one copy in memory while it is stored
@@ -197,6 +194,20 @@ extension IngestController {
                 replicaId: replica, sizeBytes: bytes.count, sha256: digest.map { String(format: "%02x", $0) }.joined(),
                 sequence: try row.decode(Int.self, at: 0), uploadedAt: try row.decode(Date.self, at: 1)),
             status: .created)
+    }
+
+    /// The state is gzip data: sent as `application/gzip` (or octet-stream), or as any type with
+    /// `Content-Encoding: gzip` (the seeds' agents send gzipped JSON that way). It is stored
+    /// as sent and served back as `application/gzip`.
+    static func requireGzip(_ headers: HTTPFields) throws {
+        let encoding = headers[.contentEncoding]?.lowercased().trimmingCharacters(in: .whitespaces) ?? "identity"
+        guard encoding == "gzip" || encoding == "x-gzip" || encoding == "identity" else {
+            throw APIError(.unsupportedMediaType, code: "unsupported_content_encoding", message: "send the state gzip-encoded (Content-Encoding: gzip)")
+        }
+        let contentType = headers[.contentType]?.lowercased() ?? ""
+        guard encoding != "identity" || ["application/gzip", "application/x-gzip", "application/octet-stream"].contains(where: contentType.hasPrefix) else {
+            throw APIError(.unsupportedMediaType, code: "unsupported_media_type", message: "send the state as application/gzip or with Content-Encoding: gzip")
+        }
     }
 
     /// The latest stored state, for the replica to restore.
