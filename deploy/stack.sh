@@ -103,16 +103,23 @@ proxy_bin() {
 
 # moto_server (moto's EC2 endpoint for the tests): the one on PATH, else one installed from PyPI
 # into a project-local virtual environment. Prints its path.
-moto_bin() {
-    if command -v moto_server >/dev/null; then command -v moto_server; return; fi
+moto_bin() { venv_tool moto_server 'moto[server]'; }
+
+# cfn-lint (checks the agent's CloudFormation template offline), found or installed the same way
+cfn_lint_bin() { venv_tool cfn-lint cfn-lint; }
+
+# venv_tool COMMAND PIP_PACKAGE: the command on PATH, else from the project's virtual environment
+# (created, with the package installed from PyPI, when missing). Prints its path.
+venv_tool() {
+    if command -v "$1" >/dev/null && "$1" --help >/dev/null 2>&1; then command -v "$1"; return; fi
     local venv="$ROOT/.spotguard/venv"
-    if [ ! -x "$venv/bin/moto_server" ]; then
+    if [ ! -x "$venv/bin/$1" ]; then
         dpkg-query -W -f='${Status}' python3-venv 2>/dev/null | grep -q 'install ok installed' ||
             as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-venv >/dev/null
-        python3 -m venv "$venv" >&2
-        "$venv/bin/pip" install -q 'moto[server]' >&2
+        [ -x "$venv/bin/pip" ] || python3 -m venv "$venv" >&2
+        "$venv/bin/pip" install -q "$2" >&2
     fi
-    echo "$venv/bin/moto_server"
+    echo "$venv/bin/$1"
 }
 
 find_pg_bin() {
@@ -432,6 +439,7 @@ case "$CMD" in
     deps) deps ;;
     package-deps) package_deps ;;
     moto-bin) moto_bin ;;
+    cfn-lint-bin) cfn_lint_bin ;;
     browser-bin) browser_bin ;;
     proxy-bin) proxy_bin ;;
     infra) deps; infra ;;

@@ -50,6 +50,9 @@ export SPOTGUARD_TEST_CHROMIUM
 # tinyproxy: the agent reaches ingest and EC2 through a forward proxy
 SPOTGUARD_TEST_PROXY="$(deploy/stack.sh proxy-bin)"
 export SPOTGUARD_TEST_PROXY
+# cfn-lint checks the agent's CloudFormation template offline
+SPOTGUARD_TEST_CFN_LINT="$(deploy/stack.sh cfn-lint-bin)"
+export SPOTGUARD_TEST_CFN_LINT
 python3 -c 'import openapi_spec_validator' 2>/dev/null || python3 -m pip install -q openapi-spec-validator
 # schemathesis fuzzes both HTTP APIs from their OpenAPI documents
 command -v schemathesis >/dev/null 2>&1 || python3 -m pip install -q schemathesis

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import ToolSupport
 
 /// `deploy/aws/agent-policy.json` grants exactly what the agent's AWS clients can send: every
 /// action named in a call of `EC2Client`, `ELBv2Client` or `Route53Client` (read from the
@@ -71,6 +72,34 @@ import Testing
         try String(contentsOfFile: path, encoding: .utf8).replacingOccurrences(of: "StringEquals", with: "StringEqualz")
             .write(toFile: broken, atomically: true, encoding: .utf8)
         #expect(try await harness.peer([broken], script: "iam_policy.py")["error"] as? String == "MalformedPolicyDocument")
+    }
+
+    /// The role, its policy and the instance profile as one CloudFormation stack: cfn-lint
+    /// passes it offline (and fails a broken copy), moto's CloudFormation creates it, and IAM
+    /// then holds a role EC2 may assume, a profile with that role, and exactly the policy file.
+    @Test func theCloudFormationStackMakesTheRoleAndProfile() async throws {
+        let template = TestStack.repoRoot.appendingPathComponent("deploy/aws/agent-role.yaml").path
+        let lint = ProcessInfo.processInfo.environment["SPOTGUARD_TEST_CFN_LINT"] ?? "cfn-lint"
+        let log = FileManager.default.temporaryDirectory.appendingPathComponent("cfn-lint-\(UUID()).log").path
+        defer { try? FileManager.default.removeItem(atPath: log) }
+        let clean = try await ChildProcess(lint, [template], output: log, errors: true).exitStatus()
+        #expect(clean == 0, "cfn-lint: \((try? String(contentsOfFile: log, encoding: .utf8)) ?? "")")
+        let broken = FileManager.default.temporaryDirectory.appendingPathComponent("agent-role-\(UUID()).yaml").path
+        defer { try? FileManager.default.removeItem(atPath: broken) }
+        try String(contentsOfFile: template, encoding: .utf8).replacingOccurrences(of: "AWS::IAM::InstanceProfile", with: "AWS::IAM::InstanceProfil")
+            .write(toFile: broken, atomically: true, encoding: .utf8)
+        #expect(try await ChildProcess(lint, [broken], output: log).exitStatus() != 0, "cfn-lint let a broken resource type through")
+
+        let harness = try AgentHarness()
+        let made = try await harness.peer([template], script: "cfn_stack.py")
+        #expect(made["status"] as? String == "CREATE_COMPLETE", "\(made)")
+        let role = try #require(made["role"] as? String)
+        #expect(made["profile_roles"] as? [String] == [String(role.split(separator: "/").last!)])
+        let trust = try #require((made["trust"] as? [String: Any])?["Statement"] as? [[String: Any]])
+        #expect(trust.count == 1 && (trust[0]["Principal"] as? [String: String])?["Service"] == "ec2.amazonaws.com")
+        #expect(made["attached"] as? [String] == [made["policy_arn"] as? String ?? "-"])
+        let file = try JSONSerialization.jsonObject(with: Data(contentsOf: TestStack.repoRoot.appendingPathComponent("deploy/aws/agent-policy.json")))
+        #expect((made["policy"] as? NSDictionary) == (file as? NSDictionary), "the template's policy differs from deploy/aws/agent-policy.json")
     }
 
     /// Destructive calls only on what carries the `spotguard:agent` tag, where AWS can check it.
