@@ -12,7 +12,9 @@ var swiftSettings: [SwiftSetting] {
 // The outside products the targets use, by the names the code imports.
 let argumentParser = Target.Dependency.product(name: "ArgumentParser", package: "swift-argument-parser")
 let asyncHTTPClient = Target.Dependency.product(name: "AsyncHTTPClient", package: "async-http-client")
+let asn1 = Target.Dependency.product(name: "SwiftASN1", package: "swift-asn1")
 let crypto = Target.Dependency.product(name: "Crypto", package: "swift-crypto")
+let cryptoExtras = Target.Dependency.product(name: "_CryptoExtras", package: "swift-crypto")
 let hummingbird = Target.Dependency.product(name: "Hummingbird", package: "hummingbird")
 let logging = Target.Dependency.product(name: "Logging", package: "swift-log")
 let metrics = Target.Dependency.product(name: "Metrics", package: "swift-metrics")
@@ -62,6 +64,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
         .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.3"),
+        .package(url: "https://github.com/apple/swift-asn1.git", from: "1.7.4"),
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-nio-extras.git", from: "1.35.2"),
         .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
@@ -101,12 +104,16 @@ let package = Package(
         // open long-poll on Linux), Foundation's XMLParser and swift-crypto, so the agent that runs
         // on customers' instances carries nothing more.
         library("SpotCloud", "Shared/SpotCloud", [crypto, asyncHTTPClient, nioCore, nioHTTP1]),
+        // Instance identity documents: their PKCS7 signature checked (ingest's enrollment) and
+        // made (the metadata mocks); swift-asn1 reads the DER, swift-crypto checks the RSA.
+        library("SpotIdentity", "Shared/SpotIdentity", [asn1, crypto, cryptoExtras]),
         // One instance's metadata service for the tests and the simulator.
-        library("IMDSMock", "Shared/IMDSMock", [hummingbird, serviceLifecycle, logging]),
+        library("IMDSMock", "Shared/IMDSMock", ["SpotIdentity", hummingbird, serviceLifecycle, logging]),
 
         // Services: pure cores that decide, a library with the shell (tested), a thin executable.
         library(
-            "IngestApp", "Services/Ingest/App", ["SpotFleet", "SpotModels", "SpotBus", "SpotStore", "SpotRuntime", hummingbird, metrics, nioCore, crypto],
+            "IngestApp", "Services/Ingest/App",
+            ["SpotFleet", "SpotIdentity", "SpotModels", "SpotBus", "SpotStore", "SpotRuntime", hummingbird, metrics, nioCore, crypto],
             resources: [.copy("openapi.yaml")]),
         executable("Ingest", "Services/Ingest/Main", ["IngestApp", "SpotFleet", "SpotRuntime"]),
 
@@ -166,6 +173,7 @@ let package = Package(
 
         tests("SpotCloudTests", ["SpotCloud", "IMDSMock"]),
         tests("SpotModelsTests", ["SpotModels"]),
+        tests("SpotIdentityTests", ["SpotIdentity", crypto, cryptoExtras]),
         tests("SEFCoreTests", ["SEFCore", "SpotModels", "SpotMarket"]),
         tests("NotifierCoreTests", ["NotifierCore", "SpotModels"]),
         tests("SimulatorCoreTests", ["SimulatorCore", "SpotMarket"]),
@@ -175,7 +183,7 @@ let package = Package(
             "IntegrationTests",
             [
                 "SpotModels", "SpotMarket", "SpotBus", "SpotStore", "SpotRuntime", "SpotFleet", "ToolSupport", "SEFApp", "SpotCloud", "IMDSMock",
-                "AgentApp", "NotifierCore", "NotifierApp", "ReplicaApp", logging, serviceLifecycle,
+                "SpotIdentity", "AgentApp", "NotifierCore", "NotifierApp", "ReplicaApp", logging, serviceLifecycle,
             ]),
     ]
 )

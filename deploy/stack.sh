@@ -298,6 +298,15 @@ export SPOTGUARD_NOTIFIER_URL='http://127.0.0.1:$NOTIFIER_PORT'
 export SPOTGUARD_STACK_DIR='$DIR'
 export SPOTGUARD_PG_BIN='$PG_BIN'
 EOF
+    # instance identity: the simulated instances' metadata services sign their identity
+    # documents with this stack's own key, standing in for AWS's regional certificate, which
+    # ingest trusts for enrollment (production: AWS's published certificates, docs/agent.md)
+    identity_authority
+    cat >>"$DIR/env" <<EOF
+export SPOTGUARD_INGEST_IDENTITY_CERTIFICATES='$DIR/identity/cert.pem'
+export SPOTGUARD_SIM_IDENTITY_KEY='$DIR/identity/key.pem'
+export SPOTGUARD_SIM_IDENTITY_CERTIFICATE='$DIR/identity/cert.pem'
+EOF
     # the Spot Advisor's interruption bands, where this machine has them (the decision engine's risk prior)
     local advisor
     advisor="$(cd "$ROOT/.." && pwd)/shared/data/spot-advisor-data_2025-06.json"
@@ -306,6 +315,15 @@ EOF
     chmod 600 "$token_file" "$DIR/env"
     [ "$STACK" = dev ] && install -m 600 "$DIR/env" "$ROOT/.spotguard/env"
     return 0
+}
+
+# An RSA-2048 key and self-signed certificate under the stack directory, made once.
+identity_authority() {
+    [ -s "$DIR/identity/cert.pem" ] && return 0
+    command -v openssl >/dev/null || as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends openssl >/dev/null
+    mkdir -p "$DIR/identity"
+    (umask 077; openssl req -x509 -newkey rsa:2048 -nodes -keyout "$DIR/identity/key.pem" -out "$DIR/identity/cert.pem" -days 3650 \
+        -subj "/CN=SpotGuard $STACK stack instance identity" >/dev/null 2>&1) || die "openssl could not make the identity key"
 }
 
 infra() {

@@ -4,6 +4,7 @@ import Hummingbird
 import Logging
 import NIOCore
 import ServiceLifecycle
+import SpotIdentity
 import Synchronization
 
 /// The instance metadata service of one (simulated) instance, IMDSv2 only, as the agent and
@@ -18,7 +19,9 @@ import Synchronization
 ///   the same action and time on every read (fixed once armed, as real IMDS keeps it);
 ///   `events/recommendations/rebalance` likewise with its notice time;
 /// - identity paths (instance id, type, zone, zone id, region, life cycle, AMI, local IPv4) and
-///   an instance profile's credentials when one is set; trailing slashes are ignored.
+///   an instance profile's credentials when one is set; trailing slashes are ignored;
+/// - `/latest/dynamic/instance-identity/document` and, with a signer, its PKCS7 signature
+///   `rsa2048`, as AWS signs it (a test key stands in for AWS's regional certificate).
 public final class IMDSMock: Sendable {
     public struct Identity: Sendable {
         public var instanceId: String
@@ -28,6 +31,7 @@ public final class IMDSMock: Sendable {
         public var lifeCycle: String
         public var amiId: String
         public var localIPv4: String
+        public var accountId = "123456789012"
         /// An instance profile: role name and the credentials served for it.
         public var role: (name: String, accessKeyId: String, secretAccessKey: String, token: String, expiration: Date)?
 
@@ -56,10 +60,21 @@ public final class IMDSMock: Sendable {
 
     private let state: Mutex<State>
     let now: @Sendable () -> Date
+    let signer: IdentitySigner?
 
-    public init(identity: Identity, now: @escaping @Sendable () -> Date = { Date() }) {
+    public init(identity: Identity, signer: IdentitySigner? = nil, now: @escaping @Sendable () -> Date = { Date() }) {
         state = Mutex(State(identity: identity))
+        self.signer = signer
         self.now = now
+    }
+
+    /// The instance identity document IMDS serves (the bytes its signature covers).
+    public var identityDocument: [UInt8] {
+        let id = identity
+        return InstanceIdentity(
+            instanceId: id.instanceId, accountId: id.accountId, region: String(id.availabilityZone.dropLast()), availabilityZone: id.availabilityZone,
+            instanceType: id.instanceType, imageId: id.amiId, privateIp: id.localIPv4
+        ).document
     }
 
     public var identity: Identity {
@@ -113,6 +128,7 @@ public final class IMDSMock: Sendable {
         router.on("/latest/api/token", method: .put) { request, _ in self.issueToken(request) }
         router.get("/latest/api/token") { _, _ in Response(status: .ok) }
         router.get("/latest/meta-data/**") { request, _ in self.metadata(request) }
+        router.get("/latest/dynamic/instance-identity/**") { request, _ in self.dynamic(request) }
         return router
     }
 
@@ -183,13 +199,7 @@ public final class IMDSMock: Sendable {
         var path = String(request.uri.path.dropFirst("/latest/meta-data/".count))
         while path.hasSuffix("/") { path.removeLast() }
         return state.withLock { s -> Response in
-            guard let token = request.headers[HTTPField.Name("X-aws-ec2-metadata-token")!], let issued = s.tokens[token] else {
-                return Self.page(.unauthorized, "401 - Unauthorized")
-            }
-            guard Int(at.timeIntervalSince(issued.issued)) < issued.ttl else {
-                s.tokens[token] = nil
-                return Self.page(.unauthorized, "401 - Unauthorized")
-            }
+            guard Self.authorized(request, at: at, &s) else { return Self.page(.unauthorized, "401 - Unauthorized") }
             let id = s.identity
             let iso = Date.ISO8601FormatStyle()
             var found: Response?
@@ -222,6 +232,28 @@ public final class IMDSMock: Sendable {
             s.reads[path, default: 0] += 1
             if s.firstReads[path] == nil { s.firstReads[path] = at }
             return found
+        }
+    }
+
+    /// A live IMDSv2 token on the request; an expired one is forgotten.
+    static func authorized(_ request: Request, at: Date, _ s: inout State) -> Bool {
+        guard let token = request.headers[HTTPField.Name("X-aws-ec2-metadata-token")!], let issued = s.tokens[token] else { return false }
+        guard Int(at.timeIntervalSince(issued.issued)) < issued.ttl else {
+            s.tokens[token] = nil
+            return false
+        }
+        return true
+    }
+
+    func dynamic(_ request: Request) -> Response {
+        let at = now()
+        guard state.withLock({ Self.authorized(request, at: at, &$0) }) else { return Self.page(.unauthorized, "401 - Unauthorized") }
+        switch request.uri.path.dropFirst("/latest/dynamic/instance-identity/".count).trimmingCharacters(in: CharacterSet(charactersIn: "/")) {
+        case "document": return Self.text(String(decoding: identityDocument, as: UTF8.self), "application/json")
+        case "rsa2048":
+            guard let signature = try? signer?.pkcs7(identityDocument, signedAt: at) else { return Self.page(.notFound, "404 - Not Found") }
+            return Self.text(signature)
+        default: return Self.page(.notFound, "404 - Not Found")
         }
     }
 }

@@ -104,6 +104,14 @@ public actor IMDSClient {
     }
     /// `spot` or `on-demand`.
     public func lifeCycle() async throws -> String { try await required("/latest/meta-data/instance-life-cycle") }
+    /// The instance identity document, exactly as served (its signature covers these bytes).
+    public func identityDocument() async throws -> String {
+        let path = "/latest/dynamic/instance-identity/document"
+        guard let document = try await get(path), !document.isEmpty else { throw IMDSError.status(404, path: path) }
+        return document
+    }
+    /// The document's PKCS7 signature (RSA-2048, SHA-256), base64.
+    public func identitySignature() async throws -> String { try await required("/latest/dynamic/instance-identity/rsa2048") }
 
     static func decoder() -> JSONDecoder {
         let d = JSONDecoder()

@@ -41,18 +41,20 @@ public final class ClientDirectory: Sendable {
         public var decisionEngine: String
     }
 
-    private let store: PostgresStore
-    private let ttl: Duration
+    let store: PostgresStore
+    let ttl: Duration
     private let keys = Mutex<[String: CachedKey]>([:])
+    /// Agent tokens by key id (`AgentCredentials.swift`).
+    let agentKeys = Mutex<[String: CachedAgentKey]>([:])
     private let agentOwners = Mutex<[UUID: (owner: UUID, expires: ContinuousClock.Instant)]>([:])
-    private static let maxCacheEntries = 100_000
+    static let maxCacheEntries = 100_000
     /// While PostgreSQL cannot be reached, an expired entry that granted access goes on being
     /// used for this long (a revocation still drops it at once: `access.changed` comes over the
     /// bus), so agents keep reporting through a database outage longer than the cache lifetime.
     static let staleWhileUnreachable: Duration = .seconds(3600)
 
     /// Called after a commit that wrote `access.changed` to the outbox (wakes the relay).
-    private let changed: @Sendable () -> Void
+    let changed: @Sendable () -> Void
 
     public init(store: PostgresStore, ttl: Duration, changed: @escaping @Sendable () -> Void = {}) {
         self.store = store
@@ -64,20 +66,30 @@ public final class ClientDirectory: Sendable {
     public func authenticate(_ authorization: String?) async throws -> UUID {
         guard let text = ClientToken.bearer(authorization), let token = ClientToken(text) else { throw APIError.unauthorized }
         let now = ContinuousClock.now
-        var entry = keys.withLock { $0[token.keyId] }
-        if entry == nil || entry!.expires < now {
-            do {
-                entry = try await lookUp(token.keyId, now: now)
-            } catch let e as APIError where e.code == APIError.databaseUnavailable.code {
-                guard let stale = entry, stale.clientId != nil, stale.expires + Self.staleWhileUnreachable > now else { throw APIError.databaseUnavailable }
-            }
+        let entry = try await Self.refreshed(keys.withLock { $0[token.keyId] }, now: now, expires: \.expires, grants: { $0.clientId != nil }) {
+            try await lookUp(token.keyId, now: now)
         }
-        guard let entry, let clientId = entry.clientId, token.matches(digest: entry.digest) else { throw APIError.unauthorized }
+        guard let clientId = entry.clientId, token.matches(digest: entry.digest) else { throw APIError.unauthorized }
         return clientId
     }
 
+    /// A cached entry while it is fresh, else the one looked up. While PostgreSQL cannot be
+    /// reached, an expired entry that granted access is kept for `staleWhileUnreachable`.
+    static func refreshed<Entry>(
+        _ cached: Entry?, now: ContinuousClock.Instant, expires: (Entry) -> ContinuousClock.Instant, grants: (Entry) -> Bool,
+        lookUp: () async throws -> Entry
+    ) async throws -> Entry {
+        if let cached, expires(cached) >= now { return cached }
+        do {
+            return try await lookUp()
+        } catch let e as APIError where e.code == APIError.databaseUnavailable.code {
+            guard let cached, grants(cached), expires(cached) + staleWhileUnreachable > now else { throw APIError.databaseUnavailable }
+            return cached
+        }
+    }
+
     private func lookUp(_ keyId: String, now: ContinuousClock.Instant) async throws -> CachedKey {
-        let rows = try await query("SELECT id, token_hash FROM clients WHERE token_key_id = $1 AND status = 'active'", [keyId])
+        let rows = try await directoryQuery("SELECT id, token_hash FROM clients WHERE token_key_id = $1 AND status = 'active'", [keyId])
         let entry: CachedKey
         if let row = rows.first {
             entry = CachedKey(
@@ -102,7 +114,7 @@ public final class ClientDirectory: Sendable {
         }
         let rows: [PGRow]
         do {
-            rows = try await query("SELECT client_id FROM agents WHERE id = $1 AND status <> 'deleted'", [agentId])
+            rows = try await directoryQuery("SELECT client_id FROM agents WHERE id = $1 AND status <> 'deleted'", [agentId])
         } catch let e as APIError where e.code == APIError.databaseUnavailable.code {
             guard let cached, cached.owner == clientId, cached.expires + Self.staleWhileUnreachable > .now else { throw APIError.databaseUnavailable }
             return
@@ -125,10 +137,11 @@ public final class ClientDirectory: Sendable {
         // unknown keys too: the client's key may have been unknown while it was suspended
         keys.withLock { cache in cache = cache.filter { $0.value.clientId != nil && $0.value.clientId != change.clientId } }
         if let agent = change.agentId { agentOwners.withLock { _ = $0.removeValue(forKey: agent) } }
+        agentKeys.withLock { cache in cache = cache.filter { $0.value.principal != nil && $0.value.principal?.clientId != change.clientId } }
     }
 
     /// A hot-path read; a database failure becomes 503 so agents retry later.
-    private func query(_ sql: String, _ params: [any PGEncodable]) async throws -> [PGRow] {
+    func directoryQuery(_ sql: String, _ params: [any PGEncodable]) async throws -> [PGRow] {
         do {
             return try await store.withConnection { try $0.query(sql, params) }
         } catch is PGError {
@@ -226,7 +239,13 @@ public final class ClientDirectory: Sendable {
     /// back on every call, with the agent's configuration flags and its primary. A new instance
     /// becomes the primary (the epoch moves on); a former primary of the agent (an instance a
     /// switch or promotion moved away from) registering again changes nothing: it stays replaced.
-    public func register(client clientId: UUID, _ registration: AgentRegistration) async throws -> RegisteredAgent {
+    ///
+    /// With an agent token, only the token's own instance registers, and only as the token's
+    /// agent; a fresh enrollment's token is bound to the agent it registers.
+    public func register(client clientId: UUID, _ registration: AgentRegistration, as principal: Principal? = nil) async throws -> RegisteredAgent {
+        if let principal, principal.isAgentToken, registration.instanceId?.rawValue != principal.instanceId {
+            throw APIError(.forbidden, code: "instance_mismatch", message: "an agent token registers only the instance it was issued to")
+        }
         let result = try await store.transaction { conn -> RegisteredAgent? in
             var r = registration
             if let instance = r.instanceId,
@@ -276,6 +295,12 @@ public final class ClientDirectory: Sendable {
             guard let row = rows.first else { return nil }  // a deleted agent stays deleted
             let agentId = try row.decode(UUID.self, at: 0)
             let created = try row.decode(Bool.self, at: 1)
+            if let principal, principal.isAgentToken {
+                guard principal.agentId == nil || principal.agentId == agentId else {
+                    throw APIError(.forbidden, code: "token_scope", message: "this agent token belongs to another agent")
+                }
+                try self.bind(principal, to: agentId, on: conn)
+            }
             if let instance = r.instanceId {
                 // An instance id already owned by another client is left alone.
                 try conn.execute(

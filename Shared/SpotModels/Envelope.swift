@@ -21,7 +21,7 @@ public enum RoutingKey {
 }
 
 /// `access.changed`: who may send what changed (a token rotated, a client suspended or
-/// reactivated, an agent deleted). Every process that caches tokens or agent ownership drops
+/// reactivated, an agent deleted or its tokens revoked). Every process that caches tokens or agent ownership drops
 /// what it holds of the client or agent named, so the change holds everywhere at once.
 public struct AccessChanged: Codable, Sendable, Equatable {
     public enum Change: String, Codable, Sendable {
@@ -29,6 +29,7 @@ public struct AccessChanged: Codable, Sendable, Equatable {
         case clientSuspended = "client_suspended"
         case clientReactivated = "client_reactivated"
         case agentDeleted = "agent_deleted"
+        case agentTokensRevoked = "agent_tokens_revoked"
     }
 
     public var change: Change

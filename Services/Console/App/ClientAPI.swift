@@ -68,6 +68,7 @@ extension ConsoleController {
             return try HTTPJSON.response(try await fleet.prices(String(raw), days: days), status: .ok)
         }
         addWebhookRoutes(to: router)
+        addCredentialRoutes(to: router)
 
         let agent = "/api/client/agents/:agentId"
         router.get(RouterPath(agent)) { request, context in

@@ -1,3 +1,5 @@
+import Foundation
+import SpotIdentity
 import SpotModels
 import SpotRuntime
 
@@ -12,6 +14,9 @@ import SpotRuntime
 /// - `SPOTGUARD_RELAY_TIMEOUT_MS` (int, default 10000): how long a replica call waits for the coordinator
 /// - `SPOTGUARD_LONG_POLL_SECONDS` (int, default 25): how long `pending-commands` holds an empty answer
 /// - `SPOTGUARD_STATE_TRANSFER_MAX_BYTES` (int, default 16777216): the largest state transfer accepted
+/// - `SPOTGUARD_INGEST_IDENTITY_CERTIFICATES` (path, optional): PEM certificates that sign
+///   instance identity documents (AWS's regional RSA-2048 certificates); without it,
+///   enrollment is refused (503 `enrollment_not_configured`)
 public struct IngestConfiguration: Sendable {
     public var host: String
     public var port: Int
@@ -29,6 +34,8 @@ public struct IngestConfiguration: Sendable {
     /// three times its size while it is stored).
     public var stateTransferConcurrency: Int
     public var limits = IngestLimits()
+    /// Checks enrolling instances' identity documents; nil: enrollment is not configured.
+    public var identity: IdentityVerifier?
 
     public init(env: EnvironmentReader) throws {
         host = env.string("SPOTGUARD_INGEST_HOST") ?? "127.0.0.1"
@@ -43,5 +50,12 @@ public struct IngestConfiguration: Sendable {
         longPoll = .seconds(try env.int("SPOTGUARD_LONG_POLL_SECONDS", default: 25, range: 1...60))
         maxStateTransferBytes = try env.int("SPOTGUARD_STATE_TRANSFER_MAX_BYTES", default: 16 << 20, range: 1024...(256 << 20))
         stateTransferConcurrency = try env.int("SPOTGUARD_STATE_TRANSFER_CONCURRENCY", default: 4, range: 1...256)
+        if let path = env.string("SPOTGUARD_INGEST_IDENTITY_CERTIFICATES") {
+            do {
+                identity = try IdentityVerifier(pemBundle: try String(contentsOfFile: path, encoding: .utf8))
+            } catch {
+                throw ConfigurationError(variable: "SPOTGUARD_INGEST_IDENTITY_CERTIFICATES", problem: "must name a PEM file of RSA certificates (\(error))")
+            }
+        }
     }
 }

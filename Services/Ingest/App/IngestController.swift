@@ -34,6 +34,7 @@ struct IngestController: Sendable {
         router.post("/api/pricing/submit", use: submitPricing)
         router.post("/api/agents/:agentId/switch-report", use: switchReport)
         addReplicaRoutes(to: router)
+        addEnrollmentRoutes(to: router)
     }
 
     // MARK: admin
@@ -67,10 +68,11 @@ struct IngestController: Sendable {
     // MARK: agents
 
     @Sendable func register(_ request: Request, context: ServiceRequestContext) async throws -> Response {
-        let client = try await directory.authenticate(request.headers[.authorization])
+        let principal = try await directory.principal(request.headers[.authorization])
+        let client = principal.clientId
         let body = try await decode(RegisterRequest.self, from: request, client: client)
         let registration = try validate(client: client) { try body.validated($0) }
-        let agent = try await directory.register(client: client, registration)
+        let agent = try await directory.register(client: client, registration, as: principal)
         return try json(agent, status: agent.created ? .created : .ok)
     }
 
@@ -105,9 +107,11 @@ struct IngestController: Sendable {
     }
 
     @Sendable func submitPricing(_ request: Request, context: ServiceRequestContext) async throws -> Response {
-        let client = try await directory.authenticate(request.headers[.authorization])
+        let principal = try await directory.principal(request.headers[.authorization])
+        let client = principal.clientId
         let body = try await decode(PricingSubmitRequest.self, from: request, client: client)
         let submission = try validate(client: client) { try body.validated($0, clientId: client) }
+        try Self.requireScope(principal, for: submission.sourceAgentId)
         try await directory.requireAgent(submission.sourceAgentId, of: client)
         try await publish(RoutingKey.pricingReported, id: submission.submissionId, PricingReported.submission(submission))
         return try json(Accepted(id: submission.submissionId), status: .accepted)
@@ -115,16 +119,34 @@ struct IngestController: Sendable {
 
     // MARK: helpers
 
-    func authenticateAgent(_ request: Request, _ context: ServiceRequestContext) async throws -> (UUID, UUID) {
-        let client = try await directory.authenticate(request.headers[.authorization])
+    func authenticateAgent(_ request: Request, _ context: ServiceRequestContext, operatorOnly: Bool = false) async throws -> (UUID, UUID) {
+        let (principal, agent) = try await authorizeAgent(request, context, operatorOnly: operatorOnly)
+        return (principal.clientId, agent)
+    }
+
+    /// The caller and the agent the path names: a client token may act for any agent of its
+    /// client; an agent token only for its own agent, and not on `operatorOnly` routes (what
+    /// people decide: switches, modes, manual replicas, promotions, deletions).
+    func authorizeAgent(_ request: Request, _ context: ServiceRequestContext, operatorOnly: Bool = false) async throws -> (Principal, UUID) {
+        let principal = try await directory.principal(request.headers[.authorization])
         guard let raw = context.parameters.get("agentId"), let agent = UUID(uuidString: raw) else { throw APIError.agentNotFound }
-        try await directory.requireAgent(agent, of: client)
-        return (client, agent)
+        try Self.requireScope(principal, for: agent)
+        if operatorOnly && principal.isAgentToken {
+            throw APIError(.forbidden, code: "token_scope", message: "an agent token cannot do this; use a client token")
+        }
+        try await directory.requireAgent(agent, of: principal.clientId)
+        return (principal, agent)
+    }
+
+    static func requireScope(_ principal: Principal, for agent: UUID) throws {
+        guard !principal.isAgentToken || principal.agentId == agent else {
+            throw APIError(.forbidden, code: "token_scope", message: "this agent token is for another agent")
+        }
     }
 
     /// Runs the checks; a rejection of an authenticated client's data counts towards its
     /// rejected-burst alert.
-    private func validate<T>(client: UUID? = nil, _ body: (FieldChecker) throws -> T) throws -> T {
+    func validate<T>(client: UUID? = nil, _ body: (FieldChecker) throws -> T) throws -> T {
         do {
             return try body(FieldChecker(limits: configuration.limits, now: Date()))
         } catch let e as ValidationError {

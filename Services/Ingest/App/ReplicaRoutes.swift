@@ -40,10 +40,15 @@ extension IngestController {
         router.get("\(replica)/state-transfer", use: downloadState)
     }
 
+    /// What only people (client tokens) decide; an agent token gets 403 `token_scope`.
+    static let operatorOperations: Set<ReplicaOperation> = [
+        .createReplica, .promoteReplica, .deleteReplica, .enableManualReplica, .disableManualReplica, .manualSwitch, .setModes,
+    ]
+
     /// Relays one call and writes the coordinator's answer.
     func relay(_ operation: ReplicaOperation, _ request: Request, _ context: ServiceRequestContext) async throws -> Response {
         let receivedAt = Date()
-        let (client, agent) = try await authenticateAgent(request, context)
+        let (client, agent) = try await authenticateAgent(request, context, operatorOnly: Self.operatorOperations.contains(operation))
         return try await replicas.respond(
             ReplicaRequest(
                 operation: operation, clientId: client, agentId: agent, replicaId: try uuid("replicaId", context),

@@ -1,0 +1,50 @@
+import Foundation
+import Hummingbird
+import SpotFleet
+import SpotRuntime
+
+/// Enrollment secrets and agent tokens, for the client: a secret instances enroll with (its
+/// token never goes onto an instance), and revocation of an agent's tokens.
+extension ConsoleController {
+    struct EnrollmentRequest: Decodable {
+        var uses: Int?
+        var ttlSeconds: Int?
+        var accountId: String?
+        var agentId: UUID?
+    }
+
+    struct Revoked: Encodable {
+        var agentId: UUID
+        var revoked: Int
+    }
+
+    func addCredentialRoutes(to router: Router<ServiceRequestContext>) {
+        // `uses` instances (default 1, at most 10,000) may enroll with it within `ttl_seconds`
+        // (default 3600, 60 s to 7 days), from `account_id` only when given, as `agent_id` when given.
+        router.post("/api/client/:clientId/enrollments") { request, context in
+            let client = try await authenticateClient(request, context)
+            let body = try await decode(EnrollmentRequest.self, from: request)
+            let uses = body.uses ?? 1
+            guard (1...10_000).contains(uses) else {
+                throw APIError(.badRequest, code: "out_of_range", message: "uses must be 1 to 10000", field: "uses")
+            }
+            let ttl = body.ttlSeconds ?? 3600
+            guard (60...604_800).contains(ttl) else {
+                throw APIError(.badRequest, code: "out_of_range", message: "ttl_seconds must be 60 to 604800 (7 days)", field: "ttl_seconds")
+            }
+            if let account = body.accountId, account.wholeMatch(of: /[0-9]{12}/) == nil {
+                throw APIError(.badRequest, code: "invalid_account_id", message: "account_id is a 12-digit AWS account id", field: "account_id")
+            }
+            if let agent = body.agentId { try await directory.requireAgent(agent, of: client) }
+            let secret = try await directory.createEnrollmentSecret(
+                client: client, agent: body.agentId, account: body.accountId, uses: uses, lifetime: TimeInterval(ttl), createdBy: "client token")
+            return try HTTPJSON.response(secret, status: .created)
+        }
+        // every token of the agent stops working, on every ingest copy, within a bus round trip
+        router.post("/api/client/agents/:agentId/revoke-tokens") { request, context in
+            let (client, agent) = try await authenticateAgent(request, context)
+            let revoked = try await directory.revokeAgentTokens(agent.id, of: client)
+            return try HTTPJSON.response(Revoked(agentId: agent.id, revoked: revoked), status: .ok)
+        }
+    }
+}
