@@ -21,6 +21,7 @@ let metrics = Target.Dependency.product(name: "Metrics", package: "swift-metrics
 let mustache = Target.Dependency.product(name: "Mustache", package: "swift-mustache")
 let nioCore = Target.Dependency.product(name: "NIOCore", package: "swift-nio")
 let nioHTTP1 = Target.Dependency.product(name: "NIOHTTP1", package: "swift-nio")
+let nioSSL = Target.Dependency.product(name: "NIOSSL", package: "swift-nio-ssl")
 let nioHTTPTypes = Target.Dependency.product(name: "NIOHTTPTypes", package: "swift-nio-extras")
 let prometheus = Target.Dependency.product(name: "Prometheus", package: "swift-prometheus")
 let serviceLifecycle = Target.Dependency.product(name: "ServiceLifecycle", package: "swift-service-lifecycle")
@@ -67,6 +68,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-asn1.git", from: "1.7.4"),
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-nio-extras.git", from: "1.35.2"),
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
         .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
         .package(url: "https://github.com/hummingbird-project/swift-mustache.git", from: "2.1.1"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
@@ -103,7 +105,7 @@ let package = Package(
         // The EC2, IMDS and HTTP clients: AsyncHTTPClient (not URLSession, which spins a core per
         // open long-poll on Linux), Foundation's XMLParser and swift-crypto, so the agent that runs
         // on customers' instances carries nothing more.
-        library("SpotCloud", "Shared/SpotCloud", [crypto, asyncHTTPClient, nioCore, nioHTTP1]),
+        library("SpotCloud", "Shared/SpotCloud", [crypto, asyncHTTPClient, nioCore, nioHTTP1, nioSSL]),
         // Instance identity documents: their PKCS7 signature checked (ingest's enrollment) and
         // made (the metadata mocks); swift-asn1 reads the DER, swift-crypto checks the RSA.
         library("SpotIdentity", "Shared/SpotIdentity", [asn1, crypto, cryptoExtras]),
@@ -159,7 +161,7 @@ let package = Package(
         library("SimulatorCore", "Services/Simulator/Core", ["SpotMarket"]),
         library(
             "SimulatorApp", "Services/Simulator/App",
-            ["SimulatorCore", "SpotMarket", "SpotCloud", "IMDSMock", hummingbird, logging, serviceLifecycle, unixSignals, nioCore]),
+            ["SimulatorCore", "SpotMarket", "SpotCloud", "IMDSMock", "SpotIdentity", hummingbird, logging, serviceLifecycle, unixSignals, nioCore]),
         executable("Simulator", "Services/Simulator/Main", ["SimulatorApp"]),
 
         // What the tools and the tests share and the services do not: child processes.

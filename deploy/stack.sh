@@ -42,6 +42,7 @@ DECISIONS_PORT=$((BASE + 85))
 SIM_PORT=$((BASE + 86))
 CONSOLE_PORT=$((BASE + 87))
 NOTIFIER_PORT=$((BASE + 88))
+GATEWAY_PORT=$((BASE + 43))  # https: the one address of ingest and the console (Caddy)
 PG_BIN=""
 RABBIT_BIN=/usr/lib/rabbitmq/bin
 
@@ -271,6 +272,57 @@ rabbit_stop() {
     rm -f "$RABBITMQ_PID_FILE"
 }
 
+# --- the gateway: TLS on one address -----------------------------------------------------------
+
+# Caddy from Debian, unpacked under .spotguard/ rather than installed (the package would start
+# a system-wide Caddy on port 80). Prints its path.
+caddy_bin() {
+    if command -v caddy >/dev/null; then command -v caddy; return; fi
+    local dir="$ROOT/.spotguard/caddy-pkg"
+    if [ ! -x "$dir/usr/bin/caddy" ]; then
+        mkdir -p "$dir"
+        (cd "$dir" && { apt-get download caddy >/dev/null 2>&1 || { as_root apt-get update -qq >/dev/null && apt-get download caddy >/dev/null 2>&1; }; }) ||
+            die "could not download Caddy from Debian"
+        dpkg-deb -x "$dir"/caddy_*.deb "$dir" && rm -f "$dir"/caddy_*.deb
+    fi
+    echo "$dir/usr/bin/caddy"
+}
+
+# deploy/Caddyfile in front of this stack's ingest copies (SPOTGUARD_GATEWAY_INGEST, default the
+# stack's one: `to host:port …`) and console (SPOTGUARD_GATEWAY_CONSOLE), on
+# https://127.0.0.1:$GATEWAY_PORT with certificates from its own CA under $DIR/caddy.
+gateway_start() {
+    local caddy pidf="$DIR/pids/caddy.pid"
+    caddy="$(caddy_bin)"
+    mkdir -p "$DIR/caddy" "$DIR/logs" "$DIR/pids"
+    if [ -f "$pidf" ] && kill -0 "$(cat "$pidf")" 2>/dev/null; then
+        log "gateway already running (pid $(cat "$pidf"))"
+        return 0
+    fi
+    SPOTGUARD_PROXY_SITE="https://127.0.0.1:$GATEWAY_PORT, https://localhost:$GATEWAY_PORT" SPOTGUARD_PROXY_DATA="$DIR/caddy" \
+        SPOTGUARD_PROXY_INGEST="${SPOTGUARD_GATEWAY_INGEST:-to 127.0.0.1:$INGEST_PORT}" \
+        SPOTGUARD_PROXY_CONSOLE="${SPOTGUARD_GATEWAY_CONSOLE:-127.0.0.1:$CONSOLE_PORT}" \
+        XDG_CONFIG_HOME="$DIR/caddy/config" XDG_DATA_HOME="$DIR/caddy/data" \
+        setsid "$caddy" run --config "$ROOT/deploy/Caddyfile" --adapter caddyfile >>"$DIR/logs/caddy.log" 2>&1 </dev/null &
+    echo $! >"$pidf"
+    local i
+    for i in $(seq 1 60); do
+        [ -s "$DIR/caddy/pki/authorities/local/root.crt" ] &&
+            curl -fsS --cacert "$DIR/caddy/pki/authorities/local/root.crt" "https://127.0.0.1:$GATEWAY_PORT/health/live" >/dev/null 2>&1 &&
+            { log "gateway https://127.0.0.1:$GATEWAY_PORT (pid $(cat "$pidf"), CA $DIR/caddy/pki/authorities/local/root.crt)"; return 0; }
+        sleep 0.5
+    done
+    tail -n 20 "$DIR/logs/caddy.log" >&2 || true
+    die "the gateway did not start"
+}
+
+gateway_stop() {
+    local pidf="$DIR/pids/caddy.pid"
+    [ -f "$pidf" ] || return 0
+    kill -TERM "$(cat "$pidf")" 2>/dev/null || true
+    rm -f "$pidf"
+}
+
 # --- env file -------------------------------------------------------------------------------
 
 write_env() {
@@ -296,6 +348,8 @@ export SPOTGUARD_CONSOLE_URL='http://127.0.0.1:$CONSOLE_PORT'
 export SPOTGUARD_NOTIFIER_PORT='$NOTIFIER_PORT'
 export SPOTGUARD_NOTIFIER_URL='http://127.0.0.1:$NOTIFIER_PORT'
 export SPOTGUARD_STACK_DIR='$DIR'
+export SPOTGUARD_GATEWAY_URL='https://127.0.0.1:$GATEWAY_PORT'
+export SPOTGUARD_CA_BUNDLE='$DIR/caddy/pki/authorities/local/root.crt'
 export SPOTGUARD_PG_BIN='$PG_BIN'
 EOF
     # instance identity: the simulated instances' metadata services sign their identity
@@ -356,7 +410,10 @@ services_start() {
             log "$svc already running (pid $(cat "$pidf"))"
             continue
         fi
-        setsid "$bins/$svc" serve >>"$DIR/logs/$svc.log" 2>&1 </dev/null &
+        # the gateway connects from loopback: believe its X-Forwarded-For, so failed-login limits
+        # count the real client's address
+        SPOTGUARD_TRUSTED_PROXIES="${SPOTGUARD_TRUSTED_PROXIES:-127.0.0.1}" \
+            setsid "$bins/$svc" serve >>"$DIR/logs/$svc.log" 2>&1 </dev/null &
         echo $! >"$pidf"
         log "$svc started (pid $!, log $DIR/logs/$svc.log)"
     done
@@ -438,6 +495,11 @@ status() {
         if [ -f "$pidf" ] && kill -0 "$(cat "$pidf")" 2>/dev/null; then s="up (pid $(cat "$pidf"))"; else s=down; fi
         printf '  %-20s %s\n' "$svc" "$s"
     done
+    local gw="$DIR/pids/caddy.pid"
+    if [ -f "$gw" ] && kill -0 "$(cat "$gw")" 2>/dev/null; then
+        printf '  gateway      https://127.0.0.1:%s/  (TLS; the dashboard, console API and agent API on one address; CA %s)\n' \
+            "$GATEWAY_PORT" "$DIR/caddy/pki/authorities/local/root.crt"
+    fi
     printf '  dashboard    http://127.0.0.1:%s/  (log in with a client token; console API and /openapi.yaml there too)\n' "$CONSOLE_PORT"
     printf '  ingest API   http://127.0.0.1:%s\n' "$INGEST_PORT"
     printf '  sef metrics  http://127.0.0.1:%s/metrics\n' "$SEF_PORT"
@@ -461,7 +523,10 @@ case "$CMD" in
     browser-bin) browser_bin ;;
     proxy-bin) proxy_bin ;;
     infra) deps; infra ;;
-    up) deps; infra; build; services_start; sim_start; status ;;
+    up) deps; infra; build; services_start; gateway_start; sim_start; status ;;
+    caddy-bin) caddy_bin ;;
+    gateway-start) gateway_start ;;
+    gateway-stop) gateway_stop ;;
     down) services_stop; rabbit_stop; pg_stop ;;
     db-stop) pg_stop ;;
     db-crash) pg_crash ;;

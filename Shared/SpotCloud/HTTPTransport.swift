@@ -2,6 +2,7 @@ import AsyncHTTPClient
 import Foundation
 import NIOCore
 import NIOHTTP1
+import NIOSSL
 import Synchronization
 
 #if canImport(FoundationNetworking)
@@ -28,6 +29,8 @@ public struct HTTPClientTransport: HTTPTransport {
     let timeout: TimeAmount
     /// nil: always direct (the instance metadata service).
     let proxies: ProxySettings?
+    /// A PEM file of certificates to trust besides the system's.
+    let caBundle: String?
     /// The largest answer read (EC2's largest describe pages are a few MB).
     static let maxBody = 64 << 20
 
@@ -40,12 +43,24 @@ public struct HTTPClientTransport: HTTPTransport {
     /// (the agent's spool, the AWS calls' backoff), and a server that is away must not hold a
     /// 35 s long-poll slot per attempt. No redirects: none of SpotGuard's peers answer with one,
     /// and a bearer token must not follow one elsewhere.
-    static let clients = Mutex<[ProxySettings.Proxy?: HTTPClient]>([:])
+    static let clients = Mutex<[Route: HTTPClient]>([:])
 
-    static func client(through proxy: ProxySettings.Proxy?) -> HTTPClient {
+    struct Route: Hashable {
+        var proxy: ProxySettings.Proxy?
+        /// PEM certificates trusted besides the system's (a private CA in front of SpotGuard).
+        var caBundle: String?
+    }
+
+    static func client(through proxy: ProxySettings.Proxy?, trusting caBundle: String?) -> HTTPClient {
         clients.withLock { clients in
-            if let client = clients[proxy] { return client }
+            let route = Route(proxy: proxy, caBundle: caBundle)
+            if let client = clients[route] { return client }
             var configuration = HTTPClient.Configuration(redirectConfiguration: .disallow, timeout: .init(connect: .seconds(5)))
+            if let caBundle {
+                var tls = TLSConfiguration.makeClientConfiguration()
+                tls.additionalTrustRoots = [.file(caBundle)]
+                configuration.tlsConfiguration = tls
+            }
             configuration.connectionPool.retryConnectionEstablishment = false
             configuration.decompression = .disabled
             if let proxy {
@@ -55,16 +70,17 @@ public struct HTTPClientTransport: HTTPTransport {
                     authorization: login.map { .basic(username: $0[0], password: $0.count > 1 ? $0[1] : "") })
             }
             let client = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: configuration)
-            clients[proxy] = client
+            clients[route] = client
             return client
         }
     }
 
     /// `timeout` bounds each exchange from its start to the last byte of the answer; `proxies`
     /// says which requests go through a proxy (nil: none).
-    public init(timeout: TimeInterval = 10, proxies: ProxySettings? = HTTPClientTransport.environmentProxies) {
+    public init(timeout: TimeInterval = 10, proxies: ProxySettings? = HTTPClientTransport.environmentProxies, caBundle: String? = nil) {
         self.timeout = .milliseconds(Int64(timeout * 1000))
         self.proxies = proxies
+        self.caBundle = caBundle
     }
 
     public func send(_ request: URLRequest) async throws -> (status: Int, headers: [String: String], body: Data) {
@@ -74,7 +90,7 @@ public struct HTTPClientTransport: HTTPTransport {
         for (name, value) in request.allHTTPHeaderFields ?? [:] { outgoing.headers.add(name: name, value: value) }
         if let body = request.httpBody { outgoing.body = .bytes(ByteBuffer(bytes: body)) }
         do {
-            let client = Self.client(through: request.url.flatMap { proxies?.proxy(for: $0) })
+            let client = Self.client(through: request.url.flatMap { proxies?.proxy(for: $0) }, trusting: caBundle)
             let response = try await client.execute(outgoing, timeout: timeout)
             let body = try await response.body.collect(upTo: Self.maxBody)
             var headers: [String: String] = [:]

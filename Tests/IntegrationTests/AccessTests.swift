@@ -8,13 +8,15 @@ import ToolSupport
 /// A browser's view of the dashboard: curl with a cookie jar, redirects not followed.
 struct Browser {
     let base: String
+    /// A CA to trust for an https base (the gateway's).
+    var caBundle: String? = nil
     let jar = FileManager.default.temporaryDirectory.appendingPathComponent("jar-\(UUID()).txt").path
 
     /// Returns the status and the body.
     func request(_ method: String, _ path: String, form: String? = nil) async throws -> (status: Int, body: String) {
         let out = FileManager.default.temporaryDirectory.appendingPathComponent("curl-\(UUID()).txt").path
         defer { try? FileManager.default.removeItem(atPath: out) }
-        var args = ["-s", "-o", out, "-w", "%{http_code}", "-b", jar, "-c", jar, "-X", method, base + path]
+        var args = ["-s", "-o", out, "-w", "%{http_code}", "-b", jar, "-c", jar, "-X", method, base + path] + (caBundle.map { ["--cacert", $0] } ?? [])
         if let form { args += ["-H", "Content-Type: application/x-www-form-urlencoded", "--data-raw", form] }
         let codeFile = out + ".code"
         defer { try? FileManager.default.removeItem(atPath: codeFile) }

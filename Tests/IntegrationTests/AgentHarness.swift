@@ -101,16 +101,22 @@ struct AgentHarness {
     }
 
     /// `withAgent`, with the agent's process in hand.
+    /// With `expectedExit` other than 0, the agent is expected to stop by itself with that status.
     func withAgentProcess(
-        ingest: ServiceProcess, token: String, imds: URL, logical: String, environment: [String: String] = [:],
+        ingest: ServiceProcess, token: String, imds: URL, logical: String, environment: [String: String] = [:], expectedExit: Int32 = 0,
         _ body: (ChildProcess) async throws -> Void
     ) async throws {
         let spool = FileManager.default.temporaryDirectory.appendingPathComponent("agent-spool-\(UUID())").path
-        defer { try? FileManager.default.removeItem(atPath: spool) }
+        let tokenFile = spool + ".token"
+        defer {
+            try? FileManager.default.removeItem(atPath: spool)
+            try? FileManager.default.removeItem(atPath: tokenFile)
+        }
         var env = ProcessInfo.processInfo.environment
         env.merge([
             "SPOTGUARD_AGENT_SERVER": ingest.base, "SPOTGUARD_AGENT_TOKEN": token, "SPOTGUARD_AGENT_LOGICAL_AGENT_ID": logical,
-            "SPOTGUARD_AGENT_SPOOL_DIR": spool, "SPOTGUARD_AGENT_HEARTBEAT_SECONDS": "0.5", "SPOTGUARD_AGENT_PRICE_SECONDS": "0.5",
+            "SPOTGUARD_AGENT_SPOOL_DIR": spool, "SPOTGUARD_AGENT_TOKEN_FILE": tokenFile, "SPOTGUARD_AGENT_HEARTBEAT_SECONDS": "0.5",
+            "SPOTGUARD_AGENT_PRICE_SECONDS": "0.5",
             "SPOTGUARD_AGENT_WATCH_SECONDS": "0.2", "SPOTGUARD_AGENT_LONG_POLL_SECONDS": "1", "SPOTGUARD_AGENT_ON_DEMAND_PRICE": "0.096",
             "AWS_REGION": "us-east-1", "AWS_ENDPOINT_URL_EC2": moto.absoluteString, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
             "AWS_EC2_METADATA_SERVICE_ENDPOINT": imds.absoluteString, "SPOTGUARD_LOG_LEVEL": "warning",
@@ -123,6 +129,22 @@ struct AgentHarness {
             agent.signal(SIGTERM)
             _ = await agent.exitStatus()
             throw error
+        }
+        guard expectedExit == 0 else {
+            let status = await withTaskGroup(of: Int32?.self) { group in
+                group.addTask { await agent.exitStatus() }
+                group.addTask {
+                    try? await Task.sleep(for: .seconds(20))
+                    return nil
+                }
+                let first = await group.next() ?? nil
+                if first == nil { agent.signal(SIGKILL) }
+                group.cancelAll()
+                for await _ in group {}
+                return first
+            }
+            #expect(status == expectedExit, "the agent did not stop by itself with status \(expectedExit): \(status.map(String.init) ?? "still running")")
+            return
         }
         agent.signal(SIGTERM)
         #expect(await agent.exitStatus() == 0, "the agent did not shut down cleanly on SIGTERM")

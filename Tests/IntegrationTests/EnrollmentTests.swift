@@ -1,6 +1,8 @@
 import Foundation
+import IMDSMock
 import SpotIdentity
 import SpotRuntime
+import SpotStore
 import Testing
 import ToolSupport
 
@@ -175,6 +177,74 @@ extension IntegrationTests {
                     }
                 }
             }
+        }
+
+        /// The agent with only an enrollment secret: it enrolls with its instance's signed
+        /// identity document, saves its agent token (mode 0600) and reports with it; restarted,
+        /// it uses the saved token (the secret is spent and a second enrollment of the instance
+        /// would be refused); a saved token of another instance (an image's copy) is not used.
+        @Test func theAgentEnrollsOnceAndKeepsItsToken() async throws {
+            let store = try await TestStack.store()
+            let harness = try AgentHarness()
+            let signer = try TestStack.identitySigner()
+            let launched = try await harness.instance()
+            let imds = IMDSMock(identity: launched.identity, signer: signer)
+            let instance = imds.identity.instanceId
+            let tokenFile = FileManager.default.temporaryDirectory.appendingPathComponent("agent-token-\(UUID())").path
+            defer { try? FileManager.default.removeItem(atPath: tokenFile) }
+            // the SEF applies heartbeats
+            try await ServiceProcess.withIngest { ingest in
+                try await withSEF {
+                    let client = try await AgentHarness.client(ingest, "Enrolled agent")
+                    let logical = "enrolled-\(UUID().uuidString.prefix(8).lowercased())"
+                    let agent = try #require(
+                        try await ingest.send("POST", "/api/agents/register", token: client, json: #"{"logical_agent_id": "\#(logical)"}"#).json["agent_id"]
+                            as? String
+                    ).lowercased()
+                    let secret = try #require(
+                        try await ingest.send("POST", "/api/agents/\(agent)/enrollments", token: client).json["enrollment_secret"] as? String)
+                    let settings = ["SPOTGUARD_AGENT_ENROLLMENT_SECRET": secret, "SPOTGUARD_AGENT_TOKEN_FILE": tokenFile]
+                    func heartbeats(after: Date) async throws -> Bool {
+                        try await TestStack.eventually(timeout: .seconds(20)) {
+                            try await SEFQuery.count(
+                                store, "SELECT count(*) FROM agents WHERE id = $1::uuid AND instance_id = $2 AND last_heartbeat_at > $3",
+                                [agent, instance, after]) == 1
+                        }
+                    }
+                    try await imds.serving { url in
+                        let first = Date()
+                        try await harness.withAgent(ingest: ingest, token: "", imds: url, logical: logical, environment: settings) {
+                            let reported = try await heartbeats(after: first)
+                            #expect(reported, "the enrolled agent registered and heartbeats")
+                        }
+                        let saved = try #require(FileManager.default.contents(atPath: tokenFile))
+                        let json = try #require(try JSONSerialization.jsonObject(with: saved) as? [String: Any])
+                        #expect((json["token"] as? String)?.hasPrefix("sga_") == true && json["instance_id"] as? String == instance, "\(json)")
+                        let mode = try FileManager.default.attributesOfItem(atPath: tokenFile)[.posixPermissions] as? Int
+                        #expect(mode == 0o600)
+                        let bound = try await ReplicaQuery.one(store, "SELECT agent_id::text FROM agent_tokens WHERE instance_id = $1", [instance])
+                        #expect(bound == [agent])
+
+                        let second = Date()
+                        try await harness.withAgent(ingest: ingest, token: "", imds: url, logical: logical, environment: settings) {
+                            let reported = try await heartbeats(after: second)
+                            #expect(reported, "restarted, it reports with its saved token")
+                        }
+                        #expect(try await SEFQuery.count(store, "SELECT count(*) FROM agent_tokens WHERE instance_id = $1", [instance]) == 1, "enrolled once")
+                    }
+                    // the saved token belongs to that instance: another (an image's copy) enrolls, or stops
+                    let copy = IMDSMock(
+                        identity: .init(
+                            instanceId: "i-0c0\(UUID().uuidString.prefix(8).lowercased())aa", instanceType: "m5.large", availabilityZone: "us-east-1a"),
+                        signer: signer)
+                    try await copy.serving { url in
+                        try await harness.withAgentProcess(ingest: ingest, token: "", imds: url, logical: logical, environment: settings, expectedExit: 2) {
+                            _ in
+                        }
+                    }
+                }
+            }
+            await store.shutdown()
         }
 
         /// Without identity certificates, ingest refuses enrollment plainly rather than trusting

@@ -118,10 +118,12 @@ extension IntegrationTests {
                         // 2. the agent its user data starts on the new instance; switched to spot in the other zone
                         var settings = UserData.settings(try await harness.userData(onDemand))
                         #expect(settings["SPOTGUARD_AGENT_AGENT_ID"] == agent && settings["SPOTGUARD_AGENT_LOGICAL_AGENT_ID"] == source, "\(settings)")
+                        // no token travels in user data: a single-use secret the new instance enrolls with
+                        #expect(settings["SPOTGUARD_AGENT_TOKEN"] == nil && settings["SPOTGUARD_AGENT_ENROLLMENT_SECRET"]?.hasPrefix("sge_") == true)
                         settings["SPOTGUARD_AGENT_SERVER"] = nil
-                        settings["SPOTGUARD_AGENT_TOKEN"] = nil
                         let onDemandIMDS = IMDSMock(
-                            identity: .init(instanceId: onDemand, instanceType: "m5.large", availabilityZone: "us-east-1a", lifeCycle: "on-demand"))
+                            identity: .init(instanceId: onDemand, instanceType: "m5.large", availabilityZone: "us-east-1a", lifeCycle: "on-demand"),
+                            signer: try TestStack.identitySigner())
                         try await onDemandIMDS.serving { url in
                             try await harness.withAgent(
                                 ingest: ingest, token: token, imds: url, logical: settings["SPOTGUARD_AGENT_LOGICAL_AGENT_ID"] ?? "",
@@ -134,6 +136,14 @@ extension IntegrationTests {
                                             [source])
                                             == ["1", "true"]
                                     }, "one agent, with the modes it had")
+                                // the agent enrolls as it starts: poll until its token is there (10 s at most)
+                                var enrolled: [String?] = []
+                                for _ in 0..<50 where enrolled != [agent] {
+                                    try await Task.sleep(for: .milliseconds(200))
+                                    enrolled = try await ReplicaQuery.one(
+                                        store, "SELECT agent_id::text FROM agent_tokens WHERE instance_id = $1 AND revoked_at IS NULL", [onDemand])
+                                }
+                                #expect(enrolled == [agent], "the new instance enrolled as the agent")
                                 try await queueSwitch(store, agent: agent, instance: onDemand, mode: "spot", pool: "m5.large.us-east-1b")
                                 let spot = try await switched(store, from: onDemand)
                                 let described = try #require(try await harness.ec2.describeInstances(ids: [spot]).first)
@@ -146,9 +156,13 @@ extension IntegrationTests {
                         #expect((images["images"] as? [String])?.isEmpty == true, "switch images left behind: \(images)")
 
                         // 3. a manual replica of the switched primary, still the source's equivalent
-                        let spotIMDS = IMDSMock(identity: .init(instanceId: spot, instanceType: "m5.large", availabilityZone: "us-east-1b"))
+                        var spotSettings = UserData.settings(try await harness.userData(spot))
+                        spotSettings["SPOTGUARD_AGENT_SERVER"] = nil
+                        let spotIMDS = IMDSMock(
+                            identity: .init(instanceId: spot, instanceType: "m5.large", availabilityZone: "us-east-1b"), signer: try TestStack.identitySigner())
                         try await spotIMDS.serving { url in
-                            try await harness.withAgent(ingest: ingest, token: token, imds: url, logical: source, environment: aws.merging(settings) { $1 }) {
+                            try await harness.withAgent(ingest: ingest, token: token, imds: url, logical: source, environment: aws.merging(spotSettings) { $1 })
+                            {
                                 let off = try await ingest.send(
                                     "POST", "/api/agents/\(agent)/config", token: token, json: #"{"auto_terminate_enabled": false}"#)
                                 let enabled = try await ingest.send("POST", "/api/agents/\(agent)/manual-replica/enable", token: token)

@@ -1,5 +1,6 @@
 import Foundation
 import SpotBus
+import SpotCloud
 import SpotModels
 import SpotRuntime
 import Testing
@@ -67,6 +68,15 @@ final class ServiceProcess: Sendable {
         _ method: String, _ path: String, token: String? = nil, json: String? = nil, contentType: String = "application/json",
         body: Data? = nil, headers extra: [String: String] = [:]
     ) async throws -> Reply {
+        try await Self.send(to: base, method, path, token: token, json: json, contentType: contentType, body: body, headers: extra)
+    }
+
+    /// A request to `base` (a service, or the gateway in front of it): through `transport` when
+    /// given (TLS with a CA bundle), else URLSession.
+    static func send(
+        to base: String, via transport: HTTPClientTransport? = nil, _ method: String, _ path: String, token: String? = nil, json: String? = nil,
+        contentType: String = "application/json", body: Data? = nil, headers extra: [String: String] = [:]
+    ) async throws -> Reply {
         var request = URLRequest(url: URL(string: base + path)!)
         request.httpMethod = method
         request.timeoutInterval = 15
@@ -75,6 +85,10 @@ final class ServiceProcess: Sendable {
         if let body { request.httpBody = body }
         if request.httpBody != nil { request.setValue(contentType, forHTTPHeaderField: "Content-Type") }
         for (name, value) in extra { request.setValue(value, forHTTPHeaderField: name) }
+        if let transport {
+            let (status, headers, data) = try await transport.send(request)
+            return Reply(status: status, headers: Dictionary(headers.map { ($0.key.lowercased(), $0.value) }) { _, last in last }, body: data)
+        }
         let (data, response) = try await URLSession.shared.data(for: request)
         let http = response as! HTTPURLResponse
         var headers: [String: String] = [:]

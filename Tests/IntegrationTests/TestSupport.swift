@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import SpotBus
+import SpotIdentity
 import SpotRuntime
 import SpotStore
 import Synchronization
@@ -11,6 +12,14 @@ import ToolSupport
 /// `.spotguard/test/env`; the test command exports those variables.
 enum TestStack {
     static let env = EnvironmentReader()
+
+    /// The test stack's identity key (`deploy/stack.sh`), which its ingest trusts: metadata
+    /// mocks that sign with it let agents enroll.
+    static func identitySigner() throws -> IdentitySigner {
+        try IdentitySigner(
+            keyPEM: try String(contentsOfFile: try env.require("SPOTGUARD_SIM_IDENTITY_KEY"), encoding: .utf8),
+            certificatePEM: try String(contentsOfFile: try env.require("SPOTGUARD_SIM_IDENTITY_CERTIFICATE"), encoding: .utf8))
+    }
     static let logger: Logger = {
         var l = Logger(label: "spotguard-tests")
         l.logLevel = .warning

@@ -42,6 +42,8 @@ public final class Agent: Sendable {
         var otherPrimarySince: Date?
         /// This instance hands over by the book (a `fence` command, its own switch).
         var handingOver = false
+        /// When this instance's agent token expires (nil: a configured token, never rotated here).
+        var tokenExpiresAt: Date?
         /// The highest primary epoch the server has named (registration, command polls): a
         /// switch or promotion issued at a lower one was overtaken and is refused.
         var knownEpoch: Int64 = 0
@@ -82,6 +84,7 @@ public final class Agent: Sendable {
             instanceId: try await imds.instanceId(), instanceType: try await imds.instanceType(), availabilityZone: try await imds.availabilityZone(),
             region: try await imds.region(), lifeCycle: try await imds.lifeCycle(), amiId: try await imds.amiId())
         state.withLock { $0.identity = identity }
+        try await settleCredentials(instanceId: identity.instanceId)
         if configuration.replicaId != nil {
             guard let agentId = configuration.agentId else { throw Refused(description: "a replica needs agent_id in its configuration") }
             state.withLock { $0.agentId = agentId }
@@ -212,6 +215,11 @@ public final class Agent: Sendable {
         try await spool.submit(
             "POST", "/api/agents/\(agent)/heartbeat",
             Heartbeat(instanceId: identity.instanceId, mode: identity.mode, poolId: identity.poolId, observedAt: Date()))
+        do {
+            try await rotateTokenIfDue(agent: agent, instanceId: identity.instanceId)
+        } catch {
+            logger.warning("agent token rotation failed; retried with the next heartbeat", metadata: ["error": "\(error)"])
+        }
     }
 
     /// The latest spot price of every zone for the instance's type and the alternatives.

@@ -7,17 +7,26 @@ import Synchronization
 import FoundationNetworking
 #endif
 
-/// SpotGuard's agent API over HTTP with the client's token; JSON with snake_case keys.
+/// SpotGuard's agent API over HTTP with the agent's bearer token (replaced when the agent
+/// enrolls or rotates it); JSON with snake_case keys.
 public struct AgentAPI: Sendable {
     let server: URL
-    let token: String
+    let bearer: Bearer
     let transport: any HTTPTransport
+
+    public final class Bearer: Sendable {
+        let value: Mutex<String>
+        init(_ token: String) { value = Mutex(token) }
+    }
 
     public init(server: URL, token: String, transport: any HTTPTransport = HTTPClientTransport(timeout: 35)) {
         self.server = server
-        self.token = token
+        bearer = Bearer(token)
         self.transport = transport
     }
+
+    public var token: String { bearer.value.withLock { $0 } }
+    func use(_ token: String) { bearer.value.withLock { $0 = token } }
 
     public struct Answer: Sendable {
         public var status: Int
@@ -46,7 +55,8 @@ public struct AgentAPI: Sendable {
     func send(_ method: String, _ path: String, body: Data?, contentType: String) async throws -> Answer {
         var request = URLRequest(url: URL(string: server.absoluteString.trimmingCharacters(in: CharacterSet(charactersIn: "/")) + path)!)
         request.httpMethod = method
-        request.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization")
+        let token = self.token
+        if !token.isEmpty { request.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization") }
         if let body {
             request.httpBody = body
             request.setValue(contentType, forHTTPHeaderField: "Content-Type")

@@ -158,16 +158,18 @@ extension Agent {
             of: identity.instanceId,
             .init(
                 imageId: identity.amiId ?? "", instanceType: type, market: .spot, availabilityZone: az ?? identity.availabilityZone,
-                userData: userData(agent: agent, replica: replica), tags: ["spotguard:agent": agent, "spotguard:replica": replica.uuidString.lowercased()],
+                userData: try await userData(agent: agent, replica: replica),
+                tags: ["spotguard:agent": agent, "spotguard:replica": replica.uuidString.lowercased()],
                 clientToken: "replica-\(replica.uuidString.lowercased())"))
     }
 
     /// The user data that starts an agent on a new instance (as a replica when `replica` is
-    /// set): the same server, token, agent and logical id, so a switched or recovered instance
-    /// is the same agent with its modes and history; as a supervised service (`UserData`).
-    func userData(agent: String, replica: UUID?) -> String {
+    /// set): the same server, agent and logical id, so a switched or recovered instance is the
+    /// same agent with its modes and history, and a single-use enrollment secret for it (no
+    /// token); as a supervised service (`UserData`).
+    func userData(agent: String, replica: UUID?) async throws -> String {
         var settings = [
-            ("SPOTGUARD_AGENT_SERVER", configuration.server.absoluteString), ("SPOTGUARD_AGENT_TOKEN", configuration.token),
+            ("SPOTGUARD_AGENT_SERVER", configuration.server.absoluteString), try await launchCredential(agent: agent),
             ("SPOTGUARD_AGENT_AGENT_ID", agent),
         ]
         if let logical = state.withLock({ $0.logicalAgentId }) ?? configuration.logicalAgentId {
@@ -203,7 +205,7 @@ extension Agent {
         var launched = try await ec2.launchEquivalent(
             of: identity.instanceId,
             .init(
-                imageId: image, instanceType: type, market: mode, availabilityZone: az, userData: userData(agent: agent, replica: nil),
+                imageId: image, instanceType: type, market: mode, availabilityZone: az, userData: try await userData(agent: agent, replica: nil),
                 tags: ["spotguard:agent": agent, "spotguard:switch": command.commandId.uuidString.lowercased()],
                 clientToken: "switch-\(command.commandId.uuidString.lowercased())"))
         let launchedAt = Date()

@@ -5,7 +5,13 @@ import SpotModels
 /// The agent's settings: a JSON file (`SPOTGUARD_AGENT_CONFIG`, snake_case keys as below)
 /// overridden by the environment (`SPOTGUARD_AGENT_<KEY>` upper-cased):
 /// - `server` (required): SpotGuard's agent API, e.g. `https://spotguard.example.com`
-/// - `token` (required): the client's API token
+/// - `enrollment_secret` or `token` (one is required): a secret to enroll this instance with
+///   (its signed identity document earns it an agent token, kept in `token_file`), or an API
+///   token to use as it is (an agent token, or a client token for agents set up before
+///   enrollment). A saved agent token of this instance comes first, then the secret.
+/// - `token_file` (default `agent-token` beside the spool directory): where the agent token lives
+/// - `ca_bundle`: a PEM file of certificates to trust for the server besides the system's (a
+///   private CA, such as the demo's in `.spotguard/<stack>/caddy`)
 /// - `logical_agent_id`: the workload's lasting name (default: the instance id)
 /// - `spool_dir` (default `/var/lib/spotguard-agent/spool`): reports not yet accepted
 /// - `heartbeat_seconds` (60), `price_seconds` (60), `watch_seconds` (1): loop periods
@@ -32,7 +38,10 @@ import SpotModels
 ///   gives up and deletes it
 public struct AgentConfiguration: Sendable, Equatable {
     public var server: URL
-    public var token: String
+    public var token: String?
+    public var enrollmentSecret: String?
+    public var tokenFile: String
+    public var caBundle: String?
     public var logicalAgentId: String?
     public var spoolDirectory: String
     public var heartbeatSeconds: Double
@@ -60,6 +69,9 @@ public struct AgentConfiguration: Sendable, Equatable {
     struct File: Decodable {
         var server: String?
         var token: String?
+        var enrollmentSecret: String?
+        var tokenFile: String?
+        var caBundle: String?
         var logicalAgentId: String?
         var spoolDir: String?
         var heartbeatSeconds: Double?
@@ -105,15 +117,25 @@ public struct AgentConfiguration: Sendable, Equatable {
         guard let serverText = value("server") ?? file.server, let server = URL(string: serverText), server.scheme?.hasPrefix("http") == true else {
             throw Invalid(description: "server is required (SPOTGUARD_AGENT_SERVER), an http(s) URL")
         }
-        guard let token = value("token") ?? file.token else { throw Invalid(description: "token is required (SPOTGUARD_AGENT_TOKEN)") }
+        let token = value("token") ?? file.token
+        let enrollmentSecret = value("enrollment_secret") ?? file.enrollmentSecret
         // the server and AWS may be reached through a proxy (ProxySettings); a misspelt one must not silently mean none
         if let name = ProxySettings(environment: env).unreadable.first {
             throw Invalid(description: "\(name) is not an http proxy URL (http://[user:password@]host:port)")
         }
         self.server = server
         self.token = token
+        self.enrollmentSecret = enrollmentSecret
         logicalAgentId = value("logical_agent_id") ?? file.logicalAgentId
         spoolDirectory = value("spool_dir") ?? file.spoolDir ?? "/var/lib/spotguard-agent/spool"
+        tokenFile =
+            value("token_file") ?? file.tokenFile
+            ?? URL(fileURLWithPath: spoolDirectory).deletingLastPathComponent().appendingPathComponent("agent-token").path
+        caBundle = value("ca_bundle") ?? file.caBundle
+        if let caBundle, !FileManager.default.isReadableFile(atPath: caBundle) { throw Invalid(description: "ca_bundle \(caBundle) cannot be read") }
+        guard token != nil || enrollmentSecret != nil || FileManager.default.fileExists(atPath: tokenFile) else {
+            throw Invalid(description: "enrollment_secret or token is required (SPOTGUARD_AGENT_ENROLLMENT_SECRET, SPOTGUARD_AGENT_TOKEN)")
+        }
         heartbeatSeconds = try number("heartbeat_seconds", file.heartbeatSeconds, default: 60, range: 0.05...3600)
         priceSeconds = try number("price_seconds", file.priceSeconds, default: 60, range: 0.05...3600)
         watchSeconds = try number("watch_seconds", file.watchSeconds, default: 1, range: 0.01...60)

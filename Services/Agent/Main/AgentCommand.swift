@@ -61,7 +61,9 @@ struct AgentCommand: AsyncParsableCommand {
                     var region = env["AWS_REGION"] ?? env["AWS_DEFAULT_REGION"]
                     if region == nil { region = try await imds.region() }
                     let ec2 = try EC2Client.fromEnvironment(env, region: region, imds: imds)
-                    let api = AgentAPI(server: configuration.server, token: configuration.token)
+                    let api = AgentAPI(
+                        server: configuration.server, token: configuration.token ?? "",
+                        transport: HTTPClientTransport(timeout: 35, caBundle: configuration.caBundle))
                     let spool = try Spool(directory: configuration.spoolDirectory, api: api, logger: logger)
                     let agent = Agent(configuration: configuration, imds: imds, ec2: ec2, api: api, spool: spool, logger: logger)
                     let group = ServiceGroup(
@@ -69,6 +71,9 @@ struct AgentCommand: AsyncParsableCommand {
                     try await group.run()
                 } catch let error as AgentConfiguration.Invalid {
                     throw UsageProblem("configuration error: \(error)")
+                } catch let refused as Agent.Refused {
+                    // the server refused this instance's credential or registration: restarting cannot fix it (exit 2)
+                    throw UsageProblem("\(refused); fix the agent's settings (docs/agent.md)")
                 } catch IMDSError.unreachable(let why) {
                     throw Unreachable(
                         "the instance metadata service does not answer (\(why)); run the agent on an EC2 instance, or set AWS_REGION and AWS_EC2_METADATA_SERVICE_ENDPOINT"

@@ -278,7 +278,7 @@ actor Cloud {
         }
         let host: InstanceHost
         do {
-            host = try await InstanceHost.start(identity)
+            host = try await InstanceHost.start(identity, signer: configuration.identitySigner)
         } catch {
             logger.error("instance did not boot", metadata: ["instance": "\(id)", "error": "\(error)"])
             return

@@ -1,4 +1,5 @@
 import Foundation
+import SpotIdentity
 
 /// `spotguard-sim run` settings: command-line options, each with an environment fallback
 /// (`--hour-seconds` ↔ `SPOTGUARD_SIM_HOUR_SECONDS`).
@@ -51,6 +52,10 @@ public struct SimConfiguration: Sendable {
     public var agentLogLevel = "notice"
     /// `spotguard-agent`; default: next to `spotguard-sim`.
     public var agentBinary: String
+    /// Signs the instances' identity documents (`--identity-key`, `--identity-certificate`: PEM
+    /// files; the stack's own, which its ingest trusts): the fleet's agents then enroll, and
+    /// no token goes into user data. Without it, user data carries the client's token.
+    public var identitySigner: IdentitySigner?
     /// Static credentials for callers other than the instances (the instances use their
     /// instance profile from IMDS).
     public var accessKeyId = "spotguard-sim"
@@ -115,5 +120,13 @@ public struct SimConfiguration: Sendable {
         agentSyncSeconds = try number("agent-sync-seconds", 0.1...3600) ?? agentSyncSeconds
         agentLongPollSeconds = Int(try number("agent-long-poll-seconds", 0...25) ?? Double(agentLongPollSeconds))
         agentLogLevel = value("agent-log-level") ?? agentLogLevel
+        if let key = value("identity-key"), let certificate = value("identity-certificate"), !key.isEmpty, !certificate.isEmpty {
+            do {
+                identitySigner = try IdentitySigner(
+                    keyPEM: try String(contentsOfFile: key, encoding: .utf8), certificatePEM: try String(contentsOfFile: certificate, encoding: .utf8))
+            } catch {
+                throw Invalid(description: "--identity-key and --identity-certificate must name a PEM RSA key and its certificate (\(error))")
+            }
+        }
     }
 }

@@ -85,7 +85,8 @@ actor Fleet {
         var type: String
         var mode: String
         var agentId: String
-        var userData: String
+        /// The user data's settings but the credential (each launch gets its own).
+        var settings: [(String, String)]
         /// The workload's Elastic IP: its public entry point, which follows its primary.
         var allocationId: String
         var missingSince: Date?
@@ -144,13 +145,17 @@ actor Fleet {
     private func add(logical: String, type: String, manual: Bool) async throws {
         // its public entry point: an Elastic IP the agent moves to each new primary
         let address = await cloud.allocateAddress()
-        let userData = UserData.script([
-            ("SPOTGUARD_AGENT_SERVER", configuration.ingest.absoluteString), ("SPOTGUARD_AGENT_TOKEN", token),
-            ("SPOTGUARD_AGENT_LOGICAL_AGENT_ID", logical),
+        let settings = [
+            ("SPOTGUARD_AGENT_SERVER", configuration.ingest.absoluteString), ("SPOTGUARD_AGENT_LOGICAL_AGENT_ID", logical),
             ("SPOTGUARD_AGENT_TRAFFIC", #"{"elastic_ips": [{"allocation_id": "\#(address.allocationId)"}]}"#),
-        ])
+        ]
+        // the agent exists before its first instance, so that instance's enrollment secret can name it
+        let created = try await api.send("POST", "/api/agents/register", token: token, json: ["logical_agent_id": logical])
+        guard created.status == 201, let agentId = (created.json["agent_id"] as? String)?.lowercased() else {
+            throw SimError.product("creating the agent of \(logical) answered \(created.status) \(created.json)")
+        }
         workloads[logical] = Workload(
-            logical: logical, type: type, mode: manual ? "manual-replica" : "auto-switch", agentId: "", userData: userData,
+            logical: logical, type: type, mode: manual ? "manual-replica" : "auto-switch", agentId: agentId, settings: settings,
             allocationId: address.allocationId)
         order.append(logical)
         await cloud.registerWorkload(logical, type: type)
@@ -162,10 +167,9 @@ actor Fleet {
                 "logical_agent_id": logical, "instance_id": id, "instance_type": type, "az": instance.zone, "mode": instance.spot ? "spot" : "ondemand",
                 "pool_id": instance.pool,
             ])
-        guard registered.status == 200 || registered.status == 201, let agentId = (registered.json["agent_id"] as? String)?.lowercased() else {
+        guard registered.status == 200, (registered.json["agent_id"] as? String)?.lowercased() == agentId else {
             throw SimError.product("registering \(logical) answered \(registered.status) \(registered.json)")
         }
-        workloads[logical]?.agentId = agentId
         // manual replicas exclude the automatic modes (a new agent starts with auto-switch on)
         let modes = try await api.send(
             "POST", "/api/agents/\(agentId)/config", token: token,
@@ -198,6 +202,7 @@ actor Fleet {
     /// profile; its Elastic IP is associated with it, as the workload's boot script would.
     private func launch(_ logical: String) async throws -> String {
         guard let w = workloads[logical] else { throw SimError.internal("unknown workload \(logical)") }
+        let userData = UserData.script(w.settings + [try await credential(w.agentId)])
         let network = cloud.network
         let first = Int(Draw.unit(configuration.seed, "subnet", launches) * Double(network.subnets.count))
         launches += 1
@@ -208,7 +213,7 @@ actor Fleet {
                 do {
                     id = try await cloud.launch(
                         Cloud.Launch(
-                            imageId: Cloud.baseImage, type: w.type, spot: spot, userData: w.userData, subnetId: subnet.id,
+                            imageId: Cloud.baseImage, type: w.type, spot: spot, userData: userData, subnetId: subnet.id,
                             securityGroupIds: [network.securityGroupId], profile: network.profileArn))[0].id
                 } catch let fault as EC2Fault where fault.code == "InsufficientInstanceCapacity" {
                     continue
@@ -218,6 +223,17 @@ actor Fleet {
             }
         }
         throw SimError.internal("no subnet could hold \(logical)")
+    }
+
+    /// What a new instance of the agent authenticates with: a single-use enrollment secret when
+    /// the instances' metadata services sign identity documents, else the client's token.
+    private func credential(_ agentId: String) async throws -> (String, String) {
+        guard configuration.identitySigner != nil else { return ("SPOTGUARD_AGENT_TOKEN", token) }
+        let answer = try await api.send("POST", "/api/agents/\(agentId)/enrollments", token: token)
+        guard answer.status == 201, let secret = answer.json["enrollment_secret"] as? String else {
+            throw SimError.product("an enrollment secret for \(agentId) answered \(answer.status) \(answer.json)")
+        }
+        return ("SPOTGUARD_AGENT_ENROLLMENT_SECRET", secret)
     }
 
     /// The Auto Scaling group's part: a workload without any primary instance for

@@ -2,6 +2,7 @@ import Foundation
 import IMDSMock
 import Logging
 import ServiceLifecycle
+import SpotIdentity
 import Synchronization
 
 /// What makes a simulated instance a machine: its own metadata service on a loopback port and,
@@ -23,8 +24,8 @@ final class InstanceHost: Sendable {
     }
 
     /// Starts the metadata service of an instance.
-    static func start(_ identity: IMDSMock.Identity) async throws -> InstanceHost {
-        let imds = IMDSMock(identity: identity)
+    static func start(_ identity: IMDSMock.Identity, signer: IdentitySigner?) async throws -> InstanceHost {
+        let imds = IMDSMock(identity: identity, signer: signer)
         let (started, signal) = AsyncStream.makeStream(of: Int.self)
         let app = imds.application(onRunning: { signal.yield($0) })
         var logger = Logger(label: "spotguard.sim.imds")
