@@ -47,10 +47,13 @@ extension ClientDirectory {
     /// the agent out.
     public static let rotationGrace: TimeInterval = 300
 
-    /// The principal of a client or agent token, or `APIError.unauthorized`.
+    /// The principal of a client or agent token, or `APIError.unauthorized`. A client token
+    /// acts for agents only with scope `operate` or more (a `read` token gets 403).
     public func principal(_ authorization: String?) async throws -> Principal {
         guard let text = ClientToken.bearer(authorization) else { throw APIError.unauthorized }
-        guard let token = ClientToken(text, kind: ClientToken.agent) else { return .client(try await authenticate(authorization)) }
+        guard let token = ClientToken(text, kind: ClientToken.agent) else {
+            return .client(try await authenticate(authorization, requiring: .operate))
+        }
         let now = ContinuousClock.now
         let entry = try await Self.refreshed(
             agentKeys.withLock { $0[token.keyId] }, now: now, expires: \.expires, grants: { $0.principal != nil && $0.validUntil > Date() }

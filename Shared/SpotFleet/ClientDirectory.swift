@@ -17,6 +17,7 @@ public final class ClientDirectory: Sendable {
     struct CachedKey {
         var clientId: UUID?  // nil: no such key (cached briefly against floods of bad tokens)
         var digest: [UInt8]
+        var scope: ClientScope
         var expires: ContinuousClock.Instant
     }
 
@@ -62,15 +63,23 @@ public final class ClientDirectory: Sendable {
         self.changed = changed
     }
 
-    /// The client of a bearer token, or `APIError.unauthorized`.
-    public func authenticate(_ authorization: String?) async throws -> UUID {
+    /// The client of a bearer token whose scope covers `scope`; `APIError.unauthorized` for an
+    /// unknown token, 403 `insufficient_scope` for one whose scope is too small.
+    public func authenticate(_ authorization: String?, requiring scope: ClientScope) async throws -> UUID {
+        let found = try await credential(authorization)
+        try found.scope.require(scope)
+        return found.clientId
+    }
+
+    /// The client, scope and key id of a bearer client token, or `APIError.unauthorized`.
+    public func credential(_ authorization: String?) async throws -> (clientId: UUID, scope: ClientScope, keyId: String) {
         guard let text = ClientToken.bearer(authorization), let token = ClientToken(text) else { throw APIError.unauthorized }
         let now = ContinuousClock.now
         let entry = try await Self.refreshed(keys.withLock { $0[token.keyId] }, now: now, expires: \.expires, grants: { $0.clientId != nil }) {
             try await lookUp(token.keyId, now: now)
         }
         guard let clientId = entry.clientId, token.matches(digest: entry.digest) else { throw APIError.unauthorized }
-        return clientId
+        return (clientId, entry.scope, token.keyId)
     }
 
     /// A cached entry while it is fresh, else the one looked up. While PostgreSQL cannot be
@@ -89,13 +98,22 @@ public final class ClientDirectory: Sendable {
     }
 
     private func lookUp(_ keyId: String, now: ContinuousClock.Instant) async throws -> CachedKey {
-        let rows = try await directoryQuery("SELECT id, token_hash FROM clients WHERE token_key_id = $1 AND status = 'active'", [keyId])
+        // the client's own token (admin), or one of its further tokens (client_tokens); an
+        // expired one is refused by the query, at most `ttl` after it expired
+        let rows = try await directoryQuery(
+            """
+            SELECT id, token_hash, 'admin' FROM clients WHERE token_key_id = $1 AND status = 'active'
+            UNION ALL
+            SELECT t.client_id, t.token_hash, t.scope FROM client_tokens t JOIN clients c ON c.id = t.client_id AND c.status = 'active'
+             WHERE t.key_id = $1 AND t.revoked_at IS NULL AND (t.expires_at IS NULL OR t.expires_at > now())
+            """, [keyId])
         let entry: CachedKey
         if let row = rows.first {
             entry = CachedKey(
-                clientId: try row.decode(UUID.self, at: 0), digest: try row.decode(PGBytes.self, at: 1).bytes, expires: now + ttl)
+                clientId: try row.decode(UUID.self, at: 0), digest: try row.decode(PGBytes.self, at: 1).bytes,
+                scope: ClientScope(rawValue: try row.decode(String.self, at: 2)) ?? .read, expires: now + ttl)
         } else {
-            entry = CachedKey(clientId: nil, digest: [], expires: now + .seconds(5))
+            entry = CachedKey(clientId: nil, digest: [], scope: .read, expires: now + .seconds(5))
         }
         keys.withLock {
             if $0.count >= Self.maxCacheEntries { $0.removeAll() }

@@ -30,6 +30,7 @@ public struct AccessChanged: Codable, Sendable, Equatable {
         case clientReactivated = "client_reactivated"
         case agentDeleted = "agent_deleted"
         case agentTokensRevoked = "agent_tokens_revoked"
+        case clientTokenRevoked = "client_token_revoked"
     }
 
     public var change: Change

@@ -15,7 +15,8 @@ extension IntegrationTests {
         }
 
         /// docker-compose.yml is valid (checked by docker-compose itself, since no Docker engine
-        /// runs here) and has one service per SpotGuard executable besides the two brokers.
+        /// runs here) and has one service per SpotGuard executable besides the two brokers and
+        /// the gateway (Caddy) in front of ingest and the console.
         @Test func composeFileIsValidAndRunsEveryExecutable() async throws {
             let output = FileManager.default.temporaryDirectory.appendingPathComponent("compose-\(UUID()).txt").path
             var env = ProcessInfo.processInfo.environment
@@ -32,7 +33,7 @@ extension IntegrationTests {
                 .filter { $0.hasPrefix("spotguard-") && !$0.contains(".") && !["spotguard-bench", "spotguard-agent", "spotguard-sim"].contains($0) }
                 .map { String($0.dropFirst("spotguard-".count)) }
             #expect(!executables.isEmpty)
-            #expect(services == Set(executables + ["postgres", "rabbitmq"]))
+            #expect(services == Set(executables + ["postgres", "rabbitmq", "gateway"]))
         }
     }
 }

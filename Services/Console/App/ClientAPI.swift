@@ -45,7 +45,8 @@ extension ConsoleController {
             return try HTTPJSON.response(Listing(items: items), status: .ok)
         }
         router.post("\(client)/notifications/:notificationId/read") { request, context in
-            let client = try await authenticateClient(request, context)
+            // marking what one has read changes nothing of the fleet
+            let client = try await authenticateClient(request, context, scope: .read)
             let id = try pathUUID("notificationId", context, notFound: "notification_not_found")
             guard try await fleet.markRead(client, id) else {
                 throw APIError(.notFound, code: "notification_not_found", message: "no such notification")
@@ -270,7 +271,7 @@ extension ConsoleController {
             return try HTTPJSON.response(Listing(items: try await webhooks(client)), status: .ok)
         }
         router.post(RouterPath(path)) { request, context in
-            let client = try await authenticateClient(request, context)
+            let client = try await authenticateClient(request, context, scope: .admin)
             let body = try await decode(WebhookRequest.self, from: request)
             guard let url = body.url, url.count <= 2048, let parsed = URL(string: url), ["http", "https"].contains(parsed.scheme ?? ""),
                 parsed.host?.isEmpty == false, url.wholeMatch(of: /[^\s]+/) != nil
@@ -304,7 +305,7 @@ extension ConsoleController {
             return try HTTPJSON.response(view, status: .created)
         }
         router.delete("\(path)/:webhookId") { request, context in
-            let client = try await authenticateClient(request, context)
+            let client = try await authenticateClient(request, context, scope: .admin)
             let id = try pathUUID("webhookId", context, notFound: "webhook_not_found")
             // the notifier sends nothing more to an inactive subscription and ends its pending deliveries
             let changed = try await store.transaction { conn in

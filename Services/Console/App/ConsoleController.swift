@@ -30,10 +30,15 @@ public struct ConsoleController: Sendable {
 
     // MARK: API plumbing
 
+    /// The scope a request needs unless its route says more: reading needs `read`, anything
+    /// else `operate`.
+    static func scope(of request: Request) -> ClientScope { request.method == .get || request.method == .head ? .read : .operate }
+
     /// The client of the bearer token, which must be the `clientId` in the path; another
-    /// client's id is a 404 like a missing one.
-    func authenticateClient(_ request: Request, _ context: ServiceRequestContext) async throws -> UUID {
-        let client = try await directory.authenticate(request.headers[.authorization])
+    /// client's id is a 404 like a missing one. The token's scope must cover `scope` (default:
+    /// by the method) or the answer is 403 `insufficient_scope`.
+    func authenticateClient(_ request: Request, _ context: ServiceRequestContext, scope: ClientScope? = nil) async throws -> UUID {
+        let client = try await directory.authenticate(request.headers[.authorization], requiring: scope ?? Self.scope(of: request))
         guard let raw = context.parameters.get("clientId"), UUID(uuidString: raw) == client else {
             throw APIError(.notFound, code: "client_not_found", message: "no such client for this token")
         }
@@ -41,8 +46,10 @@ public struct ConsoleController: Sendable {
     }
 
     /// The client of the bearer token and one of its agents (`agentId` in the path).
-    func authenticateAgent(_ request: Request, _ context: ServiceRequestContext) async throws -> (UUID, FleetViews.AgentView) {
-        let client = try await directory.authenticate(request.headers[.authorization])
+    func authenticateAgent(
+        _ request: Request, _ context: ServiceRequestContext, scope: ClientScope? = nil
+    ) async throws -> (UUID, FleetViews.AgentView) {
+        let client = try await directory.authenticate(request.headers[.authorization], requiring: scope ?? Self.scope(of: request))
         guard let raw = context.parameters.get("agentId"), let id = UUID(uuidString: raw) else { throw APIError.agentNotFound }
         return (client, try await fleet.agent(id, of: client))
     }

@@ -45,20 +45,20 @@ extension ConsoleController {
             guard Sessions.tokensMatch(form["csrf"], Self.cookie(request, Sessions.loginCookie) ?? "") else {
                 return try loginPage(error: "The form expired; please try again.", status: .forbidden)
             }
-            let client: UUID
+            let found: (clientId: UUID, scope: ClientScope, keyId: String)
             do {
-                client = try await directory.authenticate("Bearer \(form["token"] ?? "")")
+                found = try await directory.credential("Bearer \(form["token"] ?? "")")
             } catch let e as APIError where e.status == .unauthorized {
                 return try loginPage(error: "That token is not valid.", status: .unauthorized)
             }
-            let (cookie, _) = try await sessions.create(client: client)
+            let (cookie, _) = try await sessions.create(client: found.clientId, scope: found.scope, keyId: found.keyId)
             var response = Self.redirect("/overview")
             response.headers.append(HTTPField(name: .setCookie, value: sessions.setCookie(Sessions.cookie, cookie, maxAge: sessions.sessionMaxAge)))
             response.headers.append(HTTPField(name: .setCookie, value: sessions.setCookie(Sessions.loginCookie, "", path: "/login", maxAge: 0)))
             return response
         }
         router.post("/logout") { request, _ in
-            try await withSession(request, form: true) { _, _ in
+            try await withSession(request, form: true, scope: .read) { _, _ in
                 try await sessions.end(Self.cookie(request, Sessions.cookie))
                 var response = Self.redirect("/login")
                 response.headers.append(HTTPField(name: .setCookie, value: sessions.setCookie(Sessions.cookie, "", maxAge: 0)))
@@ -149,7 +149,7 @@ extension ConsoleController {
             try await withSession(request) { session, _ in try await render(try await notificationsPage(session.clientId), session) }
         }
         router.post("/notifications/read") { request, _ in
-            try await withSession(request, form: true) { session, form in
+            try await withSession(request, form: true, scope: .read) { session, form in
                 var id: UUID?
                 if let raw = form["notification_id"] {
                     guard let parsed = UUID(uuidString: raw) else {
@@ -166,11 +166,14 @@ extension ConsoleController {
     // MARK: plumbing
 
     /// Runs `body` for a logged-in visitor (else: to the login page). With `form`, the body is
-    /// read as a form and its CSRF token must match the session's (else 403).
+    /// read as a form and its CSRF token must match the session's (else 403). The session's
+    /// scope must cover `scope` (default: `operate` for a form, which changes the fleet, else
+    /// `read`) or the answer is 403 `insufficient_scope`.
     func withSession(
-        _ request: Request, form: Bool = false, _ body: (Sessions.Session, [String: String]) async throws -> Response
+        _ request: Request, form: Bool = false, scope: ClientScope? = nil, _ body: (Sessions.Session, [String: String]) async throws -> Response
     ) async throws -> Response {
         guard let session = try await sessions.find(Self.cookie(request, Sessions.cookie)) else { return Self.redirect("/login") }
+        try session.scope.require(scope ?? (form ? .operate : .read))
         var fields: [String: String] = [:]
         if form {
             fields = try await Self.form(request)
