@@ -153,7 +153,7 @@ let package = Package(
         executable("Console", "Services/Console/Main", ["ConsoleApp", "SpotRuntime"]),
 
         // The agent on customers' instances: SpotCloud, logging, lifecycle and the command line only.
-        library("AgentApp", "Services/Agent/App", ["SpotCloud", "SpotModels", logging]),
+        library("AgentApp", "Services/Agent/App", ["SpotCloud", "SpotModels", crypto, logging]),
         executable("Agent", "Services/Agent/Main", ["AgentApp", "SpotCloud", serviceLifecycle, unixSignals]),
 
         // The local cloud: market, faults and the EC2 wire format (pure), then the region with

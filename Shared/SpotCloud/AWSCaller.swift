@@ -80,6 +80,16 @@ public struct AWSCaller: Sendable {
 
     /// One signed request; `path` is appended to the endpoint (REST services such as Route 53).
     public func send(_ what: String, method: String, path: String?, contentType: String?, body: Data) async throws -> XMLNode {
+        let data = try await exchange(what, method: method, path: path, contentType: contentType, body: body)
+        guard let xml = try? XMLNode.parse(data) else { throw AWSError.malformed("\(what) answered without XML") }
+        return xml
+    }
+
+    /// One signed request whose successful answer is returned as it is (S3 objects); `headers`
+    /// are sent and signed besides those SigV4 adds.
+    public func exchange(
+        _ what: String, method: String, path: String?, contentType: String?, headers extra: [(String, String)] = [], body: Data
+    ) async throws -> Data {
         let url = path.map { endpoint.appending(path: $0.hasPrefix("/") ? String($0.dropFirst()) : $0) } ?? endpoint
         var attempt = 0
         while true {
@@ -87,22 +97,17 @@ public struct AWSCaller: Sendable {
             var request = URLRequest(url: url)
             request.httpMethod = method
             request.httpBody = body.isEmpty && method == "GET" ? nil : body
-            var headers: [(String, String)] = []
-            if let contentType {
-                request.setValue(contentType, forHTTPHeaderField: "Content-Type")
-                headers.append(("Content-Type", contentType))
-            }
+            var headers: [(String, String)] = extra
+            if let contentType { headers.append(("Content-Type", contentType)) }
+            for (name, value) in headers { request.setValue(value, forHTTPHeaderField: name) }
             let signed = signer.sign(method: method, url: url, headers: headers, body: body, credentials: try await credentials.credentials(), date: Date())
             for (name, value) in signed.headers { request.setValue(value, forHTTPHeaderField: name) }
 
             let retryable: AWSError
             do {
                 let (status, _, data) = try await transport.send(request)
+                if (200..<300).contains(status) { return data }
                 let xml = try? XMLNode.parse(data)
-                if (200..<300).contains(status) {
-                    guard let xml else { throw AWSError.malformed("\(what) answered \(status) without XML") }
-                    return xml
-                }
                 if let error = xml?.all("Error").first, let code = error.value("Code") {
                     let refused = AWSError.refused(
                         status: status, code: code, message: error.value("Message") ?? "",

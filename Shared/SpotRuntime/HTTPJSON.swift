@@ -90,6 +90,16 @@ extension PostgresStore {
             throw APIError.databaseUnavailable
         }
     }
+
+    /// A transaction for a request, retried as `transaction` retries; a database that stays
+    /// unreachable is 503 with a retry hint.
+    public func write<T: Sendable>(_ body: @escaping @Sendable (PGConnection) throws -> T) async throws -> T {
+        do {
+            return try await transaction(body)
+        } catch let e as PGError where e.isRetryable {
+            throw APIError.databaseUnavailable
+        }
+    }
 }
 
 /// A service's OpenAPI document (`openapi.yaml` in its resource bundle), served as it is.

@@ -150,6 +150,21 @@ struct AgentHarness {
         #expect(await agent.exitStatus() == 0, "the agent did not shut down cleanly on SIGTERM")
     }
 
+    /// The agent registered as `logical`, once it has and the SEF has a recent clean price for
+    /// m5.large in us-east-1 (a replica or switch target is placed only in such a pool).
+    static func registeredWithPrices(_ logical: String, _ store: PostgresStore) async throws -> String {
+        #expect(
+            try await TestStack.eventually(timeout: .seconds(30)) {
+                try await SEFQuery.count(
+                    store,
+                    """
+                    SELECT count(*) FROM agents WHERE logical_agent_id = $1
+                       AND EXISTS (SELECT 1 FROM pricing_snapshots_clean c WHERE c.pool_id LIKE 'm5.large.us-east-1%' AND c.time_bucket > now() - interval '1 hour')
+                    """, [logical]) == 1
+            }, "\(logical) registered and m5.large has clean prices")
+        return try #require(try await ReplicaQuery.one(store, "SELECT id::text FROM agents WHERE logical_agent_id = $1", [logical]).first ?? nil)
+    }
+
     /// A rebalance recommendation on `imds`'s instance: true once `agent`'s replica was launched.
     static func rebalanceLaunchesAReplica(_ imds: IMDSMock, agent: String, _ store: PostgresStore) async throws -> Bool {
         imds.armRebalance()

@@ -3,11 +3,11 @@ import Testing
 import ToolSupport
 
 /// `deploy/aws/agent-policy.json` grants exactly what the agent's AWS clients can send: every
-/// action named in a call of `EC2Client`, `ELBv2Client` or `Route53Client` (read from the
+/// action named in a call of `EC2Client`, `ELBv2Client`, `Route53Client` or `S3Client` (read from the
 /// sources, not listed by hand), plus what AWS checks on top of those calls, and nothing else.
 @Suite struct AgentPolicyTests {
     /// IAM prefixes of the clients, by the type whose body makes the call.
-    static let services = ["EC2Client": "ec2", "ELBv2Client": "elasticloadbalancing", "Route53Client": "route53"]
+    static let services = ["EC2Client": "ec2", "ELBv2Client": "elasticloadbalancing", "Route53Client": "route53", "S3Client": "s3"]
     /// Authorised by AWS alongside a call rather than called: launching with an instance
     /// profile passes its role, and RunInstances/CreateImage with tags is also a CreateTags.
     static let implied: [String: String] = ["iam:PassRole": "ec2:RunInstances", "ec2:CreateTags": "ec2:RunInstances"]
@@ -15,7 +15,7 @@ import ToolSupport
     /// Every action the Swift AWS clients send.
     static func calledActions() throws -> Set<String> {
         let root = TestStack.repoRoot
-        let call = try Regex(#"(?:\bcall|\bpaginate|aws\.send|aws\.query)\(\s*"([A-Z][A-Za-z0-9]+)""#)
+        let call = try Regex(#"(?:\bcall|\bpaginate|aws\.send|aws\.exchange|aws\.query)\(\s*"([A-Z][A-Za-z0-9]+)""#)
         let owner = try Regex(#"(?m)^(?:public )?(?:struct|extension) (\w+)"#)
         var found: Set<String> = []
         for dir in ["Shared/SpotCloud", "Services/Agent"] {

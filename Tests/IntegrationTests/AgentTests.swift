@@ -220,17 +220,7 @@ extension IntegrationTests {
                     let token = try await AgentHarness.client(ingest, "Agent interruptions")
                     try await imds.serving { url in
                         try await harness.withAgent(ingest: ingest, token: token, imds: url, logical: logical) {
-                            #expect(
-                                try await TestStack.eventually {
-                                    try await SEFQuery.count(
-                                        store,
-                                        """
-                                        SELECT count(*) FROM agents a WHERE logical_agent_id = $1
-                                           AND EXISTS (SELECT 1 FROM pricing_snapshots_clean c WHERE c.pool_id LIKE 'm5.large.us-east-1%' AND c.time_bucket > now() - interval '1 hour')
-                                        """, [logical]) == 1
-                                })
-                            let agent = try #require(
-                                try await ReplicaQuery.one(store, "SELECT id::text FROM agents WHERE logical_agent_id = $1", [logical]).first ?? nil)
+                            let agent = try await AgentHarness.registeredWithPrices(logical, store)
 
                             imds.armRebalance()
                             #expect(
@@ -323,17 +313,7 @@ extension IntegrationTests {
                         try await harness.withAgent(
                             ingest: ingest, token: token, imds: primaryURL, logical: logical, environment: ["SPOTGUARD_AGENT_STATE_FILE": primaryState]
                         ) {
-                            #expect(
-                                try await TestStack.eventually {
-                                    try await SEFQuery.count(
-                                        store,
-                                        """
-                                        SELECT count(*) FROM agents WHERE logical_agent_id = $1
-                                           AND EXISTS (SELECT 1 FROM pricing_snapshots_clean c WHERE c.pool_id LIKE 'm5.large.us-east-1%' AND c.time_bucket > now() - interval '1 hour')
-                                        """, [logical]) == 1
-                                })
-                            let agent = try #require(
-                                try await ReplicaQuery.one(store, "SELECT id::text FROM agents WHERE logical_agent_id = $1", [logical]).first ?? nil)
+                            let agent = try await AgentHarness.registeredWithPrices(logical, store)
                             #expect(
                                 try await AgentHarness.rebalanceLaunchesAReplica(primaryIMDS, agent: agent, store),
                                 "the rebalance recommendation launches a replica")

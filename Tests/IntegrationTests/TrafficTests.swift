@@ -150,7 +150,7 @@ extension IntegrationTests {
         }
 
         /// Recovery without a ready replica: the notice launches an `automatic-termination`
-        /// replica (the dying agent launches it in moto and sends it its state) and takes an
+        /// replica (the dying agent launches it in moto; its state is shipped) and takes an
         /// image; the replica's agent is ready at its first report (not a sync period later: it
         /// took 10 s more by default), is promoted at once, restores the state, takes the Elastic
         /// IP, and the failover completes; the old primary is fenced.
@@ -199,10 +199,11 @@ extension IntegrationTests {
                                         try await SEFQuery.count(
                                             store,
                                             """
-                                            SELECT count(*) FROM replica_instances r JOIN replica_state_transfers s ON s.replica_id = r.id
+                                            SELECT count(*) FROM replica_instances r
                                              WHERE r.agent_id = $1::uuid AND r.replica_type = 'automatic-termination' AND r.instance_id IS NOT NULL
+                                               AND EXISTS (SELECT 1 FROM state_versions s WHERE s.agent_id = r.agent_id)
                                             """, [agent]) == 1
-                                    }, "the dying agent launched the recovery replica and sent it its state")
+                                    }, "the dying agent launched the recovery replica and its state is shipped")
                                 try await withReplicaAgent(
                                     harness, store, ingest: ingest, token: token, logical: logical, agent: agent,
                                     // a sync period longer than the wait below: the replica must be ready at its first report
@@ -273,17 +274,7 @@ extension IntegrationTests {
                         var command = UUID()
                         try await harness.withAgentProcess(ingest: ingest, token: token, imds: primaryURL, logical: logical, environment: environment) {
                             process in
-                            #expect(
-                                try await TestStack.eventually {
-                                    try await SEFQuery.count(
-                                        store,
-                                        """
-                                        SELECT count(*) FROM agents a WHERE a.logical_agent_id = $1
-                                           AND EXISTS (SELECT 1 FROM pricing_snapshots_clean c WHERE c.pool_id LIKE 'm5.large.us-east-1%' AND c.time_bucket > now() - interval '1 hour')
-                                        """, [logical]) == 1
-                                })
-                            agent = try #require(
-                                try await ReplicaQuery.one(store, "SELECT id::text FROM agents WHERE logical_agent_id = $1", [logical]).first ?? nil)
+                            agent = try await AgentHarness.registeredWithPrices(logical, store)
                             #expect(
                                 try await AgentHarness.rebalanceLaunchesAReplica(primaryIMDS, agent: agent, store),
                                 "the rebalance recommendation launches a replica")

@@ -8,7 +8,7 @@ import ToolSupport
 /// primary serving, with real `spotguard-agent` processes on moto's EC2. Per notice, a primary
 /// instance holding an Elastic IP and a 64 KiB state file, and no replica. Once the notice is
 /// armed the dying agent reports it, the coordinator has it launch an `automatic-termination`
-/// replica (an equivalent of the primary) and take an image, and the agent uploads its state.
+/// replica (an equivalent of the primary) and take an image, and the agent ships its state.
 /// moto's instance "boots" at once; on AWS the boot (30–60 s to a running agent) comes between
 /// the launch and the new agent's start: the bench starts the new instance's agent when moto
 /// shows it and reports both halves apart, so the AWS boot time can be added to them. Measured
@@ -19,7 +19,7 @@ enum AgentRecoveryBench {
     struct Timing: Sendable {
         /// notice → the recovery instance launched (its id on the replica row)
         var launched = 0.0
-        /// notice → the primary's state stored for it
+        /// notice → the primary's state version stored
         var stateSent = 0.0
         /// new agent started → replica ready, → failover committed, → Elastic IP on it
         var ready = 0.0
@@ -68,6 +68,8 @@ enum AgentRecoveryBench {
                     binary, log: primaryLog,
                     base.merging([
                         "AWS_EC2_METADATA_SERVICE_ENDPOINT": primaryURL.absoluteString, "SPOTGUARD_AGENT_STATE_FILE": state.path,
+                        // shipped on the notice only: the version the bench times is the notice's
+                        "SPOTGUARD_AGENT_STATE_SECONDS": "0",
                         "SPOTGUARD_AGENT_TRAFFIC": #"{"elastic_ips": [{"allocation_id": "\#(allocation)"}]}"#,
                     ]) { $1 })
                 do {
@@ -161,7 +163,9 @@ enum AgentRecoveryBench {
         var timing = Timing(launched: launch.launchedMs)
         timing.stateSent =
             try await poll("\(launch.logical): no state uploaded") {
-                try await row(store, "SELECT uploaded_at FROM replica_state_transfers WHERE replica_id = $1::uuid", [launch.replicaId])?
+                try await row(
+                    store, "SELECT created_at FROM state_versions WHERE agent_id = $1::uuid AND created_at >= $2 ORDER BY version LIMIT 1",
+                    [launch.agentId, launch.armed])?
                     .decode(Date.self, at: 0)
             }.timeIntervalSince(launch.armed) * 1000
         timing.ready =

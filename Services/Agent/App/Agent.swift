@@ -31,6 +31,12 @@ public final class Agent: Sendable {
         var terminationHandled: Date?
         var replicaId: UUID?
         var syncReports = 0
+        /// Chunks the state store holds for this agent, as far as this run knows (nil: not yet
+        /// learned from the newest version), and the version this run shipped last.
+        var shippedChunks: Set<String>?
+        var shippedManifest: (version: Int64, manifest: StateManifest)?
+        /// The state version a replica has written to its state path.
+        var heldStateVersion: Int64?
         /// Set once this instance handed the workload on (failover or switch): it goes on
         /// answering commands until terminated, but no longer heartbeats as the primary.
         var retired = false
@@ -176,6 +182,9 @@ public final class Agent: Sendable {
             if configuration.replicaId != nil {
                 group.addTask { await self.every(self.configuration.syncSeconds) { try await self.syncReport() } }
             }
+            if configuration.statePath != nil, configuration.stateSeconds > 0 {
+                group.addTask { await self.every(self.configuration.stateSeconds) { try await self.periodicShip() } }
+            }
             await group.waitForAll()
         }
     }
@@ -300,18 +309,15 @@ public final class Agent: Sendable {
             var terminationTime: Date
         }
         let body = Imminent(instanceId: identity.instanceId, terminationTime: action.time)
-        // the state may take up to half the notice; the failover needs the rest
-        await sendStateToReplica(agent: agent, until: Date().addingTimeInterval(max(0, action.time.timeIntervalSinceNow) / 2))
+        // the newest state may take up to half the notice; the failover needs the rest
+        await shipStateBefore(Date().addingTimeInterval(max(0, action.time.timeIntervalSinceNow) / 2), reason: "termination notice")
         while Date() < action.time {
             do {
                 let answer = try await api.send("POST", "/api/agents/\(agent)/termination-imminent", body)
                 logger.notice(
                     "termination notice answered",
                     metadata: ["status": "\(answer.status)", "action": "\(answer.json()["action"] ?? answer.errorCode ?? "-")"])
-                if answer.status == 409, let emergency = answer.json()["emergency_replica_id"] as? String {
-                    // no ready replica: the one launched for this notice resumes from this state
-                    await sendStateToReplica(agent: agent, to: emergency, until: action.time.addingTimeInterval(-5))
-                }
+                // without a ready replica, the one launched for this notice restores the version just shipped
                 if answer.status < 500 { return }
             } catch {
                 logger.warning("termination notice not delivered, retrying", metadata: ["error": "\(error)"])

@@ -44,10 +44,6 @@ public struct AgentAPI: Sendable {
         return e
     }
 
-    public func send(_ method: String, _ path: String, gzip body: Data) async throws -> Answer {
-        try await send(method, path, body: body, contentType: "application/gzip")
-    }
-
     public func send(_ method: String, _ path: String, json body: Data? = nil) async throws -> Answer {
         try await send(method, path, body: body, contentType: "application/json")
     }

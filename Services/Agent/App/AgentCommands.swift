@@ -120,11 +120,8 @@ extension Agent {
                 }
                 outcome = Result(status: "succeeded", instanceId: primary, result: .object(["primary_state": .string(state)]))
             case "promote":
-                // take the primary's last state before taking over from it
-                if let replica = state.withLock({ $0.replicaId }), let file = configuration.stateFile {
-                    let answer = try await api.send("GET", "/api/agents/\(agent)/replicas/\(replica)/state-transfer")
-                    if answer.status == 200 { try StateArchive.unpack(answer.body, to: file) }
-                }
+                // take the primary's newest state before taking over from it
+                if state.withLock({ $0.replicaId }) != nil { try await restoreNewestState() }
                 state.withLock {
                     $0.replicaId = nil
                     $0.confirmedPrimary = true
@@ -181,6 +178,9 @@ extension Agent {
         for (key, value) in [
             ("STOP_COMMAND", configuration.stopCommand), ("STOP_UNIT", configuration.stopUnit),
             ("ALTERNATIVE_TYPES", configuration.alternativeTypes.isEmpty ? nil : configuration.alternativeTypes.joined(separator: ",")),
+            ("STATE_PATH", configuration.statePath), ("STATE_HOOK", configuration.stateHook),
+            ("STATE_SECONDS", configuration.statePath == nil ? nil : String(configuration.stateSeconds)),
+            ("STATE_STORE", configuration.statePath == nil ? nil : configuration.stateStore),
         ] {
             if let value { settings.append(("SPOTGUARD_AGENT_\(key)", value)) }
         }

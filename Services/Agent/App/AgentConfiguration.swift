@@ -21,8 +21,17 @@ import SpotModels
 ///   `launch_replica` sets both; a replica reports under its primary's agent id)
 /// - `long_poll_seconds` (25): how long a command poll may be held
 /// - `sync_seconds` (10): a replica's sync-status period
-/// - `state_file`: the workload's state: sent (gzip) to the ready replica on a termination
-///   notice; a replica writes what it receives there
+/// - `state_path` (or `state_file`): the workload's state, a file or a directory. The primary
+///   ships it as a version of 1 MiB content-addressed chunks (only changed chunks travel) every
+///   `state_seconds` (60; 0 = only on an interruption notice) and on a notice; a replica keeps
+///   the newest version written there and fetches it once more when promoted
+/// - `state_hook`: a shell command run before each version is taken (e.g. one that writes a
+///   consistent snapshot into the state directory); a failing hook skips that version
+/// - `state_store` (`spotguard`): where the chunks go: `spotguard` (through the agent API, kept
+///   in SpotGuard's database) or `s3://bucket/prefix` (the customer's bucket, with this
+///   instance's role; the bucket's name must start `spotguard-state-` for the agent policy)
+/// - `state_cache_dir` (default `state-chunks` beside the spool directory): a replica's copy of
+///   the chunks it holds
 /// - `replica_type` (`automatic-rebalance`): a replica's kind, which names its price source
 /// - `traffic`: where the workload's traffic enters (`elastic_ips`, `target_groups`,
 ///   `dns_records`, as `PUT /api/client/agents/{id}/traffic` takes them; JSON text in the
@@ -53,7 +62,11 @@ public struct AgentConfiguration: Sendable, Equatable {
     public var agentId: String?
     public var longPollSeconds: Int
     public var syncSeconds: Double
-    public var stateFile: String?
+    public var statePath: String?
+    public var stateHook: String?
+    public var stateSeconds: Double
+    public var stateStore: String
+    public var stateCacheDirectory: String
     public var replicaType: String
     public var traffic: TrafficConfig?
     public var stopCommand: String?
@@ -84,6 +97,11 @@ public struct AgentConfiguration: Sendable, Equatable {
         var longPollSeconds: Int?
         var syncSeconds: Double?
         var stateFile: String?
+        var statePath: String?
+        var stateHook: String?
+        var stateSeconds: Double?
+        var stateStore: String?
+        var stateCacheDir: String?
         var replicaType: String?
         var traffic: TrafficConfig?
         var stopCommand: String?
@@ -154,7 +172,16 @@ public struct AgentConfiguration: Sendable, Equatable {
         if replicaId != nil, agentId.flatMap(UUID.init(uuidString:)) == nil { throw Invalid(description: "a replica needs agent_id (a UUID)") }
         longPollSeconds = Int(try number("long_poll_seconds", file.longPollSeconds.map(Double.init), default: 25, range: 0...25))
         syncSeconds = try number("sync_seconds", file.syncSeconds, default: 10, range: 0.05...3600)
-        stateFile = value("state_file") ?? file.stateFile
+        statePath = value("state_path") ?? value("state_file") ?? file.statePath ?? file.stateFile
+        stateHook = value("state_hook") ?? file.stateHook
+        stateSeconds = try number("state_seconds", file.stateSeconds, default: 60, range: 0...86_400)
+        stateStore = value("state_store") ?? file.stateStore ?? "spotguard"
+        guard stateStore == "spotguard" || StateManifest.s3Location(stateStore) != nil else {
+            throw Invalid(description: "state_store must be spotguard or s3://bucket/prefix")
+        }
+        stateCacheDirectory =
+            value("state_cache_dir") ?? file.stateCacheDir
+            ?? URL(fileURLWithPath: spoolDirectory).deletingLastPathComponent().appendingPathComponent("state-chunks").path
         replicaType = value("replica_type") ?? file.replicaType ?? "automatic-rebalance"
         guard ["manual", "automatic-rebalance", "automatic-termination"].contains(replicaType) else {
             throw Invalid(description: "replica_type must be manual, automatic-rebalance or automatic-termination")

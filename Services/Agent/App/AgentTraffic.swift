@@ -106,19 +106,7 @@ extension Agent {
             return ("none", 0)
         }
         guard first else { return (hook.0, 0) }
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: hook.1)
-        process.arguments = hook.2
-        process.environment = ProcessInfo.processInfo.environment.merging(["SPOTGUARD_FENCE_REASON": reason]) { $1 }
-        let status: Int32 = await withCheckedContinuation { done in
-            process.terminationHandler = { done.resume(returning: $0.terminationStatus) }
-            do {
-                try process.run()
-            } catch {
-                process.terminationHandler = nil
-                done.resume(returning: 127)
-            }
-        }
+        let status = await runProcess(hook.1, hook.2, environment: ["SPOTGUARD_FENCE_REASON": reason])
         logger.notice("stop hook ran", metadata: ["hook": "\(hook.0)", "exit_status": "\(status)", "reason": "\(reason)"])
         return (hook.0, status)
     }

@@ -121,6 +121,9 @@ struct FleetViews: Sendable {
         var readyAt: Date?
         var terminatedAt: Date?
         var failureReason: String?
+        /// The version of the workload's state the replica holds, and since when it lacks a newer one.
+        var stateVersion: Int64?
+        var stateLagSeconds: Double?
         var isActive: Bool { ["launching", "syncing", "ready"].contains(status) }
         var isReady: Bool { status == "ready" }
     }
@@ -131,7 +134,7 @@ struct FleetViews: Sendable {
                 """
                 SELECT r.id, r.agent_id, a.logical_agent_id, r.replica_type, r.status, r.sync_status, r.state_transfer_progress::float8,
                        r.sync_latency_ms, r.instance_id, r.pool_id, r.hourly_cost::float8, r.created_at, r.ready_at, r.terminated_at,
-                       r.failure_reason
+                       r.failure_reason, r.state_version, r.state_lag_seconds
                   FROM replica_instances r JOIN agents a ON a.id = r.agent_id
                  WHERE a.client_id = $1 AND ($2::uuid IS NULL OR r.agent_id = $2) AND (NOT $3 OR r.is_active)
                  ORDER BY r.is_active DESC, r.created_at DESC LIMIT 500
@@ -144,7 +147,8 @@ struct FleetViews: Sendable {
                     instanceId: try r.decodeIfPresent(String.self, at: 8), poolId: try r.decodeIfPresent(String.self, at: 9),
                     hourlyCost: try r.decodeIfPresent(Double.self, at: 10), createdAt: try r.decode(Date.self, at: 11),
                     readyAt: try r.decodeIfPresent(Date.self, at: 12), terminatedAt: try r.decodeIfPresent(Date.self, at: 13),
-                    failureReason: try r.decodeIfPresent(String.self, at: 14))
+                    failureReason: try r.decodeIfPresent(String.self, at: 14), stateVersion: try r.decodeIfPresent(Int64.self, at: 15),
+                    stateLagSeconds: try r.decodeIfPresent(Double.self, at: 16))
             }
         }
     }

@@ -35,6 +35,7 @@ struct IngestController: Sendable {
         router.post("/api/agents/:agentId/switch-report", use: switchReport)
         addReplicaRoutes(to: router)
         addEnrollmentRoutes(to: router)
+        addStateRoutes(to: router)
     }
 
     // MARK: admin

@@ -243,17 +243,31 @@ public struct Coordinator: Sendable {
         if let progress = body.stateTransferProgress, !(progress >= 0 && progress <= 100) {
             throw ReplicaRefusal(400, "out_of_range", "state_transfer_progress must be between 0 and 100", field: "state_transfer_progress")
         }
+        if let held = body.stateVersion, held < 1 {
+            throw ReplicaRefusal(400, "out_of_range", "state_version must be at least 1", field: "state_version")
+        }
         var replica = try ReplicaRecord.lock(try require(r.replicaId), agent: agent.id, on: conn)
         if let text = body.instanceId { try replica.lifecycle.launched(instanceId: try instanceId(text)) }
         let before = replica.status
-        try replica.lifecycle.report(sync: sync, status: requested)
+        // synced means holding the newest state version the primary shipped
+        let versions = try conn.query(
+            """
+            SELECT max(version), min(created_at) FILTER (WHERE version > coalesce($2, 0)), now() FROM state_versions WHERE agent_id = $1
+            """, [agent.id, body.stateVersion])[0]
+        let freshness = StateFreshness.judge(
+            reported: sync, requested: requested, held: body.stateVersion, latest: try versions.decodeIfPresent(Int64.self, at: 0),
+            oldestMissingAt: try versions.decodeIfPresent(Date.self, at: 1), now: try versions.decode(Date.self, at: 2),
+            tolerance: configuration.stateLagTolerance)
+        try replica.lifecycle.report(sync: freshness.sync, status: freshness.requested)
+        if freshness.behind { replica.lifecycle.heldOlderState() }
         try replica.saveLifecycle(on: conn)
         _ = try conn.execute(
             """
             UPDATE replica_instances SET last_sync_at = now(), sync_latency_ms = coalesce($2, sync_latency_ms),
-                   state_transfer_progress = coalesce($3, state_transfer_progress)
+                   state_transfer_progress = coalesce($3, state_transfer_progress),
+                   state_version = coalesce($4, state_version), state_lag_seconds = $5
              WHERE id = $1
-            """, [replica.id, body.syncLatencyMs, body.stateTransferProgress])
+            """, [replica.id, body.syncLatencyMs, body.stateTransferProgress, body.stateVersion, freshness.lagSeconds])
         if before != replica.status {
             try Agents.refreshReplicaSummary(agent.id, on: conn)
             try event(
@@ -263,7 +277,11 @@ public struct Coordinator: Sendable {
                 try recover(&replica, agent: &primary, on: conn)
             }
         }
-        return try .json(200, SyncAnswer(replicaId: replica.id, status: replica.status.rawValue, syncStatus: sync.rawValue))
+        return try .json(
+            200,
+            SyncAnswer(
+                replicaId: replica.id, status: replica.status.rawValue, syncStatus: replica.lifecycle.syncStatus.rawValue,
+                stateVersion: body.stateVersion, stateLagSeconds: freshness.lagSeconds))
     }
 
     // MARK: helpers

@@ -80,13 +80,16 @@ struct ReplicaRecord: Sendable {
     var terminatedAt: Date?
     var failureReason: String?
     var tags: JSONValue
+    var stateVersion: Int64?
+    var stateLagSeconds: Double?
 
     var status: ReplicaStatus { lifecycle.status }
     var instanceId: String? { lifecycle.instanceId }
 
     static let columns = """
         id, agent_id, replica_type, pool_id, status, sync_status, instance_id, state_transfer_progress::float8, sync_latency_ms,
-        hourly_cost::float8, created_by, created_by_user, created_at, ready_at, promoted_at, terminated_at, failure_reason, tags::text
+        hourly_cost::float8, created_by, created_by_user, created_at, ready_at, promoted_at, terminated_at, failure_reason, tags::text,
+        state_version, state_lag_seconds
         """
 
     init(_ r: PGRow) throws {
@@ -109,6 +112,8 @@ struct ReplicaRecord: Sendable {
         terminatedAt = try r.decodeIfPresent(Date.self, at: 15)
         failureReason = try r.decodeIfPresent(String.self, at: 16)
         tags = JSONValue.parse(try r.decode(String.self, at: 17)) ?? .object([:])
+        stateVersion = try r.decodeIfPresent(Int64.self, at: 18)
+        stateLagSeconds = try r.decodeIfPresent(Double.self, at: 19)
     }
 
     static func lock(_ id: UUID, agent: UUID, on conn: PGConnection) throws -> ReplicaRecord {

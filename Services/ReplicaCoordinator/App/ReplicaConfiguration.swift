@@ -20,6 +20,8 @@ import SpotRuntime
 ///   leadership lease; a paused leader is replaced after it, and its writes are fenced
 /// - `SPOTGUARD_REPLICAS_RELAUNCH_LIMIT` (int, default 3): manual replicas that may fail within
 ///   10 minutes before the coordinator stops replacing them and alerts
+/// - `SPOTGUARD_REPLICAS_STATE_LAG_SECONDS` (int, default 300): a replica holding an older
+///   version of the workload's state stays ready while what it lacks is younger than this
 public struct ReplicaConfiguration: Sendable {
     public var host: String
     public var port: Int
@@ -41,6 +43,7 @@ public struct ReplicaConfiguration: Sendable {
     /// A launch command not fetched in time is pointless (the replica will have failed).
     public var launchExpiry: Duration
     public var workerName: String
+    public var stateLagTolerance: Double = 300
 
     public init(env: EnvironmentReader) throws {
         host = env.string("SPOTGUARD_REPLICAS_HOST") ?? "127.0.0.1"
@@ -60,6 +63,7 @@ public struct ReplicaConfiguration: Sendable {
         silenceBeforeCheck = .seconds(try env.int("SPOTGUARD_REPLICAS_SILENCE_SECONDS", default: 60, range: 1...86_400))
         priceWindow = .seconds(try env.int("SPOTGUARD_REPLICAS_PRICE_WINDOW_SECONDS", default: 3600, range: 60...7 * 86_400))
         relaunchLimit = try env.int("SPOTGUARD_REPLICAS_RELAUNCH_LIMIT", default: 3, range: 1...100)
+        stateLagTolerance = Double(try env.int("SPOTGUARD_REPLICAS_STATE_LAG_SECONDS", default: 300, range: 1...86_400))
         workerName = "\(ProcessInfo.processInfo.hostName)-\(ProcessInfo.processInfo.processIdentifier)"
     }
 

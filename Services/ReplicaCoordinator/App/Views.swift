@@ -46,6 +46,8 @@ struct InterruptionBody: Decodable {
 
 struct SyncBody: Decodable {
     var syncStatus: String?
+    /// The version of the workload's state the replica holds (`state_versions`), if any.
+    var stateVersion: Int64?
     var syncLatencyMs: Int?
     var stateTransferProgress: Double?
     var status: String?
@@ -133,6 +135,9 @@ struct ReplicaView: Encodable {
     var syncStatus: String
     var syncLatencyMs: Int?
     var stateTransferProgress: Double
+    /// The version of the workload's state the replica holds, and since when it lacks a newer one.
+    var stateVersion: Int64?
+    var stateLagSeconds: Double?
     var pool: PoolView?
     var cost: Cost
     var createdBy: String
@@ -153,6 +158,8 @@ struct ReplicaView: Encodable {
         syncStatus = r.lifecycle.syncStatus.rawValue
         syncLatencyMs = r.syncLatencyMs
         stateTransferProgress = r.progress
+        stateVersion = r.stateVersion
+        stateLagSeconds = r.stateLagSeconds
         pool = PoolView(r.poolId)
         let end = r.terminatedAt ?? r.promotedAt ?? Date()
         let hours = max(0, end.timeIntervalSince(r.createdAt)) / 3600
@@ -232,6 +239,8 @@ struct SyncAnswer: Encodable {
     var replicaId: UUID
     var status: String
     var syncStatus: String
+    var stateVersion: Int64?
+    var stateLagSeconds: Double
 }
 
 struct ModesView: Encodable {

@@ -99,4 +99,11 @@ public struct ReplicaLifecycle: Sendable, Equatable {
         try move(to: target)
         syncStatus = sync
     }
+
+    /// The replica holds a complete but older version of the state (`StateFreshness`): its sync
+    /// status says so while its status (ready or syncing) stays.
+    public mutating func heldOlderState() {
+        guard status.isActive, syncStatus == .synced else { return }
+        syncStatus = .syncing
+    }
 }
