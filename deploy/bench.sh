@@ -157,11 +157,14 @@ AGENTS="$(SPOTGUARD_BENCH_TOKEN="$TOKEN" SPOTGUARD_BENCH_EC2_URL="http://127.0.0
 # a notice without a replica: the recovery instance launched, then served (moto boots at once)
 RECOVERY="$(SPOTGUARD_BENCH_TOKEN="$TOKEN" SPOTGUARD_BENCH_EC2_URL="http://127.0.0.1:$MOTO_PORT/" \
     "$BIN/spotguard-bench" agent-recovery "${BENCH_AGENT_RECOVERIES:-20}")" || RECOVERY=failed
+# a state of 10 and 500 MiB shipped to a replica, 1 % changing between versions
+STATE="$(SPOTGUARD_BENCH_TOKEN="$TOKEN" SPOTGUARD_BENCH_EC2_URL="http://127.0.0.1:$MOTO_PORT/" \
+    "$BIN/spotguard-bench" state-shipping ${BENCH_STATE_MIB:-10 500} --period "${BENCH_STATE_PERIOD:-10}" --rounds 3)" || STATE=failed
 kill "$MOTO_PID" 2>/dev/null || true
 kill "$LOAD_PID" 2>/dev/null || true
 wait "$LOAD_PID" 2>/dev/null || true
 stop_services
-fig() { echo "$FAILOVER $AGENTS $RECOVERY $PASS" | tr ' ' '\n' | sed -n "s/^$1=//p"; }
+fig() { echo "$FAILOVER $AGENTS $RECOVERY $STATE $PASS" | tr ' ' '\n' | sed -n "s/^$1=//p"; }
 
 # 7. the decision pass
 PASS="$("$BIN/spotguard-bench" decisions-pass 10000 1000)"
@@ -203,9 +206,16 @@ printf '%-58s %12s\n' "  same, max ms (read back from moto; target p99 < 1500)" 
 printf '%-58s %12s\n' "  phases p50/p99 ms (seen by the agent, committed, promote delivered, traffic moved)" "$(fig agent_phases_ms)"
 printf '%-58s %12s\n' "  requests the bench asked again (5xx / no answer)" "$(fig agent_bench_retries)"
 printf '%-58s %12s\n' "recovery, no replica: notice -> instance launched, p50 / p99 ms" "$(fig recovery_launched_p50_ms) / $(fig recovery_launched_p99_ms)"
-printf '%-58s %12s\n' "  notice -> state stored for it, p50 / p99 ms" "$(fig recovery_state_p50_ms) / $(fig recovery_state_p99_ms)"
+printf '%-58s %12s\n' "  notice -> state version stored, p50 / p99 ms" "$(fig recovery_state_p50_ms) / $(fig recovery_state_p99_ms)"
 printf '%-58s %12s\n' "  its agent up -> promoted, p50 / p99 ms (add AWS's boot)" "$(fig recovery_committed_p50_ms) / $(fig recovery_committed_p99_ms)"
 printf '%-58s %12s\n' "  its agent up -> Elastic IP on it, p50 / p99 ms ($(fig recovery_count))" "$(fig recovery_moved_p50_ms) / $(fig recovery_moved_p99_ms)"
+for mib in ${BENCH_STATE_MIB:-10 500}; do
+    printf '%-58s %12s\n' "state $mib MiB: first version shipped / full restore, ms" "$(fig state_${mib}mib_first_ship_ms) / $(fig state_${mib}mib_restore_ms)"
+    printf '%-58s %12s\n' "  1 % changed -> version stored, p50 / max ms (period $(fig state_period_s) s)" "$(fig state_${mib}mib_ship_p50_ms) / $(fig state_${mib}mib_ship_max_ms)"
+    printf '%-58s %12s\n' "  the agent's own work per version, p50 / max ms" "$(fig state_${mib}mib_ship_work_p50_ms) / $(fig state_${mib}mib_ship_work_max_ms)"
+    printf '%-58s %12s\n' "  version stored -> replica holds it, p50 / max ms" "$(fig state_${mib}mib_sync_lag_p50_ms) / $(fig state_${mib}mib_sync_lag_max_ms)"
+    printf '%-58s %12s\n' "  agents' peak RSS, primary / replica, MiB" "$(fig state_${mib}mib_primary_rss_mib) / $(fig state_${mib}mib_replica_rss_mib)"
+done
 printf '%-58s %12s\n' "decision pass, $(fig pass_pools) pools / $(fig pass_agents) agents, first (with $(fig pass_switches) switches) s" "$(fig pass_first_seconds)"
 printf '%-58s %12s\n' "  next pass (switches pending), s" "$(fig pass_next_seconds)"
 printf '%-58s %12s\n' "  its phases, s" "$(fig pass_next_phases)"
@@ -216,4 +226,5 @@ echo "$CHAOS" | grep -v '^\[chaos\]'
 [ "$FAILOVER" != failed ] || { echo "bench: the failover run failed (see above)" >&2; exit 1; }
 [ "$AGENTS" != failed ] || { echo "bench: the agent failover run failed (see above)" >&2; exit 1; }
 [ "$RECOVERY" != failed ] || { echo "bench: the agent recovery run failed (see above)" >&2; exit 1; }
+[ "$STATE" != failed ] || { echo "bench: the state shipping run failed (see above)" >&2; exit 1; }
 [ "$CHAOS_STATUS" -eq 0 ] || { echo "bench: the fault suite failed (see its table and $SPOTGUARD_STACK_DIR/logs/chaos.log)" >&2; exit 1; }

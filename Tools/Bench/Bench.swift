@@ -48,7 +48,8 @@ struct Bench: AsyncParsableCommand {
     static let configuration = CommandConfiguration.spotguard(
         "spotguard-bench", abstract: "Benchmarks and the fault suite (make bench, make chaos, make replay).",
         subcommands: [
-            DecisionsPassCommand.self, FailoverCommand.self, AgentFailoverCommand.self, AgentRecoveryCommand.self, ReplayCommand.self, ChaosCommand.self,
+            DecisionsPassCommand.self, FailoverCommand.self, AgentFailoverCommand.self, AgentRecoveryCommand.self, StateShippingCommand.self,
+            ReplayCommand.self, ChaosCommand.self,
             SEFFill.self, Codec.self, PoolsBody.self, Publish.self, Copy.self,
         ])
 }
@@ -115,6 +116,30 @@ struct AgentRecoveryCommand: ServiceSubcommand {
         let count = notices
         try await againstLiveServicesAndMoto(env, logger) {
             try await AgentRecoveryBench.run(ingest: $0, token: $1, notices: count, store: $2, moto: $3, logs: $4)
+        }
+    }
+}
+
+struct StateShippingCommand: ServiceSubcommand {
+    static let configuration = CommandConfiguration(
+        commandName: "state-shipping",
+        abstract:
+            "A primary's state of each SIZES MiB shipped every PERIOD s and a replica's agent keeping it, with spotguard-agent processes on moto's EC2: first version, full restore, 1 % changes -> shipped -> held (needs ingest, the coordinator and SPOTGUARD_BENCH_EC2_URL)."
+    )
+    @Argument(help: "State sizes in MiB (at least 1 each).") var sizes: [Int]
+    @Option(help: "The primary's shipping period, seconds.") var period = 10
+    @Option(help: "Changes of 1 % per size.") var rounds = 3
+
+    func validate() throws {
+        guard !sizes.isEmpty, sizes.allSatisfy({ $0 >= 1 }), period >= 1, rounds >= 1 else {
+            throw ValidationError("needs SIZES of at least 1 MiB, a PERIOD and ROUNDS of at least 1")
+        }
+    }
+
+    func run(env: EnvironmentReader, logger: Logger) async throws {
+        let (sizes, period, rounds) = (sizes, period, rounds)
+        try await againstLiveServicesAndMoto(env, logger) {
+            try await StateShippingBench.run(ingest: $0, token: $1, sizes: sizes, period: period, rounds: rounds, store: $2, moto: $3, logs: $4)
         }
     }
 }

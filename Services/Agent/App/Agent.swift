@@ -35,8 +35,9 @@ public final class Agent: Sendable {
         /// learned from the newest version), and the version this run shipped last.
         var shippedChunks: Set<String>?
         var shippedManifest: (version: Int64, manifest: StateManifest)?
-        /// The state version a replica has written to its state path.
+        /// The state version a replica has written to its state path, and its manifest.
         var heldStateVersion: Int64?
+        var heldState: StateManifest?
         /// Set once this instance handed the workload on (failover or switch): it goes on
         /// answering commands until terminated, but no longer heartbeats as the primary.
         var retired = false

@@ -38,15 +38,24 @@ extension Agent {
         var sentBytes = 0
         let (kind, entries) = try StateReader.entries(of: path)
         var files: [StateManifest.File] = []
-        for entry in entries {
-            files.append(
-                try await StateReader.chunks(of: entry) { name, data in
-                    guard !known!.contains(name) else { return }
-                    try await store.put(name, data)
-                    known!.insert(name)
-                    sent += 1
-                    sentBytes += data.count
-                })
+        // up to `width` chunks in flight, one round trip each
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            var inFlight = 0
+            for entry in entries {
+                files.append(
+                    try await StateReader.chunks(of: entry) { name, data in
+                        guard known!.insert(name).inserted else { return }
+                        if inFlight == StateRestorer.width {
+                            try await group.next()
+                            inFlight -= 1
+                        }
+                        group.addTask { try await store.put(name, data) }
+                        inFlight += 1
+                        sent += 1
+                        sentBytes += data.count
+                    })
+            }
+            try await group.waitForAll()
         }
         let manifest = StateManifest(kind: kind, store: store.name, location: store.location, files: files)
         let previous = state.withLock { $0.shippedManifest }
@@ -121,8 +130,11 @@ extension Agent {
         let restorer = try StateRestorer(cacheDirectory: configuration.stateCacheDirectory, store: store)
         let started = ContinuousClock.now
         let fetched = try await restorer.fetch(manifest)
-        try restorer.write(manifest, to: path)
-        state.withLock { $0.heldStateVersion = version }
+        try restorer.write(manifest, previous: state.withLock { $0.heldState }, to: path)
+        state.withLock {
+            $0.heldStateVersion = version
+            $0.heldState = manifest
+        }
         logger.info(
             "state version restored",
             metadata: [

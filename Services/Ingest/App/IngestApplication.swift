@@ -27,7 +27,8 @@ public func buildIngestApplication(
     IngestController(
         directory: directory, publisher: publisher, configuration: configuration, rejections: rejections,
         replicas: ReplicaRelay(requester: requester, timeout: configuration.relayTimeout, producer: "spotguard-ingest"),
-        mailbox: mailbox, store: store, stateTransfers: Admission(limit: configuration.stateTransferConcurrency)
+        mailbox: mailbox, store: store, stateTransfers: Admission(limit: configuration.stateTransferConcurrency),
+        stateChunks: Admission(limit: configuration.stateChunkConcurrency)
     ).addRoutes(to: router)
     return Application(
         router: router, server: configuration.http.server,

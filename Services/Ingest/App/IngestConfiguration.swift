@@ -14,6 +14,8 @@ import SpotRuntime
 /// - `SPOTGUARD_RELAY_TIMEOUT_MS` (int, default 10000): how long a replica call waits for the coordinator
 /// - `SPOTGUARD_LONG_POLL_SECONDS` (int, default 25): how long `pending-commands` holds an empty answer
 /// - `SPOTGUARD_STATE_TRANSFER_MAX_BYTES` (int, default 16777216): the largest state transfer accepted
+/// - `SPOTGUARD_STATE_CHUNK_CONCURRENCY` (int, default 32): state chunks one process stores or
+///   serves at once; more get 503 `busy` before their body is read
 /// - `SPOTGUARD_INGEST_IDENTITY_CERTIFICATES` (path, optional): PEM certificates that sign
 ///   instance identity documents (AWS's regional RSA-2048 certificates); without it,
 ///   enrollment is refused (503 `enrollment_not_configured`)
@@ -33,6 +35,8 @@ public struct IngestConfiguration: Sendable {
     /// State transfers held in memory at once; more are answered 503 at once (each costs about
     /// three times its size while it is stored).
     public var stateTransferConcurrency: Int
+    /// State chunks (≤ 1 MiB each) held in memory at once; more are answered 503 at once.
+    public var stateChunkConcurrency: Int
     public var limits = IngestLimits()
     /// Checks enrolling instances' identity documents; nil: enrollment is not configured.
     public var identity: IdentityVerifier?
@@ -50,6 +54,7 @@ public struct IngestConfiguration: Sendable {
         longPoll = .seconds(try env.int("SPOTGUARD_LONG_POLL_SECONDS", default: 25, range: 1...60))
         maxStateTransferBytes = try env.int("SPOTGUARD_STATE_TRANSFER_MAX_BYTES", default: 16 << 20, range: 1024...(256 << 20))
         stateTransferConcurrency = try env.int("SPOTGUARD_STATE_TRANSFER_CONCURRENCY", default: 4, range: 1...256)
+        stateChunkConcurrency = try env.int("SPOTGUARD_STATE_CHUNK_CONCURRENCY", default: 32, range: 1...1024)
         if let path = env.string("SPOTGUARD_INGEST_IDENTITY_CERTIFICATES") {
             do {
                 identity = try IdentityVerifier(pemBundle: try String(contentsOfFile: path, encoding: .utf8))

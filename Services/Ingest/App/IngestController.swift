@@ -24,6 +24,7 @@ struct IngestController: Sendable {
     let mailbox: CommandMailbox
     let store: PostgresStore
     let stateTransfers: Admission
+    let stateChunks: Admission
 
     func addRoutes(to router: Router<ServiceRequestContext>) {
         router.get("/openapi.yaml") { _, _ in OpenAPIDocument.response(Bundle.module) }

@@ -41,8 +41,8 @@ extension IngestController {
     /// chunk again is harmless (200 instead of 201).
     @Sendable func putChunk(_ request: Request, context: ServiceRequestContext) async throws -> Response {
         let (_, agent) = try await authenticateAgent(request, context)
-        guard stateTransfers.enter() else { throw APIError.busy }
-        defer { stateTransfers.leave() }
+        guard stateChunks.enter() else { throw APIError.busy }
+        defer { stateChunks.leave() }
         let name = try chunkName(context)
         let contentType = request.headers[.contentType]?.lowercased() ?? ""
         guard contentType.hasPrefix("application/octet-stream") else {
@@ -67,8 +67,8 @@ extension IngestController {
 
     @Sendable func getChunk(_ request: Request, context: ServiceRequestContext) async throws -> Response {
         let (_, agent) = try await authenticateAgent(request, context)
-        guard stateTransfers.enter() else { throw APIError.busy }
-        defer { stateTransfers.leave() }
+        guard stateChunks.enter() else { throw APIError.busy }
+        defer { stateChunks.leave() }
         let name = try chunkName(context)
         let rows = try await store.read { conn in
             try conn.query("SELECT content FROM state_chunks WHERE agent_id = $1 AND sha256 = $2", [agent, PGBytes(Array(name))])
