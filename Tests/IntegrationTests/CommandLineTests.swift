@@ -29,7 +29,10 @@ import ToolSupport
         "spotguard-console": ["serve", "migrate"],
         "spotguard-agent": ["run", "unit"],
         "spotguard-sim": ["run", "drill"],
-        "spotguard-bench": ["decisions-pass", "failover", "agent-failover", "agent-recovery", "state-shipping", "replay", "chaos", "sef-fill", "codec", "pools", "publish", "copy"],
+        "spotguard-bench": [
+            "decisions-pass", "failover", "agent-failover", "agent-recovery", "state-shipping", "replay", "chaos", "sef-fill", "codec", "pools", "publish",
+            "copy",
+        ],
     ]
 
     @Test(arguments: subcommands.keys.sorted())

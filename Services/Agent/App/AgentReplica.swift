@@ -124,6 +124,8 @@ extension Agent {
             throw StateShippingError(description: "newest state version not readable: \(answer.status) \(answer.errorCode ?? "")")
         }
         if let held = state.withLock({ $0.heldStateVersion }), held >= version { return held }
+        // checked here too: what is written under the state path must stay under it, whoever sent the manifest
+        try manifest.validate()
         let store: any ChunkStore =
             manifest.store == "spotguard"
             ? SpotGuardChunkStore(api: api, agent: agent) : try S3ChunkStore(ec2: ec2, location: manifest.location ?? "", agent: agent)
