@@ -16,7 +16,8 @@ import Synchronization
 ///   back): the batch is held — not handed back, so no delivery limit counts it — and tried
 ///   again with backoff (up to `outageBackoffCap`) until it succeeds or the service shuts down
 ///   (then it goes back to the queue unacked). An outage of any length dead-letters nothing.
-/// - the message cannot be decoded: it is dead-lettered at once; no retry would change it.
+/// - the message cannot be decoded or breaks a domain rule (`ValidationError`): it is
+///   dead-lettered at once with `invalid_message: <json path>: <rule>`; no retry would change it.
 /// - anything else: each message of the batch is retried on its own, so one poison message
 ///   cannot hold the others back, up to `maxAttempts` deliveries; then it is published to
 ///   `spotguard.dlx` with the reason in `x-spotguard-error` and acked.
@@ -193,8 +194,17 @@ public final class BusConsumer: Service, Sendable {
         }
     }
 
+    /// What is wrong with the message itself, when that is why the handler failed: it cannot be
+    /// decoded, or a domain rule refuses it (`ValidationError`). No retry would change it.
+    static func invalid(_ error: any Error) -> ValidationError? {
+        if let invalid = error as? ValidationError { return invalid }
+        if let decoding = error as? DecodingError { return ValidationError(decoding: decoding) }
+        return nil
+    }
+
     /// A message whose handler failed for a reason of its own: dead-lettered at once when it
-    /// cannot be decoded, else given back for another try until its attempts run out.
+    /// is invalid (`invalid_message: <json path>: <rule>: <why>`), else given back for another
+    /// try until its attempts run out.
     private func failed(_ delivery: Delivery, _ failure: Failure) async {
         let attempt = delivery.deliveryCount + 1
         logger.warning(
@@ -203,8 +213,8 @@ public final class BusConsumer: Service, Sendable {
                 "bus.queue": "\(configuration.queue)", "bus.message_id": "\(delivery.messageId ?? "-")",
                 "bus.attempt": "\(attempt)", "bus.error": "\(failure)",
             ])
-        if case .error(let error) = failure, error is DecodingError {
-            await deadLetter(delivery, reason: "invalid_message: \(error)", attempts: attempt)
+        if case .error(let error) = failure, let invalid = Self.invalid(error) {
+            await deadLetter(delivery, reason: "invalid_message: \(invalid.field ?? "$"): \(invalid.code): \(invalid.message)", attempts: attempt)
         } else if attempt >= configuration.maxAttempts {
             await deadLetter(delivery, reason: "\(failure)", attempts: attempt)
         } else {

@@ -115,6 +115,37 @@ public enum PricingReported: Codable, Sendable, Equatable {
         }
     }
 
+    /// The rules ingest applies, checked again by the consumer: a message published on the bus
+    /// by anyone else must meet them too. Prices finite, above 0 and at most `maxPrice`; pools
+    /// listed once, at most `maxPoolsPerReport`; observation times no further ahead of
+    /// `received_at` than the clock skew and no older than `maxAge` before it. Fields are named
+    /// by their path in the envelope (`payload.report.pools[0].price`).
+    public func validate(_ limits: IngestLimits = IngestLimits()) throws {
+        let check = FieldChecker(limits: limits, now: receivedAt)
+        switch self {
+        case .report(let r):
+            let at = "payload.report"
+            guard (1...limits.maxPoolsPerReport).contains(r.pools.count) else {
+                throw ValidationError(code: "invalid_value", field: "\(at).pools", message: "pools must list 1 to \(limits.maxPoolsPerReport) pools")
+            }
+            var seen = Set<PoolID>()
+            for (i, pool) in r.pools.enumerated() {
+                _ = try check.price(pool.price, "\(at).pools[\(i)].price")
+                guard seen.insert(pool.poolId).inserted else {
+                    throw ValidationError(code: "duplicate_pool", field: "\(at).pools[\(i)].pool_id", message: "pool \(pool.poolId) is listed twice")
+                }
+            }
+            _ = try check.price(r.onDemandPrice, "\(at).on_demand_price")
+            _ = try check.timestamp(r.observedAt, "\(at).observed_at")
+        case .submission(let s):
+            let at = "payload.submission"
+            _ = try check.price(s.spotPrice, "\(at).spot_price")
+            _ = try check.price(s.onDemandPrice, "\(at).on_demand_price")
+            _ = try check.timestamp(s.observedAt, "\(at).observed_at")
+            _ = try check.timestamp(s.submittedAt, "\(at).submitted_at")
+        }
+    }
+
     /// When ingest accepted it.
     public var receivedAt: Date {
         switch self {

@@ -1,6 +1,7 @@
 import Foundation
 import IMDSMock
 import SpotCloud
+import SpotMarket
 import SpotStore
 import ToolSupport
 
@@ -57,19 +58,12 @@ enum StateShippingBench {
     ) async throws -> Figures {
         let (primaryDir, replicaDir) = (work.appendingPathComponent("primary"), work.appendingPathComponent("replica"))
         try FileManager.default.createDirectory(at: primaryDir, withIntermediateDirectories: true)
-        // SplitMix64 from a random seed: fast enough for 500 MiB, and no two chunks alike
-        var seed = UInt64.random(in: 0...UInt64.max)
-        func next() -> UInt64 {
-            seed &+= 0x9E37_79B9_7F4A_7C15
-            var z = seed
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
+        // fast enough for 500 MiB, and no two chunks alike
+        var generator = SplitMix64(seed: UInt64.random(in: 0...UInt64.max))
         func random(_ n: Int) -> Data {
             var data = Data(count: n)
             data.withUnsafeMutableBytes { raw in
-                for i in stride(from: 0, to: n, by: 8) { withUnsafeBytes(of: next()) { raw[i..<min(n, i + 8)].copyBytes(from: $0.prefix(n - i)) } }
+                for i in stride(from: 0, to: n, by: 8) { withUnsafeBytes(of: generator.next()) { raw[i..<min(n, i + 8)].copyBytes(from: $0.prefix(n - i)) } }
             }
             return data
         }

@@ -26,7 +26,7 @@ struct SpotGuardChunkStore: ChunkStore {
     var name: String { "spotguard" }
     var location: String? { nil }
 
-    func call(_ method: String, _ chunk: String, _ body: Data? = nil) async throws -> AgentAPI.Answer {
+    func send(_ method: String, _ chunk: String, _ body: Data? = nil) async throws -> AgentAPI.Answer {
         var delay = 0.1
         var attempt = 0
         while true {
@@ -50,14 +50,14 @@ struct SpotGuardChunkStore: ChunkStore {
     }
 
     func put(_ chunk: String, _ data: Data) async throws {
-        let answer = try await call("PUT", chunk, data)
+        let answer = try await send("PUT", chunk, data)
         guard answer.status == 200 || answer.status == 201 else {
             throw StateShippingError(description: "chunk \(chunk.prefix(12)) refused: \(answer.status) \(answer.errorCode ?? "")")
         }
     }
 
     func get(_ chunk: String) async throws -> Data {
-        let answer = try await call("GET", chunk)
+        let answer = try await send("GET", chunk)
         guard answer.status == 200 else { throw StateShippingError(description: "chunk \(chunk.prefix(12)): \(answer.status) \(answer.errorCode ?? "")") }
         return answer.body
     }

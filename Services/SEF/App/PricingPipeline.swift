@@ -39,6 +39,8 @@ public final class PricingPipeline: Sendable {
             switch delivery.routingKey {
             case RoutingKey.pricingReported:
                 let envelope = try delivery.decode(PricingReported.self)
+                // refused here, at the first delivery, rather than by a database CHECK after retries
+                try envelope.payload.validate()
                 rows += SubmissionRow.rows(of: envelope.payload)
                 accepted.append(envelope.payload.receivedAt)
                 Timer(label: "spotguard_sef_consumer_lag_seconds").recordSeconds(max(0, now.timeIntervalSince(envelope.occurredAt)))
