@@ -21,14 +21,14 @@ public struct S3Client: Sendable {
     /// Stores an object; the payload's SHA-256 is signed (`x-amz-content-sha256`), so S3 refuses
     /// a body that changed on the way.
     public func putObject(key: String, body: Data) async throws {
-        let digest = SHA256.hash(data: body).map { String(format: "%02x", $0) }.joined()
+        let digest = SigV4Signer.hex(SHA256.hash(data: body))
         _ = try await aws.exchange(
             "PutObject", method: "PUT", path: key, contentType: "application/octet-stream", headers: [("x-amz-content-sha256", digest)], body: body)
     }
 
     /// An object's content; a missing one is `AWSError.refused` with code `NoSuchKey`.
     public func getObject(key: String) async throws -> Data {
-        let empty = SHA256.hash(data: Data()).map { String(format: "%02x", $0) }.joined()
+        let empty = SigV4Signer.hex(SHA256.hash(data: Data()))
         return try await aws.exchange("GetObject", method: "GET", path: key, contentType: nil, headers: [("x-amz-content-sha256", empty)], body: Data())
     }
 }

@@ -29,9 +29,7 @@ extension Agent {
         var known = state.withLock { $0.shippedChunks }
         if known == nil {
             // a restarted (or promoted) agent learns what the store holds from the newest version
-            let latest = try await api.send("GET", "/api/agents/\(agent)/state/versions/latest")
-            let manifest = (latest.json()["manifest"]).flatMap { try? JSONSerialization.data(withJSONObject: $0) }
-                .flatMap { try? JSONDecoder().decode(StateManifest.self, from: $0) }
+            let manifest = try await newestStateVersion(agent: agent)?.manifest
             known = manifest.map { $0.store == store.name && $0.location == store.location ? $0.chunkSet : [] } ?? []
         }
         var sent = 0
@@ -110,19 +108,27 @@ extension Agent {
         try await shipState(reason: "period")
     }
 
+    /// The newest version of the agent's state and its manifest; nil before the first.
+    func newestStateVersion(agent: String) async throws -> (version: Int64, manifest: StateManifest)? {
+        struct Newest: Decodable {
+            var version: Int64
+            var manifest: StateManifest
+        }
+        let answer = try await api.send("GET", "/api/agents/\(agent)/state/versions/latest")
+        if answer.status == 404, answer.errorCode == "no_state_version" { return nil }
+        guard answer.status == 200, let newest = try? JSONDecoder().decode(Newest.self, from: answer.body) else {
+            throw StateShippingError(description: "newest state version not readable: \(answer.status) \(answer.errorCode ?? "")")
+        }
+        return (newest.version, newest.manifest)
+    }
+
     /// A replica's copy: fetches and writes the newest version when it holds an older one.
     /// Returns the version it holds (nil: none shipped yet).
     @discardableResult
     func restoreNewestState() async throws -> Int64? {
         guard let path = configuration.statePath else { return nil }
         let agent = try ids().0
-        let answer = try await api.send("GET", "/api/agents/\(agent)/state/versions/latest")
-        if answer.status == 404, answer.errorCode == "no_state_version" { return nil }
-        guard answer.status == 200, let version = (answer.json()["version"] as? NSNumber)?.int64Value,
-            let raw = answer.json()["manifest"], let manifest = try? JSONDecoder().decode(StateManifest.self, from: JSONSerialization.data(withJSONObject: raw))
-        else {
-            throw StateShippingError(description: "newest state version not readable: \(answer.status) \(answer.errorCode ?? "")")
-        }
+        guard let (version, manifest) = try await newestStateVersion(agent: agent) else { return nil }
         if let held = state.withLock({ $0.heldStateVersion }), held >= version { return held }
         // checked here too: what is written under the state path must stay under it, whoever sent the manifest
         try manifest.validate()
