@@ -18,6 +18,8 @@ import Synchronization
 ///   (then it goes back to the queue unacked). An outage of any length dead-letters nothing.
 /// - the message cannot be decoded or breaks a domain rule (`ValidationError`): it is
 ///   dead-lettered at once with `invalid_message: <json path>: <rule>`; no retry would change it.
+///   A batch handler names its invalid messages in its result and commits the others, so one
+///   invalid message costs the rest of its batch nothing.
 /// - anything else: each message of the batch is retried on its own, so one poison message
 ///   cannot hold the others back, up to `maxAttempts` deliveries; then it is published to
 ///   `spotguard.dlx` with the reason in `x-spotguard-error` and acked.
@@ -26,7 +28,8 @@ import Synchronization
 /// time. Dead letters are kept in `spotguard.dead-letters`; `DeadLetters` lists and replays them.
 public final class BusConsumer: Service, Sendable {
     public typealias Handler = @Sendable (Delivery) async throws -> Void
-    public typealias BatchHandler = @Sendable ([Delivery]) async throws -> Void
+    /// Returns the invalid messages of the batch (by index) with why; it handled all others.
+    public typealias BatchHandler = @Sendable ([Delivery]) async throws -> [Int: ValidationError]
 
     public struct Configuration: Sendable {
         public var queue: String
@@ -78,7 +81,16 @@ public final class BusConsumer: Service, Sendable {
         self.init(
             endpoint: endpoint, topology: topology, configuration: configuration, deadLetters: deadLetters, logger: logger,
             batchHandler: { batch in
-                for delivery in batch { try await handler(delivery) }
+                var invalid: [Int: ValidationError] = [:]
+                for (i, delivery) in batch.enumerated() {
+                    do {
+                        try await handler(delivery)
+                    } catch {
+                        guard let reason = Self.invalid(error) else { throw error }
+                        invalid[i] = reason
+                    }
+                }
+                return invalid
             })
     }
 
@@ -124,10 +136,12 @@ public final class BusConsumer: Service, Sendable {
     }
 
     func handle(_ batch: [Delivery]) async {
-        guard let failure = await attemptHoldingThroughOutages(batch) else {
-            for delivery in batch { worker.ack(delivery) }
-            Counter(label: "spotguard_bus_consumed_total", dimensions: [("queue", configuration.queue)]).increment(by: batch.count)
+        let failure: Failure
+        switch await attemptHoldingThroughOutages(batch) {
+        case .handled(let invalid):
+            await settle(batch, invalid: invalid)
             return
+        case .failed(let f): failure = f
         }
         if case .shutdown = failure { return }  // unacked: back to the queue when the connection closes
         if batch.count > 1 {
@@ -142,14 +156,30 @@ public final class BusConsumer: Service, Sendable {
 
     private func handleOne(_ delivery: Delivery) async {
         switch await attemptHoldingThroughOutages([delivery]) {
-        case nil:
-            worker.ack(delivery)
-            Counter(label: "spotguard_bus_consumed_total", dimensions: [("queue", configuration.queue)]).increment()
-        case .shutdown?:
-            return
-        case let failure?:
-            await failed(delivery, failure)
+        case .handled(let invalid): await settle([delivery], invalid: invalid)
+        case .failed(.shutdown): return
+        case .failed(let failure): await failed(delivery, failure)
         }
+    }
+
+    /// Acks what the handler handled and dead-letters what it found invalid.
+    private func settle(_ batch: [Delivery], invalid: [Int: ValidationError]) async {
+        var handled = 0
+        for (i, delivery) in batch.enumerated() {
+            if let reason = invalid[i] {
+                await deadLetter(delivery, reason: Self.reason(reason), attempts: delivery.deliveryCount + 1)
+            } else {
+                worker.ack(delivery)
+                BusTap.shared?.record(.consumed, delivery)
+                handled += 1
+            }
+        }
+        Counter(label: "spotguard_bus_consumed_total", dimensions: [("queue", configuration.queue)]).increment(by: handled)
+    }
+
+    /// `x-spotguard-error` of an invalid message.
+    static func reason(_ invalid: ValidationError) -> String {
+        "invalid_message: \(invalid.field ?? "$"): \(invalid.code): \(invalid.message)"
     }
 
     enum Failure: CustomStringConvertible {
@@ -164,20 +194,24 @@ public final class BusConsumer: Service, Sendable {
         }
     }
 
+    enum Attempt {
+        case handled(invalid: [Int: ValidationError])
+        case failed(Failure)
+    }
+
     /// Runs the handler; while it fails because a dependency is out, waits and runs it again.
-    /// Nil when it succeeded.
-    private func attemptHoldingThroughOutages(_ batch: [Delivery]) async -> Failure? {
+    private func attemptHoldingThroughOutages(_ batch: [Delivery]) async -> Attempt {
         var pause = Duration.milliseconds(200)
         var held = false
         while true {
             do {
-                try await handler(batch)
+                let invalid = try await handler(batch)
                 if held {
                     logger.notice("dependency back; held messages handled", metadata: ["bus.queue": "\(configuration.queue)"])
                 }
-                return nil
+                return .handled(invalid: invalid)
             } catch  where error.isTransientFailure {
-                if Task.isShuttingDownGracefully || Task.isCancelled { return .shutdown }
+                if Task.isShuttingDownGracefully || Task.isCancelled { return .failed(.shutdown) }
                 if !held {
                     logger.warning(
                         "a dependency is out; holding messages until it is back",
@@ -189,22 +223,22 @@ public final class BusConsumer: Service, Sendable {
                 try? await cancelWhenGracefulShutdown { try await Task.sleep(for: wait) }
                 pause = min(pause * 2, configuration.outageBackoffCap)
             } catch {
-                return .error(error)
+                if let invalid = Self.invalid(error), batch.count == 1 { return .handled(invalid: [0: invalid]) }
+                return .failed(.error(error))
             }
         }
     }
 
     /// What is wrong with the message itself, when that is why the handler failed: it cannot be
     /// decoded, or a domain rule refuses it (`ValidationError`). No retry would change it.
-    static func invalid(_ error: any Error) -> ValidationError? {
+    public static func invalid(_ error: any Error) -> ValidationError? {
         if let invalid = error as? ValidationError { return invalid }
         if let decoding = error as? DecodingError { return ValidationError(decoding: decoding) }
         return nil
     }
 
-    /// A message whose handler failed for a reason of its own: dead-lettered at once when it
-    /// is invalid (`invalid_message: <json path>: <rule>: <why>`), else given back for another
-    /// try until its attempts run out.
+    /// A message whose handler failed for a reason of its own: given back for another try
+    /// until its attempts run out, then dead-lettered with the error.
     private func failed(_ delivery: Delivery, _ failure: Failure) async {
         let attempt = delivery.deliveryCount + 1
         logger.warning(
@@ -213,9 +247,7 @@ public final class BusConsumer: Service, Sendable {
                 "bus.queue": "\(configuration.queue)", "bus.message_id": "\(delivery.messageId ?? "-")",
                 "bus.attempt": "\(attempt)", "bus.error": "\(failure)",
             ])
-        if case .error(let error) = failure, let invalid = Self.invalid(error) {
-            await deadLetter(delivery, reason: "invalid_message: \(invalid.field ?? "$"): \(invalid.code): \(invalid.message)", attempts: attempt)
-        } else if attempt >= configuration.maxAttempts {
+        if attempt >= configuration.maxAttempts {
             await deadLetter(delivery, reason: "\(failure)", attempts: attempt)
         } else {
             try? await Task.sleep(for: configuration.retryBackoff * attempt)

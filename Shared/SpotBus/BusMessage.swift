@@ -55,7 +55,14 @@ public struct Delivery: Sendable {
     let deliveryTag: UInt64
     let generation: UInt64
 
+    /// The envelope, whose `type` must be the routing key it came with (a consumer dispatches
+    /// on the routing key, so a message saying otherwise is refused, not guessed at).
     public func decode<P>(_ type: P.Type) throws -> Envelope<P> {
-        try WireJSON.decoder().decode(Envelope<P>.self, from: Data(body))
+        let envelope = try WireJSON.decoder().decode(Envelope<P>.self, from: Data(body))
+        guard envelope.type == routingKey else {
+            throw ValidationError(
+                code: "type_mismatch", field: "type", message: "type '\(envelope.type.prefix(80))' is not the routing key '\(routingKey)'")
+        }
+        return envelope
     }
 }

@@ -32,6 +32,7 @@ public final class BusPublisher: Service, Sendable {
         do {
             try await worker.publish(message)
             published.increment()
+            BusTap.shared?.record(.published, exchange: message.exchange, routingKey: message.routingKey, body: message.body)
         } catch let error as BusError {
             Counter(label: "spotguard_bus_publish_failures_total", dimensions: [("code", error.code.rawValue)]).increment()
             throw error

@@ -38,7 +38,7 @@ public struct Topology: Sendable, Equatable {
 
     /// One durable quorum queue per consuming service; copies of a service compete on it.
     public static let standard = Topology(queues: [
-        Queue(name: "spotguard.sef", bindings: [RoutingKey.pricingReported, RoutingKey.heartbeatReceived]),
+        Queue(name: "spotguard.sef", bindings: [RoutingKey.pricingReported, RoutingKey.pricingSubmitted, RoutingKey.heartbeatReceived]),
         // the replica coordinator answers calls relayed by the HTTP services
         Queue(name: "spotguard.replicas", bindings: [ReplicaOperation.routingPrefix + "*"]),
         Queue(

@@ -33,6 +33,14 @@ public struct HeartbeatReceived: Codable, Sendable, Equatable {
     public var agentVersion: String?
     public var observedAt: Date
     public var receivedAt: Date
+
+    /// The rules ingest applies, checked again by the consumer: times within the clock skew
+    /// and the spool age of `received_at`, a bounded version text.
+    public func validate(_ limits: IngestLimits = IngestLimits()) throws {
+        let check = FieldChecker(limits: limits, now: receivedAt)
+        _ = try check.timestamp(observedAt, "payload.observed_at")
+        _ = try check.text(agentVersion, "payload.agent_version", maxLength: 32)
+    }
 }
 
 public struct PoolPrice: Codable, Sendable, Equatable {
@@ -86,32 +94,55 @@ public struct PricingSubmission: Codable, Sendable, Equatable {
     public var receivedAt: Date
 }
 
-/// `pricing.reported`: either form, so the SEF consumes one queue in arrival order.
-public enum PricingReported: Codable, Sendable, Equatable {
+/// A price fact for the SEF, in either form; the SEF consumes both from one queue in arrival
+/// order.
+///
+/// Schema version 2 (published now) carries the plain object: a `PricingReport` under
+/// `pricing.reported`, a `PricingSubmission` under `pricing.submitted`. Version 1 (still read,
+/// deprecated) carried both under `pricing.reported` wrapped as `{form, report|submission}`.
+public enum PricingReported: VersionedPayload, Equatable {
     case report(PricingReport)
     case submission(PricingSubmission)
 
-    enum CodingKeys: String, CodingKey { case form, report, submission }
+    public static var readableVersions: ClosedRange<Int> { 1...2 }
 
-    public init(from decoder: any Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        switch try c.decode(String.self, forKey: .form) {
-        case "report": self = .report(try c.decode(PricingReport.self, forKey: .report))
-        case "submission": self = .submission(try c.decode(PricingSubmission.self, forKey: .submission))
-        case let other:
-            throw DecodingError.dataCorruptedError(forKey: .form, in: c, debugDescription: "unknown form '\(other)'")
+    enum LegacyKeys: String, CodingKey { case form, report, submission }
+
+    public init(from decoder: any Decoder, version: Int, routingKey: String) throws {
+        switch (version, routingKey) {
+        case (1, RoutingKey.pricingReported):
+            let c = try decoder.container(keyedBy: LegacyKeys.self)
+            switch try c.decode(String.self, forKey: .form) {
+            case "report": self = .report(try c.decode(PricingReport.self, forKey: .report))
+            case "submission": self = .submission(try c.decode(PricingSubmission.self, forKey: .submission))
+            case let other:
+                throw DecodingError.dataCorruptedError(forKey: .form, in: c, debugDescription: "unknown form '\(other)'")
+            }
+        case (2, RoutingKey.pricingReported): self = .report(try PricingReport(from: decoder))
+        case (2, RoutingKey.pricingSubmitted): self = .submission(try PricingSubmission(from: decoder))
+        default:
+            throw ValidationError(
+                code: "unsupported_schema_version", field: "schema_version",
+                message: "\(routingKey) is not a price fact of schema_version \(version)")
         }
     }
 
+    /// Read only through its envelope, whose version and routing key decide the shape.
+    public init(from decoder: any Decoder) throws {
+        throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: "a price fact is read through its envelope"))
+    }
+
     public func encode(to encoder: any Encoder) throws {
-        var c = encoder.container(keyedBy: CodingKeys.self)
         switch self {
-        case .report(let r):
-            try c.encode("report", forKey: .form)
-            try c.encode(r, forKey: .report)
-        case .submission(let s):
-            try c.encode("submission", forKey: .form)
-            try c.encode(s, forKey: .submission)
+        case .report(let r): try r.encode(to: encoder)
+        case .submission(let s): try s.encode(to: encoder)
+        }
+    }
+
+    public var routingKey: String {
+        switch self {
+        case .report: RoutingKey.pricingReported
+        case .submission: RoutingKey.pricingSubmitted
         }
     }
 
@@ -119,12 +150,12 @@ public enum PricingReported: Codable, Sendable, Equatable {
     /// by anyone else must meet them too. Prices finite, above 0 and at most `maxPrice`; pools
     /// listed once, at most `maxPoolsPerReport`; observation times no further ahead of
     /// `received_at` than the clock skew and no older than `maxAge` before it. Fields are named
-    /// by their path in the envelope (`payload.report.pools[0].price`).
+    /// by their path in the envelope (`payload.pools[0].price`).
     public func validate(_ limits: IngestLimits = IngestLimits()) throws {
         let check = FieldChecker(limits: limits, now: receivedAt)
         switch self {
         case .report(let r):
-            let at = "payload.report"
+            let at = "payload"
             guard (1...limits.maxPoolsPerReport).contains(r.pools.count) else {
                 throw ValidationError(code: "invalid_value", field: "\(at).pools", message: "pools must list 1 to \(limits.maxPoolsPerReport) pools")
             }
@@ -138,11 +169,26 @@ public enum PricingReported: Codable, Sendable, Equatable {
             _ = try check.price(r.onDemandPrice, "\(at).on_demand_price")
             _ = try check.timestamp(r.observedAt, "\(at).observed_at")
         case .submission(let s):
-            let at = "payload.submission"
+            let at = "payload"
             _ = try check.price(s.spotPrice, "\(at).spot_price")
             _ = try check.price(s.onDemandPrice, "\(at).on_demand_price")
             _ = try check.timestamp(s.observedAt, "\(at).observed_at")
             _ = try check.timestamp(s.submittedAt, "\(at).submitted_at")
+        }
+    }
+
+    public var clientId: UUID {
+        switch self {
+        case .report(let r): r.clientId
+        case .submission(let s): s.clientId
+        }
+    }
+
+    /// The agent that observed the prices.
+    public var agentId: UUID {
+        switch self {
+        case .report(let r): r.agentId
+        case .submission(let s): s.sourceAgentId
         }
     }
 
@@ -259,4 +305,29 @@ public struct SwitchReported: Codable, Sendable, Equatable {
     public var receivedAt: Date
     /// What moving the traffic to the new instance did, when the agent has traffic to move.
     public var traffic: TrafficOutcome?
+    /// The rules ingest applies, checked again by each consumer: each side's pool, zone and
+    /// type name one place, a spot side names its pool, the two instances differ, prices are
+    /// prices, and no step is before `initiated_at` or beyond the clock skew of `received_at`.
+    public func validate(_ limits: IngestLimits = IngestLimits()) throws {
+        let check = FieldChecker(limits: limits, now: receivedAt)
+        for (side, name) in [(old, "payload.old"), (new, "payload.new")] {
+            try Consistency.check(region: nil, az: side.az, pool: side.poolId, instanceType: side.instanceType, at: name + ".")
+            if side.mode == .spot, side.poolId == nil { throw ValidationError.missing(name + ".pool_id") }
+        }
+        guard old.instanceId != new.instanceId else {
+            throw ValidationError(code: "invalid_value", field: "payload.new.instance_id", message: "the new instance must differ from the old one")
+        }
+        _ = try check.price(onDemandPrice, "payload.on_demand_price")
+        _ = try check.price(oldSpotPrice, "payload.old_spot_price")
+        _ = try check.price(newSpotPrice, "payload.new_spot_price")
+        _ = try check.timestamp(initiatedAt, "payload.initiated_at")
+        let steps = [
+            ("payload.ami_created_at", amiCreatedAt), ("payload.instance_launched_at", instanceLaunchedAt),
+            ("payload.instance_ready_at", instanceReadyAt), ("payload.old_terminated_at", oldTerminatedAt),
+        ]
+        for (field, time) in steps {
+            _ = try check.timestamp(time, field)
+            if let time, time < initiatedAt { throw ValidationError(code: "invalid_value", field: field, message: "\(field) is before initiated_at") }
+        }
+    }
 }

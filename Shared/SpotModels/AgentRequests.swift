@@ -184,21 +184,21 @@ public struct PricingSubmitRequest: Decodable, Sendable {
     }
 }
 
-enum Consistency {
+public enum Consistency {
     /// Region, zone, pool and type given side by side must name the same place.
-    static func check(region: Region?, az: AvailabilityZone?, pool: PoolID?, instanceType: InstanceType?) throws {
+    public static func check(region: Region?, az: AvailabilityZone?, pool: PoolID?, instanceType: InstanceType?, at prefix: String = "") throws {
         if let region, let az, az.region != region {
-            throw ValidationError(code: "inconsistent_location", field: "az", message: "az \(az.rawValue) is not in region \(region.rawValue)")
+            throw ValidationError(code: "inconsistent_location", field: prefix + "az", message: "az \(az.rawValue) is not in region \(region.rawValue)")
         }
         if let pool, let az, pool.az != az {
-            throw ValidationError(code: "inconsistent_location", field: "pool_id", message: "pool \(pool) is not in az \(az.rawValue)")
+            throw ValidationError(code: "inconsistent_location", field: prefix + "pool_id", message: "pool \(pool) is not in az \(az.rawValue)")
         }
         if let pool, let region, pool.region != region {
-            throw ValidationError(code: "inconsistent_location", field: "pool_id", message: "pool \(pool) is not in region \(region.rawValue)")
+            throw ValidationError(code: "inconsistent_location", field: prefix + "pool_id", message: "pool \(pool) is not in region \(region.rawValue)")
         }
         if let pool, let instanceType, pool.instanceType != instanceType {
             throw ValidationError(
-                code: "inconsistent_instance_type", field: "pool_id",
+                code: "inconsistent_instance_type", field: prefix + "pool_id",
                 message: "pool \(pool) is not of instance type \(instanceType.rawValue)")
         }
     }

@@ -3,6 +3,9 @@ import Foundation
 /// Routing keys of `spotguard.events`: facts in the past tense.
 public enum RoutingKey {
     public static let pricingReported = "pricing.reported"
+    /// One price observation with its source (schema version 2; version 1 carried it on
+    /// `pricing.reported` inside a `{form, submission}` wrapper).
+    public static let pricingSubmitted = "pricing.submitted"
     public static let heartbeatReceived = "heartbeat.received"
     public static let interruptionRebalance = "interruption.rebalance"
     public static let interruptionTermination = "interruption.termination"
@@ -45,9 +48,15 @@ public struct AccessChanged: Codable, Sendable, Equatable {
 }
 
 /// Every message on the bus: an id (consumers deduplicate on it), the routing key it was
-/// published under, a schema version, and the payload.
+/// published under (`type`), the schema version of its payload, and the payload
+/// (docs/asyncapi.yaml). A payload whose shape changed across versions is a
+/// `VersionedPayload`; every other payload is at version 1. A consumer refuses a version it
+/// cannot read with `unsupported_schema_version` rather than guessing.
 public struct Envelope<Payload: Codable & Sendable>: Codable, Sendable {
-    public static var currentSchemaVersion: Int { 1 }
+    /// The version this build publishes for `Payload`.
+    public static var currentSchemaVersion: Int { (Payload.self as? any VersionedPayload.Type)?.readableVersions.upperBound ?? 1 }
+    /// The versions this build reads for `Payload`.
+    public static var readableVersions: ClosedRange<Int> { (Payload.self as? any VersionedPayload.Type)?.readableVersions ?? 1...1 }
 
     public var id: UUID
     public var type: String
@@ -64,6 +73,40 @@ public struct Envelope<Payload: Codable & Sendable>: Codable, Sendable {
         self.producer = producer
         self.payload = payload
     }
+
+    enum CodingKeys: String, CodingKey { case id, type, schemaVersion, occurredAt, producer, payload }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        id = try c.decode(UUID.self, forKey: .id)
+        type = try c.decode(String.self, forKey: .type)
+        schemaVersion = try c.decode(Int.self, forKey: .schemaVersion)
+        occurredAt = try c.decode(Date.self, forKey: .occurredAt)
+        producer = try c.decode(String.self, forKey: .producer)
+        guard Self.readableVersions.contains(schemaVersion) else {
+            let versions = Self.readableVersions.map(String.init).joined(separator: ", ")
+            throw ValidationError(
+                code: "unsupported_schema_version", field: "schema_version",
+                message: "\(type) is read in schema_version \(versions), not \(schemaVersion)")
+        }
+        if let versioned = Payload.self as? any VersionedPayload.Type {
+            let read = try versioned.init(from: try c.superDecoder(forKey: .payload), version: schemaVersion, routingKey: type)
+            guard let payload = read as? Payload else { throw ValidationError(code: "invalid_value", field: "payload", message: "unexpected payload") }
+            self.payload = payload
+        } else {
+            payload = try c.decode(Payload.self, forKey: .payload)
+        }
+    }
+}
+
+/// A payload whose wire shape changed across schema versions. A consumer still reads every
+/// version in `readableVersions`; a publisher writes the last.
+public protocol VersionedPayload: Codable, Sendable {
+    static var readableVersions: ClosedRange<Int> { get }
+    /// Reads the payload of an envelope of `version` published under `routingKey`.
+    init(from decoder: any Decoder, version: Int, routingKey: String) throws
+    /// The routing key this payload is published under (its shape may depend on it).
+    var routingKey: String { get }
 }
 
 /// The one JSON dialect of SpotGuard, on the bus and on HTTP: snake_case keys (camelCase

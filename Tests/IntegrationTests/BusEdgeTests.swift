@@ -44,7 +44,7 @@ extension IntegrationTests {
                         }, "both invalid reports dead-lettered")
                     for letter in dead {
                         #expect(letter.queue == "spotguard.sef" && letter.attempts == 1, "\(letter)")
-                        #expect(letter.reason?.hasPrefix("invalid_message: payload.report.pools[0].price: invalid_price") == true, "\(letter.reason ?? "-")")
+                        #expect(letter.reason?.hasPrefix("invalid_message: payload.pools[0].price: invalid_price") == true, "\(letter.reason ?? "-")")
                     }
                     #expect(
                         try await TestStack.eventually {

@@ -124,7 +124,7 @@ extension IntegrationTests {
         /// A queue of the test's own, bound like the SEF's, to see what ingest published.
         let queue = TestStack.uniqueName("spotguard.ingest-test")
         var topology: Topology {
-            .standard.adding(.init(name: queue, bindings: [RoutingKey.heartbeatReceived, RoutingKey.pricingReported]))
+            .standard.adding(.init(name: queue, bindings: [RoutingKey.heartbeatReceived, RoutingKey.pricingReported, RoutingKey.pricingSubmitted]))
         }
 
         func createClient(_ ingest: ServiceProcess, _ name: String) async throws -> (id: String, token: String) {
@@ -205,7 +205,9 @@ extension IntegrationTests {
                     #expect(heartbeat.payload.agentId.uuidString.lowercased() == agent.lowercased())
                     #expect(heartbeat.payload.status == .online)
                     #expect(heartbeat.id.uuidString == hb.json["id"] as? String)
-                    let pricing = try (byKey[RoutingKey.pricingReported] ?? []).map { try $0.decode(PricingReported.self).payload }
+                    let pricing = try (byKey[RoutingKey.pricingReported, default: []] + byKey[RoutingKey.pricingSubmitted, default: []]).map {
+                        try $0.decode(PricingReported.self).payload
+                    }
                     #expect(pricing.count == 2)
                     guard case .report(let r)? = pricing.first(where: { if case .report = $0 { true } else { false } }) else {
                         Issue.record("no pricing report on the bus")
@@ -213,6 +215,7 @@ extension IntegrationTests {
                     }
                     #expect(r.pools.map(\.price) == [0.0312, 0.0298])
                     #expect(r.onDemandPrice == 0.0416)
+                    #expect(byKey[RoutingKey.pricingSubmitted]?.count == 1, "a single submission travels under its own key")
                     #expect(pricing.contains(where: { $0.messageId.uuidString.lowercased() == submissionId }))
                 }
                 try await publisher.deleteQueue(queue)

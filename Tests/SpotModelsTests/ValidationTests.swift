@@ -265,16 +265,32 @@ func validationError(_ body: () throws -> Void) -> ValidationError? {
 }
 
 @Suite struct EnvelopeTests {
-    @Test func pricingReportedRoundTripsInWireJSON() throws {
-        let report = PricingReport(
-            reportId: UUID(), clientId: client, agentId: agent, instanceId: InstanceID(rawValue: "i-0123456789abcdef0"),
-            pools: [PoolPrice(poolId: PoolID(rawValue: "t3.medium.us-east-1a")!, price: 0.0312)], onDemandPrice: 0.0416,
-            observedAt: now, receivedAt: now.addingTimeInterval(0.123))
-        let envelope = Envelope(id: report.reportId, type: RoutingKey.pricingReported, producer: "test", payload: PricingReported.report(report))
+    let report = PricingReport(
+        reportId: UUID(), clientId: client, agentId: agent, instanceId: InstanceID(rawValue: "i-0123456789abcdef0"),
+        pools: [PoolPrice(poolId: PoolID(rawValue: "t3.medium.us-east-1a")!, price: 0.0312)], onDemandPrice: 0.0416,
+        observedAt: now, receivedAt: now.addingTimeInterval(0.123))
+
+    func decode<P>(_ json: String, as type: P.Type = PricingReported.self) throws -> Envelope<P> {
+        try WireJSON.decoder().decode(Envelope<P>.self, from: Data(json.utf8))
+    }
+
+    func refusal(_ body: () throws -> Void) -> ValidationError? {
+        do {
+            try body()
+            return nil
+        } catch {
+            return error as? ValidationError
+        }
+    }
+
+    /// Version 2: the report itself is the payload, under `pricing.reported`.
+    @Test func pricingReportedIsPublishedPlainInVersion2() throws {
+        let envelope = Envelope(id: report.reportId, type: PricingReported.report(report).routingKey, producer: "test", payload: PricingReported.report(report))
         let data = try WireJSON.encoder().encode(envelope)
         let text = String(decoding: data, as: UTF8.self)
-        #expect(text.contains(#""schema_version":1"#))
-        #expect(text.contains(#""form":"report""#))
+        #expect(text.contains(#""schema_version":2"#))
+        #expect(!text.contains(#""form""#))
+        #expect(text.contains(#""payload":{"agent_id""#))
         #expect(text.contains(#""on_demand_price":0.0416"#))
         let back = try WireJSON.decoder().decode(Envelope<PricingReported>.self, from: data)
         #expect(back.payload == .report(report))
@@ -282,8 +298,42 @@ func validationError(_ body: () throws -> Void) -> ValidationError? {
         #expect(back.payload.messageId == report.reportId)
     }
 
-    @Test func unknownFormIsRefused() {
-        let json = #"{"form": "telepathy"}"#
-        #expect(throws: DecodingError.self) { try WireJSON.decoder().decode(PricingReported.self, from: Data(json.utf8)) }
+    /// Version 1 (the `{form, report}` wrapper) is still read, so publishers can move at their pace.
+    @Test func version1WrapperIsStillRead() throws {
+        let plain = String(decoding: try WireJSON.encoder().encode(report), as: UTF8.self)
+        let head = #""id": "\#(report.reportId)", "type": "pricing.reported", "occurred_at": "2025-11-23T10:00:00Z", "producer": "x""#
+        let v1 = try decode(#"{\#(head), "schema_version": 1, "payload": {"form": "report", "report": \#(plain)}}"#)
+        #expect(v1.payload == .report(report))
+        let submission =
+            #"{"submission_id": "\#(UUID())", "client_id": "\#(client)", "source_agent_id": "\#(agent)", "source_type": "primary", "pool_id": "t3.medium.us-east-1a", "spot_price": 0.03, "observed_at": "2025-11-23T10:00:00Z", "submitted_at": "2025-11-23T10:00:00Z", "received_at": "2025-11-23T10:00:01Z"}"#
+        let v1s = try decode(#"{\#(head), "schema_version": 1, "payload": {"form": "submission", "submission": \#(submission)}}"#)
+        #expect(v1s.payload.routingKey == RoutingKey.pricingSubmitted)
+        let v2s = try decode(
+            #"{\#(head.replacingOccurrences(of: "pricing.reported", with: "pricing.submitted")), "schema_version": 2, "payload": \#(submission)}"#)
+        #expect(v2s.payload == v1s.payload)
+        // v2 under pricing.reported is a report: the wrapper is not guessed at
+        #expect(throws: DecodingError.self) { _ = try decode(#"{\#(head), "schema_version": 2, "payload": {"form": "report", "report": \#(plain)}}"#) }
+    }
+
+    @Test func unknownVersionsAreRefusedWithTheReason() throws {
+        let plain = String(decoding: try WireJSON.encoder().encode(report), as: UTF8.self)
+        let head = #""id": "\#(report.reportId)", "type": "pricing.reported", "occurred_at": "2025-11-23T10:00:00Z", "producer": "x""#
+        let v3 = refusal { _ = try decode(#"{\#(head), "schema_version": 3, "payload": \#(plain)}"#) }
+        #expect(v3?.code == "unsupported_schema_version" && v3?.field == "schema_version")
+        #expect(v3?.message.contains("1, 2") == true)
+        // a payload that never changed is at version 1 only
+        let beat =
+            #"{"heartbeat_id": "\#(UUID())", "client_id": "\#(client)", "agent_id": "\#(agent)", "status": "online", "observed_at": "2025-11-23T10:00:00Z", "received_at": "2025-11-23T10:00:00Z"}"#
+        let v2beat = refusal { _ = try decode(#"{\#(head), "schema_version": 2, "payload": \#(beat)}"#, as: HeartbeatReceived.self) }
+        #expect(v2beat?.code == "unsupported_schema_version")
+        let v1submitted = refusal {
+            _ = try decode(#"{\#(head.replacingOccurrences(of: "pricing.reported", with: "pricing.submitted")), "schema_version": 1, "payload": \#(plain)}"#)
+        }
+        #expect(v1submitted?.code == "unsupported_schema_version")
+    }
+
+    @Test func unknownFormIsRefused() throws {
+        let head = #""id": "\#(UUID())", "type": "pricing.reported", "occurred_at": "2025-11-23T10:00:00Z", "producer": "x""#
+        #expect(throws: DecodingError.self) { _ = try decode(#"{\#(head), "schema_version": 1, "payload": {"form": "telepathy"}}"#) }
     }
 }

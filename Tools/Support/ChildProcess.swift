@@ -16,6 +16,9 @@ public final class ChildProcess: Sendable {
         _ executable: String, _ arguments: [String], environment: [String: String] = ProcessInfo.processInfo.environment,
         output: String? = nil, errors: Bool = false, appending: Bool = false
     ) throws {
+        var environment = environment
+        // the test suite's contract check (deploy/test.sh): every process it starts records its bus traffic
+        if let tap = environment["SPOTGUARD_TEST_BUS_TAP_DIR"] { environment["SPOTGUARD_BUS_TAP_DIR"] = tap }
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }

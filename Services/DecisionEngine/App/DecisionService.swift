@@ -37,6 +37,7 @@ public struct DecisionService: Sendable {
             switch delivery.routingKey {
             case RoutingKey.switchReported:
                 let report = try delivery.decode(SwitchReported.self).payload
+                try report.validate()
                 try await store.transaction { try recorder.apply(report, on: $0) }
             case RoutingKey.interruptionRebalance, RoutingKey.interruptionTermination:
                 loop.wake()

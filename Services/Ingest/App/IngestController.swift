@@ -96,7 +96,7 @@ struct IngestController: Sendable {
         let (client, agent) = try await authenticateAgent(request, context)
         let body = try await decode(PricingReportRequest.self, from: request, client: client)
         let report = try validate(client: client) { try body.validated($0, clientId: client, agentId: agent) }
-        try await publish(RoutingKey.pricingReported, id: report.reportId, PricingReported.report(report))
+        try await publish(PricingReported.report(report), id: report.reportId)
         return try json(Accepted(id: report.reportId, count: report.pools.count), status: .accepted)
     }
 
@@ -115,7 +115,7 @@ struct IngestController: Sendable {
         let submission = try validate(client: client) { try body.validated($0, clientId: client) }
         try Self.requireScope(principal, for: submission.sourceAgentId)
         try await directory.requireAgent(submission.sourceAgentId, of: client)
-        try await publish(RoutingKey.pricingReported, id: submission.submissionId, PricingReported.submission(submission))
+        try await publish(PricingReported.submission(submission), id: submission.submissionId)
         return try json(Accepted(id: submission.submissionId), status: .accepted)
     }
 
@@ -173,6 +173,10 @@ struct IngestController: Sendable {
     /// The JSON body (nil when empty), at most `maxBodyBytes`.
     func jsonBody(_ request: Request) async throws -> Data? {
         try await HTTPJSON.body(of: request, limit: configuration.maxBodyBytes)
+    }
+
+    private func publish<P: VersionedPayload>(_ payload: P, id: UUID) async throws {
+        try await publish(payload.routingKey, id: id, payload)
     }
 
     private func publish<P: Codable & Sendable>(_ routingKey: String, id: UUID, _ payload: P) async throws {

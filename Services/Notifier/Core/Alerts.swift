@@ -35,7 +35,9 @@ public struct NotificationDraft: Sendable, Equatable {
         case RoutingKey.agentOffline, RoutingKey.replicaAlert:
             return agentAlert(routingKey, try payload(AgentAlert.self))
         case RoutingKey.switchReported:
-            return switched(try payload(SwitchReported.self))
+            let report = try payload(SwitchReported.self)
+            try report.validate()
+            return switched(report)
         default:
             return nil
         }

@@ -24,66 +24,116 @@ public final class PricingPipeline: Sendable {
         self.notify = notify
     }
 
-    struct UnknownMessage: Error, CustomStringConvertible {
-        var routingKey: String
-        var description: String { "no handler for routing key '\(routingKey)'" }
+    /// One handled message of a batch: its rows or heartbeat, and who it says sent it.
+    struct Fact: Sendable {
+        var index: Int
+        var clientId: UUID
+        var agentId: UUID
+        /// Where the agent is named in the message.
+        var agentField = "payload.agent_id"
+        var rows: [SubmissionRow] = []
+        var beat: HeartbeatReceived?
+        var acceptedAt: Date?
     }
 
-    public func handle(_ batch: [Delivery]) async throws {
-        var rows: [SubmissionRow] = []
-        var beats: [HeartbeatReceived] = []
-        var accepted: [Date] = []
+    /// Commits the batch's valid messages in one transaction and returns the invalid ones
+    /// (undecodable, a broken rule, an agent that is not its client's), which the consumer
+    /// dead-letters at once.
+    public func handle(_ batch: [Delivery]) async throws -> [Int: ValidationError] {
+        var facts: [Fact] = []
+        var invalid: [Int: ValidationError] = [:]
         let now = Date()
         let clock = ContinuousClock.now
-        for delivery in batch {
-            switch delivery.routingKey {
-            case RoutingKey.pricingReported:
-                let envelope = try delivery.decode(PricingReported.self)
-                // refused here, at the first delivery, rather than by a database CHECK after retries
-                try envelope.payload.validate()
-                rows += SubmissionRow.rows(of: envelope.payload)
-                accepted.append(envelope.payload.receivedAt)
-                Timer(label: "spotguard_sef_consumer_lag_seconds").recordSeconds(max(0, now.timeIntervalSince(envelope.occurredAt)))
-            case RoutingKey.heartbeatReceived:
-                let envelope = try delivery.decode(HeartbeatReceived.self)
-                beats.append(envelope.payload)
-                Timer(label: "spotguard_sef_consumer_lag_seconds").recordSeconds(max(0, now.timeIntervalSince(envelope.occurredAt)))
-            default:
-                throw UnknownMessage(routingKey: delivery.routingKey)
+        let lag = Timer(label: "spotguard_sef_consumer_lag_seconds")
+        for (i, delivery) in batch.enumerated() {
+            do {
+                let fact = try Self.fact(of: delivery, index: i)
+                facts.append(fact.fact)
+                lag.recordSeconds(max(0, now.timeIntervalSince(fact.occurredAt)))
+            } catch {
+                guard let reason = BusConsumer.invalid(error) else { throw error }
+                invalid[i] = reason
             }
         }
         let decoded = ContinuousClock.now
         Timer(label: "spotguard_sef_phase_seconds", dimensions: [("phase", "decode")]).record(duration: decoded - clock)
         // a database outage is thrown as a transient failure: the consumer holds the batch
-        let report = try await apply(rows, beats)
+        let (report, strangers) = try await apply(facts)
+        invalid.merge(strangers) { a, _ in a }
         Timer(label: "spotguard_sef_phase_seconds", dimensions: [("phase", "transaction")]).record(duration: ContinuousClock.now - decoded)
         // from ingest's 202 to the clean row committed (same host clock)
         let committed = Date()
         let latency = Timer(label: "spotguard_sef_accept_to_commit_seconds")
-        for t in accepted { latency.recordSeconds(max(0, committed.timeIntervalSince(t))) }
+        for fact in facts where strangers[fact.index] == nil {
+            if let t = fact.acceptedAt { latency.recordSeconds(max(0, committed.timeIntervalSince(t))) }
+        }
         Counter(label: "spotguard_sef_points_total").increment(by: report.newSubmissions)
         Counter(label: "spotguard_sef_redelivered_total").increment(by: report.redelivered)
         Counter(label: "spotguard_sef_duplicates_total").increment(by: max(0, report.duplicatesMarked))
         Counter(label: "spotguard_sef_heartbeats_total").increment(by: report.heartbeatsApplied)
         Self.recordFills(report)
+        return invalid
     }
 
-    /// One transaction for the whole batch; returns what changed.
-    func apply(_ rows: [SubmissionRow], _ beats: [HeartbeatReceived]) async throws -> ApplyReport {
-        let pools = Array(Set(rows.map(\.pool) + Heartbeats.pools(of: beats)))
-        let unknown = knownPools.withLock { known in pools.filter { !known.contains($0.rawValue) } }
+    /// Decodes and checks one message; throws `ValidationError` when it is invalid.
+    static func fact(of delivery: Delivery, index: Int) throws -> (fact: Fact, occurredAt: Date) {
+        switch delivery.routingKey {
+        case RoutingKey.pricingReported, RoutingKey.pricingSubmitted:
+            let envelope = try delivery.decode(PricingReported.self)
+            // refused here, at the first delivery, rather than by a database CHECK after retries
+            try envelope.payload.validate()
+            let p = envelope.payload
+            let fact = Fact(
+                index: index, clientId: p.clientId, agentId: p.agentId,
+                agentField: p.routingKey == RoutingKey.pricingSubmitted ? "payload.source_agent_id" : "payload.agent_id",
+                rows: SubmissionRow.rows(of: p), acceptedAt: p.receivedAt)
+            return (fact, envelope.occurredAt)
+        case RoutingKey.heartbeatReceived:
+            let envelope = try delivery.decode(HeartbeatReceived.self)
+            try envelope.payload.validate()
+            let beat = envelope.payload
+            return (Fact(index: index, clientId: beat.clientId, agentId: beat.agentId, beat: beat), envelope.occurredAt)
+        default:
+            throw ValidationError(code: "unknown_routing_key", field: "type", message: "the SEF reads no '\(delivery.routingKey.prefix(80))'")
+        }
+    }
+
+    /// One transaction for the whole batch; returns what changed and the facts refused because
+    /// their agent is not their client's (no such agent, or another client's).
+    func apply(_ facts: [Fact]) async throws -> (ApplyReport, [Int: ValidationError]) {
+        let allPools = Set(facts.flatMap { $0.rows.map(\.pool) } + Heartbeats.pools(of: facts.compactMap(\.beat)))
+        let unknown = knownPools.withLock { known in allPools.filter { !known.contains($0.rawValue) } }
         let prices = self.prices
-        let report = try await store.transaction { conn in
+        let (report, strangers) = try await store.transaction { conn in
+            let strangers = try Self.strangers(facts, on: conn)
+            let valid = facts.filter { strangers[$0.index] == nil }
             // their scan rows are added by the next maintenance round, like those of pools created elsewhere
-            try Pools.ensure(unknown, on: conn)
-            var report = try prices.applySubmissions(rows, on: conn)
-            report.heartbeatsApplied = try Heartbeats.apply(beats, on: conn)
+            try Pools.ensure(Array(unknown), on: conn)
+            var report = try prices.applySubmissions(valid.flatMap(\.rows), on: conn)
+            report.heartbeatsApplied = try Heartbeats.apply(valid.compactMap(\.beat), on: conn)
             try Self.publish(report, on: conn)
-            return report
+            return (report, strangers)
         }
         knownPools.withLock { known in known.formUnion(unknown.map(\.rawValue)) }
         if !report.cleaned.isEmpty || !report.alerts.isEmpty { notify() }
-        return report
+        return (report, strangers)
+    }
+
+    /// Facts whose agent is not an agent of their client. Ingest only publishes an agent's
+    /// facts under its own client; a publisher on the bus must name both right too.
+    static func strangers(_ facts: [Fact], on conn: PGConnection) throws -> [Int: ValidationError] {
+        guard !facts.isEmpty else { return [:] }
+        var owner: [UUID: UUID] = [:]
+        for row in try conn.query("SELECT id, client_id FROM agents WHERE id = ANY($1::uuid[])", [PGArray(Array(Set(facts.map(\.agentId))))]) {
+            owner[try row.decode(UUID.self, at: 0)] = try row.decode(UUID.self, at: 1)
+        }
+        var out: [Int: ValidationError] = [:]
+        for fact in facts where owner[fact.agentId] != fact.clientId {
+            out[fact.index] = ValidationError(
+                code: "unknown_agent", field: fact.agentField, message: "agent \(fact.agentId.lowercased) is not an agent of client \(fact.clientId.lowercased)"
+            )
+        }
+        return out
     }
 
     /// Writes the report's events to the outbox of the open transaction.
