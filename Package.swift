@@ -149,7 +149,7 @@ let package = Package(
 
         library(
             "ConsoleApp", "Services/Console/App", ["SpotFleet", "SpotModels", "SpotBus", "SpotStore", "SpotRuntime", hummingbird, mustache, logging, crypto],
-            resources: [.copy("Templates"), .copy("openapi.yaml")]),
+            resources: [.copy("Templates"), .copy("openapi.yaml"), .copy("asyncapi.yaml")]),
         executable("Console", "Services/Console/Main", ["ConsoleApp", "SpotRuntime"]),
 
         // The agent on customers' instances: SpotCloud, logging, lifecycle and the command line only.

@@ -109,6 +109,20 @@ moto_bin() { venv_tool moto_server 'moto[server]'; }
 # cfn-lint (checks the agent's CloudFormation template offline), found or installed the same way
 cfn_lint_bin() { venv_tool cfn-lint cfn-lint; }
 
+# A Python with the bus contract's tools: pika (an AMQP client nobody here wrote, as an integrator
+# would use), jsonschema and PyYAML (docs/asyncapi.yaml checks). Prints its path.
+contract_python() {
+    if python3 -c 'import pika, jsonschema, yaml' 2>/dev/null; then command -v python3; return; fi
+    local venv="$ROOT/.spotguard/venv"
+    if ! "$venv/bin/python3" -c 'import pika, jsonschema, yaml' 2>/dev/null; then
+        dpkg-query -W -f='${Status}' python3-venv 2>/dev/null | grep -q 'install ok installed' ||
+            as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-venv >/dev/null
+        [ -x "$venv/bin/pip" ] || python3 -m venv "$venv" >&2
+        "$venv/bin/pip" install -q pika jsonschema pyyaml >&2
+    fi
+    echo "$venv/bin/python3"
+}
+
 # venv_tool COMMAND PIP_PACKAGE: the command on PATH, else from the project's virtual environment
 # (created, with the package installed from PyPI, when missing). Prints its path.
 venv_tool() {
@@ -241,6 +255,7 @@ EOF
     echo '[].' >"$DIR/rabbit/advanced.config"
     if rabbit_running; then
         log "RabbitMQ already running on 127.0.0.1:$AMQP_PORT"
+        rabbit_integrator
         return 0
     fi
     rm -f "$RABBITMQ_PID_FILE"
@@ -250,12 +265,21 @@ EOF
     for i in $(seq 1 120); do
         if rabbit_ctl -q await_startup --timeout 2 >/dev/null 2>&1; then
             log "RabbitMQ started on 127.0.0.1:$AMQP_PORT"
+            rabbit_integrator
             return 0
         fi
         sleep 0.5
     done
     tail -n 30 "$DIR/logs/rabbitmq-console.log" >&2 || true
     die "RabbitMQ did not start (see $DIR/logs)"
+}
+
+# the broker user other systems publish and subscribe as (docs/integrating.md), with this
+# stack's own password ($DIR/integrator-password; SPOTGUARD_INTEGRATOR_AMQP_URL in the env file)
+rabbit_integrator() {
+    local pw="$DIR/integrator-password"
+    [ -s "$pw" ] || (umask 077; head -c 18 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$pw")
+    "$ROOT/deploy/rabbitmq-integrator.sh" "$(cat "$pw")" "$RABBIT_BIN/rabbitmqctl" || die "could not set up the integrator broker user"
 }
 
 rabbit_stop() {
@@ -333,6 +357,7 @@ write_env() {
 # SpotGuard $STACK stack: source this file from a shell.
 export SPOTGUARD_DATABASE_URL='postgresql://spotguard@127.0.0.1:$PG_PORT/spotguard'
 export SPOTGUARD_AMQP_URL='amqp://spotguard:spotguard@127.0.0.1:$AMQP_PORT/'
+export SPOTGUARD_INTEGRATOR_AMQP_URL='amqp://integrator:$(cat "$DIR/integrator-password" 2>/dev/null)@127.0.0.1:$AMQP_PORT/'
 export SPOTGUARD_ADMIN_TOKEN='$(cat "$token_file")'
 export SPOTGUARD_INGEST_PORT='$INGEST_PORT'
 export SPOTGUARD_INGEST_URL='http://127.0.0.1:$INGEST_PORT'
@@ -519,6 +544,7 @@ case "$CMD" in
     deps) deps ;;
     package-deps) package_deps ;;
     moto-bin) moto_bin ;;
+    contract-python) contract_python ;;
     cfn-lint-bin) cfn_lint_bin ;;
     browser-bin) browser_bin ;;
     proxy-bin) proxy_bin ;;

@@ -11,6 +11,9 @@ python3 deploy/check-table-owners.py
 # no source file of the product or its tools over 400 lines: a file that grows past it is split by feature
 LONG="$(find Services Shared Tools Plugins -name '*.swift' -exec wc -l {} + | awk '$2 != "total" && $1 > 400')"
 if [ -n "$LONG" ]; then echo "files over 400 lines:"; echo "$LONG"; exit 1; fi
+# the bus contract: docs/asyncapi.yaml is valid AsyncAPI 3.0.0 and names every routing key
+CONTRACT_PYTHON="$(deploy/stack.sh contract-python)"
+"$CONTRACT_PYTHON" deploy/check-bus-contract.py document
 # one layout (.swift-format; `make format` applies it)
 swift format lint --strict --recursive --configuration .swift-format Services Shared Tools Tests Plugins Package.swift
 deploy/stack.sh down test >/dev/null 2>&1 || true
@@ -59,6 +62,11 @@ command -v schemathesis >/dev/null 2>&1 || python3 -m pip install -q schemathesi
 SPOTGUARD_TEST_SCHEMATHESIS="$(command -v schemathesis || echo "$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')/schemathesis")"
 export SPOTGUARD_TEST_SCHEMATHESIS
 
+# pika publishes and subscribes as an integrator would; every process the tests start records
+# its bus traffic, checked against docs/asyncapi.yaml after the suite
+export SPOTGUARD_TEST_CONTRACT_PYTHON="$CONTRACT_PYTHON"
+export SPOTGUARD_TEST_BUS_TAP_DIR="$ROOT/.spotguard/test/bus-tap"
+
 # Integration tests share one broker and restart it, so nothing runs in parallel. The output is
 # also kept in a log; on failure, its failing tests and expectations are repeated at the very end,
 # where a CI excerpt shows them.
@@ -73,3 +81,4 @@ summarise() {
 }
 trap summarise EXIT
 swift test --skip-build --no-parallel 2>&1 | tee "$LOG"
+"$CONTRACT_PYTHON" deploy/check-bus-contract.py messages "$SPOTGUARD_TEST_BUS_TAP_DIR"

@@ -58,11 +58,6 @@ public struct Delivery: Sendable {
     /// The envelope, whose `type` must be the routing key it came with (a consumer dispatches
     /// on the routing key, so a message saying otherwise is refused, not guessed at).
     public func decode<P>(_ type: P.Type) throws -> Envelope<P> {
-        let envelope = try WireJSON.decoder().decode(Envelope<P>.self, from: Data(body))
-        guard envelope.type == routingKey else {
-            throw ValidationError(
-                code: "type_mismatch", field: "type", message: "type '\(envelope.type.prefix(80))' is not the routing key '\(routingKey)'")
-        }
-        return envelope
+        try WireJSON.decoder(routingKey: routingKey).decode(Envelope<P>.self, from: Data(body))
     }
 }

@@ -10,7 +10,6 @@ public enum RoutingKey {
     public static let interruptionRebalance = "interruption.rebalance"
     public static let interruptionTermination = "interruption.termination"
     public static let switchReported = "switch.reported"
-    public static let replicaSyncReported = "replica.sync_reported"
     public static let pricingCleaned = "pricing.cleaned"
     public static let replicaPromoted = "replica.promoted"
     public static let failoverCompleted = "failover.completed"
@@ -83,6 +82,9 @@ public struct Envelope<Payload: Codable & Sendable>: Codable, Sendable {
         schemaVersion = try c.decode(Int.self, forKey: .schemaVersion)
         occurredAt = try c.decode(Date.self, forKey: .occurredAt)
         producer = try c.decode(String.self, forKey: .producer)
+        if let routingKey = decoder.userInfo[WireJSON.routingKeyInfo] as? String, type != routingKey {
+            throw ValidationError(code: "type_mismatch", field: "type", message: "type '\(type.prefix(80))' is not the routing key '\(routingKey)'")
+        }
         guard Self.readableVersions.contains(schemaVersion) else {
             let versions = Self.readableVersions.map(String.init).joined(separator: ", ")
             throw ValidationError(
@@ -123,8 +125,14 @@ public enum WireJSON {
         return e
     }
 
-    public static func decoder() -> JSONDecoder {
+    /// Set in a decoder's `userInfo` to the routing key a message came with: an envelope whose
+    /// `type` says otherwise is refused before its payload is read.
+    static let routingKeyInfo = CodingUserInfoKey(rawValue: "spotguard.routing-key")!
+
+    /// - Parameter routingKey: for a bus message, the routing key it came with.
+    public static func decoder(routingKey: String? = nil) -> JSONDecoder {
         let d = JSONDecoder()
+        if let routingKey { d.userInfo[routingKeyInfo] = routingKey }
         d.keyDecodingStrategy = .convertFromSnakeCase
         d.dateDecodingStrategy = .custom { decoder in
             let c = try decoder.singleValueContainer()

@@ -104,8 +104,9 @@ extension PostgresStore {
 
 /// A service's OpenAPI document (`openapi.yaml` in its resource bundle), served as it is.
 public enum OpenAPIDocument {
-    public static func response(_ bundle: Bundle) -> Response {
-        guard let url = bundle.url(forResource: "openapi", withExtension: "yaml"), let data = try? Data(contentsOf: url) else {
+    /// A YAML document of the service's bundle (`openapi`, or the console's `asyncapi`).
+    public static func response(_ bundle: Bundle, named name: String = "openapi") -> Response {
+        guard let url = bundle.url(forResource: name, withExtension: "yaml"), let data = try? Data(contentsOf: url) else {
             return Response(status: .notFound)
         }
         return Response(status: .ok, headers: [.contentType: "application/yaml"], body: .init(byteBuffer: ByteBuffer(bytes: data)))

@@ -297,6 +297,10 @@ extension IntegrationTests {
                         #expect(paths >= 15, "\(paths) paths documented")
                         try? FileManager.default.removeItem(atPath: out)
                     }
+                    // the bus contract for integrators, as docs/asyncapi.yaml has it
+                    let asyncAPI = try await console.send("GET", "/asyncapi.yaml")
+                    let document = try Data(contentsOf: TestStack.repoRoot.appendingPathComponent("docs/asyncapi.yaml"))
+                    #expect(asyncAPI.status == 200 && asyncAPI.headers["content-type"] == "application/yaml" && asyncAPI.body == document)
                 }
             }
         }

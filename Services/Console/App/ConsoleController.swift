@@ -23,6 +23,8 @@ public struct ConsoleController: Sendable {
 
     func addRoutes(to router: Router<ServiceRequestContext>) {
         router.get("/openapi.yaml") { _, _ in OpenAPIDocument.response(Bundle.module) }
+        // the bus contract (docs/asyncapi.yaml) for integrators
+        router.get("/asyncapi.yaml") { _, _ in OpenAPIDocument.response(Bundle.module, named: "asyncapi") }
         addClientAPI(to: router)
         addAdminAPI(to: router)
         addDashboard(to: router)

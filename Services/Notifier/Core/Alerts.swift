@@ -25,7 +25,7 @@ public struct NotificationDraft: Sendable, Equatable {
     /// The notification of one event, or nil when the event is not worth one (a promotion that
     /// a `failover.completed` already reports).
     public static func of(routingKey: String, body: Data) throws -> NotificationDraft? {
-        let decoder = WireJSON.decoder()
+        let decoder = WireJSON.decoder(routingKey: routingKey)
         func payload<P: Codable & Sendable>(_ type: P.Type) throws -> P { try decoder.decode(Envelope<P>.self, from: body).payload }
         switch routingKey {
         case RoutingKey.qualityAlert:
