@@ -4,8 +4,8 @@
 help:      ## this list (make with no target)
 	@grep -E '^[a-z-]+: +##' $(MAKEFILE_LIST) | sed -E 's/^([a-z-]+): +## /  make \1\t/' | expand -t 24
 
-up:        ## install what is missing, start PostgreSQL + RabbitMQ + every service + the simulated fleet
-	deploy/stack.sh up dev
+up:        ## install what is missing, start PostgreSQL + RabbitMQ + every service + the simulated fleet (HA=1: three RabbitMQ nodes)
+	SPOTGUARD_HA=$(HA) deploy/stack.sh up dev
 
 down:      ## stop everything `make up` (or an interrupted `make test`) started
 	deploy/stack.sh down dev

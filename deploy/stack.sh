@@ -10,6 +10,9 @@
 #   deploy/stack.sh broker-stop|broker-start|broker-restart [dev|test]
 #   deploy/stack.sh broker-pause|broker-resume [dev|test]   SIGSTOP/SIGCONT of the broker's VM
 #   deploy/stack.sh broker-alarm-on|broker-alarm-off [dev|test]   raise/clear its memory alarm
+#   deploy/stack.sh broker-cluster|broker-cluster-stop [dev|test]   three nodes in one cluster / back to one
+#   deploy/stack.sh broker-node-kill|broker-node-stop|broker-node-start STACK N   one node (kill: SIGKILL)
+#   deploy/stack.sh broker-leader STACK QUEUE   the node (1-3) leading a quorum queue
 #   deploy/stack.sh db-stop|db-crash|db-start [dev|test]   (db-crash: immediate stop, no checkpoint)
 #   deploy/stack.sh status  [dev|test]
 #   deploy/stack.sh queues  [dev|test]      queue depths on the private broker
@@ -211,35 +214,46 @@ pg_crash() {
 
 # --- RabbitMQ -------------------------------------------------------------------------------
 
+# Node N (default 1) of the stack's broker. Nodes 2 and 3 run only in an HA stack (`make up
+# HA=1`, or `broker-cluster` on request): one cluster, one Erlang cookie, one epmd; node N
+# listens on AMQP_PORT + 2(N-1) and keeps its data under .spotguard/<stack>/rabbit[-N]/.
 rabbit_env() {
-    export HOME="$DIR/rabbit/home"                # the Erlang cookie lives here
-    export RABBITMQ_NODENAME="spotguard-$STACK@localhost"
+    local n="${1:-1}" suffix=""
+    [ "$n" = 1 ] || suffix="-$n"
+    RDIR="$DIR/rabbit$suffix"
+    NODE_AMQP_PORT=$((AMQP_PORT + 2 * (n - 1)))
+    export HOME="$DIR/rabbit/home"                # the Erlang cookie lives here, shared by the nodes
+    export RABBITMQ_NODENAME="spotguard-$STACK$suffix@localhost"
     export RABBITMQ_NODE_IP_ADDRESS=127.0.0.1
-    export RABBITMQ_NODE_PORT="$AMQP_PORT"
-    export RABBITMQ_DIST_PORT="$DIST_PORT"
+    export RABBITMQ_NODE_PORT="$NODE_AMQP_PORT"
+    export RABBITMQ_DIST_PORT=$((DIST_PORT + 2 * (n - 1)))
     export ERL_EPMD_PORT="$EPMD_PORT"
     export ERL_EPMD_ADDRESS=127.0.0.1
-    export RABBITMQ_MNESIA_BASE="$DIR/rabbit/mnesia"
+    export RABBITMQ_MNESIA_BASE="$RDIR/mnesia"
     export RABBITMQ_LOG_BASE="$DIR/logs"
-    export RABBITMQ_CONFIG_FILE="$DIR/rabbit/rabbitmq"
-    export RABBITMQ_ENABLED_PLUGINS_FILE="$DIR/rabbit/enabled_plugins"
-    export RABBITMQ_PID_FILE="$DIR/rabbit/rabbit.pid"
-    export RABBITMQ_CONF_ENV_FILE="$DIR/rabbit/rabbitmq-env.conf"
-    export RABBITMQ_ADVANCED_CONFIG_FILE="$DIR/rabbit/advanced.config"
+    export RABBITMQ_CONFIG_FILE="$RDIR/rabbitmq"
+    export RABBITMQ_ENABLED_PLUGINS_FILE="$RDIR/enabled_plugins"
+    export RABBITMQ_PID_FILE="$RDIR/rabbit.pid"
+    export RABBITMQ_CONF_ENV_FILE="$RDIR/rabbitmq-env.conf"
+    export RABBITMQ_ADVANCED_CONFIG_FILE="$RDIR/advanced.config"
 }
 
 rabbit_ctl() { "$RABBIT_BIN/rabbitmqctl" "$@"; }
 
 rabbit_running() {
-    rabbit_env
+    rabbit_env "${1:-1}"
     [ -f "$RABBITMQ_PID_FILE" ] && kill -0 "$(cat "$RABBITMQ_PID_FILE")" 2>/dev/null
 }
 
+# whether this stack runs three broker nodes (make up HA=1, or broker-cluster)
+ha() { [ -f "$DIR/ha" ]; }
+
 rabbit_start() {
-    mkdir -p "$DIR/rabbit/home" "$DIR/rabbit/mnesia" "$DIR/logs"
-    rabbit_env
-    cat >"$DIR/rabbit/rabbitmq.conf" <<EOF
-listeners.tcp.default = 127.0.0.1:$AMQP_PORT
+    local n="${1:-1}"
+    rabbit_env "$n"
+    mkdir -p "$DIR/rabbit/home" "$RDIR/mnesia" "$DIR/logs"
+    cat >"$RDIR/rabbitmq.conf" <<EOF
+listeners.tcp.default = 127.0.0.1:$NODE_AMQP_PORT
 loopback_users = none
 default_user = spotguard
 default_pass = spotguard
@@ -250,28 +264,103 @@ heartbeat = 30
 log.console = false
 log.file.level = warning
 EOF
-    echo '[].' >"$DIR/rabbit/enabled_plugins"
-    : >"$DIR/rabbit/rabbitmq-env.conf"
-    echo '[].' >"$DIR/rabbit/advanced.config"
-    if rabbit_running; then
-        log "RabbitMQ already running on 127.0.0.1:$AMQP_PORT"
-        rabbit_integrator
+    echo '[].' >"$RDIR/enabled_plugins"
+    : >"$RDIR/rabbitmq-env.conf"
+    echo '[].' >"$RDIR/advanced.config"
+    if rabbit_running "$n"; then
+        log "RabbitMQ node $n already running on 127.0.0.1:$NODE_AMQP_PORT"
+        [ "$n" = 1 ] && rabbit_integrator
         return 0
     fi
     rm -f "$RABBITMQ_PID_FILE"
+    local console="$DIR/logs/rabbitmq-console$([ "$n" = 1 ] || echo "-$n").log"
     # the node detaches itself; its stdout goes to a log file
-    ( setsid "$RABBIT_BIN/rabbitmq-server" >>"$DIR/logs/rabbitmq-console.log" 2>&1 & echo $! >"$DIR/rabbit/launcher.pid" )
+    ( setsid "$RABBIT_BIN/rabbitmq-server" >>"$console" 2>&1 & echo $! >"$RDIR/launcher.pid" )
     local i
     for i in $(seq 1 120); do
         if rabbit_ctl -q await_startup --timeout 2 >/dev/null 2>&1; then
-            log "RabbitMQ started on 127.0.0.1:$AMQP_PORT"
-            rabbit_integrator
+            log "RabbitMQ node $n started on 127.0.0.1:$NODE_AMQP_PORT"
+            if [ "$n" = 1 ]; then rabbit_integrator; else rabbit_join "$n"; fi
             return 0
         fi
         sleep 0.5
     done
-    tail -n 30 "$DIR/logs/rabbitmq-console.log" >&2 || true
-    die "RabbitMQ did not start (see $DIR/logs)"
+    tail -n 30 "$console" >&2 || true
+    die "RabbitMQ node $n did not start (see $DIR/logs)"
+}
+
+# node N (2, 3) joins node 1's cluster, once; a restarted member rejoins by itself
+rabbit_join() {
+    rabbit_env "$1"
+    rabbit_ctl -q cluster_status 2>/dev/null | grep -q "spotguard-$STACK@localhost" && return 0
+    rabbit_ctl -q stop_app >/dev/null 2>&1
+    rabbit_ctl -q reset >/dev/null 2>&1
+    rabbit_ctl -q join_cluster "spotguard-$STACK@localhost" >/dev/null 2>&1 || die "node $1 could not join the cluster"
+    rabbit_ctl -q start_app >/dev/null 2>&1
+    log "RabbitMQ node $1 joined the cluster"
+}
+
+# Three nodes, one cluster: nodes 2 and 3 started and joined, and every quorum queue given a
+# member on each (queues declared later get all three at once).
+rabbit_cluster() {
+    touch "$DIR/ha"
+    rabbit_start 1
+    rabbit_start 2
+    rabbit_start 3
+    rabbit_env 1
+    local n
+    for n in 2 3; do
+        "$RABBIT_BIN/rabbitmq-queues" -q grow "spotguard-$STACK-$n@localhost" all >/dev/null 2>&1 || true
+    done
+}
+
+# Back to one node: the others' queue members removed, the nodes reset (they leave) and stopped.
+rabbit_cluster_stop() {
+    local n
+    for n in 3 2; do
+        rabbit_running "$n" || continue
+        rabbit_env 1
+        "$RABBIT_BIN/rabbitmq-queues" -q shrink "spotguard-$STACK-$n@localhost" >/dev/null 2>&1 || true
+        rabbit_env "$n"
+        rabbit_ctl -q stop_app >/dev/null 2>&1 || true
+        rabbit_ctl -q reset >/dev/null 2>&1 || true
+        rabbit_stop "$n"
+        rabbit_env "$n"
+        rm -rf "$RDIR"
+    done
+    rm -f "$DIR/ha"
+}
+
+# SIGKILL to node N's VM; returns once it is gone
+rabbit_node_kill() {
+    rabbit_running "$1" || die "node $1 is not running"
+    local pid i
+    pid="$(cat "$RABBITMQ_PID_FILE")"
+    kill -KILL "$pid"
+    for i in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || { log "RabbitMQ node $1 killed (pid $pid)"; return 0; }; sleep 0.1; done
+    die "node $1 (pid $pid) survived SIGKILL"
+}
+
+# the node (1, 2, 3) that leads QUEUE
+rabbit_leader() {
+    local leader="" n
+    for n in 1 2 3; do
+        rabbit_running "$n" || continue
+        leader="$(rabbit_ctl -q list_queues name leader --no-table-headers 2>/dev/null | awk -v q="$1" '$1 == q {print $2}')"
+        [ -n "$leader" ] && break
+    done
+    case "$leader" in
+        "spotguard-$STACK@localhost") echo 1 ;;
+        "spotguard-$STACK-"*) leader="${leader#spotguard-"$STACK"-}"; echo "${leader%@localhost}" ;;
+        *) die "no leader known for queue $1" ;;
+    esac
+}
+
+# the AMQP URL of every node the stack runs, for USER:PASSWORD
+amqp_url() {
+    local hosts="127.0.0.1:$AMQP_PORT"
+    if ha; then hosts="$hosts,127.0.0.1:$((AMQP_PORT + 2)),127.0.0.1:$((AMQP_PORT + 4))"; fi
+    echo "amqp://$1@$hosts/"
 }
 
 # the broker user other systems publish and subscribe as (docs/integrating.md), with this
@@ -283,17 +372,24 @@ rabbit_integrator() {
 }
 
 rabbit_stop() {
-    rabbit_env
-    [ -d "$DIR/rabbit" ] || return 0
-    if rabbit_running; then
+    local n="${1:-1}"
+    rabbit_env "$n"
+    [ -d "$RDIR" ] || return 0
+    if rabbit_running "$n"; then
         rabbit_ctl -q stop >/dev/null 2>&1 || kill "$(cat "$RABBITMQ_PID_FILE")" 2>/dev/null || true
         local i
-        for i in $(seq 1 60); do rabbit_running || break; sleep 0.5; done
-        log "RabbitMQ stopped"
+        for i in $(seq 1 60); do rabbit_running "$n" || break; sleep 0.5; done
+        log "RabbitMQ node $n stopped"
     fi
-    # our private epmd
-    pkill -f "epmd.*-port $EPMD_PORT" 2>/dev/null || true
     rm -f "$RABBITMQ_PID_FILE"
+    # our private epmd, once the last node is gone
+    [ "$n" != 1 ] || pkill -f "epmd.*-port $EPMD_PORT" 2>/dev/null || true
+}
+
+# every node of the stack's broker
+rabbit_stop_all() {
+    local n
+    for n in 3 2 1; do rabbit_stop "$n"; done
 }
 
 # --- the gateway: TLS on one address -----------------------------------------------------------
@@ -350,14 +446,15 @@ gateway_stop() {
 # --- env file -------------------------------------------------------------------------------
 
 write_env() {
+    find_pg_bin
     mkdir -p "$DIR"
     local token_file="$DIR/admin-token"
     [ -s "$token_file" ] || (umask 077; head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$token_file")
     cat >"$DIR/env" <<EOF
 # SpotGuard $STACK stack: source this file from a shell.
 export SPOTGUARD_DATABASE_URL='postgresql://spotguard@127.0.0.1:$PG_PORT/spotguard'
-export SPOTGUARD_AMQP_URL='amqp://spotguard:spotguard@127.0.0.1:$AMQP_PORT/'
-export SPOTGUARD_INTEGRATOR_AMQP_URL='amqp://integrator:$(cat "$DIR/integrator-password" 2>/dev/null)@127.0.0.1:$AMQP_PORT/'
+export SPOTGUARD_AMQP_URL='$(amqp_url spotguard:spotguard)'
+export SPOTGUARD_INTEGRATOR_AMQP_URL='$(amqp_url "integrator:$(cat "$DIR/integrator-password" 2>/dev/null)")'
 export SPOTGUARD_ADMIN_TOKEN='$(cat "$token_file")'
 export SPOTGUARD_INGEST_PORT='$INGEST_PORT'
 export SPOTGUARD_INGEST_URL='http://127.0.0.1:$INGEST_PORT'
@@ -407,7 +504,7 @@ identity_authority() {
 
 infra() {
     pg_start
-    rabbit_start
+    if [ "${SPOTGUARD_HA:-}" = 1 ] || ha; then rabbit_cluster; else rabbit_start; fi
     write_env
 }
 
@@ -512,8 +609,12 @@ status() {
     printf 'stack %s (%s)\n' "$STACK" "$DIR"
     if "$PG_BIN/pg_isready" -h 127.0.0.1 -p "$PG_PORT" -q; then s=up; else s=down; fi
     printf '  postgresql   127.0.0.1:%s  %s\n' "$PG_PORT" "$s"
-    if rabbit_running; then s=up; else s=down; fi
-    printf '  rabbitmq     127.0.0.1:%s  %s\n' "$AMQP_PORT" "$s"
+    local n
+    for n in 1 2 3; do
+        [ "$n" = 1 ] || ha || continue
+        if rabbit_running "$n"; then s=up; else s=down; fi
+        printf '  rabbitmq     127.0.0.1:%s  %s%s\n' "$((AMQP_PORT + 2 * (n - 1)))" "$s" "$(ha && echo " (node $n of 3)")"
+    done
     local svc
     for svc in "${SERVICES[@]}"; do
         local pidf="$DIR/pids/$svc.pid"
@@ -553,13 +654,20 @@ case "$CMD" in
     caddy-bin) caddy_bin ;;
     gateway-start) gateway_start ;;
     gateway-stop) gateway_stop ;;
-    down) services_stop; rabbit_stop; pg_stop ;;
+    down) services_stop; rabbit_stop_all; pg_stop ;;
     db-stop) pg_stop ;;
     db-crash) pg_crash ;;
     db-start) pg_start ;;
     broker-stop) rabbit_stop ;;
     broker-start) rabbit_start ;;
     broker-restart) rabbit_stop; rabbit_start ;;
+    # three nodes in one cluster (the HA stack; the tests ask for it), and back to one
+    broker-cluster) rabbit_cluster >&2; write_env; amqp_url spotguard:spotguard ;;
+    broker-cluster-stop) rabbit_cluster_stop; write_env ;;
+    broker-node-kill) rabbit_node_kill "${3:?node 1, 2 or 3}" ;;
+    broker-node-stop) rabbit_stop "${3:?node 1, 2 or 3}" ;;
+    broker-node-start) rabbit_start "${3:?node 1, 2 or 3}" ;;
+    broker-leader) rabbit_leader "${3:?queue}" ;;
     broker-pause) rabbit_env; kill -STOP "$(cat "$RABBITMQ_PID_FILE")" ;;
     broker-resume) rabbit_env; kill -CONT "$(cat "$RABBITMQ_PID_FILE")" ;;
     # a watermark far below what the node uses raises the memory alarm: publishers are blocked

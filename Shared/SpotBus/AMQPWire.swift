@@ -16,8 +16,9 @@ extension AMQPWorker {
         conn = c
         guard let socket = amqp_tcp_socket_new(c) else { throw BusError(.protocolError, "amqp_tcp_socket_new failed") }
         var tv = timeval(endpoint.connectTimeout)
-        let st = amqp_socket_open_noblock(socket, endpoint.host, Int32(endpoint.port), &tv)
-        guard st == 0 else { throw BusError(.notConnected, "connect \(endpoint): \(Self.statusText(st))") }
+        let node = endpoint.nodes[nodeIndex % endpoint.nodes.count]
+        let st = amqp_socket_open_noblock(socket, node.host, Int32(node.port), &tv)
+        guard st == 0 else { throw BusError(.notConnected, "connect \(node): \(Self.statusText(st))") }
         try check(
             spotguard_amqp_login_plain(
                 c, endpoint.vhost, 0, 131_072, Int32(endpoint.heartbeatSeconds), endpoint.user, endpoint.password,
@@ -97,6 +98,11 @@ extension AMQPWorker {
         case AMQP_BASIC_NACK_METHOD:
             let nack = method.decoded.assumingMemoryBound(to: amqp_basic_nack_t.self).pointee
             settle(upTo: nack.delivery_tag, multiple: nack.multiple != 0) { _ in BusError(.nacked, "the broker refused the message") }
+            // A nack means a queue the message was routed to could not take it. After a cluster
+            // node is lost, a channel that published to a queue led from there can go on being
+            // refused while a fresh channel is not: start over on a new connection (the next
+            // node); what is still awaiting a confirm fails as in doubt and is published again.
+            throw BusError(.nacked, "the broker refused a message; reconnecting")
         case AMQP_BASIC_RETURN_METHOD:
             var message = amqp_message_t()
             try check(amqp_read_message(c, frame.channel, &message, 0), "read returned message")

@@ -88,6 +88,8 @@ final class AMQPWorker: @unchecked Sendable {
     var messageIdToLocal: [String: UInt64] = [:]
     var returned: Set<UInt64> = []
     var consumerTag: String?
+    /// The node of `endpoint.nodes` the next connection goes to.
+    var nodeIndex = 0
     /// Set when a publish waits for room in the socket's send buffer.
     var awaitingRoom = false
 
@@ -213,15 +215,21 @@ final class AMQPWorker: @unchecked Sendable {
                     $0.connected = true
                     $0.blocked = nil
                 }
-                logger.info("amqp connected", metadata: ["amqp.endpoint": "\(endpoint)", "amqp.role": "\(roleName)"])
+                let node = endpoint.nodes[nodeIndex % endpoint.nodes.count]
+                logger.info("amqp connected", metadata: ["amqp.endpoint": "\(endpoint)", "amqp.node": "\(node)", "amqp.role": "\(roleName)"])
                 onConnected?()
                 try runLoop()
                 closeConnection()
             } catch {
                 logger.warning("amqp connection failed", metadata: ["amqp.error": "\(error)", "amqp.role": "\(roleName)"])
                 shared.withLock { $0.connected = false }
+                // publishes awaiting a confirm are in doubt: they fail, their callers publish again
+                // and consumers deduplicate on the message id
                 failInFlight(BusError(.connectionLost, "\(error)"))
                 destroyConnection()
+                // a cluster: the next node at once; the backoff only after every node was tried
+                nodeIndex += 1
+                if endpoint.nodes.count > 1, nodeIndex % endpoint.nodes.count != 0 { continue }
                 // back off with jitter, waking early on stop; at most 5 s, so a service is
                 // back within seconds of the broker (a 30 s cap kept ingest answering 503 for
                 // 9 s after a broker restart in the fault suite)

@@ -69,11 +69,12 @@ public struct EnvironmentReader: Sendable {
         return c
     }
 
-    /// `SPOTGUARD_AMQP_URL` (required), e.g. `amqp://user:password@127.0.0.1:5672/`.
+    /// `SPOTGUARD_AMQP_URL` (required), e.g. `amqp://user:password@127.0.0.1:5672/`; a cluster's
+    /// nodes comma-separated, `amqp://user:password@rabbit-1:5672,rabbit-2:5672,rabbit-3:5672/`.
     public func amqp() throws -> AMQPEndpoint {
         let url = try require("SPOTGUARD_AMQP_URL")
         guard var e = AMQPEndpoint(url: url) else {
-            throw ConfigurationError(variable: "SPOTGUARD_AMQP_URL", problem: "must look like amqp://user:password@host:port/vhost")
+            throw ConfigurationError(variable: "SPOTGUARD_AMQP_URL", problem: "must look like amqp://user:password@host:port[,host:port…]/vhost")
         }
         e.heartbeatSeconds = try int("SPOTGUARD_AMQP_HEARTBEAT_SECONDS", default: 30, range: 1...600)
         return e

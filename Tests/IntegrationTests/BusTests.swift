@@ -25,6 +25,32 @@ extension IntegrationTests {
                 logger: TestStack.logger, handler: handler ?? { inbox.append($0) })
         }
 
+        /// A cluster is one URL with every node; user, password and vhost are shared.
+        @Test func aClusterURLNamesEveryNode() throws {
+            let e = try #require(AMQPEndpoint(url: "amqp://svc:p%40ss@10.0.0.1:5672,rabbit-2,[fd00::3]:5673/prod"))
+            #expect(e.nodes == [.init(host: "10.0.0.1", port: 5672), .init(host: "rabbit-2", port: 5672), .init(host: "fd00::3", port: 5673)])
+            #expect(e.user == "svc" && e.password == "p@ss" && e.vhost == "prod")
+            #expect(e.description == "amqp://svc@10.0.0.1:5672,rabbit-2:5672,[fd00::3]:5673/prod")
+            #expect(AMQPEndpoint(url: "amqp://u:p@h1:5672,,h2/")?.nodes == nil, "an empty node")
+            #expect(AMQPEndpoint(url: "amqp://u:p@h1:99999/") == nil)
+            #expect(AMQPEndpoint(url: "http://h1/") == nil)
+            #expect(AMQPEndpoint(url: "amqp://h1")?.vhost == "/")
+        }
+
+        /// A node that does not answer is passed over for the next one.
+        @Test func aDeadNodeIsPassedOverForTheNext() async throws {
+            var endpoint = try TestStack.amqp
+            let live = endpoint.nodes[0]
+            // a loopback port nothing listens on (refused at once), then the real node
+            endpoint.nodes = [.init(host: "127.0.0.1", port: 1), live]
+            let publisher = BusPublisher(endpoint: endpoint, topology: topology, logger: TestStack.logger)
+            publisher.start()
+            #expect(await TestStack.eventually(timeout: .seconds(10)) { publisher.isConnected }, "connected through the second node")
+            try await publisher.publish(message(1))
+            try await publisher.deleteQueue(queue)
+            await publisher.shutdown()
+        }
+
         @Test func confirmedMessageArrivesWithItsIdAndBody() async throws {
             try await withPublisher(topology: topology) { publisher in
                 try await publisher.publish(message(1, body: #"{"price": 0.0312}"#))

@@ -52,10 +52,26 @@ enum TestStack {
         return store
     }
 
-    /// Runs `deploy/stack.sh <command> test` (broker-stop, broker-start, broker-restart).
-    static func stack(_ command: String) async throws {
-        let status = try await ChildProcess(repoRoot.appendingPathComponent("deploy/stack.sh").path, [command, "test"]).exitStatus()
-        #expect(status == 0, "deploy/stack.sh \(command) test exited \(status)")
+    /// The private stack the tests run against (`test` under `make test`): the folder of
+    /// `SPOTGUARD_STACK_DIR`.
+    static var stackName: String {
+        ProcessInfo.processInfo.environment["SPOTGUARD_STACK_DIR"].map { URL(fileURLWithPath: $0).lastPathComponent } ?? "test"
+    }
+
+    /// Runs `deploy/stack.sh <command> <stack> [arguments]` (broker-stop, broker-start, broker-restart, …).
+    static func stack(_ command: String, _ arguments: String...) async throws {
+        _ = try await stackOutput(command, arguments)
+    }
+
+    /// `deploy/stack.sh <command> <stack> [arguments]`, its standard output trimmed.
+    @discardableResult
+    static func stackOutput(_ command: String, _ arguments: [String] = []) async throws -> String {
+        let out = FileManager.default.temporaryDirectory.appendingPathComponent("stack-\(UUID()).txt").path
+        defer { try? FileManager.default.removeItem(atPath: out) }
+        let status = try await ChildProcess(repoRoot.appendingPathComponent("deploy/stack.sh").path, [command, stackName] + arguments, output: out)
+            .exitStatus()
+        #expect(status == 0, "deploy/stack.sh \(command) \(stackName) exited \(status)")
+        return ((try? String(contentsOfFile: out, encoding: .utf8)) ?? "").trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
     /// Stops the broker for the duration of `body` and starts it again whatever happens.
@@ -80,11 +96,11 @@ enum TestStack {
         return try await condition()
     }
 
-    /// Messages in a queue, ready or delivered and not yet acked (`deploy/stack.sh queues test`).
+    /// Messages in a queue, ready or delivered and not yet acked (`deploy/stack.sh queues <stack>`).
     static func queueDepth(_ queue: String) async throws -> Int {
         let out = FileManager.default.temporaryDirectory.appendingPathComponent("queues-\(UUID()).txt").path
         defer { try? FileManager.default.removeItem(atPath: out) }
-        _ = try await ChildProcess(repoRoot.appendingPathComponent("deploy/stack.sh").path, ["queues", "test"], output: out).exitStatus()
+        _ = try await ChildProcess(repoRoot.appendingPathComponent("deploy/stack.sh").path, ["queues", stackName], output: out).exitStatus()
         let line = try String(contentsOfFile: out, encoding: .utf8).split(separator: "\n").map { $0.split(whereSeparator: \.isWhitespace) }
             .first { $0.first.map(String.init) == queue }
         guard let line, line.count >= 4 else { return -1 }
