@@ -61,7 +61,8 @@ public struct EnvironmentReader: Sendable {
     public func postgres(applicationName: String) throws -> PostgresConfiguration {
         let url = try require("SPOTGUARD_DATABASE_URL")
         guard var c = PostgresConfiguration(url: url) else {
-            throw ConfigurationError(variable: "SPOTGUARD_DATABASE_URL", problem: "must look like postgresql://user@host:port/database")
+            throw ConfigurationError(
+                variable: "SPOTGUARD_DATABASE_URL", problem: "must look like postgresql://user@host:port[,host:port…]/database[?sslmode=…]")
         }
         c.poolSize = try int("SPOTGUARD_DB_POOL_SIZE", default: 4, range: 1...64)
         c.statementTimeoutMs = try int("SPOTGUARD_DB_STATEMENT_TIMEOUT_MS", default: c.statementTimeoutMs, range: 100...600_000)

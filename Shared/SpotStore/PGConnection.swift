@@ -74,7 +74,7 @@ public final class PGConnection {
         let c = try handle()
         guard PQsendQuery(c, sql) == 1 else { throw lost(c) }
         let result = try awaitResult(c)
-        try result.check(c)
+        try verify(result, c)
     }
 
     /// Bulk-loads rows with `COPY … FROM STDIN` in text format. Table and column names must be
@@ -89,7 +89,7 @@ public final class PGConnection {
         guard PQsendQuery(c, "COPY \(table) (\(columns.joined(separator: ", "))) FROM STDIN") == 1 else { throw lost(c) }
         let start = try awaitResult(c)
         guard start.status == PGRES_COPY_IN else {
-            try start.check(c)
+            try verify(start, c)
             throw PGError(.query, message: "copy: server did not enter COPY IN")
         }
         var buffer: [UInt8] = []
@@ -128,7 +128,7 @@ public final class PGConnection {
             try send(c, until: deadline)
         }
         let end = try awaitResult(c)
-        try end.check(c)
+        try verify(end, c)
         return end.affectedRows
     }
 
@@ -149,6 +149,18 @@ public final class PGConnection {
             throw PGError(.connection, message: "connection is not open")
         }
         return conn
+    }
+
+    /// Throws the result's error, if any. A read-only refusal (25006: this server is, or just
+    /// became, a standby after a failover) also ends the connection, so the next unit of work
+    /// connects again and, with `target_session_attrs=read-write`, reaches the new primary.
+    private func verify(_ result: ResultBox, _ c: OpaquePointer) throws {
+        do {
+            try result.check(c)
+        } catch let error as PGError where error.sqlState == "25006" {
+            close()
+            throw error
+        }
     }
 
     private func exec(_ sql: String, _ params: [(any PGEncodable)?]) throws -> ResultBox {
@@ -179,7 +191,7 @@ public final class PGConnection {
         }
         guard sent == 1 else { throw lost(c) }
         let result = try awaitResult(c)
-        try result.check(c)
+        try verify(result, c)
         return result
     }
 

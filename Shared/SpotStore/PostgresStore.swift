@@ -1,15 +1,36 @@
 import Foundation
 import Logging
 import Metrics
+import SpotModels
 import Synchronization
 
-/// Connection settings, parsed from a `postgresql://user:password@host:port/db` URL.
+/// Connection settings, parsed from a `postgresql://user:password@host:port/db` URL. Several
+/// servers (a primary and its standbys) are one URL, `postgresql://user@pg-1:5432,pg-2:5432/db`:
+/// libpq tries them in order and, unless the URL says otherwise (`?target_session_attrs=`),
+/// keeps only a server that accepts writes, so after a failover a new connection reaches the
+/// promoted standby. `sslmode` and `sslrootcert` pass through to libpq.
 public struct PostgresConfiguration: Sendable {
-    public var host: String
-    public var port: Int
+    public struct Server: Sendable, Equatable {
+        public var host: String
+        public var port: Int
+
+        public init(host: String, port: Int) {
+            self.host = host
+            self.port = port
+        }
+    }
+
+    /// At least one.
+    public var servers: [Server]
     public var user: String
     public var password: String?
     public var database: String
+    /// libpq's `target_session_attrs`: `read-write` by default when there are several servers.
+    public var targetSessionAttributes: String?
+    /// Further libpq settings from the URL's query (`sslmode`, `sslrootcert`).
+    public var options: [(String, String)] = []
+    public var host: String { servers[0].host }
+    public var port: Int { servers[0].port }
     /// Connections (and threads) in the pool.
     public var poolSize = 4
     public var connectTimeoutSeconds = 5
@@ -25,20 +46,25 @@ public struct PostgresConfiguration: Sendable {
     public var applicationName = "spotguard"
 
     public init?(url: String) {
-        guard let c = URLComponents(string: url), c.scheme == "postgresql" || c.scheme == "postgres", let host = c.host else {
-            return nil
+        guard let parsed = ServiceURL(url, schemes: ["postgresql", "postgres"]) else { return nil }
+        servers = parsed.servers.map { Server(host: $0.host, port: $0.port ?? 5432) }
+        user = parsed.user ?? "postgres"
+        password = parsed.password
+        database = parsed.path.isEmpty ? user : parsed.path
+        for (key, value) in parsed.query {
+            switch key {
+            case "target_session_attrs": targetSessionAttributes = value
+            case "sslmode", "sslrootcert": options.append((key, value))
+            default: return nil  // a setting this build does not pass on is refused, not ignored
+            }
         }
-        self.host = host
-        self.port = c.port ?? 5432
-        self.user = c.user ?? "postgres"
-        self.password = c.password
-        let db = String(c.path.dropFirst())
-        self.database = db.isEmpty ? self.user : db
+        if targetSessionAttributes == nil, servers.count > 1 { targetSessionAttributes = "read-write" }
     }
 
     var keywords: [(String, String)] {
         var k: [(String, String)] = [
-            ("host", host), ("port", String(port)), ("user", user), ("dbname", database),
+            ("host", servers.map(\.host).joined(separator: ",")), ("port", servers.map { String($0.port) }.joined(separator: ",")),
+            ("user", user), ("dbname", database),
             ("connect_timeout", String(connectTimeoutSeconds)), ("application_name", applicationName),
             // JIT compiles every plan above a cost threshold: half a second of LLVM for queries
             // that run in milliseconds (the decision pass: 527 of 823 ms), so it is off
@@ -50,7 +76,8 @@ public struct PostgresConfiguration: Sendable {
             ("tcp_user_timeout", "30000"),
         ]
         if let password { k.append(("password", password)) }
-        return k
+        if let targetSessionAttributes { k.append(("target_session_attrs", targetSessionAttributes)) }
+        return k + options
     }
 }
 

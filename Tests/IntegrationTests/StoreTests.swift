@@ -2,12 +2,54 @@ import Foundation
 import SpotFleet
 import SpotModels
 import SpotRuntime
-import SpotStore
 import Testing
 import ToolSupport
 
+@testable import SpotStore
+
 extension IntegrationTests {
     @Suite struct StoreTests {
+        /// A primary and its standbys are one URL; several servers mean "the one that takes writes".
+        @Test func aMultiServerURLNamesEveryServer() throws {
+            let c = try #require(PostgresConfiguration(url: "postgresql://svc:p%40ss@pg-1:5432,pg-2,10.0.0.3:6432/fleet?sslmode=verify-full"))
+            #expect(c.servers.map(\.host) == ["pg-1", "pg-2", "10.0.0.3"] && c.servers.map(\.port) == [5432, 5432, 6432])
+            #expect(c.user == "svc" && c.password == "p@ss" && c.database == "fleet")
+            let keywords = Dictionary(c.keywords, uniquingKeysWith: { a, _ in a })
+            #expect(keywords["host"] == "pg-1,pg-2,10.0.0.3" && keywords["port"] == "5432,5432,6432")
+            #expect(keywords["target_session_attrs"] == "read-write" && keywords["sslmode"] == "verify-full")
+            #expect(PostgresConfiguration(url: "postgresql://u@h/db?target_session_attrs=any")?.targetSessionAttributes == "any")
+            #expect(PostgresConfiguration(url: "postgresql://u@h/db")?.targetSessionAttributes == nil)
+            #expect(PostgresConfiguration(url: "postgresql://u@h/db?connect_timeout=1") == nil, "a setting not passed on is refused")
+            #expect(PostgresConfiguration(url: "postgresql://u@h1,,h2/db") == nil)
+        }
+
+        /// A server that does not answer is passed over; a connection that finds itself on a
+        /// read-only server (a standby after a failover) is dropped, and the next unit of work
+        /// connects again.
+        @Test func aDeadServerIsPassedOverAndAReadOnlySessionIsLeft() async throws {
+            var config = try TestStack.postgres
+            config.servers.insert(.init(host: "127.0.0.1", port: 1), at: 0)
+            config.poolSize = 1
+            let store = PostgresStore(configuration: config, logger: TestStack.logger)
+            let backend = try await store.withConnection { conn in try conn.query("SELECT pg_backend_pid()")[0].decode(Int.self, at: 0) }
+            let refused = await #expect(throws: PGError.self) {
+                try await store.withConnection { conn in
+                    try conn.execute("SET default_transaction_read_only = on")
+                    try conn.execute("CREATE TEMPORARY TABLE should_not_exist (x int)")
+                }
+            }
+            #expect(refused?.sqlState == "25006" && refused?.isTransient == true)
+            let after = try await store.withConnection { conn in
+                (
+                    try conn.query("SELECT pg_backend_pid()")[0].decode(Int.self, at: 0),
+                    try conn.query("SHOW transaction_read_only")[0].decode(String.self, at: 0)
+                )
+            }
+            #expect(after.0 != backend, "a new session")
+            #expect(after.1 == "off")
+            await store.shutdown()
+        }
+
         @Test func twoProcessesMigratingAtOnceApplyEachMigrationOnce() async throws {
             // a fresh database, migrated by two `spotguard-ingest migrate` processes started together
             let admin = try await TestStack.store(poolSize: 1)
