@@ -35,5 +35,24 @@ extension IntegrationTests {
             #expect(!executables.isEmpty)
             #expect(services == Set(executables + ["postgres", "rabbitmq", "gateway"]))
         }
+
+        /// docker-compose.ha.yml on top: three broker nodes, and every service that connects to
+        /// the broker lists all three.
+        @Test func haComposeFileRunsThreeBrokerNodesEveryServiceKnows() async throws {
+            let output = FileManager.default.temporaryDirectory.appendingPathComponent("compose-ha-\(UUID()).txt").path
+            defer { try? FileManager.default.removeItem(atPath: output) }
+            var env = ProcessInfo.processInfo.environment
+            env["SPOTGUARD_ADMIN_TOKEN"] = "compose-check-token-0123456789"
+            env["SPOTGUARD_RABBITMQ_COOKIE"] = "compose-check-cookie"
+            let files = ["docker-compose.yml", "docker-compose.ha.yml"].flatMap { ["-f", TestStack.repoRoot.appendingPathComponent($0).path] }
+            let status = try await ChildProcess("docker-compose", files + ["config"], environment: env, output: output).exitStatus()
+            #expect(status == 0)
+            let config = try String(contentsOfFile: output, encoding: .utf8)
+            for node in ["rabbitmq-2:", "rabbitmq-3:"] { #expect(config.contains("\n  \(node)\n"), "service \(node)") }
+            let urls = config.split(separator: "\n").filter { $0.contains("SPOTGUARD_AMQP_URL:") }
+            #expect(urls.count == 6, "ingest, sef, replicas, decisions, notifier, console")
+            #expect(urls.allSatisfy { $0.hasSuffix("@rabbitmq:5672,rabbitmq-2:5672,rabbitmq-3:5672/") }, "\(urls)")
+            #expect(config.components(separatedBy: "20-cluster.conf").count - 1 == 3, "the three nodes find each other")
+        }
     }
 }
