@@ -16,8 +16,8 @@ extension IntegrationTests {
             let driver = try ChildProcess(
                 try TestStack.binDir + "/spotguard-bench",
                 [
-                    "chaos", "--stack", "test", "--stack-script", TestStack.repoRoot.appendingPathComponent("deploy/stack.sh").path,
-                    "--sends", "1200", "--window", "4", "--logs", TestStack.repoRoot.appendingPathComponent(".spotguard/test/chaos").path,
+                    "chaos", "--stack", TestStack.stackName, "--stack-script", TestStack.repoRoot.appendingPathComponent("deploy/stack.sh").path,
+                    "--sends", "1200", "--window", "4", "--logs", TestStack.repoRoot.appendingPathComponent(".spotguard/\(TestStack.stackName)/chaos").path,
                     "--json", json,
                 ],
                 output: output, errors: true)
@@ -37,7 +37,7 @@ extension IntegrationTests {
 
             guard status == 0 else {
                 // and what the services said about it: their error lines and crashes
-                let logs = TestStack.repoRoot.appendingPathComponent(".spotguard/test/chaos")
+                let logs = TestStack.repoRoot.appendingPathComponent(".spotguard/\(TestStack.stackName)/chaos")
                 let files = (FileManager.default.enumerator(atPath: logs.path)?.allObjects as? [String] ?? []).filter { $0.hasSuffix(".log") }
                 for file in files.sorted() {
                     let lines = ((try? String(contentsOf: logs.appendingPathComponent(file), encoding: .utf8)) ?? "").split(separator: "\n")

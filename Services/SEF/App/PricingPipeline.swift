@@ -101,18 +101,19 @@ public final class PricingPipeline: Sendable {
     /// One transaction for the whole batch; returns what changed and the facts refused because
     /// their agent is not their client's (no such agent, or another client's).
     func apply(_ facts: [Fact]) async throws -> (ApplyReport, [Int: ValidationError]) {
-        let allPools = Set(facts.flatMap { $0.rows.map(\.pool) } + Heartbeats.pools(of: facts.compactMap(\.beat)))
-        let unknown = knownPools.withLock { known in allPools.filter { !known.contains($0.rawValue) } }
         let prices = self.prices
-        let (report, strangers) = try await store.transaction { conn in
+        let (report, strangers, unknown) = try await store.transaction { conn in
             let strangers = try Self.strangers(facts, on: conn)
             let valid = facts.filter { strangers[$0.index] == nil }
-            // their scan rows are added by the next maintenance round, like those of pools created elsewhere
+            // only pools of facts that are taken; their scan rows are added by the next
+            // maintenance round, like those of pools created elsewhere
+            let pools = Set(valid.flatMap { $0.rows.map(\.pool) } + Heartbeats.pools(of: valid.compactMap(\.beat)))
+            let unknown = self.knownPools.withLock { known in pools.filter { !known.contains($0.rawValue) } }
             try Pools.ensure(Array(unknown), on: conn)
             var report = try prices.applySubmissions(valid.flatMap(\.rows), on: conn)
             report.heartbeatsApplied = try Heartbeats.apply(valid.compactMap(\.beat), on: conn)
             try Self.publish(report, on: conn)
-            return (report, strangers)
+            return (report, strangers, unknown)
         }
         knownPools.withLock { known in known.formUnion(unknown.map(\.rawValue)) }
         if !report.cleaned.isEmpty || !report.alerts.isEmpty { notify() }
