@@ -3,7 +3,7 @@ import Foundation
 /// A connection URL that may name several servers, `scheme://user:password@host1:port1,host2/path?query`
 /// (the broker's and the database's): its parts, percent-decoded. `URLComponents` cannot read a
 /// host list; this is the one parser both use.
-public struct ServiceURL: Sendable, Equatable {
+public struct ServiceURL: Sendable {
     public struct Server: Sendable, Equatable {
         public var host: String
         public var port: Int?
@@ -53,11 +53,6 @@ public struct ServiceURL: Sendable, Equatable {
             guard kv.count == 2, let key = kv[0].removingPercentEncoding, let value = kv[1].removingPercentEncoding else { return nil }
             self.query.append((key, value))
         }
-    }
-
-    public static func == (a: ServiceURL, b: ServiceURL) -> Bool {
-        a.user == b.user && a.password == b.password && a.servers == b.servers && a.path == b.path
-            && a.query.map { "\($0.0)=\($0.1)" } == b.query.map { "\($0.0)=\($0.1)" }
     }
 
     /// `host`, `host:port`, `[v6]` or `[v6]:port`.
