@@ -13,7 +13,12 @@
 #   deploy/stack.sh broker-cluster|broker-cluster-stop [dev|test]   three nodes in one cluster / back to one
 #   deploy/stack.sh broker-node-kill|broker-node-stop|broker-node-start STACK N   one node (kill: SIGKILL)
 #   deploy/stack.sh broker-leader STACK QUEUE   the node (1-3) leading a quorum queue
+#   deploy/stack.sh broker-url STACK [N]   the services' AMQP URL with node N first
 #   deploy/stack.sh db-stop|db-crash|db-start [dev|test]   (db-crash: immediate stop, no checkpoint)
+#   deploy/stack.sh db-cluster|db-cluster-stop|db-cluster-remove [dev|test]   Patroni pair (deploy/db-cluster.sh)
+#   deploy/stack.sh db-node-kill|db-node-stop|db-node-start STACK N   one database node (kill: SIGKILL)
+#   deploy/stack.sh db-leader|db-role STACK [N]   the node (1, 2) that is primary / node N's role
+#   deploy/stack.sh db-promoted STACK N   once the other node is primary, node N started again
 #   deploy/stack.sh status  [dev|test]
 #   deploy/stack.sh queues  [dev|test]      queue depths on the private broker
 #   PURGE_QUEUE=name deploy/stack.sh purge [dev|test|bench]   drop a queue's ready messages
@@ -48,6 +53,9 @@ NOTIFIER_PORT=$((BASE + 88))
 GATEWAY_PORT=$((BASE + 43))  # https: the one address of ingest and the console (Caddy)
 PG_BIN=""
 RABBIT_BIN=/usr/lib/rabbitmq/bin
+
+# shellcheck source=deploy/db-cluster.sh
+. "$ROOT/deploy/db-cluster.sh"
 
 log() { printf '[stack:%s] %s\n' "$STACK" "$*"; }
 die() { printf '[stack:%s] error: %s\n' "$STACK" "$*" >&2; exit 1; }
@@ -112,16 +120,18 @@ moto_bin() { venv_tool moto_server 'moto[server]'; }
 # cfn-lint (checks the agent's CloudFormation template offline), found or installed the same way
 cfn_lint_bin() { venv_tool cfn-lint cfn-lint; }
 
-# A Python with the bus contract's tools: pika (an AMQP client nobody here wrote, as an integrator
-# would use), jsonschema and PyYAML (docs/asyncapi.yaml checks). Prints its path.
+# A Python with the contracts' tools: pika (an AMQP client nobody here wrote, as an integrator
+# would use), jsonschema and PyYAML (docs/asyncapi.yaml checks), kubernetes-validate (Kubernetes'
+# own schemas, for deploy/kubernetes). Prints its path.
 contract_python() {
-    if python3 -c 'import pika, jsonschema, yaml' 2>/dev/null; then command -v python3; return; fi
+    local modules='import pika, jsonschema, yaml, kubernetes_validate'
+    if python3 -c "$modules" 2>/dev/null; then command -v python3; return; fi
     local venv="$ROOT/.spotguard/venv"
-    if ! "$venv/bin/python3" -c 'import pika, jsonschema, yaml' 2>/dev/null; then
+    if ! "$venv/bin/python3" -c "$modules" 2>/dev/null; then
         dpkg-query -W -f='${Status}' python3-venv 2>/dev/null | grep -q 'install ok installed' ||
             as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-venv >/dev/null
         [ -x "$venv/bin/pip" ] || python3 -m venv "$venv" >&2
-        "$venv/bin/pip" install -q pika jsonschema pyyaml >&2
+        "$venv/bin/pip" install -q pika jsonschema pyyaml kubernetes-validate >&2
     fi
     echo "$venv/bin/python3"
 }
@@ -356,10 +366,13 @@ rabbit_leader() {
     esac
 }
 
-# the AMQP URL of every node the stack runs, for USER:PASSWORD
+# the AMQP URL of every node the stack runs, for USER:PASSWORD; node FIRST (default 1) first
 amqp_url() {
-    local hosts="127.0.0.1:$AMQP_PORT"
-    if ha; then hosts="$hosts,127.0.0.1:$((AMQP_PORT + 2)),127.0.0.1:$((AMQP_PORT + 4))"; fi
+    local first="${2:-1}" hosts n
+    hosts="127.0.0.1:$((AMQP_PORT + 2 * (first - 1)))"
+    if ha; then
+        for n in 1 2 3; do [ "$n" = "$first" ] || hosts="$hosts,127.0.0.1:$((AMQP_PORT + 2 * (n - 1)))"; done
+    fi
     echo "amqp://$1@$hosts/"
 }
 
@@ -452,7 +465,7 @@ write_env() {
     [ -s "$token_file" ] || (umask 077; head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$token_file")
     cat >"$DIR/env" <<EOF
 # SpotGuard $STACK stack: source this file from a shell.
-export SPOTGUARD_DATABASE_URL='postgresql://spotguard@127.0.0.1:$PG_PORT/spotguard'
+export SPOTGUARD_DATABASE_URL='$(db_url)'
 export SPOTGUARD_AMQP_URL='$(amqp_url spotguard:spotguard)'
 export SPOTGUARD_INTEGRATOR_AMQP_URL='$(amqp_url "integrator:$(cat "$DIR/integrator-password" 2>/dev/null)")'
 export SPOTGUARD_ADMIN_TOKEN='$(cat "$token_file")'
@@ -503,7 +516,7 @@ identity_authority() {
 }
 
 infra() {
-    pg_start
+    if [ "${SPOTGUARD_HA:-}" = 1 ] || db_ha; then db_cluster; else pg_start; fi
     if [ "${SPOTGUARD_HA:-}" = 1 ] || ha; then rabbit_cluster; else rabbit_start; fi
     write_env
 }
@@ -607,8 +620,14 @@ services_stop() {
 status() {
     find_pg_bin
     printf 'stack %s (%s)\n' "$STACK" "$DIR"
-    if "$PG_BIN/pg_isready" -h 127.0.0.1 -p "$PG_PORT" -q; then s=up; else s=down; fi
-    printf '  postgresql   127.0.0.1:%s  %s\n' "$PG_PORT" "$s"
+    if db_ha; then
+        for n in 1 2; do
+            printf '  postgresql   127.0.0.1:%s  %s (Patroni node %s of 2)\n' "$(db_node_port "$n")" "$(db_node_role "$n" || true)" "$n"
+        done
+    else
+        if "$PG_BIN/pg_isready" -h 127.0.0.1 -p "$PG_PORT" -q; then s=up; else s=down; fi
+        printf '  postgresql   127.0.0.1:%s  %s\n' "$PG_PORT" "$s"
+    fi
     local n
     for n in 1 2 3; do
         [ "$n" = 1 ] || ha || continue
@@ -654,10 +673,20 @@ case "$CMD" in
     caddy-bin) caddy_bin ;;
     gateway-start) gateway_start ;;
     gateway-stop) gateway_stop ;;
-    down) services_stop; rabbit_stop_all; pg_stop ;;
+    down) services_stop; rabbit_stop_all; pg_stop; db_cluster_stop ;;
     db-stop) pg_stop ;;
     db-crash) pg_crash ;;
     db-start) pg_start ;;
+    # the database as a Patroni pair (the HA stack; the tests ask for it): prints its URL
+    db-cluster) db_cluster >&2; write_env; db_url ;;
+    db-cluster-stop) db_cluster_stop ;;
+    db-cluster-remove) db_cluster_remove; write_env ;;
+    db-node-kill) db_node_kill "${3:?node 1 or 2}" ;;
+    db-node-stop) db_node_stop "${3:?node 1 or 2}" ;;
+    db-node-start) find_pg_bin; db_node_start "${3:?node 1 or 2}" ;;
+    db-leader) db_leader ;;
+    db-promoted) find_pg_bin; db_promoted "${3:?node 1 or 2}" ;;
+    db-role) db_node_role "${3:?node 1 or 2}" ;;
     broker-stop) rabbit_stop ;;
     broker-start) rabbit_start ;;
     broker-restart) rabbit_stop; rabbit_start ;;
@@ -668,6 +697,7 @@ case "$CMD" in
     broker-node-stop) rabbit_stop "${3:?node 1, 2 or 3}" ;;
     broker-node-start) rabbit_start "${3:?node 1, 2 or 3}" ;;
     broker-leader) rabbit_leader "${3:?queue}" ;;
+    broker-url) amqp_url spotguard:spotguard "${3:-1}" ;;
     broker-pause) rabbit_env; kill -STOP "$(cat "$RABBITMQ_PID_FILE")" ;;
     broker-resume) rabbit_env; kill -CONT "$(cat "$RABBITMQ_PID_FILE")" ;;
     # a watermark far below what the node uses raises the memory alarm: publishers are blocked
