@@ -12,7 +12,8 @@
 #      and -> Elastic IP on the new primary (100 notices; the agents log at info in logs/agents/)
 #   7. one decision pass over 10,000 pools and 1,000 auto-switch agents
 #   8. the fault suite (spotguard-bench chaos, as deploy/chaos.sh): lost/doubled rows under kill -9,
-#      broker/database restarts and network faults, and 3 copies of sef/replicas/decisions against 1
+#      broker/database restarts, network faults and node losses of the HA engines, and 3 copies of
+#      sef/replicas/decisions against 1
 # and each rate as a ratio of its raw ceiling. Figures vary ±30 % run to run: compare ratios.
 set -euo pipefail
 # shellcheck source=deploy/bench-stack.sh

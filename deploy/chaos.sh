@@ -2,8 +2,9 @@
 # The fault suite on a fresh private stack (ports 334xx) with release builds: the same price
 # load (CHAOS_SENDS sends, 10,000 by default, with resends and replica submissions) fault-free
 # on one copy of each service, on three copies of sef/replicas/decisions, under kill -9 of each
-# service and broker and database restarts, and through network faults (latency, black hole,
-# reset, mid-frame cut; CHAOS_WINDOW seconds). Prints one table; exits non-zero when a check fails.
+# service and broker and database restarts, through network faults (latency, black hole,
+# reset, mid-frame cut; CHAOS_WINDOW seconds), and with the broker as three nodes and the database
+# as a Patroni pair losing a node each (`ha`). Prints one table; exits non-zero when a check fails.
 set -euo pipefail
 # shellcheck source=deploy/bench-stack.sh
 . "$(dirname "${BASH_SOURCE[0]}")/bench-stack.sh"

@@ -4,8 +4,9 @@ import Testing
 import ToolSupport
 
 extension IntegrationTests {
-    /// Reliability plan F1, F2, F4, F6, F8 and F14 in CI's budget: `spotguard-bench chaos` (the
-    /// fault suite `make chaos` runs with 10,000 sends) with 1,200 sends a run on the test stack.
+    /// Reliability plan F1, F2, F4, F6, F8 and F14, and the `ha` run (a broker node and the
+    /// database primary lost) in CI's budget: `spotguard-bench chaos` (the fault suite `make chaos`
+    /// runs with 10,000 sends) with 1,200 sends a run on the test stack.
     @Suite struct ChaosTests {
         @Test func faultsLoseNothingDoubleNothingAndChangeNoCleanRow() async throws {
             let dir = FileManager.default.temporaryDirectory.appendingPathComponent("chaos-\(UUID())")
@@ -21,7 +22,7 @@ extension IntegrationTests {
                     "--json", json,
                 ],
                 output: output, errors: true)
-            // a hung suite fails here instead of holding CI: it takes about 75 s
+            // a hung suite fails here instead of holding CI: it takes about 3 minutes
             let watchdog = Task {
                 try await Task.sleep(for: .seconds(600))
                 driver.signal(SIGKILL)
@@ -47,7 +48,7 @@ extension IntegrationTests {
                 return
             }
             let runs = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: json))) as? [[String: Any]])
-            #expect(runs.compactMap { $0["kind"] as? String } == ["reference", "scale", "faults", "network"])
+            #expect(runs.compactMap { $0["kind"] as? String } == ["reference", "scale", "faults", "network", "ha"])
             for run in runs {
                 let kind = run["kind"] as? String ?? "?"
                 func int(_ key: String) -> Int { run[key] as? Int ?? -1 }
@@ -64,6 +65,10 @@ extension IntegrationTests {
             #expect(faults.count == 7, "kill -9 of five services, a broker and a database restart")
             let network = runs.first { $0["kind"] as? String == "network" }
             #expect((network?["faults"] as? [Any])?.count == 4, "latency, black hole, reset, mid-frame cut")
+            // the engines lose a node each: the broker's (twice) and the database's primary
+            let ha = runs.first { $0["kind"] as? String == "ha" }?["faults"] as? [[String: Any]] ?? []
+            #expect(ha.count == 3, "kill -9 and stop/start of the broker node leading sef, kill -9 of the database primary")
+            #expect(ha.allSatisfy { $0["commit_stall_seconds"] is Double && $0["first202_after_seconds"] is Double }, "\(ha)")
             // the kill -9 of ingest and the broker restart are seen by the senders
             let answers = runs.first { $0["kind"] as? String == "faults" }?["answers"] as? [String: Int] ?? [:]
             #expect(answers.filter { $0.key != "202" }.values.reduce(0, +) > 0, "the faults were felt: \(answers)")

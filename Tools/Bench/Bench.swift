@@ -182,7 +182,7 @@ struct ReplayCommand: ServiceSubcommand {
 
 struct ChaosCommand: ServiceSubcommand {
     static let configuration = CommandConfiguration(
-        commandName: "chaos", abstract: "The fault suite: the same load fault-free, on three copies, under kill -9 and restarts, and through network faults.")
+        commandName: "chaos", abstract: "The fault suite: one load fault-free, on three copies, under kill -9, restarts, network faults, HA node losses.")
     @OptionGroup var options: ChaosBench.Options
 
     func run(env: EnvironmentReader, logger: Logger) async throws { try await ChaosBench.run(options, env: env, logger: logger) }

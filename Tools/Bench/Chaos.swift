@@ -22,7 +22,10 @@ import FoundationNetworking
 /// 3. `faults`: under the load, one after another, kill -9 of ingest, sef, replicas, decisions
 ///    and notifier (each started again at once), a broker restart and a database restart;
 /// 4. `network`: every service reaches the broker and the database through `FaultProxy`:
-///    +200 ms latency, a black hole, a reset of every connection, every connection cut mid-frame.
+///    +200 ms latency, a black hole, a reset of every connection, every connection cut mid-frame;
+/// 5. `ha`: the broker as three nodes and the database as a primary and a synchronous standby
+///    under Patroni (`HAEngines`): kill -9 of the broker node leading the SEF's queue, a stop and
+///    start of the node leading it then, kill -9 of the database primary.
 ///
 /// After each run it checks that every message answered 202 has its rows in
 /// `pricing_submissions_raw` exactly once and nothing else is there, that the clean data
@@ -46,6 +49,8 @@ enum ChaosBench {
         /// How long the latency and the black hole last.
         @Option(help: "Seconds the latency and the black hole last (1 to 120).")
         var window: Double = 10
+        @Option(parsing: .upToNextOption, help: "The runs, the reference first (default: all).")
+        var runs: [Kind] = Kind.allCases
 
         var logs: String { logDirectory ?? ".spotguard/\(stack)/chaos" }
 
@@ -53,10 +58,11 @@ enum ChaosBench {
             guard (200...200_000).contains(sends) else { throw ValidationError("--sends must be 200 to 200000") }
             guard (1...256).contains(lanes) else { throw ValidationError("--lanes must be 1 to 256") }
             guard (1...120).contains(window) else { throw ValidationError("--window must be 1 to 120") }
+            guard runs.first == .reference, Set(runs).count == runs.count else { throw ValidationError("--runs must start with reference, each once") }
         }
     }
 
-    enum Kind: String, CaseIterable, Sendable { case reference, scale, faults, network }
+    enum Kind: String, CaseIterable, ExpressibleByArgument, Sendable { case reference, scale, faults, network, ha }
 
     struct FaultFigure: Codable, Sendable {
         var fault: String
@@ -69,6 +75,9 @@ enum ChaosBench {
         /// Requests begun in that time, and the p99 latency of those answered 202.
         var requests: Int
         var p99Ms: Double?
+        /// The longest time from the fault to 30 s after it (or the next fault) in which rows of
+        /// accepted messages were owed and the SEF committed none (rows counted every 100 ms).
+        var commitStallSeconds: Double?
     }
 
     struct Outcome: Codable, Sendable {
@@ -121,8 +130,16 @@ enum ChaosBench {
             let now = Date().timeIntervalSince1970
             let base = Date(timeIntervalSince1970: ((now - ChaosLoad.span(sends: options.sends) - 1800) / 300).rounded(.down) * 300)
             var reference: DerivedPrices?
-            for kind in Kind.allCases {
-                var (outcome, derived) = try await runOnce(kind, options: options, base: base, env: env, store: store, publisher: publisher, logger: logger)
+            for kind in options.runs {
+                var (outcome, derived) =
+                    if kind == .ha {
+                        // the stack's broker as three nodes and its database as a Patroni pair for this run
+                        try await HAEngines.with(options, env: env, logger: logger) { ha in
+                            try await runOnce(kind, options: options, base: base, env: ha.env, store: ha.store, publisher: ha.publisher, logger: logger)
+                        }
+                    } else {
+                        try await runOnce(kind, options: options, base: base, env: env, store: store, publisher: publisher, logger: logger)
+                    }
                 if let reference {
                     let differing = reference.differing(derived)
                     outcome.cleanIdentical = differing == 0
@@ -184,6 +201,8 @@ enum ChaosBench {
             let tally = ChaosTally()
             let probe = ReplicaProbe(ingest: fleet.ingestURL, token: token, agent: agent, tally: tally)
             let schedule = FaultSchedule(kind: kind, sends: load.sends.count, window: options.window, stack: options)
+            let commits = CommitWatch(store: store, family: family, tally: tally, load: load)
+            let watching = Task { await commits.run() }
             let probing = Task { await probe.run() }
             let faulting = Task { try await schedule.run(fleet: fleet, proxies: proxies, tally: tally) }
             let started = tally.now()
@@ -200,9 +219,11 @@ enum ChaosBench {
             let seconds = tally.now() - started
             probe.stop()  // not a cancellation: a URLSession request cancelled mid-answer can hang on Linux
             await probing.value
+            commits.stop()
+            await watching.value
             let probeFigures = probe.figures
             let queues = try await drainedQueues(options, also: dead.queue)
-            try await gapScan(fleet.binDir)
+            try await gapScan(fleet.binDir, env: env)
             try await fleet.stopAll()
             let deadLetters = await dead.stop(publisher: publisher)
             var outcome = try await verify(
@@ -214,7 +235,7 @@ enum ChaosBench {
             for reason in deadLetters.compactMap({ $0 }) { outcome.deadLetterReasons[String(reason.prefix(160)), default: 0] += 1 }
             if outcome.deadLettersWithoutReason > 0 { outcome.failures.append("\(outcome.deadLettersWithoutReason) dead letters without a reason") }
             (outcome.replicaCallsOk, outcome.replicaCallsFailed, outcome.replicaLongestOutageSeconds) = probeFigures
-            outcome.faults = await schedule.figures(tally: tally)
+            outcome.faults = await schedule.figures(tally: tally, commits: commits)
             let derived = try await DerivedPrices.read(store, family: family)
             outcome.cleanRows = derived.clean.count
             return (outcome, derived)
@@ -228,7 +249,7 @@ enum ChaosBench {
     /// The services' environment: the stack's, with the broker and database behind the
     /// proxies for the network run, and timeouts short enough to notice a black hole in it.
     static func serviceEnvironment(_ env: EnvironmentReader, proxies: (amqp: FaultProxy, postgres: FaultProxy)?) throws -> [String: String] {
-        var vars = ProcessInfo.processInfo.environment
+        var vars = env.values
         vars["SPOTGUARD_LOG_LEVEL"] = vars["SPOTGUARD_CHAOS_LOG_LEVEL"] ?? "warning"
         guard let proxies else { return vars }
         func through(_ variable: String, _ port: Int) throws {
@@ -275,20 +296,25 @@ enum ChaosBench {
     }
 
     static func queueDepths(_ options: Options) async throws -> [String: Int] {
-        let out = FileManager.default.temporaryDirectory.appendingPathComponent("chaos-queues-\(UUID()).txt").path
-        defer { try? FileManager.default.removeItem(atPath: out) }
-        let status = try await ChildProcess(options.stackScript, ["queues", options.stack], output: out).exitStatus()
-        guard status == 0 else { throw FailoverBench.BenchFailure("stack.sh queues exited \(status)") }
         var depths: [String: Int] = [:]
-        for line in try String(contentsOfFile: out, encoding: .utf8).split(separator: "\n") {
+        for line in try await stackOutput(options, "queues").split(separator: "\n") {
             let f = line.split(whereSeparator: { $0 == " " || $0 == "\t" })  // name type ready unacked consumers
             if f.count >= 4, let ready = Int(f[2]), let unacked = Int(f[3]) { depths[String(f[0])] = ready + unacked }
         }
         return depths
     }
 
-    static func gapScan(_ binDir: String) async throws {
-        let status = try await ChildProcess(binDir + "/spotguard-sef", ["gap-scan"], output: "/dev/null").exitStatus()
+    /// `stack.sh COMMAND STACK ARGUMENTS…`'s standard output, trimmed; throws unless it exits 0.
+    static func stackOutput(_ options: Options, _ command: String, _ arguments: [String] = []) async throws -> String {
+        let out = FileManager.default.temporaryDirectory.appendingPathComponent("chaos-stack-\(UUID()).txt").path
+        defer { try? FileManager.default.removeItem(atPath: out) }
+        let status = try await ChildProcess(options.stackScript, [command, options.stack] + arguments, output: out).exitStatus()
+        guard status == 0 else { throw FailoverBench.BenchFailure("stack.sh \(command) \(options.stack) exited \(status)") }
+        return ((try? String(contentsOfFile: out, encoding: .utf8)) ?? "").trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    static func gapScan(_ binDir: String, env: EnvironmentReader) async throws {
+        let status = try await ChildProcess(binDir + "/spotguard-sef", ["gap-scan"], environment: env.values, output: "/dev/null").exitStatus()
         guard status == 0 else { throw FailoverBench.BenchFailure("spotguard-sef gap-scan exited \(status)") }
     }
 
@@ -331,58 +357,5 @@ enum ChaosBench {
             p99Ms: p99(attempts.filter { $0.outcome == "202" }) ?? 0, fillerSends: tally.fillers,
             cleanRows: 0, cleanIdentical: true, cleanDiffering: 0, queuesLeft: [:], deadLetters: 0, deadLettersWithoutReason: 0, deadLetterReasons: [:],
             replicaCallsOk: 0, replicaCallsFailed: 0, replicaLongestOutageSeconds: 0, faults: [], failures: failures)
-    }
-
-    // MARK: - Report
-
-    /// Straight to standard output, unbuffered: each run's line appears as the run ends.
-    static func say(_ line: String) { FileHandle.standardOutput.write(Data((line + "\n").utf8)) }
-
-    static func summary(_ o: Outcome) -> String {
-        "[chaos] \(o.kind): \(o.sends) sends, \(o.accepted) of \(o.uniqueMessages) messages accepted, rows \(o.presentRows)/\(o.expectedRows)"
-            + " (missing \(o.missingRows), unexpected \(o.unexpectedRows), doubled \(o.duplicatedRows)), clean rows \(o.cleanRows)"
-            + (o.failures.isEmpty ? ", ok" : ", FAILED: " + o.failures.joined(separator: "; "))
-    }
-
-    static func table(_ outcomes: [Outcome]) -> String {
-        func f(_ v: Double, _ digits: Int = 1) -> String { String(format: "%.\(digits)f", v) }
-        var lines = ["", "SpotGuard fault suite (\(Timestamp.format(Date())), \(ProcessInfo.processInfo.activeProcessorCount) cores)"]
-        let header = [
-            "run", "sends", "+resends", "accepted", "202 again", "not 202", "rows/expected", "lost", "doubled", "unexpected",
-            "clean", "identical", "points/s", "p99 ms", "queues", "dead letters",
-        ]
-        var rows = [header]
-        for o in outcomes {
-            let non202 = o.answers.filter { $0.key != "202" }.values.reduce(0, +)
-            rows.append([
-                o.kind, "\(o.sends)", "\(o.fillerSends)", "\(o.accepted)", "\(o.resendsAccepted)", "\(non202)", "\(o.presentRows)/\(o.expectedRows)",
-                "\(o.missingRows)", "\(o.duplicatedRows)", "\(o.unexpectedRows)", "\(o.cleanRows)", o.cleanIdentical ? "yes" : "NO (\(o.cleanDiffering))",
-                f(o.pointsPerSecond, 0), f(o.p99Ms), o.queuesLeft.isEmpty ? "empty" : "\(o.queuesLeft)",
-                "\(o.deadLetters) (\(o.deadLettersWithoutReason) no reason)",
-            ])
-        }
-        let widths = header.indices.map { c in rows.map { $0[c].count }.max() ?? 0 }
-        for row in rows {
-            lines.append(row.enumerated().map { $0.element.padding(toLength: widths[$0.offset], withPad: " ", startingAt: 0) }.joined(separator: "  "))
-        }
-        if let one = outcomes.first(where: { $0.kind == "reference" }), let three = outcomes.first(where: { $0.kind == "scale" }) {
-            lines.append(
-                "three copies of sef, replicas, decisions against one: \(f(three.pointsPerSecond, 0)) / \(f(one.pointsPerSecond, 0)) points/s = \(f(three.pointsPerSecond / max(one.pointsPerSecond, 1), 2))"
-            )
-        }
-        for o in outcomes {
-            for (reason, n) in o.deadLetterReasons.sorted(by: { $0.key < $1.key }) { lines.append("\(o.kind): dead letter ×\(n): \(reason)") }
-        }
-        for o in outcomes where !o.faults.isEmpty {
-            lines.append(
-                "\(o.kind): replica calls relayed ok \(o.replicaCallsOk), failed \(o.replicaCallsFailed), longest outage \(f(o.replicaLongestOutageSeconds)) s")
-            for x in o.faults {
-                lines.append(
-                    "  \(x.fault.padding(toLength: 34, withPad: " ", startingAt: 0)) back after \(f(x.seconds, 2)) s; meanwhile \(x.requests) requests, \(x.non202) not 202"
-                        + (x.p99Ms.map { ", p99 of 202s \(f($0)) ms" } ?? "")
-                        + (x.first202AfterSeconds.map { "; first 202 begun after it \(f($0, 2)) s" } ?? ""))
-            }
-        }
-        return lines.joined(separator: "\n")
     }
 }

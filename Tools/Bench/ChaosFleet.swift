@@ -97,6 +97,12 @@ actor FaultSchedule {
         case network(FaultProxy.Fault)
         case resetConnections
         case cutConnectionsMidFrame
+        /// kill -9 of the broker node leading the SEF's queue (started again once the fault is over)
+        case brokerNodeKill
+        /// A graceful stop and start of the node leading the SEF's queue then (another node)
+        case brokerNodeRestart
+        /// kill -9 of the database primary, Patroni and PostgreSQL together (started again as the standby)
+        case databasePrimaryKill
 
         func label(window: Double) -> String {
             switch self {
@@ -107,6 +113,9 @@ actor FaultSchedule {
             case .network: "black hole, \(Int(window)) s"
             case .resetConnections: "reset every connection"
             case .cutConnectionsMidFrame: "cut every connection mid-frame"
+            case .brokerNodeKill: "kill -9 broker node leading sef"
+            case .brokerNodeRestart: "stop+start broker node leading sef"
+            case .databasePrimaryKill: "kill -9 database primary"
             }
         }
     }
@@ -118,6 +127,8 @@ actor FaultSchedule {
     private var begun = 0
     private var finished = false
     private var spans: [(fault: String, start: Double, end: Double)] = []
+    /// What brings a killed node back before the next fault (a stack.sh command and its argument).
+    private var recovery: [String]?
 
     init(kind: ChaosBench.Kind, sends: Int, window: Double, stack options: ChaosBench.Options) {
         let list: [Fault] =
@@ -125,6 +136,7 @@ actor FaultSchedule {
             case .reference, .scale: []
             case .faults: ChaosFleet.services.map { .kill(executable: $0.executable) } + [.brokerRestart, .databaseCrash]
             case .network: [.network(.latency(milliseconds: 200)), .network(.blackHole), .resetConnections, .cutConnectionsMidFrame]
+            case .ha: [.brokerNodeKill, .brokerNodeRestart, .databasePrimaryKill]
             }
         faults = list
         boundaries = (1...max(1, list.count)).map { $0 * sends / (list.count + 1) }
@@ -145,8 +157,16 @@ actor FaultSchedule {
         }
         for (k, fault) in faults.enumerated() {
             while tally.done < boundaries[k] { try await Task.sleep(for: .milliseconds(20)) }
+            // the node a node fault strikes, found before the fault's clock starts
+            let node: String =
+                switch fault {
+                case .brokerNodeKill, .brokerNodeRestart: try await stackOutput("broker-leader", "spotguard.sef")
+                case .databasePrimaryKill: try await stackOutput("db-leader")
+                default: ""
+                }
             let start = tally.now()
             begun += 1
+            let label = fault.label(window: window) + (node.isEmpty ? "" : " (node \(node))")
             switch fault {
             case .kill(let executable): try await fleet.kill9(executable)
             case .brokerRestart: try await stack("broker-restart")
@@ -161,17 +181,40 @@ actor FaultSchedule {
                 for proxy in [proxies?.amqp, proxies?.postgres] { proxy?.resetAll() }
             case .cutConnectionsMidFrame:
                 for proxy in [proxies?.amqp, proxies?.postgres] { proxy?.cutAll(after: 37) }
+            case .brokerNodeKill:
+                try await stack("broker-node-kill", node)
+                recovery = ["broker-node-start", node]
+            case .brokerNodeRestart:
+                try await stack("broker-node-stop", node)
+                try await stack("broker-node-start", node)
+            case .databasePrimaryKill:
+                try await stack("db-node-kill", node)
+                // started again only once the standby is promoted: a node back within the leader
+                // key's life would simply resume as the primary
+                recovery = ["db-promoted", node]
             }
-            spans.append((fault.label(window: window), start, tally.now()))
+            spans.append((label, start, tally.now()))
+            if let recovery {
+                try await stack(recovery[0], recovery[1])
+                self.recovery = nil
+            }
         }
     }
 
-    private func stack(_ command: String) async throws {
-        let status = try await ChildProcess(options.stackScript, [command, options.stack], output: "/dev/null").exitStatus()
-        guard status == 0 else { throw FailoverBench.BenchFailure("stack.sh \(command) \(options.stack) exited \(status)") }
+    private func stack(_ command: String, _ arguments: String...) async throws {
+        _ = try await ChaosBench.stackOutput(options, command, arguments)
     }
 
-    func figures(tally: ChaosTally) -> [ChaosBench.FaultFigure] {
+    private func stackOutput(_ command: String, _ arguments: String...) async throws -> String {
+        try await ChaosBench.stackOutput(options, command, arguments)
+    }
+
+    /// When the fault after the one begun at `start` began (infinity for the last).
+    private func next(after start: Double) -> Double {
+        spans.map(\.start).filter { $0 > start }.min() ?? .infinity
+    }
+
+    func figures(tally: ChaosTally, commits: CommitWatch) -> [ChaosBench.FaultFigure] {
         let attempts = tally.attempts
         return spans.map { span in
             let during = attempts.filter { $0.start >= span.start && $0.start <= span.end }
@@ -179,7 +222,8 @@ actor FaultSchedule {
             return .init(
                 fault: span.fault, seconds: span.end - span.start, non202: during.filter { $0.outcome != "202" }.count,
                 first202AfterSeconds: first.map { $0 - span.start }, requests: during.count,
-                p99Ms: ChaosBench.p99(during.filter { $0.outcome == "202" }))
+                p99Ms: ChaosBench.p99(during.filter { $0.outcome == "202" }),
+                commitStallSeconds: commits.longestStall(from: span.start, to: min(span.end + 30, next(after: span.start))))
         }
     }
 }
