@@ -14,6 +14,8 @@ if [ -n "$LONG" ]; then echo "files over 400 lines:"; echo "$LONG"; exit 1; fi
 # the bus contract: docs/asyncapi.yaml is valid AsyncAPI 3.0.0 and names every routing key
 CONTRACT_PYTHON="$(deploy/stack.sh contract-python)"
 "$CONTRACT_PYTHON" deploy/check-bus-contract.py document
+# the Kubernetes manifests: valid objects for the API and the operators' CRDs, references resolved
+"$CONTRACT_PYTHON" deploy/check-kubernetes.py
 # one layout (.swift-format; `make format` applies it)
 swift format lint --strict --recursive --configuration .swift-format Services Shared Tools Tests Plugins Package.swift
 deploy/stack.sh down test >/dev/null 2>&1 || true
