@@ -1,7 +1,7 @@
 # shellcheck shell=bash
 # The stack's database as a primary and a streaming standby on loopback, promoted by Patroni
 # with etcd as its store (both from Debian). Sourced by deploy/stack.sh, which defines DIR, BASE,
-# STACK, PG_BIN, log, die, as_root, apt_ensure, find_pg_bin and pg_run.
+# STACK, PG_BIN, log, die, apt_ensure and find_pg_bin.
 #
 # Ports: etcd BASE+34 (clients) and BASE+35 (peers); PostgreSQL node N (1, 2) at BASE+35+N,
 # its Patroni REST API at BASE+37+N. Data under .spotguard/<stack>/pgha/. One etcd member:

@@ -20,6 +20,7 @@ struct HAEngines {
         func stack(_ command: String, _ arguments: String...) async throws -> String {
             try await ChaosBench.stackOutput(options, command, arguments)
         }
+        let engines: HAEngines
         do {
             _ = try await stack("broker-cluster")
             let database = try await stack("db-cluster").split(separator: "\n").last.map(String.init) ?? ""
@@ -30,22 +31,22 @@ struct HAEngines {
             let env = EnvironmentReader(values)
             var config = try env.postgres(applicationName: "spotguard-chaos")
             config.poolSize = 2
-            let store = PostgresStore(configuration: config, logger: logger)
             let publisher = BusPublisher(endpoint: try env.amqp(), logger: logger)
-            publisher.start()
-            let engines = HAEngines(env: env, store: store, publisher: publisher)
-            do {
-                try await Migrator.migrate(store, migrations: try Migration.bundled(), logger: logger)
-                let result = try await body(engines)
-                await engines.shutdown(options)
-                return result
-            } catch {
-                await engines.shutdown(options)
-                throw error
-            }
+            engines = HAEngines(env: env, store: PostgresStore(configuration: config, logger: logger), publisher: publisher)
         } catch {
             _ = try? await stack("db-cluster-remove")
             _ = try? await stack("broker-cluster-stop")
+            throw error
+        }
+        // from here on the engines' own shutdown also takes the stack back to one node of each
+        engines.publisher.start()
+        do {
+            try await Migrator.migrate(engines.store, migrations: try Migration.bundled(), logger: logger)
+            let result = try await body(engines)
+            await engines.shutdown(options)
+            return result
+        } catch {
+            await engines.shutdown(options)
             throw error
         }
     }
