@@ -515,7 +515,21 @@ identity_authority() {
         -subj "/CN=SpotGuard $STACK stack instance identity" >/dev/null 2>&1) || die "openssl could not make the identity key"
 }
 
+# The stack's ports lie in the kernel's ephemeral range (32768-60999): a client connection of
+# the moment can hold one a server is about to listen on (seen under the tests: a broker node and
+# etcd failing to bind). Where we may (root, /proc/sys writable), the stack's block of 100 is
+# reserved so the kernel never hands those ports to client connections.
+reserve_ports() {
+    local f=/proc/sys/net/ipv4/ip_local_reserved_ports range="$BASE-$((BASE + 99))" current
+    [ -w "$f" ] || return 0
+    current="$(cat "$f")"
+    case ",$current," in *",$range,"*) return 0 ;; esac
+    if echo "${current:+$current,}$range" >"$f" 2>/dev/null; then log "ports $range reserved (not given to client connections)"; fi
+    return 0
+}
+
 infra() {
+    reserve_ports
     if [ "${SPOTGUARD_HA:-}" = 1 ] || db_ha; then db_cluster; else pg_start; fi
     if [ "${SPOTGUARD_HA:-}" = 1 ] || ha; then rabbit_cluster; else rabbit_start; fi
     write_env
@@ -678,7 +692,7 @@ case "$CMD" in
     db-crash) pg_crash ;;
     db-start) pg_start ;;
     # the database as a Patroni pair (the HA stack; the tests ask for it): prints its URL
-    db-cluster) db_cluster >&2; write_env; db_url ;;
+    db-cluster) reserve_ports >&2; db_cluster >&2; write_env; db_url ;;
     db-cluster-stop) db_cluster_stop ;;
     db-cluster-remove) db_cluster_remove; write_env ;;
     db-node-kill) db_node_kill "${3:?node 1 or 2}" ;;
@@ -691,7 +705,7 @@ case "$CMD" in
     broker-start) rabbit_start ;;
     broker-restart) rabbit_stop; rabbit_start ;;
     # three nodes in one cluster (the HA stack; the tests ask for it), and back to one
-    broker-cluster) rabbit_cluster >&2; write_env; amqp_url spotguard:spotguard ;;
+    broker-cluster) reserve_ports >&2; rabbit_cluster >&2; write_env; amqp_url spotguard:spotguard ;;
     broker-cluster-stop) rabbit_cluster_stop; write_env ;;
     broker-node-kill) rabbit_node_kill "${3:?node 1, 2 or 3}" ;;
     broker-node-stop) rabbit_stop "${3:?node 1, 2 or 3}" ;;
