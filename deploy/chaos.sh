@@ -4,12 +4,13 @@
 # on one copy of each service, on three copies of sef/replicas/decisions, under kill -9 of each
 # service and broker and database restarts, through network faults (latency, black hole,
 # reset, mid-frame cut; CHAOS_WINDOW seconds), and with the broker as three nodes and the database
-# as a Patroni pair losing a node each (`ha`). Prints one table; exits non-zero when a check fails.
+# as a Patroni pair losing a node each (`ha`). CHAOS_RUNS picks runs ("reference ha"; default all).
+# Prints one table; exits non-zero when a check fails.
 set -euo pipefail
 # shellcheck source=deploy/bench-stack.sh
 . "$(dirname "${BASH_SOURCE[0]}")/bench-stack.sh"
 bench_stack_up chaos
 export SPOTGUARD_LOG_LEVEL=warning
 "$BIN/spotguard-bench" chaos --stack bench --sends "${CHAOS_SENDS:-10000}" --window "${CHAOS_WINDOW:-10}" \
-    --json "$SPOTGUARD_STACK_DIR/chaos.json"
+    ${CHAOS_RUNS:+--runs $CHAOS_RUNS} --json "$SPOTGUARD_STACK_DIR/chaos.json"
 echo "[chaos] figures in $SPOTGUARD_STACK_DIR/chaos.json, service logs in $SPOTGUARD_STACK_DIR/chaos/"
