@@ -4,7 +4,7 @@ import Testing
 import ToolSupport
 
 extension IntegrationTests {
-    /// Reliability plan F1, F2, F4, F6, F8 and F14, and the `ha` run (a broker node and the
+    /// Reliability plan F1, F2, F3, F4, F6, F8, F9, F11 and F14, and the `ha` run (a broker node and the
     /// database primary lost) in CI's budget: `spotguard-bench chaos` (the fault suite `make chaos`
     /// runs with 10,000 sends) with 1,200 sends a run on the test stack.
     @Suite struct ChaosTests {
@@ -48,7 +48,7 @@ extension IntegrationTests {
                 return
             }
             let runs = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: json))) as? [[String: Any]])
-            #expect(runs.compactMap { $0["kind"] as? String } == ["reference", "scale", "faults", "network", "ha"])
+            #expect(runs.compactMap { $0["kind"] as? String } == ["reference", "scale", "faults", "network", "ha", "broker"])
             for run in runs {
                 let kind = run["kind"] as? String ?? "?"
                 func int(_ key: String) -> Int { run[key] as? Int ?? -1 }
@@ -69,6 +69,11 @@ extension IntegrationTests {
             let ha = runs.first { $0["kind"] as? String == "ha" }?["faults"] as? [[String: Any]] ?? []
             #expect(ha.count == 3, "kill -9 and stop/start of the broker node leading sef, kill -9 of the database primary")
             #expect(ha.allSatisfy { $0["commit_stall_seconds"] is Double && $0["first202_after_seconds"] is Double }, "\(ha)")
+            let broker = runs.first { $0["kind"] as? String == "broker" }
+            let brokerFaults = broker?["faults"] as? [[String: Any]] ?? []
+            #expect(brokerFaults.count == 5, "kill -9 of the broker twice, a pause, a memory alarm, a poison storm: \(brokerFaults)")
+            #expect(brokerFaults.allSatisfy { $0["first202_after_seconds"] is Double }, "\(brokerFaults)")
+            #expect(broker?["poison_sent"] as? Int == 1200 && broker?["poison_dead_lettered"] as? Int == 1200, "\(broker ?? [:])")
             // the kill -9 of ingest and the broker restart are seen by the senders
             let answers = runs.first { $0["kind"] as? String == "faults" }?["answers"] as? [String: Int] ?? [:]
             #expect(answers.filter { $0.key != "202" }.values.reduce(0, +) > 0, "the faults were felt: \(answers)")

@@ -50,7 +50,7 @@ struct Bench: AsyncParsableCommand {
         subcommands: [
             DecisionsPassCommand.self, FailoverCommand.self, AgentFailoverCommand.self, AgentRecoveryCommand.self, StateShippingCommand.self,
             ReplayCommand.self, ChaosCommand.self,
-            SEFFill.self, Codec.self, PoolsBody.self, Publish.self, Copy.self,
+            SEFFill.self, Codec.self, PoolsBody.self, Publish.self, Poison.self, Copy.self,
         ])
 }
 

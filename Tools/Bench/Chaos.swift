@@ -25,7 +25,10 @@ import FoundationNetworking
 ///    +200 ms latency, a black hole, a reset of every connection, every connection cut mid-frame;
 /// 5. `ha`: the broker as three nodes and the database as a primary and a synchronous standby
 ///    under Patroni (`HAEngines`): kill -9 of the broker node leading the SEF's queue, a stop and
-///    start of the node leading it then, kill -9 of the database primary.
+///    start of the node leading it then, kill -9 of the database primary;
+/// 6. `broker`: kill -9 of the broker, started again at once (twenty times at 10,000 sends), the
+///    broker paused with SIGSTOP, its memory alarm raised, and a poison storm of invalid
+///    messages published beside the load (each must be dead-lettered with its reason).
 ///
 /// After each run it checks that every message answered 202 has its rows in
 /// `pricing_submissions_raw` exactly once and nothing else is there, that the clean data
@@ -62,7 +65,7 @@ enum ChaosBench {
         }
     }
 
-    enum Kind: String, CaseIterable, ExpressibleByArgument, Sendable { case reference, scale, faults, network, ha }
+    enum Kind: String, CaseIterable, ExpressibleByArgument, Sendable { case reference, scale, faults, network, ha, broker }
 
     struct FaultFigure: Codable, Sendable {
         var fault: String
@@ -108,6 +111,9 @@ enum ChaosBench {
         var deadLettersWithoutReason: Int
         /// Each reason given (queue, routing key, who and why: its first 160 characters) and how often.
         var deadLetterReasons: [String: Int]
+        /// Invalid messages the poison storm published, and how many of them were dead-lettered as invalid.
+        var poisonSent: Int
+        var poisonDeadLettered: Int
         var replicaCallsOk: Int
         var replicaCallsFailed: Int
         var replicaLongestOutageSeconds: Double
@@ -231,9 +237,15 @@ enum ChaosBench {
             outcome.queuesLeft = queues.filter { $0.value > 0 }
             if !outcome.queuesLeft.isEmpty { outcome.failures.append("messages left in \(outcome.queuesLeft)") }
             outcome.deadLetters = deadLetters.count
-            outcome.deadLettersWithoutReason = deadLetters.filter { $0 == nil }.count
-            for reason in deadLetters.compactMap({ $0 }) { outcome.deadLetterReasons[String(reason.prefix(160)), default: 0] += 1 }
+            outcome.deadLettersWithoutReason = deadLetters.filter { $0.reason == nil }.count
+            for reason in deadLetters.compactMap(\.reason) { outcome.deadLetterReasons[String(reason.prefix(160)), default: 0] += 1 }
             if outcome.deadLettersWithoutReason > 0 { outcome.failures.append("\(outcome.deadLettersWithoutReason) dead letters without a reason") }
+            outcome.poisonSent = await schedule.poisoned
+            // each invalid message dead-lettered once as invalid (a publish sent again may arrive twice)
+            outcome.poisonDeadLettered = Set(deadLetters.filter { $0.reason?.contains("invalid_message") == true }.compactMap(\.id)).count
+            if outcome.poisonDeadLettered != outcome.poisonSent {
+                outcome.failures.append("\(outcome.poisonDeadLettered) of \(outcome.poisonSent) invalid messages dead-lettered as invalid")
+            }
             (outcome.replicaCallsOk, outcome.replicaCallsFailed, outcome.replicaLongestOutageSeconds) = probeFigures
             outcome.faults = await schedule.figures(tally: tally, commits: commits)
             let derived = try await DerivedPrices.read(store, family: family)
@@ -356,6 +368,7 @@ enum ChaosBench {
             seconds: seconds, pointsPerSecond: Double(present.count) / max(seconds, 0.001),
             p99Ms: p99(attempts.filter { $0.outcome == "202" }) ?? 0, fillerSends: tally.fillers,
             cleanRows: 0, cleanIdentical: true, cleanDiffering: 0, queuesLeft: [:], deadLetters: 0, deadLettersWithoutReason: 0, deadLetterReasons: [:],
+            poisonSent: 0, poisonDeadLettered: 0,
             replicaCallsOk: 0, replicaCallsFailed: 0, replicaLongestOutageSeconds: 0, faults: [], failures: failures)
     }
 }

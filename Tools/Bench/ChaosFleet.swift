@@ -58,6 +58,15 @@ actor ChaosFleet {
         members[i] = try await start(executable, port: members[i].port, log: "\(executable)-0")
     }
 
+    /// A poison storm: `spotguard-bench poison COUNT` as a process of its own, without the bus tap.
+    func poison(_ count: Int) async throws {
+        let status = try await ChildProcess(
+            binDir + "/spotguard-bench", ["poison", String(count)], environment: Poison.environment(environment),
+            output: "\(logDir)/poison.log", errors: true
+        ).exitStatus()
+        guard status == 0 else { throw FailoverBench.BenchFailure("spotguard-bench poison exited \(status) (log: \(logDir)/poison.log)") }
+    }
+
     func stopAll() async throws {
         for m in members { m.process.signal(SIGTERM) }
         var unclean: [String] = []
@@ -103,6 +112,14 @@ actor FaultSchedule {
         case brokerNodeRestart
         /// kill -9 of the database primary, Patroni and PostgreSQL together (started again as the standby)
         case databasePrimaryKill
+        /// kill -9 of the (single) broker, started again at once
+        case brokerKill
+        /// SIGSTOP of the broker for three windows, then SIGCONT
+        case brokerPause
+        /// The broker's memory alarm raised for a window, then cleared
+        case brokerAlarm
+        /// As many invalid messages as the load's sends published on the SEF's routing keys
+        case poisonStorm(count: Int)
 
         func label(window: Double) -> String {
             switch self {
@@ -116,6 +133,10 @@ actor FaultSchedule {
             case .brokerNodeKill: "kill -9 broker node leading sef"
             case .brokerNodeRestart: "stop+start broker node leading sef"
             case .databasePrimaryKill: "kill -9 database primary"
+            case .brokerKill: "kill -9 broker"
+            case .brokerPause: "broker paused (SIGSTOP) \(Int(window * 3)) s"
+            case .brokerAlarm: "broker memory alarm \(Int(window)) s"
+            case .poisonStorm(let count): "poison storm, \(count) invalid messages"
             }
         }
     }
@@ -129,6 +150,8 @@ actor FaultSchedule {
     private var spans: [(fault: String, start: Double, end: Double)] = []
     /// What brings a killed node back before the next fault (a stack.sh command and its argument).
     private var recovery: [String]?
+    /// Invalid messages the storm published.
+    private(set) var poisoned = 0
 
     init(kind: ChaosBench.Kind, sends: Int, window: Double, stack options: ChaosBench.Options) {
         let list: [Fault] =
@@ -137,6 +160,8 @@ actor FaultSchedule {
             case .faults: ChaosFleet.services.map { .kill(executable: $0.executable) } + [.brokerRestart, .databaseCrash]
             case .network: [.network(.latency(milliseconds: 200)), .network(.blackHole), .resetConnections, .cutConnectionsMidFrame]
             case .ha: [.brokerNodeKill, .brokerNodeRestart, .databasePrimaryKill]
+            // F1 twenty times at the 10,000-send load (fewer below it), F3, F9, F11 as a storm
+            case .broker: Array(repeating: .brokerKill, count: min(20, max(1, sends / 500))) + [.brokerPause, .brokerAlarm, .poisonStorm(count: sends)]
             }
         faults = list
         boundaries = (1...max(1, list.count)).map { $0 * sends / (list.count + 1) }
@@ -187,6 +212,20 @@ actor FaultSchedule {
             case .brokerNodeRestart:
                 try await stack("broker-node-stop", node)
                 try await stack("broker-node-start", node)
+            case .brokerKill:  // the only node: back once it is started again
+                try await stack("broker-node-kill", "1")
+                try await stack("broker-node-start", "1")
+            case .brokerPause:
+                try await stack("broker-pause")
+                try await Task.sleep(for: .seconds(window * 3))
+                try await stack("broker-resume")
+            case .brokerAlarm:
+                try await stack("broker-alarm-on")
+                try await Task.sleep(for: .seconds(window))
+                try await stack("broker-alarm-off")
+            case .poisonStorm(let count):
+                try await fleet.poison(count)
+                poisoned += count
             case .databasePrimaryKill:
                 try await stack("db-node-kill", node)
                 // started again only once the standby is promoted: a node back within the leader
@@ -273,7 +312,7 @@ final class ReplicaProbe: Sendable {
 final class DeadLetterWatch: Sendable {
     let queue: String
     let logger: Logger
-    private let reasons = Mutex<[String?]>([])
+    private let letters = Mutex<[(id: String?, reason: String?)]>([])
     private let task = Mutex<Task<Void, any Error>?>(nil)
 
     init(logger: Logger) {
@@ -289,21 +328,21 @@ final class DeadLetterWatch: Sendable {
         ) { [self] d in
             let broker = d.headers["x-first-death-reason"].map { "\(d.headers["x-first-death-queue"] ?? "?") \(d.routingKey), by the broker: \($0)" }
             let consumer = d.headers["x-spotguard-error"].map { "\(d.headers["x-spotguard-queue"] ?? "?") \(d.routingKey), by the consumer: \($0)" }
-            self.reasons.withLock { $0.append(consumer ?? broker) }
+            self.letters.withLock { $0.append((d.messageId, consumer ?? broker)) }
         }
         task.withLock { $0 = Task { try await consumer.run() } }
         for _ in 0..<200 where !consumer.isConnected { try await Task.sleep(for: .milliseconds(50)) }
         guard consumer.isConnected else { throw FailoverBench.BenchFailure("dead-letter watch did not connect") }
     }
 
-    /// Stops watching and returns each dead letter's reason (nil: none given).
-    func stop(publisher: BusPublisher) async -> [String?] {
+    /// Stops watching and returns each dead letter's message id and reason (nil: none given).
+    func stop(publisher: BusPublisher) async -> [(id: String?, reason: String?)] {
         let t = task.withLock { t -> Task<Void, any Error>? in
             defer { t = nil }; return t
         }
         t?.cancel()
         _ = await t?.result
         try? await publisher.deleteQueue(queue)
-        return reasons.withLock { $0 }
+        return letters.withLock { $0 }
     }
 }

@@ -43,6 +43,9 @@ extension ChaosBench {
         for o in outcomes {
             for (reason, n) in o.deadLetterReasons.sorted(by: { $0.key < $1.key }) { lines.append("\(o.kind): dead letter ×\(n): \(reason)") }
         }
+        for o in outcomes where o.poisonSent > 0 {
+            lines.append("\(o.kind): poison storm: \(o.poisonDeadLettered) of \(o.poisonSent) invalid messages dead-lettered as invalid")
+        }
         for o in outcomes where !o.faults.isEmpty {
             lines.append(
                 "\(o.kind): replica calls relayed ok \(o.replicaCallsOk), failed \(o.replicaCallsFailed), longest outage \(f(o.replicaLongestOutageSeconds)) s")
