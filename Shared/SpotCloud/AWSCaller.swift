@@ -31,6 +31,10 @@ public enum AWSError: Error, Equatable, CustomStringConvertible {
         }
     }
 
+    /// Refusals of a request signed at a time too far from the service's: the SDKs correct
+    /// their clock from the answer's `Date` and send again; so does `AWSCaller`.
+    static let clockSkewCodes: Set<String> = ["RequestExpired", "RequestTimeTooSkewed", "InvalidSignatureException", "SignatureDoesNotMatch"]
+
     static let throttlingCodes: Set<String> = [
         "Throttling", "ThrottlingException", "RequestLimitExceeded", "RequestThrottled", "TooManyRequestsException",
         "ProvisionedThroughputExceededException", "SlowDown", "PriorRequestNotComplete",
@@ -39,7 +43,9 @@ public enum AWSError: Error, Equatable, CustomStringConvertible {
 
 /// One AWS service endpoint: requests signed with SigV4, XML answers, `<Error><Code>` as
 /// `AWSError.refused`, throttling and 5xx (XML or not) and lost connections retried with
-/// full-jitter exponential backoff. The EC2, ELBv2 and Route 53 clients all call through it.
+/// full-jitter exponential backoff. Requests are signed at `clock`'s time; a refusal for clock
+/// skew corrects it from the answer's `Date` and is sent again at once. The EC2, ELBv2, Route 53
+/// and S3 clients all call through it.
 public struct AWSCaller: Sendable {
     public let endpoint: URL
     public let region: String
@@ -52,6 +58,8 @@ public struct AWSCaller: Sendable {
     /// The backoff's base and cap: attempt n waits a random time up to min(cap, base × 2ⁿ).
     public var backoffBase: Duration = .milliseconds(200)
     public var backoffCap: Duration = .seconds(5)
+    /// The time requests are signed at.
+    public var clock = ClockOffset.shared
 
     public init(service: String, region: String, endpoint: URL, credentials: any CredentialsSource, transport: any HTTPTransport) {
         self.service = service
@@ -100,18 +108,25 @@ public struct AWSCaller: Sendable {
             var headers: [(String, String)] = extra
             if let contentType { headers.append(("Content-Type", contentType)) }
             for (name, value) in headers { request.setValue(value, forHTTPHeaderField: name) }
-            let signed = signer.sign(method: method, url: url, headers: headers, body: body, credentials: try await credentials.credentials(), date: Date())
+            let signed = signer.sign(
+                method: method, url: url, headers: headers, body: body, credentials: try await credentials.credentials(), date: clock.now())
             for (name, value) in signed.headers { request.setValue(value, forHTTPHeaderField: name) }
 
             let retryable: AWSError
             do {
-                let (status, _, data) = try await transport.send(request)
+                let sent = clock.local()
+                let (status, answerHeaders, data) = try await transport.send(request)
                 if (200..<300).contains(status) { return data }
                 let xml = try? XMLNode.parse(data)
                 if let error = xml?.all("Error").first, let code = error.value("Code") {
                     let refused = AWSError.refused(
                         status: status, code: code, message: error.value("Message") ?? "",
                         requestId: xml?.value("RequestID") ?? xml?.value("RequestId") ?? xml?.value("requestId"))
+                    if AWSError.clockSkewCodes.contains(code), attempt < maxAttempts,
+                        clock.observe(header: answerHeaders["date"], sent: sent, received: clock.local())
+                    {
+                        continue  // signed again at the corrected time
+                    }
                     guard AWSError.throttlingCodes.contains(code) || status >= 500 else { throw refused }
                     retryable =
                         AWSError.throttlingCodes.contains(code)

@@ -22,6 +22,11 @@ public struct EC2Client: Sendable {
         get { aws.backoffCap }
         set { aws.backoffCap = newValue }
     }
+    /// The time requests are signed at (`ClockOffset.shared` unless set).
+    public var clock: ClockOffset {
+        get { aws.clock }
+        set { aws.clock = newValue }
+    }
 
     public init(region: String, endpoint: URL? = nil, credentials: any CredentialsSource, transport: any HTTPTransport = HTTPClientTransport(timeout: 20)) {
         aws = AWSCaller(

@@ -7,6 +7,7 @@ extension AWSCaller {
         other.maxAttempts = maxAttempts
         other.backoffBase = backoffBase
         other.backoffCap = backoffCap
+        other.clock = clock
         return other
     }
 }

@@ -16,10 +16,12 @@ final class ScriptedTransport: HTTPTransport {
         var body: String
     }
 
-    let answers: Mutex<[(Int, String)]>
+    let answers: Mutex<[(Int, [String: String], String)]>
     let seen = Mutex<[Seen]>([])
 
-    init(_ answers: [(Int, String)]) { self.answers = Mutex(answers) }
+    init(_ answers: [(Int, String)]) { self.answers = Mutex(answers.map { ($0.0, [:], $0.1) }) }
+    /// Answers with headers (names in lower case, as the transports give them).
+    init(headed answers: [(Int, [String: String], String)]) { self.answers = Mutex(answers) }
 
     func send(_ request: URLRequest) async throws -> (status: Int, headers: [String: String], body: Data) {
         let headers = Dictionary((request.allHTTPHeaderFields ?? [:]).map { ($0.key.lowercased(), $0.value) }) { a, _ in a }
@@ -30,7 +32,7 @@ final class ScriptedTransport: HTTPTransport {
                     body: String(decoding: request.httpBody ?? Data(), as: UTF8.self)))
         }
         guard let next = answers.withLock({ $0.isEmpty ? nil : $0.removeFirst() }) else { throw TransportFailure("connection refused") }
-        return (next.0, [:], Data(next.1.utf8))
+        return (next.0, next.1, Data(next.2.utf8))
     }
 
     var requests: [Seen] { seen.withLock { $0 } }

@@ -224,7 +224,7 @@ public final class Agent: Sendable {
         }
         try await spool.submit(
             "POST", "/api/agents/\(agent)/heartbeat",
-            Heartbeat(instanceId: identity.instanceId, mode: identity.mode, poolId: identity.poolId, observedAt: Date()))
+            Heartbeat(instanceId: identity.instanceId, mode: identity.mode, poolId: identity.poolId, observedAt: api.clock.now()))
         do {
             try await rotateTokenIfDue(agent: agent, instanceId: identity.instanceId)
         } catch {
@@ -237,7 +237,7 @@ public final class Agent: Sendable {
         let (agent, identity) = try ids()
         let types = [identity.instanceType] + configuration.alternativeTypes.filter { $0 != identity.instanceType }
         // EC2 answers the price in effect at the start time too, so a minute back is enough
-        let history = try await ec2.describeSpotPriceHistory(instanceTypes: types, startTime: Date().addingTimeInterval(-60))
+        let history = try await ec2.describeSpotPriceHistory(instanceTypes: types, startTime: api.clock.now().addingTimeInterval(-60))
         var latest: [String: SpotPrice] = [:]
         for p in history where p.availabilityZone.hasPrefix(identity.region) {
             let pool = "\(p.instanceType).\(p.availabilityZone)"
@@ -274,13 +274,15 @@ public final class Agent: Sendable {
                     "POST", "/api/pricing/submit",
                     Submission(
                         submissionId: UUID(), sourceAgentId: agent, sourceInstanceId: identity.instanceId, sourceType: source, poolId: pool.id,
-                        spotPrice: pool.price, onDemandPrice: configuration.onDemandPrice, observedAt: Date()))
+                        spotPrice: pool.price, onDemandPrice: configuration.onDemandPrice, observedAt: api.clock.now()))
             }
             return
         }
         try await spool.submit(
             "POST", "/api/agents/\(agent)/pricing-report",
-            Report(reportId: UUID(), pools: Array(pools), onDemandPrice: configuration.onDemandPrice, instanceId: identity.instanceId, observedAt: Date()))
+            Report(
+                reportId: UUID(), pools: Array(pools), onDemandPrice: configuration.onDemandPrice, instanceId: identity.instanceId,
+                observedAt: api.clock.now()))
     }
 
     // MARK: interruption watch
@@ -311,8 +313,9 @@ public final class Agent: Sendable {
         }
         let body = Imminent(instanceId: identity.instanceId, terminationTime: action.time)
         // the newest state may take up to half the notice; the failover needs the rest
-        await shipStateBefore(Date().addingTimeInterval(max(0, action.time.timeIntervalSinceNow) / 2), reason: "termination notice")
-        while Date() < action.time {
+        // (the notice's time is AWS's: compared with the corrected clock, the deadline kept on the local one)
+        await shipStateBefore(Date().addingTimeInterval(max(0, action.time.timeIntervalSince(api.clock.now())) / 2), reason: "termination notice")
+        while api.clock.now() < action.time {
             do {
                 let answer = try await api.send("POST", "/api/agents/\(agent)/termination-imminent", body)
                 logger.notice(

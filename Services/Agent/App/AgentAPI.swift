@@ -8,21 +8,24 @@ import FoundationNetworking
 #endif
 
 /// SpotGuard's agent API over HTTP with the agent's bearer token (replaced when the agent
-/// enrolls or rotates it); JSON with snake_case keys.
+/// enrolls or rotates it); JSON with snake_case keys. Every answer's `Date` header corrects
+/// `clock`, the time the agent stamps its reports with (and signs its AWS requests at).
 public struct AgentAPI: Sendable {
     let server: URL
     let bearer: Bearer
     let transport: any HTTPTransport
+    public let clock: ClockOffset
 
     public final class Bearer: Sendable {
         let value: Mutex<String>
         init(_ token: String) { value = Mutex(token) }
     }
 
-    public init(server: URL, token: String, transport: any HTTPTransport = HTTPClientTransport(timeout: 35)) {
+    public init(server: URL, token: String, transport: any HTTPTransport = HTTPClientTransport(timeout: 35), clock: ClockOffset = .shared) {
         self.server = server
         bearer = Bearer(token)
         self.transport = transport
+        self.clock = clock
     }
 
     public var token: String { bearer.value.withLock { $0 } }
@@ -57,7 +60,12 @@ public struct AgentAPI: Sendable {
             request.httpBody = body
             request.setValue(contentType, forHTTPHeaderField: "Content-Type")
         }
-        let (status, _, data) = try await transport.send(request)
+        let sent = clock.local()
+        let (status, headers, data) = try await transport.send(request)
+        if clock.observe(header: headers["date"], sent: sent, received: clock.local()) {
+            Logger(label: "spotguard-agent").warning(
+                "this machine's clock is off the server's; reports are stamped with the server's time", metadata: ["offset_seconds": "\(clock.offset)"])
+        }
         return Answer(status: status, body: data)
     }
 

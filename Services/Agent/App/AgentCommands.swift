@@ -191,7 +191,7 @@ extension Agent {
     /// mode, running, then the switch report (which completes the command); the old instance is
     /// terminated after the command's wait when auto-terminate is on.
     func performSwitch(_ command: Command, agent: String, identity: Identity) async throws {
-        let initiated = Date()
+        let initiated = api.clock.now()
         let mode: MarketType = command.targetMode == "ondemand" ? .onDemand : .spot
         let targetPool = command.targetPoolId
         let type = targetPool.map { String($0.split(separator: ".").dropLast().joined(separator: ".")) } ?? identity.instanceType
@@ -208,13 +208,13 @@ extension Agent {
                 imageId: image, instanceType: type, market: mode, availabilityZone: az, userData: try await userData(agent: agent, replica: nil),
                 tags: ["spotguard:agent": agent, "spotguard:switch": command.commandId.uuidString.lowercased()],
                 clientToken: "switch-\(command.commandId.uuidString.lowercased())"))
-        let launchedAt = Date()
+        let launchedAt = api.clock.now()
         for _ in 0..<120 where launched.state != "running" {
             try await Task.sleep(for: .seconds(2))
             launched = try await ec2.describeInstances(ids: [launched.id]).first ?? launched
         }
         guard launched.state == "running" else { throw Refused(description: "instance \(launched.id) not running") }
-        let ready = Date()
+        let ready = api.clock.now()
         // the new instance takes the traffic before this one stops serving
         let moved =
             traffic.isEmpty
@@ -224,7 +224,7 @@ extension Agent {
         // report has left its spool (the spool is on this instance's disk: terminating first
         // would lose the report, and with it the switch from the ledger)
         let wait = command.terminateWaitSeconds
-        let terminatedAt = wait == 0 ? Date() : nil
+        let terminatedAt = wait == 0 ? api.clock.now() : nil
         struct Side: Encodable {
             var instanceId, instanceType, az, mode: String
             var poolId: String?

@@ -26,7 +26,7 @@ extension Agent {
     /// Settles the bearer before anything is sent: this instance's saved agent token, else an
     /// enrollment with the secret, else the configured token.
     func settleCredentials(instanceId: String) async throws {
-        if let saved = loadToken(), saved.instanceId == instanceId, saved.expiresAt > Date() {
+        if let saved = loadToken(), saved.instanceId == instanceId, saved.expiresAt > api.clock.now() {
             api.use(saved.token)
             state.withLock { $0.tokenExpiresAt = saved.expiresAt }
             logger.info("using this instance's agent token", metadata: ["expires_at": "\(saved.expiresAt)"])
@@ -88,8 +88,8 @@ extension Agent {
 
     /// A new agent token once less than `rotateWhenLeft` of this one's life is left (called
     /// with each heartbeat; a failure is retried on the next).
-    func rotateTokenIfDue(agent: String, instanceId: String, now: Date = Date()) async throws {
-        guard let expires = state.withLock({ $0.tokenExpiresAt }), expires.timeIntervalSince(now) < Self.rotateWhenLeft else { return }
+    func rotateTokenIfDue(agent: String, instanceId: String) async throws {
+        guard let expires = state.withLock({ $0.tokenExpiresAt }), expires.timeIntervalSince(api.clock.now()) < Self.rotateWhenLeft else { return }
         let answer = try await api.send("POST", "/api/agents/\(agent)/token")
         let json = answer.json()
         guard answer.status == 201, let token = json["token"] as? String, let next = (json["expires_at"] as? String).flatMap(Self.parseDate) else {

@@ -14,7 +14,7 @@ extension Agent {
         while Date() < deadline {
             let found = try await ec2.describeImages(ids: [image]).first
             switch found?.state {
-            case "available": return (image, Date())
+            case "available": return (image, api.clock.now())
             case "pending", nil: try await Task.sleep(for: .seconds(min(5, configuration.imageWaitSeconds / 20)))
             default:
                 await deleteImages([found!], why: "image \(found!.state)")
@@ -31,7 +31,7 @@ extension Agent {
         do {
             let images = try await ec2.ownImages(tagged: "spotguard:agent", agent)
             let expired = ImageRetention.expired(
-                images, keep: configuration.imageRetention, now: Date(), pendingLimit: configuration.imageWaitSeconds, inUse: inUse)
+                images, keep: configuration.imageRetention, now: api.clock.now(), pendingLimit: configuration.imageWaitSeconds, inUse: inUse)
             await deleteImages(expired, why: "retention \(configuration.imageRetention)")
         } catch {
             logger.warning("images not pruned", metadata: ["error": "\(error)"])

@@ -116,7 +116,7 @@ extension Agent {
     func fence(_ command: Command, identity: Identity) async throws -> Result {
         state.withLock { $0.handingOver = true }
         let drain = Double(command.payload?["drain_seconds"].flatMap(\.number) ?? 0)
-        let noticeLeft = state.withLock { $0.terminationHandled }.map { $0.timeIntervalSinceNow - 10 }
+        let noticeLeft = state.withLock { $0.terminationHandled }.map { $0.timeIntervalSince(api.clock.now()) - 10 }
         let wait = max(0, min(drain, noticeLeft ?? drain))
         if wait > 0 { try await Task.sleep(for: .seconds(wait)) }
         let ran = await runStopHook(reason: command.payload?["reason"]?.string ?? "replaced")
