@@ -54,6 +54,8 @@ public struct APIError: HTTPResponseError, CustomStringConvertible {
 
     public static let databaseUnavailable = APIError(
         .serviceUnavailable, code: "database_unavailable", message: "the database is unreachable; retry later", retryAfterSeconds: 5)
+    public static let overloaded = APIError(
+        .serviceUnavailable, code: "overloaded", message: "the service is at its limit of requests in progress; retry shortly", retryAfterSeconds: 1)
     public static let busy = APIError(
         .serviceUnavailable, code: "busy", message: "too many transfers at once; retry shortly", retryAfterSeconds: 1)
     public static let internalError = APIError(.internalServerError, code: "internal", message: "internal error")

@@ -16,6 +16,8 @@ import SpotRuntime
 /// - `SPOTGUARD_STATE_TRANSFER_MAX_BYTES` (int, default 16777216): the largest state transfer accepted
 /// - `SPOTGUARD_STATE_CHUNK_CONCURRENCY` (int, default 32): state chunks one process stores or
 ///   serves at once; more get 503 `busy` before their body is read
+/// - `SPOTGUARD_INGEST_REPORT_CONCURRENCY` (int, default 256): reports (heartbeats, prices,
+///   submissions, switch reports) one process handles at once; more get 503 `overloaded` at once
 /// - `SPOTGUARD_INGEST_IDENTITY_CERTIFICATES` (path, optional): PEM certificates that sign
 ///   instance identity documents (AWS's regional RSA-2048 certificates); without it,
 ///   enrollment is refused (503 `enrollment_not_configured`)
@@ -37,6 +39,8 @@ public struct IngestConfiguration: Sendable {
     public var stateTransferConcurrency: Int
     /// State chunks (≤ 1 MiB each) held in memory at once; more are answered 503 at once.
     public var stateChunkConcurrency: Int
+    /// Reports in progress at once; more are answered 503 `overloaded` at once (load shedding).
+    public var reportConcurrency: Int
     public var limits = IngestLimits()
     /// Checks enrolling instances' identity documents; nil: enrollment is not configured.
     public var identity: IdentityVerifier?
@@ -55,6 +59,7 @@ public struct IngestConfiguration: Sendable {
         maxStateTransferBytes = try env.int("SPOTGUARD_STATE_TRANSFER_MAX_BYTES", default: 16 << 20, range: 1024...(256 << 20))
         stateTransferConcurrency = try env.int("SPOTGUARD_STATE_TRANSFER_CONCURRENCY", default: 4, range: 1...256)
         stateChunkConcurrency = try env.int("SPOTGUARD_STATE_CHUNK_CONCURRENCY", default: 32, range: 1...1024)
+        reportConcurrency = try env.int("SPOTGUARD_INGEST_REPORT_CONCURRENCY", default: 256, range: 1...100_000)
         if let path = env.string("SPOTGUARD_INGEST_IDENTITY_CERTIFICATES") {
             do {
                 identity = try IdentityVerifier(pemBundle: try String(contentsOfFile: path, encoding: .utf8))

@@ -8,7 +8,6 @@ import SpotFleet
 import SpotModels
 import SpotRuntime
 import SpotStore
-import Synchronization
 
 /// The agent-facing API (seeds 000 and 004) and the admin bootstrap.
 ///
@@ -30,10 +29,12 @@ struct IngestController: Sendable {
         router.get("/openapi.yaml") { _, _ in OpenAPIDocument.response(Bundle.module) }
         router.post("/api/admin/clients", use: createClient)
         router.post("/api/agents/register", use: register)
-        router.post("/api/agents/:agentId/heartbeat", use: heartbeat)
-        router.post("/api/agents/:agentId/pricing-report", use: pricingReport)
-        router.post("/api/pricing/submit", use: submitPricing)
-        router.post("/api/agents/:agentId/switch-report", use: switchReport)
+        // the reports, shed past their limit; interruption calls, commands and state are not
+        let reports = router.group().add(middleware: AdmissionMiddleware(Admission(limit: configuration.reportConcurrency)))
+        reports.post("/api/agents/:agentId/heartbeat", use: heartbeat)
+        reports.post("/api/agents/:agentId/pricing-report", use: pricingReport)
+        reports.post("/api/pricing/submit", use: submitPricing)
+        reports.post("/api/agents/:agentId/switch-report", use: switchReport)
         addReplicaRoutes(to: router)
         addEnrollmentRoutes(to: router)
         addStateRoutes(to: router)
@@ -191,22 +192,4 @@ struct IngestController: Sendable {
     func json<T: Encodable>(_ value: T, status: HTTPResponse.Status) throws -> Response {
         try HTTPJSON.response(value, status: status)
     }
-}
-
-/// At most `limit` holders at once; `enter` never waits (a full house is answered 503 at once).
-final class Admission: Sendable {
-    let limit: Int
-    private let held = Mutex(0)
-
-    init(limit: Int) { self.limit = limit }
-
-    func enter() -> Bool {
-        held.withLock { n in
-            guard n < limit else { return false }
-            n += 1
-            return true
-        }
-    }
-
-    func leave() { held.withLock { $0 -= 1 } }
 }
