@@ -62,9 +62,9 @@ extension IntegrationTests {
                 #expect((run["failures"] as? [Any])?.isEmpty == true, "\(kind): \(run["failures"] ?? "")")
             }
             let faults = runs.first { $0["kind"] as? String == "faults" }?["faults"] as? [[String: Any]] ?? []
-            #expect(faults.count == 7, "kill -9 of five services, a broker and a database restart")
+            #expect(faults.count == 8, "kill -9 of five services, a broker and a database restart, the SEF's table locked")
             let network = runs.first { $0["kind"] as? String == "network" }
-            #expect((network?["faults"] as? [Any])?.count == 4, "latency, black hole, reset, mid-frame cut")
+            #expect((network?["faults"] as? [Any])?.count == 5, "latency, black hole, reset, mid-frame cut, the SEF stopped")
             // the engines lose a node each: the broker's (twice) and the database's primary
             let ha = runs.first { $0["kind"] as? String == "ha" }?["faults"] as? [[String: Any]] ?? []
             #expect(ha.count == 3, "kill -9 and stop/start of the broker node leading sef, kill -9 of the database primary")

@@ -20,9 +20,11 @@ import FoundationNetworking
 /// 1. `reference`: one copy of each service, no fault;
 /// 2. `scale`: three copies each of the SEF, the replica coordinator and the decision engine;
 /// 3. `faults`: under the load, one after another, kill -9 of ingest, sef, replicas, decisions
-///    and notifier (each started again at once), a broker restart and a database restart;
+///    and notifier (each started again at once), a broker restart, a database restart, and the
+///    SEF's raw table locked against its writes;
 /// 4. `network`: every service reaches the broker and the database through `FaultProxy`:
-///    +200 ms latency, a black hole, a reset of every connection, every connection cut mid-frame;
+///    +200 ms latency, a black hole, a reset of every connection, every connection cut
+///    mid-frame, and the SEF stopped with SIGSTOP past its heartbeat;
 /// 5. `ha`: the broker as three nodes and the database as a primary and a synchronous standby
 ///    under Patroni (`HAEngines`): kill -9 of the broker node leading the SEF's queue, a stop and
 ///    start of the node leading it then, kill -9 of the database primary;
@@ -210,7 +212,7 @@ enum ChaosBench {
             let commits = CommitWatch(store: store, family: family, tally: tally, load: load)
             let watching = Task { await commits.run() }
             let probing = Task { await probe.run() }
-            let faulting = Task { try await schedule.run(fleet: fleet, proxies: proxies, tally: tally) }
+            let faulting = Task { try await schedule.run(fleet: fleet, proxies: proxies, store: store, tally: tally) }
             let started = tally.now()
             await ChaosSender(ingest: fleet.ingestURL, token: token, lanes: options.lanes).send(load, tally: tally) { await schedule.isOpen($0) }
             try await faulting.value

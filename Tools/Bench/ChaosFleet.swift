@@ -58,6 +58,11 @@ actor ChaosFleet {
         members[i] = try await start(executable, port: members[i].port, log: "\(executable)-0")
     }
 
+    /// SIGSTOP (or SIGCONT) to every copy of `executable`: stuck without dying.
+    func pause(_ executable: String, _ paused: Bool) {
+        for m in members where m.executable == executable { m.process.signal(paused ? SIGSTOP : SIGCONT) }
+    }
+
     /// A poison storm: `spotguard-bench poison COUNT` as a process of its own, without the bus tap.
     func poison(_ count: Int) async throws {
         let status = try await ChildProcess(
@@ -120,6 +125,10 @@ actor FaultSchedule {
         case brokerAlarm
         /// As many invalid messages as the load's sends published on the SEF's routing keys
         case poisonStorm(count: Int)
+        /// The SEF stopped (SIGSTOP) for three windows and continued: no acks, no heartbeats
+        case sefPaused
+        /// The SEF's raw table locked against writes for three windows: it runs, but cannot commit
+        case sefTablesLocked
 
         func label(window: Double) -> String {
             switch self {
@@ -137,6 +146,8 @@ actor FaultSchedule {
             case .brokerPause: "broker paused (SIGSTOP) \(Int(window * 3)) s"
             case .brokerAlarm: "broker memory alarm \(Int(window)) s"
             case .poisonStorm(let count): "poison storm, \(count) invalid messages"
+            case .sefPaused: "sef stopped (SIGSTOP) \(Int(window * 3)) s"
+            case .sefTablesLocked: "sef's raw table locked \(Int(window * 3)) s"
             }
         }
     }
@@ -157,8 +168,10 @@ actor FaultSchedule {
         let list: [Fault] =
             switch kind {
             case .reference, .scale: []
-            case .faults: ChaosFleet.services.map { .kill(executable: $0.executable) } + [.brokerRestart, .databaseCrash]
-            case .network: [.network(.latency(milliseconds: 200)), .network(.blackHole), .resetConnections, .cutConnectionsMidFrame]
+            // F4 for each service, F2, F6, and F5 both ways: a consumer stuck in its database, a consumer stopped
+            case .faults: ChaosFleet.services.map { .kill(executable: $0.executable) } + [.brokerRestart, .databaseCrash, .sefTablesLocked]
+            // the stopped SEF here, where the heartbeat is 2 s: the broker closes its connection and takes its messages back
+            case .network: [.network(.latency(milliseconds: 200)), .network(.blackHole), .resetConnections, .cutConnectionsMidFrame, .sefPaused]
             case .ha: [.brokerNodeKill, .brokerNodeRestart, .databasePrimaryKill]
             // F1 twenty times at the 10,000-send load (fewer below it), F3, F9, F11 as a storm
             case .broker: Array(repeating: .brokerKill, count: min(20, max(1, sends / 500))) + [.brokerPause, .brokerAlarm, .poisonStorm(count: sends)]
@@ -175,7 +188,7 @@ actor FaultSchedule {
         return begun == faults.count || position < boundaries[begun]
     }
 
-    func run(fleet: ChaosFleet, proxies: (amqp: FaultProxy, postgres: FaultProxy)?, tally: ChaosTally) async throws {
+    func run(fleet: ChaosFleet, proxies: (amqp: FaultProxy, postgres: FaultProxy)?, store: PostgresStore, tally: ChaosTally) async throws {
         defer {  // also when a fault fails: the senders finish instead of resending forever
             begun = faults.count
             finished = true
@@ -226,6 +239,20 @@ actor FaultSchedule {
             case .poisonStorm(let count):
                 try await fleet.poison(count)
                 poisoned += count
+            case .sefPaused:
+                await fleet.pause("spotguard-sef", true)
+                try? await Task.sleep(for: .seconds(window * 3))
+                await fleet.pause("spotguard-sef", false)
+            case .sefTablesLocked:
+                let seconds = window * 3
+                try await store.withConnection { conn in
+                    try conn.execute("BEGIN")
+                    defer { _ = try? conn.execute("ROLLBACK") }
+                    try conn.execute("SET LOCAL statement_timeout = 0")
+                    // EXCLUSIVE: no insert, while reads (the suite's row count) go on
+                    try conn.execute("LOCK TABLE pricing_submissions_raw IN EXCLUSIVE MODE")
+                    try conn.execute("SELECT pg_sleep($1)", [seconds])
+                }
             case .databasePrimaryKill:
                 try await stack("db-node-kill", node)
                 // started again only once the standby is promoted: a node back within the leader
