@@ -73,10 +73,12 @@ extension IntegrationTests {
     @Suite struct SEFDeterminismTests {
         /// The clean data is a function of the submissions only: the data set sent in order to
         /// one SEF, and the same submissions shuffled, 40 % of them sent twice, by eight
-        /// concurrent senders to three SEF workers, end in identical rows.
-        @Test func shuffledDuplicatedAndParallelGivesTheSameCleanData() async throws {
+        /// concurrent senders to three SEF workers, end in identical rows — within the gap
+        /// scan's 24-hour window (8 hours old), and beyond it (40 hours old: no scan reconciles
+        /// it, so each late point must recompute every fill that leans on it at once).
+        @Test(arguments: [8.0, 40.0]) func shuffledDuplicatedAndParallelGivesTheSameCleanData(hoursAgo: Double) async throws {
             let store = try await TestStack.store()
-            let base = SEFTests.base(hoursAgo: 8)
+            let base = SEFTests.base(hoursAgo: hoursAgo)
             let reference = determinismDataSet(seed: 42)
             let expectedRows = reference.reduce(0) { $0 + $1.rows }
 

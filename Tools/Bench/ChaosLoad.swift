@@ -44,9 +44,11 @@ struct ChaosLoad: Sendable {
         while messages.count < uniqueTotal {
             let t = base.addingTimeInterval(TimeInterval(k) * step(sends: total))
             for p in pools { price[p] = max(0.005, (price[p]! * Double.random(in: 0.995...1.005, using: &rng) * 10_000).rounded() / 10_000) }
-            // gaps of 10 to 40 minutes in one pool at a time
-            let gapPool = pools[(k / 300) % pools.count]
-            let inGap = k % 300 >= 100 && k % 300 < 100 + 60 + (k / 300 % 4) * 60
+            // gaps of 10 to 40 minutes in one pool at a time, one in each 50 minutes
+            let second = Int(t.timeIntervalSince(base))
+            let cycle = second / 3000
+            let gapPool = pools[cycle % pools.count]
+            let inGap = second % 3000 >= 1000 && second % 3000 < 1000 + 600 + (cycle % 4) * 600
             let present = pools.filter { !(inGap && $0 == gapPool) }
             let reportId = UUID(using: &ids)
             let report = PricingReport(
@@ -86,9 +88,11 @@ struct ChaosLoad: Sendable {
         return ChaosLoad(messages: messages, sends: sends, base: base)
     }
 
-    /// Seconds between two reports: 10, or less so the whole load fits in 22 hours. The SEF's gap
-    /// scan reconciles the last 24 hours only; older fills keep the order data arrived in.
-    static func step(sends: Int) -> TimeInterval { max(1, min(10, (22 * 3600 / TimeInterval(sends)).rounded(.down))) }
+    /// Seconds between two reports: as many as spread the load over 166 hours (inside ingest's
+    /// 7-day limit on a report's age), at most 240 (so every 5-minute bucket outside a gap has a
+    /// report). 10,000 sends span 6.8 days; most of the load is older than the SEF's 24-hour gap
+    /// scan, so only order-independent recomputation keeps every run's clean data identical.
+    static func step(sends: Int) -> TimeInterval { max(1, min(240, (166 * 3600 / TimeInterval(sends)).rounded(.down))) }
 
     /// How many seconds of prices `sends` messages cover (at most), for choosing `base`.
     static func span(sends: Int) -> TimeInterval { TimeInterval(sends) * step(sends: sends) }

@@ -80,6 +80,8 @@ extension PriceRepository {
         var upserts: [(BucketKey, ResolvedBucket, Int, String?)] = []
         var duplicateFlags: [(UUID, Bool)] = []
         var newlyMeasured: [BucketKey] = []
+        // measured before and still, at another price: the fills leaning on it change too
+        var repriced: [BucketKey] = []
         var clientRows: [(BucketKey, ClientValue, Bool)] = []
         var noLongerMeasured: [BucketKey] = []
         for key in keys {
@@ -111,7 +113,11 @@ extension PriceRepository {
                         onDemandPrice: resolved.onDemandPrice, confidence: resolved.confidence, dataSource: .measured,
                         sourceType: resolved.sourceType, interpolationMethod: nil, averagedDualSource: resolved.averagedDualSource))
             }
-            if old == nil || old!.dataSource != .measured { newlyMeasured.append(key) }
+            if old == nil || old!.dataSource != .measured {
+                newlyMeasured.append(key)
+            } else if !same(old!.price, resolved.spotPrice) || !same(old!.onDemand, resolved.onDemandPrice) {
+                repriced.append(key)
+            }
         }
         if !upserts.isEmpty {
             _ = try conn.execute(
@@ -165,8 +171,8 @@ extension PriceRepository {
                     PGArray(clientRows.map(\.1.resolved.averagedDualSource)), PGArray(clientRows.map(\.2)),
                 ])
         }
-        if !newlyMeasured.isEmpty {
-            report.merge(try measuredArrived(newlyMeasured, on: conn))
+        if !newlyMeasured.isEmpty || !repriced.isEmpty {
+            report.merge(try measuredArrived(newlyMeasured, repriced: repriced, on: conn))
         }
         if !noLongerMeasured.isEmpty {
             report.merge(try measuredLeft(noLongerMeasured, on: conn))

@@ -6,52 +6,30 @@ import SpotModels
 import SpotStore
 
 extension PriceRepository {
-    /// Buckets that just became measured: their interpolation records go, and the gaps on
-    /// either side are recomputed (a late value splits a filled gap in two).
-    func measuredArrived(_ keys: [BucketKey], on conn: PGConnection) throws -> ApplyReport {
+    /// Buckets that just became measured: their interpolation records go, so do the records
+    /// of the gaps they were in (when they close a gap entirely nothing else would remove it),
+    /// and the gaps around them, and around `repriced` (measured buckets whose price changed),
+    /// are recomputed (a late value splits a filled gap in two).
+    func measuredArrived(_ keys: [BucketKey], repriced: [BucketKey], on conn: PGConnection) throws -> ApplyReport {
         var report = ApplyReport()
         _ = try conn.execute(
             """
             DELETE FROM pricing_snapshots_interpolated i USING unnest($1::text[], $2::timestamptz[]) AS k(pool, bucket)
              WHERE i.pool_id = k.pool AND i.time_bucket = k.bucket
             """, [PGArray(keys.map(\.pool)), PGArray(keys.map(\.date))])
-        let byPool = Dictionary(grouping: keys, by: \.pool)
-        let pools = byPool.keys.sorted()
-        let lows = pools.map { byPool[$0]!.map(\.bucket).min()! }
-        let highs = pools.map { byPool[$0]!.map(\.bucket).max()! }
+        _ = try conn.execute(
+            """
+            DELETE FROM pricing_gaps g USING unnest($1::text[], $2::timestamptz[]) AS k(pool, bucket)
+             WHERE g.pool_id = k.pool AND g.status <> 'open' AND g.gap_start < k.bucket AND g.gap_end > k.bucket
+            """, [PGArray(keys.map(\.pool)), PGArray(keys.map(\.date))])
         // an open (trailing) gap ends with this data; the scan records it again if still open
+        let highs = Dictionary(grouping: keys, by: \.pool).mapValues { $0.map(\.bucket).max()! }.sorted { $0.key < $1.key }
         _ = try conn.execute(
             """
             DELETE FROM pricing_gaps g USING unnest($1::text[], $2::timestamptz[]) AS k(pool, hi)
              WHERE g.pool_id = k.pool AND g.status = 'open' AND g.gap_start < k.hi
-            """, [PGArray(pools), PGArray(highs.map { Date(timeIntervalSince1970: TimeInterval($0)) })])
-        let neighbours = try conn.query(
-            """
-            SELECT k.pool,
-                   (SELECT extract(epoch FROM c.time_bucket)::bigint FROM pricing_snapshots_clean c
-                     WHERE c.pool_id = k.pool AND c.data_source = 'measured' AND c.time_bucket < k.lo
-                     ORDER BY c.time_bucket DESC LIMIT 1),
-                   (SELECT extract(epoch FROM c.time_bucket)::bigint FROM pricing_snapshots_clean c
-                     WHERE c.pool_id = k.pool AND c.data_source = 'measured' AND c.time_bucket > k.hi
-                     ORDER BY c.time_bucket LIMIT 1),
-                   (SELECT count(*) FROM pricing_snapshots_clean c
-                     WHERE c.pool_id = k.pool AND c.data_source = 'measured' AND c.time_bucket BETWEEN k.lo AND k.hi)
-              FROM unnest($1::text[], $2::timestamptz[], $3::timestamptz[]) AS k(pool, lo, hi)
-            """,
-            [
-                PGArray(pools), PGArray(lows.map { Date(timeIntervalSince1970: TimeInterval($0)) }),
-                PGArray(highs.map { Date(timeIntervalSince1970: TimeInterval($0)) }),
-            ])
-        for (i, row) in neighbours.enumerated() {
-            let (lo, hi) = (lows[i], highs[i])
-            let prev = try row.decodeIfPresent(Int64.self, at: 1)
-            let next = try row.decodeIfPresent(Int64.self, at: 2)
-            let inside = try row.decode(Int64.self, at: 3)
-            let step = SEFPolicy.bucketSeconds
-            let contiguous = (prev == nil || prev! == lo - step) && (next == nil || next! == hi + step) && inside == (hi - lo) / step + 1
-            if contiguous { continue }
-            report.merge(try recomputeGaps(pool: PoolID(rawValue: pools[i])!, from: prev ?? lo, to: next ?? hi, on: conn))
-        }
+            """, [PGArray(highs.map(\.key)), PGArray(highs.map { Date(timeIntervalSince1970: TimeInterval($0.value)) })])
+        report.merge(try recomputeAround(keys + repriced, on: conn))
         return report
     }
 
@@ -64,19 +42,62 @@ extension PriceRepository {
             DELETE FROM pricing_snapshots_clean c USING unnest($1::text[], $2::timestamptz[]) AS k(pool, bucket)
              WHERE c.pool_id = k.pool AND c.time_bucket = k.bucket AND c.data_source = 'measured'
             """, [PGArray(keys.map(\.pool)), PGArray(keys.map(\.date))])
-        for (pool, lost) in Dictionary(grouping: keys, by: \.pool).sorted(by: { $0.key < $1.key }) {
-            let (lo, hi) = (lost.map(\.bucket).min()!, lost.map(\.bucket).max()!)
-            let around = try conn.query(
-                """
-                SELECT (SELECT extract(epoch FROM time_bucket)::bigint FROM pricing_snapshots_clean
-                         WHERE pool_id = $1 AND data_source = 'measured' AND time_bucket < $2 ORDER BY time_bucket DESC LIMIT 1),
-                       (SELECT extract(epoch FROM time_bucket)::bigint FROM pricing_snapshots_clean
-                         WHERE pool_id = $1 AND data_source = 'measured' AND time_bucket > $3 ORDER BY time_bucket LIMIT 1)
-                """, [pool, Date(timeIntervalSince1970: TimeInterval(lo)), Date(timeIntervalSince1970: TimeInterval(hi))])[0]
-            report.merge(
-                try recomputeGaps(
-                    pool: PoolID(rawValue: pool)!, from: try around.decodeIfPresent(Int64.self, at: 0) ?? lo,
-                    to: try around.decodeIfPresent(Int64.self, at: 1) ?? hi, on: conn))
+        report.merge(try recomputeAround(keys, on: conn))
+        return report
+    }
+
+    /// Recomputes every fill that can lean on the measured buckets `keys` just gained or lost,
+    /// whenever they arrive, so the clean data does not depend on arrival order at any age:
+    /// in each pool, every gap within the weighted-average window of them (a fill there weighs
+    /// the points up to `weightedWindow` beyond its edges), and in the pools of the same type and
+    /// region, every cross-pool gap they fall in (such a fill follows its peers' prices at its
+    /// edges and inside it). The peers share the pool's lock (`lockPools`), so this needs none.
+    func recomputeAround(_ keys: [BucketKey], on conn: PGConnection) throws -> ApplyReport {
+        var report = ApplyReport()
+        let byPool = Dictionary(grouping: keys, by: \.pool)
+        let pools = byPool.keys.sorted()
+        let lows = pools.map { Date(timeIntervalSince1970: TimeInterval(byPool[$0]!.map(\.bucket).min()!)) }
+        let highs = pools.map { Date(timeIntervalSince1970: TimeInterval(byPool[$0]!.map(\.bucket).max()!)) }
+        // per pool: the measured buckets just outside the window around [lo, hi] (else the
+        // outermost inside it), and how many are measured between them
+        let ranges = try conn.query(
+            """
+            SELECT k.pool, extract(epoch FROM r.f)::bigint, extract(epoch FROM r.t)::bigint,
+                   (SELECT count(*) FROM pricing_snapshots_clean c
+                     WHERE c.pool_id = k.pool AND c.data_source = 'measured' AND c.time_bucket BETWEEN r.f AND r.t)
+              FROM unnest($1::text[], $2::timestamptz[], $3::timestamptz[]) AS k(pool, lo, hi)
+              CROSS JOIN LATERAL (
+                SELECT coalesce(
+                         (SELECT max(c.time_bucket) FROM pricing_snapshots_clean c WHERE c.pool_id = k.pool AND c.data_source = 'measured'
+                             AND c.time_bucket < k.lo - make_interval(secs => $4)),
+                         (SELECT min(c.time_bucket) FROM pricing_snapshots_clean c WHERE c.pool_id = k.pool AND c.data_source = 'measured'
+                             AND c.time_bucket >= k.lo - make_interval(secs => $4))) AS f,
+                       coalesce(
+                         (SELECT min(c.time_bucket) FROM pricing_snapshots_clean c WHERE c.pool_id = k.pool AND c.data_source = 'measured'
+                             AND c.time_bucket > k.hi + make_interval(secs => $4)),
+                         (SELECT max(c.time_bucket) FROM pricing_snapshots_clean c WHERE c.pool_id = k.pool AND c.data_source = 'measured'
+                             AND c.time_bucket <= k.hi + make_interval(secs => $4))) AS t) r
+             WHERE r.f IS NOT NULL AND r.t IS NOT NULL
+            """, [PGArray(pools), PGArray(lows), PGArray(highs), Double(policy.weightedWindow)])
+        for row in ranges {
+            let (from, to, measured) = (try row.decode(Int64.self, at: 1), try row.decode(Int64.self, at: 2), try row.decode(Int64.self, at: 3))
+            if measured == (to - from) / SEFPolicy.bucketSeconds + 1 { continue }  // no gap there
+            guard let pool = PoolID(rawValue: try row.decode(String.self, at: 0)) else { continue }
+            report.merge(try recomputeGaps(pool: pool, from: from, to: to, on: conn))
+        }
+        let peerGaps = try conn.query(
+            """
+            SELECT DISTINCT g.pool_id, extract(epoch FROM g.gap_start)::bigint, extract(epoch FROM g.gap_end)::bigint
+              FROM unnest($1::text[], $2::timestamptz[]) AS k(pool, bucket)
+              JOIN spot_pools p ON p.id = k.pool
+              JOIN spot_pools q ON q.instance_type = p.instance_type AND q.region = p.region AND q.id <> p.id
+              JOIN pricing_gaps g ON g.pool_id = q.id AND g.status <> 'open' AND g.gap_start <= k.bucket AND g.gap_end >= k.bucket
+             WHERE g.interpolation_method = 'cross-pool' OR g.unfilled_reason = 'no_peer_data'
+             ORDER BY 1, 2
+            """, [PGArray(keys.map(\.pool)), PGArray(keys.map(\.date))])
+        for row in peerGaps {
+            guard let pool = PoolID(rawValue: try row.decode(String.self, at: 0)) else { continue }
+            report.merge(try recomputeGaps(pool: pool, from: try row.decode(Int64.self, at: 1), to: try row.decode(Int64.self, at: 2), on: conn))
         }
         return report
     }

@@ -78,7 +78,7 @@ struct ApplyReport: Sendable {
 ///
 /// New submissions are inserted first, without a lock, so workers write in parallel. Then the
 /// recomputation of a pool's buckets and gaps runs under a transaction-scoped advisory lock on
-/// the pool (taken in ascending key order): the last worker to take it sees every submission
+/// the pool's peer group (taken in ascending key order): the last worker to take it sees every submission
 /// committed before plus its own, so whichever worker commits last computes from the full set.
 struct PriceRepository: Sendable {
     let policy: SEFPolicy
@@ -87,13 +87,16 @@ struct PriceRepository: Sendable {
 
     static let lockSpace: Int32 = 0x5345_4601  // "SEF" + 1
 
+    /// Locks the pools' peer groups (one instance type in one region): a pool's cross-pool
+    /// fills follow its peers, so their recomputations must not interleave either.
     func lockPools(_ pools: some Collection<String>, on conn: PGConnection) throws {
         guard !pools.isEmpty else { return }
+        let groups = Set(pools.map { p in PoolID(rawValue: p).map { "\($0.instanceType.rawValue).\($0.region.rawValue)" } ?? p })
         _ = try conn.query(
             """
             SELECT pg_advisory_xact_lock($2, h)
               FROM (SELECT DISTINCT hashtext(p) AS h FROM unnest($1::text[]) AS p ORDER BY h) s
-            """, [PGArray(Array(pools)), Int(Self.lockSpace)])
+            """, [PGArray(Array(groups)), Int(Self.lockSpace)])
     }
 
     // MARK: pricing
