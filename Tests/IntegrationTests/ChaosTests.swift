@@ -22,9 +22,9 @@ extension IntegrationTests {
                     "--json", json,
                 ],
                 output: output, errors: true)
-            // a hung suite fails here instead of holding CI: it takes about 3 minutes
+            // a hung suite fails here instead of holding CI: its six runs take about 11 minutes
             let watchdog = Task {
-                try await Task.sleep(for: .seconds(600))
+                try await Task.sleep(for: .seconds(1500))
                 driver.signal(SIGKILL)
             }
             let status = await driver.exitStatus()
