@@ -78,7 +78,9 @@ summarise() {
     deploy/stack.sh down test
     if [ -f "$LOG" ] && grep -q '✘' "$LOG"; then
         echo "[test] what failed (whole output in $LOG):"
-        grep -E '✘|recorded an issue' "$LOG" | grep -v '^✘ Test run with' | cut -c1-400 | tail -n 20
+        # each failed expectation with its comment lines (↳), the first ones first: they are the cause
+        awk '/✘/ && !/^✘ Test run with/ { print; keep = 1; next } keep && /^ *↳/ { print; next } { keep = 0 }' "$LOG" |
+            cut -c1-600 | head -n 40
     fi
 }
 trap summarise EXIT

@@ -40,11 +40,13 @@ extension IntegrationTests {
                 // and what the services said about it: their error lines and crashes
                 let logs = TestStack.repoRoot.appendingPathComponent(".spotguard/\(TestStack.stackName)/chaos")
                 let files = (FileManager.default.enumerator(atPath: logs.path)?.allObjects as? [String] ?? []).filter { $0.hasSuffix(".log") }
-                for file in files.sorted() {
+                let said = files.sorted().compactMap { file -> String? in
                     let lines = ((try? String(contentsOf: logs.appendingPathComponent(file), encoding: .utf8)) ?? "").split(separator: "\n")
                     let bad = lines.filter { $0.contains(" error ") || $0.contains(" critical ") || $0.contains("Fatal error") || $0.contains("Crash") }
-                    if !bad.isEmpty { Issue.record("\(file): \(bad.suffix(3).joined(separator: " | "))") }
+                    return bad.last.map { "\(file) (\(bad.count)): \($0)" }
                 }
+                // one issue, after the driver's: its last error line per service log
+                if !said.isEmpty { Issue.record("the services' logs: \(said.joined(separator: " | "))") }
                 return
             }
             let runs = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: json))) as? [[String: Any]])
