@@ -49,4 +49,9 @@ public enum SystemEvents {
     public static func exists(dedupKey: String, on conn: PGConnection) throws -> Bool {
         try conn.query("SELECT 1 FROM system_events WHERE dedup_key = $1", [dedupKey]).first != nil
     }
+
+    /// Deletes the events recorded before the cutoff (the retention job); returns how many.
+    public static func prune(before cutoff: Date, on conn: PGConnection) throws -> Int {
+        try conn.execute("DELETE FROM system_events WHERE created_at < $1", [cutoff])
+    }
 }

@@ -9,6 +9,8 @@ import SpotRuntime
 /// - `SPOTGUARD_DECISIONS_SAVINGS_SECONDS` (int, default 900): how often savings are accounted
 /// - `SPOTGUARD_DECISIONS_PRICE_WINDOW_SECONDS` (int, default 3600): how recent a pool's clean
 ///   price must be to count
+/// - `SPOTGUARD_RETENTION_AGENT_DECISION_HISTORY_DAYS` and `SPOTGUARD_RETENTION_SYSTEM_EVENTS_DAYS`
+///   (default 90 each); `SPOTGUARD_RETENTION_INTERVAL_SECONDS` (default 3600)
 public struct DecisionConfiguration: Sendable {
     public var host: String
     public var port: Int
@@ -21,6 +23,8 @@ public struct DecisionConfiguration: Sendable {
     /// How often the loop looks whether the pass is due.
     public var tick: Duration = .seconds(5)
     public var workerName: String
+    public var retentionDays: [String: Int] = [:]
+    public var retentionInterval: Int
 
     public init(env: EnvironmentReader) throws {
         host = env.string("SPOTGUARD_DECISIONS_HOST") ?? "127.0.0.1"
@@ -31,5 +35,9 @@ public struct DecisionConfiguration: Sendable {
         advisorFile = env.string("SPOTGUARD_DECISIONS_ADVISOR_FILE")
         priceWindow = try env.int("SPOTGUARD_DECISIONS_PRICE_WINDOW_SECONDS", default: 3600, range: 300...86_400)
         workerName = "\(ProcessInfo.processInfo.hostName)-\(ProcessInfo.processInfo.processIdentifier)"
+        for table in ["agent_decision_history", "system_events"] {
+            retentionDays[table] = try RetentionRule.days(table, default: 90, env: env)
+        }
+        retentionInterval = try RetentionService.interval(env: env)
     }
 }

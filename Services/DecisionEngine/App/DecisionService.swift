@@ -4,6 +4,7 @@ import Hummingbird
 import Logging
 import ServiceLifecycle
 import SpotBus
+import SpotFleet
 import SpotMarket
 import SpotModels
 import SpotRuntime
@@ -52,7 +53,22 @@ public struct DecisionService: Sendable {
         return workerApplication(
             name: "spotguard-decisions", host: configuration.host, port: configuration.port, http: configuration.http,
             brokerConnected: { consumer.isConnected && publisher.isConnected }, store: store,
-            services: [publisher, relay, consumer, loop], logger: logger)
+            services: [publisher, relay, consumer, loop, Self.retention(configuration: configuration, store: store, logger: logger)], logger: logger)
+    }
+
+    /// The retention job `decisions.retention`: the decision history, and the fleet's event log
+    /// (its rule is the fleet's; this service runs it).
+    public static func retention(configuration: DecisionConfiguration, store: PostgresStore, logger: Logger) -> RetentionService {
+        let days = configuration.retentionDays
+        let rules = [
+            RetentionRule("agent_decision_history", days: days["agent_decision_history"] ?? 90) { conn, cutoff in
+                try conn.execute("DELETE FROM agent_decision_history WHERE decided_at < $1", [cutoff])
+            },
+            RetentionRule("system_events", days: days["system_events"] ?? 90) { conn, cutoff in try SystemEvents.prune(before: cutoff, on: conn) },
+        ]
+        return RetentionService(
+            job: "decisions.retention", rules: rules, interval: configuration.retentionInterval, worker: configuration.workerName, store: store,
+            logger: logger)
     }
 }
 

@@ -16,6 +16,10 @@ import SpotRuntime
 /// - `SPOTGUARD_WEBHOOK_ALLOW_NETWORKS` (default none): comma-separated addresses or CIDR blocks
 ///   webhooks may reach although they are internal (loopback, private, link-local …)
 /// - `SPOTGUARD_NOTIFIER_POLL_MS` (default 1000): how often due retries are looked for
+/// - `SPOTGUARD_RETENTION_NOTIFICATIONS_DAYS` (default 90; their deliveries and reads go with
+///   them), `SPOTGUARD_RETENTION_WEBHOOK_DELIVERIES_DAYS` (default 30, finished ones only),
+///   `SPOTGUARD_RETENTION_NOTIFIER_MESSAGES_DAYS` (default 30, at least 2: the bus messages seen,
+///   against redelivery); `SPOTGUARD_RETENTION_INTERVAL_SECONDS` (default 3600)
 public struct NotifierConfiguration: Sendable {
     public var host: String
     public var port: Int
@@ -30,6 +34,9 @@ public struct NotifierConfiguration: Sendable {
     public var allowedNetworks: [CIDR]
     /// A claimed delivery not finished within this lease (its notifier died) is claimed again.
     public var lease: Duration = .seconds(120)
+    public var retentionDays: [String: Int] = [:]
+    public var retentionInterval: Int
+    public var workerName = "\(ProcessInfo.processInfo.hostName)-\(ProcessInfo.processInfo.processIdentifier)"
 
     public init(env: EnvironmentReader) throws {
         host = env.string("SPOTGUARD_NOTIFIER_HOST") ?? "127.0.0.1"
@@ -51,5 +58,9 @@ public struct NotifierConfiguration: Sendable {
             }
             return block
         }
+        for (table, days, minimum) in [("notifications", 90, 1), ("webhook_deliveries", 30, 1), ("notifier_messages", 30, 2)] {
+            retentionDays[table] = try RetentionRule.days(table, default: days, minimum: minimum, env: env)
+        }
+        retentionInterval = try RetentionService.interval(env: env)
     }
 }

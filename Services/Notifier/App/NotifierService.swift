@@ -41,6 +41,26 @@ public struct NotifierService: Sendable {
         return workerApplication(
             name: "spotguard-notifier", host: configuration.host, port: configuration.port, http: configuration.http,
             brokerConnected: { consumer.isConnected && publisher.isConnected }, store: store,
-            services: [publisher, consumer, delivery], logger: logger)
+            services: [publisher, consumer, delivery, Self.retention(configuration: configuration, store: store, logger: logger)], logger: logger)
+    }
+
+    /// The notifier's retention job `notifier.retention` (deleting a notification deletes its
+    /// deliveries and reads by cascade).
+    public static func retention(configuration: NotifierConfiguration, store: PostgresStore, logger: Logger) -> RetentionService {
+        let days = configuration.retentionDays
+        let rules = [
+            RetentionRule("notifications", days: days["notifications"] ?? 90) { conn, cutoff in
+                try conn.execute("DELETE FROM notifications WHERE created_at < $1", [cutoff])
+            },
+            RetentionRule("webhook_deliveries", days: days["webhook_deliveries"] ?? 30) { conn, cutoff in
+                try conn.execute("DELETE FROM webhook_deliveries WHERE status <> 'pending' AND created_at < $1", [cutoff])
+            },
+            RetentionRule("notifier_messages", days: days["notifier_messages"] ?? 30) { conn, cutoff in
+                try conn.execute("DELETE FROM notifier_messages WHERE handled_at < $1", [cutoff])
+            },
+        ]
+        return RetentionService(
+            job: "notifier.retention", rules: rules, interval: configuration.retentionInterval, worker: configuration.workerName, store: store,
+            logger: logger)
     }
 }

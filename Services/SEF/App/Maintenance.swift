@@ -23,7 +23,7 @@ public final class Maintenance: Service, Sendable {
     /// A maintenance runner on `store`, as the service and the operator commands build it.
     public convenience init(store: PostgresStore, configuration: SEFConfiguration, logger: Logger) {
         self.init(
-            store: store, prices: PriceRepository(policy: configuration.policy, scanWindow: configuration.scanWindowSeconds),
+            store: store, prices: PriceRepository(configuration: configuration),
             notify: {}, configuration: configuration, logger: logger)
     }
 

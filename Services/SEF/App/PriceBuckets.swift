@@ -78,7 +78,7 @@ extension PriceRepository {
         }
 
         var upserts: [(BucketKey, ResolvedBucket, Int, String?)] = []
-        var duplicateFlags: [(UUID, Bool)] = []
+        var duplicateFlags: [(UUID, Int64, Bool)] = []
         var newlyMeasured: [BucketKey] = []
         // measured before and still, at another price: the fills leaning on it change too
         var repriced: [BucketKey] = []
@@ -90,8 +90,8 @@ extension PriceRepository {
             // every client's own price is kept, taken into the shared one or not
             let used = values.reduce(into: Set<UUID>()) { $0.formUnion($1.resolved.used) }
             let before = previouslyUsed[key] ?? []
-            for id in used.subtracting(before) { duplicateFlags.append((id, false)) }
-            for id in before.subtracting(used) { duplicateFlags.append((id, true)) }
+            for id in used.subtracting(before) { duplicateFlags.append((id, key.bucket, false)) }
+            for id in before.subtracting(used) { duplicateFlags.append((id, key.bucket, true)) }
             let outcome = SharedResolver.resolve(values, context: contexts[key] ?? SharedContext(), policy: policy)
             for v in values { clientRows.append((key, v, outcome.accepted.contains(v.clientId))) }
             let old = existing[key]
@@ -141,13 +141,14 @@ extension PriceRepository {
                 ])
         }
         // net change of duplicate rows: new rows came in as duplicates
-        report.duplicatesMarked = added.values.reduce(0, +) + duplicateFlags.reduce(0) { $0 + ($1.1 ? 1 : -1) }
+        report.duplicatesMarked = added.values.reduce(0, +) + duplicateFlags.reduce(0) { $0 + ($1.2 ? 1 : -1) }
         if !duplicateFlags.isEmpty {
             _ = try conn.execute(
                 """
                 UPDATE pricing_submissions_raw r SET is_duplicate = u.d
-                  FROM unnest($1::uuid[], $2::bool[]) AS u(id, d) WHERE r.submission_id = u.id
-                """, [PGArray(duplicateFlags.map(\.0)), PGArray(duplicateFlags.map(\.1))])
+                  FROM unnest($1::uuid[], $2::bigint[], $3::bool[]) AS u(id, bucket, d)
+                 WHERE r.submission_id = u.id AND r.time_bucket = to_timestamp(u.bucket)
+                """, [PGArray(duplicateFlags.map(\.0)), PGArray(duplicateFlags.map(\.1)), PGArray(duplicateFlags.map(\.2))])
         }
         if !clientRows.isEmpty {
             _ = try conn.execute(

@@ -5,7 +5,7 @@ import SpotFleet
 import SpotModels
 import SpotStore
 
-/// One row for `pricing_submissions_raw` (and `spot_price_snapshots`).
+/// One row for `pricing_submissions_raw` (which the view `spot_price_snapshots` shows too).
 struct SubmissionRow: Sendable {
     var submissionId: UUID
     var clientId: UUID
@@ -84,6 +84,14 @@ struct PriceRepository: Sendable {
     let policy: SEFPolicy
     /// How far back the periodic scan recomputes fills.
     let scanWindow: Int64
+    /// The raw trail's day partitions.
+    let partitions: RawPartitions
+
+    init(configuration: SEFConfiguration) {
+        policy = configuration.policy
+        scanWindow = configuration.scanWindowSeconds
+        partitions = RawPartitions(retentionDays: configuration.retentionDays["pricing_submissions_raw"] ?? 30)
+    }
 
     static let lockSpace: Int32 = 0x5345_4601  // "SEF" + 1
 
@@ -115,14 +123,10 @@ struct PriceRepository: Sendable {
                     AS u(sid, client, agent, inst, src, pool, price, od, observed, submitted, received, bucket, report)),
             raw AS (
                 INSERT INTO pricing_submissions_raw (submission_id, client_id, source_agent_id, source_instance_id, source_type,
-                    pool_id, spot_price, on_demand_price, observed_at, submitted_at, received_at, time_bucket, is_duplicate)
-                SELECT sid, client, agent, inst, src, pool, price, od, observed, submitted, received, bucket, true FROM input
-                ON CONFLICT (submission_id) DO NOTHING
+                    pool_id, spot_price, on_demand_price, observed_at, submitted_at, received_at, time_bucket, is_duplicate, report_id)
+                SELECT sid, client, agent, inst, src, pool, price, od, observed, submitted, received, bucket, true, report FROM input
+                ON CONFLICT (submission_id, time_bucket) DO NOTHING
                 RETURNING submission_id, pool_id, time_bucket),
-            snap AS (
-                INSERT INTO spot_price_snapshots (pool_id, price, on_demand_price, captured_at, report_id, agent_id)
-                SELECT pool, price, od, observed, report, agent FROM input WHERE sid IN (SELECT submission_id FROM raw)
-                ON CONFLICT (report_id, pool_id) DO NOTHING),
             -- each client's best submission per source type and bucket: the latest observation,
             -- ties to the lowest id (BucketResolver's order), whatever order they arrive in
             best AS (

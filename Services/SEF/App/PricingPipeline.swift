@@ -102,6 +102,7 @@ public final class PricingPipeline: Sendable {
     /// their agent is not their client's (no such agent, or another client's).
     func apply(_ facts: [Fact]) async throws -> (ApplyReport, [Int: ValidationError]) {
         let prices = self.prices
+        try await prices.partitions.ensure(buckets: facts.lazy.flatMap(\.rows).map(\.bucket), now: Date(), store: store)
         let (report, strangers, unknown) = try await store.transaction { conn in
             let strangers = try Self.strangers(facts, on: conn)
             let valid = facts.filter { strangers[$0.index] == nil }

@@ -15,14 +15,16 @@ public struct SEFService: Sendable {
     public let relay: OutboxRelay
     public let consumer: BusConsumer
     public let publisher: BusPublisher
+    public let retention: RetentionService
 
     public init(configuration: SEFConfiguration, store: PostgresStore, amqp: AMQPEndpoint, logger: Logger) {
-        let prices = PriceRepository(policy: configuration.policy, scanWindow: configuration.scanWindowSeconds)
+        let prices = PriceRepository(configuration: configuration)
         publisher = BusPublisher(endpoint: amqp, logger: logger)
         relay = OutboxRelay(store: store, publisher: publisher, logger: logger, name: configuration.workerName)
         let relay = self.relay
         pipeline = PricingPipeline(store: store, prices: prices, notify: { relay.notify() })
         maintenance = Maintenance(store: store, prices: prices, notify: { relay.notify() }, configuration: configuration, logger: logger)
+        retention = .sef(configuration: configuration, store: store, logger: logger)
         var consumerConfiguration = BusConsumer.Configuration(queue: "spotguard.sef")
         // one batch more than are handled at once, so the next is already here while they commit
         consumerConfiguration.prefetch = UInt16(min((configuration.concurrency + 1) * configuration.batch, Int(UInt16.max)))
@@ -40,7 +42,7 @@ public struct SEFService: Sendable {
         return workerApplication(
             name: "spotguard-sef", host: configuration.host, port: configuration.port, http: configuration.http,
             brokerConnected: { consumer.isConnected && publisher.isConnected }, store: store,
-            services: [publisher, relay, consumer, maintenance], logger: logger
+            services: [publisher, relay, consumer, maintenance, retention], logger: logger
         ) { router in
             if let token = configuration.adminToken { addAdminRoutes(to: router, token: token, store: store) }
         }

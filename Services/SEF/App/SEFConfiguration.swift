@@ -1,5 +1,6 @@
 import Foundation
 import SEFCore
+import SpotModels
 import SpotRuntime
 
 /// Settings of `spotguard-sef`, from the environment:
@@ -15,6 +16,11 @@ import SpotRuntime
 /// - `SPOTGUARD_ADMIN_TOKEN` (optional, at least 16 characters): enables `POST /admin/gap-scan`,
 ///   `POST /admin/refresh-ml`, `POST /admin/check-quality` and `GET /admin/review`
 /// - `SPOTGUARD_SEF_QUALITY_CHECK_SECONDS` (int, default 3600); `SPOTGUARD_SEF_INTERPOLATED_ALERT_PERCENT` (int, default 20)
+/// - `SPOTGUARD_RETENTION_<TABLE>_DAYS` (int): how long each of the SEF's tables keeps its rows —
+///   the raw trail and the per-client state 30 days, the clean history (clean, interpolated, gaps)
+///   400; never fewer than ingest's oldest accepted observation (7 days) plus two, so late data
+///   always finds what it recomputes. `SPOTGUARD_RETENTION_INTERVAL_SECONDS` (int, default 3600):
+///   how often the retention job runs
 public struct SEFConfiguration: Sendable {
     public var host: String
     public var port: Int
@@ -33,6 +39,15 @@ public struct SEFConfiguration: Sendable {
     public var tick: Duration = .seconds(10)
     public var workerName: String
     public var adminToken: String?
+    /// Days kept per table, by table name.
+    public var retentionDays: [String: Int] = [:]
+    public var retentionInterval: Int
+
+    /// The tables the retention job prunes, with their default days.
+    static let retained: [(table: String, days: Int)] = [
+        ("pricing_submissions_raw", 30), ("pricing_client_sources", 30), ("pricing_client_buckets", 30),
+        ("pricing_snapshots_clean", 400), ("pricing_snapshots_interpolated", 400), ("pricing_gaps", 400),
+    ]
 
     public init(env: EnvironmentReader) throws {
         host = env.string("SPOTGUARD_SEF_HOST") ?? "127.0.0.1"
@@ -49,5 +64,10 @@ public struct SEFConfiguration: Sendable {
         interpolatedAlertShare = Double(try env.int("SPOTGUARD_SEF_INTERPOLATED_ALERT_PERCENT", default: 20, range: 1...100)) / 100
         workerName = "\(ProcessInfo.processInfo.hostName)-\(ProcessInfo.processInfo.processIdentifier)"
         adminToken = env.string("SPOTGUARD_ADMIN_TOKEN") == nil ? nil : try env.secret("SPOTGUARD_ADMIN_TOKEN", minLength: 16)
+        let minimum = Int(IngestLimits().maxAge / 86_400) + 2
+        for (table, days) in Self.retained {
+            retentionDays[table] = try RetentionRule.days(table, default: days, minimum: minimum, env: env)
+        }
+        retentionInterval = try RetentionService.interval(env: env)
     }
 }

@@ -1,0 +1,107 @@
+import DecisionApp
+import Foundation
+import SEFApp
+import SpotRuntime
+import SpotStore
+import Testing
+
+extension IntegrationTests {
+    /// Bounded storage (docs/operations/retention.md): the retention jobs keep each table to its
+    /// days, the raw price trail by dropping whole day partitions.
+    @Suite struct RetentionTests {
+        /// A simulated month, a day at a time, long ago (so no other test's rows are in reach):
+        /// each day adds 48 raw points and 48 clean buckets to one pool and runs the SEF's job with
+        /// that day as now and 9 days kept. The tables stop growing once nine days are full.
+        @Test func theSEFsTablesStayBoundedOverASimulatedMonth() async throws {
+            let store = try await TestStack.store()
+            let pool = "sgret" + String(UUID().uuidString.lowercased().filter(\.isLetter).prefix(4)) + ".large.us-east-1a"
+            var values = TestStack.env.values
+            for table in ["pricing_submissions_raw", "pricing_client_sources", "pricing_client_buckets", "pricing_snapshots_clean"] {
+                values[RetentionRule.variable(table)] = "9"
+            }
+            let configuration = try SEFConfiguration(env: EnvironmentReader(values))
+            let retention = RetentionService.sef(configuration: configuration, store: store, logger: TestStack.logger)
+            let day = 86_400.0
+            let base = (Date().timeIntervalSince1970 / day).rounded(.down) * day - 120 * day
+            try await store.withConnection { conn in
+                _ = try conn.execute(
+                    "INSERT INTO spot_pools (id, pool_name, instance_type, region, az) VALUES ($1, $1, split_part($1, '.', 1) || '.large', 'us-east-1', 'us-east-1a')",
+                    [pool])
+            }
+            func count(_ sql: String) async throws -> Int {
+                try await store.withConnection { try $0.query(sql, [pool]).first?.decode(Int.self, at: 0) ?? -1 }
+            }
+            var raw: [Int] = []
+            var clean: [Int] = []
+            var partitions: [Int] = []
+            for d in 0..<35 {
+                let start = Date(timeIntervalSince1970: base + Double(d) * day)
+                try await store.withConnection { conn in
+                    _ = try conn.query("SELECT pricing_raw_partitions(ARRAY[($1::timestamptz AT TIME ZONE 'UTC')::date])", [start])
+                    _ = try conn.execute(
+                        """
+                        INSERT INTO pricing_submissions_raw (submission_id, client_id, source_type, pool_id, spot_price, observed_at, submitted_at,
+                            received_at, time_bucket)
+                        SELECT gen_random_uuid(), gen_random_uuid(), 'primary', $1, 0.1, t, t, t, t
+                          FROM generate_series($2::timestamptz, $2::timestamptz + interval '23 hours 30 minutes', interval '30 minutes') t
+                        """, [pool, start])
+                    _ = try conn.execute(
+                        """
+                        INSERT INTO pricing_snapshots_clean (pool_id, time_bucket, spot_price, confidence_score, data_source, source_type)
+                        SELECT $1, t, 0.1, 1, 'measured', 'primary'
+                          FROM generate_series($2::timestamptz, $2::timestamptz + interval '23 hours 30 minutes', interval '30 minutes') t
+                        """, [pool, start])
+                }
+                // the job at the end of the simulated day
+                let removed = try #require(try await retention.apply(force: true, now: start.addingTimeInterval(day - 1)))
+                #expect(removed.keys.contains("pricing_submissions_raw"))
+                raw.append(try await count("SELECT count(*) FROM pricing_submissions_raw WHERE pool_id = $1"))
+                clean.append(try await count("SELECT count(*) FROM pricing_snapshots_clean WHERE pool_id = $1"))
+                partitions.append(
+                    try await store.withConnection { conn in
+                        try conn.query(
+                            """
+                            SELECT count(*) FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+                             WHERE i.inhparent = 'pricing_submissions_raw'::regclass
+                               AND c.relname BETWEEN 'pricing_submissions_raw_' || to_char($1::timestamptz AT TIME ZONE 'UTC', 'YYYYMMDD')
+                                                 AND 'pricing_submissions_raw_' || to_char($2::timestamptz AT TIME ZONE 'UTC' + interval '2 days', 'YYYYMMDD')
+                            """, [Date(timeIntervalSince1970: base), start]
+                        ).first?.decode(Int.self, at: 0) ?? -1
+                    })
+            }
+            // nine whole days kept (the cutoff falls in the tenth day back: it keeps its later half)
+            #expect(raw.max() ?? 0 <= 10 * 48, "raw rows per simulated day: \(raw)")
+            #expect(Set(raw.suffix(20)).count == 1, "the raw trail stops growing: \(raw)")
+            #expect(Set(clean.suffix(20)).count == 1 && (clean.max() ?? 0) <= 10 * 48, "clean rows per simulated day: \(clean)")
+            // the kept days, and the two made ahead
+            #expect(partitions.suffix(20).allSatisfy { $0 <= 12 }, "partitions of the simulated month: \(partitions)")
+            #expect(raw[34] > 0 && clean[34] > 0)
+
+            // and a month later, nothing of it is left
+            _ = try await retention.apply(force: true, now: Date(timeIntervalSince1970: base + 70 * day))
+            #expect(try await count("SELECT count(*) FROM pricing_submissions_raw WHERE pool_id = $1") == 0)
+            #expect(try await count("SELECT count(*) FROM pricing_snapshots_clean WHERE pool_id = $1") == 0)
+        }
+
+        /// The fleet's event log is kept to its days by the decision engine's job.
+        @Test func oldSystemEventsGo() async throws {
+            let store = try await TestStack.store()
+            let key = "retention-test-\(UUID())"
+            try await store.withConnection { conn in
+                _ = try conn.execute(
+                    """
+                    INSERT INTO system_events (event_type, severity, component, message, dedup_key, created_at)
+                    VALUES ('test', 'info', 'test', 'old', $1 || '-old', now() - interval '200 days'),
+                           ('test', 'info', 'test', 'new', $1 || '-new', now() - interval '1 day')
+                    """, [key])
+            }
+            let retention = DecisionService.retention(configuration: try DecisionConfiguration(env: TestStack.env), store: store, logger: TestStack.logger)
+            let removed = try #require(try await retention.apply(force: true))
+            #expect((removed["system_events"] ?? 0) >= 1)
+            let left = try await store.withConnection { conn in
+                try conn.query("SELECT message FROM system_events WHERE dedup_key LIKE $1 || '%'", [key]).map { try $0.decode(String.self, at: 0) }
+            }
+            #expect(left == ["new"])
+        }
+    }
+}
