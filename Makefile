@@ -1,5 +1,5 @@
 # SpotGuard: the whole system on one machine. Scripts live in deploy/.
-.PHONY: help up down test bench chaos replay backtest status build drill screenshots format agent-package
+.PHONY: help up down test bench chaos soak replay backtest status build drill screenshots format agent-package
 
 help:      ## this list (make with no target)
 	@grep -E '^[a-z-]+: +##' $(MAKEFILE_LIST) | sed -E 's/^([a-z-]+): +## /  make \1\t/' | expand -t 24
@@ -19,6 +19,9 @@ bench:     ## benchmark figures (release build, private stack)
 
 chaos:     ## fault suite: kill -9 of every service, broker and database restarts, network faults, 3 copies (release build, private stack)
 	deploy/chaos.sh
+
+soak:      ## a steady load for an hour against the demo stack (SOAK_MINUTES=…): fails if memory, descriptors or p99 grow
+	deploy/soak.sh
 
 replay:    ## real price history through ingest and the SEF; interpolation error per method
 	deploy/replay.sh

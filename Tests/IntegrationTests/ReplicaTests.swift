@@ -482,6 +482,72 @@ extension IntegrationTests {
             }
         }
 
+        /// A coordinator copy paused (SIGSTOP) inside a termination notice's transaction — the
+        /// agent's row locked, the promotion half done — cannot commit after another copy acted:
+        /// the database ends the paused transaction after the copy's lease (its
+        /// idle-in-transaction timeout), the other copy takes the agent's retried call and
+        /// promotes, and the paused copy, resumed, finds its transaction gone. One promotion, one
+        /// switch, the answer given while the first copy still slept.
+        @Test func aCopyPausedInsideAFailoverCannotCommitAfterAnotherActed() async throws {
+            let store = try await TestStack.store()
+            try await ServiceProcess.withIngest { ingest in
+                // a 2 s lease is a 2 s idle-in-transaction limit; 2 s broker heartbeats give its call back
+                let first = try await ServiceProcess.start(
+                    "spotguard-replicas", portVariable: "SPOTGUARD_REPLICAS_PORT",
+                    environment: [
+                        "SPOTGUARD_REPLICAS_RECONCILE_SECONDS": "1", "SPOTGUARD_REPLICAS_LEASE_SECONDS": "2", "SPOTGUARD_AMQP_HEARTBEAT_SECONDS": "2",
+                    ])
+                let agent = try await ReplicaAgent.make(ingest, store: store)
+                let created = try await agent.call("POST", "/create-emergency-replica", #"{"signal_type": "rebalance-recommendation", "urgency": "high"}"#)
+                let replicaId = try #require(created.id("replica_id"))
+                let replicaInstance = try await agent.launchReplica(replicaId)
+                try await agent.syncToReady(replicaId)
+
+                // hold the replica's row: the copy that takes the notice locks the agent, then waits here
+                var config = try TestStack.postgres
+                config.poolSize = 1
+                let blocker = PostgresStore(configuration: config, logger: TestStack.logger)
+                _ = try await blocker.withConnection { conn in
+                    _ = try conn.execute("BEGIN")
+                    return try conn.execute("SELECT 1 FROM replica_instances WHERE id = $1::uuid FOR UPDATE", [replicaId])
+                }
+                let notice = #"{"instance_id": "\#(agent.instance)"}"#
+                let firstCall = Task { try await agent.call("POST", "/termination-imminent", notice) }
+                let blocked = try await TestStack.eventually {
+                    try await SEFQuery.count(
+                        store, "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'spotguard-replicas' AND wait_event_type = 'Lock'", []) == 1
+                }
+                #expect(blocked, "the coordinator never reached the replica's lock")
+                first.process.signal(SIGSTOP)
+                let second = try await ServiceProcess.start("spotguard-replicas", portVariable: "SPOTGUARD_REPLICAS_PORT")
+                // the paused copy's statement gets its lock now, and its transaction then sits idle
+                _ = try await blocker.withConnection { try $0.execute("COMMIT") }
+                await blocker.shutdown()
+
+                // what an agent does: the call again until it is answered
+                var answer = try await firstCall.value
+                let deadline = ContinuousClock.now + .seconds(40)
+                while answer.status != 200, ContinuousClock.now < deadline {
+                    answer = try await agent.call("POST", "/termination-imminent", notice)
+                }
+                #expect(answer.status == 200 && answer.json["new_instance_id"] as? String == replicaInstance, "\(answer.status) \(answer.json)")
+
+                first.process.signal(SIGCONT)
+                // the resumed copy is back on the bus and the database, and has done what it would do
+                let back = try await TestStack.eventually(timeout: .seconds(30)) { (try? await first.send("GET", "/health/ready"))?.status == 200 }
+                #expect(back, "the resumed copy did not come back")
+                #expect(try await SEFQuery.count(store, "SELECT count(*) FROM switches WHERE agent_id = $1::uuid", [agent.id]) == 1)
+                #expect(
+                    try await SEFQuery.count(
+                        store, "SELECT count(*) FROM spot_interruption_events WHERE agent_id = $1::uuid AND response_action = 'replica_promoted'",
+                        [agent.id]) == 1)
+                let promoted = try await ReplicaQuery.one(store, "SELECT status FROM replica_instances WHERE id = $1::uuid", [replicaId])
+                #expect(promoted == ["promoted"])
+                #expect(await second.stop() == 0)
+                #expect(await first.stop() == 0)
+            }
+        }
+
         /// Commands reach a long-polling agent when issued; results close them.
         @Test func longPollIsWokenByANewCommand() async throws {
             let store = try await TestStack.store()

@@ -21,6 +21,7 @@ import SpotStore
 ///     spotguard-bench agent-recovery NOTICES    IMDS notice without a replica -> new primary serving (real agents)
 ///     spotguard-bench chaos [--sends N] ...    the fault suite: the same load fault-free, on three copies,
 ///                                               under kill -9 and restarts, and through network faults (Chaos.swift)
+///     spotguard-bench soak [--minutes N] ...   a steady load with memory, descriptors and p99 sampled (make soak)
 ///     spotguard-bench sef-fill CLIENT AGENT REPORTS POOLS
 ///                                               queue pricing reports for the SEF, as ingest would
 /// A bench that drives running services: ingest's address and a client token from the
@@ -49,7 +50,7 @@ struct Bench: AsyncParsableCommand {
         "spotguard-bench", abstract: "Benchmarks and the fault suite (make bench, make chaos, make replay).",
         subcommands: [
             DecisionsPassCommand.self, FailoverCommand.self, AgentFailoverCommand.self, AgentRecoveryCommand.self, StateShippingCommand.self,
-            ReplayCommand.self, ChaosCommand.self,
+            ReplayCommand.self, ChaosCommand.self, SoakCommand.self,
             SEFFill.self, Codec.self, PoolsBody.self, Publish.self, Poison.self, Copy.self,
         ])
 }
