@@ -8,7 +8,7 @@ import ToolSupport
     func curve(_ rss: (Int) -> Double, fds: (Int) -> Int = { _ in 40 }, p99: (Int) -> Double = { _ in 20 }, minutes: Int = 30) -> [SoakSample] {
         (0..<minutes).map { m in
             SoakSample(
-                at: Double(m + 1) * 60, rssMiB: ["spotguard-sef": rss(m)], descriptors: ["spotguard-sef": fds(m)], databaseConnections: 10,
+                at: Double(m + 1) * 60, rssMebibytes: ["spotguard-sef": rss(m)], descriptors: ["spotguard-sef": fds(m)], databaseConnections: 10,
                 queues: [:], tableBytes: [:], requests: 1500, refused: 0, p99ms: p99(m))
         }
     }

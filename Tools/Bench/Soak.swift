@@ -84,7 +84,7 @@ struct SoakCommand: ServiceSubcommand {
                             at: (ContinuousClock.now - origin) / .seconds(1), pids: pids, store: store, options: options,
                             requests: requests, refused: refused, p99: p99)
                         period.keep(sample)
-                        let memory = sample.rssMiB.sorted { $0.key < $1.key }.map {
+                        let memory = sample.rssMebibytes.sorted { $0.key < $1.key }.map {
                             "\($0.key.replacingOccurrences(of: "spotguard-", with: "")) \(Int($0.value))"
                         }
                         print(
@@ -148,7 +148,7 @@ struct SoakCommand: ServiceSubcommand {
             }) ?? (0, [:])
         let queues = (try? await ChaosBench.queueDepths(options)) ?? [:]
         return SoakSample(
-            at: at, rssMiB: rss, descriptors: descriptors, databaseConnections: connections, queues: queues, tableBytes: tables, requests: requests,
+            at: at, rssMebibytes: rss, descriptors: descriptors, databaseConnections: connections, queues: queues, tableBytes: tables, requests: requests,
             refused: refused, p99ms: p99)
     }
 }

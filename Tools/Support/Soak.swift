@@ -6,7 +6,7 @@ public struct SoakSample: Codable, Sendable, Equatable {
     /// Seconds since the run began.
     public var at: Double
     /// Resident memory per service, MiB.
-    public var rssMiB: [String: Double]
+    public var rssMebibytes: [String: Double]
     /// Open file descriptors (sockets included) per service.
     public var descriptors: [String: Int]
     /// Connections to the database, all clients.
@@ -21,11 +21,11 @@ public struct SoakSample: Codable, Sendable, Equatable {
     public var p99ms: Double
 
     public init(
-        at: Double, rssMiB: [String: Double], descriptors: [String: Int], databaseConnections: Int, queues: [String: Int], tableBytes: [String: Int],
+        at: Double, rssMebibytes: [String: Double], descriptors: [String: Int], databaseConnections: Int, queues: [String: Int], tableBytes: [String: Int],
         requests: Int, refused: Int, p99ms: Double
     ) {
         self.at = at
-        self.rssMiB = rssMiB
+        self.rssMebibytes = rssMebibytes
         self.descriptors = descriptors
         self.databaseConnections = databaseConnections
         self.queues = queues
@@ -49,9 +49,9 @@ public enum SoakJudge {
         let third = max(1, steady.count / 3)
         let (first, last) = (Array(steady.prefix(third)), Array(steady.suffix(third)))
         var out: [String] = []
-        for service in Set(steady.flatMap(\.rssMiB.keys)).sorted() {
-            let a = median(first.compactMap { $0.rssMiB[service] })
-            let b = median(last.compactMap { $0.rssMiB[service] })
+        for service in Set(steady.flatMap(\.rssMebibytes.keys)).sorted() {
+            let a = median(first.compactMap { $0.rssMebibytes[service] })
+            let b = median(last.compactMap { $0.rssMebibytes[service] })
             if b > a * 1.2 && b > a + 8 { out.append(String(format: "%@: memory grew from %.1f to %.1f MiB", service, a, b)) }
             let fa = median(first.compactMap { $0.descriptors[service].map(Double.init) })
             let fb = median(last.compactMap { $0.descriptors[service].map(Double.init) })
@@ -77,7 +77,7 @@ public enum SoakChart {
     public static func svg(_ samples: [SoakSample], title: String) -> String {
         let (width, panel, left, top) = (900.0, 260.0, 70.0, 40.0)
         let minutes = max(samples.last.map { $0.at / 60 } ?? 1, 1)
-        let services = Set(samples.flatMap(\.rssMiB.keys)).sorted()
+        let services = Set(samples.flatMap(\.rssMebibytes.keys)).sorted()
         let colours = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"]
         var out = """
             <svg xmlns="http://www.w3.org/2000/svg" width="\(Int(width))" height="\(Int(top * 2 + panel * 2 + 60))" font-family="sans-serif" font-size="12">
@@ -108,7 +108,7 @@ public enum SoakChart {
         }
         panelAt(
             top, label: "resident memory, MiB",
-            series: services.enumerated().map { i, s in (s, colours[i % colours.count], samples.map { $0.rssMiB[s] ?? 0 }) })
+            series: services.enumerated().map { i, s in (s, colours[i % colours.count], samples.map { $0.rssMebibytes[s] ?? 0 }) })
         panelAt(top + panel + 50, label: "p99 of 202 answers, ms", series: [("p99", "#333333", samples.map(\.p99ms))])
         return out + "</svg>\n"
     }
