@@ -89,6 +89,16 @@ struct ReplicaAgent {
         return replicaInstance
     }
 
+    /// An emergency replica made, launched and synced to ready: its id and instance.
+    func readyReplica() async throws -> (id: String, instance: String) {
+        let created = try await call("POST", "/create-emergency-replica", #"{"signal_type": "rebalance-recommendation", "urgency": "high"}"#)
+        #expect(created.status == 201)
+        let replicaId = try #require(created.id("replica_id"))
+        let instance = try await launchReplica(replicaId)
+        try await syncToReady(replicaId)
+        return (replicaId, instance)
+    }
+
     /// Plays the replica's agent: syncing, then synced and ready.
     func syncToReady(_ replicaId: String) async throws {
         let syncing = try await call("POST", "/replicas/\(replicaId)/sync-status", #"{"sync_status": "syncing", "state_transfer_progress": 40}"#)
@@ -106,6 +116,25 @@ extension ServiceProcess.Reply {
 }
 
 enum ReplicaQuery {
+    /// A connection of its own holding the row lock `sql` takes (`… FOR UPDATE`) in an open
+    /// transaction, until `COMMIT` on it.
+    static func holdRow(_ sql: String, _ params: [(any PGEncodable)?]) async throws -> PostgresStore {
+        var config = try TestStack.postgres
+        config.poolSize = 1
+        let blocker = PostgresStore(configuration: config, logger: TestStack.logger)
+        _ = try await blocker.withConnection { conn in
+            _ = try conn.execute("BEGIN")
+            return try conn.execute(sql, params)
+        }
+        return blocker
+    }
+
+    /// Coordinator connections waiting for a lock.
+    static func coordinatorsWaitingOnALock(_ store: PostgresStore) async throws -> Int {
+        try await SEFQuery.count(
+            store, "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'spotguard-replicas' AND wait_event_type = 'Lock'", [])
+    }
+
     /// How many reconcile passes a coordinator process finished (its `/metrics`).
     static func cycles(_ service: ServiceProcess) async throws -> Int {
         try await metric(service, "spotguard_reconcile_cycles_total")
@@ -447,25 +476,12 @@ extension IntegrationTests {
                     "spotguard-replicas", portVariable: "SPOTGUARD_REPLICAS_PORT",
                     environment: ["SPOTGUARD_REPLICAS_RECONCILE_SECONDS": "1", "SPOTGUARD_REPLICAS_LEASE_SECONDS": "2"])
                 let agent = try await ReplicaAgent.make(ingest, store: store)
-                let created = try await agent.call("POST", "/create-emergency-replica", #"{"signal_type": "rebalance-recommendation", "urgency": "high"}"#)
-                #expect(created.status == 201)
-                let replicaId = try #require(created.id("replica_id"))
-                let replicaInstance = try await agent.launchReplica(replicaId)
-                try await agent.syncToReady(replicaId)
+                let (replicaId, replicaInstance) = try await agent.readyReplica()
 
                 // hold the agent's row, so the coordinator that takes the notice blocks inside its transaction
-                var config = try TestStack.postgres
-                config.poolSize = 1
-                let blocker = PostgresStore(configuration: config, logger: TestStack.logger)
-                _ = try await blocker.withConnection { conn in
-                    _ = try conn.execute("BEGIN")
-                    return try conn.execute("SELECT 1 FROM agents WHERE id = $1::uuid FOR UPDATE", [agent.id])
-                }
+                let blocker = try await ReplicaQuery.holdRow("SELECT 1 FROM agents WHERE id = $1::uuid FOR UPDATE", [agent.id])
                 let notice = Task { try await agent.call("POST", "/termination-imminent", #"{"instance_id": "\#(agent.instance)"}"#) }
-                let blocked = try await TestStack.eventually {
-                    try await SEFQuery.count(
-                        store, "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'spotguard-replicas' AND wait_event_type = 'Lock'", []) == 1
-                }
+                let blocked = try await TestStack.eventually { try await ReplicaQuery.coordinatorsWaitingOnALock(store) == 1 }
                 #expect(blocked, "the coordinator never reached the agent's lock")
                 first.process.signal(SIGKILL)
                 #expect(await first.process.exitStatus() == 128 + SIGKILL)
@@ -498,25 +514,13 @@ extension IntegrationTests {
                         "SPOTGUARD_REPLICAS_RECONCILE_SECONDS": "1", "SPOTGUARD_REPLICAS_LEASE_SECONDS": "2", "SPOTGUARD_AMQP_HEARTBEAT_SECONDS": "2",
                     ])
                 let agent = try await ReplicaAgent.make(ingest, store: store)
-                let created = try await agent.call("POST", "/create-emergency-replica", #"{"signal_type": "rebalance-recommendation", "urgency": "high"}"#)
-                let replicaId = try #require(created.id("replica_id"))
-                let replicaInstance = try await agent.launchReplica(replicaId)
-                try await agent.syncToReady(replicaId)
+                let (replicaId, replicaInstance) = try await agent.readyReplica()
 
                 // hold the replica's row: the copy that takes the notice locks the agent, then waits here
-                var config = try TestStack.postgres
-                config.poolSize = 1
-                let blocker = PostgresStore(configuration: config, logger: TestStack.logger)
-                _ = try await blocker.withConnection { conn in
-                    _ = try conn.execute("BEGIN")
-                    return try conn.execute("SELECT 1 FROM replica_instances WHERE id = $1::uuid FOR UPDATE", [replicaId])
-                }
+                let blocker = try await ReplicaQuery.holdRow("SELECT 1 FROM replica_instances WHERE id = $1::uuid FOR UPDATE", [replicaId])
                 let notice = #"{"instance_id": "\#(agent.instance)"}"#
                 let firstCall = Task { try await agent.call("POST", "/termination-imminent", notice) }
-                let blocked = try await TestStack.eventually {
-                    try await SEFQuery.count(
-                        store, "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'spotguard-replicas' AND wait_event_type = 'Lock'", []) == 1
-                }
+                let blocked = try await TestStack.eventually { try await ReplicaQuery.coordinatorsWaitingOnALock(store) == 1 }
                 #expect(blocked, "the coordinator never reached the replica's lock")
                 first.process.signal(SIGSTOP)
                 let second = try await ServiceProcess.start("spotguard-replicas", portVariable: "SPOTGUARD_REPLICAS_PORT")
