@@ -185,7 +185,7 @@ let package = Package(
             "IntegrationTests",
             [
                 "SpotModels", "SpotMarket", "SpotBus", "SpotStore", "SpotRuntime", "SpotFleet", "ToolSupport", "SEFApp", "SpotCloud", "IMDSMock",
-                "SpotIdentity", "AgentApp", "NotifierCore", "NotifierApp", "ReplicaApp", "DecisionApp", logging, serviceLifecycle,
+                "SpotIdentity", "AgentApp", "NotifierCore", "NotifierApp", "ReplicaApp", "DecisionApp", "IngestApp", logging, serviceLifecycle,
             ]),
     ]
 )

@@ -1,6 +1,8 @@
 import DecisionApp
 import Foundation
+import IngestApp
 import SEFApp
+import SpotFleet
 import SpotRuntime
 import SpotStore
 import Testing
@@ -102,6 +104,60 @@ extension IntegrationTests {
                 try conn.query("SELECT message FROM system_events WHERE dedup_key LIKE $1 || '%'", [key]).map { try $0.decode(String.self, at: 0) }
             }
             #expect(left == ["new"])
+        }
+        /// Shipped state outlives its agent no longer: an agent silent for 40 days loses its
+        /// versions and chunks, an agent heard from a minute ago keeps what its versions name,
+        /// and of its unnamed chunks only the one stored two days ago goes (a version being
+        /// shipped names its chunks only once it is committed).
+        @Test func theStateOfAgentsLongSilentGoes() async throws {
+            let store = try await TestStack.store()
+            let (client, _) = try await ClientDirectory(store: store, ttl: .seconds(1)).createClient(name: "Retention test", email: nil)
+            func agent(silentFor interval: String) async throws -> UUID {
+                try await store.withConnection {
+                    try $0.query(
+                        "INSERT INTO agents (client_id, logical_agent_id, last_heartbeat_at) VALUES ($1, 'retained-' || $2, now() - $2::interval) RETURNING id",
+                        [client, interval])[0].decode(UUID.self, at: 0)
+                }
+            }
+            let (silent, heard) = (try await agent(silentFor: "40 days"), try await agent(silentFor: "1 minute"))
+            func chunk(_ agent: UUID, _ byte: UInt8, storedAgo interval: String) async throws -> PGBytes {
+                let sha = PGBytes(Array(repeating: byte, count: 32))
+                try await store.withConnection { conn in
+                    _ = try conn.execute(
+                        "INSERT INTO state_chunks (agent_id, sha256, content, size_bytes, stored_at) VALUES ($1, $2, 'x', 1, now() - $3::interval)",
+                        [agent, sha, interval])
+                }
+                return sha
+            }
+            for agent in [silent, heard] {
+                let named = try await chunk(agent, 1, storedAgo: "2 days")
+                try await store.withConnection { conn in
+                    _ = try conn.execute(
+                        """
+                        INSERT INTO state_versions (agent_id, version, store, manifest, chunks, total_bytes, file_count, created_at)
+                        VALUES ($1, 1, 'spotguard', '{}', ARRAY[$2::bytea], 1, 1, now() - interval '2 days')
+                        """, [agent, named])
+                }
+            }
+            _ = try await chunk(heard, 2, storedAgo: "2 days")
+            _ = try await chunk(heard, 3, storedAgo: "1 minute")
+
+            let retention = RetentionService.ingest(configuration: try IngestConfiguration(env: TestStack.env), store: store, logger: TestStack.logger)
+            let removed = try #require(try await retention.apply(force: true))
+            #expect((removed["state_versions"] ?? 0) >= 1 && (removed["state_chunks"] ?? 0) >= 2, "\(removed)")
+            let left = try await store.withConnection { conn in
+                (
+                    versions: try conn.query("SELECT agent_id FROM state_versions WHERE agent_id = ANY ($1)", [PGArray([silent, heard])])
+                        .map { try $0.decode(UUID.self, at: 0) },
+                    chunks: try conn.query(
+                        "SELECT get_byte(sha256, 0) FROM state_chunks WHERE agent_id = $1 ORDER BY 1", [heard]
+                    ).map { try $0.decode(Int.self, at: 0) },
+                    silentChunks: try conn.query("SELECT count(*) FROM state_chunks WHERE agent_id = $1", [silent])[0].decode(Int.self, at: 0)
+                )
+            }
+            #expect(left.versions == [heard])
+            #expect(left.chunks == [1, 3], "the named chunk and the one just stored stay")
+            #expect(left.silentChunks == 0)
         }
     }
 }

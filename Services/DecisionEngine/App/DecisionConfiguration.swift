@@ -23,8 +23,7 @@ public struct DecisionConfiguration: Sendable {
     /// How often the loop looks whether the pass is due.
     public var tick: Duration = .seconds(5)
     public var workerName: String
-    public var retentionDays: [String: Int] = [:]
-    public var retentionInterval: Int
+    public var retention: RetentionPolicy
 
     public init(env: EnvironmentReader) throws {
         host = env.string("SPOTGUARD_DECISIONS_HOST") ?? "127.0.0.1"
@@ -35,9 +34,6 @@ public struct DecisionConfiguration: Sendable {
         advisorFile = env.string("SPOTGUARD_DECISIONS_ADVISOR_FILE")
         priceWindow = try env.int("SPOTGUARD_DECISIONS_PRICE_WINDOW_SECONDS", default: 3600, range: 300...86_400)
         workerName = "\(ProcessInfo.processInfo.hostName)-\(ProcessInfo.processInfo.processIdentifier)"
-        for table in ["agent_decision_history", "system_events"] {
-            retentionDays[table] = try RetentionRule.days(table, default: 90, env: env)
-        }
-        retentionInterval = try RetentionService.interval(env: env)
+        retention = try RetentionPolicy([.init("agent_decision_history", days: 90), .init("system_events", days: 90)], env: env)
     }
 }

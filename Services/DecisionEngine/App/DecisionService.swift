@@ -59,15 +59,14 @@ public struct DecisionService: Sendable {
     /// The retention job `decisions.retention`: the decision history, and the fleet's event log
     /// (its rule is the fleet's; this service runs it).
     public static func retention(configuration: DecisionConfiguration, store: PostgresStore, logger: Logger) -> RetentionService {
-        let days = configuration.retentionDays
         let rules = [
-            RetentionRule("agent_decision_history", days: days["agent_decision_history"] ?? 90) { conn, cutoff in
+            RetentionRule("agent_decision_history") { conn, cutoff in
                 try conn.execute("DELETE FROM agent_decision_history WHERE decided_at < $1", [cutoff])
             },
-            RetentionRule("system_events", days: days["system_events"] ?? 90) { conn, cutoff in try SystemEvents.prune(before: cutoff, on: conn) },
+            RetentionRule("system_events") { conn, cutoff in try SystemEvents.prune(before: cutoff, on: conn) },
         ]
         return RetentionService(
-            job: "decisions.retention", rules: rules, interval: configuration.retentionInterval, worker: configuration.workerName, store: store,
+            job: "decisions.retention", rules: rules, policy: configuration.retention, worker: configuration.workerName, store: store,
             logger: logger)
     }
 }

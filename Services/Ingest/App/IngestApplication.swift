@@ -33,6 +33,9 @@ public func buildIngestApplication(
     return Application(
         router: router, server: configuration.http.server,
         configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "spotguard-ingest"),
-        services: [publisher, requester, wakeUps, access, AuthFailureSharing(limiter: configuration.http.authFailures, store: store, logger: logger)],
+        services: [
+            publisher, requester, wakeUps, access, AuthFailureSharing(limiter: configuration.http.authFailures, store: store, logger: logger),
+            RetentionService.ingest(configuration: configuration, store: store, logger: logger),
+        ],
         logger: logger)
 }

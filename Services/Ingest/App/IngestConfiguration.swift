@@ -21,6 +21,9 @@ import SpotRuntime
 /// - `SPOTGUARD_INGEST_IDENTITY_CERTIFICATES` (path, optional): PEM certificates that sign
 ///   instance identity documents (AWS's regional RSA-2048 certificates); without it,
 ///   enrollment is refused (503 `enrollment_not_configured`)
+/// - `SPOTGUARD_RETENTION_<TABLE>_DAYS` (int): the shipped state of an agent silent this long
+///   (`STATE_VERSIONS`, 30), chunks no version names (`STATE_CHUNKS`, 1), state handed to
+///   replicas (`REPLICA_STATE_TRANSFERS`, 30); `SPOTGUARD_RETENTION_INTERVAL_SECONDS` (default 3600)
 public struct IngestConfiguration: Sendable {
     public var host: String
     public var port: Int
@@ -44,6 +47,8 @@ public struct IngestConfiguration: Sendable {
     public var limits = IngestLimits()
     /// Checks enrolling instances' identity documents; nil: enrollment is not configured.
     public var identity: IdentityVerifier?
+    public var retention: RetentionPolicy
+    public var workerName = "\(ProcessInfo.processInfo.hostName)-\(ProcessInfo.processInfo.processIdentifier)"
 
     public init(env: EnvironmentReader) throws {
         host = env.string("SPOTGUARD_INGEST_HOST") ?? "127.0.0.1"
@@ -60,6 +65,8 @@ public struct IngestConfiguration: Sendable {
         stateTransferConcurrency = try env.int("SPOTGUARD_STATE_TRANSFER_CONCURRENCY", default: 4, range: 1...256)
         stateChunkConcurrency = try env.int("SPOTGUARD_STATE_CHUNK_CONCURRENCY", default: 32, range: 1...1024)
         reportConcurrency = try env.int("SPOTGUARD_INGEST_REPORT_CONCURRENCY", default: 256, range: 1...100_000)
+        retention = try RetentionPolicy(
+            [.init("state_versions", days: 30), .init("state_chunks", days: 1), .init("replica_state_transfers", days: 30)], env: env)
         if let path = env.string("SPOTGUARD_INGEST_IDENTITY_CERTIFICATES") {
             do {
                 identity = try IdentityVerifier(pemBundle: try String(contentsOfFile: path, encoding: .utf8))

@@ -34,8 +34,7 @@ public struct NotifierConfiguration: Sendable {
     public var allowedNetworks: [CIDR]
     /// A claimed delivery not finished within this lease (its notifier died) is claimed again.
     public var lease: Duration = .seconds(120)
-    public var retentionDays: [String: Int] = [:]
-    public var retentionInterval: Int
+    public var retention: RetentionPolicy
     public var workerName = "\(ProcessInfo.processInfo.hostName)-\(ProcessInfo.processInfo.processIdentifier)"
 
     public init(env: EnvironmentReader) throws {
@@ -58,9 +57,7 @@ public struct NotifierConfiguration: Sendable {
             }
             return block
         }
-        for (table, days, minimum) in [("notifications", 90, 1), ("webhook_deliveries", 30, 1), ("notifier_messages", 30, 2)] {
-            retentionDays[table] = try RetentionRule.days(table, default: days, minimum: minimum, env: env)
-        }
-        retentionInterval = try RetentionService.interval(env: env)
+        retention = try RetentionPolicy(
+            [.init("notifications", days: 90), .init("webhook_deliveries", days: 30), .init("notifier_messages", days: 30, minimum: 2)], env: env)
     }
 }

@@ -47,20 +47,19 @@ public struct NotifierService: Sendable {
     /// The notifier's retention job `notifier.retention` (deleting a notification deletes its
     /// deliveries and reads by cascade).
     public static func retention(configuration: NotifierConfiguration, store: PostgresStore, logger: Logger) -> RetentionService {
-        let days = configuration.retentionDays
         let rules = [
-            RetentionRule("notifications", days: days["notifications"] ?? 90) { conn, cutoff in
+            RetentionRule("notifications") { conn, cutoff in
                 try conn.execute("DELETE FROM notifications WHERE created_at < $1", [cutoff])
             },
-            RetentionRule("webhook_deliveries", days: days["webhook_deliveries"] ?? 30) { conn, cutoff in
+            RetentionRule("webhook_deliveries") { conn, cutoff in
                 try conn.execute("DELETE FROM webhook_deliveries WHERE status <> 'pending' AND created_at < $1", [cutoff])
             },
-            RetentionRule("notifier_messages", days: days["notifier_messages"] ?? 30) { conn, cutoff in
+            RetentionRule("notifier_messages") { conn, cutoff in
                 try conn.execute("DELETE FROM notifier_messages WHERE handled_at < $1", [cutoff])
             },
         ]
         return RetentionService(
-            job: "notifier.retention", rules: rules, interval: configuration.retentionInterval, worker: configuration.workerName, store: store,
+            job: "notifier.retention", rules: rules, policy: configuration.retention, worker: configuration.workerName, store: store,
             logger: logger)
     }
 }

@@ -3,6 +3,7 @@ import Metrics
 import SEFCore
 import SpotFleet
 import SpotModels
+import SpotRuntime
 import SpotStore
 
 /// One row for `pricing_submissions_raw` (which the view `spot_price_snapshots` shows too).
@@ -90,7 +91,7 @@ struct PriceRepository: Sendable {
     init(configuration: SEFConfiguration) {
         policy = configuration.policy
         scanWindow = configuration.scanWindowSeconds
-        partitions = RawPartitions(retentionDays: configuration.retentionDays["pricing_submissions_raw"] ?? 30)
+        partitions = RawPartitions(retentionDays: configuration.retention["pricing_submissions_raw"])
     }
 
     static let lockSpace: Int32 = 0x5345_4601  // "SEF" + 1

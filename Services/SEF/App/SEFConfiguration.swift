@@ -39,15 +39,8 @@ public struct SEFConfiguration: Sendable {
     public var tick: Duration = .seconds(10)
     public var workerName: String
     public var adminToken: String?
-    /// Days kept per table, by table name.
-    public var retentionDays: [String: Int] = [:]
-    public var retentionInterval: Int
-
-    /// The tables the retention job prunes, with their default days.
-    static let retained: [(table: String, days: Int)] = [
-        ("pricing_submissions_raw", 30), ("pricing_client_sources", 30), ("pricing_client_buckets", 30),
-        ("pricing_snapshots_clean", 400), ("pricing_snapshots_interpolated", 400), ("pricing_gaps", 400),
-    ]
+    /// Days kept per table.
+    public var retention: RetentionPolicy
 
     public init(env: EnvironmentReader) throws {
         host = env.string("SPOTGUARD_SEF_HOST") ?? "127.0.0.1"
@@ -65,9 +58,13 @@ public struct SEFConfiguration: Sendable {
         workerName = "\(ProcessInfo.processInfo.hostName)-\(ProcessInfo.processInfo.processIdentifier)"
         adminToken = env.string("SPOTGUARD_ADMIN_TOKEN") == nil ? nil : try env.secret("SPOTGUARD_ADMIN_TOKEN", minLength: 16)
         let minimum = Int(IngestLimits().maxAge / 86_400) + 2
-        for (table, days) in Self.retained {
-            retentionDays[table] = try RetentionRule.days(table, default: days, minimum: minimum, env: env)
-        }
-        retentionInterval = try RetentionService.interval(env: env)
+        let kept: [(String, Int)] = [
+            ("pricing_submissions_raw", 30), ("pricing_client_sources", 30), ("pricing_client_buckets", 30),
+            ("pricing_snapshots_clean", 400), ("pricing_snapshots_interpolated", 400), ("pricing_gaps", 400),
+        ]
+        // the ML dataset keeps its window (longer if set)
+        retention = try RetentionPolicy(
+            kept.map { RetentionPolicy.Table($0.0, days: $0.1, minimum: minimum) } + [.init("pricing_snapshots_ml", days: mlWindowDays, minimum: mlWindowDays)],
+            env: env)
     }
 }

@@ -8,10 +8,9 @@ extension RetentionService {
     /// dropped whole (and the next days' partitions made), the other tables' older rows deleted,
     /// the ML dataset cut to its window. Removed per table: rows, or days for the raw trail.
     public static func sef(configuration: SEFConfiguration, store: PostgresStore, logger: Logger) -> RetentionService {
-        let days = configuration.retentionDays
-        let partitions = RawPartitions(retentionDays: days["pricing_submissions_raw"] ?? 30)
+        let partitions = RawPartitions(retentionDays: configuration.retention["pricing_submissions_raw"])
         func rule(_ table: String, _ prune: @escaping @Sendable (PGConnection, Date) throws -> Int) -> RetentionRule {
-            RetentionRule(table, days: days[table] ?? 30, prune: prune)
+            RetentionRule(table, prune: prune)
         }
         let rules = [
             rule("pricing_submissions_raw") { conn, cutoff in try partitions.prune(before: cutoff, on: conn) },
@@ -30,11 +29,11 @@ extension RetentionService {
             rule("pricing_gaps") { conn, cutoff in
                 try conn.execute("DELETE FROM pricing_gaps WHERE status <> 'open' AND gap_end < $1", [cutoff])
             },
-            RetentionRule("pricing_snapshots_ml", days: configuration.mlWindowDays) { conn, cutoff in
+            rule("pricing_snapshots_ml") { conn, cutoff in
                 try conn.execute("DELETE FROM pricing_snapshots_ml WHERE time_bucket < $1", [cutoff])
             },
         ]
         return RetentionService(
-            job: "sef.retention", rules: rules, interval: configuration.retentionInterval, worker: configuration.workerName, store: store, logger: logger)
+            job: "sef.retention", rules: rules, policy: configuration.retention, worker: configuration.workerName, store: store, logger: logger)
     }
 }
