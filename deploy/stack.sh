@@ -15,6 +15,7 @@
 #   deploy/stack.sh broker-leader STACK QUEUE   the node (1-3) leading a quorum queue
 #   deploy/stack.sh broker-url STACK [N]   the services' AMQP URL with node N first
 #   deploy/stack.sh db-stop|db-crash|db-start [dev|test]   (db-crash: immediate stop, no checkpoint)
+#   deploy/stack.sh db-disk-full|db-disk-free [dev|test]   raw price partitions on a full filesystem / back
 #   deploy/stack.sh db-cluster|db-cluster-stop|db-cluster-remove [dev|test]   Patroni pair (deploy/db-cluster.sh)
 #   deploy/stack.sh db-node-kill|db-node-stop|db-node-start STACK N   one database node (kill: SIGKILL)
 #   deploy/stack.sh db-leader|db-role STACK [N]   the node (1, 2) that is primary / node N's role
@@ -220,6 +221,60 @@ pg_crash() {
     find_pg_bin
     local data="$DIR/pg/data"
     pg_run "$PG_BIN/pg_ctl" -D "$data" -m immediate -w stop >/dev/null && log "PostgreSQL stopped (immediate)"
+}
+
+# The disk-full fault: the raw price trail's day partitions moved onto a small filesystem of
+# their own, which is then filled to the last byte. Exit 3 when no filesystem can be mounted
+# (not root, or no CAP_SYS_ADMIN), so a caller can tell "not possible here" from a failure.
+TIGHT_SPACE=spotguard_tight
+
+pg_sql() {
+    "$PG_BIN/psql" -h 127.0.0.1 -p "$PG_PORT" -U spotguard -d spotguard -v ON_ERROR_STOP=1 -qtAc "$1"
+}
+
+raw_partitions_in() {
+    pg_sql "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+        LEFT JOIN pg_tablespace t ON t.oid = c.reltablespace
+        WHERE i.inhparent = 'pricing_submissions_raw'::regclass AND coalesce(t.spcname, 'pg_default') = '$1'"
+}
+
+db_disk_full() {
+    find_pg_bin
+    local dir="$DIR/pg/tight" p
+    mkdir -p "$dir"
+    if ! mountpoint -q "$dir"; then
+        # room for the partitions' pages as they are, and 16 MB more to fill
+        local megabytes err
+        megabytes=$(pg_sql "SELECT coalesce(sum(pg_relation_size(inhrelid)), 0)::bigint / 1048576 + 16 FROM pg_inherits
+            WHERE inhparent = 'pricing_submissions_raw'::regclass")
+        if ! err=$(mount -t tmpfs -o "size=${megabytes}m,mode=0700" spotguard-tight "$dir" 2>&1); then
+            # not allowed here (not root, or a container without CAP_SYS_ADMIN): exit 3; anything else is a failure
+            case "$err" in
+                *ermission* | *superuser* | *"not permitted"*) echo "cannot mount a filesystem at $dir: $err" >&2; exit 3 ;;
+                *) die "mount of $dir failed: $err" ;;
+            esac
+        fi
+    fi
+    if [ "$(id -u)" -eq 0 ]; then chown postgres: "$dir"; fi
+    pg_run mkdir -p "$dir/space"
+    pg_sql "SELECT 1 FROM pg_tablespace WHERE spcname = '$TIGHT_SPACE'" | grep -q 1 ||
+        pg_sql "CREATE TABLESPACE $TIGHT_SPACE LOCATION '$dir/space'"
+    for p in $(raw_partitions_in pg_default); do pg_sql "ALTER TABLE $p SET TABLESPACE $TIGHT_SPACE"; done
+    # every free block taken: the next page a partition needs fails with "No space left on device"
+    pg_run dd if=/dev/zero of="$dir/filler" bs=64k 2>/dev/null || true
+    log "raw price partitions on a full filesystem ($(df --output=avail -k "$dir" | tail -1 | tr -d ' ') kB free)"
+}
+
+db_disk_free() {
+    find_pg_bin
+    local dir="$DIR/pg/tight" p
+    rm -f "$dir/filler"
+    if pg_sql "SELECT 1 FROM pg_tablespace WHERE spcname = '$TIGHT_SPACE'" | grep -q 1; then
+        for p in $(raw_partitions_in "$TIGHT_SPACE"); do pg_sql "ALTER TABLE $p SET TABLESPACE pg_default"; done
+        pg_sql "DROP TABLESPACE $TIGHT_SPACE"
+    fi
+    if mountpoint -q "$dir"; then umount "$dir"; fi
+    log "raw price partitions back on the data directory's filesystem"
 }
 
 # --- RabbitMQ -------------------------------------------------------------------------------
@@ -691,6 +746,8 @@ case "$CMD" in
     db-stop) pg_stop ;;
     db-crash) pg_crash ;;
     db-start) pg_start ;;
+    db-disk-full) db_disk_full ;;
+    db-disk-free) db_disk_free ;;
     # the database as a Patroni pair (the HA stack; the tests ask for it): prints its URL
     db-cluster) reserve_ports >&2; db_cluster >&2; write_env; db_url ;;
     db-cluster-stop) db_cluster_stop ;;

@@ -4,7 +4,7 @@ import Testing
 import ToolSupport
 
 extension IntegrationTests {
-    /// Reliability plan F1, F2, F3, F4, F6, F8, F9, F11 and F14, and the `ha` run (a broker node and the
+    /// Reliability plan F1, F2, F3, F4, F5, F6, F8, F9, F11, F14 and L1 at 2x saturation, the database out of disk, and the `ha` run (a broker node and the
     /// database primary lost) in CI's budget: `spotguard-bench chaos` (the fault suite `make chaos`
     /// runs with 10,000 sends) with 1,200 sends a run on the test stack.
     @Suite struct ChaosTests {
@@ -22,7 +22,7 @@ extension IntegrationTests {
                     "--json", json,
                 ],
                 output: output, errors: true)
-            // a hung suite fails here instead of holding CI: its six runs take about 11 minutes
+            // a hung suite fails here instead of holding CI: its seven runs take about 12 minutes
             let watchdog = Task {
                 try await Task.sleep(for: .seconds(1500))
                 driver.signal(SIGKILL)
@@ -50,7 +50,7 @@ extension IntegrationTests {
                 return
             }
             let runs = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: json))) as? [[String: Any]])
-            #expect(runs.compactMap { $0["kind"] as? String } == ["reference", "scale", "faults", "network", "broker", "ha"])
+            #expect(runs.compactMap { $0["kind"] as? String } == ["reference", "scale", "faults", "network", "broker", "ha", "overload"])
             for run in runs {
                 let kind = run["kind"] as? String ?? "?"
                 func int(_ key: String) -> Int { run[key] as? Int ?? -1 }
@@ -64,7 +64,21 @@ extension IntegrationTests {
                 #expect((run["failures"] as? [Any])?.isEmpty == true, "\(kind): \(run["failures"] ?? "")")
             }
             let faults = runs.first { $0["kind"] as? String == "faults" }?["faults"] as? [[String: Any]] ?? []
-            #expect(faults.count == 8, "kill -9 of five services, a broker and a database restart, the SEF's table locked")
+            #expect(faults.count == 9, "kill -9 of five services, a broker and a database restart, the SEF's table locked, disk full")
+            // L1: ingest offered twice what it accepts refuses the excess and times nothing out
+            // (the driver's own check fails the run otherwise; here, that the figures say so)
+            let saturated = (runs.first { $0["kind"] as? String == "overload" }?["faults"] as? [[String: Any]])?.first
+            let answers = saturated?["answers"] as? [String: Int] ?? [:]
+            #expect((answers["503"] ?? 0) > 0 && Set(answers.keys).isSubset(of: ["202", "503", "429"]), "\(saturated ?? [:])")
+            print("chaos: ingest saturated: \(saturated ?? [:])")
+            // 12 s without a free byte where the SEF writes: no commit in that time (the fault
+            // struck), then the held batches land (0 lost above); a stack that cannot mount says so
+            let disk = faults.first { ($0["fault"] as? String ?? "").hasPrefix("database disk full") }
+            if let disk, !(disk["fault"] as? String ?? "").contains("not struck") {
+                #expect((disk["commit_stall_seconds"] as? Double ?? 0) >= 8, "the SEF committed nothing while the disk was full: \(disk)")
+            } else {
+                print("chaos: the disk-full fault was not struck: \(disk ?? [:])")
+            }
             let network = runs.first { $0["kind"] as? String == "network" }
             #expect((network?["faults"] as? [Any])?.count == 5, "latency, black hole, reset, mid-frame cut, the SEF stopped")
             // the engines lose a node each: the broker's (twice) and the database's primary
@@ -77,8 +91,8 @@ extension IntegrationTests {
             #expect(brokerFaults.allSatisfy { $0["first202_after_seconds"] is Double }, "\(brokerFaults)")
             #expect(broker?["poison_sent"] as? Int == 1200 && broker?["poison_dead_lettered"] as? Int == 1200, "\(broker ?? [:])")
             // the kill -9 of ingest and the broker restart are seen by the senders
-            let answers = runs.first { $0["kind"] as? String == "faults" }?["answers"] as? [String: Int] ?? [:]
-            #expect(answers.filter { $0.key != "202" }.values.reduce(0, +) > 0, "the faults were felt: \(answers)")
+            let felt = runs.first { $0["kind"] as? String == "faults" }?["answers"] as? [String: Int] ?? [:]
+            #expect(felt.filter { $0.key != "202" }.values.reduce(0, +) > 0, "the faults were felt: \(felt)")
         }
     }
 }

@@ -68,7 +68,7 @@ enum ChaosBench {
     }
 
     // the broker run before ha: after the ha run shrank the broker back to one node, its kill -9 left spotguard.sef unconsumed (not yet understood)
-    enum Kind: String, CaseIterable, ExpressibleByArgument, Sendable { case reference, scale, faults, network, broker, ha }
+    enum Kind: String, CaseIterable, ExpressibleByArgument, Sendable { case reference, scale, faults, network, broker, ha, overload }
 
     struct FaultFigure: Codable, Sendable {
         var fault: String
@@ -76,6 +76,10 @@ enum ChaosBench {
         var seconds: Double
         /// Answers other than 202 (and attempts without an answer) that began in that time.
         var non202: Int
+        /// Those attempts by answer ("202", another status, "error" for none).
+        var answers: [String: Int]
+        /// The longest an answer other than 202 took (nil: none).
+        var slowestRefusalMs: Double?
         /// From the fault to the first 202 of a request begun after the component was back.
         var first202AfterSeconds: Double?
         /// Requests begun in that time, and the p99 latency of those answered 202.
@@ -213,7 +217,10 @@ enum ChaosBench {
             let commits = CommitWatch(store: store, family: family, tally: tally, load: load)
             let watching = Task { await commits.run() }
             let probing = Task { await probe.run() }
-            let faulting = Task { try await schedule.run(fleet: fleet, proxies: proxies, store: store, tally: tally) }
+            let flood = ChaosFlood(ingest: fleet.ingestURL, token: token)
+            let faulting = Task {
+                try await schedule.run(fleet: fleet, proxies: proxies, store: store, tally: tally) { await flood.run(load, tally: tally, seconds: $0) }
+            }
             let started = tally.now()
             await ChaosSender(ingest: fleet.ingestURL, token: token, lanes: options.lanes).send(load, tally: tally) { await schedule.isOpen($0) }
             try await faulting.value
@@ -251,6 +258,7 @@ enum ChaosBench {
             }
             (outcome.replicaCallsOk, outcome.replicaCallsFailed, outcome.replicaLongestOutageSeconds) = probeFigures
             outcome.faults = await schedule.figures(tally: tally, commits: commits)
+            outcome.failures += outcome.faults.flatMap(\.overloadFailures)
             let derived = try await DerivedPrices.read(store, family: family)
             outcome.cleanRows = derived.clean.count
             return (outcome, derived)
@@ -321,11 +329,17 @@ enum ChaosBench {
 
     /// `stack.sh COMMAND STACK ARGUMENTS…`'s standard output, trimmed; throws unless it exits 0.
     static func stackOutput(_ options: Options, _ command: String, _ arguments: [String] = []) async throws -> String {
+        let (status, output) = try await stackRun(options, command, arguments)
+        guard status == 0 else { throw FailoverBench.BenchFailure("stack.sh \(command) \(options.stack) exited \(status)") }
+        return output
+    }
+
+    /// A stack.sh command's exit status and standard output, whatever the status.
+    static func stackRun(_ options: Options, _ command: String, _ arguments: [String] = []) async throws -> (status: Int32, output: String) {
         let out = FileManager.default.temporaryDirectory.appendingPathComponent("chaos-stack-\(UUID()).txt").path
         defer { try? FileManager.default.removeItem(atPath: out) }
         let status = try await ChildProcess(options.stackScript, [command, options.stack] + arguments, output: out).exitStatus()
-        guard status == 0 else { throw FailoverBench.BenchFailure("stack.sh \(command) \(options.stack) exited \(status)") }
-        return ((try? String(contentsOfFile: out, encoding: .utf8)) ?? "").trimmingCharacters(in: .whitespacesAndNewlines)
+        return (status, ((try? String(contentsOfFile: out, encoding: .utf8)) ?? "").trimmingCharacters(in: .whitespacesAndNewlines))
     }
 
     static func gapScan(_ binDir: String, env: EnvironmentReader) async throws {

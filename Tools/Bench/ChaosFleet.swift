@@ -129,6 +129,10 @@ actor FaultSchedule {
         case sefPaused
         /// The SEF's raw table locked against writes for three windows: it runs, but cannot commit
         case sefTablesLocked
+        /// The raw table's partitions on a filesystem filled to the last byte for three windows
+        case databaseDiskFull
+        /// Ingest offered twice what it accepts, in an open loop, for three windows (`ChaosFlood`)
+        case ingestSaturated
 
         func label(window: Double) -> String {
             switch self {
@@ -148,6 +152,8 @@ actor FaultSchedule {
             case .poisonStorm(let count): "poison storm, \(count) invalid messages"
             case .sefPaused: "sef stopped (SIGSTOP) \(Int(window * 3)) s"
             case .sefTablesLocked: "sef's raw table locked \(Int(window * 3)) s"
+            case .databaseDiskFull: "database disk full \(Int(window * 3)) s"
+            case .ingestSaturated: "ingest saturated 2x \(Int(window * 3)) s"
             }
         }
     }
@@ -168,8 +174,12 @@ actor FaultSchedule {
         let list: [Fault] =
             switch kind {
             case .reference, .scale: []
-            // F4 for each service, F2, F6, and F5 both ways: a consumer stuck in its database, a consumer stopped
-            case .faults: ChaosFleet.services.map { .kill(executable: $0.executable) } + [.brokerRestart, .databaseCrash, .sefTablesLocked]
+            // F4 for each service, F2, F6, F5 both ways (a consumer stuck in its database, a consumer
+            // stopped), and the database out of disk where the SEF writes
+            case .faults:
+                ChaosFleet.services.map { .kill(executable: $0.executable) } + [.brokerRestart, .databaseCrash, .sefTablesLocked, .databaseDiskFull]
+            // L1 at 2x saturation
+            case .overload: [.ingestSaturated]
             // the stopped SEF here, where the heartbeat is 2 s: the broker closes its connection and takes its messages back
             case .network: [.network(.latency(milliseconds: 200)), .network(.blackHole), .resetConnections, .cutConnectionsMidFrame, .sefPaused]
             case .ha: [.brokerNodeKill, .brokerNodeRestart, .databasePrimaryKill]
@@ -188,7 +198,10 @@ actor FaultSchedule {
         return begun == faults.count || position < boundaries[begun]
     }
 
-    func run(fleet: ChaosFleet, proxies: (amqp: FaultProxy, postgres: FaultProxy)?, store: PostgresStore, tally: ChaosTally) async throws {
+    func run(
+        fleet: ChaosFleet, proxies: (amqp: FaultProxy, postgres: FaultProxy)?, store: PostgresStore, tally: ChaosTally,
+        flood: @Sendable (_ seconds: Double) async -> Void
+    ) async throws {
         defer {  // also when a fault fails: the senders finish instead of resending forever
             begun = faults.count
             finished = true
@@ -204,7 +217,7 @@ actor FaultSchedule {
                 }
             let start = tally.now()
             begun += 1
-            let label = fault.label(window: window) + (node.isEmpty ? "" : " (node \(node))")
+            var label = fault.label(window: window) + (node.isEmpty ? "" : " (node \(node))")
             switch fault {
             case .kill(let executable): try await fleet.kill9(executable)
             case .brokerRestart: try await stack("broker-restart")
@@ -253,6 +266,18 @@ actor FaultSchedule {
                     try conn.execute("LOCK TABLE pricing_submissions_raw IN EXCLUSIVE MODE")
                     try conn.execute("SELECT pg_sleep($1)", [seconds])
                 }
+            case .databaseDiskFull:
+                // a stack that may not mount a filesystem (exit 3) shows the fault as not struck
+                let (status, _) = try await ChaosBench.stackRun(options, "db-disk-full")
+                guard status != 3 else {
+                    label += ": not struck, no filesystem could be mounted"
+                    break
+                }
+                guard status == 0 else { throw FailoverBench.BenchFailure("stack.sh db-disk-full exited \(status)") }
+                try await Task.sleep(for: .seconds(window * 3))
+                try await stack("db-disk-free")
+            case .ingestSaturated:
+                await flood(window * 3)
             case .databasePrimaryKill:
                 try await stack("db-node-kill", node)
                 // started again only once the standby is promoted: a node back within the leader
@@ -285,53 +310,16 @@ actor FaultSchedule {
         return spans.map { span in
             let during = attempts.filter { $0.start >= span.start && $0.start <= span.end }
             let first = attempts.filter { $0.start >= span.end && $0.outcome == "202" }.map(\.end).min()
+            let refusals = during.filter { $0.outcome != "202" && $0.outcome != "error" }
             return .init(
                 fault: span.fault, seconds: span.end - span.start, non202: during.filter { $0.outcome != "202" }.count,
+                answers: during.reduce(into: [:]) { $0[$1.outcome, default: 0] += 1 },
+                slowestRefusalMs: refusals.map { ($0.end - $0.start) * 1000 }.max(),
                 first202AfterSeconds: first.map { $0 - span.start }, requests: during.count,
                 p99Ms: ChaosBench.p99(during.filter { $0.outcome == "202" }),
                 commitStallSeconds: commits.longestStall(from: span.start, to: min(span.end + 30, next(after: span.start))))
         }
     }
-}
-
-/// A relayed replica call (ingest → bus → coordinator → database) every 200 ms through the
-/// run, so an outage of the coordinator's path shows as failed calls and their longest run.
-final class ReplicaProbe: Sendable {
-    let url: URL
-    let token: String
-    let tally: ChaosTally
-    private let state = Mutex((ok: 0, failed: 0, longest: 0.0, failingSince: Double?.none, stopped: false))
-
-    init(ingest: String, token: String, agent: String, tally: ChaosTally) {
-        url = URL(string: "\(ingest)/api/agents/\(agent)/replicas")!
-        self.token = token
-        self.tally = tally
-    }
-
-    func run() async {
-        var request = URLRequest(url: url)
-        request.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization")
-        while !state.withLock({ $0.stopped }) {
-            let start = tally.now()
-            let ok = (try? await ChaosSender.session.data(for: request)).map { ($0.1 as? HTTPURLResponse)?.statusCode == 200 } ?? false
-            state.withLock { s in
-                if ok {
-                    s.ok += 1
-                    if let since = s.failingSince { s.longest = max(s.longest, tally.now() - since) }
-                    s.failingSince = nil
-                } else {
-                    s.failed += 1
-                    if s.failingSince == nil { s.failingSince = start }
-                }
-            }
-            try? await Task.sleep(for: .milliseconds(200))
-        }
-    }
-
-    /// Ends `run` after the call in hand (at most the session's 10 s request timeout).
-    func stop() { state.withLock { $0.stopped = true } }
-
-    var figures: (Int, Int, Double) { state.withLock { ($0.ok, $0.failed, $0.longest) } }
 }
 
 /// Collects the dead letters of a run (a durable queue of its own on `spotguard.dlx`) and their

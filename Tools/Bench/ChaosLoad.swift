@@ -148,6 +148,18 @@ final class ChaosTally: Sendable {
         }
     }
 
+    /// Attempts answered `outcome` that ended at `since` or later (attempts are recorded as they end).
+    func answered(_ outcome: String, since: Double) -> Int {
+        state.withLock { s in
+            var count = 0
+            for attempt in s.attempts.reversed() {
+                if attempt.end < since { break }
+                if attempt.outcome == outcome { count += 1 }
+            }
+            return count
+        }
+    }
+
     var done: Int { state.withLock { $0.done } }
     var fillers: Int { state.withLock { $0.fillers } }
     func randomAccepted() -> Int? { state.withLock { $0.accepted.randomElement() } }
@@ -199,20 +211,28 @@ struct ChaosSender: Sendable {
         }
     }
 
-    private func deliver(_ message: ChaosLoad.Message, index: Int, tally: ChaosTally, scheduled: Bool) async {
+    static func request(_ message: ChaosLoad.Message, ingest: String, token: String) -> URLRequest {
         var request = URLRequest(url: URL(string: ingest + message.path)!)
         request.httpMethod = "POST"
         request.httpBody = message.body
         request.setValue("application/json", forHTTPHeaderField: "Content-Type")
         request.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization")
+        return request
+    }
+
+    /// The answer's status; 0 for none (refused, reset, timed out).
+    static func status(of request: URLRequest, session: URLSession) async -> Int {
+        guard let (_, response) = try? await session.data(for: request) else { return 0 }
+        return (response as? HTTPURLResponse)?.statusCode ?? 0
+    }
+
+    private func deliver(_ message: ChaosLoad.Message, index: Int, tally: ChaosTally, scheduled: Bool) async {
+        let request = Self.request(message, ingest: ingest, token: token)
         let first = tally.now()
         var backoff = 0.05
         while true {
             let start = tally.now()
-            var status = 0
-            if let (_, response) = try? await Self.session.data(for: request) {
-                status = (response as? HTTPURLResponse)?.statusCode ?? 0
-            }
+            let status = await Self.status(of: request, session: Self.session)
             tally.record(.init(start: start, end: tally.now(), outcome: status == 0 ? "error" : String(status)))
             if status == 202 { return tally.finish(index, accepted: true, rejected: false, scheduled: scheduled) }
             if (400..<500).contains(status) && status != 429 && status != 408 {

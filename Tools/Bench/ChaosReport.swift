@@ -53,6 +53,7 @@ extension ChaosBench {
                 lines.append(
                     "  \(x.fault.padding(toLength: 46, withPad: " ", startingAt: 0)) back after \(f(x.seconds, 2)) s; meanwhile \(x.requests) requests, \(x.non202) not 202"
                         + (x.p99Ms.map { ", p99 of 202s \(f($0)) ms" } ?? "")
+                        + (x.slowestRefusalMs.map { ", slowest other answer \(f($0)) ms" } ?? "")
                         + (x.first202AfterSeconds.map { "; first 202 begun after it \(f($0, 2)) s" } ?? "")
                         + (x.commitStallSeconds.map { "; SEF owing rows without a commit at most \(f($0, 2)) s" } ?? ""))
             }
