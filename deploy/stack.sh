@@ -10,6 +10,7 @@
 #   deploy/stack.sh broker-stop|broker-start|broker-restart [dev|test]
 #   deploy/stack.sh broker-pause|broker-resume [dev|test]   SIGSTOP/SIGCONT of the broker's VM
 #   deploy/stack.sh broker-alarm-on|broker-alarm-off [dev|test]   raise/clear its memory alarm
+#   deploy/stack.sh broker-memory [dev|test]   bytes in use, the memory limit, the alarms
 #   deploy/stack.sh broker-cluster|broker-cluster-stop [dev|test]   three nodes in one cluster / back to one
 #   deploy/stack.sh broker-node-kill|broker-node-stop|broker-node-start STACK N   one node (kill: SIGKILL)
 #   deploy/stack.sh broker-leader STACK QUEUE   the node (1-3) leading a quorum queue
@@ -774,6 +775,9 @@ case "$CMD" in
     # a watermark far below what the node uses raises the memory alarm: publishers are blocked
     broker-alarm-on) rabbit_env; rabbit_ctl -q set_vm_memory_high_watermark 0.0001 >/dev/null ;;
     broker-alarm-off) rabbit_env; rabbit_ctl -q set_vm_memory_high_watermark 0.3 >/dev/null ;;
+    # bytes in use, the memory limit in bytes, the alarms ([] when none), on one line
+    broker-memory) rabbit_env; rabbit_ctl -q eval \
+        'io:format("~b ~b ~w~n", [erlang:memory(total), vm_memory_monitor:get_memory_limit(), rabbit_alarm:get_alarms()]).' | head -1 ;;
     status) status ;;
     queues) rabbit_env; rabbit_ctl -q list_queues name type messages_ready messages_unacknowledged consumers ;;
     purge) rabbit_env; rabbit_ctl -q purge_queue "${PURGE_QUEUE:?set PURGE_QUEUE}" ;;

@@ -50,7 +50,7 @@ struct Bench: AsyncParsableCommand {
         "spotguard-bench", abstract: "Benchmarks and the fault suite (make bench, make chaos, make replay).",
         subcommands: [
             DecisionsPassCommand.self, FailoverCommand.self, AgentFailoverCommand.self, AgentRecoveryCommand.self, StateShippingCommand.self,
-            ReplayCommand.self, ChaosCommand.self, SoakCommand.self,
+            ReplayCommand.self, ChaosCommand.self, SoakCommand.self, BacklogCommand.self,
             SEFFill.self, Codec.self, PoolsBody.self, Publish.self, Poison.self, Copy.self,
         ])
 }
