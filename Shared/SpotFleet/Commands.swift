@@ -179,4 +179,17 @@ public enum Commands {
              WHERE replica_id = $1 AND command_type = $2 AND status = $4
             """, [replicaId, kind.rawValue, CommandStatus.cancelled, CommandStatus.pending])
     }
+
+    /// Deletes the finished commands created before the cutoff (the retention job) that no
+    /// switch names — a switch keeps its command for as long as the fleet's history is kept —
+    /// nor a decision still kept; returns how many.
+    public static func prune(before cutoff: Date, on conn: PGConnection) throws -> Int {
+        try conn.execute(
+            """
+            DELETE FROM commands c
+             WHERE c.created_at < $1 AND c.status IN ('succeeded', 'failed', 'expired', 'cancelled')
+               AND NOT EXISTS (SELECT 1 FROM switches s WHERE s.command_id = c.id)
+               AND NOT EXISTS (SELECT 1 FROM agent_decision_history d WHERE d.command_id = c.id)
+            """, [cutoff])
+    }
 }

@@ -105,6 +105,41 @@ extension IntegrationTests {
             }
             #expect(left == ["new"])
         }
+        /// Finished commands go after their days unless a switch names them (the fleet's history
+        /// keeps its commands); unfinished ones and recent ones stay.
+        @Test func oldFinishedCommandsGoUnlessASwitchNamesThem() async throws {
+            let store = try await TestStack.store()
+            let (client, _) = try await ClientDirectory(store: store, ttl: .seconds(1)).createClient(name: "Command retention", email: nil)
+            let ids = try await store.transaction { conn -> [String: UUID] in
+                let agent = try conn.query("INSERT INTO agents (client_id, logical_agent_id) VALUES ($1, 'commands') RETURNING id", [client])[0]
+                    .decode(UUID.self, at: 0)
+                var ids: [String: UUID] = [:]
+                for (name, status, age) in [
+                    ("old", "succeeded", "200 days"), ("switched", "succeeded", "200 days"), ("pending", "pending", "200 days"),
+                    ("recent", "failed", "1 day"),
+                ] {
+                    ids[name] = try conn.query(
+                        """
+                        INSERT INTO commands (client_id, agent_id, command_type, status, issued_by, created_at)
+                        VALUES ($1, $2, 'snapshot', $3, 'user', now() - $4::interval) RETURNING id
+                        """, [client, agent, status, age])[0].decode(UUID.self, at: 0)
+                }
+                _ = try conn.execute(
+                    """
+                    INSERT INTO switches (client_id, agent_id, command_id, old_instance_id, new_instance_id, event_trigger, initiated_at)
+                    VALUES ($1, $2, $3, 'i-old', 'i-new', 'manual', now() - interval '200 days')
+                    """, [client, agent, ids["switched"]!])
+                return ids
+            }
+            let retention = DecisionService.retention(configuration: try DecisionConfiguration(env: TestStack.env), store: store, logger: TestStack.logger)
+            let removed = try #require(try await retention.apply(force: true))
+            #expect((removed["commands"] ?? 0) >= 1, "\(removed)")
+            let left = try await store.withConnection { conn in
+                Set(try conn.query("SELECT id FROM commands WHERE client_id = $1", [client]).map { try $0.decode(UUID.self, at: 0) })
+            }
+            #expect(left == Set(["switched", "pending", "recent"].map { ids[$0]! }))
+        }
+
         /// Shipped state outlives its agent no longer: an agent silent for 40 days loses its
         /// versions and chunks, an agent heard from a minute ago keeps what its versions name,
         /// and of its unnamed chunks only the one stored two days ago goes (a version being

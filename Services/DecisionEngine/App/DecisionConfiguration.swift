@@ -9,8 +9,9 @@ import SpotRuntime
 /// - `SPOTGUARD_DECISIONS_SAVINGS_SECONDS` (int, default 900): how often savings are accounted
 /// - `SPOTGUARD_DECISIONS_PRICE_WINDOW_SECONDS` (int, default 3600): how recent a pool's clean
 ///   price must be to count
-/// - `SPOTGUARD_RETENTION_AGENT_DECISION_HISTORY_DAYS` and `SPOTGUARD_RETENTION_SYSTEM_EVENTS_DAYS`
-///   (default 90 each); `SPOTGUARD_RETENTION_INTERVAL_SECONDS` (default 3600)
+/// - `SPOTGUARD_RETENTION_AGENT_DECISION_HISTORY_DAYS`, `SPOTGUARD_RETENTION_COMMANDS_DAYS` and `SPOTGUARD_RETENTION_SYSTEM_EVENTS_DAYS`
+///   (default 90 each), `SPOTGUARD_RETENTION_REPLICA_COST_LOG_DAYS` (default 400);
+///   `SPOTGUARD_RETENTION_INTERVAL_SECONDS` (default 3600)
 public struct DecisionConfiguration: Sendable {
     public var host: String
     public var port: Int
@@ -34,6 +35,8 @@ public struct DecisionConfiguration: Sendable {
         advisorFile = env.string("SPOTGUARD_DECISIONS_ADVISOR_FILE")
         priceWindow = try env.int("SPOTGUARD_DECISIONS_PRICE_WINDOW_SECONDS", default: 3600, range: 300...86_400)
         workerName = "\(ProcessInfo.processInfo.hostName)-\(ProcessInfo.processInfo.processIdentifier)"
-        retention = try RetentionPolicy([.init("agent_decision_history", days: 90), .init("system_events", days: 90)], env: env)
+        retention = try RetentionPolicy(
+            [.init("agent_decision_history", days: 90), .init("commands", days: 90), .init("system_events", days: 90), .init("replica_cost_log", days: 400)],
+            env: env)
     }
 }

@@ -56,13 +56,17 @@ public struct DecisionService: Sendable {
             services: [publisher, relay, consumer, loop, Self.retention(configuration: configuration, store: store, logger: logger)], logger: logger)
     }
 
-    /// The retention job `decisions.retention`: the decision history, and the fleet's event log
-    /// (its rule is the fleet's; this service runs it).
+    /// The retention job `decisions.retention`: the decision history, and the fleet's finished
+    /// commands and event log (their rules are the fleet's; this service runs them).
     public static func retention(configuration: DecisionConfiguration, store: PostgresStore, logger: Logger) -> RetentionService {
         let rules = [
             RetentionRule("agent_decision_history") { conn, cutoff in
                 try conn.execute("DELETE FROM agent_decision_history WHERE decided_at < $1", [cutoff])
             },
+            // the accounting periods behind savings days long settled
+            RetentionRule("replica_cost_log") { conn, cutoff in try conn.execute("DELETE FROM replica_cost_log WHERE period_end < $1", [cutoff]) },
+            // after the decision history: the commands of decisions just pruned go in the same run
+            RetentionRule("commands") { conn, cutoff in try Commands.prune(before: cutoff, on: conn) },
             RetentionRule("system_events") { conn, cutoff in try SystemEvents.prune(before: cutoff, on: conn) },
         ]
         return RetentionService(
