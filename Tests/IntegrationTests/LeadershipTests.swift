@@ -87,9 +87,39 @@ extension IntegrationTests {
         /// gives a manual-mode agent its replica; the old leader, resumed (SIGCONT), stays out —
         /// its lead is gone, the agent still has exactly one replica and one launch command.
         @Test func aPausedLeaderIsReplacedAndStaysOut() async throws {
+            try await replaceTheLeader(copies: [[:], [:]]) { old, _ in
+                old.process.signal(SIGSTOP)
+                return { old.process.signal(SIGCONT) }
+            }
+        }
+
+        /// The same with a network partition instead of a pause: each copy reaches the database
+        /// through a TCP proxy of its own, and the leader's turns into a black hole (connections
+        /// accepted, nothing forwarded) for longer than its lease, while the process runs on.
+        @Test func aLeaderCutOffFromTheDatabaseIsReplacedAndStaysOut() async throws {
+            let url = try #require(URLComponents(string: try TestStack.env.require("SPOTGUARD_DATABASE_URL")))
+            let proxies = try (0..<2).map { _ in try FaultProxy(upstreamPort: try #require(url.port)) }
+            defer { for proxy in proxies { proxy.stop() } }
+            let copies = proxies.map { proxy in
+                var through = url
+                through.port = proxy.port
+                // a black hole noticed within a few seconds, not the default 35
+                return ["SPOTGUARD_DATABASE_URL": through.string!, "SPOTGUARD_DB_STATEMENT_TIMEOUT_MS": "2000"]
+            }
+            try await replaceTheLeader(copies: copies) { _, index in
+                proxies[index].fault = .blackHole
+                return { proxies[index].fault = .none }
+            }
+        }
+
+        /// Two coordinator copies (each with its own extra environment); `cutOff` takes the
+        /// leading one out of play and returns what brings it back.
+        func replaceTheLeader(
+            copies: [[String: String]], cutOff: (ServiceProcess, Int) async throws -> () async throws -> Void
+        ) async throws {
             let store = try await TestStack.store()
             let env = ["SPOTGUARD_REPLICAS_RECONCILE_SECONDS": "1", "SPOTGUARD_REPLICAS_LEASE_SECONDS": "3"]
-            try await withReplicaStack(copies: 2, environment: env) { ingest, coordinators in
+            try await withReplicaStack(copies: copies.count, environment: env, perCopy: copies) { ingest, coordinators in
                 var lead: Lead?
                 let led = try await TestStack.eventually(timeout: .seconds(20)) {
                     lead = try await leadership(store)
@@ -101,18 +131,18 @@ extension IntegrationTests {
                 let leaderIndex = try #require(coordinators.firstIndex { before.holder.hasSuffix("-\($0.process.pid)") })
                 let old = coordinators[leaderIndex]
                 let other = coordinators[1 - leaderIndex]
-                old.process.signal(SIGSTOP)
-                let paused = ContinuousClock.now
+                let bringBack = try await cutOff(old, leaderIndex)
+                let cut = ContinuousClock.now
                 var after: Lead?
                 let tookOver = try await TestStack.eventually(timeout: .seconds(20)) {
                     after = try await leadership(store)
                     return after?.holder.hasSuffix("-\(other.process.pid)") == true
                 }
-                print("coordinator leader paused; the other copy took over after \(ContinuousClock.now - paused)")
+                print("coordinator leader cut off; the other copy took over after \(ContinuousClock.now - cut)")
                 #expect(tookOver)
                 #expect((after?.epoch ?? 0) > before.epoch)
 
-                // work only the reconciler does, while the old leader sleeps
+                // work only the reconciler does, while the old leader is out
                 let agent = try await ReplicaAgent.make(ingest, store: store)
                 _ = try await store.withConnection { conn in
                     try conn.execute(
@@ -124,14 +154,16 @@ extension IntegrationTests {
                 }
                 let launched = try await TestStack.eventually { try await launches() == 1 }
                 #expect(launched)
-                old.process.signal(SIGCONT)
-                // the resumed copy's view: not leading (its renewals fail while the other holds the lease)
-                let stepsDown = try await TestStack.eventually(timeout: .seconds(15)) {
-                    let metrics = String(decoding: try await old.send("GET", "/metrics").body, as: UTF8.self)
-                    let lines = metrics.split(separator: "\n").filter { $0.hasPrefix("spotguard_replicas_leader ") }
-                    return lines.contains { Double($0.split(separator: " ").last ?? "") == 0 }
+                try await bringBack()
+                // the old copy's view: not leading (its renewals fail while the other holds the lease)
+                var fenced = "?"
+                let stepsDown = try await TestStack.eventually(timeout: .seconds(20)) {
+                    let metrics = String(decoding: try await old.send("GET", "/metrics").body, as: UTF8.self).split(separator: "\n")
+                    fenced = metrics.first { $0.hasPrefix("spotguard_replicas_fenced_writes_total ") }.map(String.init) ?? "none"
+                    return metrics.filter { $0.hasPrefix("spotguard_replicas_leader ") }.contains { Double($0.split(separator: " ").last ?? "") == 0 }
                 }
-                #expect(stepsDown, "the resumed copy still believes it leads")
+                print("the old leader's fenced writes: \(fenced)")
+                #expect(stepsDown, "the old leader still believes it leads")
                 let still = try await leadership(store)
                 #expect(still?.holder.hasSuffix("-\(other.process.pid)") == true)
                 #expect(try await launches() == 1, "a second launch for the same agent")

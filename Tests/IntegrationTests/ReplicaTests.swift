@@ -169,13 +169,15 @@ enum ReplicaQuery {
 
 /// `spotguard-ingest` plus `copies` coordinators, all stopped (clean exit expected) afterwards.
 func withReplicaStack(
-    copies: Int = 1, environment: [String: String] = [:], _ body: (ServiceProcess, [ServiceProcess]) async throws -> Void
+    copies: Int = 1, environment: [String: String] = [:], perCopy: [[String: String]] = [],
+    _ body: (ServiceProcess, [ServiceProcess]) async throws -> Void
 ) async throws {
     try await ServiceProcess.withIngest { ingest in
         var started: [ServiceProcess] = []
         do {
-            for _ in 0..<copies {
-                started.append(try await ServiceProcess.start("spotguard-replicas", portVariable: "SPOTGUARD_REPLICAS_PORT", environment: environment))
+            for i in 0..<copies {
+                let own = environment.merging(i < perCopy.count ? perCopy[i] : [:]) { _, copy in copy }
+                started.append(try await ServiceProcess.start("spotguard-replicas", portVariable: "SPOTGUARD_REPLICAS_PORT", environment: own))
             }
             try await body(ingest, started)
         } catch {

@@ -10,15 +10,15 @@ import Glibc
 /// black hole (connections accepted, bytes taken and held, nothing forwarded either way), a reset
 /// of every open connection, and closing every open connection after a few more bytes, which
 /// cuts a protocol frame in half. Plain blocking sockets, two threads per connection.
-final class FaultProxy: Sendable {
-    enum Fault: Sendable, Equatable {
+public final class FaultProxy: Sendable {
+    public enum Fault: Sendable, Equatable {
         case none
         /// Each chunk of bytes waits this long before it is forwarded, in both directions.
         case latency(milliseconds: Int)
         case blackHole
     }
 
-    let port: Int
+    public let port: Int
     private let upstreamPort: Int
     private let listener: Int32
     private let state = Mutex(State())
@@ -40,7 +40,7 @@ final class FaultProxy: Sendable {
     }
 
     /// Listens on an ephemeral loopback port and forwards to 127.0.0.1:`upstreamPort`.
-    init(upstreamPort: Int) throws {
+    public init(upstreamPort: Int) throws {
         self.upstreamPort = upstreamPort
         // close-on-exec on every socket: the services this harness spawns must not inherit them
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
@@ -64,13 +64,13 @@ final class FaultProxy: Sendable {
         Thread { [self] in acceptLoop() }.start()
     }
 
-    var fault: Fault {
+    public var fault: Fault {
         get { state.withLock { $0.fault } }
         set { state.withLock { $0.fault = newValue } }
     }
 
     /// Every open connection ends with a TCP reset to both sides (SO_LINGER 0), as `reset_peer`.
-    func resetAll() {
+    public func resetAll() {
         state.withLock { s in
             for (id, link) in s.links where !link.reset {
                 s.links[id]?.reset = true
@@ -81,13 +81,13 @@ final class FaultProxy: Sendable {
 
     /// Every open connection forwards `bytes` more bytes (both directions together), then is
     /// reset: the peers see a frame cut short.
-    func cutAll(after bytes: Int) {
+    public func cutAll(after bytes: Int) {
         state.withLock { s in
             for id in s.links.keys { s.links[id]?.budget = bytes }
         }
     }
 
-    func stop() {
+    public func stop() {
         state.withLock { $0.stopped = true }
         shutdown(listener, Int32(SHUT_RDWR))
         resetAll()
