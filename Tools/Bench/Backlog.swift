@@ -85,7 +85,12 @@ struct BacklogCommand: ServiceSubcommand {
         let fleet = try ChaosFleet(
             binDir: URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().path,
             logDir: ".spotguard/\(stack)/backlog", environment: try ChaosBench.serviceEnvironment(env, proxies: nil))
-        try await sample(options, into: &figures)  // the whole backlog, before any consumer
+        // the whole backlog, before any consumer (the broker's queue counts lag by seconds)
+        for _ in 0..<10 {
+            try await sample(options, into: &figures)
+            if figures.peakQueued >= count { break }
+            try await Task.sleep(for: .seconds(1))
+        }
         let drained = ContinuousClock.now
         try await fleet.startAll(copies: [:])
         let deadline = drained + .seconds(max(600, count / 200))
@@ -98,7 +103,8 @@ struct BacklogCommand: ServiceSubcommand {
         }
         figures.drainSeconds = (ContinuousClock.now - drained).seconds
         try await sample(options, into: &figures)
-        figures.queuesLeft = try await ChaosBench.queueDepths(options).filter { ChaosBench.serviceQueues.contains($0.key) && $0.value > 0 }
+        // the last messages are acknowledged after their rows commit, and the counts lag
+        figures.queuesLeft = try await ChaosBench.drainedQueues(options, also: "spotguard.sef").filter { $0.value > 0 }
         try await fleet.stopAll()
         (figures.rows, figures.distinctRows) = try await store.withConnection { conn in
             let row = try conn.query(
