@@ -617,6 +617,53 @@ extension IntegrationTests {
         /// Agents silent for 10 minutes go offline and replicas stuck past 180 s fail, each
         /// announced on the bus; a rebalance replica unused after 2 hours is terminated (the
         /// clocks are moved back in the database).
+        /// A primary promoted by a failover and lost before its first heartbeat is a loss of its
+        /// own: its interruption is recorded (and counted) like the first, not swallowed as a
+        /// repeat of the previous primary's because both last spoke at the same heartbeat.
+        @Test func aPrimaryLostBeforeItSpokeIsALossOfItsOwn() async throws {
+            let store = try await TestStack.store()
+            try await withReplicaStack(environment: ["SPOTGUARD_REPLICAS_SILENCE_SECONDS": "2", "SPOTGUARD_REPLICAS_RECONCILE_SECONDS": "1"]) {
+                ingest, _ in
+                let agent = try await ReplicaAgent.make(ingest, store: store)
+                _ = try await store.withConnection { conn in
+                    try conn.execute("UPDATE agents SET last_heartbeat_at = now() - interval '1 minute' WHERE id = $1::uuid", [agent.id])
+                }
+                var primary = agent.instance
+                for loss in 1...2 {
+                    // a ready replica, launched by whichever instance is the primary now
+                    let created = try await agent.call("POST", "/create-emergency-replica", #"{"signal_type": "rebalance-recommendation"}"#)
+                    let replicaId = try #require(created.id("replica_id"), "loss \(loss): \(created.status)")
+                    var launch: [String: Any]?
+                    _ = try await TestStack.eventually {
+                        launch = try await agent.poll(primary).first { ($0["replica_id"] as? String)?.lowercased() == replicaId }
+                        return launch != nil
+                    }
+                    let replicaInstance = ReplicaAgent.randomInstance()
+                    let launched = try await agent.call(
+                        "POST", "/commands/\(try #require(launch?["command_id"] as? String))/result",
+                        #"{"status": "succeeded", "instance_id": "\#(replicaInstance)"}"#)
+                    #expect(launched.status == 200)
+                    try await agent.syncToReady(replicaId)
+                    // the primary stays silent: the replica's agent is asked to look, and finds it gone
+                    var check: [String: Any]?
+                    _ = try await TestStack.eventually(timeout: .seconds(30)) {
+                        check = try await agent.poll(replicaInstance).first { $0["command_type"] as? String == "check_primary" }
+                        return check != nil
+                    }
+                    let answered = try await agent.call(
+                        "POST", "/commands/\(try #require(check?["command_id"] as? String, "loss \(loss): no check_primary"))/result",
+                        #"{"status": "succeeded", "result": {"primary_state": "terminated"}}"#)
+                    #expect(answered.status == 200)
+                    #expect(try await ReplicaQuery.one(store, "SELECT instance_id FROM agents WHERE id = $1::uuid", [agent.id]) == [replicaInstance])
+                    primary = replicaInstance
+                }
+                let losses = try await SEFQuery.count(
+                    store, "SELECT count(*) FROM spot_interruption_events WHERE agent_id = $1::uuid AND signal_type = 'instance-lost' AND success",
+                    [agent.id])
+                #expect(losses == 2, "each lost primary is an interruption of its own")
+            }
+        }
+
         @Test func silentAgentsAndStuckReplicasAreReported() async throws {
             let store = try await TestStack.store()
             try await withInbox([RoutingKey.agentOffline, RoutingKey.replicaAlert]) { inbox in

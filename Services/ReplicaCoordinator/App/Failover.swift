@@ -271,7 +271,13 @@ extension Coordinator {
             let checked = try conn.query("SELECT payload->>'primary_instance_id' FROM commands WHERE id = $1", [commandId]).first?
                 .decodeIfPresent(String.self, at: 0), checked == agent.instanceId
         else { return }  // the agent has another primary by now
-        let silent = agent.lastHeartbeatAt.map { Date().timeIntervalSince($0) >= Double(configuration.silenceBeforeCheck.components.seconds) } ?? true
+        // its last sign of life: its last heartbeat, or its promotion when it has not spoken since —
+        // the previous primary's last heartbeat is not this one's (and would name its loss after that one)
+        let promotedAt = try conn.query(
+            "SELECT max(created_at) FROM switches WHERE agent_id = $1 AND new_instance_id = $2", [agent.id, checked]
+        ).first?.decodeIfPresent(Date.self, at: 0)
+        let lastSign = [agent.lastHeartbeatAt, promotedAt].compactMap { $0 }.max()
+        let silent = lastSign.map { Date().timeIntervalSince($0) >= Double(configuration.silenceBeforeCheck.components.seconds) } ?? true
         guard Self.lostStates.contains(state) else {
             if silent {
                 try alert(
@@ -285,7 +291,7 @@ extension Coordinator {
         var replica = try ReplicaRecord.lock(replicaId, agent: agent.id, on: conn)
         guard replica.status == .ready, replica.instanceId != nil else { return }
         let detected = Date()
-        let lastHeard = agent.lastHeartbeatAt ?? detected
+        let lastHeard = lastSign ?? detected
         let eventId = try conn.query(
             """
             INSERT INTO spot_interruption_events (agent_id, client_id, instance_id, pool_id, signal_type, signal_time, response_action,
