@@ -34,6 +34,9 @@ public struct HTTPClientTransport: HTTPTransport {
     /// The largest answer read (EC2's largest describe pages are a few MB).
     static let maxBody = 64 << 20
 
+    /// How long an agent gives each request to SpotGuard: past the longest command long-poll.
+    public static let agentTimeout: TimeInterval = 35
+
     /// The process's proxy settings (`HTTPS_PROXY`, `HTTP_PROXY`, `NO_PROXY`; `ProxySettings`).
     public static let environmentProxies = ProxySettings(environment: ProcessInfo.processInfo.environment)
 

@@ -39,8 +39,15 @@ public struct HTTPSettings: Sendable {
     }
 }
 
+extension HTTPField.Name {
+    /// When the server read a request's head (`NIODeadline` uptime nanoseconds): set by the
+    /// server on every request, replacing any copy a client sent.
+    public static let spotguardReceived = Self("SpotGuard-Received")!
+}
+
 /// Closes a connection whose request (head to end of body) is not fully received within
-/// `limit` of its head.
+/// `limit` of its head, and stamps each head with the time it was read (`spotguardReceived`):
+/// how long a request then waits for a thread to handle it is how overloaded the process is.
 final class RequestReadDeadline: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPRequestPart
     typealias InboundOut = HTTPRequestPart
@@ -52,10 +59,13 @@ final class RequestReadDeadline: ChannelInboundHandler, RemovableChannelHandler 
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         switch unwrapInboundIn(data) {
-        case .head:
+        case .head(var head):
             deadline?.cancel()
             let channel = context.channel
             deadline = context.eventLoop.scheduleTask(in: limit) { channel.close(promise: nil) }
+            head.headerFields[.spotguardReceived] = String(NIODeadline.now().uptimeNanoseconds)
+            context.fireChannelRead(wrapInboundOut(.head(head)))
+            return
         case .end:
             deadline?.cancel()
             deadline = nil

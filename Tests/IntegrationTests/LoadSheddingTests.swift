@@ -1,9 +1,21 @@
 import Foundation
 import SpotModels
+import SpotRuntime
 import Testing
 
 extension IntegrationTests {
     @Suite struct LoadSheddingTests {
+        /// A report that waited past the bound between its head being read and its handler
+        /// starting is refused; one stamped by no server (or a clock gone backwards) is not.
+        @Test func aReportThatWaitedTooLongForAThreadIsRefused() {
+            let admission = Admission(limit: 4, maxWait: .milliseconds(500))
+            #expect(admission.waitedTooLong(received: 1_000_000_000, now: 1_600_000_000))
+            #expect(!admission.waitedTooLong(received: 1_000_000_000, now: 1_400_000_000))
+            #expect(!admission.waitedTooLong(received: nil, now: 9_000_000_000))
+            #expect(!admission.waitedTooLong(received: 2_000_000_000, now: 1_000_000_000))
+            #expect(!Admission(limit: 4).waitedTooLong(received: 0, now: 9_000_000_000))
+        }
+
         /// Past its limit of reports in progress ingest answers at once, 503 `overloaded` with
         /// `Retry-After: 1`, instead of queueing. Two slots, the broker paused so the reports
         /// holding them wait for their publish deadline, six reports at once: the four without a

@@ -21,7 +21,9 @@ public struct AgentAPI: Sendable {
         init(_ token: String) { value = Mutex(token) }
     }
 
-    public init(server: URL, token: String, transport: any HTTPTransport = HTTPClientTransport(timeout: 35), clock: ClockOffset = .shared) {
+    public init(
+        server: URL, token: String, transport: any HTTPTransport = HTTPClientTransport(timeout: HTTPClientTransport.agentTimeout), clock: ClockOffset = .shared
+    ) {
         self.server = server
         bearer = Bearer(token)
         self.transport = transport

@@ -63,7 +63,7 @@ struct AgentCommand: AsyncParsableCommand {
                     let ec2 = try EC2Client.fromEnvironment(env, region: region, imds: imds)
                     let api = AgentAPI(
                         server: configuration.server, token: configuration.token ?? "",
-                        transport: HTTPClientTransport(timeout: 35, caBundle: configuration.caBundle))
+                        transport: HTTPClientTransport(timeout: HTTPClientTransport.agentTimeout, caBundle: configuration.caBundle))
                     let spool = try Spool(directory: configuration.spoolDirectory, api: api, logger: logger)
                     let agent = Agent(configuration: configuration, imds: imds, ec2: ec2, api: api, spool: spool, logger: logger)
                     let group = ServiceGroup(

@@ -18,6 +18,8 @@ import SpotRuntime
 ///   serves at once; more get 503 `busy` before their body is read
 /// - `SPOTGUARD_INGEST_REPORT_CONCURRENCY` (int, default 256): reports (heartbeats, prices,
 ///   submissions, switch reports) one process handles at once; more get 503 `overloaded` at once
+/// - `SPOTGUARD_INGEST_REPORT_MAX_WAIT_MS` (int, default 500): a report that waited longer than
+///   this for a thread (the process short of CPU) is answered 503 `overloaded` instead of handled
 /// - `SPOTGUARD_INGEST_IDENTITY_CERTIFICATES` (path, optional): PEM certificates that sign
 ///   instance identity documents (AWS's regional RSA-2048 certificates); without it,
 ///   enrollment is refused (503 `enrollment_not_configured`)
@@ -44,6 +46,8 @@ public struct IngestConfiguration: Sendable {
     public var stateChunkConcurrency: Int
     /// Reports in progress at once; more are answered 503 `overloaded` at once (load shedding).
     public var reportConcurrency: Int
+    /// A report that waited longer for a thread to handle it is answered 503 `overloaded`.
+    public var reportMaxWait: Duration
     public var limits = IngestLimits()
     /// Checks enrolling instances' identity documents; nil: enrollment is not configured.
     public var identity: IdentityVerifier?
@@ -65,6 +69,7 @@ public struct IngestConfiguration: Sendable {
         stateTransferConcurrency = try env.int("SPOTGUARD_STATE_TRANSFER_CONCURRENCY", default: 4, range: 1...256)
         stateChunkConcurrency = try env.int("SPOTGUARD_STATE_CHUNK_CONCURRENCY", default: 32, range: 1...1024)
         reportConcurrency = try env.int("SPOTGUARD_INGEST_REPORT_CONCURRENCY", default: 256, range: 1...100_000)
+        reportMaxWait = .milliseconds(try env.int("SPOTGUARD_INGEST_REPORT_MAX_WAIT_MS", default: 500, range: 10...60_000))
         retention = try RetentionPolicy(
             [.init("state_versions", days: 30), .init("state_chunks", days: 1), .init("replica_state_transfers", days: 30)], env: env)
         if let path = env.string("SPOTGUARD_INGEST_IDENTITY_CERTIFICATES") {

@@ -30,7 +30,8 @@ struct IngestController: Sendable {
         router.post("/api/admin/clients", use: createClient)
         router.post("/api/agents/register", use: register)
         // the reports, shed past their limit; interruption calls, commands and state are not
-        let reports = router.group().add(middleware: AdmissionMiddleware(Admission(limit: configuration.reportConcurrency)))
+        let reports = router.group().add(
+            middleware: AdmissionMiddleware(Admission(limit: configuration.reportConcurrency, maxWait: configuration.reportMaxWait)))
         reports.post("/api/agents/:agentId/heartbeat", use: heartbeat)
         reports.post("/api/agents/:agentId/pricing-report", use: pricingReport)
         reports.post("/api/pricing/submit", use: submitPricing)
