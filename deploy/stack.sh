@@ -586,7 +586,11 @@ reserve_ports() {
 
 infra() {
     reserve_ports
-    if [ "${SPOTGUARD_HA:-}" = 1 ] || db_ha; then db_cluster; else pg_start; fi
+    if [ "${SPOTGUARD_HA:-}" = 1 ] || db_ha; then db_cluster; else
+        pg_start
+        # a fault run stopped between db-disk-full and db-disk-free left the raw partitions there
+        if pg_sql "SELECT 1 FROM pg_tablespace WHERE spcname = '$TIGHT_SPACE'" | grep -q 1; then db_disk_free; fi
+    fi
     if [ "${SPOTGUARD_HA:-}" = 1 ] || ha; then rabbit_cluster; else rabbit_start; fi
     write_env
 }

@@ -114,7 +114,8 @@ public protocol VersionedPayload: Codable, Sendable {
 /// The one JSON dialect of SpotGuard, on the bus and on HTTP: snake_case keys (camelCase
 /// properties converted), ISO 8601 dates with an explicit offset, fractional seconds kept.
 public enum WireJSON {
-    public static func encoder() -> JSONEncoder {
+    /// - Parameter pretty: indented, for files people read (a bench's results).
+    public static func encoder(pretty: Bool = false) -> JSONEncoder {
         let e = JSONEncoder()
         e.dateEncodingStrategy = .custom { date, encoder in
             var c = encoder.singleValueContainer()
@@ -122,6 +123,7 @@ public enum WireJSON {
         }
         e.keyEncodingStrategy = .convertToSnakeCase
         e.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        if pretty { e.outputFormatting.insert(.prettyPrinted) }
         return e
     }
 

@@ -42,11 +42,7 @@ struct BacklogCommand: ServiceSubcommand {
 
     func run(env: EnvironmentReader, logger: Logger) async throws {
         let options = try ChaosBench.Options.parse(["--stack", stack, "--stack-script", stackScript])
-        var config = try env.postgres(applicationName: "spotguard-bench")
-        config.poolSize = 2
-        let store = PostgresStore(configuration: config, logger: logger)
-        let publisher = BusPublisher(endpoint: try env.amqp(), logger: logger)
-        publisher.start()
+        let (store, publisher) = try ChaosBench.connect(env, logger: logger)
         for _ in 0..<500 where !publisher.isConnected { try await Task.sleep(for: .milliseconds(20)) }
         let family = "bl" + String((0..<6).map { _ in "abcdefghijklmnopqrstuvwxyz".randomElement()! })
         let (client, _) = try await ClientDirectory(store: store, ttl: .seconds(0)).createClient(name: "backlog \(family)", email: nil)
@@ -92,19 +88,26 @@ struct BacklogCommand: ServiceSubcommand {
             try await Task.sleep(for: .seconds(1))
         }
         let drained = ContinuousClock.now
-        try await fleet.startAll(copies: [:])
-        let deadline = drained + .seconds(max(600, count / 200))
-        while ContinuousClock.now < deadline {
+        do {
+            try await fleet.startAll(copies: [:])
+            let deadline = drained + .seconds(max(600, count / 200))
+            while ContinuousClock.now < deadline {
+                try await sample(options, into: &figures)
+                figures.rows = try await ChaosBench.count(store, family: family)
+                ChaosBench.say("backlog: \(figures.rows) of \(count) rows after \(Int((ContinuousClock.now - drained).seconds)) s")
+                if figures.rows >= count { break }
+                try await Task.sleep(for: .seconds(5))
+            }
+            figures.drainSeconds = (ContinuousClock.now - drained).seconds
             try await sample(options, into: &figures)
-            figures.rows = try await ChaosBench.count(store, family: family)
-            ChaosBench.say("backlog: \(figures.rows) of \(count) rows after \(Int((ContinuousClock.now - drained).seconds)) s")
-            if figures.rows >= count { break }
-            try await Task.sleep(for: .seconds(5))
+            // the last messages are acknowledged after their rows commit, and the counts lag
+            figures.queuesLeft = try await ChaosBench.drainedQueues(options, also: "spotguard.sef").filter { $0.value > 0 }
+        } catch {
+            // the services do not outlive a failed drain
+            try? await fleet.stopAll()
+            await store.shutdown()
+            throw error
         }
-        figures.drainSeconds = (ContinuousClock.now - drained).seconds
-        try await sample(options, into: &figures)
-        // the last messages are acknowledged after their rows commit, and the counts lag
-        figures.queuesLeft = try await ChaosBench.drainedQueues(options, also: "spotguard.sef").filter { $0.value > 0 }
         try await fleet.stopAll()
         (figures.rows, figures.distinctRows) = try await store.withConnection { conn in
             let row = try conn.query(
@@ -125,10 +128,7 @@ struct BacklogCommand: ServiceSubcommand {
                 figures.peakQueued, figures.brokerMemoryPeakMebibytes, figures.brokerMemoryLimitMebibytes,
                 figures.alarms.isEmpty ? "none" : figures.alarms.joined(separator: ", ")))
         if let json {
-            let encoder = JSONEncoder()
-            encoder.keyEncodingStrategy = .convertToSnakeCase
-            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-            try encoder.encode(figures).write(to: URL(fileURLWithPath: json))
+            try WireJSON.encoder(pretty: true).encode(figures).write(to: URL(fileURLWithPath: json))
         }
         guard figures.failures.isEmpty else { throw FailoverBench.BenchFailure("backlog: " + figures.failures.joined(separator: "; ")) }
     }

@@ -132,11 +132,7 @@ enum ChaosBench {
 
     static func run(_ options: Options, env: EnvironmentReader, logger: Logger) async throws {
         try FileManager.default.createDirectory(atPath: options.logs, withIntermediateDirectories: true)
-        var config = try env.postgres(applicationName: "spotguard-chaos")
-        config.poolSize = 2
-        let store = PostgresStore(configuration: config, logger: logger)
-        let publisher = BusPublisher(endpoint: try env.amqp(), logger: logger)
-        publisher.start()
+        let (store, publisher) = try connect(env, logger: logger)
         var outcomes: [Outcome] = []
         do {
             // one time line for every run: the whole load in the last day (the SEF's scan window)
@@ -173,10 +169,7 @@ enum ChaosBench {
         await store.shutdown()
         say(table(outcomes))
         if let json = options.json {
-            let encoder = JSONEncoder()
-            encoder.keyEncodingStrategy = .convertToSnakeCase
-            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-            try encoder.encode(outcomes).write(to: URL(fileURLWithPath: json))
+            try WireJSON.encoder(pretty: true).encode(outcomes).write(to: URL(fileURLWithPath: json))
         }
         let failures = outcomes.flatMap { o in o.failures.map { "\(o.kind): \($0)" } }
         guard failures.isEmpty else { throw FailoverBench.BenchFailure("chaos: " + failures.joined(separator: "; ")) }

@@ -273,8 +273,14 @@ actor FaultSchedule {
                     label += ": not struck, no filesystem could be mounted"
                     break
                 }
-                guard status == 0 else { throw FailoverBench.BenchFailure("stack.sh db-disk-full exited \(status)") }
-                try await Task.sleep(for: .seconds(window * 3))
+                // the partitions go home whatever happens meanwhile (stack.sh infra also brings them back)
+                do {
+                    guard status == 0 else { throw FailoverBench.BenchFailure("stack.sh db-disk-full exited \(status)") }
+                    try await Task.sleep(for: .seconds(window * 3))
+                } catch {
+                    _ = try? await stack("db-disk-free")
+                    throw error
+                }
                 try await stack("db-disk-free")
             case .ingestSaturated:
                 await flood(window * 3)

@@ -29,17 +29,14 @@ struct HAEngines {
             values["SPOTGUARD_DATABASE_URL"] = database
             values["SPOTGUARD_AMQP_URL"] = try await stack("broker-url", leader)
             let env = EnvironmentReader(values)
-            var config = try env.postgres(applicationName: "spotguard-chaos")
-            config.poolSize = 2
-            let publisher = BusPublisher(endpoint: try env.amqp(), logger: logger)
-            engines = HAEngines(env: env, store: PostgresStore(configuration: config, logger: logger), publisher: publisher)
+            let (store, publisher) = try ChaosBench.connect(env, logger: logger)
+            engines = HAEngines(env: env, store: store, publisher: publisher)
         } catch {
             _ = try? await stack("db-cluster-remove")
             _ = try? await stack("broker-cluster-stop")
             throw error
         }
         // from here on the engines' own shutdown also takes the stack back to one node of each
-        engines.publisher.start()
         do {
             try await Migrator.migrate(engines.store, migrations: try Migration.bundled(), logger: logger)
             let result = try await body(engines)
@@ -116,5 +113,17 @@ final class CommitWatch: Sendable {
             rows = max(rows, s.rows)
         }
         return longest
+    }
+}
+
+extension ChaosBench {
+    /// The bench's own connections to the engines `env` names: two to the database, and a
+    /// publisher, started.
+    static func connect(_ env: EnvironmentReader, logger: Logger) throws -> (PostgresStore, BusPublisher) {
+        var config = try env.postgres(applicationName: "spotguard-chaos")
+        config.poolSize = 2
+        let publisher = BusPublisher(endpoint: try env.amqp(), logger: logger)
+        publisher.start()
+        return (PostgresStore(configuration: config, logger: logger), publisher)
     }
 }
