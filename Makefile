@@ -14,7 +14,7 @@ down:      ## stop everything `make up` (or an interrupted `make test`) started
 test:      ## fresh private stack, build, the whole test suite
 	deploy/test.sh
 
-bench:     ## benchmark figures (release build, private stack)
+bench:     ## benchmark figures (release build, private stack); BENCH_LONG=1 adds a 30-minute soak
 	deploy/bench.sh
 
 chaos:     ## fault suite: kill -9 of every service, broker and database restarts, network faults, 3 copies (release build, private stack)

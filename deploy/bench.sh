@@ -14,6 +14,8 @@
 #   8. the fault suite (spotguard-bench chaos, as deploy/chaos.sh): lost/doubled rows under kill -9,
 #      broker/database restarts, network faults and node losses of the HA engines, and 3 copies of
 #      sef/replicas/decisions against 1
+#   9. with BENCH_LONG=1, afterwards: `make soak` for 30 minutes (SOAK_MINUTES) on the demo stack
+#      with its simulated fleet — memory, descriptors, queues, tables and p99 per minute, judged
 # and each rate as a ratio of its raw ceiling. Figures vary ±30 % run to run: compare ratios.
 set -euo pipefail
 # shellcheck source=deploy/bench-stack.sh
@@ -229,3 +231,5 @@ echo "$CHAOS" | grep -v '^\[chaos\]'
 [ "$RECOVERY" != failed ] || { echo "bench: the agent recovery run failed (see above)" >&2; exit 1; }
 [ "$STATE" != failed ] || { echo "bench: the state shipping run failed (see above)" >&2; exit 1; }
 [ "$CHAOS_STATUS" -eq 0 ] || { echo "bench: the fault suite failed (see its table and $SPOTGUARD_STACK_DIR/logs/chaos.log)" >&2; exit 1; }
+# the long mode: a 30-minute soak (fails on growth; its samples and chart in .spotguard/dev/soak/)
+if [ "${BENCH_LONG:-}" = 1 ]; then SOAK_MINUTES="${SOAK_MINUTES:-30}" "$ROOT/deploy/soak.sh"; fi
