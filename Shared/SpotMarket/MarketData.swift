@@ -117,12 +117,23 @@ public struct AdvisorBand: Sendable, Hashable, Codable {
 extension AdvisorBand {
     /// Linux interruption bands per region and instance type from AWS's
     /// `spot-advisor-data.json` (`spot_advisor.<region>.Linux.<type>.r`).
+    /// Decoded straight into the few fields read: the whole file as Foundation objects
+    /// (`JSONSerialization`) kept ~59 MiB resident in the decision engine for a table of a few
+    /// thousand bands.
     public static func table(json: Data) throws -> [String: [String: AdvisorBand]] {
-        let root = try JSONSerialization.jsonObject(with: json) as? [String: Any]
+        struct Entry: Decodable { let r: Int? }
+        struct OS: Decodable {
+            let linux: [String: Entry]?
+            enum CodingKeys: String, CodingKey { case linux = "Linux" }
+        }
+        struct File: Decodable {
+            let spotAdvisor: [String: OS]?
+            enum CodingKeys: String, CodingKey { case spotAdvisor = "spot_advisor" }
+        }
         var out: [String: [String: AdvisorBand]] = [:]
-        for (region, oses) in root?["spot_advisor"] as? [String: Any] ?? [:] {
-            for (type, value) in (oses as? [String: Any])?["Linux"] as? [String: Any] ?? [:] {
-                if let r = (value as? [String: Any])?["r"] as? Int, let band = AdvisorBand(r) { out[region, default: [:]][type] = band }
+        for (region, oses) in try JSONDecoder().decode(File.self, from: json).spotAdvisor ?? [:] {
+            for (type, entry) in oses.linux ?? [:] {
+                if let r = entry.r, let band = AdvisorBand(r) { out[region, default: [:]][type] = band }
             }
         }
         return out
