@@ -3,14 +3,16 @@
 #   1. ingest: pricing reports/s accepted with 202 (each broker-confirmed), N keep-alive clients (wrk)
 #   2. the same broker's raw confirmed-publish rate (spotguard-bench publish)
 #   3. the same database's raw COPY rate (spotguard-bench copy)
-#   4. SEF: price points/s committed to clean data from a pre-filled queue, 1 and 2 workers
+#   4. SEF: price points/s committed to clean data from a pre-filled queue, 1 and 2 workers, and
+#      with 1 worker over 10 / 1,000 / 50,000 distinct pools (growth)
 #   5. end to end (HTTP 202 -> clean row committed) points/s with 2 SEF workers at full load,
-#      and the accept -> commit p99 at about half that load
+#      with 10-pool and with 50-pool reports, and the accept -> commit p99 at about half that load
 #   6. failover (termination-imminent -> promoted answer) and command delivery (issued -> long-poll
 #      answered) latency p50/p99, with pricing reports at about half load in the background
 #      and, with real spotguard-agent processes on moto's EC2, IMDS notice -> failover committed
 #      and -> Elastic IP on the new primary (100 notices; the agents log at info in logs/agents/)
-#   7. one decision pass over 10,000 pools and 1,000 auto-switch agents
+#   7. the decision pass over 1,000 / 10,000 / 100,000 pools with a tenth as many auto-switch
+#      agents (growth; BENCH_GROWTH_POOLS), each on a fresh database
 #   8. the fault suite (spotguard-bench chaos, as deploy/chaos.sh): lost/doubled rows under kill -9,
 #      broker/database restarts, network faults and node losses of the HA engines, and 3 copies of
 #      sef/replicas/decisions against 1
@@ -88,35 +90,50 @@ for n in 1 2; do
     SEF[$n]=$(python3 -c "print(round($REPORTS * $POOLS / $secs))")
     stop_services
 done
+# the same drain, 1 worker, as the reports spread over more distinct pools (10 is the run above)
+declare -A SEF_DISTINCT
+SEF_DISTINCT[10]=${SEF[1]}
+for d in 1000 50000; do
+    before=$(raw_count)
+    "$BIN/spotguard-bench" sef-fill "$CLIENT" "$AGENT" "$REPORTS" "$POOLS" --distinct "$d" >/dev/null
+    t0=$(python3 -c 'import time; print(time.time())')
+    start_sef 1
+    secs=$(wait_raw $((before + REPORTS * POOLS)) "$t0")
+    SEF_DISTINCT[$d]=$(python3 -c "print(round($REPORTS * $POOLS / $secs))")
+    stop_services
+done
 
 # 5. end to end with 2 workers: full load, then about half of it
-BODY="$("$BIN/spotguard-bench" pools "$POOLS")"
-e2e_lua() {  # $1: delay between a connection's requests in ms
+e2e_lua() {  # $1: delay between a connection's requests in ms, $2: pools per report
     cat >"$SPOTGUARD_STACK_DIR/e2e.lua" <<LUA
 wrk.method = "POST"
 wrk.path = "/api/agents/$AGENT/pricing-report"
 wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Authorization"] = "Bearer $TOKEN"
-wrk.body = '$BODY'
+wrk.body = '$("$BIN/spotguard-bench" pools "${2:-$POOLS}")'
 function delay() return $1 end
 LUA
 }
-e2e_run() {  # $1 connections, $2 delay ms; prints "accepted_points seconds_until_committed"
-    local before out total bad t0 secs
+e2e_run() {  # $1 connections, $2 delay ms, $3 pools per report; prints "accepted_points seconds_until_committed"
+    local before out total bad t0 secs pools="${3:-$POOLS}"
     before=$(raw_count)
-    e2e_lua "$2"
+    e2e_lua "$2" "$pools"
     t0=$(python3 -c 'import time; print(time.time())')
     out="$(wrk -t2 -c"$1" -d"${DURATION}s" -s "$SPOTGUARD_STACK_DIR/e2e.lua" "$SPOTGUARD_INGEST_URL")"
     total=$(echo "$out" | awk '/requests in/ {print $1}')
     bad=$(echo "$out" | awk '/Non-2xx/ {print $5}')
-    secs=$(wait_raw $((before + (total - ${bad:-0}) * POOLS)) "$t0")
-    echo "$(((total - ${bad:-0}) * POOLS)) $secs"
+    secs=$(wait_raw $((before + (total - ${bad:-0}) * pools)) "$t0")
+    echo "$(((total - ${bad:-0}) * pools)) $secs"
 }
-start_service spotguard-ingest "$SPOTGUARD_INGEST_URL"
-start_sef 2
-read -r E2E_POINTS E2E_SECS <<<"$(e2e_run 64 0)"
-E2E=$(python3 -c "print(round($E2E_POINTS / $E2E_SECS))")
-stop_services
+declare -A E2E_BY  # pools per report -> points/s
+for p in "$POOLS" 50; do
+    start_service spotguard-ingest "$SPOTGUARD_INGEST_URL"
+    start_sef 2
+    read -r E2E_POINTS E2E_SECS <<<"$(e2e_run 64 0 "$p")"
+    E2E_BY[$p]=$(python3 -c "print(round($E2E_POINTS / $E2E_SECS))")
+    stop_services
+done
+E2E=${E2E_BY[$POOLS]}
 start_service spotguard-ingest "$SPOTGUARD_INGEST_URL"
 start_sef 2  # fresh histograms for the latency run
 HALF_DELAY=$(python3 -c "print(max(1, round(16 * 1000 / ($E2E / $POOLS / 2)) - 4))")
@@ -169,8 +186,17 @@ wait "$LOAD_PID" 2>/dev/null || true
 stop_services
 fig() { echo "$FAILOVER $AGENTS $RECOVERY $STATE $PASS" | tr ' ' '\n' | sed -n "s/^$1=//p"; }
 
-# 7. the decision pass
-PASS="$("$BIN/spotguard-bench" decisions-pass 10000 1000)"
+# 7. the decision pass as the market grows, each size on a fresh database of its own (agents a
+#    tenth of the pools); the 10,000-pool size is the headline figure
+declare -A GROWTH_PASS
+GROWTH_URL="${SPOTGUARD_DATABASE_URL%/*}/spotguard_growth"
+for n in ${BENCH_GROWTH_POOLS:-1000 10000 100000}; do
+    "$SPOTGUARD_PG_BIN/psql" "$SPOTGUARD_DATABASE_URL" -qc "DROP DATABASE IF EXISTS spotguard_growth" -c "CREATE DATABASE spotguard_growth"
+    SPOTGUARD_DATABASE_URL="$GROWTH_URL" "$BIN/spotguard-ingest" migrate >/dev/null
+    GROWTH_PASS[$n]="$(SPOTGUARD_DATABASE_URL="$GROWTH_URL" "$BIN/spotguard-bench" decisions-pass "$n" $((n / 10)))"
+done
+"$SPOTGUARD_PG_BIN/psql" "$SPOTGUARD_DATABASE_URL" -qc "DROP DATABASE IF EXISTS spotguard_growth"
+PASS="${GROWTH_PASS[10000]:-}"
 
 # 8. the fault suite on the same stack (deploy/chaos.sh runs it alone): its table follows ours
 CHAOS_STATUS=0
@@ -195,6 +221,8 @@ printf '%-58s %12s\n' "SEF points committed from a full queue, 1 worker, /s" "${
 printf '%-58s %12s\n' "SEF points committed from a full queue, 2 workers, /s" "${SEF[2]}"
 printf '%-58s %12s\n' "end to end points (202 -> clean), 2 workers, 64 clients, /s" "$E2E"
 printf '%-58s %12s\n' "  ratio end to end / raw COPY" "$(ratio "$E2E" "$COPY")"
+printf '%-58s %12s\n' "end to end points, 50-pool reports, 2 workers, 64 clients, /s" "${E2E_BY[50]}"
+printf '%-58s %12s\n' "  ratio end to end (50-pool reports) / raw COPY" "$(ratio "${E2E_BY[50]}" "$COPY")"
 printf '%-58s %12s\n' "end to end at about half load, points/s" "$HALF"
 printf '%-58s %12s\n' "  accept -> clean commit p99 (histogram bucket)" "$P99_COMMIT"
 printf '%-58s %12s\n' "failover termination-imminent -> promoted, p50 / p99 ms" "$(fig failover_client_p50_ms) / $(fig failover_client_p99_ms)"
@@ -222,6 +250,15 @@ done
 printf '%-58s %12s\n' "decision pass, $(fig pass_pools) pools / $(fig pass_agents) agents, first (with $(fig pass_switches) switches) s" "$(fig pass_first_seconds)"
 printf '%-58s %12s\n' "  next pass (switches pending), s" "$(fig pass_next_seconds)"
 printf '%-58s %12s\n' "  its phases, s" "$(fig pass_next_phases)"
+echo "growth: cost as the work grows (per-unit figures should stay flat; a 10x step is linear at 10x time)"
+for d in 10 1000 50000; do
+    printf '%-58s %12s\n' "  SEF drain, 1 worker, $d distinct pools, points/s" "${SEF_DISTINCT[$d]}"
+done
+for n in $(printf '%s\n' "${!GROWTH_PASS[@]}" | sort -n); do
+    g() { echo "${GROWTH_PASS[$n]}" | tr ' ' '\n' | sed -n "s/^$1=//p"; }
+    printf '%-58s %12s\n' "  decision pass, $n pools / $((n / 10)) agents: first / next s" "$(g pass_first_seconds) / $(g pass_next_seconds)"
+    printf '%-58s %12s\n' "    next pass per 1,000 pools, ms" "$(python3 -c "print(f'{$(g pass_next_seconds) * 1e6 / $n:.1f}')")"
+done
 for exe in $(printf '%s\n' "${!PEAK_RSS_KB[@]}" | sort); do
     printf '%-58s %12s\n' "peak resident memory (VmHWM), $exe, MiB" "$(python3 -c "print(f'{${PEAK_RSS_KB[$exe]} / 1024:.1f}')")"
 done

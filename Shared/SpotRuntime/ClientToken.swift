@@ -21,12 +21,21 @@ public struct ClientToken: Sendable, Equatable {
         return ClientToken(kind: kind, keyId: keyId, secret: secret)
     }
 
+    /// Checked byte by byte: it runs on every agent request, where Unicode character
+    /// properties cost more than the rest of authentication.
     public init?(_ text: String, kind: String = client) {
-        let parts = text.split(separator: "_", omittingEmptySubsequences: false)
-        guard parts.count == 3, parts[0] == kind, parts[1].count == 16, parts[1].allSatisfy({ $0.isASCII && ($0.isLowercase || $0.isNumber) }),
-            (32...128).contains(parts[2].count), parts[2].allSatisfy({ $0.isHexDigit })
+        let bytes = text.utf8
+        let parts = bytes.split(separator: UInt8(ascii: "_"), maxSplits: 3, omittingEmptySubsequences: false)
+        guard parts.count == 3, parts[0].elementsEqual(kind.utf8), parts[1].count == 16,
+            parts[1].allSatisfy({ (UInt8(ascii: "a")...UInt8(ascii: "z")).contains($0) || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) }),
+            (32...128).contains(parts[2].count), parts[2].allSatisfy(Self.isHexDigit)
         else { return nil }
-        self.init(kind: kind, keyId: String(parts[1]), secret: String(parts[2]))
+        self.init(kind: kind, keyId: String(decoding: parts[1], as: UTF8.self), secret: String(decoding: parts[2], as: UTF8.self))
+    }
+
+    private static func isHexDigit(_ b: UInt8) -> Bool {
+        (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(b) || (UInt8(ascii: "a")...UInt8(ascii: "f")).contains(b)
+            || (UInt8(ascii: "A")...UInt8(ascii: "F")).contains(b)
     }
 
     private init(kind: String, keyId: String, secret: String) {
@@ -52,9 +61,18 @@ public struct ClientToken: Sendable, Equatable {
 
     /// The bearer token of an `Authorization` header value, or nil.
     public static func bearer(_ header: String?) -> String? {
-        guard let header, header.count < 512 else { return nil }
-        let parts = header.split(separator: " ", maxSplits: 1)
-        guard parts.count == 2, parts[0].lowercased() == "bearer" else { return nil }
-        return String(parts[1]).trimmingCharacters(in: .whitespaces)
+        guard let header, header.utf8.count < 512 else { return nil }
+        let bytes = Array(header.utf8)
+        let scheme = Array("bearer ".utf8)
+        // the scheme's name in any case, then spaces or tabs around the token (bytes, not
+        // Foundation's character sets: this runs on every agent request)
+        guard bytes.count > scheme.count, zip(bytes, scheme).allSatisfy({ (UInt8(ascii: "A")...UInt8(ascii: "Z") ~= $0 ? $0 | 0x20 : $0) == $1 }) else {
+            return nil
+        }
+        let blank: (UInt8) -> Bool = { $0 == UInt8(ascii: " ") || $0 == UInt8(ascii: "\t") }
+        guard let start = bytes[scheme.count...].firstIndex(where: { !blank($0) }), let end = bytes.lastIndex(where: { !blank($0) }) else {
+            return ""
+        }
+        return String(decoding: bytes[start...end], as: UTF8.self)
     }
 }

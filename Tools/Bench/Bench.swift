@@ -196,15 +196,17 @@ struct SEFFill: ServiceSubcommand {
     @Argument var agent: String
     @Argument var reports: Int
     @Argument var pools: Int
+    @Option(help: "Distinct pools the reports rotate over (default POOLS: every report names the same ones).") var distinct: Int?
 
     func validate() throws {
         guard UUID(uuidString: client) != nil, UUID(uuidString: agent) != nil else { throw ValidationError("CLIENT and AGENT must be UUIDs") }
         guard reports >= 1, pools >= 1 else { throw ValidationError("REPORTS and POOLS must be at least 1") }
+        guard (distinct ?? pools) >= pools else { throw ValidationError("--distinct must be at least POOLS") }
     }
 
     func run(env: EnvironmentReader, logger: Logger) async throws {
         let (client, agent, count, poolCount) = (UUID(uuidString: client)!, UUID(uuidString: agent)!, reports, pools)
-        let pools = benchPools(poolCount)
+        let market = benchPools(distinct ?? poolCount)
         let publisher = BusPublisher(endpoint: try env.amqp(), logger: logger)
         publisher.start()
         while !publisher.isConnected { try await Task.sleep(for: .milliseconds(20)) }
@@ -213,8 +215,9 @@ struct SEFFill: ServiceSubcommand {
             for lane in 0..<window {
                 group.addTask {
                     var rng = SplitMix64(seed: UInt64(lane))
-                    for _ in stride(from: lane, to: count, by: window) {
+                    for i in stride(from: lane, to: count, by: window) {
                         let now = Date()
+                        let pools = (0..<poolCount).map { market[(i * poolCount + $0) % market.count] }
                         let report = PricingReport(
                             reportId: UUID(), clientId: client, agentId: agent, instanceId: nil,
                             pools: pools.map { PoolPrice(poolId: $0, price: Double(Int.random(in: 300...340, using: &rng)) / 10_000) },
@@ -228,7 +231,7 @@ struct SEFFill: ServiceSubcommand {
             }
             try await group.waitForAll()
         }
-        print("queued_reports=\(count) points=\(count * pools.count)")
+        print("queued_reports=\(count) points=\(count * poolCount) distinct_pools=\(market.count)")
         await publisher.shutdown()
     }
 }
@@ -340,11 +343,22 @@ struct Copy: ServiceSubcommand {
 
 /// Up to 30 pools: five us-east-1 zones of six instance types, as an agent reporting its own
 /// type and alternatives would send.
+/// `n` distinct pools: 30 real ones (six types in five zones of us-east-1), then synthetic
+/// types (`bq` and four letters, `.large`) in the same five zones, for markets larger than that.
 func benchPools(_ n: Int) -> [PoolID] {
-    let types = ["t3.medium", "m5.large", "c5.large", "r5.large", "m6i.large", "c6i.large"]
     let zones = ["a", "b", "c", "d", "f"]
-    let all = types.flatMap { t in zones.map { PoolID(rawValue: "\(t).us-east-1\($0)")! } }
-    return Array(all.prefix(max(1, min(n, all.count))))
+    let letters = Array("abcdefghijklmnopqrstuvwxyz")
+    let real = ["t3.medium", "m5.large", "c5.large", "r5.large", "m6i.large", "c6i.large"]
+    let synthetic = (0..<max(0, (n - real.count * zones.count + zones.count - 1) / zones.count)).map { i -> String in
+        var (k, name) = (i, "")
+        for _ in 0..<4 {
+            name.append(letters[k % 26])
+            k /= 26
+        }
+        return "bq\(name).large"
+    }
+    let all = (real + synthetic).lazy.flatMap { t in zones.lazy.map { PoolID(rawValue: "\(t).us-east-1\($0)")! } }
+    return Array(all.prefix(max(1, n)))
 }
 
 extension Duration {

@@ -11,21 +11,10 @@ import SpotStore
 /// the later ones find those switches pending.
 enum DecisionPassBench {
     static func run(pools poolCount: Int, agents agentCount: Int, store: PostgresStore) async throws {
-        let zones = ["a", "b", "c", "d", "f"]
-        let types = (0..<max(1, poolCount / zones.count)).map { i -> String in
-            let letters = Array("abcdefghijklmnopqrstuvwxyz")
-            var n = i
-            var name = ""
-            for _ in 0..<4 {
-                name.append(letters[n % 26])
-                n /= 26
-            }
-            return "bq\(name).large"
-        }
-        let pools = types.flatMap { t in zones.map { "\(t).us-east-1\($0)" } }
+        let poolIds = benchPools(poolCount)
+        let pools = poolIds.map(\.rawValue)
         let now = Date()
         let bucket = Date(timeIntervalSince1970: (now.timeIntervalSince1970 / 300).rounded(.down) * 300)
-        let poolIds = pools.compactMap(PoolID.init(rawValue:))
         try await store.transaction { try Pools.ensure(poolIds, on: $0) }
         try await BenchFixtures.cleanPrices(pools, bucket: bucket, store: store)
         let (client, _) = try await ClientDirectory(store: store, ttl: .seconds(0)).createClient(name: "bench", email: nil)
