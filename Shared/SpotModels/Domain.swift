@@ -177,6 +177,21 @@ public struct ErrorBody: Encodable, Sendable {
 }
 
 extension UUID {
-    /// The canonical text of an id on the wire and in the database: lowercase.
-    public var lowercased: String { uuidString.lowercased() }
+    /// The canonical text of an id on the wire and in the database: lowercase. Written by hand:
+    /// `uuidString` formats through `sprintf` on Linux, and the SEF writes four ids per price point.
+    public var lowercased: String {
+        var out = [UInt8](repeating: 0x2D, count: 36)  // -
+        withUnsafeBytes(of: uuid) { bytes in
+            var o = 0
+            for (i, b) in bytes.enumerated() {
+                if i == 4 || i == 6 || i == 8 || i == 10 { o += 1 }
+                out[o] = Self.hexDigits[Int(b >> 4)]
+                out[o + 1] = Self.hexDigits[Int(b & 0x0F)]
+                o += 2
+            }
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    private static let hexDigits = Array("0123456789abcdef".utf8)
 }

@@ -165,6 +165,16 @@ extension IntegrationTests {
             #expect(try row.decode(PGBytes.self, at: 3) == PGBytes([0, 1, 254, 255]))
             #expect(try row.decode(Bool.self, at: 4))
             #expect(try row.decodeIfPresent(String.self, at: 5) == nil)
+            // arrays: every element quoted, quotes and backslashes escaped, NULL as NULL, any UTF-8
+            let texts: [String?] = [#"a"b"#, #"back\slash"#, nil, "NULL", "ünïcødé ☃", "", "{,}"]
+            let ids = (0..<5).map { _ in UUID() }
+            let arrays = try await store.withConnection { conn in
+                try conn.query(
+                    "SELECT u.t, u.i::text FROM unnest($1::text[], $2::uuid[]) WITH ORDINALITY AS u(t, i, n) ORDER BY n",
+                    [PGArray(texts), PGArray(ids.map { $0 as (any PGEncodable)? } + [nil, nil])])
+            }
+            #expect(try arrays.map { try $0.decodeIfPresent(String.self, at: 0) } == texts)
+            #expect(try arrays.prefix(5).map { try $0.decode(String.self, at: 1) } == ids.map { $0.uuidString.lowercased() })
             // the earliest times an ISO-8601 parser gives (year 1 is year 0, 1 BC, in the
             // proleptic calendar PostgreSQL uses) and the latest PostgreSQL keeps
             for text in ["0001-01-01T05:00:03Z", "0001-03-01T00:00:00Z", "9999-12-31T23:59:59Z"] {

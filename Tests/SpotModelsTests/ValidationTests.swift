@@ -50,6 +50,16 @@ func validationError(_ body: () throws -> Void) -> ValidationError? {
 }
 
 @Suite struct IdentifierSyntaxTests {
+    /// The hand-written id text is Foundation's, lowercased, for every byte value.
+    @Test func uuidTextIsFoundationsLowercased() {
+        for _ in 0..<1_000 {
+            let id = UUID()
+            #expect(id.lowercased == id.uuidString.lowercased())
+        }
+        let edge = UUID(uuid: (0, 0x0F, 0xF0, 0xFF, 0x10, 0x9A, 0xAB, 0xCD, 0xEF, 1, 2, 3, 4, 5, 6, 0xFF))
+        #expect(edge.lowercased == "000ff0ff-109a-abcd-ef01-0203040506ff")
+    }
+
     @Test func instanceIds() {
         #expect(InstanceID(rawValue: "i-0123abcd") != nil)
         #expect(InstanceID(rawValue: "i-0123456789abcdef0") != nil)

@@ -129,18 +129,19 @@ struct PriceRepository: Sendable {
                 ON CONFLICT (submission_id, time_bucket) DO NOTHING
                 RETURNING submission_id, pool_id, time_bucket),
             -- each client's best submission per source type and bucket: the latest observation,
-            -- ties to the lowest id (BucketResolver's order), whatever order they arrive in
+            -- ties to the lowest id, whatever order they arrive in (uuid order is the order of
+            -- the ids' hex text BucketResolver compares, without a text conversion or collation)
             best AS (
                 INSERT INTO pricing_client_sources AS s (pool_id, time_bucket, client_id, source_type, submission_id, spot_price,
                     on_demand_price, observed_at)
                 SELECT DISTINCT ON (pool, bucket, client, src) pool, bucket, client, src, sid, price, od, observed
                   FROM input WHERE src <> 'interpolated' AND sid IN (SELECT submission_id FROM raw)
-                 ORDER BY pool, bucket, client, src, observed DESC, upper(sid::text)
+                 ORDER BY pool, bucket, client, src, observed DESC, sid
                 ON CONFLICT (pool_id, time_bucket, client_id, source_type) DO UPDATE SET
                     submission_id = EXCLUDED.submission_id, spot_price = EXCLUDED.spot_price,
                     on_demand_price = EXCLUDED.on_demand_price, observed_at = EXCLUDED.observed_at
                  WHERE EXCLUDED.observed_at > s.observed_at
-                    OR (EXCLUDED.observed_at = s.observed_at AND upper(EXCLUDED.submission_id::text) < upper(s.submission_id::text))),
+                    OR (EXCLUDED.observed_at = s.observed_at AND EXCLUDED.submission_id < s.submission_id)),
             reporters AS (
                 INSERT INTO pricing_pool_clients AS p (pool_id, client_id, first_bucket, last_bucket, first_received_at)
                 SELECT pool, client, min(bucket), max(bucket), min(received) FROM input
