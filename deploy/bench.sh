@@ -12,7 +12,8 @@
 #      and, with real spotguard-agent processes on moto's EC2, IMDS notice -> failover committed
 #      and -> Elastic IP on the new primary (100 notices; the agents log at info in logs/agents/)
 #   7. the decision pass over 1,000 / 10,000 / 100,000 pools with a tenth as many auto-switch
-#      agents (growth; BENCH_GROWTH_POOLS), each on a fresh database
+#      agents (growth; BENCH_GROWTH_POOLS), each on a fresh database, and the dashboard's
+#      overview and agents page for a client of 10 / 1,000 / 10,000 agents (BENCH_GROWTH_AGENTS)
 #   8. the fault suite (spotguard-bench chaos, as deploy/chaos.sh): lost/doubled rows under kill -9,
 #      broker/database restarts, network faults and node losses of the HA engines, and 3 copies of
 #      sef/replicas/decisions against 1
@@ -195,6 +196,33 @@ for n in ${BENCH_GROWTH_POOLS:-1000 10000 100000}; do
     SPOTGUARD_DATABASE_URL="$GROWTH_URL" "$BIN/spotguard-ingest" migrate >/dev/null
     GROWTH_PASS[$n]="$(SPOTGUARD_DATABASE_URL="$GROWTH_URL" "$BIN/spotguard-bench" decisions-pass "$n" $((n / 10)))"
 done
+# the dashboard as the fleet grows: one client with N agents (a tenth with a ready replica), its
+# overview and first agents page (50 agents a page) loaded 20 times each after a warm-up
+page_ms() {  # BASE TOKEN: overview=p50/max agents=p50/max (ms)
+    local jar csrf path
+    jar="$(mktemp)"
+    csrf="$(curl -fsS -c "$jar" -b "$jar" "$1/login" | sed -n 's/.*name="csrf" value="\([0-9a-f]*\)".*/\1/p' | head -n 1)"
+    curl -sS -o /dev/null -c "$jar" -b "$jar" --data-urlencode "csrf=$csrf" --data-urlencode "token=$2" "$1/login"
+    for path in overview agents; do
+        curl -fsS -o /dev/null -b "$jar" "$1/$path"
+        for _ in $(seq 1 20); do curl -fsS -o /dev/null -b "$jar" -w '%{time_total}\n' "$1/$path"; done |
+            python3 -c "import sys; t = sorted(float(x) * 1000 for x in sys.stdin); print(f'$path={t[len(t) // 2]:.1f}/{t[-1]:.1f}')"
+    done
+    rm -f "$jar"
+}
+declare -A GROWTH_PAGES
+for n in ${BENCH_GROWTH_AGENTS:-10 1000 10000}; do
+    "$SPOTGUARD_PG_BIN/psql" "$SPOTGUARD_DATABASE_URL" -qc "DROP DATABASE IF EXISTS spotguard_growth" -c "CREATE DATABASE spotguard_growth"
+    SPOTGUARD_DATABASE_URL="$GROWTH_URL" "$BIN/spotguard-ingest" migrate >/dev/null
+    GROWN="$(SPOTGUARD_DATABASE_URL="$GROWTH_URL" "$BIN/spotguard-ingest" create-client --name growth)"
+    GROWN_CLIENT="$(echo "$GROWN" | python3 -c 'import json,sys; print(json.load(sys.stdin)["client_id"])')"
+    "$SPOTGUARD_PG_BIN/psql" "$GROWTH_URL" -q \
+        -c "INSERT INTO agents (client_id, logical_agent_id, status, current_mode) SELECT '$GROWN_CLIENT', 'agent-' || lpad(i::text, 6, '0'), 'online', 'spot' FROM generate_series(1, $n) i" \
+        -c "INSERT INTO replica_instances (agent_id, replica_type, status) SELECT id, 'manual', 'ready' FROM agents WHERE right(logical_agent_id, 1) = '0'"
+    start_service spotguard-console "$SPOTGUARD_CONSOLE_URL" SPOTGUARD_DATABASE_URL="$GROWTH_URL" SPOTGUARD_CONSOLE_SECURE_COOKIES=false
+    GROWTH_PAGES[$n]="$(page_ms "$SPOTGUARD_CONSOLE_URL" "$(echo "$GROWN" | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')" | tr '\n' ' ')"
+    stop_services
+done
 "$SPOTGUARD_PG_BIN/psql" "$SPOTGUARD_DATABASE_URL" -qc "DROP DATABASE IF EXISTS spotguard_growth"
 PASS="${GROWTH_PASS[10000]:-}"
 
@@ -258,6 +286,11 @@ for n in $(printf '%s\n' "${!GROWTH_PASS[@]}" | sort -n); do
     g() { echo "${GROWTH_PASS[$n]}" | tr ' ' '\n' | sed -n "s/^$1=//p"; }
     printf '%-58s %12s\n' "  decision pass, $n pools / $((n / 10)) agents: first / next s" "$(g pass_first_seconds) / $(g pass_next_seconds)"
     printf '%-58s %12s\n' "    next pass per 1,000 pools, ms" "$(python3 -c "print(f'{$(g pass_next_seconds) * 1e6 / $n:.1f}')")"
+done
+for n in $(printf '%s\n' "${!GROWTH_PAGES[@]}" | sort -n); do
+    p() { echo "${GROWTH_PAGES[$n]}" | tr ' ' '\n' | sed -n "s/^$1=//p" | sed 's|/| / |'; }
+    printf '%-58s %12s\n' "  dashboard, $n agents: overview p50 / max ms" "$(p overview)"
+    printf '%-58s %12s\n' "    first agents page (50) p50 / max ms" "$(p agents)"
 done
 for exe in $(printf '%s\n' "${!PEAK_RSS_KB[@]}" | sort); do
     printf '%-58s %12s\n' "peak resident memory (VmHWM), $exe, MiB" "$(python3 -c "print(f'{${PEAK_RSS_KB[$exe]} / 1024:.1f}')")"

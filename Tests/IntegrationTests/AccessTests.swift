@@ -141,5 +141,54 @@ extension IntegrationTests {
             }
             await store.shutdown()
         }
+
+        /// A fleet of any size is read a page at a time: the agents pages show 50 agents each in
+        /// name order with a link to the next, each agent with its own replicas (a replica of an
+        /// agent on the last page shows there, where the whole fleet's first 500 replicas once
+        /// decided), and the overview counts every agent rather than the rows it loaded.
+        @Test func theAgentsPagesAndTheOverviewHoldAFleetOfAnySize() async throws {
+            try await ServiceProcess.withIngest { ingest in
+                let fleet = try await PriceFleet.make(ingest)
+                let store = try await TestStack.store()
+                let client = try #require(
+                    try await ReplicaQuery.one(store, "SELECT client_id::text FROM agents WHERE id = $1::uuid", [fleet.agent]).first ?? nil)
+                try await store.transaction { conn in
+                    _ = try conn.execute(
+                        """
+                        INSERT INTO agents (client_id, logical_agent_id, status)
+                        SELECT $1::uuid, 'page-' || lpad(i::text, 3, '0'), 'online' FROM generate_series(0, 118) i
+                        """, [client])
+                    _ = try conn.execute(
+                        """
+                        INSERT INTO replica_instances (agent_id, replica_type, status)
+                        SELECT id, 'manual', 'ready' FROM agents WHERE client_id = $1::uuid AND logical_agent_id = 'page-110'
+                        """, [client])
+                }
+                let console = try await ServiceProcess.start("spotguard-console", portVariable: "SPOTGUARD_CONSOLE_PORT", environment: Self.insecureCookies)
+                try await ServiceProcess.with(console) { console throws in
+                    let browser = Browser(base: console.base)
+                    #expect(try await browser.logIn(token: fleet.token) == 303)
+                    var pages: [(names: [String], replicas: Int)] = []
+                    var path: String? = "/agents"
+                    while let next = path, pages.count < 5 {
+                        let page = try await browser.request("GET", next)
+                        #expect(page.status == 200, "\(next)")
+                        let names = page.body.matches(of: /<h2 id="agent-[0-9a-f-]+-h"><a href="\/agents\/[0-9a-f-]+">([^<]+)<\/a>/).map { String($0.1) }
+                        pages.append((names, page.body.matches(of: /<li class="replica"/).count))
+                        path = page.body.firstMatch(of: /href="(\/agents\?after=[^"]+)" rel="next"/).map { String($0.1) }
+                    }
+                    #expect(pages.map(\.names.count) == [50, 50, 20])
+                    let names = pages.flatMap(\.names)
+                    #expect(names == names.sorted() && Set(names).count == 120)
+                    #expect(pages.map(\.replicas) == [0, 0, 1] && pages.last?.names.contains("page-110") == true)
+                    let overview = try await browser.request("GET", "/overview")
+                    #expect(overview.body.contains("120 online") && overview.body.contains("0 offline of 120"), "\(overview.body.prefix(3000))")
+                    #expect(overview.body.contains("1 ready"))
+                    let tooLong = try await browser.request("GET", "/agents?after=" + String(repeating: "x", count: 256))
+                    #expect(tooLong.status == 400 && tooLong.body.contains("out_of_range"))
+                }
+                await store.shutdown()
+            }
+        }
     }
 }

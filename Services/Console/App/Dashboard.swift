@@ -69,7 +69,13 @@ extension ConsoleController {
             try await withSession(request) { session, _ in try await render(try await overview(session.clientId), session) }
         }
         router.get("/agents") { request, _ in
-            try await withSession(request) { session, _ in try await render(try await agentsPage(session.clientId, alert: nil), session) }
+            try await withSession(request) { session, _ in
+                let after = request.uri.queryParameters["after"].map(String.init)
+                guard (after?.utf8.count ?? 0) <= 255 else {
+                    throw APIError(.badRequest, code: "out_of_range", message: "after must be an agent name of at most 255 bytes", field: "after")
+                }
+                return try await render(try await agentsPage(session.clientId, after: after, alert: nil), session)
+            }
         }
         router.get("/agents/:agentId") { request, context in
             try await withSession(request) { session, _ in

@@ -8,9 +8,7 @@ extension ConsoleController {
     func overview(_ client: UUID) async throws -> Page {
         let today = Date(timeIntervalSince1970: (Date().timeIntervalSince1970 / 86_400).rounded(.down) * 86_400)
         let allTime = try await savingsReport(client, from: today.addingTimeInterval(-365 * 86_400), to: today)
-        let agents = try await fleet.agents(client)
-        let replicas = try await fleet.replicas(client, agent: nil, activeOnly: true)
-        let instances = try await fleet.instances(client, activeOnly: true, limit: 1000)
+        let counts = try await fleet.counts(client)
         func percent(_ m: Money) -> String { m.savingsPercent.map { String(format: "%.1f %%", $0) } ?? "—" }
         var content: [String: Any] = [
             "savedTotal": Self.money(allTime.total.savings), "savedTotalPercent": percent(allTime.total),
@@ -18,41 +16,56 @@ extension ConsoleController {
             "onDemandTotal": Self.money(allTime.total.onDemandCost), "actualTotal": Self.money(allTime.total.actualCost),
             "replicaTotal": Self.money(allTime.total.replicaCost), "computedAt": Self.time(allTime.computedAt),
         ]
-        content["agentsOnline"] = agents.filter { $0.status == .online }.count
-        content["agentsOffline"] = agents.filter { $0.status == .offline }.count
-        content["agentsTotal"] = agents.count
-        content["instancesSpot"] = instances.filter { $0.mode == "spot" }.count
-        content["instancesOnDemand"] = instances.filter { $0.mode == "ondemand" }.count
-        content["replicasReady"] = replicas.filter(\.isReady).count
-        content["replicasSyncing"] = replicas.filter { !$0.isReady }.count
-        content["perAgent"] = allTime.agents.map { a -> [String: Any] in
+        content["agentsOnline"] = counts.agentsOnline
+        content["agentsOffline"] = counts.agentsOffline
+        content["agentsTotal"] = counts.agents
+        content["instancesSpot"] = counts.instancesSpot
+        content["instancesOnDemand"] = counts.instancesOnDemand
+        content["replicasReady"] = counts.replicasReady
+        content["replicasSyncing"] = counts.replicasNotReady
+        // the agents that saved most: a fleet of thousands is read on the agents pages
+        let top = allTime.agents.sorted { $0.money.savings > $1.money.savings }.prefix(Self.overviewAgents)
+        content["perAgent"] = top.map { a -> [String: Any] in
             [
                 "name": a.logicalAgentId, "agentId": a.agentId.lowercased, "saved": Self.money(a.money.savings), "percent": percent(a.money),
                 "actual": Self.money(a.money.actualCost), "onDemand": Self.money(a.money.onDemandCost),
             ]
         }
+        if allTime.agents.count > top.count {
+            content["perAgentOf"] = ["shown": top.count, "of": allTime.agents.count]
+        }
         content["hasSavings"] = !allTime.agents.isEmpty
         return Page(template: "overview", title: "Overview", content: content)
     }
 
-    func agentsPage(_ client: UUID, alert: String?) async throws -> Page {
-        let agents = try await fleet.agents(client)
-        let replicas = try await fleet.replicas(client, agent: nil, activeOnly: true)
-        return Page(
-            template: "agents", title: "Agents", alert: alert,
-            content: [
-                "hasAgents": !agents.isEmpty,
-                "agents": agents.map { a in
-                    [
-                        "id": a.id.lowercased, "name": a.logicalAgentId, "status": a.status.rawValue, "online": a.status == .online,
-                        "instance": a.instanceId ?? "—", "pool": a.poolId ?? "—", "mode": a.mode ?? "—",
-                        "heartbeat": Self.ago(a.lastHeartbeatAt),
-                        "autoSwitch": a.autoSwitchEnabled, "autoTerminate": a.autoTerminateEnabled, "manualReplica": a.manualReplicaEnabled,
-                        "replicas": replicas.filter { $0.agentId == a.id }.map(replicaRow),
-                        "hasReplicas": replicas.contains { $0.agentId == a.id },
-                    ] as [String: Any]
-                },
-            ])
+    /// Agents shown on the overview's savings table and on one agents page.
+    static let overviewAgents = 25
+    static let agentsPerPage = 50
+
+    /// One page of the client's agents in name order, after the name `after`.
+    func agentsPage(_ client: UUID, after: String? = nil, alert: String?) async throws -> Page {
+        var agents = try await fleet.agents(client, after: after, limit: Self.agentsPerPage + 1)
+        let more = agents.count > Self.agentsPerPage
+        agents = Array(agents.prefix(Self.agentsPerPage))
+        let replicas = Dictionary(
+            grouping: try await fleet.replicas(client, agent: nil, of: agents.map(\.id), activeOnly: true), by: \.agentId)
+        var content: [String: Any] = [
+            "hasAgents": !agents.isEmpty,
+            "agents": agents.map { a in
+                [
+                    "id": a.id.lowercased, "name": a.logicalAgentId, "status": a.status.rawValue, "online": a.status == .online,
+                    "instance": a.instanceId ?? "—", "pool": a.poolId ?? "—", "mode": a.mode ?? "—",
+                    "heartbeat": Self.ago(a.lastHeartbeatAt),
+                    "autoSwitch": a.autoSwitchEnabled, "autoTerminate": a.autoTerminateEnabled, "manualReplica": a.manualReplicaEnabled,
+                    "replicas": (replicas[a.id] ?? []).map(replicaRow), "hasReplicas": replicas[a.id] != nil,
+                ] as [String: Any]
+            },
+        ]
+        if more, let last = agents.last {
+            content["nextAfter"] = last.logicalAgentId.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? ""
+        }
+        if after != nil { content["notFirst"] = true }
+        return Page(template: "agents", title: "Agents", alert: alert, content: content)
     }
 
     func replicaRow(_ r: FleetViews.ReplicaView) -> [String: Any] {

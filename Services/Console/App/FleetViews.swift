@@ -53,12 +53,45 @@ struct FleetViews: Sendable {
             agentVersion: try r.decodeIfPresent(String.self, at: 17))
     }
 
-    func agents(_ client: UUID) async throws -> [AgentView] {
+    /// The client's agents in name order: all of them, or `limit` after the name `after`.
+    func agents(_ client: UUID, after: String? = nil, limit: Int? = nil) async throws -> [AgentView] {
         try await store.read { conn in
             try conn.query(
-                "SELECT \(Self.agentColumns) FROM agents a WHERE a.client_id = $1 AND a.status <> 'deleted' ORDER BY a.logical_agent_id", [client]
+                """
+                SELECT \(Self.agentColumns) FROM agents a
+                 WHERE a.client_id = $1 AND a.status <> 'deleted' AND ($2::text IS NULL OR a.logical_agent_id > $2)
+                 ORDER BY a.logical_agent_id LIMIT $3
+                """, [client, after, limit]
             ).map(Self.agent)
         }
+    }
+
+    /// How many of the client's agents, active instances and active replicas there are, by state.
+    struct FleetCounts: Sendable {
+        var agentsOnline = 0, agentsOffline = 0, agents = 0
+        var instancesSpot = 0, instancesOnDemand = 0
+        var replicasReady = 0, replicasNotReady = 0
+    }
+
+    func counts(_ client: UUID) async throws -> FleetCounts {
+        let row = try await store.read { conn in
+            try conn.query(
+                """
+                SELECT (SELECT count(*) FILTER (WHERE status = 'online') FROM agents WHERE client_id = $1 AND status <> 'deleted'),
+                       (SELECT count(*) FILTER (WHERE status = 'offline') FROM agents WHERE client_id = $1 AND status <> 'deleted'),
+                       (SELECT count(*) FROM agents WHERE client_id = $1 AND status <> 'deleted'),
+                       (SELECT count(*) FILTER (WHERE current_mode = 'spot') FROM instances WHERE client_id = $1 AND is_active),
+                       (SELECT count(*) FILTER (WHERE current_mode = 'ondemand') FROM instances WHERE client_id = $1 AND is_active),
+                       (SELECT count(*) FILTER (WHERE r.status = 'ready') FROM replica_instances r JOIN agents a ON a.id = r.agent_id
+                         WHERE a.client_id = $1 AND r.is_active),
+                       (SELECT count(*) FILTER (WHERE r.status <> 'ready') FROM replica_instances r JOIN agents a ON a.id = r.agent_id
+                         WHERE a.client_id = $1 AND r.is_active)
+                """, [client])[0]
+        }
+        let n = try (0..<7).map { try row.decode(Int.self, at: $0) }
+        return FleetCounts(
+            agentsOnline: n[0], agentsOffline: n[1], agents: n[2], instancesSpot: n[3], instancesOnDemand: n[4], replicasReady: n[5],
+            replicasNotReady: n[6])
     }
 
     /// One of the client's agents; another client's is a 404 like a missing one.
@@ -128,7 +161,8 @@ struct FleetViews: Sendable {
         var isReady: Bool { status == "ready" }
     }
 
-    func replicas(_ client: UUID, agent: UUID?, activeOnly: Bool) async throws -> [ReplicaView] {
+    /// The client's replicas (at most 500): of one agent, of the given agents, or of all.
+    func replicas(_ client: UUID, agent: UUID?, of agents: [UUID]? = nil, activeOnly: Bool) async throws -> [ReplicaView] {
         try await store.read { conn in
             try conn.query(
                 """
@@ -137,8 +171,9 @@ struct FleetViews: Sendable {
                        r.failure_reason, r.state_version, r.state_lag_seconds
                   FROM replica_instances r JOIN agents a ON a.id = r.agent_id
                  WHERE a.client_id = $1 AND ($2::uuid IS NULL OR r.agent_id = $2) AND (NOT $3 OR r.is_active)
+                   AND ($4::uuid[] IS NULL OR r.agent_id = ANY($4))
                  ORDER BY r.is_active DESC, r.created_at DESC LIMIT 500
-                """, [client, agent, activeOnly]
+                """, [client, agent, activeOnly, agents.map { PGArray($0) }]
             ).map { r in
                 ReplicaView(
                     id: try r.decode(UUID.self, at: 0), agentId: try r.decode(UUID.self, at: 1), logicalAgentId: try r.decode(String.self, at: 2),
