@@ -36,8 +36,8 @@ start_sef() {  # N workers on ports SPOTGUARD_SEF_PORT, +1, ...
         start_service spotguard-sef "http://127.0.0.1:$port" SPOTGUARD_SEF_PORT=$port
     done
 }
-wait_raw() {  # until the raw table holds $1 rows; prints the seconds since $2 (epoch seconds)
-    while [ "$(raw_count)" -lt "$1" ]; do sleep 0.05; done
+wait_points() {  # until the running SEF workers committed $1 points; prints the seconds since $2 (epoch seconds)
+    while [ "$(sef_points)" -lt "$1" ]; do sleep 0.05; done
     python3 -c "import time; print(f'{time.time() - $2:.3f}')"
 }
 CREATED="$("$BIN/spotguard-ingest" create-client --name bench)"
@@ -83,11 +83,11 @@ REPORTS="${BENCH_SEF_REPORTS:-8000}"
 PURGE_QUEUE=spotguard.sef deploy/stack.sh purge bench  # the ingest runs above left their reports there
 declare -A SEF
 for n in 1 2; do
-    before=$(raw_count)
+    before=$(sef_points)
     "$BIN/spotguard-bench" sef-fill "$CLIENT" "$AGENT" "$REPORTS" "$POOLS" >/dev/null
     t0=$(python3 -c 'import time; print(time.time())')
     start_sef "$n"
-    secs=$(wait_raw $((before + REPORTS * POOLS)) "$t0")
+    secs=$(wait_points $((before + REPORTS * POOLS)) "$t0")
     SEF[$n]=$(python3 -c "print(round($REPORTS * $POOLS / $secs))")
     stop_services
 done
@@ -95,11 +95,11 @@ done
 declare -A SEF_DISTINCT
 SEF_DISTINCT[10]=${SEF[1]}
 for d in 1000 50000; do
-    before=$(raw_count)
+    before=$(sef_points)
     "$BIN/spotguard-bench" sef-fill "$CLIENT" "$AGENT" "$REPORTS" "$POOLS" --distinct "$d" >/dev/null
     t0=$(python3 -c 'import time; print(time.time())')
     start_sef 1
-    secs=$(wait_raw $((before + REPORTS * POOLS)) "$t0")
+    secs=$(wait_points $((before + REPORTS * POOLS)) "$t0")
     SEF_DISTINCT[$d]=$(python3 -c "print(round($REPORTS * $POOLS / $secs))")
     stop_services
 done
@@ -117,13 +117,13 @@ LUA
 }
 e2e_run() {  # $1 connections, $2 delay ms, $3 pools per report; prints "accepted_points seconds_until_committed"
     local before out total bad t0 secs pools="${3:-$POOLS}"
-    before=$(raw_count)
+    before=$(sef_points)
     e2e_lua "$2" "$pools"
     t0=$(python3 -c 'import time; print(time.time())')
     out="$(wrk -t2 -c"$1" -d"${DURATION}s" -s "$SPOTGUARD_STACK_DIR/e2e.lua" "$SPOTGUARD_INGEST_URL")"
     total=$(echo "$out" | awk '/requests in/ {print $1}')
     bad=$(echo "$out" | awk '/Non-2xx/ {print $5}')
-    secs=$(wait_raw $((before + (total - ${bad:-0}) * pools)) "$t0")
+    secs=$(wait_points $((before + (total - ${bad:-0}) * pools)) "$t0")
     echo "$(((total - ${bad:-0}) * pools)) $secs"
 }
 declare -A E2E_BY  # pools per report -> points/s
