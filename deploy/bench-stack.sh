@@ -56,7 +56,7 @@ bench_stack_up() {
 
 # sef_points: price points the running SEF workers committed (their spotguard_sef_points_total).
 # Read from the workers, not by counting the raw table: a count(*) every 50 ms over millions of
-# rows took a core from the very work it timed (the 1,000-pool drain measured ~8x slower).
+# rows took a core from the very work it timed.
 sef_points() {
     local port n sum=0
     for port in $(seq "$SPOTGUARD_SEF_PORT" $((SPOTGUARD_SEF_PORT + 3))); do

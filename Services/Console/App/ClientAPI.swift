@@ -33,7 +33,7 @@ extension ConsoleController {
                 }
                 agent = id
             }
-            let items = try await fleet.replicas(client, agent: agent, activeOnly: try Self.flag(request, "active"))
+            let items = try await fleet.replicas(client, of: agent.map { [$0] }, activeOnly: try Self.flag(request, "active"))
             return try HTTPJSON.response(Listing(items: items), status: .ok)
         }
         router.get("\(client)/switches", use: switches)

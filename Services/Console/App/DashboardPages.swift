@@ -48,7 +48,7 @@ extension ConsoleController {
         let more = agents.count > Self.agentsPerPage
         agents = Array(agents.prefix(Self.agentsPerPage))
         let replicas = Dictionary(
-            grouping: try await fleet.replicas(client, agent: nil, of: agents.map(\.id), activeOnly: true), by: \.agentId)
+            grouping: try await fleet.replicas(client, of: agents.map(\.id), activeOnly: true), by: \.agentId)
         var content: [String: Any] = [
             "hasAgents": !agents.isEmpty,
             "agents": agents.map { a in
@@ -81,7 +81,7 @@ extension ConsoleController {
         _ agent: FleetViews.AgentView, client: UUID, alert: String?, draft: (elasticIps: String, targetGroups: String, dnsRecords: String)? = nil
     ) async throws -> Page {
         let choices = try await fleet.switchChoices(for: agent)
-        let replicas = try await fleet.replicas(client, agent: agent.id, activeOnly: true)
+        let replicas = try await fleet.replicas(client, of: [agent.id], activeOnly: true)
         let traffic = try await fleet.traffic(agent.id)
         let entries: [[String: Any]] =
             traffic.config.elasticIps.map { ["kind": "Elastic IP", "target": $0.allocationId] }

@@ -77,15 +77,14 @@ struct FleetViews: Sendable {
         let row = try await store.read { conn in
             try conn.query(
                 """
-                SELECT (SELECT count(*) FILTER (WHERE status = 'online') FROM agents WHERE client_id = $1 AND status <> 'deleted'),
-                       (SELECT count(*) FILTER (WHERE status = 'offline') FROM agents WHERE client_id = $1 AND status <> 'deleted'),
-                       (SELECT count(*) FROM agents WHERE client_id = $1 AND status <> 'deleted'),
-                       (SELECT count(*) FILTER (WHERE current_mode = 'spot') FROM instances WHERE client_id = $1 AND is_active),
-                       (SELECT count(*) FILTER (WHERE current_mode = 'ondemand') FROM instances WHERE client_id = $1 AND is_active),
-                       (SELECT count(*) FILTER (WHERE r.status = 'ready') FROM replica_instances r JOIN agents a ON a.id = r.agent_id
-                         WHERE a.client_id = $1 AND r.is_active),
-                       (SELECT count(*) FILTER (WHERE r.status <> 'ready') FROM replica_instances r JOIN agents a ON a.id = r.agent_id
-                         WHERE a.client_id = $1 AND r.is_active)
+                SELECT a.online, a.offline, a.total, i.spot, i.ondemand, r.ready, r.not_ready
+                  FROM (SELECT count(*) FILTER (WHERE status = 'online') AS online, count(*) FILTER (WHERE status = 'offline') AS offline,
+                               count(*) AS total
+                          FROM agents WHERE client_id = $1 AND status <> 'deleted') a,
+                       (SELECT count(*) FILTER (WHERE current_mode = 'spot') AS spot, count(*) FILTER (WHERE current_mode = 'ondemand') AS ondemand
+                          FROM instances WHERE client_id = $1 AND is_active) i,
+                       (SELECT count(*) FILTER (WHERE r.status = 'ready') AS ready, count(*) FILTER (WHERE r.status <> 'ready') AS not_ready
+                          FROM replica_instances r JOIN agents a ON a.id = r.agent_id WHERE a.client_id = $1 AND r.is_active) r
                 """, [client])[0]
         }
         let n = try (0..<7).map { try row.decode(Int.self, at: $0) }
@@ -161,8 +160,8 @@ struct FleetViews: Sendable {
         var isReady: Bool { status == "ready" }
     }
 
-    /// The client's replicas (at most 500): of one agent, of the given agents, or of all.
-    func replicas(_ client: UUID, agent: UUID?, of agents: [UUID]? = nil, activeOnly: Bool) async throws -> [ReplicaView] {
+    /// The client's replicas (at most 500): of the given agents, or of all.
+    func replicas(_ client: UUID, of agents: [UUID]?, activeOnly: Bool) async throws -> [ReplicaView] {
         try await store.read { conn in
             try conn.query(
                 """
@@ -170,10 +169,9 @@ struct FleetViews: Sendable {
                        r.sync_latency_ms, r.instance_id, r.pool_id, r.hourly_cost::float8, r.created_at, r.ready_at, r.terminated_at,
                        r.failure_reason, r.state_version, r.state_lag_seconds
                   FROM replica_instances r JOIN agents a ON a.id = r.agent_id
-                 WHERE a.client_id = $1 AND ($2::uuid IS NULL OR r.agent_id = $2) AND (NOT $3 OR r.is_active)
-                   AND ($4::uuid[] IS NULL OR r.agent_id = ANY($4))
+                 WHERE a.client_id = $1 AND ($2::uuid[] IS NULL OR r.agent_id = ANY($2)) AND (NOT $3 OR r.is_active)
                  ORDER BY r.is_active DESC, r.created_at DESC LIMIT 500
-                """, [client, agent, activeOnly, agents.map { PGArray($0) }]
+                """, [client, agents.map { PGArray($0) }, activeOnly]
             ).map { r in
                 ReplicaView(
                     id: try r.decode(UUID.self, at: 0), agentId: try r.decode(UUID.self, at: 1), logicalAgentId: try r.decode(String.self, at: 2),
