@@ -328,16 +328,25 @@ actor FaultSchedule {
     }
 }
 
-/// Collects the dead letters of a run (a durable queue of its own on `spotguard.dlx`) and their
-/// reasons: the consumer's `x-spotguard-error`, or the broker's `x-first-death-reason`.
+/// Collects the dead letters of a run and their reasons: the consumer's `x-spotguard-error`, or
+/// the broker's `x-first-death-reason`.
+///
+/// The queue it reads on `spotguard.dlx` is the suite's, declared by the reference run and
+/// deleted after the last. A queue declared a second or so before a broker's kill -9 is lost
+/// with it (RabbitMQ 3.10: a quorum queue never elects a leader again, and every message routed
+/// to it waits 65 s for a confirm that never comes; a classic one can vanish with a message it
+/// had confirmed), so a queue of the broker run's own made that run fail at random. Each run's
+/// services stop before its watch does, so no run's letters reach the next one's.
 final class DeadLetterWatch: Sendable {
     let queue: String
     let logger: Logger
     private let letters = Mutex<[(id: String?, reason: String?)]>([])
     private let task = Mutex<Task<Void, any Error>?>(nil)
 
-    init(logger: Logger) {
-        queue = "spotguard.chaos-dead-letters.\(UUID().uuidString.prefix(8).lowercased())"
+    static func suiteQueue() -> String { "spotguard.chaos-dead-letters.\(UUID().uuidString.prefix(8).lowercased())" }
+
+    init(queue: String, logger: Logger) {
+        self.queue = queue
         self.logger = logger
     }
 
@@ -357,13 +366,12 @@ final class DeadLetterWatch: Sendable {
     }
 
     /// Stops watching and returns each dead letter's message id and reason (nil: none given).
-    func stop(publisher: BusPublisher) async -> [(id: String?, reason: String?)] {
+    func stop() async -> [(id: String?, reason: String?)] {
         let t = task.withLock { t -> Task<Void, any Error>? in
             defer { t = nil }; return t
         }
         t?.cancel()
         _ = await t?.result
-        try? await publisher.deleteQueue(queue)
         return letters.withLock { $0 }
     }
 }
