@@ -29,6 +29,18 @@ public struct HTTPSettings: Sendable {
             authFailures: try AuthFailureLimiter.fromEnvironment(env))
     }
 
+    /// Connections the kernel completes before the server accepts them. Hummingbird's default,
+    /// 256, overflows when a fleet-wide event makes agents connect at once faster than a busy
+    /// process accepts: the kernel then drops their handshakes, and each retries after 1, 3, 7,
+    /// 15, 31 s, past the agent's timeout, instead of being answered or refused at once. The
+    /// kernel caps it at `net.core.somaxconn` (4,096 on current Linux).
+    public static let backlog = 4096
+
+    /// Where and as what the service listens.
+    public func listening(host: String, port: Int, name: String) -> ApplicationConfiguration {
+        .init(address: .hostname(host, port: port), serverName: name, backlog: Self.backlog)
+    }
+
     /// The HTTP/1.1 server every SpotGuard service runs.
     public var server: HTTPServerBuilder {
         let read = TimeAmount.nanoseconds(Int64(requestRead / .nanoseconds(1)))

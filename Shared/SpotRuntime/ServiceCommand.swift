@@ -20,6 +20,7 @@ extension ServiceSubcommand {
     public func run() async throws {
         try await CommandLineRunner.run {
             let env = EnvironmentReader()
+            OpenFiles.raiseToHardLimit()
             Observability.bootstrap(level: try env.logLevel())
             do {
                 try await run(env: env, logger: Logger(label: CommandLineRunner.executable))

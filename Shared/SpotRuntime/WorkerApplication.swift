@@ -18,6 +18,6 @@ public func workerApplication(
         ])
     configure(router)
     return Application(
-        router: router, server: http.server, configuration: .init(address: .hostname(host, port: port), serverName: name),
+        router: router, server: http.server, configuration: http.listening(host: host, port: port, name: name),
         services: services + [AuthFailureSharing(limiter: http.authFailures, store: store, logger: logger)], logger: logger)
 }

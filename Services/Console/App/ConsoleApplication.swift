@@ -33,7 +33,7 @@ public func buildConsoleApplication(
     ).addRoutes(to: router)
     return Application(
         router: router, server: configuration.http.server,
-        configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "spotguard-console"),
+        configuration: configuration.http.listening(host: configuration.host, port: configuration.port, name: "spotguard-console"),
         services: [publisher, requester, relay, access, AuthFailureSharing(limiter: configuration.http.authFailures, store: store, logger: logger)],
         logger: logger)
 }

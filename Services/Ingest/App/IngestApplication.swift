@@ -32,7 +32,7 @@ public func buildIngestApplication(
     ).addRoutes(to: router)
     return Application(
         router: router, server: configuration.http.server,
-        configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "spotguard-ingest"),
+        configuration: configuration.http.listening(host: configuration.host, port: configuration.port, name: "spotguard-ingest"),
         services: [
             publisher, requester, wakeUps, access, AuthFailureSharing(limiter: configuration.http.authFailures, store: store, logger: logger),
             RetentionService.ingest(configuration: configuration, store: store, logger: logger),
