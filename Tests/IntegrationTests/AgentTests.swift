@@ -23,51 +23,54 @@ extension IntegrationTests {
             // the replica coordinator answers the switch's traffic question
             try await withReplicaStack { ingest, _ in
                 try await withSEF {
-                    let decisions = try await ServiceProcess.start("spotguard-decisions", portVariable: "SPOTGUARD_DECISIONS_PORT")
-                    try await ServiceProcess.with(decisions) { _ in
-                        let token = try await AgentHarness.client(ingest, "Agent owner")
-                        try await imds.serving { url in
-                            try await harness.withAgent(
-                                ingest: ingest, token: token, imds: url, logical: logical,
-                                environment: ["SPOTGUARD_AGENT_LOGICAL_AGENT_ID": "", "SPOTGUARD_AGENT_IMAGE_RETENTION": "0"]
-                            ) {
-                                #expect(
-                                    try await TestStack.eventually {
-                                        try await SEFQuery.count(
-                                            store,
-                                            "SELECT count(*) FROM agents WHERE logical_agent_id = $1 AND instance_id = $2 AND last_heartbeat_at IS NOT NULL",
-                                            [logical, primary]) == 1
-                                    })
-                                let agent = try #require(
-                                    try await ReplicaQuery.one(store, "SELECT id::text FROM agents WHERE logical_agent_id = $1", [logical]).first ?? nil)
-                                // the zones where its VPC (moto's default one) has a subnet, read by the agent at registration
-                                let vpc = try #require(try await harness.ec2.describeInstances(ids: [primary]).first?.vpcId)
-                                let subnetZones = Set(try await harness.ec2.describeSubnets(vpcId: vpc).map(\.availabilityZone)).sorted()
-                                let usable = try await ReplicaQuery.one(
-                                    store, "SELECT array_to_string(usable_zones, ',') FROM agents WHERE id = $1::uuid", [agent])
-                                #expect(!subnetZones.isEmpty && usable == [subnetZones.joined(separator: ",")], "\(usable) vs \(subnetZones)")
-                                let zones = Set(try await harness.ec2.describeSpotPriceHistory(instanceTypes: ["m5.large"]).map(\.availabilityZone))
-                                #expect(zones.count >= 5)
-                                #expect(
-                                    try await TestStack.eventually {
-                                        try await SEFQuery.count(
-                                            store,
-                                            "SELECT count(DISTINCT pool_id) FROM pricing_submissions_raw WHERE source_agent_id = $1::uuid AND pool_id LIKE 'm5.large.us-east-1%'",
-                                            [agent]) == zones.count
-                                    }, "a price for every zone EC2 offers the type in")
+                    let token = try await AgentHarness.client(ingest, "Agent owner")
+                    try await imds.serving { url in
+                        try await harness.withAgent(
+                            ingest: ingest, token: token, imds: url, logical: logical,
+                            environment: ["SPOTGUARD_AGENT_LOGICAL_AGENT_ID": "", "SPOTGUARD_AGENT_IMAGE_RETENTION": "0"]
+                        ) {
+                            #expect(
+                                try await TestStack.eventually {
+                                    try await SEFQuery.count(
+                                        store,
+                                        "SELECT count(*) FROM agents WHERE logical_agent_id = $1 AND instance_id = $2 AND last_heartbeat_at IS NOT NULL",
+                                        [logical, primary]) == 1
+                                })
+                            let agent = try #require(
+                                try await ReplicaQuery.one(store, "SELECT id::text FROM agents WHERE logical_agent_id = $1", [logical]).first ?? nil)
+                            // the zones where its VPC (moto's default one) has a subnet, read by the agent at registration
+                            let vpc = try #require(try await harness.ec2.describeInstances(ids: [primary]).first?.vpcId)
+                            let subnetZones = Set(try await harness.ec2.describeSubnets(vpcId: vpc).map(\.availabilityZone)).sorted()
+                            let usable = try await ReplicaQuery.one(
+                                store, "SELECT array_to_string(usable_zones, ',') FROM agents WHERE id = $1::uuid", [agent])
+                            #expect(!subnetZones.isEmpty && usable == [subnetZones.joined(separator: ",")], "\(usable) vs \(subnetZones)")
+                            let zones = Set(try await harness.ec2.describeSpotPriceHistory(instanceTypes: ["m5.large"]).map(\.availabilityZone))
+                            #expect(zones.count >= 5)
+                            #expect(
+                                try await TestStack.eventually {
+                                    try await SEFQuery.count(
+                                        store,
+                                        "SELECT count(DISTINCT pool_id) FROM pricing_submissions_raw WHERE source_agent_id = $1::uuid AND pool_id LIKE 'm5.large.us-east-1%'",
+                                        [agent]) == zones.count
+                                }, "a price for every zone EC2 offers the type in")
 
-                                // a switch to zone c, terminating the old instance at once
-                                try await store.transaction { conn in
-                                    try conn.execute(
-                                        "INSERT INTO spot_pools (id, pool_name, instance_type, region, az) VALUES ('m5.large.us-east-1c', 'm5.large.us-east-1c', 'm5.large', 'us-east-1', 'us-east-1c') ON CONFLICT DO NOTHING"
-                                    )
-                                    try conn.execute(
-                                        """
-                                        INSERT INTO commands (client_id, agent_id, command_type, target_mode, target_pool_id, terminate_wait_seconds, issued_by,
-                                                              target_instance_id)
-                                        SELECT client_id, id, 'switch', 'spot', 'm5.large.us-east-1c', 0, 'decisions', $2 FROM agents WHERE id = $1::uuid
-                                        """, [agent, primary])
-                                }
+                            // a switch to zone c, terminating the old instance at once
+                            try await store.transaction { conn in
+                                try conn.execute(
+                                    "INSERT INTO spot_pools (id, pool_name, instance_type, region, az) VALUES ('m5.large.us-east-1c', 'm5.large.us-east-1c', 'm5.large', 'us-east-1', 'us-east-1c') ON CONFLICT DO NOTHING"
+                                )
+                                try conn.execute(
+                                    """
+                                    INSERT INTO commands (client_id, agent_id, command_type, target_mode, target_pool_id, terminate_wait_seconds, issued_by,
+                                                          target_instance_id)
+                                    SELECT client_id, id, 'switch', 'spot', 'm5.large.us-east-1c', 0, 'decisions', $2 FROM agents WHERE id = $1::uuid
+                                    """, [agent, primary])
+                            }
+                            // the decision engine records the switch report; started only now, as with moto's
+                            // random prices its own pass could have switched the agent first (it leaves an agent
+                            // with a switch under way alone, and one that just switched for its dwell)
+                            let decisions = try await ServiceProcess.start("spotguard-decisions", portVariable: "SPOTGUARD_DECISIONS_PORT")
+                            try await ServiceProcess.with(decisions) { _ in
                                 #expect(
                                     try await TestStack.eventually(timeout: .seconds(30)) {
                                         try await SEFQuery.count(
