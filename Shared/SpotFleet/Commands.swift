@@ -88,6 +88,11 @@ public enum Commands {
     /// The kinds that act as the agent's primary: void once another instance became the
     /// primary after they were issued (their epoch is below the agent's).
     static let primaryActions = CommandKind.allCases.filter(\.actsAsPrimary).map { "'\($0.rawValue)'" }.joined(separator: ", ")
+    /// Over `commands c` and its agent `a`: a switch or promotion issued before another
+    /// instance became the primary, and why it is void.
+    static let overtaken = "c.command_type IN (\(primaryActions)) AND c.primary_epoch < a.primary_epoch"
+    static let overtakenMessage =
+        "'superseded: another instance became the primary after it was issued (epoch ' || c.primary_epoch || ', now ' || a.primary_epoch || ')'"
 
     /// The lease of a command of this kind, in seconds, as SQL over `commands` columns.
     static let leaseSeconds =
@@ -112,13 +117,11 @@ public enum Commands {
         _ = try conn.execute(
             """
             UPDATE commands c SET status = 'cancelled', completed_at = now(), lease_expires_at = NULL,
-                   error_message = CASE WHEN c.primary_epoch < a.primary_epoch
-                       THEN 'superseded: another instance became the primary after it was issued (epoch '
-                            || c.primary_epoch || ', now ' || a.primary_epoch || ')'
+                   error_message = CASE WHEN \(overtaken) THEN \(overtakenMessage)
                        ELSE 'superseded: auto-switch was turned off after it was issued' END
               FROM agents a
              WHERE a.id = $1 AND c.agent_id = a.id
-               AND ((c.command_type IN (\(primaryActions)) AND c.primary_epoch < a.primary_epoch)
+               AND ((\(overtaken))
                     OR (c.command_type = 'switch' AND c.issued_by = 'decisions' AND NOT a.auto_switch_enabled))
                AND (c.status = 'pending' OR (c.status = 'delivered' AND c.lease_expires_at < now()))
             """, [agentId])
@@ -149,8 +152,18 @@ public enum Commands {
 
     /// Extends the lease of a command the agent is working on by its kind's lease; nil when the
     /// agent does not hold it (answered, cancelled, expired, or handed out again).
+    ///
+    /// A switch or promotion that a promotion overtook after it was delivered (to an agent that
+    /// slept through it, say) is cancelled instead: the agent renews before it acts on one, so it
+    /// never acts on it. Run in a transaction.
     public static func renew(_ commandId: UUID, agentId: UUID, on conn: PGConnection) throws -> Date? {
-        try conn.query(
+        _ = try conn.execute(
+            """
+            UPDATE commands c SET status = 'cancelled', completed_at = now(), lease_expires_at = NULL, error_message = \(overtakenMessage)
+              FROM agents a
+             WHERE c.id = $1 AND c.agent_id = $2 AND a.id = c.agent_id AND c.status = 'delivered' AND \(overtaken)
+            """, [commandId, agentId])
+        return try conn.query(
             """
             UPDATE commands SET lease_expires_at = now() + make_interval(secs => \(leaseSeconds))
              WHERE id = $1 AND agent_id = $2 AND status = 'delivered' RETURNING lease_expires_at

@@ -284,7 +284,7 @@ extension IntegrationTests {
                                     try await TestStack.eventually(timeout: .seconds(20)) {
                                         try await ReplicaQuery.one(store, "SELECT status FROM replica_instances WHERE instance_id = $1", [replica]) == ["ready"]
                                     })
-                                // the primary sleeps; a switch is queued for it, then its replica is promoted
+                                // the primary sleeps; a switch is delivered to it, then its replica is promoted
                                 process.signal(SIGSTOP)
                                 defer { process.signal(SIGCONT) }  // a stopped agent cannot stop on SIGTERM
                                 let row = try await ReplicaQuery.one(
@@ -300,6 +300,12 @@ extension IntegrationTests {
                                             payload: [String: String](), targetMode: .onDemand, terminateWaitSeconds: 0, issuedBy: "decisions"),
                                         producer: "spotguard-decisions", on: conn)
                                 }
+                                // handed to the sleeping agent's open long-poll before the promotion: only the
+                                // agent's asking the server before it acts can stop it now
+                                #expect(
+                                    try await TestStack.eventually(timeout: .seconds(10)) {
+                                        try await ReplicaQuery.one(store, "SELECT status FROM commands WHERE id = $1", [command.uuidString]) == ["delivered"]
+                                    }, "the switch reached the sleeping primary")
                                 let promoted = try await ingest.send(
                                     "POST", "/api/agents/\(agent)/replicas/\(replicaId)/promote", token: token, json: #"{"demote_old_primary": false}"#)
                                 #expect(promoted.status == 200, "\(promoted.status) \(String(decoding: promoted.body, as: UTF8.self))")

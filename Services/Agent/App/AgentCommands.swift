@@ -74,8 +74,16 @@ extension Agent {
         do {
             // a switch or promotion another promotion overtook would make a second primary
             let known = state.withLock { $0.knownEpoch }
-            if CommandKind(rawValue: command.commandType)?.actsAsPrimary == true, let epoch = command.primaryEpoch, epoch < known {
-                throw Refused(description: "superseded: issued at primary epoch \(epoch), another instance became the primary at \(known)")
+            if CommandKind(rawValue: command.commandType)?.actsAsPrimary == true {
+                if let epoch = command.primaryEpoch, epoch < known {
+                    throw Refused(description: "superseded: issued at primary epoch \(epoch), another instance became the primary at \(known)")
+                }
+                // delivered before a promotion this agent slept through (its epoch was current
+                // then): the server, asked to renew the lease, cancels it and answers 409. A
+                // server out of reach does not stop a promotion it just sent.
+                if let answer = try? await api.send("POST", "/api/agents/\(agent)/commands/\(command.commandId)/lease"), answer.status == 409 {
+                    throw Refused(description: "superseded: the server no longer holds this command for this agent")
+                }
             }
             switch command.commandType {
             case "switch":

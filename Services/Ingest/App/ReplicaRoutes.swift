@@ -145,7 +145,7 @@ extension IngestController {
         guard let command = try uuid("commandId", context) else {
             throw APIError(.notFound, code: "command_not_found", message: "no such command for this agent")
         }
-        guard let until = try await store.read({ try Commands.renew(command, agentId: agent, on: $0) }) else {
+        guard let until = try await store.write({ try Commands.renew(command, agentId: agent, on: $0) }) else {
             throw APIError(.conflict, code: "command_not_held", message: "the agent does not hold this command (answered, cancelled, expired or not fetched)")
         }
         return try json(Lease(commandId: command, leaseExpiresAt: until), status: .ok)
