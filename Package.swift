@@ -88,7 +88,7 @@ let package = Package(
         // Every executable's command line: swift-argument-parser, one-sentence errors, and
         // `--version` from the git revision the Revision plugin writes before each build.
         .plugin(name: "Revision", capability: .buildTool(), path: "Plugins/Revision"),
-        library("SpotCLI", "Shared/SpotCLI", [argumentParser], plugins: ["Revision"]),
+        library("SpotCLI", "Shared/SpotCLI", [argumentParser, logging], plugins: ["Revision"]),
         // Spot market data files: price history, Spot Advisor bands, on-demand prices (pure).
         library("SpotMarket", "Shared/SpotMarket"),
         library("SpotBus", "Shared/SpotBus", ["SpotModels", "CRabbitMQ", "CRabbitMQShims", logging, metrics, serviceLifecycle]),

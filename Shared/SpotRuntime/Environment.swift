@@ -1,5 +1,4 @@
 import Foundation
-import Logging
 import SpotBus
 import SpotStore
 
@@ -45,15 +44,6 @@ public struct EnvironmentReader: Sendable {
         let v = try require(name)
         guard v.count >= minLength else { throw ConfigurationError(variable: name, problem: "must be at least \(minLength) characters") }
         return v
-    }
-
-    public func logLevel() throws -> Logger.Level {
-        guard let raw = string("SPOTGUARD_LOG_LEVEL") else { return .info }
-        guard let level = Logger.Level(rawValue: raw.lowercased()) else {
-            throw ConfigurationError(
-                variable: "SPOTGUARD_LOG_LEVEL", problem: "must be one of \(Logger.Level.allCases.map(\.rawValue).joined(separator: ", "))")
-        }
-        return level
     }
 
     /// `SPOTGUARD_DATABASE_URL` (required), `SPOTGUARD_DB_POOL_SIZE` (default 4) and

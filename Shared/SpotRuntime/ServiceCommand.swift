@@ -21,7 +21,8 @@ extension ServiceSubcommand {
         try await CommandLineRunner.run {
             let env = EnvironmentReader()
             OpenFiles.raiseToHardLimit()
-            Observability.bootstrap(level: try env.logLevel())
+            let log = try LogOutput.settings(env.values, defaultLevel: .info)
+            Observability.bootstrap(log: log.level, format: log.format)
             do {
                 try await run(env: env, logger: Logger(label: CommandLineRunner.executable))
             } catch {

@@ -110,6 +110,12 @@ import ToolSupport
             ], status: 1,
             firstLine: "spotguard-agent: the instance metadata service does not answer"),
         Bad(
+            executable: "spotguard-ingest", arguments: ["serve"], environment: ["SPOTGUARD_LOG_FORMAT": "xml"], status: 2,
+            firstLine: "spotguard-ingest: configuration error: SPOTGUARD_LOG_FORMAT must be one of text, json (it is \"xml\")"),
+        Bad(
+            executable: "spotguard-agent", arguments: ["run"], environment: ["SPOTGUARD_LOG_LEVEL": "loud"], status: 2,
+            firstLine: "spotguard-agent: configuration error: SPOTGUARD_LOG_LEVEL must be one of trace, debug, info, notice, warning, error, critical"),
+        Bad(
             executable: "spotguard-bench", arguments: ["decisions-pass", "3", "1"], status: 64,
             firstLine: "Error: needs POOLS (at least 5) and AGENTS (at least 1)"),
     ]

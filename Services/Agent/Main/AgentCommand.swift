@@ -46,15 +46,12 @@ struct AgentCommand: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Run the agent until SIGTERM or SIGINT.")
 
         func run() async throws {
-            LoggingSystem.bootstrap { label in
-                var handler = StreamLogHandler.standardError(label: label)
-                handler.logLevel = Logger.Level(rawValue: ProcessInfo.processInfo.environment["SPOTGUARD_LOG_LEVEL"] ?? "info") ?? .info
-                return handler
-            }
-            let logger = Logger(label: "spotguard-agent")
             try await CommandLineRunner.run {
+                let env = ProcessInfo.processInfo.environment
+                let log = try LogOutput.settings(env, defaultLevel: .info)
+                LogOutput.bootstrap(level: log.level, format: log.format)
+                let logger = Logger(label: "spotguard-agent")
                 do {
-                    let env = ProcessInfo.processInfo.environment
                     let configuration = try AgentConfiguration(env: env)
                     let imds = IMDSClient(env: env)
                     // the region comes from IMDS when the environment does not name it

@@ -12,18 +12,12 @@ struct SimCommand: AsyncParsableCommand {
         "spotguard-sim", abstract: "A local cloud: an EC2 endpoint, instance metadata and a simulated fleet running real agents.",
         subcommands: [Run.self, Drill.self])
 
-    static func bootstrapLogging() {
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = Logger.Level(rawValue: ProcessInfo.processInfo.environment["SPOTGUARD_LOG_LEVEL"] ?? "notice") ?? .notice
-            return handler
-        }
-    }
-
-    /// Runs `body`; a simulator setting that is wrong is a usage problem (exit 2), a simulator that
-    /// does not answer exit 1.
+    /// Runs `body` with the log set up (notice by default); a simulator setting that is wrong is a
+    /// usage problem (exit 2), a simulator that does not answer exit 1.
     static func running(_ body: () async throws -> Void) async throws {
         try await CommandLineRunner.run {
+            let log = try LogOutput.settings(ProcessInfo.processInfo.environment, defaultLevel: .notice)
+            LogOutput.bootstrap(level: log.level, format: log.format)
             do {
                 try await body()
             } catch let error as SimConfiguration.Invalid {
@@ -83,7 +77,6 @@ struct SimCommand: AsyncParsableCommand {
         }
 
         func run() async throws {
-            SimCommand.bootstrapLogging()
             try await SimCommand.running {
                 try await Simulator.run(try SimConfiguration(options: given), logger: Logger(label: "spotguard-sim"))
             }
@@ -101,7 +94,6 @@ struct SimCommand: AsyncParsableCommand {
         @Option(help: "The simulator's control API (default: SPOTGUARD_SIM_URL, or the running stack's).") var sim: String?
 
         func run() async throws {
-            SimCommand.bootstrapLogging()
             try await SimCommand.running {
                 try await DrillCommand.run(agent: agent, kind: kind.rawValue, noticeSeconds: noticeSeconds, sim: sim)
             }
