@@ -29,6 +29,8 @@ extension IntegrationTests {
             let output = FileManager.default.temporaryDirectory.appendingPathComponent("compose-\(UUID()).txt").path
             var env = ProcessInfo.processInfo.environment
             env["SPOTGUARD_ADMIN_TOKEN"] = "compose-check-token-0123456789"
+            env["SPOTGUARD_DB_PASSWORD"] = "compose-check-db"
+            env["SPOTGUARD_AMQP_PASSWORD"] = "compose-check-amqp"
             let compose = TestStack.repoRoot.appendingPathComponent("docker-compose.yml").path
             let status = try await ChildProcess("docker-compose", ["-f", compose, "config", "--services"], environment: env, output: output)
                 .exitStatus()
@@ -41,6 +43,29 @@ extension IntegrationTests {
             #expect(services == Set(executables + ["postgres", "rabbitmq", "gateway"]))
         }
 
+        /// The compose files follow the Compose Specification (no `version:`), run a RabbitMQ with
+        /// quorum queues that is still supported, and hold no password: without its secrets the
+        /// file is refused, naming the one to set.
+        @Test func composeFilesHoldNoSecretAndASupportedBroker() async throws {
+            for name in ["docker-compose.yml", "docker-compose.ha.yml"] {
+                let text = try String(contentsOf: TestStack.repoRoot.appendingPathComponent(name), encoding: .utf8)
+                #expect(!text.split(separator: "\n").contains { $0.hasPrefix("version:") }, "\(name)")
+                #expect(!text.contains("spotguard:spotguard@") && !text.contains("_PASS: spotguard"), "\(name) holds a password")
+                let brokers = text.matches(of: /image: rabbitmq:([0-9.]+)/).map { String($0.1) }
+                #expect(!brokers.isEmpty && brokers.allSatisfy { $0 == "3.13" || $0.hasPrefix("4") }, "\(name): \(brokers)")
+            }
+            let output = FileManager.default.temporaryDirectory.appendingPathComponent("compose-bare-\(UUID()).txt").path
+            defer { try? FileManager.default.removeItem(atPath: output) }
+            var env = ProcessInfo.processInfo.environment
+            env["SPOTGUARD_ADMIN_TOKEN"] = "compose-check-token-0123456789"
+            env["SPOTGUARD_AMQP_PASSWORD"] = "compose-check-amqp"
+            env.removeValue(forKey: "SPOTGUARD_DB_PASSWORD")
+            let compose = TestStack.repoRoot.appendingPathComponent("docker-compose.yml").path
+            let status = try await ChildProcess("docker-compose", ["-f", compose, "config"], environment: env, output: output, errors: true).exitStatus()
+            let said = (try? String(contentsOfFile: output, encoding: .utf8)) ?? ""
+            #expect(status != 0 && said.contains("SPOTGUARD_DB_PASSWORD"), "\(status): \(said.prefix(300))")
+        }
+
         /// docker-compose.ha.yml on top: three broker nodes and two database nodes under Patroni,
         /// and every service lists them all.
         @Test func haComposeFileRunsThreeBrokerNodesAndTwoDatabaseNodesEveryServiceKnows() async throws {
@@ -50,6 +75,7 @@ extension IntegrationTests {
             env["SPOTGUARD_ADMIN_TOKEN"] = "compose-check-token-0123456789"
             env["SPOTGUARD_RABBITMQ_COOKIE"] = "compose-check-cookie"
             env["SPOTGUARD_DB_PASSWORD"] = "compose-check-password"
+            env["SPOTGUARD_AMQP_PASSWORD"] = "compose-check-amqp"
             env["SPOTGUARD_REPLICATION_PASSWORD"] = "compose-check-replication"
             let files = ["docker-compose.yml", "docker-compose.ha.yml"].flatMap { ["-f", TestStack.repoRoot.appendingPathComponent($0).path] }
             let status = try await ChildProcess("docker-compose", files + ["config"], environment: env, output: output).exitStatus()
