@@ -24,10 +24,14 @@ set -euo pipefail
 # shellcheck source=deploy/bench-stack.sh
 . "$(dirname "${BASH_SOURCE[0]}")/bench-stack.sh"
 DURATION="${BENCH_DURATION:-10}"
+BENCH_STARTED=$SECONDS
+# one line on stderr as each step starts, with the time so far: the figures come at the end
+progress() { printf '[bench] %4ds  %s\n' "$((SECONDS - BENCH_STARTED))" "$*" >&2; }
 
 if ! command -v wrk >/dev/null; then
     if [ "$(id -u)" -eq 0 ]; then apt-get install -y -qq --no-install-recommends wrk >/dev/null; else sudo -n apt-get install -y -qq --no-install-recommends wrk >/dev/null; fi
 fi
+progress "0. release build and a fresh private stack"
 bench_stack_up bench
 start_sef() {  # N workers on ports SPOTGUARD_SEF_PORT, +1, ...
     local i port
@@ -60,6 +64,7 @@ response = function(status, headers, body) if status == 202 then accepted = acce
 LUA
 
 declare -A RATE P50 P99 BAD
+progress "1. ingest: pricing reports at 16 and 64 clients"
 for c in 16 64; do
     out="$(wrk -t2 -c"$c" -d"${DURATION}s" --latency -s "$LUA" "$SPOTGUARD_INGEST_URL")"
     total=$(echo "$out" | awk '/requests in/ {print $1}')
@@ -73,10 +78,12 @@ for c in 16 64; do
 done
 stop_services
 
+progress "2-3. raw ceilings: the broker's confirmed publishes, the database's COPY"
 PUB="$("$BIN/spotguard-bench" publish 30000 64 | sed -n 's/.*publish_confirmed_per_second=\([0-9]*\).*/\1/p')"
 PUB1000="$("$BIN/spotguard-bench" publish 30000 1000 | sed -n 's/.*publish_confirmed_per_second=\([0-9]*\).*/\1/p')"
 COPY="$("$BIN/spotguard-bench" copy 300000 | sed -n 's/.*copy_rows_per_second=\([0-9]*\).*/\1/p')"
 
+progress "4. SEF drain: 1 and 2 workers, then 1,000 and 50,000 distinct pools"
 # 4. SEF drain rate: a queue of REPORTS reports x POOLS pools, then N workers
 POOLS=10
 REPORTS="${BENCH_SEF_REPORTS:-8000}"
@@ -104,6 +111,7 @@ for d in 1000 50000; do
     stop_services
 done
 
+progress "5. end to end: 10-pool and 50-pool reports, then half load"
 # 5. end to end with 2 workers: full load, then about half of it
 e2e_lua() {  # $1: delay between a connection's requests in ms, $2: pools per report
     cat >"$SPOTGUARD_STACK_DIR/e2e.lua" <<LUA
@@ -153,6 +161,7 @@ print(f"<= {bound * 1000:.0f} ms" if bound != float("inf") else "> largest bucke
 ')
 stop_services
 
+progress "6. failover and command delivery under load, then real agents on moto (notices, recovery, state)"
 # 6. failover and command delivery under background pricing load
 start_service spotguard-ingest "$SPOTGUARD_INGEST_URL"
 start_sef 2
@@ -187,6 +196,7 @@ wait "$LOAD_PID" 2>/dev/null || true
 stop_services
 fig() { echo "$FAILOVER $AGENTS $RECOVERY $STATE $PASS" | tr ' ' '\n' | sed -n "s/^$1=//p"; }
 
+progress "7. growth: the decision pass at ${BENCH_GROWTH_POOLS:-1000 10000 100000} pools, the dashboard at ${BENCH_GROWTH_AGENTS:-10 1000 10000} agents"
 # 7. the decision pass as the market grows, each size on a fresh database of its own (agents a
 #    tenth of the pools); the 10,000-pool size is the headline figure
 declare -A GROWTH_PASS
@@ -226,12 +236,14 @@ done
 "$SPOTGUARD_PG_BIN/psql" "$SPOTGUARD_DATABASE_URL" -qc "DROP DATABASE IF EXISTS spotguard_growth"
 PASS="${GROWTH_PASS[10000]:-}"
 
+progress "8. the fault suite (its own lines follow in the table)"
 # 8. the fault suite on the same stack (deploy/chaos.sh runs it alone): its table follows ours
 CHAOS_STATUS=0
 CHAOS="$("$BIN/spotguard-bench" chaos --stack bench --sends "${BENCH_CHAOS_SENDS:-10000}" --window "${BENCH_CHAOS_WINDOW:-10}" \
     --json "$SPOTGUARD_STACK_DIR/chaos.json" 2>"$SPOTGUARD_STACK_DIR/logs/chaos.log")" || CHAOS_STATUS=$?
 
 ratio() { python3 -c "print(f'{$1 / $2:.2f}')"; }
+progress "done: the figures"
 echo
 echo "SpotGuard bench ($(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, release build, loopback)"
 printf '%-58s %12s\n' "measure" "value"
