@@ -58,5 +58,35 @@ extension IntegrationTests {
                 #expect(foreign.isEmpty, "Hummingbird's own names: \(foreign)")
             }
         }
+
+        /// deploy/grafana's dashboard asks only for series the services record: every metric a
+        /// query names (a histogram's `_bucket`, `_sum` and `_count` by its own name) is a label
+        /// some `Counter`, `Timer`, `Gauge` or `Meter` in the services' code is made with.
+        @Test func theGrafanaDashboardNamesOnlyMetricsTheServicesRecord() throws {
+            let root = TestStack.repoRoot
+            let dashboard = try #require(
+                try JSONSerialization.jsonObject(with: Data(contentsOf: root.appendingPathComponent("deploy/grafana/spotguard-services.json")))
+                    as? [String: Any])
+            let panels = try #require(dashboard["panels"] as? [[String: Any]])
+            let queries = panels.flatMap { ($0["targets"] as? [[String: Any]] ?? []).compactMap { $0["expr"] as? String } }
+            #expect(panels.count >= 10 && queries.count >= panels.count, "\(panels.count) panels, \(queries.count) queries")
+            var recorded: Set<String> = []
+            for directory in ["Shared", "Services"] {
+                let base = root.appendingPathComponent(directory)
+                for case let file as String in FileManager.default.enumerator(atPath: base.path) ?? .init() where file.hasSuffix(".swift") {
+                    let text = try String(contentsOf: base.appendingPathComponent(file), encoding: .utf8)
+                    recorded.formUnion(text.matches(of: /label:\s*"(spotguard_[a-z0-9_]+)"/).map { String($0.1) })
+                }
+            }
+            #expect(recorded.contains("spotguard_http_requests_total") && recorded.contains("spotguard_sef_points_total"), "\(recorded.sorted())")
+            var unknown: [String] = []
+            for query in queries {
+                for name in query.matches(of: /spotguard_[a-z0-9_]+/).map({ String($0.0) }) {
+                    let metric = name.replacing(/_(bucket|sum|count)$/, with: "")
+                    if !recorded.contains(name) && !recorded.contains(metric) { unknown.append(name) }
+                }
+            }
+            #expect(unknown.isEmpty, "queried but never recorded: \(unknown)")
+        }
     }
 }
