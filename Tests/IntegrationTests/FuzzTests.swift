@@ -46,6 +46,25 @@ extension IntegrationTests {
             return cases
         }
 
+        /// Each OpenAPI document names every operation (`operationId`, unique, so generated
+        /// clients get stable method names) and its server relatively (`/`: wherever the service
+        /// or the gateway in front of it answers).
+        @Test func everyOperationHasAnIdAndTheServerIsRelative() throws {
+            for service in ["Ingest", "Console"] {
+                let text = try String(
+                    contentsOf: TestStack.repoRoot.appendingPathComponent("Services/\(service)/App/openapi.yaml"), encoding: .utf8)
+                let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
+                var ids: [String] = []
+                for (i, line) in lines.enumerated() where line.wholeMatch(of: /\ {4}(get|post|put|patch|delete):/) != nil {
+                    let id = lines[i + 1].wholeMatch(of: /\ {6}operationId: ([A-Za-z]+)/).map { String($0.1) }
+                    #expect(id != nil, "\(service): the operation at line \(i + 1) has no operationId")
+                    ids += id.map { [$0] } ?? []
+                }
+                #expect(ids.count >= 20 && Set(ids).count == ids.count, "\(service): \(ids.count) ids, \(ids.count - Set(ids).count) repeated")
+                #expect(text.contains("servers:\n  - url: /\n"), "\(service): a relative server")
+            }
+        }
+
         @Test func ingestAndConsoleAnswerEveryGeneratedRequestAsDocumented() async throws {
             // a long poll answers an idle agent after 1 s instead of 25 (schemathesis times out at 20)
             let ingest = try await ServiceProcess.start(
