@@ -362,7 +362,7 @@ extension IntegrationTests {
                 #expect(agent.contains(t.pools[1]) && agent.contains("Switch here") && agent.contains("55 %"))
                 // where its traffic enters, where it points, and what the last move did
                 #expect(agent.contains("Elastic IP <code>eipalloc-0a1b2c3d</code>") && agent.contains("id=\"traffic-instance\">"))
-                #expect(agent.contains("id=\"traffic-move\"") && agent.contains("84 ms") && agent.contains("<td>done</td><td>2</td>"))
+                #expect(agent.contains("id=\"traffic-move\"") && agent.contains("84 ms") && agent.contains("<td>Done</td><td>2</td>"))
                 #expect(!agent.contains("not all steps done"))
                 // the traffic form: saved and shown, or refused with the reason and nothing changed
                 let saved = try dom("traffic-saved")
@@ -379,6 +379,10 @@ extension IntegrationTests {
                         [t.autoAgent]) == 1, "the refused form changed nothing")
                 let switches = try dom("switches")
                 #expect(switches.contains("source-interpolated") && switches.contains("source-measured"))
+                // people read words, not the API's codes (the codes stay in class names)
+                #expect(switches.contains("Automatic switch") && switches.contains("Interpolated ·"), "readable labels")
+                #expect(!switches.contains("auto_switch") && !switches.contains(">interpolated ·"), "no raw code shown")
+                #expect(agents.contains(">Online</span>") && !agents.contains(">online</span>"))
                 let prices = try dom("prices")
                 #expect(prices.components(separatedBy: "<svg").count - 1 == 3, "one chart per pool")
                 #expect(prices.contains("data-kind=\"interpolated\"") && prices.contains("data-kind=\"measured\""))

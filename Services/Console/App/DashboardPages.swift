@@ -53,8 +53,9 @@ extension ConsoleController {
             "hasAgents": !agents.isEmpty,
             "agents": agents.map { a in
                 [
-                    "id": a.id.lowercased, "name": a.logicalAgentId, "status": a.status.rawValue, "online": a.status == .online,
-                    "instance": a.instanceId ?? "—", "pool": a.poolId ?? "—", "mode": a.mode ?? "—",
+                    "id": a.id.lowercased, "name": a.logicalAgentId, "status": a.status.rawValue, "statusText": Wording.of(a.status.rawValue),
+                    "online": a.status == .online,
+                    "instance": a.instanceId ?? "—", "pool": a.poolId ?? "—", "mode": a.mode.map(Wording.of) ?? "—",
                     "heartbeat": Self.ago(a.lastHeartbeatAt),
                     "autoSwitch": a.autoSwitchEnabled, "autoTerminate": a.autoTerminateEnabled, "manualReplica": a.manualReplicaEnabled,
                     "replicas": (replicas[a.id] ?? []).map(replicaRow), "hasReplicas": replicas[a.id] != nil,
@@ -70,7 +71,8 @@ extension ConsoleController {
 
     func replicaRow(_ r: FleetViews.ReplicaView) -> [String: Any] {
         [
-            "id": r.id.lowercased, "agentId": r.agentId.lowercased, "type": r.replicaType, "status": r.status, "sync": r.syncStatus,
+            "id": r.id.lowercased, "agentId": r.agentId.lowercased, "type": Wording.of(r.replicaType), "status": r.status,
+            "statusText": Wording.of(r.status), "sync": Wording.of(r.syncStatus),
             "progress": Int(r.stateTransferProgress.rounded()), "instance": r.instanceId ?? "launching…", "pool": r.poolId ?? "—",
             "cost": Self.price(r.hourlyCost), "ready": r.isReady, "latency": r.syncLatencyMs.map { "\($0) ms" } ?? "—",
         ]
@@ -94,11 +96,13 @@ extension ConsoleController {
                 "trafficEntries": entries, "hasTraffic": !entries.isEmpty, "trafficAt": agent.instanceId ?? "—",
                 "hasLastMove": traffic.lastMove != nil, "lastMoveTo": traffic.movedTo ?? "—", "lastMoveAt": Self.ago(traffic.movedAt),
                 "lastMoveMs": traffic.lastMove.map { "\($0.movedMs) ms" } ?? "—", "lastMoveDone": traffic.lastMove?.moved ?? false,
-                "lastMoveSteps": (traffic.lastMove?.steps ?? []).map { ["kind": $0.kind, "target": $0.target, "status": $0.status, "attempts": $0.attempts] },
+                "lastMoveSteps": (traffic.lastMove?.steps ?? []).map {
+                    ["kind": Wording.of($0.kind), "target": $0.target, "status": Wording.of($0.status), "attempts": $0.attempts]
+                },
                 "fenced": traffic.fencedAt.map { Self.ago($0) } ?? "not yet", "formElasticIps": form.elasticIps,
                 "formTargetGroups": form.targetGroups, "formDnsRecords": form.dnsRecords, "trafficFormOpen": entries.isEmpty || draft != nil,
-                "id": agent.id.lowercased, "name": agent.logicalAgentId, "status": agent.status.rawValue,
-                "instance": agent.instanceId ?? "—", "type": agent.instanceType ?? "—", "pool": agent.poolId ?? "—", "mode": agent.mode ?? "—",
+                "id": agent.id.lowercased, "name": agent.logicalAgentId, "status": agent.status.rawValue, "statusText": Wording.of(agent.status.rawValue),
+                "instance": agent.instanceId ?? "—", "type": agent.instanceType ?? "—", "pool": agent.poolId ?? "—", "mode": agent.mode.map(Wording.of) ?? "—",
                 "heartbeat": Self.ago(agent.lastHeartbeatAt), "manualReplica": agent.manualReplicaEnabled,
                 "autoSwitch": agent.autoSwitchEnabled, "hasReadyReplica": replicas.contains(where: \.isReady),
                 "replicas": replicas.map(replicaRow), "onDemandNow": agent.mode == "ondemand",
@@ -106,7 +110,7 @@ extension ConsoleController {
                     [
                         "poolId": c.poolId, "az": c.az, "price": Self.price(c.spotPrice), "onDemand": Self.price(c.onDemandPrice),
                         "risk": c.riskScore.map { String(format: "%.0f %%", $0 * 100) } ?? "—",
-                        "riskHigh": (c.riskScore ?? 0) >= 0.3, "source": c.dataSource ?? "no data",
+                        "riskHigh": (c.riskScore ?? 0) >= 0.3, "source": c.dataSource ?? "no data", "sourceText": Wording.of(c.dataSource ?? "no data"),
                         "interpolated": c.dataSource == "interpolated", "current": c.isCurrent, "at": Self.ago(c.priceAt),
                     ] as [String: Any]
                 },
@@ -117,9 +121,10 @@ extension ConsoleController {
         let page = try await switchPage(client, limit: 100, before: nil, agent: nil)
         func side(_ s: SwitchSide) -> [String: Any] {
             [
-                "instance": s.instanceId ?? "—", "where": [s.instanceType, s.az, s.mode].compactMap { $0 }.joined(separator: " "),
+                "instance": s.instanceId ?? "—", "where": [s.instanceType, s.az, s.mode.map(Wording.of)].compactMap { $0 }.joined(separator: " "),
                 "price": Self.price(s.spotPrice), "confidence": s.priceConfidence.map { String(format: "%.2f", $0) } ?? "—",
-                "source": s.priceDataSource ?? "unknown", "interpolated": s.priceDataSource == "interpolated",
+                "source": s.priceDataSource ?? "unknown", "sourceText": Wording.of(s.priceDataSource ?? "unknown"),
+                "interpolated": s.priceDataSource == "interpolated",
             ]
         }
         return Page(
@@ -128,7 +133,8 @@ extension ConsoleController {
                 "hasSwitches": !page.switches.isEmpty,
                 "switches": page.switches.map { s in
                     var row: [String: Any] = [
-                        "time": Self.time(s.initiatedAt), "agent": s.logicalAgentId, "trigger": s.eventTrigger.rawValue, "old": side(s.old), "new": side(s.new),
+                        "time": Self.time(s.initiatedAt), "agent": s.logicalAgentId, "trigger": Wording.of(s.eventTrigger.rawValue), "old": side(s.old),
+                        "new": side(s.new),
                         "savings": s.savingsImpact.map { String(format: "$%.4f/h", $0) } ?? "—", "savingsConfidence": s.savingsConfidence ?? "—",
                         "duration": s.totalSeconds.map { String(format: "%.1f s", $0) } ?? "—",
                     ]
