@@ -170,8 +170,10 @@ extension IntegrationTests {
                     #expect(try await browser.logIn(token: fleet.token) == 303)
                     var pages: [(names: [String], replicas: Int)] = []
                     var path: String? = "/agents"
+                    var lastPage = ""
                     while let next = path, pages.count < 5 {
                         let page = try await browser.request("GET", next)
+                        lastPage = page.body
                         #expect(page.status == 200, "\(next)")
                         let names = page.body.matches(of: /<h2 id="agent-[0-9a-f-]+-h"><a href="\/agents\/[0-9a-f-]+">([^<]+)<\/a>/).map { String($0.1) }
                         pages.append((names, page.body.matches(of: /<li class="replica"/).count))
@@ -186,6 +188,17 @@ extension IntegrationTests {
                     #expect(overview.body.contains("1 ready"))
                     let tooLong = try await browser.request("GET", "/agents?after=" + String(repeating: "x", count: 256))
                     #expect(tooLong.status == 400 && tooLong.body.contains("out_of_range"))
+                    // a destructive button asks first, and changes nothing until confirmed
+                    let delete = try #require(lastPage.firstMatch(of: /action="(\/agents\/[0-9a-f-]+\/replicas\/[0-9a-f-]+\/delete)"/).map { String($0.1) })
+                    let csrf = try #require(lastPage.firstMatch(of: /name="csrf" value="([0-9a-f]+)"/).map { String($0.1) })
+                    let asked = try await browser.request("POST", delete, form: "csrf=\(csrf)")
+                    #expect(asked.status == 200 && asked.body.contains("Delete this replica of page-110?"), "\(asked.status) \(asked.body.prefix(2000))")
+                    #expect(asked.body.contains("action=\"\(delete)\"") && asked.body.contains(#"name="confirmed" value="yes""#))
+                    #expect(
+                        try await SEFQuery.count(
+                            store,
+                            "SELECT count(*) FROM replica_instances r JOIN agents a ON a.id = r.agent_id WHERE a.client_id = $1::uuid AND r.status = 'ready'",
+                            [client]) == 1, "still there")
                 }
                 await store.shutdown()
             }

@@ -102,6 +102,15 @@ extension ConsoleController {
         router.post("/agents/:agentId/switch") { request, context in
             try await withSession(request, form: true) { session, form in
                 let agent = try await fleet.agent(try pathUUID("agentId", context, notFound: "agent_not_found"), of: session.clientId)
+                let target = form["target_pool_id"].map { "pool \($0)" } ?? (form["target_mode"] == "ondemand" ? "on-demand capacity" : "the best pool")
+                if let ask = try confirmFirst(
+                    form, session, action: "/agents/\(agent.id.lowercased)/switch", back: "/agents/\(agent.id.lowercased)",
+                    question: "Switch \(agent.logicalAgentId) now?",
+                    consequence: "An instance is launched on \(target) from an image of \(agent.instanceId ?? "the current instance"), the traffic "
+                        + "moves to it, and the current instance stops serving.", button: "Switch")
+                {
+                    return ask
+                }
                 let body = ForceSwitch(target: form["target"], targetMode: form["target_mode"], targetPoolId: form["target_pool_id"])
                 return try await afterAction(
                     try await forceSwitch(body, client: session.clientId, agent: agent), session, back: "/agents/\(agent.id.lowercased)"
@@ -132,14 +141,31 @@ extension ConsoleController {
             }
         }
         router.post("/agents/:agentId/replicas/:replicaId/:action") { request, context in
-            try await withSession(request, form: true) { session, _ in
+            try await withSession(request, form: true) { session, form in
                 let agent = try await fleet.agent(try pathUUID("agentId", context, notFound: "agent_not_found"), of: session.clientId)
                 let replica = try pathUUID("replicaId", context, notFound: "replica_not_found")
                 let operation: ReplicaOperation
+                let question: (String, String)
                 switch context.parameters.get("action") {
-                case "promote": operation = .promoteReplica
-                case "delete": operation = .deleteReplica
+                case "promote":
+                    operation = .promoteReplica
+                    question = (
+                        "Promote this replica of \(agent.logicalAgentId)?",
+                        "Replica \(replica.lowercased) becomes the primary: the traffic moves to its instance and the current primary is fenced."
+                    )
+                case "delete":
+                    operation = .deleteReplica
+                    question = (
+                        "Delete this replica of \(agent.logicalAgentId)?",
+                        "Replica \(replica.lowercased) is terminated; until another is ready the agent has no standby to fail over to."
+                    )
                 default: throw APIError(.notFound, code: "not_found", message: "no such action")
+                }
+                if let ask = try confirmFirst(
+                    form, session, action: "/agents/\(agent.id.lowercased)/replicas/\(replica.lowercased)/\(context.parameters.get("action") ?? "")",
+                    back: "/agents", question: question.0, consequence: question.1, button: operation == .promoteReplica ? "Promote" : "Delete")
+                {
+                    return ask
                 }
                 let reply = try await replicas.call(ReplicaRequest(operation: operation, clientId: session.clientId, agentId: agent.id, replicaId: replica))
                 return try await afterAction(reply, session, back: "/agents") { try await agentsPage(session.clientId, alert: $0) }
@@ -188,6 +214,21 @@ extension ConsoleController {
             }
         }
         return try await body(session, fields)
+    }
+
+    /// A destructive action asks first: a form without `confirmed=yes` is answered with a page
+    /// that says what will happen, the same form to confirm it, and a way back (no script: the
+    /// pages' policy allows none). Nil once confirmed.
+    func confirmFirst(
+        _ form: [String: String], _ session: Sessions.Session, action: String, back: String, question: String, consequence: String, button: String
+    ) throws -> Response? {
+        guard form["confirmed"] != "yes" else { return nil }
+        let fields = form.filter { $0.key != "csrf" && $0.key != "confirmed" }.sorted { $0.key < $1.key }.map { ["name": $0.key, "value": $0.value] }
+        return try render(
+            Page(
+                template: "confirm", title: question,
+                content: ["question": question, "consequence": consequence, "action": action, "fields": fields, "back": back, "button": button]),
+            session)
     }
 
     /// After a form action: back to the page on success (303), or the page again with the
