@@ -26,9 +26,8 @@ soak:      ## a steady load for an hour against the demo stack (SOAK_MINUTES=…
 replay:    ## real price history through ingest and the SEF; interpolation error per method
 	deploy/replay.sh
 
-backtest:  ## decision strategies replayed over real price history (no stack needed)
-	swift build -c release --product spotguard-decisions
-	"$$(swift build -c release --show-bin-path)/spotguard-decisions" backtest
+backtest:  ## decision strategies replayed over price history: ../shared/data's, else generated sample data (no stack needed)
+	deploy/backtest.sh
 
 agent-package: ## the agent as a Debian package in .build/packages/ (release build, the Swift runtime linked in)
 	deploy/stack.sh package-deps

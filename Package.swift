@@ -162,7 +162,7 @@ let package = Package(
         library(
             "SimulatorApp", "Services/Simulator/App",
             ["SimulatorCore", "SpotMarket", "SpotCloud", "IMDSMock", "SpotIdentity", hummingbird, logging, serviceLifecycle, unixSignals, nioCore]),
-        executable("Simulator", "Services/Simulator/Main", ["SimulatorApp"]),
+        executable("Simulator", "Services/Simulator/Main", ["SimulatorApp", "SimulatorCore"]),
 
         // What the tools and the tests share and the services do not: child processes.
         library("ToolSupport", "Tools/Support"),

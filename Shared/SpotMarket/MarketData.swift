@@ -94,7 +94,7 @@ public struct PriceHistory: Sendable {
     public func withSpike(pools: [String], from hour: Int, length: Int, price: Double) -> PriceHistory {
         var copy = self
         for pool in pools {
-            for h in hour..<min(hours, hour + length) { copy.prices[pool]?[h] = price }
+            for h in hour..<max(hour, min(hours, hour + length)) { copy.prices[pool]?[h] = price }
         }
         return copy
     }

@@ -278,5 +278,28 @@ extension IntegrationTests {
             #expect(d < 0.5, "replicas count: \(d)")
             await store.shutdown()
         }
+
+        /// From a clone, without AWS's files: `spotguard-sim sample-data` writes two weeks of a
+        /// made-up market in ../shared/data's columns, and the backtest runs on it (its spikes
+        /// sit at the same fractions of the history as in a month; at fixed hours a two-week
+        /// history crashed it).
+        @Test func theBacktestRunsOnGeneratedSampleData() async throws {
+            let dir = FileManager.default.temporaryDirectory.appendingPathComponent("sample-\(UUID())").path
+            defer { try? FileManager.default.removeItem(atPath: dir) }
+            let written = try await runCommand("spotguard-sim", ["sample-data", "--out", dir, "--days", "14", "--seed", "7"])
+            #expect(written.status == 0 && written.lines.count == 3, "\(written.lines)")
+            let history = try String(contentsOfFile: "\(dir)/spot_price_history_us-east-1_sample_hourly.csv", encoding: .utf8)
+            #expect(history.hasPrefix("timestamp,region,az,instance_type,product_description,spot_price,az_id\n"))
+            let rowCount: Int = history.split(separator: "\n").count
+            #expect(rowCount == 1 + 14 * 24 * 24, "an hourly price for each of 24 pools")
+            let run = try await runCommand(
+                "spotguard-decisions",
+                ["backtest", "--data", dir, "--advisor", "\(dir)/spot-advisor-data_sample.json", "--workloads", "10", "--seeds", "1"])
+            #expect(run.status == 0, "\(run.lines.suffix(5))")
+            let rows: [String] = run.lines.filter { $0.hasPrefix("| ") }
+            #expect(rows.contains { $0.hasPrefix("| engine: cost |") }, "\(run.lines.prefix(20))")
+            #expect(rows.contains { $0.hasPrefix("| hindsight oracle |") })
+            #expect(run.lines.contains { $0.contains("for 6 h from hour 135") }, "the spikes at a month's fractions of 336 hours")
+        }
     }
 }

@@ -104,16 +104,17 @@ public enum BacktestCommand {
                 copy.history = spikes(region)
                 return copy
             }
+            let plan = spikePlan(hours: region.history.hours)
             print(
-                "\nWith price spikes (all pools of a type at 1.5 × on-demand for 6 h from hour 300 and for 12 h from hour 450; one pool per type at 3 × for 12 h from hour 600):\n"
-            )
+                "\nWith price spikes (all pools of a type at 1.5 × on-demand for 6 h from hour \(plan[0].start) and for 12 h from hour \(plan[1].start); "
+                    + "one pool per type at 3 × for 12 h from hour \(plan[2].start)):\n")
             let spikedResults = table(strategies, spiked, title: "spikes")
             var extra: [String: Double] = [:]
             var after: [String: Double] = [:]
             var perSpike: [String] = []
             for (name, runs) in spikedResults where name != "hindsight oracle" {
                 let oracle = spikedResults["hindsight oracle"]!
-                for (start, length) in [(300, 6), (450, 12), (600, 12)] where start + length <= region.history.hours {
+                for (start, length, _, _) in plan where start + length <= region.history.hours {
                     func over(_ range: Range<Int>) -> Double {
                         let range = max(0, range.lowerBound)..<min(region.history.hours, range.upperBound)
                         let paid = runs.map { r in range.map { r.hourlyCost[$0] }.reduce(0, +) }.reduce(0, +)
@@ -172,13 +173,20 @@ public enum BacktestCommand {
             onDemand: r.history.types.compactMapValues { r.onDemand[$0] }, startHour: r.history.start)
     }
 
+    /// The spikes the backtest adds: at hours 300, 450 and 600 of a month (744 hours), and at
+    /// the same fractions of a shorter or longer history (fixed hours crashed a two-week one).
+    static func spikePlan(hours: Int) -> [(start: Int, length: Int, factor: Double, onePool: Bool)] {
+        [(300, 6, 1.5, false), (450, 12, 1.5, false), (600, 12, 3, true)].map { ($0.0 * hours / 744, $0.1, $0.2, $0.3) }
+    }
+
     static func spikes(_ r: Region) -> PriceHistory {
         var spiked = r.history
         for type in r.types {
             let pools = r.history.pools(of: type)
-            spiked = spiked.withSpike(pools: pools, from: 300, length: 6, price: 1.5 * r.onDemand[type]!)
-            spiked = spiked.withSpike(pools: pools, from: 450, length: 12, price: 1.5 * r.onDemand[type]!)
-            spiked = spiked.withSpike(pools: [pools[0]], from: 600, length: 12, price: 3 * r.onDemand[type]!)
+            for spike in spikePlan(hours: r.history.hours) {
+                spiked = spiked.withSpike(
+                    pools: spike.onePool ? [pools[0]] : pools, from: spike.start, length: spike.length, price: spike.factor * r.onDemand[type]!)
+            }
         }
         return spiked
     }

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Logging
 import SimulatorApp
+import SimulatorCore
 import SpotCLI
 
 /// `spotguard-sim run …` (the simulated region and fleet) and `spotguard-sim drill …` (a
@@ -10,7 +11,7 @@ import SpotCLI
 struct SimCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration.spotguard(
         "spotguard-sim", abstract: "A local cloud: an EC2 endpoint, instance metadata and a simulated fleet running real agents.",
-        subcommands: [Run.self, Drill.self])
+        subcommands: [Run.self, Drill.self, Sample.self])
 
     /// Runs `body` with the log set up (notice by default); a simulator setting that is wrong is a
     /// usage problem (exit 2), a simulator that does not answer exit 1.
@@ -79,6 +80,35 @@ struct SimCommand: AsyncParsableCommand {
         func run() async throws {
             try await SimCommand.running {
                 try await Simulator.run(try SimConfiguration(options: given), logger: Logger(label: "spotguard-sim"))
+            }
+        }
+    }
+
+    struct Sample: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "sample-data",
+            abstract: "Write a made-up market as the price-history, on-demand and Spot Advisor files ../shared/data holds (same columns).",
+            discussion: "For make backtest, make replay and spotguard-decisions train in a clone without AWS's files.")
+        @Option(help: "The directory to write to (made when missing).") var out: String
+        @Option(help: "Days of hourly prices (1 to 90).") var days = 14
+        @Option(help: "The seed: the same seed writes the same files.") var seed: UInt64 = 1
+
+        func validate() throws {
+            guard (1...90).contains(days) else { throw ValidationError("--days must be 1 to 90") }
+        }
+
+        func run() async throws {
+            try await SimCommand.running {
+                let market = try Market.synthetic(seed: seed, days: days)
+                do {
+                    try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+                    for file in SampleData.files(market) {
+                        try file.text.write(toFile: "\(out)/\(file.name)", atomically: true, encoding: .utf8)
+                        print("\(out)/\(file.name)")
+                    }
+                } catch let error as CocoaError {
+                    throw UsageProblem("cannot write to \(out) (\(error.code.rawValue)); check the path and its permissions")
+                }
             }
         }
     }
