@@ -188,6 +188,8 @@ extension IntegrationTests {
                     #expect(overview.body.contains("1 ready"))
                     let tooLong = try await browser.request("GET", "/agents?after=" + String(repeating: "x", count: 256))
                     #expect(tooLong.status == 400 && tooLong.body.contains("out_of_range"))
+                    let badRange = try await browser.request("GET", "/prices?range=1y")
+                    #expect(badRange.status == 400 && badRange.body.contains("invalid_value") && badRange.body.contains("range"))
                     // a destructive button asks first, and changes nothing until confirmed
                     let delete = try #require(lastPage.firstMatch(of: /action="(\/agents\/[0-9a-f-]+\/replicas\/[0-9a-f-]+\/delete)"/).map { String($0.1) })
                     let csrf = try #require(lastPage.firstMatch(of: /name="csrf" value="([0-9a-f]+)"/).map { String($0.1) })

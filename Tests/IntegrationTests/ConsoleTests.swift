@@ -319,6 +319,7 @@ extension IntegrationTests {
                     .appendingPathComponent("Peers/dashboard_check.py").path
                 let pages = [
                     "overview=/overview", "agents=/agents", "agent=/agents/\(t.autoAgent)", "switches=/switches", "prices=/prices",
+                    "prices-6h=/prices?range=6h",
                     "notifications=/notifications",
                 ]
                 var arguments: [String] = [script, "--chromium", chromium, "--base", console.base, "--token", t.token, "--out", out]
@@ -387,6 +388,12 @@ extension IntegrationTests {
                 #expect(prices.components(separatedBy: "<svg").count - 1 == 3, "one chart per pool")
                 #expect(prices.contains("data-kind=\"interpolated\"") && prices.contains("data-kind=\"measured\""))
                 #expect(prices.contains("25 interpolated"), "the chart describes its interpolated buckets")
+                // the axis fits the two days there are (not a sliver of a week), with its units
+                let dayLabels = prices.matches(of: /class="axis">[A-Z][a-z]{2} [0-9]{1,2}</).count
+                #expect(dayLabels >= 3 * 2 && prices.contains(">USD/h<") && prices.contains(">UTC<"), "\(dayLabels) day labels")
+                let recent = try dom("prices-6h")
+                #expect(recent.contains(#"href="/prices?range=6h" aria-current="page""#), "the chosen period is marked")
+                #expect(recent.matches(of: /class="axis">[0-9]{2}:00</).count >= 3 * 3, "hours on a 6-hour axis")
                 let notifications = try dom("notifications")
                 #expect(notifications.contains("Agent offline") && notifications.contains("×3"))
                 let mobile = visited.first { $0["name"] as? String == "mobile" }

@@ -66,7 +66,7 @@ extension ConsoleController {
             guard pools.contains(String(raw)) else {
                 throw APIError(.notFound, code: "pool_not_found", message: "no such pool among this client's instance types")
             }
-            return try HTTPJSON.response(try await fleet.prices(String(raw), days: days), status: .ok)
+            return try HTTPJSON.response(try await fleet.prices(String(raw), seconds: days * 86_400), status: .ok)
         }
         addWebhookRoutes(to: router)
         addCredentialRoutes(to: router)

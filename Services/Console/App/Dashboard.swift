@@ -175,7 +175,14 @@ extension ConsoleController {
             try await withSession(request) { session, _ in try await render(try await switchesPage(session.clientId), session) }
         }
         router.get("/prices") { request, _ in
-            try await withSession(request) { session, _ in try await render(try await pricesPage(session.clientId), session) }
+            try await withSession(request) { session, _ in
+                let raw = request.uri.queryParameters["range"].map(String.init) ?? PriceChart.Range.week.rawValue
+                guard let range = PriceChart.Range(rawValue: raw) else {
+                    let allowed = PriceChart.Range.allCases.map(\.rawValue).joined(separator: ", ")
+                    throw APIError(.badRequest, code: "invalid_value", message: "range must be one of \(allowed)", field: "range")
+                }
+                return try await render(try await pricesPage(session.clientId, range: range), session)
+            }
         }
         router.get("/notifications") { request, _ in
             try await withSession(request) { session, _ in try await render(try await notificationsPage(session.clientId), session) }

@@ -144,20 +144,25 @@ extension ConsoleController {
             ])
     }
 
-    func pricesPage(_ client: UUID) async throws -> Page {
+    /// Each pool's chart over `range`, its axis fitted to the data: a pool with an hour of
+    /// prices gets an hour-wide chart, not a sliver at the right edge of a week.
+    func pricesPage(_ client: UUID, range: PriceChart.Range) async throws -> Page {
         var charts: [[String: Any]] = []
         for (i, pool) in try await fleet.pools(client).prefix(12).enumerated() {
-            let prices = try await fleet.prices(pool, days: 7)
+            let prices = try await fleet.prices(pool, seconds: range.seconds)
             let svg = PriceChart.svg(
-                id: "chart-\(i)", title: "\(pool): spot price, last 7 days",
+                id: "chart-\(i)", title: "\(pool): spot price, last \(range.words)",
                 points: prices.points.map { .init(time: $0.time, price: $0.spotPrice, interpolated: $0.dataSource == "interpolated") },
-                onDemand: prices.points.last?.onDemandPrice, from: prices.from, to: prices.to)
+                onDemand: prices.points.last?.onDemandPrice, from: max(prices.from, prices.points.first?.time ?? prices.from), to: prices.to)
             charts.append([
                 "pool": pool, "svg": svg, "buckets": prices.points.count,
                 "interpolatedShare": prices.interpolatedShare.map { String(format: "%.1f %%", $0 * 100) } ?? "—",
             ])
         }
-        return Page(template: "prices", title: "Price history", content: ["charts": charts, "hasCharts": !charts.isEmpty])
+        let ranges = PriceChart.Range.allCases.map { ["value": $0.rawValue, "label": $0.rawValue, "current": $0 == range] as [String: Any] }
+        return Page(
+            template: "prices", title: "Price history",
+            content: ["charts": charts, "hasCharts": !charts.isEmpty, "ranges": ranges, "rangeWords": range.words])
     }
 
     func notificationsPage(_ client: UUID) async throws -> Page {

@@ -301,9 +301,10 @@ struct FleetViews: Sendable {
         }
     }
 
-    func prices(_ pool: String, days: Int) async throws -> PoolPrices {
+    /// The pool's clean prices of the last `seconds`.
+    func prices(_ pool: String, seconds: Int) async throws -> PoolPrices {
         let to = Date()
-        let from = to.addingTimeInterval(-Double(days) * 86_400)
+        let from = to.addingTimeInterval(-Double(seconds))
         let points = try await store.read { conn in
             try conn.query(
                 """

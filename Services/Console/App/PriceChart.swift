@@ -5,6 +5,14 @@ import Foundation
 /// the on-demand price as a reference line. Accessible: `role="img"` with a title and a
 /// description that states the figures.
 enum PriceChart {
+    /// The periods the prices page offers.
+    enum Range: String, CaseIterable {
+        case sixHours = "6h", day = "24h", week = "7d", month = "30d"
+
+        var seconds: Int { ["6h": 6 * 3600, "24h": 86_400, "7d": 7 * 86_400, "30d": 30 * 86_400][rawValue] ?? 7 * 86_400 }
+        var words: String { ["6h": "6 hours", "24h": "24 hours", "7d": "7 days", "30d": "30 days"][rawValue] ?? rawValue }
+    }
+
     struct Point {
         var time: Date
         var price: Double
@@ -12,7 +20,7 @@ enum PriceChart {
     }
 
     static func svg(id: String, title: String, points: [Point], onDemand: Double?, from: Date, to: Date, width: Int = 720, height: Int = 220) -> String {
-        let (left, right, top, bottom) = (56.0, 12.0, 12.0, 28.0)
+        let (left, right, top, bottom) = (56.0, 12.0, 26.0, 28.0)
         let w = Double(width) - left - right
         let h = Double(height) - top - bottom
         let prices = points.map(\.price) + (onDemand.map { [$0] } ?? [])
@@ -52,17 +60,12 @@ enum PriceChart {
             out += "<line x1=\"\(f(left))\" x2=\"\(f(left + w))\" y1=\"\(f(y(p)))\" y2=\"\(f(y(p)))\" class=\"grid\"/>"
             out += "<text x=\"\(f(left - 4))\" y=\"\(f(y(p) + 4))\" text-anchor=\"end\" class=\"axis\">\(String(format: "%.4f", p))</text>"
         }
-        let days = Int((span / 86_400).rounded(.up))
-        var utc = Calendar(identifier: .gregorian)
-        utc.timeZone = TimeZone(identifier: "UTC")!
-        let months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
-        for d in 0...max(days, 1) {
-            let t = from.addingTimeInterval(Double(d) * 86_400)
-            guard t <= to else { break }
-            guard x(t) < left + w - 24 else { continue }  // no label clipped at the right edge
-            out +=
-                "<text x=\"\(f(x(t)))\" y=\"\(height - 8)\" text-anchor=\"middle\" class=\"axis\">\(months[utc.component(.month, from: t) - 1]) \(utc.component(.day, from: t))</text>"
+        for (t, label) in ticks(from: from, to: to) where x(t) >= left + 16 && x(t) < left + w - 24 {  // none clipped at an edge
+            out += "<text x=\"\(f(x(t)))\" y=\"\(height - 8)\" text-anchor=\"middle\" class=\"axis\">\(label)</text>"
         }
+        // units: the price axis, and the time zone of the time axis
+        out += "<text x=\"\(f(left - 4))\" y=\"\(f(top - 12))\" text-anchor=\"end\" class=\"axis unit\">USD/h</text>"
+        out += "<text x=\"\(f(left + w))\" y=\"\(height - 8)\" text-anchor=\"end\" class=\"axis unit\">UTC</text>"
         if let onDemand {
             out +=
                 "<line x1=\"\(f(left))\" x2=\"\(f(left + w))\" y1=\"\(f(y(onDemand)))\" y2=\"\(f(y(onDemand)))\" class=\"ondemand\"><title>on-demand \(String(format: "%.4f", onDemand))</title></line>"
@@ -80,6 +83,31 @@ enum PriceChart {
             out += "<text x=\"\(f(left + w / 2))\" y=\"\(f(top + h / 2))\" text-anchor=\"middle\" class=\"empty\">no clean prices in this period</text>"
         }
         return out + "</svg>"
+    }
+
+    /// Time-axis labels from `from` to `to`: at most about seven, on round UTC times (every 5,
+    /// 15 or 30 minutes, 1, 3, 6 or 12 hours, or 1, 2 or 7 days, whichever fits), as `HH:MM`,
+    /// or `Mon D` at midnight and for steps of a day or more.
+    static func ticks(from: Date, to: Date) -> [(Date, String)] {
+        let span = max(to.timeIntervalSince(from), 60)
+        let steps: [Double] = [300, 900, 1800, 3600, 10_800, 21_600, 43_200, 86_400, 172_800, 604_800]
+        let step = steps.first { span / $0 <= 7 } ?? steps.last!
+        var utc = Calendar(identifier: .gregorian)
+        utc.timeZone = TimeZone(identifier: "UTC")!
+        let months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
+        var out: [(Date, String)] = []
+        var t = Date(timeIntervalSince1970: (from.timeIntervalSince1970 / step).rounded(.up) * step)
+        while t <= to {
+            let c = utc.dateComponents([.month, .day, .hour, .minute], from: t)
+            // a day's first label names the day
+            let midnight = c.hour == 0 && c.minute == 0
+            let label =
+                step < 86_400 && !midnight
+                ? String(format: "%02d:%02d", c.hour ?? 0, c.minute ?? 0) : "\(months[(c.month ?? 1) - 1]) \(c.day ?? 1)"
+            out.append((t, label))
+            t = t.addingTimeInterval(step)
+        }
+        return out
     }
 
     static func escape(_ s: String) -> String {
