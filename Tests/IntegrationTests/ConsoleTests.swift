@@ -391,6 +391,8 @@ extension IntegrationTests {
                 // the axis fits the two days there are (not a sliver of a week), with its units
                 let dayLabels = prices.matches(of: /class="axis">[A-Z][a-z]{2} [0-9]{1,2}</).count
                 #expect(dayLabels >= 3 * 2 && prices.contains(">USD/h<") && prices.contains(">UTC<"), "\(dayLabels) day labels")
+                #expect(prices.contains(#"<meta http-equiv="refresh" content="30">"#), "a page to read refreshes itself")
+                #expect(!(try dom("agents")).contains(#"http-equiv="refresh""#), "a page of forms does not")
                 let recent = try dom("prices-6h")
                 #expect(recent.contains(#"href="/prices?range=6h" aria-current="page""#), "the chosen period is marked")
                 #expect(recent.matches(of: /class="axis">[0-9]{2}:00</).count >= 3 * 3, "hours on a 6-hour axis")

@@ -257,6 +257,9 @@ extension ConsoleController {
         object["csrf"] = session?.csrf ?? ""
         object["loggedIn"] = session != nil
         object["nav"] = Self.navigation.map { NavItem(href: $0.0, label: $0.1, current: $0.0 == "/\(page.template)") }
+        // pages only to read keep up by themselves (the pages allow no script); not one with a
+        // form being filled in, or a question being asked
+        if page.status == .ok, Self.refreshing.contains(page.template) { object["refreshSeconds"] = 30 }
         guard let html = templates.render(object, withTemplate: page.template) else {
             throw APIError(.internalServerError, code: "template_missing", message: "no template \(page.template)")
         }
@@ -271,6 +274,8 @@ extension ConsoleController {
         response.headers.append(HTTPField(name: .setCookie, value: sessions.setCookie(Sessions.loginCookie, token, path: "/login", maxAge: 3600)))
         return response
     }
+
+    static let refreshing: Set = ["overview", "switches", "prices", "notifications"]
 
     static let pageHeaders: HTTPFields = [
         .contentSecurityPolicy: "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
