@@ -103,11 +103,14 @@ extension ConsoleController {
             try await withSession(request, form: true) { session, form in
                 let agent = try await fleet.agent(try pathUUID("agentId", context, notFound: "agent_not_found"), of: session.clientId)
                 let target = form["target_pool_id"].map { "pool \($0)" } ?? (form["target_mode"] == "ondemand" ? "on-demand capacity" : "the best pool")
+                let consequence =
+                    form["target"] == "replica"
+                    ? "The manual replica becomes the primary: the traffic moves to it and the current primary is fenced."
+                    : "An instance is launched on \(target) from an image of \(agent.instanceId ?? "the current instance"), the traffic moves "
+                        + "to it, and the current instance stops serving."
                 if let ask = try confirmFirst(
                     form, session, action: "/agents/\(agent.id.lowercased)/switch", back: "/agents/\(agent.id.lowercased)",
-                    question: "Switch \(agent.logicalAgentId) now?",
-                    consequence: "An instance is launched on \(target) from an image of \(agent.instanceId ?? "the current instance"), the traffic "
-                        + "moves to it, and the current instance stops serving.", button: "Switch")
+                    question: "Switch \(agent.logicalAgentId) now?", consequence: consequence, button: "Switch")
                 {
                     return ask
                 }
