@@ -82,8 +82,10 @@ public struct JSONLogHandler: LogHandler {
 
     static let time = Date.ISO8601FormatStyle(includingFractionalSeconds: true)
 
+    /// A line to standard error; one that cannot be written (the reader gone) is dropped, as
+    /// swift-log's own handler does, instead of trapping as `FileHandle.write(_:)` does.
     public static let standardError: @Sendable (String) -> Void = { line in
-        FileHandle.standardError.write(Data(line.utf8))
+        try? FileHandle.standardError.write(contentsOf: Data(line.utf8))
     }
 
     static func plain(_ value: Logger.Metadata.Value) -> Any {
