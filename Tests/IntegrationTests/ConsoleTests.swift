@@ -388,9 +388,13 @@ extension IntegrationTests {
                 #expect(prices.components(separatedBy: "<svg").count - 1 == 3, "one chart per pool")
                 #expect(prices.contains("data-kind=\"interpolated\"") && prices.contains("data-kind=\"measured\""))
                 #expect(prices.contains("25 interpolated"), "the chart describes its interpolated buckets")
-                // the axis fits the two days there are (not a sliver of a week), with its units
+                // the axis fits the two days there are (not a sliver of a week): 12-hour ticks, so
+                // each chart names at least one day and one noon whatever the time of day (a tick
+                // too near an edge is left out), with its units
                 let dayLabels = prices.matches(of: /class="axis">[A-Z][a-z]{2} [0-9]{1,2}</).count
-                #expect(dayLabels >= 3 * 2 && prices.contains(">USD/h<") && prices.contains(">UTC<"), "\(dayLabels) day labels")
+                let noonLabels = prices.matches(of: /class="axis">12:00</).count
+                #expect(dayLabels >= 3 && noonLabels >= 3, "\(dayLabels) day and \(noonLabels) noon labels over 3 charts")
+                #expect(prices.contains(">USD/h<") && prices.contains(">UTC<"))
                 #expect(prices.contains(#"<meta http-equiv="refresh" content="30">"#), "a page to read refreshes itself")
                 #expect(!(try dom("agents")).contains(#"http-equiv="refresh""#), "a page of forms does not")
                 let recent = try dom("prices-6h")
