@@ -9,8 +9,23 @@ enum PriceChart {
     enum Range: String, CaseIterable {
         case sixHours = "6h", day = "24h", week = "7d", month = "30d"
 
-        var seconds: Int { ["6h": 6 * 3600, "24h": 86_400, "7d": 7 * 86_400, "30d": 30 * 86_400][rawValue] ?? 7 * 86_400 }
-        var words: String { ["6h": "6 hours", "24h": "24 hours", "7d": "7 days", "30d": "30 days"][rawValue] ?? rawValue }
+        var seconds: Int {
+            switch self {
+            case .sixHours: 6 * 3600
+            case .day: 86_400
+            case .week: 7 * 86_400
+            case .month: 30 * 86_400
+            }
+        }
+
+        var words: String {
+            switch self {
+            case .sixHours: "6 hours"
+            case .day: "24 hours"
+            case .week: "7 days"
+            case .month: "30 days"
+            }
+        }
     }
 
     struct Point {

@@ -4,22 +4,11 @@ import Foundation
 /// `ondemand`, `out-of-sync`, …). The code stays in the API, in class names and in the page's
 /// data; people read these.
 enum Wording {
+    /// Only the codes whose words are not the code itself with spaces and a capital.
     static let words: [String: String] = [
-        // agents
-        "online": "Online", "offline": "Offline", "switching": "Switching", "deleted": "Deleted", "pending": "Pending",
-        "spot": "Spot", "ondemand": "On-demand",
-        // switches
-        "auto_switch": "Automatic switch", "manual": "Manual", "emergency": "Emergency", "rebalance": "Rebalance recommendation",
-        "failover": "Failover",
-        // replicas
-        "launching": "Launching", "syncing": "Syncing", "ready": "Ready", "promoted": "Promoted", "terminated": "Terminated", "failed": "Failed",
-        "automatic-rebalance": "Automatic (rebalance)", "automatic-termination": "Automatic (termination)", "initializing": "Initializing",
-        "synced": "Synced", "out-of-sync": "Out of sync",
-        // prices
-        "measured": "Measured", "interpolated": "Interpolated", "no data": "No data", "unknown": "Unknown",
-        // traffic steps
+        "ondemand": "On-demand", "auto_switch": "Automatic switch", "rebalance": "Rebalance recommendation",
+        "automatic-rebalance": "Automatic (rebalance)", "automatic-termination": "Automatic (termination)",
         "elastic_ip": "Elastic IP", "target_register": "Target registered", "target_deregister": "Target deregistered", "dns_record": "DNS record",
-        "done": "Done",
     ]
 
     /// The words for `code`; an unknown code with its separators as spaces, capitalised.
