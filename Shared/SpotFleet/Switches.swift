@@ -125,7 +125,9 @@ public enum Switches {
                                             spot_price, on_demand_price, is_active, installed_at, last_switch_at)
                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, true, coalesce($12, now()), now())
                 ON CONFLICT (id) DO UPDATE SET agent_id = EXCLUDED.agent_id, current_mode = EXCLUDED.current_mode,
-                    current_pool_id = EXCLUDED.current_pool_id, is_active = true, terminated_at = NULL, last_switch_at = now()
+                    current_pool_id = EXCLUDED.current_pool_id, is_active = true, terminated_at = NULL, last_switch_at = now(),
+                    -- registered before this (late) report arrived: it ran since it was ready
+                    installed_at = least(i.installed_at, EXCLUDED.installed_at)
                  WHERE i.client_id = EXCLUDED.client_id
                 """,
                 [

@@ -113,6 +113,29 @@ extension IntegrationTests {
                 #expect(first["savings_confidence"] as? String == "medium")
                 #expect((first["total_seconds"] as? Double).map { abs($0 - 180) < 1e-6 } == true)
 
+                // an instance of that day reported late (an agent back from an outage): the next
+                // run, without --from, recomputes from its day
+                let late = try await store.transaction { conn -> String in
+                    let agent = try conn.query(
+                        """
+                        INSERT INTO agents (client_id, logical_agent_id, instance_type, region, current_mode)
+                        VALUES ($1::uuid, 'web-late', $2, 'us-east-1', 'spot') RETURNING id::text
+                        """, [owner.id, "\(family).large"])[0].decode(String.self, at: 0)
+                    try conn.execute(
+                        """
+                        INSERT INTO instances (id, client_id, agent_id, instance_type, region, az, current_mode, current_pool_id, is_active,
+                                               installed_at, terminated_at)
+                        VALUES ($1, $2::uuid, $3::uuid, $4, 'us-east-1', 'us-east-1a', 'spot', $5, false, $6, $7)
+                        """, [ReplicaAgent.randomInstance(), owner.id, agent, "\(family).large", poolA, at(6), at(8)])
+                    return agent
+                }
+                _ = try await decisions(["savings"])
+                let lateRow = try await ReplicaQuery.one(
+                    store,
+                    "SELECT on_demand_cost::float8::text, savings::float8::text FROM savings_snapshots WHERE agent_id = $1::uuid AND day = $2::timestamptz::date",
+                    [late, day])
+                #expect(lateRow == ["0.2", "0.12"])
+
                 // tenant isolation and bad input
                 let foreign = try await console.send("GET", "/api/client/\(owner.id)/savings", token: other.token)
                 #expect(foreign.status == 404 && foreign.errorCode == "client_not_found")

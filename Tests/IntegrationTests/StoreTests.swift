@@ -244,6 +244,33 @@ extension IntegrationTests {
             await store.shutdown()
         }
 
+        /// A switch reported after its new instance registered (an agent's spooled report, sent
+        /// after an outage): the instance ran since the switch made it ready, not since it
+        /// registered, and savings count it from then.
+        @Test func aLateSwitchReportDatesTheInstanceFromItsReadiness() async throws {
+            let store = try await TestStack.store()
+            let (installed, ready) = try await store.transaction { conn -> (Date, Date) in
+                let client = try conn.query(
+                    "INSERT INTO clients (name, token_key_id, token_hash) VALUES ('late switch', $1, $2) RETURNING id",
+                    [String((0..<16).map { _ in "abcdefghij".randomElement()! }), PGBytes(Array(repeating: 3, count: 32))])[0].decode(UUID.self, at: 0)
+                let agent = try conn.query("INSERT INTO agents (client_id, logical_agent_id) VALUES ($1, 'late') RETURNING id", [client])[0]
+                    .decode(UUID.self, at: 0)
+                let (old, new) = (ReplicaAgent.randomInstance(), ReplicaAgent.randomInstance())
+                try conn.execute(
+                    "INSERT INTO instances (id, client_id, agent_id, current_mode, installed_at) VALUES ($1, $2, $3, 'spot', now())", [new, client, agent])
+                let ready = Date(timeIntervalSince1970: (Date().timeIntervalSince1970 - 7200).rounded())
+                let side = { (id: String) in Switches.Side(instanceId: id, instanceType: "m5.large", region: nil, az: nil, mode: "spot", poolId: nil) }
+                try Switches.record(
+                    Switches.Record(
+                        clientId: client, agentId: agent, old: side(old), new: side(new), onDemandPrice: nil, savingsImpact: nil, savingsConfidence: nil,
+                        trigger: .manual, initiatedAt: ready.addingTimeInterval(-60), instanceReadyAt: ready, oldTerminatedAt: nil),
+                    on: conn)
+                return (try conn.query("SELECT installed_at FROM instances WHERE id = $1", [new])[0].decode(Date.self, at: 0), ready)
+            }
+            #expect(installed == ready)
+            await store.shutdown()
+        }
+
         @Test func schemaEnforcesTheModesExclusionAndEnums() async throws {
             let store = try await TestStack.store()
             let error = await #expect(throws: PGError.self) {

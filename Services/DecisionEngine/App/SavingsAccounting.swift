@@ -10,7 +10,7 @@ import SpotStore
 ///    price before it when the hour has none). Only finished slices are written, so a row never
 ///    changes once written and a rerun adds nothing twice.
 /// 2. savings_snapshots, per agent and day (UTC), for the days from the last computed one (at
-///    least yesterday) to today:
+///    least yesterday, earlier when an instance or switch of an earlier day arrived since) to today:
 ///    - actual cost: every instance of the agent for every hour slice it ran, spot at its pool's
 ///      clean price of that hour, on-demand at the on-demand price — an old instance kept after a
 ///      switch (auto-terminate off) costs too;
@@ -51,12 +51,19 @@ public struct SavingsAccounting: Sendable {
 
     static func account(until now: Date, from: Date?, on conn: PGConnection) throws -> Summary {
         var summary = Summary()
-        // whole UTC days from the last computed one (at least yesterday); a first run starts at the
-        // first instance, 90 days back at most
+        // whole UTC days from the last computed one (at least yesterday) or from the oldest fact
+        // recorded since the last run (an instance or a switch an agent reported late, after an
+        // outage); a first run starts at the first instance; 90 days back at most
         let known = try conn.query(
-            "SELECT (SELECT max(day) FROM savings_snapshots)::timestamptz, (SELECT min(coalesce(installed_at, created_at)) FROM instances)")[0]
+            """
+            WITH last AS (SELECT max(computed_at) AS at FROM savings_snapshots)
+            SELECT (SELECT max(day) FROM savings_snapshots)::timestamptz, (SELECT min(coalesce(installed_at, created_at)) FROM instances),
+                   least((SELECT min(coalesce(i.installed_at, i.created_at)) FROM instances i, last WHERE i.created_at > last.at),
+                         (SELECT min(s.initiated_at) FROM switches s, last WHERE s.created_at > last.at))
+            """)[0]
         let yesterday = now.addingTimeInterval(-86_400)
         var start = min(try known.decodeIfPresent(Date.self, at: 0) ?? known.decodeIfPresent(Date.self, at: 1) ?? yesterday, yesterday)
+        start = min(start, try known.decodeIfPresent(Date.self, at: 2) ?? start)
         start = from ?? max(start, now.addingTimeInterval(-90 * 86_400))
         let since = Date(timeIntervalSince1970: (start.timeIntervalSince1970 / 86_400).rounded(.down) * 86_400)
         summary.from = ISO8601DateFormatter().string(from: since)
