@@ -129,12 +129,7 @@ contract_python() {
     local modules='import pika, jsonschema, yaml, kubernetes_validate'
     if python3 -c "$modules" 2>/dev/null; then command -v python3; return; fi
     local venv="$ROOT/.spotguard/venv"
-    if ! "$venv/bin/python3" -c "$modules" 2>/dev/null; then
-        dpkg-query -W -f='${Status}' python3-venv 2>/dev/null | grep -q 'install ok installed' ||
-            as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-venv >/dev/null
-        [ -x "$venv/bin/pip" ] || python3 -m venv "$venv" >&2
-        "$venv/bin/pip" install -q pika jsonschema pyyaml kubernetes-validate >&2
-    fi
+    "$venv/bin/python3" -c "$modules" 2>/dev/null || venv_install pika jsonschema pyyaml kubernetes-validate
     echo "$venv/bin/python3"
 }
 
@@ -144,12 +139,28 @@ venv_tool() {
     if command -v "$1" >/dev/null && "$1" --help >/dev/null 2>&1; then command -v "$1"; return; fi
     local venv="$ROOT/.spotguard/venv"
     if [ ! -x "$venv/bin/$1" ]; then
-        dpkg-query -W -f='${Status}' python3-venv 2>/dev/null | grep -q 'install ok installed' ||
-            as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-venv >/dev/null
-        [ -x "$venv/bin/pip" ] || python3 -m venv "$venv" >&2
-        "$venv/bin/pip" install -q "$2" >&2
+        venv_install "$2"
     fi
     echo "$venv/bin/$1"
+}
+
+# venv_install PIP_ARGUMENTS…: pip install into the project's virtual environment, made when missing
+venv_install() {
+    local venv="$ROOT/.spotguard/venv"
+    dpkg-query -W -f='${Status}' python3-venv 2>/dev/null | grep -q 'install ok installed' ||
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-venv >/dev/null
+    [ -x "$venv/bin/pip" ] || python3 -m venv "$venv" >&2
+    "$venv/bin/pip" install -q "$@" >&2
+}
+
+# axe-core (Deque's WCAG rules, MPL-2.0), for the dashboard's accessibility check: the copy that
+# PyPI's axe-playwright-python carries, installed without its browser driver. Prints the path of
+# axe.min.js.
+axe_js() {
+    local venv="$ROOT/.spotguard/venv"
+    local find='import importlib.util, os; print(os.path.join(os.path.dirname(importlib.util.find_spec("axe_playwright_python").origin), "axe.min.js"))'
+    "$venv/bin/python3" -c "$find" >/dev/null 2>&1 || venv_install --no-deps 'axe-playwright-python==0.1.8'
+    "$venv/bin/python3" -c "$find"
 }
 
 find_pg_bin() {
@@ -656,20 +667,47 @@ sim_start() {
         return 0
     fi
     rm -f "$DIR/sim/address"
-    setsid "$bins/spotguard-sim" run --port "$SIM_PORT" --dir "$DIR/sim" ${SPOTGUARD_SIM_ARGS:-} >>"$DIR/logs/spotguard-sim.log" 2>&1 </dev/null &
+    # the demo starts with a week behind it (SPOTGUARD_SIM_HISTORY_DAYS=0: none)
+    local history=0 simlog="$DIR/logs/spotguard-sim.log"
+    [ "$STACK" = dev ] && history="${SPOTGUARD_SIM_HISTORY_DAYS:-7}"
+    local from
+    from=$(($(wc -l <"$simlog" 2>/dev/null || echo 0) + 1))
+    setsid "$bins/spotguard-sim" run --port "$SIM_PORT" --dir "$DIR/sim" --history-days "$history" ${SPOTGUARD_SIM_ARGS:-} >>"$simlog" 2>&1 </dev/null &
     echo $! >"$pidf"
-    log "spotguard-sim started (pid $!, log $DIR/logs/spotguard-sim.log); booting the fleet"
-    local i
-    for i in $(seq 1 120); do
-        if grep -q "fleet of" "$DIR/logs/spotguard-sim.log" 2>/dev/null; then
-            log "$(grep "fleet of" "$DIR/logs/spotguard-sim.log" | tail -n 1 | sed 's/^spotguard-sim: //')"
+    local what="booting the fleet"
+    [ "$history" = 0 ] || what="sending $history days of history, then booting the fleet"
+    log "spotguard-sim started (pid $!, log $simlog); $what"
+    local i shown=0 lines
+    for i in $(seq 1 600); do
+        # the run's own lines: history progress as it comes, then the fleet
+        lines=$(tail -n +"$from" "$simlog" 2>/dev/null | grep -E '^spotguard-sim: (sending|history|fleet of)' || true)
+        if [ -n "$lines" ] && [ "$(printf '%s\n' "$lines" | wc -l)" -gt "$shown" ]; then
+            printf '%s\n' "$lines" | tail -n +"$((shown + 1))" | sed 's/^spotguard-sim: //' | while read -r line; do log "$line"; done
+            shown=$(printf '%s\n' "$lines" | wc -l)
+        fi
+        if printf '%s' "$lines" | grep -q "fleet of"; then
+            [ "$history" = 0 ] || history_savings "$(printf '%s' "$lines" | sed -nE 's/.*history of ([0-9]+) switches sent.*/\1/p')"
             return 0
         fi
         kill -0 "$(cat "$pidf")" 2>/dev/null || break
         sleep 0.5
     done
-    tail -n 20 "$DIR/logs/spotguard-sim.log" >&2 || true
+    tail -n 20 "$simlog" >&2 || true
     die "spotguard-sim did not start its fleet"
+}
+
+# Once the decision engine has recorded the history's switches, the savings of its days are
+# accounted at once (the service's own run comes every 15 minutes).
+history_savings() {
+    local sent="${1:-0}" i
+    for i in $(seq 1 60); do
+        [ "$(pg_sql "SELECT count(*) FROM switches WHERE initiated_at < now() - interval '1 hour'")" -ge "$sent" ] && break
+        sleep 0.5
+    done
+    (cd "$ROOT" && "$(bin_dir)/spotguard-decisions" savings >/dev/null) || die "spotguard-decisions savings failed"
+    local client
+    client=$(sed -nE 's/.*"client_id" *: *"([0-9a-f-]+)".*/\1/p' "$DIR/sim/client.json")
+    log "savings of the history accounted: $(pg_sql "SELECT coalesce(to_char(sum(savings), 'FM999990.00'), '0') || ' USD saved (' || coalesce(round(100 * sum(savings) / nullif(sum(on_demand_cost), 0)), 0) || ' % of on-demand) over ' || count(*) || ' days' FROM savings_snapshots WHERE agent_id IS NULL AND client_id = '$client'")"
 }
 
 services_stop() {
@@ -741,6 +779,7 @@ case "$CMD" in
     contract-python) contract_python ;;
     cfn-lint-bin) cfn_lint_bin ;;
     browser-bin) browser_bin ;;
+    axe-js) axe_js ;;
     proxy-bin) proxy_bin ;;
     infra) deps; infra ;;
     up) deps; infra; build; services_start; gateway_start; sim_start; status ;;

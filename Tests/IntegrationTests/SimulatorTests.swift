@@ -197,6 +197,78 @@ extension IntegrationTests {
             await store.shutdown()
         }
 
+        /// The demo's week behind it, here two days: the simulator sends the prices its agents
+        /// would have reported (with two outages a type) and each workload's switches with past
+        /// times, through the agent API. The SEF cleans and fills them, the decision engine
+        /// records the switches, each workload's live instance counts from its last switch, the
+        /// instances it left are closed, and savings are accounted for the past days.
+        @Test func aFleetStartsWithItsHistoryBehindIt() async throws {
+            let store = try await TestStack.store()
+            let started = Date()
+            // the replicas coordinator answers the agents' configuration
+            try await withReplicaStack { ingest, _ in
+                try await withSEF {
+                    let engine = try await ServiceProcess.start("spotguard-decisions", portVariable: "SPOTGUARD_DECISIONS_PORT")
+                    try await ServiceProcess.with(engine) { _ in
+                        let sim = try await SimProcess.start(
+                            ingest: ingest,
+                            [
+                                // a region of its own, as in the simulated day
+                                "--region", "ca-central-1", "--agents", "4", "--manual-share", "0.25", "--history-days", "2", "--seed", "5",
+                                "--interruption-scale", "200", "--hour-seconds", "3600",
+                            ])
+                        do {
+                            #expect(await TestStack.eventually(timeout: .seconds(90)) { sim.stdout.contains("fleet of 4 workloads") }, "\(sim.stdout)")
+                            let sent = try #require(sim.stdout.firstMatch(of: /history of ([0-9]+) switches sent/).flatMap { Int($0.1) })
+                            #expect(sent > 4, "the two days moved a workload: \(sim.stdout)")
+                            let client =
+                                try #require(
+                                    try JSONSerialization.jsonObject(with: Data(contentsOf: sim.directory.appendingPathComponent("client.json")))
+                                        as? [String: Any])["client_id"] as? String
+                            let recorded = "SELECT count(*) FROM switches WHERE client_id = $1::uuid AND initiated_at < $2 AND event_trigger = 'manual'"
+                            #expect(
+                                try await TestStack.eventually(timeout: .seconds(30)) { try await SEFQuery.count(store, recorded, [client, started]) == sent })
+                            // each live instance counts from the switch that made it the primary; only they are open
+                            let live = try await SEFQuery.count(
+                                store,
+                                """
+                                SELECT count(*) FROM agents a JOIN instances i ON i.id = a.instance_id
+                                 WHERE a.client_id = $1::uuid AND i.is_active AND i.installed_at < $2
+                                   AND i.installed_at = (SELECT max(s.instance_ready_at) FROM switches s WHERE s.agent_id = a.id)
+                                """, [client, started])
+                            #expect(live == 4)
+                            #expect(try await SEFQuery.count(store, "SELECT count(*) FROM instances WHERE client_id = $1::uuid AND is_active", [client]) == 4)
+                            // two days of clean prices for the fleet's 12 pools, the outages filled in
+                            let clean = """
+                                SELECT count(*) FROM pricing_snapshots_clean
+                                 WHERE pool_id LIKE '%.ca-central-1_' AND data_source = $1 AND time_bucket < $2::timestamptz - interval '1 hour'
+                                """
+                            #expect(
+                                try await TestStack.eventually(timeout: .seconds(30)) {
+                                    let measured = try await SEFQuery.count(store, clean, ["measured", started])
+                                    let filled = try await SEFQuery.count(store, clean, ["interpolated", started])
+                                    return measured >= 12 * 500 && filled >= 12 * 5
+                                })
+                            // the past days are accounted: yesterday saved for every workload
+                            _ = try await decisions(["savings"])
+                            let saved = try await SEFQuery.count(
+                                store,
+                                """
+                                SELECT count(*) FROM savings_snapshots WHERE client_id = $1::uuid AND agent_id IS NOT NULL
+                                   AND day = ($2::timestamptz - interval '1 day')::date AND savings > 0.5 * on_demand_cost
+                                """, [client, started])
+                            #expect(saved == 4)
+                        } catch {
+                            _ = await sim.stop()
+                            throw error
+                        }
+                        #expect(await sim.stop() == 0)
+                    }
+                }
+            }
+            await store.shutdown()
+        }
+
         /// Primaries lost at once, without any notice (the simulator kills the agent and terminates
         /// the instance), 20 times: five manual-replica workloads, four rounds. Each time the
         /// coordinator hears nothing for the silence period (6 s here), asks the replica's agent to

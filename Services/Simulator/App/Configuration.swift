@@ -43,6 +43,9 @@ public struct SimConfiguration: Sendable {
     public var imageSeconds = 3.0
     /// Stop after this many simulated hours and write the report (nil: run until stopped).
     public var simHours: Double?
+    /// Days of history sent before the live fleet starts (0: none; at most 7, the oldest report
+    /// SpotGuard accepts).
+    public var historyDays = 0.0
     public var reportFile: String?
     /// The agent's loop periods on the simulated instances.
     public var agentHeartbeatSeconds = 10.0
@@ -115,6 +118,7 @@ public struct SimConfiguration: Sendable {
         imageSeconds = try number("image-seconds", 0...3600) ?? imageSeconds
         simHours = try number("sim-hours", 0.01...1_000_000)
         reportFile = value("report")
+        historyDays = try number("history-days", 0...7) ?? historyDays
         agentHeartbeatSeconds = try number("agent-heartbeat-seconds", 0.1...3600) ?? agentHeartbeatSeconds
         agentPriceSeconds = try number("agent-price-seconds", 0.1...3600) ?? agentPriceSeconds
         agentSyncSeconds = try number("agent-sync-seconds", 0.1...3600) ?? agentSyncSeconds

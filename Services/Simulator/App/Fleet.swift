@@ -9,33 +9,6 @@ import SpotMarket
 import FoundationNetworking
 #endif
 
-/// SpotGuard's HTTP API as the fleet's operator uses it.
-struct ProductAPI: Sendable {
-    let base: URL
-    let transport = HTTPClientTransport(timeout: 30)
-
-    struct Answer: @unchecked Sendable {
-        var status: Int
-        var json: [String: Any]
-    }
-
-    func send(_ method: String, _ path: String, token: String, json body: [String: Any]? = nil) async throws -> Answer {
-        var request = URLRequest(url: URL(string: base.absoluteString.trimmingSuffix("/") + path)!)
-        request.httpMethod = method
-        request.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization")
-        if let body {
-            request.httpBody = try JSONSerialization.data(withJSONObject: body)
-            request.setValue("application/json", forHTTPHeaderField: "Content-Type")
-        }
-        let (status, _, data) = try await transport.send(request)
-        return Answer(status: status, json: (try? JSONSerialization.jsonObject(with: data) as? [String: Any]) ?? [:])
-    }
-}
-
-extension String {
-    func trimmingSuffix(_ suffix: String) -> String { hasSuffix(suffix) ? String(dropLast(suffix.count)) : self }
-}
-
 /// What became of one termination notice, as the simulator saw it from outside the product:
 /// the cloud's side (notice read, termination) and the product's API (replicas, promotion).
 public struct NoticeOutcome: Sendable, Codable {
@@ -137,12 +110,22 @@ actor Fleet {
         }
         let unknown = configuration.sparedWorkloads.subtracting(plan.map(\.logical))
         guard unknown.isEmpty else { throw SimError.internal("--spare names workloads the fleet does not have: \(unknown.sorted())") }
-        for w in plan { try await add(logical: w.logical, type: w.type, manual: w.manual) }
+        var history: History?
+        if configuration.historyDays > 0 {
+            history = try await replayPrices(plan.map { History.Workload(logical: $0.logical, type: $0.type, moves: !$0.manual) })
+        }
+        for w in plan { try await add(logical: w.logical, type: w.type, manual: w.manual, history: history?.moves[w.logical]) }
+        if let history {
+            // a workload's first switch is the one off its on-demand instance, as it joined
+            let moves = history.moves.values.map(\.count).reduce(0, +)
+            say("spotguard-sim: history of \(moves) switches sent (\(moves - history.moves.count) after the workloads joined)")
+        }
     }
 
-    /// Launches the workload's first instance, registers its agent with where it runs (manual
-    /// replicas need that), and sets its modes.
-    private func add(logical: String, type: String, manual: Bool) async throws {
+    /// Launches the workload's first instance, sets its modes, sends the switches of its
+    /// `history` (the last one to this instance, launched where the history ends), and registers
+    /// its agent with where it runs (manual replicas need that).
+    private func add(logical: String, type: String, manual: Bool, history: [History.Move]?) async throws {
         // its public entry point: an Elastic IP the agent moves to each new primary
         let address = await cloud.allocateAddress()
         let settings = [
@@ -150,17 +133,22 @@ actor Fleet {
             ("SPOTGUARD_AGENT_TRAFFIC", #"{"elastic_ips": [{"allocation_id": "\#(address.allocationId)"}]}"#),
         ]
         // the agent exists before its first instance, so that instance's enrollment secret can name it
-        let created = try await api.send("POST", "/api/agents/register", token: token, json: ["logical_agent_id": logical])
-        guard created.status == 201, let agentId = (created.json["agent_id"] as? String)?.lowercased() else {
-            throw SimError.product("creating the agent of \(logical) answered \(created.status) \(created.json)")
-        }
+        let agentId = try await agent(logical)
         workloads[logical] = Workload(
             logical: logical, type: type, mode: manual ? "manual-replica" : "auto-switch", agentId: agentId, settings: settings,
             allocationId: address.allocationId)
         order.append(logical)
         await cloud.registerWorkload(logical, type: type)
-        let id = try await launch(logical)
+        let id = try await launch(logical, zone: history?.last.flatMap { $0.pool.split(separator: ".").last.map(String.init) })
         guard let instance = await cloud.instance(id) else { throw SimError.internal("instance \(id) vanished") }
+        // manual replicas exclude the automatic modes (a new agent starts with auto-switch on)
+        let modes = try await api.send(
+            "POST", "/api/agents/\(agentId)/config", token: token,
+            json: manual
+                ? ["auto_switch_enabled": false, "auto_terminate_enabled": false, "auto_replica_enabled": false]
+                : ["auto_switch_enabled": true, "auto_terminate_enabled": true, "auto_replica_enabled": true, "terminate_wait_seconds": 0])
+        guard modes.status == 200 else { throw SimError.product("configuring \(logical) answered \(modes.status) \(modes.json)") }
+        if let history { try await replaySwitches(history, logical: logical, agentId: agentId, to: id, pool: instance.pool, spot: instance.spot) }
         let registered = try await api.send(
             "POST", "/api/agents/register", token: token,
             json: [
@@ -170,13 +158,6 @@ actor Fleet {
         guard registered.status == 200, (registered.json["agent_id"] as? String)?.lowercased() == agentId else {
             throw SimError.product("registering \(logical) answered \(registered.status) \(registered.json)")
         }
-        // manual replicas exclude the automatic modes (a new agent starts with auto-switch on)
-        let modes = try await api.send(
-            "POST", "/api/agents/\(agentId)/config", token: token,
-            json: manual
-                ? ["auto_switch_enabled": false, "auto_terminate_enabled": false, "auto_replica_enabled": false]
-                : ["auto_switch_enabled": true, "auto_terminate_enabled": true, "auto_replica_enabled": true, "terminate_wait_seconds": 0])
-        guard modes.status == 200 else { throw SimError.product("configuring \(logical) answered \(modes.status) \(modes.json)") }
         workloads[logical]?.configured = !manual
     }
 
@@ -200,13 +181,15 @@ actor Fleet {
     /// any, launched as its operator's launch template says: in one of the VPC's subnets (the
     /// first one tried drawn from the seed), with the workload's security group and instance
     /// profile; its Elastic IP is associated with it, as the workload's boot script would.
-    private func launch(_ logical: String) async throws -> String {
+    private func launch(_ logical: String, zone: String? = nil) async throws -> String {
         guard let w = workloads[logical] else { throw SimError.internal("unknown workload \(logical)") }
         let userData = UserData.script(w.settings + [try await credential(w.agentId)])
         let network = cloud.network
         let first = Int(Draw.unit(configuration.seed, "subnet", launches) * Double(network.subnets.count))
         launches += 1
-        let subnets = Array(network.subnets[first...] + network.subnets[..<first])
+        let drawn = network.subnets[first...] + network.subnets[..<first]
+        // a zone asked for first (where the workload's history left it)
+        let subnets = drawn.filter { $0.zone == zone } + drawn.filter { $0.zone != zone }
         for spot in [true, false] {
             for subnet in subnets {
                 let id: String

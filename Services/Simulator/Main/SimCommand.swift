@@ -59,6 +59,7 @@ struct SimCommand: AsyncParsableCommand {
         @Option(help: "Seconds an image takes (3).") var imageSeconds: String?
         @Option(help: "Stop after this many simulated hours and write the report.") var simHours: String?
         @Option(help: "Where the report goes.") var report: String?
+        @Option(help: "Days of history (prices, switches) sent with past times before the fleet starts (0, at most 7).") var historyDays: String?
         @Option(help: "The agents' heartbeat period in seconds (10).") var agentHeartbeatSeconds: String?
         @Option(help: "The agents' price period in seconds (5).") var agentPriceSeconds: String?
         @Option(help: "The agents' sync period in seconds (3).") var agentSyncSeconds: String?
