@@ -16,8 +16,17 @@ agent="$(curl -fsS -H "Authorization: Bearer $token" "$SPOTGUARD_CONSOLE_URL/api
 out="$ROOT/.spotguard/screenshots"
 rm -rf "$out"
 pages=(--page overview=/overview --page agents=/agents --page switches=/switches --page prices=/prices --page notifications=/notifications
-    --mobile overview-mobile=/overview --mobile agents-mobile=/agents)
+    --mobile overview-mobile=/overview --mobile agents-mobile=/agents --mobile switches-mobile=/switches --mobile prices-mobile=/prices)
 [ -n "$agent" ] && pages+=(--page agent=/agents/"$agent")
-python3 Tests/Peers/dashboard_check.py --chromium "$chromium" --base "$SPOTGUARD_CONSOLE_URL" --token "$token" --out "$out" "${pages[@]}" |
-    python3 -c 'import json,sys; [print("  %-18s %-50s %s" % (p["name"], p["url"], p["screenshot"])) for p in json.load(sys.stdin)["pages"]]'
+# each page also checked by axe-core (WCAG 2 A and AA): the count of its violations, by impact
+python3 Tests/Peers/dashboard_check.py --chromium "$chromium" --base "$SPOTGUARD_CONSOLE_URL" --token "$token" --out "$out" \
+    --axe "$(deploy/stack.sh axe-js)" "${pages[@]}" | python3 -c '
+import json, sys
+for p in json.load(sys.stdin)["pages"]:
+    found = {}
+    for v in p["violations"]:
+        found[v["impact"]] = found.get(v["impact"], 0) + 1
+        print("    %s: %s (%s) %s" % (p["name"], v["id"], v["impact"], v["targets"]), file=sys.stderr)
+    print("  %-18s %-50s %-22s accessibility: %s" % (p["name"], p["url"], p["screenshot"],
+          ", ".join("%d %s" % (n, k) for k, n in sorted(found.items())) or "no violation"))'
 echo "screenshots and DOM in $out"

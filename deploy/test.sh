@@ -52,6 +52,9 @@ export SPOTGUARD_TEST_PYTHON
 # headless Chromium looks at the dashboard; openapi-spec-validator checks the OpenAPI documents
 SPOTGUARD_TEST_CHROMIUM="$(deploy/stack.sh browser-bin)"
 export SPOTGUARD_TEST_CHROMIUM
+# axe-core checks the dashboard's pages against WCAG 2 A and AA in that Chromium
+SPOTGUARD_TEST_AXE="$(deploy/stack.sh axe-js)"
+export SPOTGUARD_TEST_AXE
 # tinyproxy: the agent reaches ingest and EC2 through a forward proxy
 SPOTGUARD_TEST_PROXY="$(deploy/stack.sh proxy-bin)"
 export SPOTGUARD_TEST_PROXY

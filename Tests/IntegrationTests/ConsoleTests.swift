@@ -86,6 +86,14 @@ struct Tenant {
                         '{"moved_ms": 84, "steps": [{"kind": "elastic_ip", "target": "eipalloc-0a1b2c3d", "status": "done", "attempts": 2, "ms": 84}]}',
                         now() - interval '3 hours' + interval '100 seconds')
                 """, [id, auto, old, pools[2], primary, pools[0]])
+            // two days accounted: 2.40 on demand, 0.80 + 0.10 spent, 1.50 saved each
+            try conn.execute(
+                """
+                INSERT INTO savings_snapshots (client_id, agent_id, day, on_demand_cost, actual_cost, replica_cost, savings, savings_percent,
+                                               instance_hours)
+                SELECT $1::uuid, a, current_date - d, 2.40, 0.80, 0.10, 1.50, 62.5, 24
+                  FROM unnest(ARRAY[NULL, $2::uuid]) a, generate_series(1, 2) d
+                """, [id, auto])
             try conn.execute(
                 """
                 INSERT INTO agent_traffic (agent_id, client_id, config)
@@ -319,10 +327,11 @@ extension IntegrationTests {
                     .appendingPathComponent("Peers/dashboard_check.py").path
                 let pages = [
                     "overview=/overview", "agents=/agents", "agent=/agents/\(t.autoAgent)", "switches=/switches", "prices=/prices",
-                    "prices-6h=/prices?range=6h",
+                    "prices-6h=/prices?range=6h", "prices-reloading=/prices?range=6h&refresh=30",
                     "notifications=/notifications",
                 ]
                 var arguments: [String] = [script, "--chromium", chromium, "--base", console.base, "--token", t.token, "--out", out]
+                arguments += ["--axe", try TestStack.env.require("SPOTGUARD_TEST_AXE")]
                 arguments += pages.flatMap { ["--page", $0] }
                 arguments += ["--click", "refused=/agents=#agent-\(t.autoAgent) .modes form:nth-of-type(3) button", "--mobile", "mobile=/agents"]
                 // the traffic form, filled in and sent: a valid configuration, then one with a record outside its zone
@@ -350,6 +359,11 @@ extension IntegrationTests {
                 #expect(visited.count == pages.count + 5)
                 let overview = try dom("overview")
                 #expect(overview.contains("id=\"agents-online\">2 online"))
+                // the days accounted as a chart that states its figures, and as a table
+                #expect(overview.contains("aria-labelledby=\"savings-chart-t savings-chart-d\""))
+                #expect(overview.contains("3.00 USD saved (62.5 % of 4.80 USD on demand)"))
+                #expect(overview.matches(of: /class="saved"/).count == 2 && overview.matches(of: /class="spent"/).count == 2)
+                #expect(overview.matches(of: /<tr><th scope="row">\d{4}-\d{2}-\d{2}<\/th><td>\$1\.5000<\/td>/).count == 2)
                 #expect(overview.contains("aria-current=\"page\""))
                 let agents = try dom("agents")
                 #expect(agents.contains("web-auto") && agents.contains("db-manual"))
@@ -380,6 +394,9 @@ extension IntegrationTests {
                         [t.autoAgent]) == 1, "the refused form changed nothing")
                 let switches = try dom("switches")
                 #expect(switches.contains("source-interpolated") && switches.contains("source-measured"))
+                // the week's moves, a row per reason with its count
+                #expect(switches.contains("1 move: 0 failover, 0 emergency, 0 rebalance recommendation, 1 automatic switch, 0 manual."))
+                #expect(switches.contains(">Automatic switch (1)</text>") && switches.matches(of: /class="move move-auto-switch"/).count == 1)
                 // people read words, not the API's codes (the codes stay in class names)
                 #expect(switches.contains("Automatic switch") && switches.contains("Interpolated ·"), "readable labels")
                 #expect(!switches.contains("auto_switch") && !switches.contains(">interpolated ·"), "no raw code shown")
@@ -395,8 +412,24 @@ extension IntegrationTests {
                 let noonLabels = prices.matches(of: /class="axis">12:00</).count
                 #expect(dayLabels >= 3 && noonLabels >= 3, "\(dayLabels) day and \(noonLabels) noon labels over 3 charts")
                 #expect(prices.contains(">USD/h<") && prices.contains(">UTC<"))
-                #expect(prices.contains(#"<meta http-equiv="refresh" content="30">"#), "a page to read refreshes itself")
-                #expect(!(try dom("agents")).contains(#"http-equiv="refresh""#), "a page of forms does not")
+                // a page to read reloads itself when its reader asks, says so and offers to stop
+                // (WCAG 2.2.1); a page of forms never does
+                #expect(!prices.contains(#"http-equiv="refresh""#) && prices.contains(#"<a href="/prices?refresh=30">Reload this page every 30 s</a>"#))
+                let reloading = try dom("prices-reloading")
+                #expect(reloading.contains(#"<meta http-equiv="refresh" content="30">"#))
+                #expect(reloading.contains(#"This page reloads every 30 s. <a href="/prices?range=6h">Stop reloading</a>"#))
+                #expect(!(try dom("agents")).contains("refresh"), "a page of forms does not")
+                // axe-core: no serious or critical WCAG 2 A/AA violation on any page, the phone-sized
+                // one included. axe flags any timed reload; the one the reader asked for, with a
+                // link that stops it, is WCAG 2.2.1's "turn off" case and is let through there only
+                for page in visited {
+                    let found = try #require(page["violations"] as? [[String: Any]], "\(page["name"] ?? "?") was not checked")
+                    let asked = page["name"] as? String == "prices-reloading"
+                    let grave = found.filter {
+                        ["serious", "critical"].contains($0["impact"] as? String ?? "") && !(asked && $0["id"] as? String == "meta-refresh")
+                    }
+                    #expect(grave.isEmpty, "\(page["name"] ?? "?"): \(grave)")
+                }
                 let recent = try dom("prices-6h")
                 #expect(recent.contains(#"href="/prices?range=6h" aria-current="page""#), "the chosen period is marked")
                 #expect(recent.matches(of: /class="axis">[0-9]{2}:00</).count >= 3 * 3, "hours on a 6-hour axis")

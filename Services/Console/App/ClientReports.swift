@@ -206,6 +206,19 @@ extension ConsoleController {
         return try HTTPJSON.response(try await switchPage(client, limit: limit, before: before, agent: agent), status: .ok)
     }
 
+    /// When each of the client's moves since `since` began, and why (at most the latest 5,000).
+    func moveTimes(_ client: UUID, since: Date) async throws -> [TimelineChart.Move] {
+        try await store.read { conn in
+            try conn.query(
+                """
+                SELECT coalesce(initiated_at, created_at), event_trigger FROM switches
+                 WHERE client_id = $1 AND coalesce(initiated_at, created_at) >= $2
+                 ORDER BY coalesce(initiated_at, created_at) DESC LIMIT 5000
+                """, [client, since]
+            ).map { TimelineChart.Move(time: try $0.decode(Date.self, at: 0), trigger: try $0.decode(SwitchTrigger.self, at: 1)) }
+        }
+    }
+
     func switchPage(_ client: UUID, limit cap: Int, before after: Date?, agent only: UUID?) async throws -> SwitchPage {
         try await store.read { conn -> SwitchPage in
             let rows = try conn.query(

@@ -18,6 +18,8 @@ extension ConsoleController {
         var title: String
         var alert: String? = nil
         var content: [String: Any]
+        /// A page to read: it offers to reload itself (`reading(_:_:)`), and does when `reload`.
+        var refresh: (reload: Bool, on: String, off: String)? = nil
     }
 
     struct NavItem {
@@ -66,7 +68,7 @@ extension ConsoleController {
             }
         }
         router.get("/overview") { request, _ in
-            try await withSession(request) { session, _ in try await render(try await overview(session.clientId), session) }
+            try await withSession(request) { session, _ in try await render(try reading(request, try await overview(session.clientId)), session) }
         }
         router.get("/agents") { request, _ in
             try await withSession(request) { session, _ in
@@ -175,7 +177,7 @@ extension ConsoleController {
             }
         }
         router.get("/switches") { request, _ in
-            try await withSession(request) { session, _ in try await render(try await switchesPage(session.clientId), session) }
+            try await withSession(request) { session, _ in try await render(try reading(request, try await switchesPage(session.clientId)), session) }
         }
         router.get("/prices") { request, _ in
             try await withSession(request) { session, _ in
@@ -184,11 +186,13 @@ extension ConsoleController {
                     let allowed = PriceChart.Range.allCases.map(\.rawValue).joined(separator: ", ")
                     throw APIError(.badRequest, code: "invalid_value", message: "range must be one of \(allowed)", field: "range")
                 }
-                return try await render(try await pricesPage(session.clientId, range: range), session)
+                return try await render(try reading(request, try await pricesPage(session.clientId, range: range)), session)
             }
         }
         router.get("/notifications") { request, _ in
-            try await withSession(request) { session, _ in try await render(try await notificationsPage(session.clientId), session) }
+            try await withSession(request) { session, _ in
+                try await render(try reading(request, try await notificationsPage(session.clientId)), session)
+            }
         }
         router.post("/notifications/read") { request, _ in
             try await withSession(request, form: true, scope: .read) { session, form in
@@ -260,9 +264,10 @@ extension ConsoleController {
         object["csrf"] = session?.csrf ?? ""
         object["loggedIn"] = session != nil
         object["nav"] = Self.navigation.map { NavItem(href: $0.0, label: $0.1, current: $0.0 == "/\(page.template)") }
-        // pages only to read keep up by themselves (the pages allow no script); not one with a
-        // form being filled in, or a question being asked
-        if page.status == .ok, Self.refreshing.contains(page.template) { object["refreshSeconds"] = 30 }
+        if page.status == .ok, let refresh = page.refresh {
+            object["refresh"] = ["reload": refresh.reload, "on": refresh.on, "off": refresh.off]
+            if refresh.reload { object["refreshSeconds"] = Self.refreshSeconds }
+        }
         guard let html = templates.render(object, withTemplate: page.template) else {
             throw APIError(.internalServerError, code: "template_missing", message: "no template \(page.template)")
         }
@@ -278,7 +283,25 @@ extension ConsoleController {
         return response
     }
 
-    static let refreshing: Set = ["overview", "switches", "prices", "notifications"]
+    /// A page only to read keeps up by itself when its reader asks (`?refresh=30`; the pages
+    /// allow no script, so a reload): on, it says so and offers to stop, since a timed reload
+    /// the reader cannot stop fails WCAG 2.2.1. Pages with forms and questions never reload.
+    func reading(_ request: Request, _ page: Page) throws -> Page {
+        let asked = request.uri.queryParameters["refresh"].map(String.init)
+        guard asked == nil || asked == String(Self.refreshSeconds) else {
+            throw APIError(.badRequest, code: "invalid_value", message: "refresh must be \(Self.refreshSeconds) (seconds) or left out", field: "refresh")
+        }
+        // the page's other parameters (the price period) stay as they are
+        let kept = request.uri.queryParameters.filter { $0.key != "refresh" }.map { pair in
+            "\(pair.key)=\(String(pair.value).addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? "")"
+        }
+        func link(_ parameters: [String]) -> String { request.uri.path + (parameters.isEmpty ? "" : "?" + parameters.joined(separator: "&")) }
+        var page = page
+        page.refresh = (asked != nil, link(kept + ["refresh=\(Self.refreshSeconds)"]), link(kept))
+        return page
+    }
+
+    static let refreshSeconds = 30
 
     static let pageHeaders: HTTPFields = [
         .contentSecurityPolicy: "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",

@@ -35,6 +35,15 @@ extension ConsoleController {
             content["perAgentOf"] = ["shown": top.count, "of": allTime.agents.count]
         }
         content["hasSavings"] = !allTime.agents.isEmpty
+        // the last 30 days accounted, as a chart and as the table it is drawn from
+        let recent = allTime.daily.suffix(30).map {
+            SavingsChart.Day(
+                day: $0.day, onDemand: $0.money.onDemandCost, spent: $0.money.actualCost + $0.money.replicaCost, saved: $0.money.savings)
+        }
+        content["savingsChart"] = SavingsChart.svg(id: "savings-chart", days: Array(recent))
+        content["savingsDays"] = recent.reversed().map { d -> [String: Any] in
+            ["day": d.day, "saved": Self.money(d.saved), "spent": Self.money(d.spent), "onDemand": Self.money(d.onDemand)]
+        }
         return Page(template: "overview", title: "Overview", content: content)
     }
 
@@ -119,6 +128,9 @@ extension ConsoleController {
 
     func switchesPage(_ client: UUID) async throws -> Page {
         let page = try await switchPage(client, limit: 100, before: nil, agent: nil)
+        let now = Date()
+        let week = now.addingTimeInterval(-7 * 86_400)
+        let timeline = TimelineChart.svg(id: "moves-chart", moves: try await moveTimes(client, since: week), from: week, to: now)
         func side(_ s: SwitchSide) -> [String: Any] {
             [
                 "instance": s.instanceId ?? "—", "where": [s.instanceType, s.az, s.mode.map(Wording.of)].compactMap { $0 }.joined(separator: " "),
@@ -130,7 +142,7 @@ extension ConsoleController {
         return Page(
             template: "switches", title: "Switch history",
             content: [
-                "hasSwitches": !page.switches.isEmpty,
+                "hasSwitches": !page.switches.isEmpty, "movesChart": timeline,
                 "switches": page.switches.map { s in
                     var row: [String: Any] = [
                         "time": Self.time(s.initiatedAt), "agent": s.logicalAgentId, "trigger": Wording.of(s.eventTrigger.rawValue), "old": side(s.old),

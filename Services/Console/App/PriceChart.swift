@@ -109,7 +109,6 @@ enum PriceChart {
         let step = steps.first { span / $0 <= 7 } ?? steps.last!
         var utc = Calendar(identifier: .gregorian)
         utc.timeZone = TimeZone(identifier: "UTC")!
-        let months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
         var out: [(Date, String)] = []
         var t = Date(timeIntervalSince1970: (from.timeIntervalSince1970 / step).rounded(.up) * step)
         while t <= to {
@@ -124,6 +123,8 @@ enum PriceChart {
         }
         return out
     }
+
+    static let months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
 
     static func escape(_ s: String) -> String {
         s.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;").replacingOccurrences(of: ">", with: "&gt;")
