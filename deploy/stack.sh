@@ -686,7 +686,12 @@ sim_start() {
             shown=$(printf '%s\n' "$lines" | wc -l)
         fi
         if printf '%s' "$lines" | grep -q "fleet of"; then
-            [ "$history" = 0 ] || history_savings "$(printf '%s' "$lines" | sed -nE 's/.*history of ([0-9]+) switches sent.*/\1/p')"
+            if [ "$history" != 0 ]; then
+                history_savings "$(printf '%s' "$lines" | sed -nE 's/.*history of ([0-9]+) switches sent.*/\1/p')"
+                # the demo's first failover comes within a minute or two, not whenever the market's draws bring one
+                (first_failover </dev/null >>"$simlog" 2>&1 &)
+                log "a termination notice goes to sim-02-m5.large once its replica is ready (its failover in $simlog)"
+            fi
             return 0
         fi
         kill -0 "$(cat "$pidf")" 2>/dev/null || break
@@ -694,6 +699,26 @@ sim_start() {
     done
     tail -n 20 "$simlog" >&2 || true
     die "spotguard-sim did not start its fleet"
+}
+
+# The simulated fleet's client id
+sim_client() { sed -nE 's/.*"client_id" *: *"([0-9a-f-]+)".*/\1/p' "$DIR/sim/client.json"; }
+
+# A termination notice to a manual-replica workload as soon as its standby replica is ready: a
+# real failover through the product (the agent reads the notice, the replica is promoted, the
+# Elastic IP moves), so a fresh dashboard shows one. Gives up after ten minutes.
+first_failover() {
+    local i bins client
+    bins="$(bin_dir)"
+    client=$(sim_client)
+    for i in $(seq 1 120); do
+        if [ "$(pg_sql "SELECT count(*) FROM replica_instances r JOIN agents a ON a.id = r.agent_id
+                         WHERE a.client_id = '$client' AND a.logical_agent_id = 'sim-02-m5.large' AND r.is_active AND r.status = 'ready'")" -gt 0 ]; then
+            "$bins/spotguard-sim" drill --agent sim-02-m5.large --kind termination
+            return
+        fi
+        sleep 5
+    done
 }
 
 # Once the decision engine has recorded the history's switches, the savings of its days are
@@ -706,7 +731,7 @@ history_savings() {
     done
     (cd "$ROOT" && "$(bin_dir)/spotguard-decisions" savings >/dev/null) || die "spotguard-decisions savings failed"
     local client
-    client=$(sed -nE 's/.*"client_id" *: *"([0-9a-f-]+)".*/\1/p' "$DIR/sim/client.json")
+    client=$(sim_client)
     log "savings of the history accounted: $(pg_sql "SELECT coalesce(to_char(sum(savings), 'FM999990.00'), '0') || ' USD saved (' || coalesce(round(100 * sum(savings) / nullif(sum(on_demand_cost), 0)), 0) || ' % of on-demand) over ' || count(*) || ' days' FROM savings_snapshots WHERE agent_id IS NULL AND client_id = '$client'")"
 }
 
