@@ -27,7 +27,10 @@ extension IntegrationTests {
                     try await imds.serving { url in
                         try await harness.withAgent(
                             ingest: ingest, token: token, imds: url, logical: logical,
-                            environment: ["SPOTGUARD_AGENT_LOGICAL_AGENT_ID": "", "SPOTGUARD_AGENT_IMAGE_RETENTION": "0"]
+                            environment: [
+                                "SPOTGUARD_AGENT_LOGICAL_AGENT_ID": "", "SPOTGUARD_AGENT_IMAGE_RETENTION": "0",
+                                "SPOTGUARD_AGENT_ALTERNATIVE_TYPES": "c5.large", "SPOTGUARD_AGENT_ON_DEMAND_PRICE": "0.096",
+                            ]
                         ) {
                             #expect(
                                 try await TestStack.eventually {
@@ -53,6 +56,20 @@ extension IntegrationTests {
                                         "SELECT count(DISTINCT pool_id) FROM pricing_submissions_raw WHERE source_agent_id = $1::uuid AND pool_id LIKE 'm5.large.us-east-1%'",
                                         [agent]) == zones.count
                                 }, "a price for every zone EC2 offers the type in")
+                            // the on-demand price it knows is its own type's: the alternative type's pools do not get it
+                            #expect(
+                                try await TestStack.eventually {
+                                    try await SEFQuery.count(
+                                        store, "SELECT count(*) FROM pricing_submissions_raw WHERE source_agent_id = $1::uuid AND pool_id LIKE 'c5.large.%'",
+                                        [agent]) > 0
+                                })
+                            let misplaced = try await SEFQuery.count(
+                                store,
+                                """
+                                SELECT count(*) FROM pricing_submissions_raw WHERE source_agent_id = $1::uuid
+                                   AND CASE WHEN pool_id LIKE 'm5.large.%' THEN on_demand_price IS DISTINCT FROM 0.096 ELSE on_demand_price IS NOT NULL END
+                                """, [agent])
+                            #expect(misplaced == 0, "prices with another type's on-demand price")
 
                             // a switch to zone c, terminating the old instance at once
                             try await store.transaction { conn in

@@ -274,15 +274,20 @@ public final class Agent: Sendable {
                     "POST", "/api/pricing/submit",
                     Submission(
                         submissionId: UUID(), sourceAgentId: agent, sourceInstanceId: identity.instanceId, sourceType: source, poolId: pool.id,
-                        spotPrice: pool.price, onDemandPrice: configuration.onDemandPrice, observedAt: api.clock.now()))
+                        spotPrice: pool.price, onDemandPrice: ownType(pool.id) ? configuration.onDemandPrice : nil, observedAt: api.clock.now()))
             }
             return
         }
-        try await spool.submit(
-            "POST", "/api/agents/\(agent)/pricing-report",
-            Report(
-                reportId: UUID(), pools: Array(pools), onDemandPrice: configuration.onDemandPrice, instanceId: identity.instanceId,
-                observedAt: api.clock.now()))
+        // a report's on-demand price is for every pool it lists, and the one the agent knows is
+        // its own type's: the alternative types' pools go in a report without one
+        let now = api.clock.now()
+        for (group, onDemand) in [(pools.filter { ownType($0.id) }, configuration.onDemandPrice), (pools.filter { !ownType($0.id) }, nil)]
+        where !group.isEmpty {
+            try await spool.submit(
+                "POST", "/api/agents/\(agent)/pricing-report",
+                Report(reportId: UUID(), pools: group, onDemandPrice: onDemand, instanceId: identity.instanceId, observedAt: now))
+        }
+        func ownType(_ pool: String) -> Bool { pool.hasPrefix(identity.instanceType + ".") }
     }
 
     // MARK: interruption watch

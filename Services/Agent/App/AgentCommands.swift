@@ -200,6 +200,14 @@ extension Agent {
     /// terminated after the command's wait when auto-terminate is on.
     func performSwitch(_ command: Command, agent: String, identity: Identity) async throws {
         let initiated = api.clock.now()
+        // each later step is the start plus the time since by this process's steady clock: the
+        // server's clock offset, learnt again from any answer meanwhile, must not put a step
+        // before the start (the server refuses such a report)
+        let started = ContinuousClock.now
+        func step() -> Date {
+            let elapsed = (ContinuousClock.now - started).components
+            return initiated.addingTimeInterval(Double(elapsed.seconds) + Double(elapsed.attoseconds) / 1e18)
+        }
         let mode: MarketType = command.targetMode == "ondemand" ? .onDemand : .spot
         let targetPool = command.targetPoolId
         let type = targetPool.map { String($0.split(separator: ".").dropLast().joined(separator: ".")) } ?? identity.instanceType
@@ -216,13 +224,13 @@ extension Agent {
                 imageId: image, instanceType: type, market: mode, availabilityZone: az, userData: try await userData(agent: agent, replica: nil),
                 tags: ["spotguard:agent": agent, "spotguard:switch": command.commandId.uuidString.lowercased()],
                 clientToken: "switch-\(command.commandId.uuidString.lowercased())"))
-        let launchedAt = api.clock.now()
+        let launchedAt = step()
         for _ in 0..<120 where launched.state != "running" {
             try await Task.sleep(for: .seconds(2))
             launched = try await ec2.describeInstances(ids: [launched.id]).first ?? launched
         }
         guard launched.state == "running" else { throw Refused(description: "instance \(launched.id) not running") }
-        let ready = api.clock.now()
+        let ready = step()
         // the new instance takes the traffic before this one stops serving
         let moved =
             traffic.isEmpty
@@ -232,7 +240,7 @@ extension Agent {
         // report has left its spool (the spool is on this instance's disk: terminating first
         // would lose the report, and with it the switch from the ledger)
         let wait = command.terminateWaitSeconds
-        let terminatedAt = wait == 0 ? api.clock.now() : nil
+        let terminatedAt = wait == 0 ? step() : nil
         struct Side: Encodable {
             var instanceId, instanceType, az, mode: String
             var poolId: String?
@@ -261,7 +269,8 @@ extension Agent {
                 instanceId: launched.id, instanceType: type, az: az, mode: mode == .spot ? "spot" : "ondemand", poolId: mode == .spot ? "\(type).\(az)" : nil,
                 amiId: image),
             timing: Timing(
-                initiatedAt: initiated, amiCreatedAt: imageReady, instanceLaunchedAt: launchedAt, instanceReadyAt: ready, oldTerminatedAt: terminatedAt),
+                initiatedAt: initiated, amiCreatedAt: max(imageReady, initiated), instanceLaunchedAt: launchedAt, instanceReadyAt: ready,
+                oldTerminatedAt: terminatedAt),
             // this type's on-demand price; the server knows another type's
             pricing: Pricing(onDemand: type == identity.instanceType ? configuration.onDemandPrice : nil), traffic: moved?.outcome)
         state.withLock { $0.retired = true }
