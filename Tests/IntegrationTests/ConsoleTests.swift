@@ -328,12 +328,19 @@ extension IntegrationTests {
                 let pages = [
                     "overview=/overview", "agents=/agents", "agent=/agents/\(t.autoAgent)", "switches=/switches", "prices=/prices",
                     "prices-6h=/prices?range=6h", "prices-reloading=/prices?range=6h&refresh=30",
-                    "notifications=/notifications",
+                    "notifications=/notifications", "webhooks=/webhooks",
                 ]
                 var arguments: [String] = [script, "--chromium", chromium, "--base", console.base, "--token", t.token, "--out", out]
                 arguments += ["--axe", try TestStack.env.require("SPOTGUARD_TEST_AXE")]
                 arguments += pages.flatMap { ["--page", $0] }
                 arguments += ["--click", "refused=/agents=#agent-\(t.autoAgent) .modes form:nth-of-type(3) button", "--mobile", "mobile=/agents"]
+                // webhooks: one added (its secret shown once), one refused, a deletion asked about first
+                arguments += [
+                    "--submit",
+                    #"webhook-added=/webhooks=form.traffic-form={"url": "https://hooks.example.com/spotguard", "events": "failover.*, agent.offline", "format": "slack"}"#,
+                    "--submit", #"webhook-refused=/webhooks=form.traffic-form={"url": "ftp://files.example.com/x", "events": "", "format": "json"}"#,
+                    "--click", "webhook-delete=/webhooks=#webhooks tbody tr:first-child form button",
+                ]
                 // the traffic form, filled in and sent: a valid configuration, then one with a record outside its zone
                 for (name, record) in [("traffic-saved", "app.example.com"), ("traffic-refused", "app.example.org")] {
                     arguments += ["--submit", "\(name)=/agents/\(t.autoAgent)=form.traffic-form=\(Self.trafficForm(record: record))"]
@@ -356,7 +363,7 @@ extension IntegrationTests {
                         #expect(cookie?["httpOnly"] as? Bool == true && cookie?["sameSite"] as? String == "Strict" && cookie?["secure"] as? Bool == true)
                     }
                 }
-                #expect(visited.count == pages.count + 5)
+                #expect(visited.count == pages.count + 8)
                 let overview = try dom("overview")
                 #expect(overview.contains("id=\"agents-online\">2 online"))
                 // the days accounted as a chart that states its figures, and as a table
@@ -433,6 +440,19 @@ extension IntegrationTests {
                 let recent = try dom("prices-6h")
                 #expect(recent.contains(#"href="/prices?range=6h" aria-current="page""#), "the chosen period is marked")
                 #expect(recent.matches(of: /class="axis">[0-9]{2}:00</).count >= 3 * 3, "hours on a 6-hour axis")
+                let hooks = try dom("webhooks")
+                #expect(hooks.contains("<code>http://127.0.0.1:9/hook</code>") && hooks.contains("<td>failover.*</td>"))
+                let added = try dom("webhook-added")
+                #expect(added.firstMatch(of: /id="made-secret">[0-9a-f]{64}</) != nil, "the new webhook's secret, shown once")
+                #expect(
+                    added.contains("<code>https://hooks.example.com/spotguard</code>") && added.contains("<td>failover.*, agent.offline</td><td>Slack</td>"))
+                let refusedHook = try dom("webhook-refused")
+                #expect(refusedHook.contains("role=\"alert\">url must be an http(s) URL") && refusedHook.contains("value=\"ftp://files.example.com/x\""))
+                let deleting = try dom("webhook-delete")
+                #expect(deleting.contains("Delete the webhook to http://127.0.0.1:9/hook?") && deleting.contains("name=\"confirmed\" value=\"yes\""))
+                #expect(
+                    try await SEFQuery.count(store, "SELECT count(*) FROM webhook_subscriptions WHERE client_id = $1::uuid AND is_active", [t.id]) == 2,
+                    "the one added is there, the one asked about not yet deleted")
                 let notifications = try dom("notifications")
                 #expect(notifications.contains("Agent offline") && notifications.contains("×3"))
                 let mobile = visited.first { $0["name"] as? String == "mobile" }

@@ -272,48 +272,58 @@ extension ConsoleController {
         }
         router.post(RouterPath(path)) { request, context in
             let client = try await authenticateClient(request, context, scope: .admin)
-            let body = try await decode(WebhookRequest.self, from: request)
-            guard let url = body.url, url.count <= 2048, let parsed = URL(string: url), ["http", "https"].contains(parsed.scheme ?? ""),
-                parsed.host?.isEmpty == false, url.wholeMatch(of: /[^\s]+/) != nil
-            else { throw APIError(.badRequest, code: "invalid_url", message: "url must be an http(s) URL", field: "url") }
-            let events = body.events ?? []
-            guard events.count <= 50, events.allSatisfy(EventFilter.isValid) else {
-                throw APIError(
-                    .badRequest, code: "invalid_event_filter", message: "events are event types like failover.completed or patterns like failover.*",
-                    field: "events")
-            }
-            let format = body.format ?? "json"
-            guard ["json", "slack"].contains(format) else {
-                throw APIError(.badRequest, code: "invalid_value", message: "format must be json or slack", field: "format")
-            }
-            let secret = body.secret ?? Self.randomHex(32)
-            guard (16...256).contains(secret.count) else {
-                throw APIError(.badRequest, code: "invalid_secret", message: "secret must be 16 to 256 characters", field: "secret")
-            }
-            let filter = JSONValue.array(events.map { .string($0) }).text
-            let id = try await store.transaction { conn in
-                guard
-                    try conn.query("SELECT count(*)::int FROM webhook_subscriptions WHERE client_id = $1 AND is_active", [client])[0]
-                        .decode(Int.self, at: 0) < 20
-                else { throw APIError(.conflict, code: "too_many_webhooks", message: "at most 20 active webhooks per client") }
-                return try conn.query(
-                    "INSERT INTO webhook_subscriptions (client_id, url, secret, event_filter, payload_format) VALUES ($1, $2, $3, $4::jsonb, $5) RETURNING id",
-                    [client, url, secret, filter, format])[0].decode(UUID.self, at: 0)
-            }
-            var view = try await webhooks(client).first { $0.id == id }
-            view?.secret = secret
-            return try HTTPJSON.response(view, status: .created)
+            return try HTTPJSON.response(try await createWebhook(client, try await decode(WebhookRequest.self, from: request)), status: .created)
         }
         router.delete("\(path)/:webhookId") { request, context in
             let client = try await authenticateClient(request, context, scope: .admin)
-            let id = try pathUUID("webhookId", context, notFound: "webhook_not_found")
-            // the notifier sends nothing more to an inactive subscription and ends its pending deliveries
-            let changed = try await store.transaction { conn in
-                try conn.execute("UPDATE webhook_subscriptions SET is_active = false WHERE id = $1 AND client_id = $2 AND is_active", [id, client])
-            }
-            guard changed == 1 else { throw APIError(.notFound, code: "webhook_not_found", message: "no such webhook") }
+            try await deleteWebhook(client, try pathUUID("webhookId", context, notFound: "webhook_not_found"))
             return Response(status: .noContent)
         }
+    }
+
+    /// A new subscription (at most 20 active a client), checked field by field; the answer is the
+    /// only one that carries its secret. The API and the dashboard both create through it.
+    func createWebhook(_ client: UUID, _ body: WebhookRequest) async throws -> WebhookView {
+        guard let url = body.url, url.count <= 2048, let parsed = URL(string: url), ["http", "https"].contains(parsed.scheme ?? ""),
+            parsed.host?.isEmpty == false, url.wholeMatch(of: /[^\s]+/) != nil
+        else { throw APIError(.badRequest, code: "invalid_url", message: "url must be an http(s) URL", field: "url") }
+        let events = body.events ?? []
+        guard events.count <= 50, events.allSatisfy(EventFilter.isValid) else {
+            throw APIError(
+                .badRequest, code: "invalid_event_filter", message: "events are event types like failover.completed or patterns like failover.*",
+                field: "events")
+        }
+        let format = body.format ?? "json"
+        guard ["json", "slack"].contains(format) else {
+            throw APIError(.badRequest, code: "invalid_value", message: "format must be json or slack", field: "format")
+        }
+        let secret = body.secret ?? Self.randomHex(32)
+        guard (16...256).contains(secret.count) else {
+            throw APIError(.badRequest, code: "invalid_secret", message: "secret must be 16 to 256 characters", field: "secret")
+        }
+        let filter = JSONValue.array(events.map { .string($0) }).text
+        let id = try await store.transaction { conn in
+            guard
+                try conn.query("SELECT count(*)::int FROM webhook_subscriptions WHERE client_id = $1 AND is_active", [client])[0]
+                    .decode(Int.self, at: 0) < 20
+            else { throw APIError(.conflict, code: "too_many_webhooks", message: "at most 20 active webhooks per client") }
+            return try conn.query(
+                "INSERT INTO webhook_subscriptions (client_id, url, secret, event_filter, payload_format) VALUES ($1, $2, $3, $4::jsonb, $5) RETURNING id",
+                [client, url, secret, filter, format])[0].decode(UUID.self, at: 0)
+        }
+        guard var view = try await webhooks(client).first(where: { $0.id == id }) else {
+            throw APIError(.notFound, code: "webhook_not_found", message: "the webhook was deleted as it was made")
+        }
+        view.secret = secret
+        return view
+    }
+
+    /// The notifier sends nothing more to an inactive subscription and ends its pending deliveries.
+    func deleteWebhook(_ client: UUID, _ id: UUID) async throws {
+        let changed = try await store.transaction { conn in
+            try conn.execute("UPDATE webhook_subscriptions SET is_active = false WHERE id = $1 AND client_id = $2 AND is_active", [id, client])
+        }
+        guard changed == 1 else { throw APIError(.notFound, code: "webhook_not_found", message: "no such webhook") }
     }
 
     func webhooks(_ client: UUID) async throws -> [WebhookView] {

@@ -28,6 +28,7 @@ public struct ConsoleController: Sendable {
         addClientAPI(to: router)
         addAdminAPI(to: router)
         addDashboard(to: router)
+        addWebhookPages(to: router)
     }
 
     // MARK: API plumbing

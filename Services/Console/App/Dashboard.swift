@@ -30,6 +30,7 @@ extension ConsoleController {
 
     static let navigation = [
         ("/overview", "Overview"), ("/agents", "Agents"), ("/switches", "Switches"), ("/prices", "Prices"), ("/notifications", "Notifications"),
+        ("/webhooks", "Webhooks"),
     ]
 
     func addDashboard(to router: Router<ServiceRequestContext>) {
