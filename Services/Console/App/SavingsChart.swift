@@ -17,7 +17,11 @@ enum SavingsChart {
         let (left, right, top, bottom) = (56.0, 12.0, 26.0, 28.0)
         let w = Double(width) - left - right
         let h = Double(height) - top - bottom
-        let high = max(days.map { max($0.onDemand, $0.spent + max($0.saved, 0)) }.max() ?? 0, 0.0001) * 1.05
+        // the scale's top a round number, in round steps (0, 10, 20, 30, 40, 50)
+        let tallest = max(days.map { max($0.onDemand, $0.spent + max($0.saved, 0)) }.max() ?? 0, 0.0001)
+        let step = roundStep(tallest / 4)
+        let lines = Int((tallest / step).rounded(.up))
+        let high = step * Double(max(lines, 1))
         func y(_ v: Double) -> Double { top + h * (1 - v / high) }
         func f(_ v: Double) -> String { String(format: "%.1f", v) }
         let slot = w / Double(max(days.count, 1))
@@ -31,10 +35,10 @@ enum SavingsChart {
             \(String(format: "%.2f", saved)) USD saved\(share).</desc>\
             <rect x="\(f(left))" y="\(f(top))" width="\(f(w))" height="\(f(h))" class="plot"/>
             """
-        for i in 0...4 {
-            let v = high * Double(i) / 4
+        for i in 0...max(lines, 1) {
+            let v = step * Double(i)
             out += "<line x1=\"\(f(left))\" x2=\"\(f(left + w))\" y1=\"\(f(y(v)))\" y2=\"\(f(y(v)))\" class=\"grid\"/>"
-            out += "<text x=\"\(f(left - 4))\" y=\"\(f(y(v) + 4))\" text-anchor=\"end\" class=\"axis\">\(String(format: high < 10 ? "%.2f" : "%.0f", v))</text>"
+            out += "<text x=\"\(f(left - 4))\" y=\"\(f(y(v) + 4))\" text-anchor=\"end\" class=\"axis\">\(String(format: "%g", v))</text>"
         }
         out += "<text x=\"\(f(left - 4))\" y=\"\(f(top - 12))\" text-anchor=\"end\" class=\"axis unit\">USD</text>"
         // a label every few days, so that at most about ten show
@@ -58,6 +62,12 @@ enum SavingsChart {
             out += "<text x=\"\(f(left + w / 2))\" y=\"\(f(top + h / 2))\" text-anchor=\"middle\" class=\"empty\">no day accounted yet</text>"
         }
         return out + "</svg>"
+    }
+
+    /// The round step (1, 2 or 5 times a power of ten) at or above `raw`.
+    static func roundStep(_ raw: Double) -> Double {
+        let power = pow(10, (log10(raw)).rounded(.down))
+        return [1.0, 2, 5, 10].map { $0 * power }.first { $0 >= raw } ?? 10 * power
     }
 
     /// `Dec 7` for `2026-12-07`.
