@@ -23,7 +23,7 @@ chaos:     ## fault suite: kill -9 of every service, broker and database restart
 soak:      ## a steady load for an hour against the demo stack (SOAK_MINUTES=…): fails if memory, descriptors or p99 grow
 	deploy/soak.sh
 
-replay:    ## real price history through ingest and the SEF; interpolation error per method
+replay:    ## price history through ingest and the SEF (../shared/data's, else generated sample data); interpolation error per method
 	deploy/replay.sh
 
 backtest:  ## decision strategies replayed over price history: ../shared/data's, else generated sample data (no stack needed)
