@@ -724,14 +724,13 @@ first_failover() {
 # Once the decision engine has recorded the history's switches, the savings of its days are
 # accounted at once (the service's own run comes every 15 minutes).
 history_savings() {
-    local sent="${1:-0}" i
+    local sent="${1:-0}" i client
+    client=$(sim_client)
     for i in $(seq 1 60); do
-        [ "$(pg_sql "SELECT count(*) FROM switches WHERE initiated_at < now() - interval '1 hour'")" -ge "$sent" ] && break
+        [ "$(pg_sql "SELECT count(*) FROM switches WHERE client_id = '$client' AND initiated_at < now() - interval '1 hour'")" -ge "$sent" ] && break
         sleep 0.5
     done
     (cd "$ROOT" && "$(bin_dir)/spotguard-decisions" savings >/dev/null) || die "spotguard-decisions savings failed"
-    local client
-    client=$(sim_client)
     log "savings of the history accounted: $(pg_sql "SELECT coalesce(to_char(sum(savings), 'FM999990.00'), '0') || ' USD saved (' || coalesce(round(100 * sum(savings) / nullif(sum(on_demand_cost), 0)), 0) || ' % of on-demand) over ' || count(*) || ' days' FROM savings_snapshots WHERE agent_id IS NULL AND client_id = '$client'")"
 }
 
