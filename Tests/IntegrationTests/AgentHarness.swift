@@ -1,4 +1,5 @@
 import Foundation
+import Glibc
 import IMDSMock
 import SpotCloud
 import SpotRuntime
@@ -175,17 +176,25 @@ struct AgentHarness {
 
     /// A TCP port on 127.0.0.1 that nothing listens on now.
     static func freePort() throws -> Int {
+        try #require(bind(0), "no free port")
+    }
+
+    /// `port` on 127.0.0.1 if a server could bind it now (0: any free one), as the services'
+    /// servers bind (SO_REUSEADDR: a port whose last connections wait out TIME_WAIT is free).
+    static func bind(_ port: Int) -> Int? {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         defer { close(fd) }
+        var one: Int32 = 1
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
         address.sin_addr.s_addr = inet_addr("127.0.0.1")
         var length = socklen_t(MemoryLayout<sockaddr_in>.size)
         let bound = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0 }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0 }
         }
-        try #require(bound, "no free port")
-        return Int(UInt16(bigEndian: address.sin_port))
+        return bound ? Int(UInt16(bigEndian: address.sin_port)) : nil
     }
 
     /// A new client named `name`, made with the admin token: its API token.

@@ -3,6 +3,7 @@ import SpotBus
 import SpotCloud
 import SpotModels
 import SpotRuntime
+import Synchronization
 import Testing
 import ToolSupport
 
@@ -12,9 +13,30 @@ import FoundationNetworking
 
 struct ServiceNotReady: Error { var executable: String; var port: Int }
 
+/// The ports of the services the tests start: handed out in turn from a random start in
+/// 21000-29999 (below Linux's ephemeral range, so no client socket of this machine holds one),
+/// skipping any a listener holds. Two services of one run never draw the same port: the second
+/// would fail to bind and exit while the first answered its readiness checks in its place.
+enum ServicePorts {
+    static let range = 21_000...29_999
+    static let next = Mutex(Int.random(in: range))
+
+    static func take() throws -> Int {
+        for _ in range {
+            let port = next.withLock { n in
+                defer { n = n == range.upperBound ? range.lowerBound : n + 1 }
+                return n
+            }
+            if AgentHarness.bind(port) != nil { return port }
+        }
+        throw ServiceNotReady(executable: "-", port: 0)
+    }
+}
+
 /// A SpotGuard executable (`serve`) as a real process on a loopback port, driven over HTTP.
 final class ServiceProcess: Sendable {
     let process: ChildProcess
+    let executable: String
     let base: String
 
     /// Starts `executable serve` with its port variable set to a free port and `environment`
@@ -25,15 +47,14 @@ final class ServiceProcess: Sendable {
         _ executable: String, portVariable: String, environment: [String: String] = [:], output: String? = nil
     ) async throws -> ServiceProcess {
         var env = ProcessInfo.processInfo.environment
-        // below Linux's ephemeral range (32768-60999), so no client socket of this machine holds it
-        let port = Int.random(in: 21_000...29_999)
+        let port = try ServicePorts.take()
         env[portVariable] = String(port)
         env["SPOTGUARD_LOG_LEVEL"] = "warning"
         // the tests provoke hundreds of 401s from one address on purpose; SecurityTests sets a limit
         env["SPOTGUARD_AUTH_FAILURE_LIMIT"] = "0"
         env.merge(environment) { _, new in new }
         let p = try ChildProcess(try TestStack.binDir + "/" + executable, ["serve"], environment: env, output: output, errors: true)
-        let service = ServiceProcess(process: p, base: "http://127.0.0.1:\(port)")
+        let service = ServiceProcess(process: p, executable: executable, base: "http://127.0.0.1:\(port)")
         let ready = await TestStack.eventually { (try? await service.send("GET", "/health/ready").status) == 200 }
         guard ready else {
             _ = await service.stop()
@@ -50,8 +71,9 @@ final class ServiceProcess: Sendable {
         try await start("spotguard-console", portVariable: "SPOTGUARD_CONSOLE_PORT")
     }
 
-    private init(process: ChildProcess, base: String) {
+    private init(process: ChildProcess, executable: String, base: String) {
         self.process = process
+        self.executable = executable
         self.base = base
     }
 
@@ -109,7 +131,8 @@ final class ServiceProcess: Sendable {
             _ = await service.stop()
             throw error
         }
-        #expect(await service.stop() == 0, "the service did not shut down cleanly on SIGTERM")
+        let status = await service.stop()
+        #expect(status == 0, "\(service.executable) did not shut down cleanly on SIGTERM (exit status \(status))")
     }
 
     /// SIGTERM, as an orchestrator would; returns the exit status.
