@@ -122,7 +122,8 @@ let package = Package(
         library("SEFCore", "Services/SEF/Core", ["SpotModels", crypto]),
         library(
             "SEFApp", "Services/SEF/App",
-            ["SpotFleet", "SEFCore", "SpotModels", "SpotBus", "SpotStore", "SpotRuntime", hummingbird, logging, metrics, serviceLifecycle]),
+            ["SpotFleet", "SEFCore", "SpotModels", "SpotBus", "SpotStore", "SpotRuntime", hummingbird, logging, metrics, serviceLifecycle],
+            resources: [.copy("openapi.yaml")]),
         executable("SEF", "Services/SEF/Main", ["SEFApp", "SpotRuntime"]),
 
         library("ReplicaCore", "Services/ReplicaCoordinator/Core", ["SpotModels"]),

@@ -64,6 +64,11 @@ public enum JSONValue: Codable, Sendable, Equatable {
         return nil
     }
 
+    public var object: [String: JSONValue]? {
+        if case .object(let o) = self { return o }
+        return nil
+    }
+
     public var array: [JSONValue]? {
         if case .array(let a) = self { return a }
         return nil

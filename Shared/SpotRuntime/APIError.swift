@@ -4,6 +4,7 @@ import Hummingbird
 import Logging
 import SpotBus
 import SpotModels
+import SpotStore
 
 /// Every error the API answers: `{"error": {"code": "...", "message": "...", "field": "..."}}`
 /// with a stable machine-readable code.
@@ -70,7 +71,7 @@ public struct APIError: HTTPResponseError, CustomStringConvertible {
 }
 
 /// Maps any error that is not already an API error to a logged, generic 500, so internals
-/// never reach the client.
+/// never reach the client; a database that cannot answer now is 503 with a retry hint.
 public struct ErrorMiddleware<Context: RequestContext>: RouterMiddleware {
     public init() {}
 
@@ -79,6 +80,10 @@ public struct ErrorMiddleware<Context: RequestContext>: RouterMiddleware {
             return try await next(request, context)
         } catch let error as APIError {
             throw error
+        } catch let error as PGError where error.isTransient {
+            // unreachable, restarting or out of resources: the caller may retry
+            context.logger.warning("request failed: database unavailable", metadata: ["db.error": "\(error)"])
+            throw APIError.databaseUnavailable
         } catch let error as HTTPError {
             throw APIError(
                 error.status, code: error.status == .notFound ? "not_found" : "http_\(error.status.code)",

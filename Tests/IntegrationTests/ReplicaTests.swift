@@ -201,6 +201,14 @@ extension IntegrationTests {
                 let modes = try await agent.call("POST", "/config", #"{"auto_switch_enabled": false, "auto_terminate_enabled": false}"#)
                 #expect(modes.status == 200 && modes.json["auto_switch_enabled"] as? Bool == false)
 
+                // labels are an object of strings, as EC2 tags are
+                for (tags, code, field) in [
+                    (#"[1]"#, "invalid_type", "tags"), (#"{"owner": 5}"#, "invalid_value", "tags.owner"),
+                    (#"{"": "x"}"#, "invalid_value", "tags"),
+                ] {
+                    let bad = try await agent.call("POST", "/replicas", #"{"tags": \#(tags)}"#)
+                    #expect(bad.status == 400 && bad.errorCode == code && bad.errorField == field, "\(tags): \(bad.status) \(bad.errorCode ?? "-")")
+                }
                 // create → a row in replica_instances, in the cheapest pool outside the primary's zone
                 let created = try await agent.call("POST", "/replicas", #"{"created_by": "ops@example.com", "tags": {"purpose": "testing"}}"#)
                 #expect(created.status == 201)
@@ -271,8 +279,11 @@ extension IntegrationTests {
                 let forOld = try await agent.poll(agent.instance)
                 #expect(forOld.map { $0["command_type"] as? String } == ["terminate"])
                 #expect(forOld.first?["terminate_wait_seconds"] as? Int == 1800)
-                let terminated = try await agent.call("POST", "/commands/\(forOld.first?["command_id"] as? String ?? "")/result", #"{"status": "succeeded"}"#)
-                #expect(terminated.status == 200)
+                let terminate = "/commands/\(forOld.first?["command_id"] as? String ?? "")/result"
+                let shapeless = try await agent.call("POST", terminate, #"{"status": "succeeded", "result": "done"}"#)
+                #expect(shapeless.status == 400 && shapeless.errorCode == "invalid_type" && shapeless.errorField == "result")
+                let terminated = try await agent.call("POST", terminate, #"{"status": "succeeded"}"#)
+                #expect(terminated.status == 200 && terminated.json["status"] as? String == "succeeded")
                 let oldRow = try await ReplicaQuery.one(store, "SELECT is_active::text FROM instances WHERE id = $1", [agent.instance])
                 #expect(oldRow == ["false"], "the old primary's instance is closed once its agent terminated it")
                 let again = try await agent.call("POST", "/replicas/\(replicaId)/promote", "{}")

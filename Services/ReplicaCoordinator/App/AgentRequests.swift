@@ -80,6 +80,9 @@ extension Coordinator {
         if let message = body.errorMessage, message.count > 2000 {
             throw ReplicaRefusal(400, "too_long", "error_message is longer than 2000 characters", field: "error_message")
         }
+        if let result = body.result, result.object == nil {
+            throw ReplicaRefusal(400, "invalid_type", "result must be an object", field: "result")
+        }
         let commandId = try require(r.commandId)
         guard
             let row = try conn.query(

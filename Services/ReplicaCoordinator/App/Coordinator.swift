@@ -127,6 +127,7 @@ public struct Coordinator: Sendable {
         if let user = body.createdBy, user.count > 255 {
             throw ReplicaRefusal(400, "too_long", "created_by is longer than 255 characters", field: "created_by")
         }
+        try Self.checkTags(body.tags)
         let replica = try launch(
             .manual, for: agent, id: requestId,
             placement: .init(pool: pool, excludeZones: Set(body.excludeZones ?? []), maxHourlyCost: body.maxHourlyCost),
@@ -285,6 +286,24 @@ public struct Coordinator: Sendable {
     }
 
     // MARK: helpers
+
+    /// A replica's labels: an object of at most 50 strings, keys of 1 to 128 characters and
+    /// values of at most 256 (EC2's limits for tags, which an operator may copy them to).
+    static func checkTags(_ tags: JSONValue?) throws {
+        guard let tags else { return }
+        guard let labels = tags.object else {
+            throw ReplicaRefusal(400, "invalid_type", "tags must be an object of strings", field: "tags")
+        }
+        guard labels.count <= 50 else { throw ReplicaRefusal(400, "too_many", "tags has more than 50 labels", field: "tags") }
+        for (key, value) in labels.sorted(by: { $0.key < $1.key }) {
+            guard (1...128).contains(key.count) else {
+                throw ReplicaRefusal(400, "invalid_value", "a tag's key must have 1 to 128 characters", field: "tags")
+            }
+            guard let text = value.string, text.count <= 256 else {
+                throw ReplicaRefusal(400, "invalid_value", "a tag's value must be a string of at most 256 characters", field: "tags.\(key)")
+            }
+        }
+    }
 
     func decode<T: Decodable>(_ type: T.Type, _ body: String?) throws -> T {
         let text = (body?.isEmpty ?? true) ? "{}" : body!

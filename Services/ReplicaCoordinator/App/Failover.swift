@@ -26,7 +26,7 @@ extension Coordinator {
         _ = try conn.execute(
             "UPDATE replica_instances SET tags = tags || jsonb_build_object('old_instance_id', $2::text) WHERE id = $1",
             [replica.id, oldInstance])
-        replica.tags = .object((replica.tagsObject).merging(["old_instance_id": oldInstance.map(JSONValue.string) ?? .null]) { $1 })
+        replica.tags = .object((replica.tags.object ?? [:]).merging(["old_instance_id": oldInstance.map(JSONValue.string) ?? .null]) { $1 })
 
         let old = try PriceBook.latest(pool: oldPool, on: conn)
         let new = try PriceBook.latest(pool: replica.poolId, on: conn)
@@ -326,12 +326,5 @@ extension Coordinator {
             "primary_lost", agent: agent, replica: replica.id, "\(checked) was \(state) without a notice; replica \(replica.instanceId ?? "?") promoted",
             dedupKey: nil, on: conn)
         try replaceManualReplica(agent, on: conn)
-    }
-}
-
-extension ReplicaRecord {
-    var tagsObject: [String: JSONValue] {
-        if case .object(let o) = tags { return o }
-        return [:]
     }
 }

@@ -44,6 +44,7 @@ public struct SEFService: Sendable {
             brokerConnected: { consumer.isConnected && publisher.isConnected }, store: store,
             services: [publisher, relay, consumer, maintenance, retention], logger: logger
         ) { router in
+            router.get("/openapi.yaml") { _, _ in OpenAPIDocument.response(Bundle.module) }
             if let token = configuration.adminToken { addAdminRoutes(to: router, token: token, store: store) }
         }
     }
