@@ -706,12 +706,14 @@ sim_client() { sed -nE 's/.*"client_id" *: *"([0-9a-f-]+)".*/\1/p' "$DIR/sim/cli
 
 # A termination notice to a manual-replica workload as soon as its standby replica is ready: a
 # real failover through the product (the agent reads the notice, the replica is promoted, the
-# Elastic IP moves), so a fresh dashboard shows one. Gives up after ten minutes.
+# Elastic IP moves), so a fresh dashboard shows one. Gives up after ten minutes, or at once
+# when the simulator stops (make down).
 first_failover() {
-    local i bins client
+    local i bins client pidf="$DIR/pids/spotguard-sim.pid"
     bins="$(bin_dir)"
     client=$(sim_client)
     for i in $(seq 1 120); do
+        [ -f "$pidf" ] && kill -0 "$(cat "$pidf")" 2>/dev/null || return 0
         if [ "$(pg_sql "SELECT count(*) FROM replica_instances r JOIN agents a ON a.id = r.agent_id
                          WHERE a.client_id = '$client' AND a.logical_agent_id = 'sim-02-m5.large' AND r.is_active AND r.status = 'ready'")" -gt 0 ]; then
             "$bins/spotguard-sim" drill --agent sim-02-m5.large --kind termination

@@ -69,7 +69,7 @@ extension ConsoleController {
             }
         }
         router.get("/overview") { request, _ in
-            try await withSession(request) { session, _ in try await render(try reading(request, try await overview(session.clientId)), session) }
+            try await withSession(request) { session, _ in try await render(try await reading(request) { try await overview(session.clientId) }, session) }
         }
         router.get("/agents") { request, _ in
             try await withSession(request) { session, _ in
@@ -178,7 +178,7 @@ extension ConsoleController {
             }
         }
         router.get("/switches") { request, _ in
-            try await withSession(request) { session, _ in try await render(try reading(request, try await switchesPage(session.clientId)), session) }
+            try await withSession(request) { session, _ in try await render(try await reading(request) { try await switchesPage(session.clientId) }, session) }
         }
         router.get("/prices") { request, _ in
             try await withSession(request) { session, _ in
@@ -187,12 +187,12 @@ extension ConsoleController {
                     let allowed = PriceChart.Range.allCases.map(\.rawValue).joined(separator: ", ")
                     throw APIError(.badRequest, code: "invalid_value", message: "range must be one of \(allowed)", field: "range")
                 }
-                return try await render(try reading(request, try await pricesPage(session.clientId, range: range)), session)
+                return try await render(try await reading(request) { try await pricesPage(session.clientId, range: range) }, session)
             }
         }
         router.get("/notifications") { request, _ in
             try await withSession(request) { session, _ in
-                try await render(try reading(request, try await notificationsPage(session.clientId)), session)
+                try await render(try await reading(request) { try await notificationsPage(session.clientId) }, session)
             }
         }
         router.post("/notifications/read") { request, _ in
@@ -287,7 +287,7 @@ extension ConsoleController {
     /// A page only to read keeps up by itself when its reader asks (`?refresh=30`; the pages
     /// allow no script, so a reload): on, it says so and offers to stop, since a timed reload
     /// the reader cannot stop fails WCAG 2.2.1. Pages with forms and questions never reload.
-    func reading(_ request: Request, _ page: Page) throws -> Page {
+    func reading(_ request: Request, _ build: () async throws -> Page) async throws -> Page {
         let asked = request.uri.queryParameters["refresh"].map(String.init)
         guard asked == nil || asked == String(Self.refreshSeconds) else {
             throw APIError(.badRequest, code: "invalid_value", message: "refresh must be \(Self.refreshSeconds) (seconds) or left out", field: "refresh")
@@ -297,7 +297,7 @@ extension ConsoleController {
             "\(pair.key)=\(String(pair.value).addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? "")"
         }
         func link(_ parameters: [String]) -> String { request.uri.path + (parameters.isEmpty ? "" : "?" + parameters.joined(separator: "&")) }
-        var page = page
+        var page = try await build()
         page.refresh = (asked != nil, link(kept + ["refresh=\(Self.refreshSeconds)"]), link(kept))
         return page
     }

@@ -35,16 +35,14 @@ enum PriceChart {
     }
 
     static func svg(id: String, title: String, points: [Point], onDemand: Double?, from: Date, to: Date, width: Int = 720, height: Int = 220) -> String {
-        let (left, right, top, bottom) = (56.0, 12.0, 26.0, 28.0)
-        let w = Double(width) - left - right
-        let h = Double(height) - top - bottom
+        let frame = ChartFrame(id: id, width: width, height: height, left: 56, right: 12, top: 26, bottom: 28)
+        let (left, top, w, h, f) = (frame.left, frame.top, frame.w, frame.h, ChartFrame.f)
         let prices = points.map(\.price) + (onDemand.map { [$0] } ?? [])
-        let low = (prices.min() ?? 0) * 0.95
-        let high = max((prices.max() ?? 1) * 1.05, low + 0.0001)
+        let scale = ChartFrame.roundScale(low: (prices.min() ?? 0) * 0.95, high: max((prices.max() ?? 1) * 1.05, 0.0001))
+        let (low, high) = (scale.first!, scale.last!)
         let span = max(to.timeIntervalSince(from), 1)
         func x(_ d: Date) -> Double { left + w * d.timeIntervalSince(from) / span }
         func y(_ p: Double) -> Double { top + h * (1 - (p - low) / (high - low)) }
-        func f(_ v: Double) -> String { String(format: "%.1f", v) }
 
         // runs of consecutive buckets (≤ 10 min apart) with the same kind
         var runs: [(interpolated: Bool, points: [Point])] = []
@@ -62,25 +60,11 @@ enum PriceChart {
             }
         }
         let measured = points.filter { !$0.interpolated }.count
-        let interpolated = points.count - measured
-        var out = """
-            <svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 \(width) \(height)" role="img" aria-labelledby="\(id)-t \(id)-d" class="chart">\
-            <title id="\(id)-t">\(escape(title))</title>\
-            <desc id="\(id)-d">\(points.count) five-minute prices, \(measured) measured, \(interpolated) interpolated\
-            \(points.isEmpty ? "" : String(format: ", from %.4f to %.4f USD per hour", points.map(\.price).min()!, points.map(\.price).max()!)).</desc>\
-            <rect x="\(f(left))" y="\(f(top))" width="\(f(w))" height="\(f(h))" class="plot"/>
-            """
-        for i in 0...4 {
-            let p = low + (high - low) * Double(i) / 4
-            out += "<line x1=\"\(f(left))\" x2=\"\(f(left + w))\" y1=\"\(f(y(p)))\" y2=\"\(f(y(p)))\" class=\"grid\"/>"
-            out += "<text x=\"\(f(left - 4))\" y=\"\(f(y(p) + 4))\" text-anchor=\"end\" class=\"axis\">\(String(format: "%.4f", p))</text>"
-        }
-        for (t, label) in ticks(from: from, to: to) where x(t) >= left + 16 && x(t) < left + w - 24 {  // none clipped at an edge
-            out += "<text x=\"\(f(x(t)))\" y=\"\(height - 8)\" text-anchor=\"middle\" class=\"axis\">\(label)</text>"
-        }
-        // units: the price axis, and the time zone of the time axis
-        out += "<text x=\"\(f(left - 4))\" y=\"\(f(top - 12))\" text-anchor=\"end\" class=\"axis unit\">USD/h</text>"
-        out += "<text x=\"\(f(left + w))\" y=\"\(height - 8)\" text-anchor=\"end\" class=\"axis unit\">UTC</text>"
+        let range = points.isEmpty ? "" : String(format: ", from %.4f to %.4f USD per hour", points.map(\.price).min()!, points.map(\.price).max()!)
+        var out = frame.open(
+            title: title, description: "\(points.count) five-minute prices, \(measured) measured, \(points.count - measured) interpolated\(range).")
+        out += frame.grid(scale, label: { String(format: "%.4f", $0) }, unit: "USD/h", y: y)
+        out += frame.timeAxis(from: from, to: to, baseline: Double(height - 8), x: x)
         if let onDemand {
             out +=
                 "<line x1=\"\(f(left))\" x2=\"\(f(left + w))\" y1=\"\(f(y(onDemand)))\" y2=\"\(f(y(onDemand)))\" class=\"ondemand\"><title>on-demand \(String(format: "%.4f", onDemand))</title></line>"
@@ -94,40 +78,7 @@ enum PriceChart {
                 out += "<polyline points=\"\(path)\" class=\"\(kind)\" data-kind=\"\(kind)\"/>"
             }
         }
-        if points.isEmpty {
-            out += "<text x=\"\(f(left + w / 2))\" y=\"\(f(top + h / 2))\" text-anchor=\"middle\" class=\"empty\">no clean prices in this period</text>"
-        }
+        if points.isEmpty { out += frame.empty("no clean prices in this period") }
         return out + "</svg>"
-    }
-
-    /// Time-axis labels from `from` to `to`: at most about seven, on round UTC times (every 5,
-    /// 15 or 30 minutes, 1, 3, 6 or 12 hours, or 1, 2 or 7 days, whichever fits), as `HH:MM`,
-    /// or `Mon D` at midnight and for steps of a day or more.
-    static func ticks(from: Date, to: Date) -> [(Date, String)] {
-        let span = max(to.timeIntervalSince(from), 60)
-        let steps: [Double] = [300, 900, 1800, 3600, 10_800, 21_600, 43_200, 86_400, 172_800, 604_800]
-        let step = steps.first { span / $0 <= 7 } ?? steps.last!
-        var utc = Calendar(identifier: .gregorian)
-        utc.timeZone = TimeZone(identifier: "UTC")!
-        var out: [(Date, String)] = []
-        var t = Date(timeIntervalSince1970: (from.timeIntervalSince1970 / step).rounded(.up) * step)
-        while t <= to {
-            let c = utc.dateComponents([.month, .day, .hour, .minute], from: t)
-            // a day's first label names the day
-            let midnight = c.hour == 0 && c.minute == 0
-            let label =
-                step < 86_400 && !midnight
-                ? String(format: "%02d:%02d", c.hour ?? 0, c.minute ?? 0) : "\(months[(c.month ?? 1) - 1]) \(c.day ?? 1)"
-            out.append((t, label))
-            t = t.addingTimeInterval(step)
-        }
-        return out
-    }
-
-    static let months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
-
-    static func escape(_ s: String) -> String {
-        s.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;").replacingOccurrences(of: ">", with: "&gt;")
-            .replacingOccurrences(of: "\"", with: "&quot;")
     }
 }

@@ -15,19 +15,16 @@ enum TimelineChart {
     static let rows: [SwitchTrigger] = [.failover, .emergency, .rebalance, .autoSwitch, .manual]
 
     static func svg(id: String, moves: [Move], from: Date, to: Date, width: Int = 720) -> String {
-        let (left, right, top, rowHeight) = (150.0, 12.0, 8.0, 22.0)
-        let height = Int(top + rowHeight * Double(rows.count) + 28)
-        let w = Double(width) - left - right
+        let rowHeight = 22.0
+        let frame = ChartFrame(id: id, width: width, height: Int(8 + rowHeight * Double(rows.count) + 28), left: 150, right: 12, top: 8, bottom: 28)
+        let (left, top, w, f) = (frame.left, frame.top, frame.w, ChartFrame.f)
         let span = max(to.timeIntervalSince(from), 1)
         func x(_ d: Date) -> Double { left + w * d.timeIntervalSince(from) / span }
-        func f(_ v: Double) -> String { String(format: "%.1f", v) }
         let counts = rows.map { kind in (kind, moves.filter { $0.trigger == kind }.count) }
         let summary = counts.map { "\($0.1) \(Wording.of($0.0.rawValue).lowercased())" }.joined(separator: ", ")
-        var out = """
-            <svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 \(width) \(height)" role="img" aria-labelledby="\(id)-t \(id)-d" class="chart">\
-            <title id="\(id)-t">Moves from \(ConsoleController.time(from)) to \(ConsoleController.time(to))</title>\
-            <desc id="\(id)-d">\(moves.count) move\(moves.count == 1 ? "" : "s"): \(summary).</desc>
-            """
+        var out = frame.open(
+            title: "Moves from \(ConsoleController.time(from)) to \(ConsoleController.time(to))",
+            description: "\(moves.count) move\(moves.count == 1 ? "" : "s"): \(summary).", box: false)
         for (i, (kind, count)) in counts.enumerated() {
             let y = top + rowHeight * Double(i)
             out += "<rect x=\"\(f(left))\" y=\"\(f(y))\" width=\"\(f(w))\" height=\"\(f(rowHeight - 4))\" class=\"plot\"/>"
@@ -38,11 +35,6 @@ enum TimelineChart {
                     "<line x1=\"\(f(x(m.time)))\" x2=\"\(f(x(m.time)))\" y1=\"\(f(y + 2))\" y2=\"\(f(y + rowHeight - 6))\" class=\"move move-\(kind.rawValue.replacingOccurrences(of: "_", with: "-"))\"/>"
             }
         }
-        let axis = top + rowHeight * Double(rows.count) + 14
-        for (t, label) in PriceChart.ticks(from: from, to: to) where x(t) >= left + 16 && x(t) < left + w - 24 {
-            out += "<text x=\"\(f(x(t)))\" y=\"\(f(axis))\" text-anchor=\"middle\" class=\"axis\">\(label)</text>"
-        }
-        out += "<text x=\"\(f(left + w))\" y=\"\(f(axis))\" text-anchor=\"end\" class=\"axis unit\">UTC</text>"
-        return out + "</svg>"
+        return out + frame.timeAxis(from: from, to: to, baseline: top + rowHeight * Double(rows.count) + 14, x: x) + "</svg>"
     }
 }

@@ -66,10 +66,10 @@ extension Fleet {
                 "pool_id": newPool,
             ]
             if last && !spot { new = ["instance_id": live, "instance_type": type, "mode": "ondemand"] }
-            var pricing: [String: Any] = ["on_demand": cloud.market.onDemand[type] ?? 0]
+            var pricing: [String: Any] = [:]
+            pricing["on_demand"] = cloud.market.onDemand[type]
             pricing["old_spot"] = move.leftPrice
             pricing["new_spot"] = newPool == move.pool && new["mode"] as? String == "spot" ? move.price : nil
-            if pricing["on_demand"] as? Double == 0 { pricing["on_demand"] = nil }
             let timing = [
                 "initiated_at": move.at, "instance_launched_at": move.at.addingTimeInterval(40), "instance_ready_at": move.at.addingTimeInterval(90),
                 "old_terminated_at": move.at.addingTimeInterval(120),
