@@ -77,13 +77,17 @@ public struct FieldChecker: Sendable {
         return parsed
     }
 
-    /// A price in $/hour: finite, above zero, at most `limits.maxPrice`.
+    /// The smallest price the tables hold (six decimals): anything smaller would be stored as 0,
+    /// which they refuse, so the report would be accepted and then lost.
+    public static let minPrice = 0.000001
+
+    /// A price in $/hour: finite, at least `minPrice`, at most `limits.maxPrice`.
     public func price(_ value: Double?, _ field: String) throws -> Double? {
         guard let value else { return nil }
-        guard value.isFinite, value > 0, value <= limits.maxPrice else {
+        guard value.isFinite, value >= Self.minPrice, value <= limits.maxPrice else {
             throw ValidationError(
                 code: "invalid_price", field: field,
-                message: "\(field) must be a price above 0 and at most \(Int(limits.maxPrice)) $/hour")
+                message: "\(field) must be a price of at least 0.000001 and at most \(Int(limits.maxPrice)) $/hour")
         }
         return value
     }
@@ -116,5 +120,20 @@ public struct FieldChecker: Sendable {
             throw ValidationError(code: "invalid_ip", field: field, message: "\(field) must be an IPv4 or IPv6 address")
         }
         return value
+    }
+}
+
+extension FieldChecker {
+    /// A new client's name (1 to 255 characters without control characters, not only spaces,
+    /// trimmed of spaces) and e-mail address (`local@domain.tld`, at most 255): as the console's
+    /// admin API and ingest's bootstrap route both take them.
+    public func client(name: String?, email: String?) throws -> (name: String, email: String?) {
+        let name = try required(text(name, "name", maxLength: 255), "name").trimmingCharacters(in: .whitespaces)
+        guard !name.isEmpty else { throw ValidationError(code: "invalid_value", field: "name", message: "name must not be only spaces") }
+        let email = try text(email, "email", maxLength: 255)
+        if let email, email.wholeMatch(of: /[^@\s]+@[^@\s]+\.[^@\s]+/) == nil {
+            throw ValidationError(code: "invalid_email", field: "email", message: "email is not an e-mail address")
+        }
+        return (name, email)
     }
 }

@@ -129,6 +129,8 @@ func validationError(_ body: () throws -> Void) -> ValidationError? {
         arguments: [
             (#"{"pools": [{"id": "t3.medium.us-east-1a", "price": -0.03}]}"#, "invalid_price", "pools[0].price"),
             (#"{"pools": [{"id": "t3.medium.us-east-1a", "price": 0}]}"#, "invalid_price", "pools[0].price"),
+            // stored to six decimals, it would be 0, which the tables refuse: accepted, then lost
+            (#"{"pools": [{"id": "t3.medium.us-east-1a", "price": 4e-7}]}"#, "invalid_price", "pools[0].price"),
             (#"{"pools": [{"id": "t3.medium.us-east-1a", "price": 1e308}]}"#, "invalid_price", "pools[0].price"),
             (#"{"pools": [{"id": "t3.medium.us-east-1a", "price": 0.03}], "on_demand_price": -1}"#, "invalid_price", "on_demand_price"),
             (#"{"pools": [{"id": "t3.medium.us-east-1a"}]}"#, "missing_field", "pools[0].price"),

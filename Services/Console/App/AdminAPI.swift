@@ -65,16 +65,11 @@ extension ConsoleController {
     }
 
     static func validated(_ body: NewClient) throws -> (String, String?) {
-        guard let name = body.name?.trimmingCharacters(in: .whitespaces), !name.isEmpty else {
-            throw APIError(.badRequest, code: "missing_field", message: "name is required", field: "name")
+        do {
+            return try FieldChecker(limits: IngestLimits(), now: Date()).client(name: body.name, email: body.email)
+        } catch let e as ValidationError {
+            throw APIError.validation(e)
         }
-        guard name.count <= 255, !name.contains(where: { $0.isASCII && $0.asciiValue! < 32 }) else {
-            throw APIError(.badRequest, code: "invalid_value", message: "name must be 1 to 255 printable characters", field: "name")
-        }
-        if let email = body.email, email.count > 255 || email.wholeMatch(of: /[^@\s]+@[^@\s]+\.[^@\s]+/) == nil {
-            throw APIError(.badRequest, code: "invalid_email", message: "email is not an e-mail address", field: "email")
-        }
-        return (name, body.email)
     }
 
     struct ClientSummary: Encodable, Sendable {

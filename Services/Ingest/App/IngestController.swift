@@ -57,14 +57,7 @@ struct IngestController: Sendable {
     @Sendable func createClient(_ request: Request, context: ServiceRequestContext) async throws -> Response {
         try APIError.requireAdmin(request.headers[.authorization], token: configuration.adminToken)
         let body = try await decode(CreateClientRequest.self, from: request)
-        let (name, email) = try validate { check in
-            let name = try check.required(check.text(body.name, "name", maxLength: 255), "name")
-            let email = try check.text(body.email, "email", maxLength: 255)
-            if let email, email.wholeMatch(of: /[^@\s]+@[^@\s]+\.[^@\s]+/) == nil {
-                throw ValidationError(code: "invalid_email", field: "email", message: "email is not an e-mail address")
-            }
-            return (name, email)
-        }
+        let (name, email) = try validate { try $0.client(name: body.name, email: body.email) }
         let (id, token) = try await directory.createClient(name: name, email: email)
         return try json(CreatedClient(clientId: id, name: name, token: token.text), status: .created)
     }
