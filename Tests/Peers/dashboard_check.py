@@ -175,12 +175,15 @@ def main():
     ap.add_argument("--width", type=int, default=1280)
     ap.add_argument("--mobile", action="append", default=[], help="NAME=/path, also shot at 390 px wide")
     ap.add_argument("--axe", help="axe.min.js (axe-core): each page's WCAG 2 A/AA violations go into the summary")
+    ap.add_argument("--live", action="append", default=[],
+                    help="NAME=/path of a page that updates itself: loaded under its own content security policy, then"
+                         " watched until its figures' time changes without a reload (at most three of its periods)")
     args = ap.parse_args()
     axe = open(args.axe).read() if args.axe else None
     os.makedirs(args.out, exist_ok=True)
     profile = tempfile.mkdtemp(prefix="spotguard-chromium-")
     process, port = start_chromium(args.chromium, profile)
-    summary = {"pages": []}
+    summary = {"pages": [], "live": []}
     try:
         targets = json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list"))
         page = next(t for t in targets if t["type"] == "page")
@@ -236,6 +239,26 @@ def main():
                 f" for (const [k, v] of Object.entries({fields})) form.elements[k].value = v;"
                 " form.querySelector('button[type=submit]').click(); })()"))
             record(name, path)
+        # live updates run under the page's own policy: its script and its fetches must be allowed
+        tools.call("Page.setBypassCSP", enabled=False)
+        for spec in args.live:
+            name, path = spec.split("=", 1)
+            visit(path)
+            as_of = "(document.querySelector('#live-content > p.hint') || {}).textContent || ''"
+            tools.evaluate("window.spotguardLoaded = true; 0")
+            before = tools.evaluate(as_of)
+            seconds = tools.evaluate("Number(document.getElementById('main').dataset.liveSeconds || 0)")
+            after = before
+            deadline = time.time() + 3 * seconds + 5
+            while after == before and time.time() < deadline:
+                time.sleep(0.5)
+                after = tools.evaluate(as_of)
+            summary["live"].append({
+                "name": name, "seconds": seconds, "before": before, "after": after,
+                "status": tools.evaluate("(document.getElementById('live-status') || {}).textContent || ''"),
+                "reloaded": not tools.evaluate("window.spotguardLoaded === true")})
+            record(name, path)
+        tools.call("Page.setBypassCSP", enabled=True)
         tools.call("Emulation.setDeviceMetricsOverride", width=390, height=844, deviceScaleFactor=1, mobile=True)
         for spec in args.mobile:
             name, path = spec.split("=", 1)

@@ -18,8 +18,9 @@ extension ConsoleController {
         var title: String
         var alert: String? = nil
         var content: [String: Any]
-        /// A page to read: it offers to reload itself (`reading(_:_:)`), and does when `reload`.
-        var refresh: (reload: Bool, on: String, off: String)? = nil
+        /// A page to read: it offers to keep itself up to date (`reading(_:_:)`), and does every
+        /// `seconds` when they are set.
+        var refresh: (seconds: Int?, on: String, off: String)? = nil
     }
 
     struct NavItem {
@@ -37,10 +38,12 @@ extension ConsoleController {
         router.get("/") { request, _ in
             try await sessions.find(Self.cookie(request, Sessions.cookie)) == nil ? Self.redirect("/login") : Self.redirect("/overview")
         }
-        router.get("/static/console.css") { _, _ in
-            Response(
-                status: .ok, headers: [.contentType: "text/css; charset=utf-8", .cacheControl: "max-age=300"],
-                body: .init(byteBuffer: ByteBuffer(bytes: Self.stylesheet)))
+        for (name, type, bytes) in [("console.css", "text/css", Self.stylesheet), ("live.js", "text/javascript", Self.liveScript)] {
+            router.get("/static/\(name)") { _, _ in
+                Response(
+                    status: .ok, headers: [.contentType: "\(type); charset=utf-8", .cacheControl: "max-age=300"],
+                    body: .init(byteBuffer: ByteBuffer(bytes: bytes)))
+            }
         }
         router.get("/login") { _, _ in try loginPage(error: nil, status: .ok) }
         router.post("/login") { request, _ in
@@ -266,8 +269,9 @@ extension ConsoleController {
         object["loggedIn"] = session != nil
         object["nav"] = Self.navigation.map { NavItem(href: $0.0, label: $0.1, current: $0.0 == "/\(page.template)") }
         if page.status == .ok, let refresh = page.refresh {
-            object["refresh"] = ["reload": refresh.reload, "on": refresh.on, "off": refresh.off]
-            if refresh.reload { object["refreshSeconds"] = Self.refreshSeconds }
+            object["refresh"] = ["reload": refresh.seconds != nil, "on": refresh.on, "off": refresh.off]
+            object["refreshSeconds"] = refresh.seconds
+            object["asOf"] = Self.time(Date())
         }
         guard let html = templates.render(object, withTemplate: page.template) else {
             throw APIError(.internalServerError, code: "template_missing", message: "no template \(page.template)")
@@ -284,13 +288,17 @@ extension ConsoleController {
         return response
     }
 
-    /// A page only to read keeps up by itself when its reader asks (`?refresh=30`; the pages
-    /// allow no script, so a reload): on, it says so and offers to stop, since a timed reload
-    /// the reader cannot stop fails WCAG 2.2.1. Pages with forms and questions never reload.
+    /// A page only to read keeps up by itself when its reader asks (`?refresh=30`, or another
+    /// number of seconds from 5 to 3600): `live.js` fetches it again that often and replaces what
+    /// is below its heading, or without script a refresh meta tag reloads it. On, it says so and
+    /// offers to stop, since an update the reader cannot stop fails WCAG 2.2.2. Pages with forms
+    /// and questions never update themselves.
     func reading(_ request: Request, _ build: () async throws -> Page) async throws -> Page {
         let asked = request.uri.queryParameters["refresh"].map(String.init)
-        guard asked == nil || asked == String(Self.refreshSeconds) else {
-            throw APIError(.badRequest, code: "invalid_value", message: "refresh must be \(Self.refreshSeconds) (seconds) or left out", field: "refresh")
+        let seconds = asked.flatMap { Int($0) }
+        guard asked == nil || (seconds.map { (5...3600).contains($0) } ?? false) else {
+            throw APIError(
+                .badRequest, code: "invalid_value", message: "refresh must be a number of seconds from 5 to 3600, or left out", field: "refresh")
         }
         // the page's other parameters (the price period) stay as they are
         let kept = request.uri.queryParameters.filter { $0.key != "refresh" }.map { pair in
@@ -298,14 +306,16 @@ extension ConsoleController {
         }
         func link(_ parameters: [String]) -> String { request.uri.path + (parameters.isEmpty ? "" : "?" + parameters.joined(separator: "&")) }
         var page = try await build()
-        page.refresh = (asked != nil, link(kept + ["refresh=\(Self.refreshSeconds)"]), link(kept))
+        page.refresh = (seconds, link(kept + ["refresh=\(Self.refreshSeconds)"]), link(kept))
         return page
     }
 
+    /// What the offer to keep a page up to date proposes.
     static let refreshSeconds = 30
 
     static let pageHeaders: HTTPFields = [
-        .contentSecurityPolicy: "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        .contentSecurityPolicy:
+            "default-src 'none'; style-src 'self'; script-src 'self'; connect-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
         HTTPField.Name("X-Content-Type-Options")!: "nosniff",
         HTTPField.Name("Referrer-Policy")!: "same-origin",
         .cacheControl: "no-store",
@@ -340,12 +350,15 @@ extension ConsoleController {
         return fields
     }
 
-    static let stylesheet: [UInt8] = {
-        guard let dir = Bundle.module.url(forResource: "Templates", withExtension: nil),
-            let data = try? Data(contentsOf: dir.appendingPathComponent("console.css"))
+    static let stylesheet = asset("console.css")
+    static let liveScript = asset("live.js")
+
+    /// A file the pages load, from the templates folder.
+    static func asset(_ name: String) -> [UInt8] {
+        guard let dir = Bundle.module.url(forResource: "Templates", withExtension: nil), let data = try? Data(contentsOf: dir.appendingPathComponent(name))
         else { return [] }
         return Array(data)
-    }()
+    }
 
     // MARK: formatting
 
