@@ -18,14 +18,16 @@
     busy = true;
     try {
       const answer = await fetch(location.href, { credentials: "same-origin", headers: { Accept: "text/html" }, cache: "no-store" });
-      if (!answer.ok || answer.redirected) throw new Error("HTTP " + answer.status);
+      // a session that ended is sent to the login page: say so rather than show that page here
+      if (answer.redirected) throw new Error("the session ended; reload the page to log in again");
+      if (!answer.ok) throw new Error("HTTP " + answer.status);
       const page = new DOMParser().parseFromString(await answer.text(), "text/html");
       const fresh = page.getElementById("live-content");
       if (!fresh) throw new Error("no content");
       if (fresh.innerHTML !== content.innerHTML) content.innerHTML = fresh.innerHTML;
       if (status) status.textContent = " Last updated " + new Date().toISOString().slice(11, 19) + " UTC.";
     } catch (e) {
-      if (status) status.textContent = " The last update failed (" + e.message + "); trying again.";
+      if (status) status.textContent = " The last update failed: " + e.message + ".";
     } finally {
       busy = false;
     }
