@@ -72,7 +72,7 @@ extension ConsoleController {
             }
         }
         router.get("/overview") { request, _ in
-            try await withSession(request) { session, _ in try await render(try await reading(request) { try await overview(session.clientId) }, session) }
+            try await withSession(request) { session, _ in try render(try await reading(request) { try await overview(session.clientId) }, session) }
         }
         router.get("/agents") { request, _ in
             try await withSession(request) { session, _ in
@@ -80,13 +80,13 @@ extension ConsoleController {
                 guard (after?.utf8.count ?? 0) <= 255 else {
                     throw APIError(.badRequest, code: "out_of_range", message: "after must be an agent name of at most 255 bytes", field: "after")
                 }
-                return try await render(try await agentsPage(session.clientId, after: after, alert: nil), session)
+                return try render(try await agentsPage(session.clientId, after: after, alert: nil), session)
             }
         }
         router.get("/agents/:agentId") { request, context in
             try await withSession(request) { session, _ in
                 let agent = try await fleet.agent(try pathUUID("agentId", context, notFound: "agent_not_found"), of: session.clientId)
-                return try await render(try await agentPage(agent, client: session.clientId, alert: nil), session)
+                return try render(try await agentPage(agent, client: session.clientId, alert: nil), session)
             }
         }
         router.post("/agents/:agentId/config") { request, context in
@@ -181,7 +181,7 @@ extension ConsoleController {
             }
         }
         router.get("/switches") { request, _ in
-            try await withSession(request) { session, _ in try await render(try await reading(request) { try await switchesPage(session.clientId) }, session) }
+            try await withSession(request) { session, _ in try render(try await reading(request) { try await switchesPage(session.clientId) }, session) }
         }
         router.get("/prices") { request, _ in
             try await withSession(request) { session, _ in
@@ -190,12 +190,12 @@ extension ConsoleController {
                     let allowed = PriceChart.Range.allCases.map(\.rawValue).joined(separator: ", ")
                     throw APIError(.badRequest, code: "invalid_value", message: "range must be one of \(allowed)", field: "range")
                 }
-                return try await render(try await reading(request) { try await pricesPage(session.clientId, range: range) }, session)
+                return try render(try await reading(request) { try await pricesPage(session.clientId, range: range) }, session)
             }
         }
         router.get("/notifications") { request, _ in
             try await withSession(request) { session, _ in
-                try await render(try await reading(request) { try await notificationsPage(session.clientId) }, session)
+                try render(try await reading(request) { try await notificationsPage(session.clientId) }, session)
             }
         }
         router.post("/notifications/read") { request, _ in

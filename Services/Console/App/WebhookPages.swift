@@ -10,7 +10,7 @@ import SpotRuntime
 extension ConsoleController {
     func addWebhookPages(to router: Router<ServiceRequestContext>) {
         router.get("/webhooks") { request, _ in
-            try await withSession(request) { session, _ in try await render(try await webhooksPage(session.clientId), session) }
+            try await withSession(request) { session, _ in try render(try await webhooksPage(session.clientId), session) }
         }
         router.post("/webhooks") { request, _ in
             try await withSession(request, form: true, scope: .admin) { session, form in
