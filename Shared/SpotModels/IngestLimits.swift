@@ -37,7 +37,9 @@ public struct FieldChecker: Sendable {
         guard !value.isEmpty else {
             throw ValidationError(code: "invalid_value", field: field, message: "\(field) must not be empty")
         }
-        guard value.count <= maxLength else {
+        // characters as PostgreSQL counts them (code points), not as Swift does (graphemes): a
+        // name of combining marks within the one bound could exceed a column's
+        guard value.unicodeScalars.count <= maxLength else {
             throw ValidationError(code: "string_too_long", field: field, message: "\(field) is longer than \(maxLength) characters")
         }
         guard !value.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) else {

@@ -36,6 +36,9 @@ extension IntegrationTests {
                     #expect(badScope.status == 400 && badScope.errorCode == "invalid_scope" && badScope.errorField == "scope")
                     let noName = try await console.send("POST", tokens, token: owner, json: #"{"scope": "read"}"#)
                     #expect(noName.status == 400 && noName.errorCode == "invalid_name")
+                    // a NUL would cut the name to nothing on its way to the database (a 500 once)
+                    let cut = try await console.send("POST", tokens, token: owner, json: #"{"name": "\u0000ops", "scope": "read"}"#)
+                    #expect(cut.status == 400 && cut.errorCode == "invalid_name")
 
                     let heartbeat = "/api/agents/\(agent)/heartbeat"
                     let online = #"{"status": "online"}"#

@@ -58,8 +58,12 @@ extension ConsoleController {
         router.post("/api/client/:clientId/tokens") { request, context in
             let client = try await authenticateClient(request, context, scope: .admin)
             let body = try await decode(TokenRequest.self, from: request)
-            guard let name = body.name, (1...100).contains(name.count) else {
-                throw APIError(.badRequest, code: "invalid_name", message: "name must be 1 to 100 characters", field: "name")
+            // counted as PostgreSQL counts (code points); no control character (a NUL would cut
+            // the name short on its way to the database)
+            guard let name = body.name, (1...100).contains(name.unicodeScalars.count),
+                !name.unicodeScalars.contains(where: { $0.properties.generalCategory == .control })
+            else {
+                throw APIError(.badRequest, code: "invalid_name", message: "name must be 1 to 100 printable characters", field: "name")
             }
             guard let raw = body.scope, let scope = ClientScope(rawValue: raw) else {
                 throw APIError(.badRequest, code: "invalid_scope", message: "scope must be read, operate or admin", field: "scope")
