@@ -1,6 +1,7 @@
 import Foundation
 import Hummingbird
 import SpotFleet
+import SpotModels
 import SpotRuntime
 
 /// Credentials, for a client's `admin` tokens: enrollment secrets instances enroll with (no
@@ -58,11 +59,11 @@ extension ConsoleController {
         router.post("/api/client/:clientId/tokens") { request, context in
             let client = try await authenticateClient(request, context, scope: .admin)
             let body = try await decode(TokenRequest.self, from: request)
-            // counted as PostgreSQL counts (code points); no control character (a NUL would cut
-            // the name short on its way to the database)
-            guard let name = body.name, (1...100).contains(name.unicodeScalars.count),
-                !name.unicodeScalars.contains(where: { $0.properties.generalCategory == .control })
-            else {
+            // the shared text rule (code points as PostgreSQL counts them; no control character,
+            // as a NUL would cut the name short on its way to the database), refused as this
+            // route's own code
+            let checked = try? FieldChecker(limits: IngestLimits(), now: Date()).text(body.name, "name", maxLength: 100)
+            guard let name = checked ?? nil else {
                 throw APIError(.badRequest, code: "invalid_name", message: "name must be 1 to 100 printable characters", field: "name")
             }
             guard let raw = body.scope, let scope = ClientScope(rawValue: raw) else {
