@@ -27,8 +27,7 @@ public struct OutgoingMessage: Sendable {
 
     /// An envelope encoded in the wire JSON, published under its own type as routing key.
     public init<P>(envelope: Envelope<P>) throws {
-        let data = try WireJSON.encoder().encode(envelope)
-        self.init(routingKey: envelope.type, body: Array(data), messageId: envelope.id.uuidString.lowercased())
+        self.init(routingKey: envelope.type, body: try WireJSON.encode(envelope), messageId: envelope.id.lowercased)
     }
 }
 
@@ -58,6 +57,6 @@ public struct Delivery: Sendable {
     /// The envelope, whose `type` must be the routing key it came with (a consumer dispatches
     /// on the routing key, so a message saying otherwise is refused, not guessed at).
     public func decode<P>(_ type: P.Type) throws -> Envelope<P> {
-        try WireJSON.decoder(routingKey: routingKey).decode(Envelope<P>.self, from: Data(body))
+        try WireJSON.decode(Envelope<P>.self, from: body, routingKey: routingKey)
     }
 }

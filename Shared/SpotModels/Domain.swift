@@ -4,7 +4,7 @@ import Foundation
 public struct InstanceType: RawRepresentable, Hashable, Codable, Sendable {
     public let rawValue: String
     public init?(rawValue: String) {
-        guard rawValue.utf8.count <= 32, Syntax.isInstanceType(rawValue) else { return nil }
+        guard rawValue.utf8.count <= 32, Syntax.isInstanceType(rawValue.utf8) else { return nil }
         self.rawValue = rawValue
     }
 }
@@ -13,7 +13,7 @@ public struct InstanceType: RawRepresentable, Hashable, Codable, Sendable {
 public struct Region: RawRepresentable, Hashable, Codable, Sendable {
     public let rawValue: String
     public init?(rawValue: String) {
-        guard rawValue.utf8.count <= 32, Syntax.isRegion(rawValue) else { return nil }
+        guard rawValue.utf8.count <= 32, Syntax.isRegion(rawValue.utf8) else { return nil }
         self.rawValue = rawValue
     }
 }
@@ -22,9 +22,8 @@ public struct Region: RawRepresentable, Hashable, Codable, Sendable {
 public struct AvailabilityZone: RawRepresentable, Hashable, Codable, Sendable {
     public let rawValue: String
     public init?(rawValue: String) {
-        guard rawValue.count <= 33, let last = rawValue.last, last.isLetter, last.isLowercase, last.isASCII,
-            Region(rawValue: String(rawValue.dropLast())) != nil
-        else { return nil }
+        let u = rawValue.utf8
+        guard u.count <= 33, let last = u.last, Syntax.isLower(last), Syntax.isRegion(u.dropLast()) else { return nil }
         self.rawValue = rawValue
     }
     public var region: Region { Region(rawValue: String(rawValue.dropLast()))! }
@@ -38,7 +37,7 @@ public struct PoolID: RawRepresentable, Hashable, Codable, Sendable, CustomStrin
     public let az: AvailabilityZone
 
     public init?(rawValue: String) {
-        guard rawValue.count <= 80, let dot = rawValue.lastIndex(of: "."),
+        guard rawValue.utf8.count <= 80, let dot = rawValue.utf8.lastIndex(of: 46),  // "."
             let type = InstanceType(rawValue: String(rawValue[..<dot])),
             let az = AvailabilityZone(rawValue: String(rawValue[rawValue.index(after: dot)...]))
         else { return nil }
@@ -179,19 +178,25 @@ public struct ErrorBody: Encodable, Sendable {
 extension UUID {
     /// The canonical text of an id on the wire and in the database: lowercase. Written by hand:
     /// `uuidString` formats through `sprintf` on Linux, and the SEF writes four ids per price point.
-    public var lowercased: String {
+    public var lowercased: String { text(Self.lowerDigits) }
+
+    /// `uuidString`'s text (uppercase), as `WireJSON.encoder()` writes an id, without `sprintf`.
+    public var uppercased: String { text(Self.upperDigits) }
+
+    private func text(_ digits: [UInt8]) -> String {
         var out = [UInt8](repeating: 0x2D, count: 36)  // -
         withUnsafeBytes(of: uuid) { bytes in
             var o = 0
             for (i, b) in bytes.enumerated() {
                 if i == 4 || i == 6 || i == 8 || i == 10 { o += 1 }
-                out[o] = Self.hexDigits[Int(b >> 4)]
-                out[o + 1] = Self.hexDigits[Int(b & 0x0F)]
+                out[o] = digits[Int(b >> 4)]
+                out[o + 1] = digits[Int(b & 0x0F)]
                 o += 2
             }
         }
         return String(decoding: out, as: UTF8.self)
     }
 
-    private static let hexDigits = Array("0123456789abcdef".utf8)
+    private static let lowerDigits = Array("0123456789abcdef".utf8)
+    private static let upperDigits = Array("0123456789ABCDEF".utf8)
 }

@@ -5,19 +5,23 @@ enum Syntax {
     static func isDigit(_ b: UInt8) -> Bool { b >= 48 && b <= 57 }
     static func isHex(_ b: UInt8) -> Bool { isDigit(b) || (b >= 97 && b <= 102) }
 
-    /// `[a-z][a-z0-9-]*\.[a-z0-9]+`
-    static func isInstanceType(_ s: String) -> Bool {
-        let parts = s.utf8.split(separator: 46, omittingEmptySubsequences: false)  // "."
-        guard parts.count == 2, let first = parts[0].first, isLower(first), !parts[1].isEmpty else { return false }
-        return parts[0].allSatisfy { isLower($0) || isDigit($0) || $0 == 45 } && parts[1].allSatisfy { isLower($0) || isDigit($0) }
+    /// `[a-z][a-z0-9-]*\.[a-z0-9]+`. Slices, not splits: a pool id is read per price point.
+    static func isInstanceType<C: BidirectionalCollection<UInt8>>(_ u: C) -> Bool {
+        guard let dot = u.firstIndex(of: 46), u.lastIndex(of: 46) == dot else { return false }  // one "."
+        let family = u[..<dot], size = u[u.index(after: dot)...]
+        guard let first = family.first, isLower(first), !size.isEmpty else { return false }
+        return family.allSatisfy { isLower($0) || isDigit($0) || $0 == 45 } && size.allSatisfy { isLower($0) || isDigit($0) }
     }
 
     /// `[a-z]{2}(-gov)?-[a-z]+-[0-9]{1,2}`
-    static func isRegion(_ s: String) -> Bool {
-        let parts = s.utf8.split(separator: 45, omittingEmptySubsequences: false)  // "-"
-        guard parts.count == 3 || parts.count == 4 else { return false }
-        if parts.count == 4 && !parts[1].elementsEqual("gov".utf8) { return false }
-        let area = parts[0], name = parts[parts.count - 2], number = parts[parts.count - 1]
+    static func isRegion<C: BidirectionalCollection<UInt8>>(_ u: C) -> Bool {
+        guard let first = u.firstIndex(of: 45), let last = u.lastIndex(of: 45), first != last else { return false }  // "-"
+        let area = u[..<first], number = u[u.index(after: last)...]
+        var name = u[u.index(after: first)..<last]
+        if let dash = name.firstIndex(of: 45) {
+            guard name[..<dash].elementsEqual("gov".utf8) else { return false }
+            name = name[name.index(after: dash)...]
+        }
         return area.count == 2 && area.allSatisfy(isLower) && !name.isEmpty && name.allSatisfy(isLower)
             && (1...2).contains(number.count) && number.allSatisfy(isDigit)
     }

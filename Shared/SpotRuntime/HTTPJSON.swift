@@ -8,8 +8,8 @@ import SpotStore
 /// JSON in and out of the HTTP services, in the one wire dialect.
 public enum HTTPJSON {
     public static func response<T: Encodable>(_ value: T, status: HTTPResponse.Status) throws -> Response {
-        let data = try WireJSON.encoder().encode(value)
-        return Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: data)))
+        let bytes = try WireJSON.encode(value)
+        return Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: bytes)))
     }
 
     /// The request body, at most `limit` bytes (413 beyond).
@@ -38,7 +38,7 @@ public enum HTTPJSON {
             throw APIError(.badRequest, code: "empty_body", message: "the body is empty")
         }
         do {
-            return try WireJSON.decoder().decode(T.self, from: data)
+            return try WireJSON.decode(T.self, from: data)
         } catch let e as DecodingError {
             throw APIError.validation(ValidationError(decoding: e))
         }

@@ -238,25 +238,32 @@ struct SEFFill: ServiceSubcommand {
 
 struct Codec: ServiceSubcommand {
     static let configuration = CommandConfiguration(
-        abstract: "Microseconds per encode and decode of a 10-pool pricing report envelope, and per SQL timestamp.")
+        abstract: "Microseconds per encode and decode of a pricing report (the body, the envelope), by the hand coders and by Foundation's.")
     @Argument(help: "Repetitions.") var n = 5000
+    @Option(help: "Pools in the report.") var pools = 10
 
     func run(env: EnvironmentReader, logger: Logger) async throws {
         let n = self.n
         let now = Date()
         let report = PricingReport(
             reportId: UUID(), clientId: UUID(), agentId: UUID(), instanceId: nil,
-            pools: benchPools(10).map { PoolPrice(poolId: $0, price: 0.0312) }, onDemandPrice: 0.0416,
+            pools: benchPools(pools).map { PoolPrice(poolId: $0, price: 0.0312) }, onDemandPrice: 0.0416,
             observedAt: now, receivedAt: now)
         let envelope = Envelope(type: RoutingKey.pricingReported, producer: "bench", payload: PricingReported.report(report))
+        let body = Array(PoolsBody.body(pools).utf8)
         func time(_ label: String, _ body: () throws -> Void) rethrows {
             let start = ContinuousClock.now
             for _ in 0..<n { try body() }
             print(String(format: "%@_us=%.1f", label, (ContinuousClock.now - start).seconds * 1e6 / Double(n)))
         }
-        let data = try WireJSON.encoder().encode(envelope)
-        try time("encode") { _ = try WireJSON.encoder().encode(envelope) }
-        try time("decode") { _ = try WireJSON.decoder().decode(Envelope<PricingReported>.self, from: data) }
+        let data = try WireJSON.encode(envelope)
+        let key = RoutingKey.pricingReported
+        try time("body_decode") { _ = try WireJSON.decode(PricingReportRequest.self, from: body) }
+        try time("body_decode_foundation") { _ = try WireJSON.decoder().decode(PricingReportRequest.self, from: Data(body)) }
+        try time("envelope_encode") { _ = try WireJSON.encode(envelope) }
+        try time("envelope_encode_foundation") { _ = try WireJSON.encoder().encode(envelope) }
+        try time("envelope_decode") { _ = try WireJSON.decode(Envelope<PricingReported>.self, from: data, routingKey: key) }
+        try time("envelope_decode_foundation") { _ = try WireJSON.decoder(routingKey: key).decode(Envelope<PricingReported>.self, from: Data(data)) }
         time("timestamp_format") { _ = Timestamp.format(now) }
         time("timestamp_parse") { _ = Timestamp.parse("2026-11-23T06:20:00.123Z") }
         time("sql_timestamp") { _ = now.pgText }
@@ -267,9 +274,11 @@ struct PoolsBody: ServiceSubcommand {
     static let configuration = CommandConfiguration(commandName: "pools", abstract: "Print a pricing-report body with POOLS pools (for load generators).")
     @Argument(help: "Pools in the body.") var count = 10
 
-    func run(env: EnvironmentReader, logger: Logger) async throws {
+    func run(env: EnvironmentReader, logger: Logger) async throws { print(Self.body(count)) }
+
+    static func body(_ count: Int) -> String {
         let entries = benchPools(count).enumerated().map { #"{"id": "\#($1.rawValue)", "price": 0.03\#($0 % 10)1}"# }
-        print(#"{"pools": [\#(entries.joined(separator: ", "))], "on_demand_price": 0.0416}"#)
+        return #"{"pools": [\#(entries.joined(separator: ", "))], "on_demand_price": 0.0416}"#
     }
 }
 

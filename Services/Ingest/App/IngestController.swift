@@ -73,10 +73,20 @@ struct IngestController: Sendable {
         return try json(agent, status: agent.created ? .created : .ok)
     }
 
-    struct Accepted: Encodable {
+    struct Accepted: Encodable, WireWritable {
         var accepted = true
         var id: UUID
         var count: Int?
+
+        func write(_ w: inout WireWriter) {
+            w.beginObject()
+            w.key("accepted")
+            w.bool(accepted)
+            w.member("count", ifPresent: count) { $0.integer($1) }
+            w.key("id")
+            w.uuid(id)
+            w.endObject()
+        }
     }
 
     @Sendable func heartbeat(_ request: Request, context: ServiceRequestContext) async throws -> Response {
