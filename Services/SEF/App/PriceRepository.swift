@@ -24,6 +24,13 @@ struct SubmissionRow: Sendable {
 
     var bucket: Int64 { SEFPolicy.bucket(of: observedAt) }
 
+    /// Everything but the point itself (id, pool, price) is `other`'s: two points of one report.
+    func sharesReport(with other: SubmissionRow) -> Bool {
+        reportId == other.reportId && clientId == other.clientId && agentId == other.agentId && instanceId == other.instanceId
+            && sourceType == other.sourceType && onDemandPrice == other.onDemandPrice && observedAt == other.observedAt
+            && submittedAt == other.submittedAt && receivedAt == other.receivedAt
+    }
+
     static func rows(of message: PricingReported) -> [SubmissionRow] {
         switch message {
         case .report(let r):
@@ -115,13 +122,26 @@ struct PriceRepository: Sendable {
         var report = ApplyReport()
         guard !rows.isEmpty else { return report }
         let started = ContinuousClock.now
+        // What a report's points share travels once per report, and each point refers to it by
+        // number: PostgreSQL parses 4 values per point instead of 13 (a 50-pool report: 250
+        // instead of 650), and the SEF writes as many fewer.
+        var shared: [SubmissionRow] = []
+        var sharedIndex: [Int] = []
+        sharedIndex.reserveCapacity(rows.count)
+        for row in rows {
+            if shared.last.map({ !$0.sharesReport(with: row) }) ?? true { shared.append(row) }
+            sharedIndex.append(shared.count)
+        }
         let inserted = try conn.query(
             """
-            WITH input AS (
-                SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::text[], $7::numeric[],
-                                     $8::numeric[], $9::timestamptz[], $10::timestamptz[], $11::timestamptz[],
-                                     $12::timestamptz[], $13::uuid[])
-                    AS u(sid, client, agent, inst, src, pool, price, od, observed, submitted, received, bucket, report)),
+            WITH shared AS (
+                SELECT * FROM unnest($5::uuid[], $6::uuid[], $7::text[], $8::text[], $9::numeric[], $10::timestamptz[],
+                                     $11::timestamptz[], $12::timestamptz[], $13::timestamptz[], $14::uuid[])
+                    WITH ORDINALITY AS s(client, agent, inst, src, od, observed, submitted, received, bucket, report, n)),
+            input AS (
+                SELECT p.sid, s.client, s.agent, s.inst, s.src, p.pool, p.price, s.od, s.observed, s.submitted, s.received,
+                       s.bucket, s.report
+                  FROM unnest($1::uuid[], $2::text[], $3::numeric[], $4::int[]) AS p(sid, pool, price, n) JOIN shared s USING (n)),
             raw AS (
                 INSERT INTO pricing_submissions_raw (submission_id, client_id, source_agent_id, source_instance_id, source_type,
                     pool_id, spot_price, on_demand_price, observed_at, submitted_at, received_at, time_bucket, is_duplicate, report_id)
@@ -154,12 +174,11 @@ struct PriceRepository: Sendable {
             SELECT pool_id, extract(epoch FROM time_bucket)::bigint, count(*) FROM raw GROUP BY 1, 2
             """,
             [
-                PGArray(rows.map(\.submissionId)), PGArray(rows.map(\.clientId)), PGArray(rows.map(\.agentId)),
-                PGArray(rows.map { $0.instanceId as (any PGEncodable)? }), PGArray(rows.map(\.sourceType.rawValue)),
-                PGArray(rows.map(\.pool.rawValue)), PGArray(rows.map(\.spotPrice)),
-                PGArray(rows.map { $0.onDemandPrice as (any PGEncodable)? }), PGArray(rows.map(\.observedAt)),
-                PGArray(rows.map(\.submittedAt)), PGArray(rows.map(\.receivedAt)),
-                PGArray(rows.map { Date(timeIntervalSince1970: TimeInterval($0.bucket)) }), PGArray(rows.map(\.reportId)),
+                PGArray(rows.map(\.submissionId)), PGArray(rows.map(\.pool.rawValue)), PGArray(rows.map(\.spotPrice)), PGArray(sharedIndex),
+                PGArray(shared.map(\.clientId)), PGArray(shared.map(\.agentId)), PGArray(shared.map { $0.instanceId as (any PGEncodable)? }),
+                PGArray(shared.map(\.sourceType.rawValue)), PGArray(shared.map { $0.onDemandPrice as (any PGEncodable)? }),
+                PGArray(shared.map(\.observedAt)), PGArray(shared.map(\.submittedAt)), PGArray(shared.map(\.receivedAt)),
+                PGArray(shared.map { Date(timeIntervalSince1970: TimeInterval($0.bucket)) }), PGArray(shared.map(\.reportId)),
             ])
         var added: [BucketKey: Int] = [:]
         for row in inserted {
