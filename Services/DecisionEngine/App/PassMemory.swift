@@ -50,21 +50,21 @@ public final class PassMemory: Sendable {
         let marks = Self.hourMarks(at: now)
         let held = state.withLock { s in Set(s.marks.keys) }
         let wanted = Set(marks.filter { !held.contains($0) } + marks.suffix(2)).sorted()
-        let rows = try conn.query(
-            """
-            SELECT pool_id, extract(epoch FROM time_bucket)::bigint, spot_price::float8
-              FROM pricing_snapshots_clean WHERE time_bucket = ANY($1::timestamptz[])
-            """, [PGArray(wanted)])
-        let column = Dictionary(uniqueKeysWithValues: wanted.enumerated().map { (Int64($1.timeIntervalSince1970), $0) })
-        return try state.withLock { s in
-            var fresh = [[Double]](repeating: [], count: wanted.count)
-            for r in rows {
-                guard let c = column[try r.decode(Int64.self, at: 1)] else { continue }
-                let n = s.number(of: try r.decode(String.self, at: 0))
-                if fresh[c].count <= n { fresh[c] += repeatElement(.nan, count: n + 1 - fresh[c].count) }
-                fresh[c][n] = try r.decode(Double.self, at: 2)
+        // a mark at a time: a result is held whole in memory, and a fresh copy's day of marks
+        // at 10,000 pools in one result took 90 MB at its peak
+        for mark in wanted {
+            let rows = try conn.query("SELECT pool_id, spot_price::float8 FROM pricing_snapshots_clean WHERE time_bucket = $1", [mark])
+            try state.withLock { s in
+                var prices: [Double] = []
+                for r in rows {
+                    let n = s.number(of: try r.decode(String.self, at: 0))
+                    if prices.count <= n { prices += repeatElement(.nan, count: n + 1 - prices.count) }
+                    prices[n] = try r.decode(Double.self, at: 1)
+                }
+                s.marks[mark] = prices
             }
-            for (c, mark) in wanted.enumerated() { s.marks[mark] = fresh[c] }
+        }
+        return state.withLock { s in
             let keep = Set(marks)
             s.marks = s.marks.filter { keep.contains($0.key) }
             let columns = marks.compactMap { mark in s.marks[mark].map { (mark, $0) } }
