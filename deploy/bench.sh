@@ -12,8 +12,9 @@
 #      and, with real spotguard-agent processes on moto's EC2, IMDS notice -> failover committed
 #      and -> Elastic IP on the new primary (100 notices; the agents log at info in logs/agents/)
 #   7. the decision pass over 1,000 / 10,000 / 100,000 pools with a tenth as many auto-switch
-#      agents (growth; BENCH_GROWTH_POOLS), each on a fresh database, and the dashboard's
-#      overview and agents page for a client of 10 / 1,000 / 10,000 agents (BENCH_GROWTH_AGENTS)
+#      agents (growth; BENCH_GROWTH_POOLS), each on a fresh database; failover p50/p99 in a fleet
+#      of 100 / 1,000 / 5,000 agents with ready replicas (BENCH_GROWTH_FAILOVER_AGENTS); and the
+#      dashboard's overview and agents page for a client of 10 / 1,000 / 10,000 agents (BENCH_GROWTH_AGENTS)
 #   8. the fault suite (spotguard-bench chaos, as deploy/chaos.sh): lost/doubled rows under kill -9,
 #      broker/database restarts, network faults and node losses of the HA engines, and 3 copies of
 #      sef/replicas/decisions against 1
@@ -196,7 +197,7 @@ wait "$LOAD_PID" 2>/dev/null || true
 stop_services
 fig() { echo "$FAILOVER $AGENTS $RECOVERY $STATE $PASS" | tr ' ' '\n' | sed -n "s/^$1=//p"; }
 
-progress "7. growth: the decision pass at ${BENCH_GROWTH_POOLS:-1000 10000 100000} pools, the dashboard at ${BENCH_GROWTH_AGENTS:-10 1000 10000} agents"
+progress "7. growth: the decision pass at ${BENCH_GROWTH_POOLS:-1000 10000 100000} pools, failover in a fleet of ${BENCH_GROWTH_FAILOVER_AGENTS:-100 1000 5000}, the dashboard at ${BENCH_GROWTH_AGENTS:-10 1000 10000} agents"
 # 7. the decision pass as the market grows, each size on a fresh database of its own (agents a
 #    tenth of the pools); the 10,000-pool size is the headline figure
 declare -A GROWTH_PASS
@@ -233,6 +234,22 @@ for n in ${BENCH_GROWTH_AGENTS:-10 1000 10000}; do
     GROWTH_PAGES[$n]="$(page_ms "$SPOTGUARD_CONSOLE_URL" "$(echo "$GROWN" | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')" | tr '\n' ' ')"
     stop_services
 done
+# failover as the fleet grows: one fresh database, ingest and the coordinator on it, the fleet
+# grown to each size (agents with a ready replica, set up over HTTP as agents do) and 100
+# failovers timed across it at each size (the earlier sizes' timed agents are failed over by then)
+declare -A GROWTH_FAILOVER
+"$SPOTGUARD_PG_BIN/psql" "$SPOTGUARD_DATABASE_URL" -qc "DROP DATABASE IF EXISTS spotguard_growth" -c "CREATE DATABASE spotguard_growth"
+SPOTGUARD_DATABASE_URL="$GROWTH_URL" "$BIN/spotguard-ingest" migrate >/dev/null
+GROWN_TOKEN="$(SPOTGUARD_DATABASE_URL="$GROWTH_URL" "$BIN/spotguard-ingest" create-client --name growth | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')"
+start_service spotguard-ingest "$SPOTGUARD_INGEST_URL" SPOTGUARD_DATABASE_URL="$GROWTH_URL"
+start_service spotguard-replicas "$SPOTGUARD_REPLICAS_URL" SPOTGUARD_DATABASE_URL="$GROWTH_URL"
+FLEET=0
+for n in ${BENCH_GROWTH_FAILOVER_AGENTS:-100 1000 5000}; do
+    GROWTH_FAILOVER[$n]="$(SPOTGUARD_DATABASE_URL="$GROWTH_URL" SPOTGUARD_BENCH_TOKEN="$GROWN_TOKEN" \
+        "$BIN/spotguard-bench" failover $((n - FLEET)) --timed "$(( n - FLEET < 100 ? n - FLEET : 100 ))")" || GROWTH_FAILOVER[$n]=failed
+    FLEET=$n
+done
+stop_services
 "$SPOTGUARD_PG_BIN/psql" "$SPOTGUARD_DATABASE_URL" -qc "DROP DATABASE IF EXISTS spotguard_growth"
 PASS="${GROWTH_PASS[10000]:-}"
 
@@ -298,6 +315,11 @@ for n in $(printf '%s\n' "${!GROWTH_PASS[@]}" | sort -n); do
     g() { echo "${GROWTH_PASS[$n]}" | tr ' ' '\n' | sed -n "s/^$1=//p"; }
     printf '%-58s %12s\n' "  decision pass, $n pools / $((n / 10)) agents: first / next s" "$(g pass_first_seconds) / $(g pass_next_seconds)"
     printf '%-58s %12s\n' "    next pass per 1,000 pools, ms" "$(python3 -c "print(f'{$(g pass_next_seconds) * 1e6 / $n:.1f}')")"
+done
+for n in $(printf '%s\n' "${!GROWTH_FAILOVER[@]}" | sort -n); do
+    f() { echo "${GROWTH_FAILOVER[$n]}" | tr ' ' '\n' | sed -n "s/^$1=//p"; }
+    printf '%-58s %12s\n' "  failover, a fleet of $n with ready replicas: p50 / p99 ms" "$(f failover_client_p50_ms) / $(f failover_client_p99_ms)"
+    printf '%-58s %12s\n' "    command -> long-poll p99 ms; failovers / commands timed" "$(f command_delivery_p99_ms); $(f failovers) / $(f commands)"
 done
 for n in $(printf '%s\n' "${!GROWTH_PAGES[@]}" | sort -n); do
     p() { echo "${GROWTH_PAGES[$n]}" | tr ' ' '\n' | sed -n "s/^$1=//p" | sed 's|/| / |'; }

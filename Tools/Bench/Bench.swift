@@ -75,13 +75,17 @@ struct DecisionsPassCommand: ServiceSubcommand {
 struct FailoverCommand: ServiceSubcommand {
     static let configuration = CommandConfiguration(
         commandName: "failover", abstract: "Failover and command-delivery latency through ingest and the coordinator.")
-    @Argument(help: "Agents (at least 2).") var agents: Int
+    @Argument(help: "Agents given a ready replica (at least 2).") var agents: Int
+    @Option(help: "Failovers timed, spread over the agents (default: every agent).") var timed: Int?
 
-    func validate() throws { guard agents >= 2 else { throw ValidationError("AGENTS must be at least 2") } }
+    func validate() throws {
+        guard agents >= 2 else { throw ValidationError("AGENTS must be at least 2") }
+        guard (timed ?? 2) >= 2 else { throw ValidationError("--timed must be at least 2") }
+    }
 
     func run(env: EnvironmentReader, logger: Logger) async throws {
-        let count = agents
-        try await againstLiveServices(env, logger) { try await FailoverBench.run(ingest: $0, token: $1, agents: count, store: $2) }
+        let (count, timed) = (agents, min(timed ?? agents, agents))
+        try await againstLiveServices(env, logger) { try await FailoverBench.run(ingest: $0, token: $1, agents: count, timed: timed, store: $2) }
     }
 }
 

@@ -13,7 +13,8 @@ import FoundationNetworking
 /// while pricing reports load ingest and the SEF):
 ///
 /// 1. N agents, each with a ready `automatic-rebalance` replica (launched, synced over HTTP);
-/// 2. termination-imminent → 200 `replica_promoted`, measured at the client, 4 at a time;
+/// 2. termination-imminent → 200 `replica_promoted`, measured at the client, 4 at a time, for
+///    all N or a sample spread over them (`--timed`, for the growth table's larger fleets);
 /// 3. command delivery: an agent long-polls, a command is issued (an emergency replica's
 ///    launch), latency = poll answered − the command's `created_at` (its transaction start).
 enum FailoverBench {
@@ -85,7 +86,8 @@ enum FailoverBench {
 
     static func randomInstance() -> String { "i-" + String((0..<17).map { _ in "0123456789abcdef".randomElement()! }) }
 
-    static func run(ingest: String, token: String, agents count: Int, store: PostgresStore) async throws {
+    /// `timed` of the `count` agents (spread evenly over them) fail over, and half as many get a command.
+    static func run(ingest: String, token: String, agents count: Int, timed: Int, store: PostgresStore) async throws {
         let http = HTTP(base: ingest, token: token)
         try await pricedPools(store)
         let run = UUID().uuidString.prefix(8).lowercased()
@@ -96,7 +98,8 @@ enum FailoverBench {
         }
 
         // 2. failovers
-        let measured = try await concurrently(ready, width: 4) { agent -> (client: Double, server: Double) in
+        let chosen = (0..<timed).map { ready[$0 * ready.count / timed] }
+        let measured = try await concurrently(chosen, width: 4) { agent -> (client: Double, server: Double) in
             let t0 = ContinuousClock.now
             let body = try await http.expect(200, "POST", "/api/agents/\(agent.id)/termination-imminent", #"{"instance_id": "\#(agent.instance)"}"#)
             let client = (ContinuousClock.now - t0).milliseconds
@@ -105,7 +108,7 @@ enum FailoverBench {
         }
 
         // 3. command delivery to long-polling agents (the promoted replicas are their primaries now)
-        let deliveries = try await concurrently(Array(ready.prefix(max(1, count / 2))), width: 4) { agent -> Double in
+        let deliveries = try await concurrently(Array(chosen.prefix(max(1, timed / 2))), width: 4) { agent -> Double in
             // the new primary first collects its `promote`, so the next command is the only one
             _ = try await http.expect(200, "GET", "/api/agents/\(agent.id)/pending-commands?instance_id=\(agent.replicaInstance)&wait=0")
             let poll = Task { () -> Double in
@@ -128,7 +131,7 @@ enum FailoverBench {
         let client = measured.map(\.client)
         let server = measured.map(\.server)
         print(
-            "failovers=\(measured.count) failover_client_p50_ms=\(pct(client, 0.5)) failover_client_p99_ms=\(pct(client, 0.99))",
+            "ready_agents=\(count) failovers=\(measured.count) failover_client_p50_ms=\(pct(client, 0.5)) failover_client_p99_ms=\(pct(client, 0.99))",
             "failover_client_max_ms=\(pct(client, 1)) failover_server_p50_ms=\(pct(server, 0.5)) failover_server_p99_ms=\(pct(server, 0.99))",
             "commands=\(deliveries.count) command_delivery_p50_ms=\(pct(deliveries, 0.5)) command_delivery_p99_ms=\(pct(deliveries, 0.99))",
             "command_delivery_max_ms=\(pct(deliveries, 1))")
