@@ -55,7 +55,9 @@ public final class Maintenance: Service, Sendable {
     }
 
     /// Scans every pool whose scan is due (all of them with `force`), one claimed pool per
-    /// transaction; a pool another copy is scanning is skipped.
+    /// transaction; a pool another copy is scanning is skipped. A graceful shutdown ends the
+    /// round after the pool in hand: the rest stay due for the next round or another copy (a
+    /// round over 50,000 pools takes minutes, and a stopping SEF waited for all of it).
     public func scanDuePools(force: Bool = false) async throws -> ScanSummary {
         let (prices, interval, worker) = (self.prices, configuration.gapScanInterval, configuration.workerName)
         try await store.withConnection { conn in
@@ -64,7 +66,7 @@ public final class Maintenance: Service, Sendable {
         }
         var summary = ScanSummary()
         let started = Date()
-        while true {
+        while !Task.isShuttingDownGracefully {
             let report = try await store.transaction { conn -> ApplyReport? in
                 let claimed = try conn.query(
                     """
