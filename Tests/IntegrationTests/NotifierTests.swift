@@ -57,9 +57,14 @@ extension IntegrationTests {
                     payload: FailoverReport(
                         clientId: client, agentId: agent, eventId: UUID(), replicaId: UUID(), oldInstanceId: "i-0aaaaaaaaaaaaaaa1",
                         newInstanceId: "i-0bbbbbbbbbbbbbbb2", trigger: .failover, failoverTimeMs: 640, reason: nil))
+                // a failover of an agent this database does not hold (another stack's bus)
+                var stranger = failover
+                stranger.id = UUID()
+                stranger.payload.agentId = UUID()
                 try await withPublisher(topology: .standard) { publisher in
                     try await publisher.publish(failover)
                     try await publisher.publish(failover)  // a redelivery: same message id
+                    try await publisher.publish(stranger)
                     for i in 0..<3 {
                         try await publisher.publish(
                             Envelope(
@@ -110,6 +115,16 @@ extension IntegrationTests {
                         Int.self, at: 0)
                 }
                 #expect(dead == 1)
+                // the stranger is dead-lettered at its first delivery, saying why
+                var letter: DeadLetters.Letter?
+                #expect(
+                    await TestStack.eventually(timeout: .seconds(20)) {
+                        letter = ((try? await DeadLetters.list(endpoint: try TestStack.amqp, queue: "spotguard.notifier", logger: TestStack.logger)) ?? [])
+                            .first { $0.messageId?.lowercased() == stranger.id.uuidString.lowercased() }
+                        return letter != nil
+                    }, "the failover of an unknown agent was not dead-lettered")
+                #expect(
+                    letter?.attempts == 1 && letter?.reason?.hasPrefix("invalid_message: payload: unknown_reference") == true, "\(String(describing: letter))")
 
                 // what the receiver saw
                 let requests = try String(contentsOfFile: log, encoding: .utf8).split(separator: "\n").compactMap {

@@ -30,9 +30,15 @@ public struct NotifierService: Sendable {
             let body = Data(message.body)
             guard let draft = try NotificationDraft.of(routingKey: message.routingKey, body: body) else { return }
             let id = try WireJSON.decoder().decode(MessageHead.self, from: body).id
-            if case .written(_, let deliveries) = try await writer.write(draft, messageId: id), deliveries > 0 {
-                delivery.wake()
+            let outcome: NotificationWriter.Outcome
+            do {
+                outcome = try await writer.write(draft, messageId: id)
+            } catch let error as PGError where error.sqlState == "23503" {
+                // an event about a client or agent this database does not hold (another stack's
+                // bus, an integrator's mistake): no retry would change it
+                throw ValidationError(code: "unknown_reference", field: "payload", message: error.detail ?? error.message)
             }
+            if case .written(_, let deliveries) = outcome, deliveries > 0 { delivery.wake() }
         }
     }
 
