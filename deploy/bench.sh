@@ -236,13 +236,17 @@ for n in ${BENCH_GROWTH_AGENTS:-10 1000 10000}; do
 done
 # failover as the fleet grows: one fresh database, ingest and the coordinator on it, the fleet
 # grown to each size (agents with a ready replica, set up over HTTP as agents do) and 100
-# failovers timed across it at each size (the earlier sizes' timed agents are failed over by then)
+# failovers timed across it at each size (the earlier sizes' timed agents are failed over by then).
+# Its own broker vhost: its events name agents of that database alone, and the fault suite's
+# notifier, on the bench database, would dead-letter them (unknown agents)
 declare -A GROWTH_FAILOVER
+deploy/stack.sh broker-vhost-add bench growth
+GROWTH_AMQP="${SPOTGUARD_AMQP_URL%/}/growth"
 "$SPOTGUARD_PG_BIN/psql" "$SPOTGUARD_DATABASE_URL" -qc "DROP DATABASE IF EXISTS spotguard_growth" -c "CREATE DATABASE spotguard_growth"
 SPOTGUARD_DATABASE_URL="$GROWTH_URL" "$BIN/spotguard-ingest" migrate >/dev/null
 GROWN_TOKEN="$(SPOTGUARD_DATABASE_URL="$GROWTH_URL" "$BIN/spotguard-ingest" create-client --name growth | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')"
-start_service spotguard-ingest "$SPOTGUARD_INGEST_URL" SPOTGUARD_DATABASE_URL="$GROWTH_URL"
-start_service spotguard-replicas "$SPOTGUARD_REPLICAS_URL" SPOTGUARD_DATABASE_URL="$GROWTH_URL"
+start_service spotguard-ingest "$SPOTGUARD_INGEST_URL" SPOTGUARD_DATABASE_URL="$GROWTH_URL" SPOTGUARD_AMQP_URL="$GROWTH_AMQP"
+start_service spotguard-replicas "$SPOTGUARD_REPLICAS_URL" SPOTGUARD_DATABASE_URL="$GROWTH_URL" SPOTGUARD_AMQP_URL="$GROWTH_AMQP"
 FLEET=0
 for n in ${BENCH_GROWTH_FAILOVER_AGENTS:-100 1000 5000}; do
     GROWTH_FAILOVER[$n]="$(SPOTGUARD_DATABASE_URL="$GROWTH_URL" SPOTGUARD_BENCH_TOKEN="$GROWN_TOKEN" \
@@ -250,6 +254,7 @@ for n in ${BENCH_GROWTH_FAILOVER_AGENTS:-100 1000 5000}; do
     FLEET=$n
 done
 stop_services
+deploy/stack.sh broker-vhost-remove bench growth
 "$SPOTGUARD_PG_BIN/psql" "$SPOTGUARD_DATABASE_URL" -qc "DROP DATABASE IF EXISTS spotguard_growth"
 PASS="${GROWTH_PASS[10000]:-}"
 

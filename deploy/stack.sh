@@ -850,5 +850,9 @@ case "$CMD" in
     status) status ;;
     queues) rabbit_env; rabbit_ctl -q list_queues name type messages_ready messages_unacknowledged consumers ;;
     purge) rabbit_env; rabbit_ctl -q purge_queue "${PURGE_QUEUE:?set PURGE_QUEUE}" ;;
+    # a virtual host of its own for a run whose events must not reach this stack's queues
+    broker-vhost-add) rabbit_env; rabbit_ctl -q add_vhost "${3:?vhost}" >/dev/null
+        rabbit_ctl -q set_permissions -p "$3" spotguard '.*' '.*' '.*' >/dev/null ;;
+    broker-vhost-remove) rabbit_env; rabbit_ctl -q delete_vhost "${3:?vhost}" >/dev/null ;;
     *) echo "usage: deploy/stack.sh deps|infra|up|down|db-stop|db-start|broker-stop|broker-start|broker-restart|status|queues|purge [dev|test|bench]" >&2; exit 2 ;;
 esac
