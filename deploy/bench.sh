@@ -194,6 +194,12 @@ STATE="$(SPOTGUARD_BENCH_TOKEN="$TOKEN" SPOTGUARD_BENCH_EC2_URL="http://127.0.0.
 kill "$MOTO_PID" 2>/dev/null || true
 kill "$LOAD_PID" 2>/dev/null || true
 wait "$LOAD_PID" 2>/dev/null || true
+# each service's resident set once idle: after the load, past one heap trim (every 30 s, ±10 %)
+sleep "${BENCH_IDLE_WAIT:-40}"
+declare -A IDLE_RSS_KB
+for p in "${SERVICE_PIDS[@]}"; do
+    IDLE_RSS_KB[${SERVICE_NAME[$p]}]="$(awk '/^VmRSS:/ {print $2}' "/proc/$p/status" 2>/dev/null || echo 0)"
+done
 stop_services
 fig() { echo "$FAILOVER $AGENTS $RECOVERY $STATE $PASS" | tr ' ' '\n' | sed -n "s/^$1=//p"; }
 
@@ -332,7 +338,8 @@ for n in $(printf '%s\n' "${!GROWTH_PAGES[@]}" | sort -n); do
     printf '%-58s %12s\n' "    first agents page (50) p50 / max ms" "$(p agents)"
 done
 for exe in $(printf '%s\n' "${!PEAK_RSS_KB[@]}" | sort); do
-    printf '%-58s %12s\n' "peak resident memory (VmHWM), $exe, MiB" "$(python3 -c "print(f'{${PEAK_RSS_KB[$exe]} / 1024:.1f}')")"
+    printf '%-58s %12s\n' "resident memory, peak / idle after the load, $exe, MiB" \
+        "$(python3 -c "print(f'{${PEAK_RSS_KB[$exe]} / 1024:.1f} / ' + ('{:.1f}'.format(${IDLE_RSS_KB[$exe]:-0} / 1024) if ${IDLE_RSS_KB[$exe]:-0} else '-'))")"
 done
 echo "$CHAOS" | grep -v '^\[chaos\]'
 [ "$FAILOVER" != failed ] || { echo "bench: the failover run failed (see above)" >&2; exit 1; }

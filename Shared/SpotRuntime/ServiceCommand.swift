@@ -145,10 +145,11 @@ public enum ServiceCommand {
         await store.shutdown()
     }
 
-    /// Runs services until SIGTERM or SIGINT, then shuts them down gracefully in reverse order.
+    /// Runs services (and the heap trim) until SIGTERM or SIGINT, then shuts them down
+    /// gracefully in reverse order.
     public static func run(_ services: [any Service], logger: Logger) async throws {
         var configuration = ServiceGroupConfiguration(
-            services: services.map { .init(service: $0) }, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+            services: ([HeapTrim()] + services).map { .init(service: $0) }, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         // below the usual orchestrator grace period (30 s) so in-flight work ends before SIGKILL
         configuration.maximumGracefulShutdownDuration = .seconds(25)
         try await ServiceGroup(configuration: configuration).run()
