@@ -96,6 +96,7 @@ public struct DecisionPass: Sendable {
             """, [Double(configuration.priceWindow)])
         let records = try PoolEvidence.read(nil, model: risk.interruptions, on: conn)
         var pools: [PoolFacts] = []
+        pools.reserveCapacity(rows.count)
         for r in rows {
             let (id, type, region) = (try r.decode(String.self, at: 0), try r.decode(String.self, at: 1), try r.decode(String.self, at: 2))
             let price = try r.decode(Double.self, at: 3)
@@ -148,7 +149,8 @@ public struct DecisionPass: Sendable {
         // a month of risk history is kept
         _ = try conn.execute("DELETE FROM pool_risk_analysis WHERE analyzed_at < $1::timestamptz - interval '30 days'", [now])
         phase("write_risk")
-        let byMarket = Dictionary(grouping: pools) { "\($0.type)|\($0.region)" }
+        // by position, not by copy: at 50,000 pools copies of the facts were a fifth of the pass's heap
+        let byMarket = Dictionary(grouping: pools.indices) { "\(pools[$0].type)|\(pools[$0].region)" }
         let saved = try ModelStore.latest(on: conn)
         let learned = saved.map { LearnedEngine(model: $0.model, base: cost) }
         summary.model = saved?.id
@@ -178,7 +180,7 @@ public struct DecisionPass: Sendable {
             let (mode, pool) = (try a.decodeIfPresent(String.self, at: 5), try a.decodeIfPresent(String.self, at: 4))
             // only zones where the workload's VPC has a subnet (as its agent reported them)
             let usable = try a.decodeIfPresent(String.self, at: 13).map { Set($0.split(separator: ",").map(String.init)) }
-            let market = (byMarket["\(try a.decode(String.self, at: 2))|\(try a.decode(String.self, at: 3))"] ?? []).filter { p in
+            let market = (byMarket["\(try a.decode(String.self, at: 2))|\(try a.decode(String.self, at: 3))"] ?? []).map { pools[$0] }.filter { p in
                 p.id == pool || usable.map { $0.contains(String(p.id.split(separator: ".").last ?? "")) } ?? true
             }.map { p in
                 guard let measured = mine[p.id] else { return p }
