@@ -272,7 +272,8 @@ CHAOS="$("$BIN/spotguard-bench" chaos --stack bench --sends "${BENCH_CHAOS_SENDS
 
 ratio() { python3 -c "print(f'{$1 / $2:.2f}')"; }
 progress "done: the figures"
-echo
+# the table, also kept in docs/bench-results.md (the last run's figures, for the docs to cite)
+{
 echo "SpotGuard bench ($(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, release build, loopback)"
 printf '%-58s %12s\n' "measure" "value"
 for c in 16 64; do
@@ -342,6 +343,17 @@ for exe in $(printf '%s\n' "${!PEAK_RSS_KB[@]}" | sort); do
         "$(python3 -c "print(f'{${PEAK_RSS_KB[$exe]} / 1024:.1f} / ' + ('{:.1f}'.format(${IDLE_RSS_KB[$exe]:-0} / 1024) if ${IDLE_RSS_KB[$exe]:-0} else '-'))")"
 done
 echo "$CHAOS" | grep -v '^\[chaos\]'
+} | tee "$SPOTGUARD_STACK_DIR/bench-results.txt"
+{
+    echo "# The last \`make bench\`"
+    echo
+    echo "Written by \`make bench\` ($(git rev-parse --short HEAD 2>/dev/null || echo "a tree outside git")$(git diff --quiet HEAD 2>/dev/null || echo ", with changes")); what each line measures and the runs before it: [benchmarks.md](benchmarks.md)."
+    echo "The fault suite $([ "$CHAOS_STATUS" -eq 0 ] && echo passed || echo "**failed**: see its table")."
+    echo
+    echo '```'
+    cat "$SPOTGUARD_STACK_DIR/bench-results.txt"
+    echo '```'
+} >"$ROOT/docs/bench-results.md"
 [ "$FAILOVER" != failed ] || { echo "bench: the failover run failed (see above)" >&2; exit 1; }
 [ "$AGENTS" != failed ] || { echo "bench: the agent failover run failed (see above)" >&2; exit 1; }
 [ "$RECOVERY" != failed ] || { echo "bench: the agent recovery run failed (see above)" >&2; exit 1; }
