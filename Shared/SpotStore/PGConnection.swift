@@ -17,11 +17,21 @@ public final class PGConnection {
     private var conn: OpaquePointer?
     private let settings: [(String, String)]
     private let answerTimeoutMs: Int
+    private let largeMessageBytes: Int
+    /// When the connection last sent or read a message of at least `largeMessageBytes`
+    /// (nil: none since it opened). libpq grows its buffers to the largest message and keeps
+    /// them until the connection closes.
+    private(set) var largeMessageAt: ContinuousClock.Instant?
 
     /// - Parameter answerTimeoutMs: how long to wait for any answer of the server (0: forever).
-    init(settings: [(String, String)], answerTimeoutMs: Int) {
+    init(settings: [(String, String)], answerTimeoutMs: Int, largeMessageBytes: Int = 1 << 20) {
         self.settings = settings
         self.answerTimeoutMs = answerTimeoutMs
+        self.largeMessageBytes = largeMessageBytes
+    }
+
+    private func moved(_ bytes: Int) {
+        if bytes >= largeMessageBytes { largeMessageAt = .now }
     }
 
     deinit { close() }
@@ -49,17 +59,20 @@ public final class PGConnection {
             throw PGError(.connection, message: "could not make the connection non-blocking")
         }
         conn = c
+        largeMessageAt = nil
     }
 
     func close() {
         if let conn { PQfinish(conn) }
         conn = nil
+        largeMessageAt = nil
     }
 
     /// Runs a statement and returns its rows.
     @discardableResult
     public func query(_ sql: String, _ params: [(any PGEncodable)?] = []) throws -> [PGRow] {
         let result = try exec(sql, params)
+        moved(result.bytes)
         return result.rows()
     }
 
@@ -168,9 +181,15 @@ public final class PGConnection {
         // each value once in C memory: text NUL-terminated, binary (bytea) as it is with its length
         var lengths = [Int32](repeating: 0, count: params.count)
         var formats = [Int32](repeating: 0, count: params.count)
+        var sending = sql.utf8.count
         let buffers: [UnsafeMutablePointer<CChar>?] = params.enumerated().map { i, param in
             guard let param else { return nil }
-            guard let binary = param.pgBinary else { return strdup(param.pgText) }
+            guard let binary = param.pgBinary else {
+                let text = param.pgText
+                sending += text.utf8.count
+                return strdup(text)
+            }
+            sending += binary.count
             let p = UnsafeMutablePointer<CChar>.allocate(capacity: max(1, binary.count))
             binary.withUnsafeBytes { raw in UnsafeMutableRawPointer(p).copyMemory(from: raw.baseAddress ?? UnsafeRawPointer(p), byteCount: binary.count) }
             (lengths[i], formats[i]) = (Int32(binary.count), 1)
@@ -190,6 +209,7 @@ public final class PGConnection {
             }
         }
         guard sent == 1 else { throw lost(c) }
+        moved(sending)
         let result = try awaitResult(c)
         try verify(result, c)
         return result
@@ -285,6 +305,17 @@ final class ResultBox {
             let broken = PQstatus(conn) != CONNECTION_OK
             throw PGError(broken || state == nil ? .connection : .query, sqlState: state, message: message, detail: field(UInt8(ascii: "D")))
         }
+    }
+
+    /// The result's values in bytes, about what it took in libpq's buffer.
+    var bytes: Int {
+        guard let result else { return 0 }
+        let (n, m) = (PQntuples(result), PQnfields(result))
+        var total = 0
+        for r in 0..<n {
+            for f in 0..<m { total += Int(PQgetlength(result, r, f)) }
+        }
+        return total
     }
 
     func rows() -> [PGRow] {

@@ -43,6 +43,12 @@ public struct PostgresConfiguration: Sendable {
     /// takes two hours) then holds nothing for long. No SpotGuard transaction waits on anything
     /// but the database, so a minute is far beyond any legitimate pause.
     public var idleInTransactionTimeoutMs = 60_000
+    /// A connection that moved a message of at least `largeMessageBytes` (a state chunk, a
+    /// batch's arrays) is closed once that is this long ago and no job waits, and opened again
+    /// when next needed: libpq keeps its buffers at the largest message until the connection
+    /// closes (ingest's 8 held ~4 MB each after state chunks went through them).
+    public var idleRelease: Duration = .seconds(30)
+    public var largeMessageBytes = 1 << 20
     public var applicationName = "spotguard"
 
     public init?(url: String) {
@@ -182,13 +188,23 @@ public final class PostgresStore: Sendable {
 
     private func worker() {
         let timeout = configuration.statementTimeoutMs
-        let conn = PGConnection(settings: configuration.keywords, answerTimeoutMs: timeout > 0 ? timeout + 5_000 : 0)
+        let conn = PGConnection(
+            settings: configuration.keywords, answerTimeoutMs: timeout > 0 ? timeout + 5_000 : 0, largeMessageBytes: configuration.largeMessageBytes)
+        let release = configuration.idleRelease
+        // busy pools use every connection every few seconds, so this is checked after each job too
+        func releaseIfQuiet() {
+            guard let at = conn.largeMessageAt, ContinuousClock.now - at >= release, state.withLock({ $0.jobs.isEmpty }) else { return }
+            conn.close()
+        }
         defer {
             conn.close()
             state.withLock { $0.live -= 1 }
         }
         while true {
-            signal.wait()
+            if signal.wait(timeout: .now() + .nanoseconds(Int(release / .nanoseconds(1)))) == .timedOut {
+                releaseIfQuiet()
+                continue
+            }
             let job = state.withLock { s -> Job? in s.jobs.isEmpty ? nil : s.jobs.removeFirst() }
             guard let job else {
                 if state.withLock({ $0.stopping && $0.jobs.isEmpty }) { return }
@@ -207,6 +223,7 @@ public final class PostgresStore: Sendable {
                 }
             }
             job.run(conn)
+            releaseIfQuiet()
         }
     }
 }

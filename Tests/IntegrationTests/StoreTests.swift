@@ -50,6 +50,33 @@ extension IntegrationTests {
             await store.shutdown()
         }
 
+        /// libpq keeps its buffers at the largest message until the connection closes: a
+        /// connection that read a 2 MiB value is closed once idle (and opened again for the
+        /// next job); one that moved only small messages stays open.
+        @Test func aConnectionThatMovedALargeMessageIsClosedWhenIdle() async throws {
+            var config = try TestStack.postgres
+            config.poolSize = 1
+            config.idleRelease = .milliseconds(200)
+            let store = PostgresStore(configuration: config, logger: TestStack.logger)
+            let watcher = try await TestStack.store()
+            func pid() async throws -> Int { try await store.withConnection { try $0.query("SELECT pg_backend_pid()")[0].decode(Int.self, at: 0) } }
+            func connected(_ pid: Int) async throws -> Bool {
+                try await watcher.withConnection { try $0.query("SELECT count(*)::int FROM pg_stat_activity WHERE pid = $1", [pid])[0].decode(Int.self, at: 0) }
+                    == 1
+            }
+            let small = try await pid()
+            try await Task.sleep(for: .seconds(1))  // five idle periods
+            let (stillConnected, samePid) = (try await connected(small), try await pid())
+            #expect(stillConnected && samePid == small, "a connection of small messages was closed")
+
+            let length = try await store.withConnection { try $0.query("SELECT repeat('x', 2 << 20)")[0].decode(String.self, at: 0).utf8.count }
+            #expect(length == 2 << 20)
+            #expect(try await TestStack.eventually(timeout: .seconds(10)) { try await !connected(small) }, "the connection that read 2 MiB stayed open")
+            let next = try await pid()
+            #expect(next != small, "the next job opens a new connection")
+            await store.shutdown()
+        }
+
         @Test func twoProcessesMigratingAtOnceApplyEachMigrationOnce() async throws {
             // a fresh database, migrated by two `spotguard-ingest migrate` processes started together
             let admin = try await TestStack.store(poolSize: 1)
