@@ -16,9 +16,10 @@ import Glibc
 ///
 /// A trim does not reach the top of a thread's arena, and glibc raises the size it leaves
 /// there with each large block freed (to twice the largest, up to 64 MB): after 1 MiB state
-/// chunks went through ingest, each of its database threads kept 4 MB that way. So blocks of
-/// 256 KiB and more are mapped on their own and given back when freed, and an arena's top is
-/// cut past 1 MiB: fixed values, which also stop glibc's raising.
+/// chunks went through ingest, each of its database threads kept 4 MB that way. So an arena's
+/// top is cut past 1 MiB and a block of 256 KiB or more that no free space holds is mapped on
+/// its own: fixed values, which also stop glibc's raising. Measured, not unit-tested: what a
+/// test process's arenas already hold decides where its blocks land (docs/benchmarks.md).
 public final class HeapTrim: Service, Sendable {
     let worker: PeriodicWorker
 

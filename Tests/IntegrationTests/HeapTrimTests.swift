@@ -28,21 +28,5 @@ extension IntegrationTests {
             #expect(freed - trimmed > 60 << 20, "resident \(freed >> 20) MiB after the free, \(trimmed >> 20) MiB after the trim")
             #endif
         }
-
-        /// With the thresholds fixed, 1 MiB blocks go back when freed, without a trim. Left to
-        /// itself glibc raises its thresholds when a larger block is freed (here 16 MiB: mapped
-        /// blocks up to 16 MiB, a top of up to 32 MiB kept), and freed blocks below that stay.
-        @Test func largeBlocksGoBackWhenFreed() {
-            #if canImport(Glibc)
-            #expect(HeapTrim.fixThresholds())
-            free(malloc(16 << 20))
-            let blocks = (0..<8).map { _ in malloc(1 << 20)! }
-            for block in blocks { memset(block, 1, 1 << 20) }
-            let held = HeapTrim.residentBytes()
-            for block in blocks { free(block) }
-            let after = HeapTrim.residentBytes()
-            #expect(held - after > 6 << 20, "resident \(held >> 10) KiB with 8 MiB in blocks, \(after >> 10) KiB after freeing them")
-            #endif
-        }
     }
 }
