@@ -10,7 +10,7 @@
 - References resolve: Secrets and ConfigMaps named by the services exist or are made by an
   operator, probes name a container port, Services, PodDisruptionBudgets and autoscalers select a
   Deployment's pods, and each service's memory request is at least its peak resident memory
-  measured by `make bench` (docs/benchmarks.md).
+  measured by the last `make bench` (docs/bench-results.md).
 
 Usage: check-kubernetes.py [--kubernetes-version 1.32.0] [DIR]; exits 1 with one line per problem.
 """
@@ -84,10 +84,10 @@ def generated(kustomization, directory):
 
 
 def bench_memory():
-    """Peak RSS per service in MiB from docs/benchmarks.md's failover table, {} when absent."""
-    text = open(os.path.join(ROOT, "docs", "benchmarks.md")).read()
-    line = next((l for l in text.splitlines() if "peak resident memory" in l), "")
-    return {name.lower(): float(mib) for name, mib in re.findall(r"(ingest|SEF|replicas|decisions|notifier|console) ([0-9.]+)", line)}
+    """Peak RSS per service in MiB from the last `make bench` (docs/bench-results.md), {} when absent."""
+    path = os.path.join(ROOT, "docs", "bench-results.md")
+    text = open(path).read() if os.path.exists(path) else ""
+    return {name: float(mib) for name, mib in re.findall(r"resident memory, peak / idle after the load, spotguard-([a-z]+), MiB +([0-9.]+)", text)}
 
 
 def mebibytes(quantity):

@@ -118,7 +118,7 @@ extension IntegrationTests {
             let breakages: [(file: String, from: String, to: String, expected: String)] = [
                 ("ingest.yaml", "readinessProbe:", "readinesProbe:", "readinesProbe"),
                 ("engines.yaml", "  instances: 3", "  instance: 3", "instance"),
-                ("decisions.yaml", "memory: 128Mi}", "memory: 96Mi}", "below the"),
+                ("decisions.yaml", "memory: 256Mi}", "memory: 192Mi}", "below the"),
             ]
             for b in breakages {
                 let copy = FileManager.default.temporaryDirectory.appendingPathComponent("k8s-\(UUID())")
