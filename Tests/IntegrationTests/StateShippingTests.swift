@@ -83,11 +83,17 @@ extension IntegrationTests {
             try await Self.shipAndRestore(store: "s3://\(bucket)/fleet")
         }
 
+        /// Each file lands by a rename from beside the state: the agent scans at any moment, and
+        /// an atomic write's temporary file in the state itself was once shipped in a version.
         static func write(_ dir: URL, files: [(String, Data)]) throws {
+            let incoming = dir.deletingLastPathComponent().appendingPathComponent(dir.lastPathComponent + ".incoming")
+            try FileManager.default.createDirectory(at: incoming, withIntermediateDirectories: true)
             for (path, data) in files {
                 let url = dir.appendingPathComponent(path)
                 try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
-                try data.write(to: url, options: .atomic)
+                let staged = incoming.appendingPathComponent(UUID().uuidString)
+                try data.write(to: staged)
+                try #require(rename(staged.path, url.path) == 0, "rename into \(url.path): errno \(errno)")
             }
         }
 
